@@ -1,0 +1,150 @@
+"""The aiohttp application: wiring of config, pooled upstream session, strategies and statistics."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import orjson
+from aiohttp import web
+
+from . import __version__
+from .config import ConfigError, GatewayConfig
+from .errors import error_body
+from .ledger import Ledger
+from .ratelimit import RateLimitWatcher
+from .records import UPSTREAM_NAMES, UpstreamName
+from .stats import StatisticsTracker
+from .strategies import Strategy, StrategyContext, create_strategies, strategy_names
+from .upstreams import OpenAICompatibleUpstream, build_upstream
+
+log = logging.getLogger("gateway.app")
+
+MODEL_ALIAS = "glm-token-saver"
+
+
+@dataclass(slots=True)
+class Services:
+    """Everything one running app shares between requests."""
+
+    config: GatewayConfig
+    session: aiohttp.ClientSession
+    upstreams: dict[UpstreamName, OpenAICompatibleUpstream]
+    watchers: dict[UpstreamName, RateLimitWatcher]
+    strategies: dict[str, Strategy]
+    stats: StatisticsTracker
+    ledger: Ledger
+    started: float
+
+    def strategy_for(self, requested: str | None) -> Strategy:
+        """The strategy a request names (header or model), else the configured default."""
+        if requested:
+            name = requested.removeprefix(MODEL_ALIAS + "/")
+            strategy = self.strategies.get(name)
+            if strategy is not None:
+                return strategy
+        return self.strategies[self.config.routing.strategy]
+
+
+CONFIG_KEY = web.AppKey("config", GatewayConfig)
+SERVICES_KEY = web.AppKey("services", Services)
+
+
+def check_strategy(config: GatewayConfig) -> None:
+    if config.routing.strategy not in strategy_names():
+        raise ConfigError(
+            f"{config.source}: routing.strategy: unknown strategy {config.routing.strategy!r}; "
+            f"available: {', '.join(strategy_names())}"
+        )
+
+
+async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG_KEY]
+    connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, enable_cleanup_closed=True)
+    session = aiohttp.ClientSession(connector=connector)
+    ledger = Ledger(config.storage.ledger_path)
+    await ledger.start()
+    try:
+        stats = StatisticsTracker(
+            {name: config.models[name].prices for name in UPSTREAM_NAMES}, ledger
+        )
+        await stats.load_from_ledger()
+        upstreams: dict[UpstreamName, OpenAICompatibleUpstream] = {
+            name: build_upstream(
+                name,
+                config.models[name],
+                session,
+                max_event_bytes=config.server.max_event_bytes,
+            )
+            for name in UPSTREAM_NAMES
+        }
+        watchers = {name: up.watcher for name, up in upstreams.items()}
+        strategies = create_strategies(StrategyContext(config, upstreams, watchers))
+        app[SERVICES_KEY] = Services(
+            config=config,
+            session=session,
+            upstreams=upstreams,
+            watchers=watchers,
+            strategies=strategies,
+            stats=stats,
+            ledger=ledger,
+            started=time.time(),
+        )
+        yield
+    finally:
+        await session.close()
+        await ledger.close()
+
+
+@web.middleware
+async def openai_errors(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Every error a client sees is in the OpenAI shape, aiohttp's own included."""
+    try:
+        response: web.StreamResponse = await handler(request)
+        return response
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        kinds = {
+            404: "not_found_error",
+            405: "method_not_allowed",
+            413: "request_too_large",
+        }
+        body = error_body(
+            exc.reason if exc.status != 413 else "request body exceeds the configured size limit",
+            kinds.get(exc.status, "invalid_request_error"),
+            code=str(exc.status),
+        )
+        headers = {k: v for k, v in exc.headers.items() if k.lower() == "allow"}
+        return web.Response(
+            status=exc.status,
+            body=orjson.dumps(body),
+            content_type="application/json",
+            headers=headers,
+        )
+    except Exception:
+        log.exception("unhandled error serving %s %s", request.method, request.path)
+        body = error_body("internal gateway error", "server_error", code="internal_error")
+        return web.Response(status=500, body=orjson.dumps(body), content_type="application/json")
+
+
+def create_app(config: GatewayConfig) -> web.Application:
+    """Build the app; upstream session, ledger and stats open on startup, close on cleanup."""
+    from .routes import setup_routes
+
+    check_strategy(config)
+    app = web.Application(client_max_size=config.server.max_body_bytes, middlewares=[openai_errors])
+    app[CONFIG_KEY] = config
+    app.cleanup_ctx.append(_services_ctx)
+    setup_routes(app)
+    log.info(
+        "gateway %s configured from %s, strategy %s",
+        __version__,
+        config.source,
+        config.routing.strategy,
+    )
+    return app

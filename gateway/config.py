@@ -1,0 +1,376 @@
+"""Configuration: parsed once from YAML into frozen dataclasses, validated naming the key.
+
+The spec's keys (`models.local`, `models.cerebras`, `routing`, `speculative_decoding`) keep their
+meaning, so a config written for the spec works unchanged; new keys sit beside them. Strings of the
+form `${VAR}` or `${VAR:-default}` are replaced from the environment; the Cerebras key falls back to
+`CEREBRAS_API_KEY` when the config leaves it empty.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .records import UPSTREAM_NAMES, UpstreamName
+
+CHAT_COMPLETIONS_PATH = "/chat/completions"
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_PLACEHOLDER_KEYS = {"", "your-api-key", "changeme"}
+
+
+class ConfigError(ValueError):
+    """A config value is missing or wrong; the message names the file and the key."""
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Seconds. `first_token`: wait for the first streamed event; `idle`: each gap after it."""
+
+    connect: float = 5.0
+    first_token: float = 120.0
+    idle: float = 60.0
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            if getattr(self, f.name) <= 0:
+                raise ValueError(f"{f.name} must be > 0")
+
+
+@dataclass(frozen=True, slots=True)
+class Prices:
+    """US dollars per million tokens."""
+
+    input_per_million: float = 0.0
+    output_per_million: float = 0.0
+
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
+        return (
+            prompt_tokens * self.input_per_million + completion_tokens * self.output_per_million
+        ) / 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class ModelConfig:
+    """One upstream. `endpoint` is the base URL (ending in /v1); `api_key` is never logged."""
+
+    name: str
+    kind: str
+    enabled: bool
+    endpoint: str
+    model: str
+    api_key: str = field(default="", repr=False)
+    timeouts: Timeouts = Timeouts()
+    prices: Prices = Prices()
+    max_completion_tokens_cap: int | None = None
+
+    @property
+    def chat_url(self) -> str:
+        return self.endpoint + CHAT_COMPLETIONS_PATH
+
+
+@dataclass(frozen=True, slots=True)
+class AdaptiveConfig:
+    cool_down_duration: float = 60.0
+    rate_limit_threshold: float = 0.2
+
+
+_DEFAULT_KEYWORDS: tuple[str, ...] = (
+    "code",
+    "debug",
+    "architecture",
+    "refactor",
+    "implement",
+    "optimize",
+    "algorithm",
+    "analyze",
+    "design",
+    "prove",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingConfig:
+    strategy: str = "smart_routing"
+    simple_task_threshold: int = 1000
+    complexity_keywords: tuple[str, ...] = _DEFAULT_KEYWORDS
+    fallback_to_local: bool = True
+    fallback_to_cerebras: bool = True
+    adaptive_cerebras: AdaptiveConfig = AdaptiveConfig()
+
+
+@dataclass(frozen=True, slots=True)
+class SpeculativeConfig:
+    enabled: bool = True
+    draft_model: str = "local"
+    verify_model: str = "cerebras"
+    max_draft_tokens: int = 100
+    min_confidence: float = 0.7
+    parallel_enabled: bool = True
+    max_concurrent_drafts: int = 3
+    draft_timeout: float = 5.0
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_body_bytes: int = 10 * 1024 * 1024
+    max_messages: int = 10_000
+    max_event_bytes: int = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class StorageConfig:
+    ledger_path: str = "data/ledger.db"
+    log_path: str = "logs/api_server.log"
+    log_max_bytes: int = 10 * 1024 * 1024
+    log_backups: int = 5
+    log_level: str = "INFO"
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayConfig:
+    models: Mapping[UpstreamName, ModelConfig]
+    routing: RoutingConfig = RoutingConfig()
+    speculative_decoding: SpeculativeConfig = SpeculativeConfig()
+    server: ServerConfig = ServerConfig()
+    storage: StorageConfig = StorageConfig()
+    source: str = "<defaults>"
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def local(self) -> ModelConfig:
+        return self.models["local"]
+
+    @property
+    def cerebras(self) -> ModelConfig:
+        return self.models["cerebras"]
+
+    def with_overrides(self, **changes: Any) -> GatewayConfig:
+        return replace(self, **changes)
+
+
+_MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
+    "local": {
+        "kind": "llamacpp",
+        "enabled": True,
+        "endpoint": "http://127.0.0.1:41447/v1",
+        "model": "local-model",
+        "prices": {"input_per_million": 0.0, "output_per_million": 0.0},
+    },
+    "cerebras": {
+        "kind": "cerebras",
+        "enabled": True,
+        "endpoint": "https://api.cerebras.ai/v1",
+        "model": "zai-glm-4.7",
+        "api_key": "${CEREBRAS_API_KEY:-}",
+        "prices": {"input_per_million": 2.25, "output_per_million": 2.75},
+        "max_completion_tokens_cap": 8192,
+    },
+}
+
+
+def expand_env(value: Any, env: Mapping[str, str]) -> Any:
+    """Replace `${VAR}` / `${VAR:-default}` in every string of a parsed YAML tree."""
+    if isinstance(value, str):
+        return _ENV_REF.sub(lambda m: env.get(m.group(1), m.group(2) or ""), value)
+    if isinstance(value, dict):
+        return {k: expand_env(v, env) for k, v in value.items()}
+    if isinstance(value, list):
+        return [expand_env(v, env) for v in value]
+    return value
+
+
+def normalize_endpoint(url: str) -> str:
+    """Accept a base URL or the full chat-completions URL; return the base (no trailing slash)."""
+    url = url.strip().rstrip("/")
+    if url.endswith(CHAT_COMPLETIONS_PATH):
+        url = url[: -len(CHAT_COMPLETIONS_PATH)]
+    if not url.startswith(("http://", "https://")):
+        raise ValueError(f"not an http(s) URL: {url!r}")
+    return url
+
+
+class _Reader:
+    """Typed access into one YAML mapping, raising ConfigError that names file and key path."""
+
+    def __init__(self, data: Mapping[str, Any], path: str, source: str) -> None:
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{source}: {path or 'top level'} must be a mapping")
+        self.data = data
+        self.path = path
+        self.source = source
+
+    def _key(self, key: str) -> str:
+        return f"{self.path}.{key}" if self.path else key
+
+    def error(self, key: str, why: str) -> ConfigError:
+        return ConfigError(f"{self.source}: {self._key(key)}: {why}")
+
+    def section(self, key: str) -> _Reader:
+        value = self.data.get(key)
+        return _Reader(value if value is not None else {}, self._key(key), self.source)
+
+    def get(self, key: str, kind: type, default: Any) -> Any:
+        value = self.data.get(key, default)
+        if value is None:
+            return default
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        if kind is int and isinstance(value, bool):
+            raise self.error(key, "expected an integer")
+        if not isinstance(value, kind):
+            raise self.error(key, f"expected {kind.__name__}, got {type(value).__name__}")
+        return value
+
+    def number(self, key: str, default: float, *, low: float, high: float) -> float:
+        value = self.get(key, float, default)
+        if not low <= value <= high:
+            raise self.error(key, f"must be between {low} and {high}, got {value}")
+        return float(value)
+
+    def integer(self, key: str, default: int, *, low: int, high: int) -> int:
+        value = self.get(key, int, default)
+        if not low <= value <= high:
+            raise self.error(key, f"must be between {low} and {high}, got {value}")
+        return int(value)
+
+
+def _timeouts(r: _Reader, base: Timeouts) -> Timeouts:
+    return Timeouts(
+        connect=r.number("connect", base.connect, low=0.001, high=3600),
+        first_token=r.number("first_token", base.first_token, low=0.001, high=86400),
+        idle=r.number("idle", base.idle, low=0.001, high=86400),
+    )
+
+
+def _model(name: str, r: _Reader, env: Mapping[str, str], timeouts: Timeouts) -> ModelConfig:
+    defaults = _MODEL_DEFAULTS.get(name, _MODEL_DEFAULTS["local"])
+    merged = {**defaults, **{k: v for k, v in r.data.items() if v is not None}}
+    m = _Reader(expand_env(merged, env), r.path, r.source)
+    try:
+        endpoint = normalize_endpoint(m.get("endpoint", str, ""))
+    except ValueError as exc:
+        raise m.error("endpoint", str(exc)) from None
+    kind = m.get("kind", str, defaults["kind"])
+    if kind not in ("llamacpp", "cerebras", "openai"):
+        raise m.error("kind", "must be llamacpp, cerebras or openai")
+    api_key = m.get("api_key", str, "")
+    if api_key.strip() in _PLACEHOLDER_KEYS and name == "cerebras":
+        api_key = env.get("CEREBRAS_API_KEY", "")
+    price_reader = m.section("prices")
+    cap = m.data.get("max_completion_tokens_cap")
+    if cap is not None:
+        cap = m.integer("max_completion_tokens_cap", 8192, low=1, high=10_000_000)
+    return ModelConfig(
+        name=name,
+        kind=kind,
+        enabled=m.get("enabled", bool, True),
+        endpoint=endpoint,
+        model=m.get("model", str, ""),
+        api_key=api_key.strip(),
+        timeouts=_timeouts(m.section("timeouts"), timeouts),
+        prices=Prices(
+            input_per_million=price_reader.number("input_per_million", 0.0, low=0, high=1e6),
+            output_per_million=price_reader.number("output_per_million", 0.0, low=0, high=1e6),
+        ),
+        max_completion_tokens_cap=cap,
+    )
+
+
+def parse_config(
+    data: Mapping[str, Any] | None,
+    *,
+    source: str = "<config>",
+    env: Mapping[str, str] | None = None,
+) -> GatewayConfig:
+    """Build a validated GatewayConfig from parsed YAML (None means all defaults)."""
+    env = os.environ if env is None else env
+    top = _Reader(data or {}, "", source)
+    timeouts = _timeouts(top.section("timeouts"), Timeouts())
+    models_r = top.section("models")
+    models = {name: _model(name, models_r.section(name), env, timeouts) for name in UPSTREAM_NAMES}
+    for extra in models_r.data:
+        if extra not in UPSTREAM_NAMES:
+            raise models_r.error(str(extra), "unknown upstream (expected local or cerebras)")
+
+    rr = top.section("routing")
+    ar = rr.section("adaptive_cerebras")
+    keywords = rr.get("complexity_keywords", list, list(_DEFAULT_KEYWORDS))
+    if not all(isinstance(k, str) for k in keywords):
+        raise rr.error("complexity_keywords", "must be a list of strings")
+    fallback = rr.section("fallback")
+    routing = RoutingConfig(
+        strategy=rr.get("strategy", str, "smart_routing"),
+        simple_task_threshold=rr.integer("simple_task_threshold", 1000, low=0, high=10_000_000),
+        complexity_keywords=tuple(k.lower() for k in keywords),
+        fallback_to_local=fallback.get("to_local", bool, True),
+        fallback_to_cerebras=fallback.get("to_cerebras", bool, True),
+        adaptive_cerebras=AdaptiveConfig(
+            cool_down_duration=ar.number("cool_down_duration", 60.0, low=0, high=86400),
+            rate_limit_threshold=ar.number("rate_limit_threshold", 0.2, low=0, high=1),
+        ),
+    )
+
+    sr = top.section("speculative_decoding")
+    known = {f.name for f in fields(SpeculativeConfig)} - {"extra"}
+    speculative = SpeculativeConfig(
+        enabled=sr.get("enabled", bool, True),
+        draft_model=sr.get("draft_model", str, "local"),
+        verify_model=sr.get("verify_model", str, "cerebras"),
+        max_draft_tokens=sr.integer("max_draft_tokens", 100, low=1, high=1_000_000),
+        min_confidence=sr.number("min_confidence", 0.7, low=0, high=1),
+        parallel_enabled=sr.get("parallel_enabled", bool, True),
+        max_concurrent_drafts=sr.integer("max_concurrent_drafts", 3, low=1, high=64),
+        draft_timeout=sr.number("draft_timeout", 5.0, low=0.001, high=3600),
+        extra={k: v for k, v in sr.data.items() if k not in known},
+    )
+
+    vr = top.section("server")
+    server = ServerConfig(
+        host=vr.get("host", str, "127.0.0.1"),
+        port=vr.integer("port", 8000, low=0, high=65535),
+        max_body_bytes=vr.integer("max_body_bytes", 10 * 1024 * 1024, low=1024, high=2**31),
+        max_messages=vr.integer("max_messages", 10_000, low=1, high=10_000_000),
+        max_event_bytes=vr.integer("max_event_bytes", 8 * 1024 * 1024, low=1024, high=2**31),
+    )
+    st = top.section("storage")
+    storage = StorageConfig(
+        ledger_path=st.get("ledger_path", str, "data/ledger.db"),
+        log_path=st.get("log_path", str, "logs/api_server.log"),
+        log_max_bytes=st.integer("log_max_bytes", 10 * 1024 * 1024, low=1024, high=2**40),
+        log_backups=st.integer("log_backups", 5, low=0, high=1000),
+        log_level=st.get("log_level", str, "INFO").upper(),
+    )
+    return GatewayConfig(
+        models=models,
+        routing=routing,
+        speculative_decoding=speculative,
+        server=server,
+        storage=storage,
+        source=source,
+        raw=dict(data or {}),
+    )
+
+
+def load_config(path: str | Path | None, env: Mapping[str, str] | None = None) -> GatewayConfig:
+    """Read and validate a YAML config file; None gives the built-in defaults."""
+    if path is None:
+        return parse_config(None, source="<defaults>", env=env)
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read config: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: invalid YAML: {exc}") from None
+    return parse_config(data, source=str(p), env=env)

@@ -1,0 +1,67 @@
+"""Logging: a rotating file (`logs/api_server.log` by default) plus stderr, secrets redacted.
+
+No code path logs a key on purpose; the redacting filter is the second line of defence, replacing
+any configured secret that still reaches a log record with `[REDACTED]`.
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+from collections.abc import Iterable
+from pathlib import Path
+
+from .config import StorageConfig
+
+REDACTED = "[REDACTED]"
+_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+_OWN_HANDLER = "_glm_gateway_handler"
+
+
+class RedactSecrets(logging.Filter):
+    """Replace every configured secret in the rendered message."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        super().__init__()
+        self.secrets = tuple(s for s in secrets if s and len(s) >= 4)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not self.secrets:
+            return True
+        message = record.getMessage()
+        redacted = message
+        for secret in self.secrets:
+            redacted = redacted.replace(secret, REDACTED)
+        if redacted != message:
+            record.msg = redacted
+            record.args = None
+        return True
+
+
+def setup_logging(
+    storage: StorageConfig, secrets: Iterable[str], *, to_stderr: bool = True
+) -> Path:
+    """Install the gateway's handlers on the root logger (idempotent); return the log file path."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if getattr(handler, _OWN_HANDLER, False):
+            root.removeHandler(handler)
+            handler.close()
+    path = Path(storage.log_path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    redact = RedactSecrets(secrets)
+    handlers: list[logging.Handler] = [
+        logging.handlers.RotatingFileHandler(
+            path, maxBytes=storage.log_max_bytes, backupCount=storage.log_backups, encoding="utf-8"
+        )
+    ]
+    if to_stderr:
+        handlers.append(logging.StreamHandler())
+    for handler in handlers:
+        handler.setFormatter(logging.Formatter(_FORMAT))
+        handler.addFilter(redact)
+        setattr(handler, _OWN_HANDLER, True)
+        root.addHandler(handler)
+    root.setLevel(storage.log_level)
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    return path

@@ -1,0 +1,221 @@
+"""HTTP endpoints: chat completions, models, health, stats."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+import uuid
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from . import __version__
+from .app import MODEL_ALIAS, SERVICES_KEY, Services
+from .errors import GatewayError
+from .exchange import Exchange
+from .records import RequestRecord
+from .sinks import CollectSink, Sink, StreamSink
+from .strategies import describe
+from .validation import check_content_type, parse_body, validate_chat_request
+
+log = logging.getLogger("gateway.requests")
+
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+STRATEGY_HEADER = "x-gateway-strategy"
+_background: set[asyncio.Task[None]] = set()
+
+
+def request_id_of(request: web.Request) -> str:
+    """Honour a well-formed incoming `x-request-id`; otherwise make one."""
+    incoming = request.headers.get("x-request-id", "")
+    if _REQUEST_ID.fullmatch(incoming):
+        return incoming
+    return uuid.uuid4().hex
+
+
+def json_response(
+    data: Any, *, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    return web.Response(
+        status=status, body=orjson.dumps(data), content_type="application/json", headers=headers
+    )
+
+
+def error_response(error: GatewayError, request_id: str) -> web.Response:
+    headers = error.headers()
+    headers["x-request-id"] = request_id
+    return json_response(error.body(), status=error.status, headers=headers)
+
+
+async def chat_completions(request: web.Request) -> web.StreamResponse:
+    services = request.app[SERVICES_KEY]
+    request_id = request_id_of(request)
+    try:
+        check_content_type(request.headers.get("Content-Type", ""))
+        body = parse_body(await request.read())
+        validate_chat_request(body, max_messages=services.config.server.max_messages)
+    except GatewayError as exc:
+        log.info("req=%s rejected status=%d %s", request_id, exc.status, exc.message)
+        return error_response(exc, request_id)
+
+    strategy = services.strategy_for(
+        request.headers.get(STRATEGY_HEADER) or (body.get("model") if body.get("model") else None)
+    )
+    stream = bool(body.get("stream"))
+    options = body.get("stream_options")
+    include_usage = bool(stream and isinstance(options, dict) and options.get("include_usage"))
+    response_id = "chatcmpl-" + uuid.uuid4().hex
+    headers = {"x-request-id": request_id, "x-gateway-strategy": strategy.name}
+    sink: Sink
+    if stream:
+        sink = StreamSink(
+            request, response_id=response_id, include_usage=include_usage, headers=headers
+        )
+    else:
+        sink = CollectSink(response_id=response_id, headers=headers)
+    record = RequestRecord(
+        request_id=request_id, started_at=time.time(), strategy=strategy.name, stream=stream
+    )
+    ex = Exchange(
+        request_id=request_id,
+        body=body,
+        stream=stream,
+        include_usage=include_usage,
+        sink=sink,
+        record=record,
+        upstreams=services.upstreams,
+        config=services.config,
+        recorder=services.stats.record,
+    )
+    try:
+        await strategy.run(ex)
+    except GatewayError as exc:
+        record.outcome = "error"
+        record.http_status = exc.status
+        record.error_type = exc.error_type
+        prepared = isinstance(sink, StreamSink) and sink.prepared
+        if not prepared:
+            return error_response(exc, request_id)
+        try:
+            await sink.fail(exc)
+        except (ConnectionError, RuntimeError):
+            record.outcome = "client_disconnected"
+    except (asyncio.CancelledError, ConnectionError):
+        record.outcome = "client_disconnected"
+        record.http_status = 499
+        _finalize_in_background(ex)
+        raise
+    finally:
+        if record.outcome != "client_disconnected":
+            await _finalize(ex)
+    return _response_of(sink)
+
+
+def _response_of(sink: Sink) -> web.StreamResponse:
+    response = sink.response
+    assert response is not None, "a finished sink always has a response"
+    return response
+
+
+async def _finalize(ex: Exchange) -> None:
+    """Record the request unless the response already did, then write its log line."""
+    if not ex.recorded:
+        await ex.finalize()
+    _log_request(ex)
+
+
+def _finalize_in_background(ex: Exchange) -> None:
+    """Record a request whose handler is being cancelled, without delaying the cancellation."""
+    task = asyncio.get_running_loop().create_task(_finalize(ex))
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+
+
+def _log_request(ex: Exchange) -> None:
+    r = ex.record
+    tokens = " ".join(
+        f"{c.upstream}:{c.role}:{c.status}:{c.prompt_tokens}/{c.completion_tokens}"
+        + ("~" if c.estimated else "")
+        for c in r.calls
+    )
+    log.info(
+        "req=%s strategy=%s model_used=%s outcome=%s status=%d stream=%s ttft_ms=%s "
+        "duration_ms=%.1f fallback=%s reason=%s calls=[%s]",
+        r.request_id,
+        r.strategy,
+        r.model_used,
+        r.outcome,
+        r.http_status,
+        r.stream,
+        f"{r.ttft_s * 1000:.1f}" if r.ttft_s is not None else "-",
+        r.duration_s * 1000,
+        r.fallback,
+        r.routing_reason,
+        tokens,
+    )
+
+
+async def list_models(request: web.Request) -> web.Response:
+    services = request.app[SERVICES_KEY]
+    created = int(services.started)
+    entries = [(MODEL_ALIAS, f"default strategy ({services.config.routing.strategy})")]
+    entries += list(describe().items())
+    data = [
+        {
+            "id": name,
+            "object": "model",
+            "created": created,
+            "owned_by": "glm-token-saver",
+            "description": text,
+        }
+        for name, text in entries
+    ]
+    return json_response({"object": "list", "data": data})
+
+
+async def health(request: web.Request) -> web.Response:
+    services: Services = request.app[SERVICES_KEY]
+    names = list(services.upstreams)
+    results = await asyncio.gather(*(services.upstreams[n].health() for n in names))
+    upstreams = {name: result.as_dict() for name, result in zip(names, results, strict=True)}
+    usable = any(result.state == "ok" for result in results)
+    body = {
+        "status": "ok" if usable else "unavailable",
+        "version": __version__,
+        "strategy": services.config.routing.strategy,
+        "upstreams": upstreams,
+    }
+    return json_response(body, status=200 if usable else 503)
+
+
+def _stats_body(services: Services) -> dict[str, Any]:
+    headroom = {name: w.headroom() for name, w in services.watchers.items() if w.windows}
+    extra: dict[str, Any] = {
+        "gateway": {"version": __version__, "strategy": services.config.routing.strategy},
+    }
+    if headroom:
+        extra["rate_limits"] = {"headroom": headroom}
+    return services.stats.get_statistics(extra)
+
+
+async def get_stats(request: web.Request) -> web.Response:
+    return json_response(_stats_body(request.app[SERVICES_KEY]))
+
+
+async def reset_stats(request: web.Request) -> web.Response:
+    services = request.app[SERVICES_KEY]
+    services.stats.reset()
+    await services.ledger.flush()
+    return json_response({"status": "reset", "stats": _stats_body(services)})
+
+
+def setup_routes(app: web.Application) -> None:
+    app.router.add_post("/v1/chat/completions", chat_completions)
+    app.router.add_post("/chat/completions", chat_completions)
+    app.router.add_get("/v1/models", list_models)
+    app.router.add_get("/health", health)
+    app.router.add_get("/stats", get_stats)
+    app.router.add_post("/stats/reset", reset_stats)

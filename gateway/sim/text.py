@@ -1,0 +1,183 @@
+"""Answer text: tokenisation, prompt-size estimate, scripted lookup and generated words.
+
+One token is one word with its leading whitespace (the first word of a text has none), so joining
+a text's tokens gives the text back. A tool call costs one token for its head (the name) and one
+per argument piece.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+import re
+from dataclasses import dataclass
+from typing import Any, Literal, NamedTuple
+
+import orjson
+
+from .options import ScriptedAnswer, SimOptions
+
+PieceKind = Literal["reasoning", "content", "tool_head", "tool_args"]
+FinishReason = Literal["stop", "length", "tool_calls"]
+
+_TOKEN_RE = re.compile(r"\s*\S+")
+_ARGUMENT_PIECES = 3
+_WORDS = (
+    "the quick model reads a prompt and writes an answer with care while tokens flow through "
+    "gateway stream local cloud draft verify cache budget latency river stone garden window "
+    "signal number function value result table rain light paper orange silver quiet bright "
+    "simple small large early late north south coffee music letter bridge market forest code "
+    "test review branch commit merge module python server client socket thread queue token"
+).split()
+
+
+class Piece(NamedTuple):
+    """One streamed token. Tool pieces carry their call index; heads carry name and id."""
+
+    kind: PieceKind
+    text: str
+    call_index: int = 0
+    call_id: str = ""
+
+
+@dataclass(slots=True)
+class AnswerPlan:
+    """What a request will receive: pieces already capped to the request's token limit."""
+
+    pieces: list[Piece]
+    finish_reason: FinishReason
+    logprob: float
+    prompt_tokens: int
+
+
+def split_tokens(text: str) -> list[str]:
+    """Split into word tokens; trailing whitespace sticks to the last token."""
+    tokens = _TOKEN_RE.findall(text)
+    rest = len(text) - sum(map(len, tokens))
+    if rest:
+        if tokens:
+            tokens[-1] += text[-rest:]
+        else:
+            tokens.append(text)
+    return tokens
+
+
+def split_arguments(arguments: str, pieces: int = _ARGUMENT_PIECES) -> list[str]:
+    """Cut a JSON argument string into at most `pieces` non-empty consecutive parts."""
+    if not arguments:
+        return []
+    size = math.ceil(len(arguments) / pieces)
+    return [arguments[i : i + size] for i in range(0, len(arguments), size)]
+
+
+def content_text(content: Any) -> str:
+    """Text of a message content: the string, or the concatenated text parts of a list."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(
+            str(part.get("text", ""))
+            for part in content
+            if isinstance(part, dict) and part.get("type", "text") == "text"
+        )
+    return ""
+
+
+def last_user_text(messages: list[Any]) -> str | None:
+    for message in reversed(messages):
+        if isinstance(message, dict) and message.get("role") == "user":
+            return content_text(message.get("content"))
+    return None
+
+
+def estimate_prompt_tokens(body: dict[str, Any]) -> int:
+    """ceil(characters / 4), at least 1, over message texts, their tool calls and the tool list."""
+    chars = 0
+    for message in body.get("messages") or []:
+        if not isinstance(message, dict):
+            continue
+        chars += len(content_text(message.get("content")))
+        for call in message.get("tool_calls") or []:
+            function = call.get("function") if isinstance(call, dict) else None
+            if isinstance(function, dict):
+                chars += len(str(function.get("name", ""))) + len(
+                    str(function.get("arguments", ""))
+                )
+    tools = body.get("tools")
+    if tools:
+        chars += len(orjson.dumps(tools))
+    return max(1, math.ceil(chars / 4))
+
+
+def completion_limit(body: dict[str, Any]) -> int | None:
+    """The request's max_completion_tokens, else max_tokens, else n_predict (llama.cpp)."""
+    for key in ("max_completion_tokens", "max_tokens", "n_predict"):
+        value = body.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return value
+    return None
+
+
+def find_script(options: SimOptions, messages: list[Any]) -> ScriptedAnswer | None:
+    if not options.script:
+        return None
+    text = last_user_text(messages)
+    if text is not None and text in options.script:
+        return options.script[text]
+    return options.script.get("*")
+
+
+def generated_words(body: dict[str, Any], options: SimOptions, count: int) -> str:
+    """Deterministic sentences from a hash of the messages, options.seed and the request seed."""
+    digest = hashlib.blake2b(
+        orjson.dumps(
+            [body.get("messages"), options.seed, body.get("seed")],
+            option=orjson.OPT_SORT_KEYS,
+            default=str,
+        ),
+        digest_size=16,
+    ).digest()
+    rng = random.Random(int.from_bytes(digest, "big"))
+    words: list[str] = []
+    sentence_left = 0
+    for _ in range(count):
+        word = rng.choice(_WORDS)
+        if sentence_left == 0:
+            word = word.capitalize()
+            sentence_left = rng.randint(5, 12)
+        sentence_left -= 1
+        if sentence_left == 0:
+            word += "."
+        words.append(word)
+    return " ".join(words)
+
+
+def plan_answer(body: dict[str, Any], options: SimOptions) -> AnswerPlan:
+    """Pieces for this request: reasoning, then content, then tool calls, capped by its limit."""
+    messages = body.get("messages") or []
+    script = find_script(options, messages)
+    pieces: list[Piece] = []
+    logprob = options.logprob
+    if script is None:
+        pieces.extend(
+            Piece("content", t)
+            for t in split_tokens(generated_words(body, options, options.answer_tokens))
+        )
+    else:
+        if script.logprob is not None:
+            logprob = script.logprob
+        pieces.extend(Piece("reasoning", t) for t in split_tokens(script.reasoning))
+        pieces.extend(Piece("content", t) for t in split_tokens(script.content))
+        for index, call in enumerate(script.tool_calls):
+            call_id = call.id or f"call_{random.getrandbits(96):024x}"
+            pieces.append(Piece("tool_head", call.name, index, call_id))
+            pieces.extend(Piece("tool_args", a, index) for a in split_arguments(call.arguments))
+    finish: FinishReason = "stop"
+    limit = completion_limit(body)
+    if limit is not None and len(pieces) > limit:
+        del pieces[limit:]
+        finish = "length"
+    elif any(p.kind == "tool_head" for p in pieces):
+        finish = "tool_calls"
+    return AnswerPlan(pieces, finish, logprob, estimate_prompt_tokens(body))

@@ -1,0 +1,38 @@
+"""The strategy protocol: one small class per routing strategy, found by name in a registry."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import ClassVar, Protocol
+
+from ..config import GatewayConfig
+from ..exchange import Exchange
+from ..ratelimit import RateLimitWatcher
+from ..records import UpstreamName
+from ..upstreams import OpenAICompatibleUpstream
+
+
+@dataclass(frozen=True, slots=True)
+class StrategyContext:
+    """What a strategy may use, shared by every request of one app."""
+
+    config: GatewayConfig
+    upstreams: Mapping[UpstreamName, OpenAICompatibleUpstream]
+    watchers: Mapping[UpstreamName, RateLimitWatcher]
+
+
+class Strategy(Protocol):
+    """Serves one request: decides which upstream(s) answer and streams into `ex.sink`.
+
+    `run` returns once the response is finished; it raises a GatewayError when no answer could be
+    given (before any content was sent, the client then gets an HTTP error).
+    """
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+
+    async def run(self, ex: Exchange) -> None: ...
+
+
+StrategyFactory = Callable[[StrategyContext], Strategy]

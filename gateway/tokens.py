@@ -1,0 +1,56 @@
+"""Token estimates for when an upstream reports no usage (cut streams, cancelled calls).
+
+The estimate is the one OpenAI documents as a rule of thumb, four characters of English text per
+token; streamed completions are counted as at least one token per content-bearing event, since both
+llama.cpp and Cerebras stream about one token per event. Estimated counts are always flagged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+CHARS_PER_TOKEN = 4
+_MESSAGE_OVERHEAD_TOKENS = 4
+
+
+def estimate_text_tokens(chars: int) -> int:
+    return -(-chars // CHARS_PER_TOKEN)
+
+
+def _content_chars(content: Any) -> int:
+    if isinstance(content, str):
+        return len(content)
+    if isinstance(content, list):
+        total = 0
+        for part in content:
+            if isinstance(part, Mapping):
+                text = part.get("text")
+                if isinstance(text, str):
+                    total += len(text)
+        return total
+    return 0
+
+
+def estimate_prompt_tokens(body: Mapping[str, Any]) -> int:
+    """Estimate the prompt tokens of a chat request: message text, tool calls and tool schemas."""
+    chars = 0
+    messages = body.get("messages")
+    count = 0
+    if isinstance(messages, list):
+        for message in messages:
+            if not isinstance(message, Mapping):
+                continue
+            count += 1
+            chars += _content_chars(message.get("content"))
+            calls = message.get("tool_calls")
+            if isinstance(calls, list):
+                chars += len(repr(calls))
+    tools = body.get("tools")
+    if isinstance(tools, list):
+        chars += len(repr(tools))
+    return max(1, estimate_text_tokens(chars) + count * _MESSAGE_OVERHEAD_TOKENS)
+
+
+def estimate_completion_tokens(content_chars: int, content_events: int) -> int:
+    return max(content_events, estimate_text_tokens(content_chars))

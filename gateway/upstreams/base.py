@@ -1,0 +1,460 @@
+"""The upstream interface and the OpenAI-compatible base that llama.cpp and Cerebras share.
+
+An upstream turns a client's chat request into one streamed HTTP call and yields normalised chunk
+dicts. Internally every call streams (a non-stream client gets the stream assembled), so timeouts,
+cancellation and token accounting work the same on every path.
+
+A stream that is read is owned: `open_stream()` is an async context manager, and leaving it before
+the upstream finished closes the connection at once (llama.cpp stops generating, Cerebras stops
+billing completion tokens).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import orjson
+
+from ..config import ModelConfig
+from ..errors import (
+    UpstreamConnectError,
+    UpstreamError,
+    UpstreamHTTPError,
+    UpstreamProtocolError,
+    UpstreamRateLimited,
+    UpstreamStreamError,
+    UpstreamTimeout,
+)
+from ..ratelimit import RateLimitWatcher
+from ..records import CallRole, UpstreamCall, UpstreamName
+from ..sse import DONE, EventTooLarge, SSEDecoder
+from ..tokens import estimate_completion_tokens, estimate_prompt_tokens
+
+log = logging.getLogger("gateway.upstream")
+
+_MAX_ERROR_BODY = 64 * 1024
+# Client fields that are the gateway's business, never an upstream's.
+_GATEWAY_FIELDS = ("stream", "stream_options", "model")
+
+
+@dataclass(slots=True)
+class Health:
+    """`state`: ok | loading | down | unauthorized | disabled | no_api_key."""
+
+    state: str
+    detail: str = ""
+    latency_ms: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"state": self.state}
+        if self.detail:
+            out["detail"] = self.detail
+        if self.latency_ms is not None:
+            out["latency_ms"] = round(self.latency_ms, 2)
+        return out
+
+
+class UpstreamStream:
+    """An open streamed call. Iterating yields normalised chunk dicts (usage chunks excluded).
+
+    After iteration, `usage`, `finish_reasons` and `saw_done` tell how it ended, and `call` holds
+    what the call was billed for (estimated when no usage arrived).
+    """
+
+    def __init__(
+        self,
+        upstream: OpenAICompatibleUpstream,
+        response: aiohttp.ClientResponse,
+        call: UpstreamCall,
+        request_body: Mapping[str, Any],
+        first_deadline: float,
+    ) -> None:
+        self.upstream = upstream
+        self.response = response
+        self.call = call
+        self.usage: dict[str, Any] | None = None
+        self.finish_reasons: dict[int, str] = {}
+        self.saw_done = False
+        self.content_chars = 0
+        self.content_events = 0
+        self.first_event_at: float | None = None
+        self.extras: dict[str, Any] = {}
+        self._request_body = request_body
+        self._first_deadline = first_deadline
+
+    @property
+    def name(self) -> UpstreamName:
+        return self.upstream.name
+
+    def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
+        return self._chunks()
+
+    async def _chunks(self) -> AsyncIterator[dict[str, Any]]:
+        upstream = self.upstream
+        decoder = SSEDecoder(upstream.max_event_bytes)
+        content = self.response.content
+        idle = upstream.config.timeouts.idle
+        deadline: float | None = self._first_deadline
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                async with asyncio.timeout_at(deadline if deadline is not None else None):
+                    data = await content.readany()
+            except TimeoutError:
+                if self.first_event_at is None:
+                    raise UpstreamTimeout(
+                        upstream.name,
+                        f"{upstream.name}: no first token within "
+                        f"{upstream.config.timeouts.first_token:g}s",
+                    ) from None
+                raise UpstreamTimeout(
+                    upstream.name, f"{upstream.name}: stream idle for more than {idle:g}s"
+                ) from None
+            except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, OSError) as exc:
+                raise UpstreamProtocolError(
+                    upstream.name,
+                    f"{upstream.name}: connection lost mid-stream ({type(exc).__name__})",
+                ) from None
+            try:
+                payloads = decoder.feed(data) if data else decoder.close()
+            except EventTooLarge as exc:
+                raise UpstreamProtocolError(upstream.name, f"{upstream.name}: {exc}") from None
+            for payload in payloads:
+                if payload == DONE:
+                    self.saw_done = True
+                    return
+                chunk = self._parse(payload)
+                if self.first_event_at is None:
+                    self.first_event_at = time.monotonic()
+                if chunk is not None:
+                    yield chunk
+            if not data:
+                if self.finish_reasons:
+                    return  # complete answer; only the [DONE] marker is missing
+                raise UpstreamProtocolError(
+                    upstream.name, f"{upstream.name}: stream ended before the answer was complete"
+                )
+            if self.first_event_at is not None:
+                deadline = loop.time() + idle
+
+    def _parse(self, payload: bytes) -> dict[str, Any] | None:
+        try:
+            chunk = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            raise UpstreamProtocolError(
+                self.upstream.name, f"{self.upstream.name}: malformed JSON event in stream"
+            ) from None
+        if not isinstance(chunk, dict):
+            raise UpstreamProtocolError(
+                self.upstream.name, f"{self.upstream.name}: stream event is not a JSON object"
+            )
+        error = chunk.get("error")
+        if error is not None:
+            raise UpstreamStreamError(
+                self.upstream.name, error if isinstance(error, dict) else {"message": str(error)}
+            )
+        usage = chunk.pop("usage", None)
+        if isinstance(usage, dict):
+            self.usage = usage
+        self.upstream.normalize_chunk(chunk, self)
+        choices = chunk.get("choices")
+        if not isinstance(choices, list):
+            if usage is not None:
+                return None
+            raise UpstreamProtocolError(
+                self.upstream.name, f"{self.upstream.name}: stream event without choices"
+            )
+        if not choices:
+            return None
+        for choice in choices:
+            if not isinstance(choice, dict):
+                raise UpstreamProtocolError(
+                    self.upstream.name, f"{self.upstream.name}: malformed choice in stream"
+                )
+            delta = choice.get("delta")
+            if isinstance(delta, dict):
+                text = delta.get("content")
+                reasoning = delta.get("reasoning_content")
+                calls = delta.get("tool_calls")
+                size = (len(text) if isinstance(text, str) else 0) + (
+                    len(reasoning) if isinstance(reasoning, str) else 0
+                )
+                if calls:
+                    size += _tool_call_chars(calls)
+                if size:
+                    self.content_chars += size
+                    self.content_events += 1
+            reason = choice.get("finish_reason")
+            if reason:
+                index = choice.get("index", 0)
+                self.finish_reasons[index if isinstance(index, int) else 0] = str(reason)
+        return chunk
+
+    def settle(self, status: str) -> UpstreamCall:
+        """Fill `call` with billed tokens: reported usage, or an estimate of what was streamed."""
+        call = self.call
+        call.status = status  # type: ignore[assignment]
+        usage = self.usage
+        if usage is not None:
+            call.prompt_tokens = _int(usage.get("prompt_tokens"))
+            call.completion_tokens = _int(usage.get("completion_tokens"))
+            details = usage.get("prompt_tokens_details")
+            if isinstance(details, dict):
+                call.cached_tokens = _int(details.get("cached_tokens"))
+            call.estimated = False
+        else:
+            call.prompt_tokens = estimate_prompt_tokens(self._request_body)
+            call.completion_tokens = estimate_completion_tokens(
+                self.content_chars, self.content_events
+            )
+            call.estimated = True
+        return call
+
+
+def _tool_call_chars(calls: Any) -> int:
+    total = 0
+    if isinstance(calls, list):
+        for call in calls:
+            if isinstance(call, dict):
+                fn = call.get("function")
+                if isinstance(fn, dict):
+                    total += len(str(fn.get("name") or "")) + len(str(fn.get("arguments") or ""))
+    return total
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
+class OpenAICompatibleUpstream:
+    """An OpenAI-compatible chat-completions server. Subclasses hold one provider's quirks."""
+
+    name: UpstreamName
+
+    def __init__(
+        self,
+        name: UpstreamName,
+        config: ModelConfig,
+        session: aiohttp.ClientSession,
+        *,
+        max_event_bytes: int = 8 * 1024 * 1024,
+        watcher: RateLimitWatcher | None = None,
+    ) -> None:
+        self.name = name
+        self.config = config
+        self.session = session
+        self.max_event_bytes = max_event_bytes
+        self.watcher = watcher or RateLimitWatcher(name)
+        self._timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=config.timeouts.connect, sock_read=None
+        )
+
+    @property
+    def enabled(self) -> bool:
+        return self.config.enabled
+
+    # --- provider quirks (overridden per upstream) -------------------------------------------
+
+    def build_body(self, client_body: Mapping[str, Any]) -> dict[str, Any]:
+        """The upstream request: the client's fields untouched, except those the gateway owns."""
+        body = {k: v for k, v in client_body.items() if k not in _GATEWAY_FIELDS}
+        body["model"] = self.config.model
+        body["stream"] = True
+        body["stream_options"] = {"include_usage": True}
+        return body
+
+    def headers(self) -> dict[str, str]:
+        """Request headers: this upstream's own key only; nothing of the client's is forwarded."""
+        headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
+        if self.config.api_key:
+            headers["Authorization"] = f"Bearer {self.config.api_key}"
+        return headers
+
+    def precheck(self) -> UpstreamError | None:
+        """An error to raise without any network call (e.g. no API key), else None."""
+        return None
+
+    def normalize_chunk(self, chunk: dict[str, Any], stream: UpstreamStream) -> None:
+        """Rewrite one parsed chunk into the client dialect, in place."""
+
+    def error_from_body(self, status: int, payload: Any) -> dict[str, Any]:
+        """The error object of a non-2xx body, whatever shape the upstream used."""
+        if isinstance(payload, dict):
+            inner = payload.get("error")
+            if isinstance(inner, dict):
+                return dict(inner)
+            if isinstance(inner, str):
+                return {"message": inner}
+            if "message" in payload:
+                return dict(payload)
+        if isinstance(payload, str) and payload.strip():
+            return {"message": payload.strip()[:2000]}
+        return {"message": f"{self.name} answered HTTP {status}"}
+
+    def may_fall_back(self, status: int, error: Mapping[str, Any]) -> bool:
+        """Whether another upstream may serve a request this one refused with `status`."""
+        return status >= 500 or status in (401, 403, 404, 408, 409, 429)
+
+    # --- calls ----------------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def open_stream(
+        self,
+        client_body: Mapping[str, Any],
+        *,
+        role: CallRole = "answer",
+        request_id: str | None = None,
+        body_overrides: Mapping[str, Any] | None = None,
+        calls: list[UpstreamCall] | None = None,
+    ) -> AsyncIterator[UpstreamStream]:
+        """POST the request and yield the open stream; raise an UpstreamError before that.
+
+        The call's UpstreamCall is appended to `calls` at once and settled on exit: `ok` when the
+        stream finished, the error's status when it failed, `cancelled` when the caller left early
+        (tokens streamed so far are then billed as reported or estimated).
+        """
+        body = self.build_body(client_body)
+        if body_overrides:
+            body.update(body_overrides)
+        headers = self.headers()
+        if request_id:
+            headers["X-Request-Id"] = request_id
+        call = UpstreamCall(upstream=self.name, role=role)
+        if calls is not None:
+            calls.append(call)
+        refused = self.precheck()
+        if refused is not None:
+            raise self._tag(refused, call)
+        loop = asyncio.get_running_loop()
+        first_deadline = loop.time() + self.config.timeouts.first_token
+        response: aiohttp.ClientResponse | None = None
+        finished = False
+        try:
+            try:
+                async with asyncio.timeout_at(first_deadline):
+                    response = await self.session.post(
+                        self.config.chat_url,
+                        data=orjson.dumps(body),
+                        headers=headers,
+                        timeout=self._timeout,
+                    )
+                    self.watcher.observe(response.headers)
+                    if response.status != 200:
+                        raise await self._http_error(response, call)
+            except TimeoutError:
+                raise self._tag(
+                    UpstreamTimeout(
+                        self.name,
+                        f"{self.name}: no response within {self.config.timeouts.first_token:g}s",
+                    ),
+                    call,
+                ) from None
+            except aiohttp.ClientConnectorError as exc:
+                raise self._tag(
+                    UpstreamConnectError(
+                        self.name, f"{self.name}: cannot connect ({_reason(exc)})"
+                    ),
+                    call,
+                ) from None
+            except (aiohttp.ClientError, OSError) as exc:
+                raise self._tag(
+                    UpstreamConnectError(
+                        self.name, f"{self.name}: connection failed ({type(exc).__name__})"
+                    ),
+                    call,
+                ) from None
+            call.http_status = response.status
+            stream = UpstreamStream(self, response, call, body, first_deadline)
+            status = "cancelled"
+            try:
+                yield stream
+                finished = stream.saw_done or bool(stream.finish_reasons)
+                status = "ok" if finished else "cancelled"
+            except UpstreamError as exc:
+                status = exc.call_status
+                raise self._tag(exc, call) from exc.__cause__
+            finally:
+                error = call.error
+                stream.settle(status)
+                call.error = error
+        finally:
+            if response is not None:
+                if finished:
+                    response.release()
+                else:
+                    response.close()
+
+    async def _http_error(self, response: aiohttp.ClientResponse, call: UpstreamCall) -> Exception:
+        raw = await response.content.read(_MAX_ERROR_BODY)
+        try:
+            payload: Any = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            payload = raw.decode("utf-8", "replace")
+        error = self.error_from_body(response.status, payload)
+        call.http_status = response.status
+        exc: UpstreamError
+        if response.status == 429:
+            exc = UpstreamRateLimited(self.name, error, retry_after=self.watcher.retry_after())
+        else:
+            exc = UpstreamHTTPError(
+                self.name,
+                response.status,
+                error,
+                fallback_ok=self.may_fall_back(response.status, error),
+            )
+        return self._tag(exc, call)
+
+    @staticmethod
+    def _tag(exc: UpstreamError, call: UpstreamCall) -> UpstreamError:
+        call.status = exc.call_status  # type: ignore[assignment]
+        call.error = exc.message
+        exc.call = call  # type: ignore[attr-defined]
+        return exc
+
+    async def health(self) -> Health:
+        """Probe the upstream; never raises."""
+        if not self.enabled:
+            return Health("disabled")
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(min(5.0, self.config.timeouts.connect + 2)):
+                async with self.session.get(
+                    self.health_url(), headers=self.probe_headers(), timeout=self._timeout
+                ) as resp:
+                    raw = await resp.content.read(_MAX_ERROR_BODY)
+                    status = resp.status
+        except TimeoutError:
+            return Health("down", "health probe timed out")
+        except (aiohttp.ClientError, OSError) as exc:
+            return Health("down", f"unreachable ({_reason(exc)})")
+        latency = (time.perf_counter() - started) * 1000
+        return self.health_from(status, raw, latency)
+
+    def health_url(self) -> str:
+        return self.config.endpoint + "/models"
+
+    def probe_headers(self) -> dict[str, str]:
+        if self.config.api_key:
+            return {"Authorization": f"Bearer {self.config.api_key}"}
+        return {}
+
+    def health_from(self, status: int, raw: bytes, latency_ms: float) -> Health:
+        if status == 200:
+            return Health("ok", latency_ms=latency_ms)
+        if status in (401, 403):
+            return Health("unauthorized", f"HTTP {status}", latency_ms)
+        return Health("down", f"HTTP {status}", latency_ms)
+
+
+def _reason(exc: BaseException) -> str:
+    os_error = getattr(exc, "os_error", None)
+    if isinstance(os_error, OSError) and os_error.strerror:
+        return os_error.strerror
+    return type(exc).__name__

@@ -1,0 +1,74 @@
+"""The Cerebras Inference API: its dialect and its quirks.
+
+- `max_tokens` is deprecated there: it is sent as `max_completion_tokens`, capped by config so that
+  a request without a limit does not reserve the model's whole output window from the rate limit.
+- `temperature` is accepted from 0 to 1.5 only; higher values are clamped rather than refused.
+- Reasoning streams as `delta.reasoning`; clients read `reasoning_content`, so it is renamed.
+- Chunks may carry `time_info`, kept aside; error bodies are flat objects (wrapped by the base).
+- Without an API key no call is made at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ..errors import UpstreamError, UpstreamHTTPError
+from .base import Health, OpenAICompatibleUpstream, UpstreamStream
+
+MAX_TEMPERATURE = 1.5
+
+
+class CerebrasUpstream(OpenAICompatibleUpstream):
+    def build_body(self, client_body: Mapping[str, Any]) -> dict[str, Any]:
+        body = super().build_body(client_body)
+        legacy = body.pop("max_tokens", None)
+        limit = body.get("max_completion_tokens")
+        if limit is None:
+            limit = legacy
+        cap = self.config.max_completion_tokens_cap
+        if cap is not None:
+            limit = (
+                cap if not isinstance(limit, int) or isinstance(limit, bool) else min(limit, cap)
+            )
+        if limit is not None:
+            body["max_completion_tokens"] = limit
+        temperature = body.get("temperature")
+        if isinstance(temperature, int | float) and temperature > MAX_TEMPERATURE:
+            body["temperature"] = MAX_TEMPERATURE
+        return body
+
+    def normalize_chunk(self, chunk: dict[str, Any], stream: UpstreamStream) -> None:
+        time_info = chunk.pop("time_info", None)
+        if time_info is not None:
+            stream.extras["time_info"] = time_info
+        choices = chunk.get("choices")
+        if not isinstance(choices, list):
+            if "usage" in chunk or stream.usage is not None:
+                chunk["choices"] = []
+            return
+        for choice in choices:
+            delta = choice.get("delta") if isinstance(choice, dict) else None
+            if isinstance(delta, dict) and "reasoning" in delta:
+                reasoning = delta.pop("reasoning")
+                if reasoning is not None and "reasoning_content" not in delta:
+                    delta["reasoning_content"] = reasoning
+
+    def precheck(self) -> UpstreamError | None:
+        if self.config.api_key:
+            return None
+        return UpstreamHTTPError(
+            self.name,
+            401,
+            {
+                "message": "no Cerebras API key configured (set CEREBRAS_API_KEY)",
+                "type": "authentication_error",
+                "code": "no_api_key",
+            },
+            fallback_ok=True,
+        )
+
+    async def health(self) -> Health:
+        if self.enabled and not self.config.api_key:
+            return Health("no_api_key", "set CEREBRAS_API_KEY")
+        return await super().health()

@@ -1,0 +1,55 @@
+"""llama.cpp's `llama-server`: its dialect and its quirks.
+
+- It takes `max_tokens` (older builds ignore `max_completion_tokens`), so the latter is mapped.
+- Its last chunk carries a non-standard `timings` object, kept aside, not sent to clients.
+- `/health` lives at the server root and answers 503 "Loading model" while the model loads.
+- A context overflow (`exceed_context_size_error`) may be served by an upstream with a larger
+  context, so it allows fallback; its wording reaches the client unchanged otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+from .base import Health, OpenAICompatibleUpstream, UpstreamStream
+
+CONTEXT_OVERFLOW_TYPE = "exceed_context_size_error"
+
+
+class LlamaCppUpstream(OpenAICompatibleUpstream):
+    def build_body(self, client_body: Mapping[str, Any]) -> dict[str, Any]:
+        body = super().build_body(client_body)
+        limit = body.pop("max_completion_tokens", None)
+        if limit is not None and body.get("max_tokens") is None:
+            body["max_tokens"] = limit
+        return body
+
+    def normalize_chunk(self, chunk: dict[str, Any], stream: UpstreamStream) -> None:
+        timings = chunk.pop("timings", None)
+        if timings is not None:
+            stream.extras["timings"] = timings
+
+    def may_fall_back(self, status: int, error: Mapping[str, Any]) -> bool:
+        if status == 400 and error.get("type") == CONTEXT_OVERFLOW_TYPE:
+            return True
+        return super().may_fall_back(status, error)
+
+    def health_url(self) -> str:
+        root = self.config.endpoint
+        if root.endswith("/v1"):
+            root = root[: -len("/v1")]
+        return root + "/health"
+
+    def health_from(self, status: int, raw: bytes, latency_ms: float) -> Health:
+        if status == 503:
+            try:
+                payload = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                payload = None
+            error = payload.get("error") if isinstance(payload, dict) else None
+            message = error.get("message", "") if isinstance(error, dict) else ""
+            return Health("loading", str(message or "model loading"), latency_ms)
+        return super().health_from(status, raw, latency_ms)

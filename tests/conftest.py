@@ -1,0 +1,82 @@
+"""Fixtures: simulated upstreams and gateways, all real HTTP servers on 127.0.0.1."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from support import CEREBRAS_KEY, gateway_config
+
+from gateway.app import SERVICES_KEY, Services, create_app
+from gateway.config import GatewayConfig
+from gateway.sim import SimOptions, SimServer, running_sim
+
+
+@pytest.fixture
+async def local_sim() -> AsyncIterator[SimServer]:
+    async with running_sim(SimOptions(profile="llamacpp", answer_tokens=12)) as sim:
+        yield sim
+
+
+@pytest.fixture
+async def cerebras_sim() -> AsyncIterator[SimServer]:
+    async with running_sim(
+        SimOptions(profile="cerebras", answer_tokens=16, api_key=CEREBRAS_KEY)
+    ) as sim:
+        yield sim
+
+
+@dataclass
+class Gateway:
+    server: TestServer
+    app: web.Application
+    config: GatewayConfig
+
+    @property
+    def url(self) -> str:
+        return str(self.server.make_url("/v1"))
+
+    @property
+    def root(self) -> str:
+        return str(self.server.make_url("")).rstrip("/")
+
+    @property
+    def services(self) -> Services:
+        return self.app[SERVICES_KEY]
+
+
+GatewayFactory = Callable[..., Awaitable[Gateway]]
+
+
+@pytest.fixture
+def make_gateway(
+    aiohttp_server: Any, tmp_path: Path, local_sim: SimServer, cerebras_sim: SimServer
+) -> GatewayFactory:
+    """Start a gateway on 127.0.0.1 in front of the two simulators (config sections override)."""
+
+    async def factory(
+        strategy: str = "always_local",
+        *,
+        config: GatewayConfig | None = None,
+        **sections: Any,
+    ) -> Gateway:
+        cfg = config or gateway_config(
+            tmp_path, local_sim.url, cerebras_sim.url, strategy=strategy, **sections
+        )
+        app = create_app(cfg)
+        server = await aiohttp_server(app)
+        return Gateway(server, app, cfg)
+
+    return factory
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session

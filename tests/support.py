@@ -1,0 +1,120 @@
+"""Shared helpers for the gateway tests: configs pointing at simulators, SSE reading."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+from multidict import CIMultiDict
+
+from gateway.config import GatewayConfig, parse_config
+
+CEREBRAS_KEY = "csk-test-secret-4f9a1c2e7b"
+
+
+def gateway_config(
+    tmp_path: Path,
+    local_url: str,
+    cerebras_url: str,
+    *,
+    strategy: str = "always_local",
+    api_key: str = CEREBRAS_KEY,
+    **sections: Any,
+) -> GatewayConfig:
+    """A config for tests: both upstreams on loopback, ledger and log under tmp_path."""
+    data: dict[str, Any] = {
+        "models": {
+            "local": {"endpoint": local_url, "model": "test-local"},
+            "cerebras": {"endpoint": cerebras_url, "api_key": api_key},
+        },
+        "routing": {"strategy": strategy},
+        "timeouts": {"connect": 2, "first_token": 5, "idle": 5},
+        "storage": {
+            "ledger_path": str(tmp_path / "ledger.db"),
+            "log_path": str(tmp_path / "logs" / "api_server.log"),
+        },
+    }
+    for key, value in sections.items():
+        if isinstance(value, dict) and isinstance(data.get(key), dict):
+            merged = dict(data[key])
+            for k, v in value.items():
+                if isinstance(v, dict) and isinstance(merged.get(k), dict):
+                    merged[k] = {**merged[k], **v}
+                else:
+                    merged[k] = v
+            data[key] = merged
+        else:
+            data[key] = value
+    return parse_config(data, source="<test>", env={})
+
+
+@dataclass
+class SSEReply:
+    status: int
+    headers: CIMultiDict[str]
+    raw: bytes
+    events: list[bytes] = field(default_factory=list)
+
+    @property
+    def data(self) -> list[Any]:
+        """Parsed `data:` payloads; `[DONE]` stays the string "[DONE]"."""
+        out: list[Any] = []
+        for event in self.events:
+            if event.startswith(b":"):
+                continue
+            assert event.startswith(b"data: "), event
+            payload = event[len(b"data: ") :]
+            out.append("[DONE]" if payload == b"[DONE]" else orjson.loads(payload))
+        return out
+
+    @property
+    def chunks(self) -> list[dict[str, Any]]:
+        return [d for d in self.data if isinstance(d, dict)]
+
+    @property
+    def text(self) -> str:
+        return "".join(
+            c["choices"][0]["delta"].get("content") or ""
+            for c in self.chunks
+            if c.get("choices") and "delta" in c["choices"][0]
+        )
+
+    @property
+    def reasoning(self) -> str:
+        return "".join(
+            c["choices"][0]["delta"].get("reasoning_content") or ""
+            for c in self.chunks
+            if c.get("choices") and "delta" in c["choices"][0]
+        )
+
+
+def split_events(raw: bytes) -> list[bytes]:
+    """Split a raw SSE body into events (each must end with a blank line)."""
+    assert raw.endswith(b"\n\n") or not raw, raw[-200:]
+    return [e for e in raw.split(b"\n\n") if e]
+
+
+async def post_stream(
+    session: aiohttp.ClientSession,
+    url: str,
+    body: dict[str, Any],
+    headers: dict[str, str] | None = None,
+) -> SSEReply:
+    async with session.post(url + "/chat/completions", json=body, headers=headers) as resp:
+        raw = await resp.read()
+        reply = SSEReply(resp.status, CIMultiDict(resp.headers), raw)
+        if resp.status == 200 and resp.content_type == "text/event-stream":
+            reply.events = split_events(raw)
+        return reply
+
+
+def chat(content: str = "hello", **extra: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "model": "glm-token-saver",
+        "messages": [{"role": "user", "content": content}],
+    }
+    body.update(extra)
+    return body
