@@ -13,6 +13,7 @@ import orjson
 from aiohttp import web
 
 from . import __version__
+from .admission import OpenGate, UpstreamGate
 from .config import ConfigError, GatewayConfig
 from .errors import error_body
 from .ledger import Ledger
@@ -36,6 +37,7 @@ class Services:
     upstreams: dict[UpstreamName, OpenAICompatibleUpstream]
     watchers: dict[UpstreamName, RateLimitWatcher]
     strategies: dict[str, Strategy]
+    gate: UpstreamGate
     stats: StatisticsTracker
     ledger: Ledger
     started: float
@@ -83,13 +85,15 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
             for name in UPSTREAM_NAMES
         }
         watchers = {name: up.watcher for name, up in upstreams.items()}
-        strategies = create_strategies(StrategyContext(config, upstreams, watchers))
+        gate: UpstreamGate = OpenGate()
+        strategies = create_strategies(StrategyContext(config, upstreams, watchers, gate))
         app[SERVICES_KEY] = Services(
             config=config,
             session=session,
             upstreams=upstreams,
             watchers=watchers,
             strategies=strategies,
+            gate=gate,
             stats=stats,
             ledger=ledger,
             started=time.time(),

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .admission import OpenGate, UpstreamGate
 from .config import GatewayConfig
 from .records import RequestRecord, UpstreamName
 from .sinks import Sink
@@ -32,6 +33,7 @@ class Exchange:
     upstreams: Mapping[UpstreamName, OpenAICompatibleUpstream]
     config: GatewayConfig
     recorder: Recorder
+    gate: UpstreamGate = field(default_factory=OpenGate)
     started: float = field(default_factory=time.monotonic)
     metadata: dict[str, Any] = field(default_factory=dict)
     recorded: bool = False

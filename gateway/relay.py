@@ -11,6 +11,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+from .admission import NO_TICKET, Refusal, Ticket
 from .errors import (
     GatewayError,
     NoUpstreamAvailable,
@@ -32,68 +33,89 @@ CLIENT_RETRY_LIMIT_S = 60.0
 async def serve(ex: Exchange, route: Sequence[UpstreamName], *, reason: str) -> None:
     """Stream the answer from the first upstream of `route` that can give one.
 
-    Raises a GatewayError when no upstream could answer and nothing was sent yet; after content
-    was sent, failures are reported to the client by the caller via `sink.fail`.
+    Each upstream is asked of the gate first; a refused or failed upstream passes the request
+    to the next one while no content reached the client. Raises a GatewayError when no upstream
+    could answer and nothing was sent yet; after content was sent, the failure propagates and the
+    caller reports it to the client with `sink.fail`.
     """
     ex.set_reason(reason)
-    failures: list[UpstreamError] = []
+    failures: list[UpstreamError | Refusal] = []
     for name in route:
         upstream = ex.upstreams[name]
         if not upstream.enabled:
             continue
         if failures and not ex.fallback_allowed(name):
             continue
+        admission = ex.gate.admit(name, ex.body)
+        if isinstance(admission, Refusal):
+            log.info("%s skipping %s: %s", ex.request_id, name, admission.reason)
+            failures.append(admission)
+            continue
         if failures:
             ex.record.fallback = True
             ex.sink.reset()
+            last = failures[-1]
             log.info(
-                "%s fallback to %s after %s: %s",
+                "%s serving from %s after %s: %s",
                 ex.request_id,
                 name,
-                failures[-1].upstream,
-                failures[-1].message,
+                last.upstream,
+                last.reason if isinstance(last, Refusal) else last.message,
             )
+            ex.set_reason(f"{reason}; fallback to {name}")
         try:
-            await relay_stream(ex, upstream)
+            await relay_stream(ex, upstream, admission)
             return
         except UpstreamError as exc:
+            ex.gate.observe_failure(name, exc)
             failures.append(exc)
             if ex.sink.committed or not exc.fallback_ok:
                 raise
+        finally:
+            admission.release()
     raise no_upstream_error(failures)
 
 
-def no_upstream_error(failures: Sequence[UpstreamError]) -> GatewayError:
+def _describe(failure: UpstreamError | Refusal) -> str:
+    return failure.reason if isinstance(failure, Refusal) else failure.message
+
+
+def no_upstream_error(failures: Sequence[UpstreamError | Refusal]) -> GatewayError:
     """The client-facing error when every upstream tried failed before any content was sent."""
     if not failures:
         return NoUpstreamAvailable("no upstream is enabled for this request")
-    if all(isinstance(f, UpstreamRateLimited) for f in failures):
-        waits = [f.retry_after for f in failures if isinstance(f, UpstreamRateLimited)]
-        known = [w for w in waits if w is not None]
-        retry_after = min(known) if known else None
+    limited = [f for f in failures if isinstance(f, UpstreamRateLimited | Refusal)]
+    if len(limited) == len(failures):
+        waits = [f.retry_after for f in limited if f.retry_after is not None]
+        retry_after = min(waits) if waits else None
         return RateLimited(
-            "every upstream is rate limited; " + "; ".join(f.message for f in failures),
+            "every upstream is rate limited or over budget: "
+            + "; ".join(_describe(f) for f in failures),
             retry_after=retry_after,
             should_retry=retry_after is not None and retry_after < CLIENT_RETRY_LIMIT_S,
         )
-    if len(failures) == 1:
-        return failures[0]
-    last = failures[-1]
-    if isinstance(last, UpstreamError) and not last.fallback_ok:
-        return last
+    errors = [f for f in failures if isinstance(f, UpstreamError)]
+    if len(errors) == 1 or not errors[-1].fallback_ok:
+        return errors[-1]
     return NoUpstreamAvailable(
-        "no upstream could answer: " + "; ".join(f.message for f in failures),
+        "no upstream could answer: " + "; ".join(_describe(f) for f in failures),
         code="upstreams_unavailable",
     )
 
 
-async def relay_stream(ex: Exchange, upstream: OpenAICompatibleUpstream) -> None:
-    """Stream one upstream's answer into the sink and finish the response on success."""
+async def relay_stream(
+    ex: Exchange, upstream: OpenAICompatibleUpstream, ticket: Ticket = NO_TICKET
+) -> None:
+    """Stream one upstream's answer into the sink and finish the response on success.
+
+    The admission `ticket` is released as soon as the response headers arrive (they carry the
+    upstream's own account of its rate limits)."""
     sink = ex.sink
     sink.model_used = upstream.name
     async with upstream.open_stream(
         ex.body, role="answer", request_id=ex.request_id, calls=ex.record.calls
     ) as stream:
+        ticket.release(stream.response.headers)
         async for chunk in stream:
             await sink.emit(chunk)
     if not sink.has_answer():

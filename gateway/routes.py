@@ -89,6 +89,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         upstreams=services.upstreams,
         config=services.config,
         recorder=services.stats.record,
+        gate=services.gate,
     )
     try:
         await strategy.run(ex)

@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
+from ..admission import UpstreamGate
 from ..config import GatewayConfig
 from ..exchange import Exchange
 from ..ratelimit import RateLimitWatcher
@@ -20,6 +21,7 @@ class StrategyContext:
     config: GatewayConfig
     upstreams: Mapping[UpstreamName, OpenAICompatibleUpstream]
     watchers: Mapping[UpstreamName, RateLimitWatcher]
+    gate: UpstreamGate
 
 
 class Strategy(Protocol):
