@@ -6,9 +6,10 @@ import argparse
 import asyncio
 import ipaddress
 import logging
+import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -150,6 +151,26 @@ async def serve(config: GatewayConfig, *, demo: bool) -> None:
         log.info("shutting down")
 
 
+LOOP_ENV = "GLM_GATEWAY_LOOP"
+
+
+def loop_factory(choice: str | None = None) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop when installed (measurably faster relay on Linux), else asyncio's own loop.
+
+    `GLM_GATEWAY_LOOP=asyncio` forces the standard loop; `uvloop` insists on uvloop."""
+    choice = (choice or os.environ.get(LOOP_ENV) or "auto").lower()
+    if choice == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        if choice == "uvloop":
+            raise
+        return None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -158,7 +179,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"config error: {exc}", file=sys.stderr)
         return 2
     try:
-        asyncio.run(serve(config, demo=args.demo))
+        with asyncio.Runner(loop_factory=loop_factory()) as runner:
+            runner.run(serve(config, demo=args.demo))
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return 2

@@ -1,0 +1,374 @@
+#!/usr/bin/env python3
+"""What the gateway costs in latency, throughput and memory, measured against a direct baseline.
+
+Starts a simulated llama.cpp server (no artificial delay) and the gateway (strategy always_local)
+as separate processes on 127.0.0.1, then measures, interleaving direct and through-gateway runs
+in the same process run:
+
+- added time to first content byte, p50 and p99, at concurrency 1, 16, 64 and 256;
+- added latency of non-stream requests, p50 and p99;
+- relay throughput: SSE chunks per second through the gateway (pinned to one core) vs direct;
+- gateway RSS with 1,000 concurrent open streams, per stream.
+
+Run: `.venv/bin/python scripts/bench_overhead.py` (about two minutes on 2 cores; `--quick` for a
+smoke run). Figures only: this is not a test and asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+import orjson
+
+ROOT = Path(__file__).resolve().parent.parent
+HOST = "127.0.0.1"
+BODY = {
+    "model": "bench",
+    "messages": [{"role": "user", "content": "Say something."}],
+    "stream": True,
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    k = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[k]
+
+
+@dataclass
+class Proc:
+    popen: subprocess.Popen[bytes]
+    url: str
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def rss_kib(self) -> int:
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        return 0
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            os.killpg(self.popen.pid, signal.SIGTERM)
+            try:
+                self.popen.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.popen.pid, signal.SIGKILL)
+
+
+def spawn(args: list[str], url: str, cpus: set[int] | None, env: dict[str, str]) -> Proc:
+    def pin() -> None:
+        os.setsid()
+        if cpus and hasattr(os, "sched_setaffinity"):
+            os.sched_setaffinity(0, cpus)
+
+    popen = subprocess.Popen(
+        args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=pin, env=env
+    )
+    return Proc(popen, url)
+
+
+async def wait_ready(url: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as session:
+        while time.monotonic() < deadline:
+            with contextlib.suppress(aiohttp.ClientError):
+                async with session.get(url) as resp:
+                    if resp.status < 500:
+                        return
+            await asyncio.sleep(0.1)
+    raise RuntimeError(f"{url} did not come up")
+
+
+@dataclass
+class Setup:
+    sim: Proc
+    gateway: Proc
+    tmp: Path
+    cpus: dict[str, set[int]] = field(default_factory=dict)
+
+
+@contextlib.contextmanager
+def processes(loop_impl: str) -> Iterator[Setup]:
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    gateway_cpus = {cores[0]} if len(cores) >= 2 else None
+    other_cpus = set(cores[1:]) if len(cores) >= 2 else None
+    if other_cpus and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, other_cpus)  # the client (this process) stays off the gateway core
+    env = dict(os.environ, GLM_GATEWAY_LOOP=loop_impl)
+    env.pop("CEREBRAS_API_KEY", None)
+    with tempfile.TemporaryDirectory(prefix="bench-overhead-") as tmp_name:
+        tmp = Path(tmp_name)
+        sim_port, gw_port = free_port(), free_port()
+        sim = spawn(
+            [
+                sys.executable,
+                "-m",
+                "gateway.sim",
+                "--profile",
+                "llamacpp",
+                "--port",
+                str(sim_port),
+                "--answer-tokens",
+                "20",
+            ],
+            f"http://{HOST}:{sim_port}",
+            other_cpus,
+            env,
+        )
+        config = {
+            "models": {
+                "local": {"endpoint": f"http://{HOST}:{sim_port}/v1", "model": "sim"},
+                "cerebras": {"enabled": False, "api_key": ""},
+            },
+            "routing": {"strategy": "always_local"},
+            "server": {"host": HOST, "port": gw_port},
+            "storage": {
+                "ledger_path": str(tmp / "ledger.db"),
+                "log_path": str(tmp / "gateway.log"),
+                "log_level": "WARNING",
+            },
+        }
+        (tmp / "gateway.yaml").write_bytes(orjson.dumps(config))
+        gateway = spawn(
+            [sys.executable, "-m", "gateway", "--config", str(tmp / "gateway.yaml")],
+            f"http://{HOST}:{gw_port}",
+            gateway_cpus,
+            env,
+        )
+        try:
+            yield Setup(sim, gateway, tmp, {"gateway": gateway_cpus or set()})
+        finally:
+            gateway.stop()
+            sim.stop()
+
+
+async def sim_options(session: aiohttp.ClientSession, setup: Setup, **changes: float) -> None:
+    async with session.post(setup.sim.url + "/_sim/options", json=changes) as resp:
+        resp.raise_for_status()
+
+
+async def ttft_one(session: aiohttp.ClientSession, base: str) -> float:
+    """Seconds from sending the request to the first event carrying answer content."""
+    started = time.perf_counter()
+    first: float | None = None
+    async with session.post(base + "/v1/chat/completions", json=BODY) as resp:
+        resp.raise_for_status()
+        async for line in resp.content:
+            if first is None and line.startswith(b"data: {") and b'"content":"' in line:
+                if b'"content":""' not in line:
+                    first = time.perf_counter() - started
+    assert first is not None
+    return first
+
+
+async def ttft_round(session: aiohttp.ClientSession, base: str, concurrency: int) -> list[float]:
+    return list(await asyncio.gather(*(ttft_one(session, base) for _ in range(concurrency))))
+
+
+async def nonstream_one(session: aiohttp.ClientSession, base: str) -> float:
+    started = time.perf_counter()
+    async with session.post(base + "/v1/chat/completions", json={**BODY, "stream": False}) as resp:
+        resp.raise_for_status()
+        await resp.read()
+    return time.perf_counter() - started
+
+
+async def relay_rate(session: aiohttp.ClientSession, base: str, streams: int) -> float:
+    """Content chunks per second received over `streams` concurrent long streams."""
+
+    async def one() -> int:
+        count = 0
+        async with session.post(base + "/v1/chat/completions", json=BODY) as resp:
+            async for line in resp.content:
+                if line.startswith(b"data: {"):
+                    count += 1
+        return count
+
+    started = time.perf_counter()
+    counts = await asyncio.gather(*(one() for _ in range(streams)))
+    return sum(counts) / (time.perf_counter() - started)
+
+
+@contextlib.asynccontextmanager
+async def open_streams(session: aiohttp.ClientSession, base: str, count: int) -> AsyncIterator[int]:
+    """Hold `count` streams open (each has received its first event); yield how many opened."""
+    ready = 0
+    all_ready = asyncio.Event()
+    release = asyncio.Event()
+
+    async def hold() -> None:
+        nonlocal ready
+        async with session.post(base + "/v1/chat/completions", json=BODY) as resp:
+            async for line in resp.content:
+                if line.startswith(b"data: {"):
+                    break
+            ready += 1
+            if ready == count:
+                all_ready.set()
+            await release.wait()
+
+    tasks = [asyncio.create_task(hold()) for _ in range(count)]
+    try:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(all_ready.wait(), 120)
+        yield ready
+    finally:
+        release.set()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def fmt_ms(seconds: float) -> str:
+    return f"{seconds * 1000:8.3f}"
+
+
+async def run(args: argparse.Namespace) -> dict[str, object]:
+    results: dict[str, object] = {}
+    levels = [1, 16, 64, 256] if not args.quick else [1, 16]
+    rounds = {1: 300, 16: 40, 64: 12, 256: 4} if not args.quick else {1: 40, 16: 4}
+    with processes(args.loop) as setup:
+        connector = aiohttp.TCPConnector(limit=0, force_close=False)
+        timeout = aiohttp.ClientTimeout(total=None, sock_read=300)
+        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+            await wait_ready(setup.sim.url + "/health")
+            await wait_ready(setup.gateway.url + "/health")
+            direct, gateway = setup.sim.url, setup.gateway.url
+            for _ in range(20):  # warm up both paths and their connection pools
+                await ttft_one(session, direct)
+                await ttft_one(session, gateway)
+
+            print(
+                f"event loop in the gateway: {args.loop}; gateway pinned to cpus "
+                f"{sorted(setup.cpus['gateway']) or 'any'}"
+            )
+            print("\nadded time to first content byte (ms), streaming, always_local")
+            print(
+                f"{'streams':>8} {'direct p50':>11} {'gw p50':>9} {'added p50':>10} "
+                f"{'direct p99':>11} {'gw p99':>9} {'added p99':>10}  samples"
+            )
+            ttft: dict[int, dict[str, float]] = {}
+            for level in levels:
+                d: list[float] = []
+                g: list[float] = []
+                for _ in range(rounds[level]):
+                    d += await ttft_round(session, direct, level)
+                    g += await ttft_round(session, gateway, level)
+                row = {
+                    "direct_p50": pct(d, 50),
+                    "gateway_p50": pct(g, 50),
+                    "direct_p99": pct(d, 99),
+                    "gateway_p99": pct(g, 99),
+                }
+                row["added_p50"] = row["gateway_p50"] - row["direct_p50"]
+                row["added_p99"] = row["gateway_p99"] - row["direct_p99"]
+                ttft[level] = row
+                print(
+                    f"{level:>8} {fmt_ms(row['direct_p50']):>11} {fmt_ms(row['gateway_p50']):>9}"
+                    f" {fmt_ms(row['added_p50']):>10} {fmt_ms(row['direct_p99']):>11}"
+                    f" {fmt_ms(row['gateway_p99']):>9} {fmt_ms(row['added_p99']):>10}"
+                    f"  {len(g)}"
+                )
+            results["ttft"] = ttft
+
+            n = 300 if not args.quick else 40
+            d, g = [], []
+            for _ in range(n):
+                d.append(await nonstream_one(session, direct))
+                g.append(await nonstream_one(session, gateway))
+            nonstream = {
+                "added_p50": pct(g, 50) - pct(d, 50),
+                "added_p99": pct(g, 99) - pct(d, 99),
+                "direct_p50": pct(d, 50),
+                "gateway_p50": pct(g, 50),
+            }
+            results["nonstream"] = nonstream
+            print(
+                f"\nnon-stream, sequential: direct p50 {fmt_ms(nonstream['direct_p50'])} ms, "
+                f"gateway p50 {fmt_ms(nonstream['gateway_p50'])} ms, added p50 "
+                f"{fmt_ms(nonstream['added_p50'])} ms, added p99 "
+                f"{fmt_ms(nonstream['added_p99'])} ms"
+            )
+
+            tokens = 20_000 if not args.quick else 4_000
+            await sim_options(session, setup, answer_tokens=tokens)
+            relay: dict[str, float] = {}
+            for streams in (1, 4):
+                rd = await relay_rate(session, direct, streams)
+                rg = await relay_rate(session, gateway, streams)
+                relay[f"direct_{streams}"] = rd
+                relay[f"gateway_{streams}"] = rg
+                print(
+                    f"\nrelay, {streams} stream(s) of {tokens} chunks: direct {rd:,.0f} chunks/s, "
+                    f"through the gateway {rg:,.0f} chunks/s (ratio {rg / rd:.2f})"
+                )
+            results["relay"] = relay
+
+            count = 1000 if not args.quick else 100
+            await sim_options(session, setup, answer_tokens=100, tps=0.2)
+            await asyncio.sleep(0.5)
+            before = setup.gateway.rss_kib()
+            async with open_streams(session, gateway, count) as opened:
+                await asyncio.sleep(1.0)
+                during = setup.gateway.rss_kib()
+            per_stream = (during - before) / max(1, opened)
+            results["memory"] = {
+                "streams": opened,
+                "rss_before_kib": before,
+                "rss_during_kib": during,
+                "per_stream_kib": per_stream,
+            }
+            print(
+                f"\nmemory: gateway RSS {before / 1024:.1f} MiB idle, {during / 1024:.1f} MiB "
+                f"with {opened} open streams: {per_stream:.1f} KiB per stream"
+            )
+            await sim_options(session, setup, answer_tokens=20, tps=0.0)
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a short smoke run")
+    parser.add_argument(
+        "--loop",
+        choices=["auto", "asyncio", "uvloop"],
+        default="auto",
+        help="event loop of the gateway process (auto: uvloop when installed)",
+    )
+    parser.add_argument("--json", type=Path, help="also write the figures as JSON here")
+    args = parser.parse_args()
+    started = time.monotonic()
+    results = asyncio.run(run(args))
+    print(f"\nfinished in {time.monotonic() - started:.0f} s")
+    if args.json:
+        args.json.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
