@@ -26,7 +26,7 @@ from .tokens import estimate_text_tokens
 
 _ENV_DETAILS = re.compile(r"<environment_details>.*?(?:</environment_details>|$)", re.S)
 _TAGGED_ASK = re.compile(r"<(task|feedback|answer|user_message)>(.*?)</\1>", re.S)
-_TOOL_RESULT = re.compile(r"^\s*\[[^\]\n]{1,200}\] Result:", re.M)
+_TOOL_RESULT = re.compile(r"^\s*\[[^\n]{1,300}?\] Result:", re.M)
 _CODE = re.compile(
     r"```|^Traceback \(most recent call last\)|^\s+at [\w.$<>]+\(|\b\w+(?:Error|Exception):|"
     r"^\s*(?:def|class|function|import|#include|fn|func)\s",
@@ -86,7 +86,7 @@ class TaskClassifier:
     def __init__(self, keywords: Iterable[str], simple_task_threshold: int) -> None:
         words = sorted({k.strip().lower() for k in keywords if k.strip()}, key=len, reverse=True)
         self.keywords = (
-            re.compile(r"\b(" + "|".join(re.escape(w) for w in words) + r")\b", re.I)
+            re.compile(r"(?<!\w)(" + "|".join(re.escape(w) for w in words) + r")(?!\w)", re.I)
             if words
             else None
         )

@@ -180,11 +180,19 @@ _MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
 def expand_env(value: Any, env: Mapping[str, str]) -> Any:
     """Replace `${VAR}` / `${VAR:-default}` in every string of a parsed YAML tree."""
     if isinstance(value, str):
-        return _ENV_REF.sub(lambda m: env.get(m.group(1), m.group(2) or ""), value)
+        return _ENV_REF.sub(lambda m: _env_value(env, m.group(1), m.group(2)), value)
     if isinstance(value, dict):
         return {k: expand_env(v, env) for k, v in value.items()}
     if isinstance(value, list):
         return [expand_env(v, env) for v in value]
+    return value
+
+
+def _env_value(env: Mapping[str, str], name: str, default: str | None) -> str:
+    """`${VAR:-default}` as in the shell: the default also applies when VAR is set but empty."""
+    value = env.get(name, "")
+    if default is not None and not value:
+        return default
     return value
 
 
@@ -293,7 +301,7 @@ def parse_config(
 ) -> GatewayConfig:
     """Build a validated GatewayConfig from parsed YAML (None means all defaults)."""
     env = os.environ if env is None else env
-    top = _Reader(data or {}, "", source)
+    top = _Reader(expand_env(data or {}, env), "", source)
     timeouts = _timeouts(top.section("timeouts"), Timeouts())
     models_r = top.section("models")
     models = {name: _model(name, models_r.section(name), env, timeouts) for name in UPSTREAM_NAMES}

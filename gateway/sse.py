@@ -31,7 +31,7 @@ class SSEDecoder:
         buf = self._pending + chunk if self._pending else chunk
         lines = buf.split(b"\n")
         self._pending = lines.pop()
-        if len(self._pending) + self._size > self._max_event_bytes:
+        if self._pending_data_len() + self._size > self._max_event_bytes:
             raise EventTooLarge(f"event larger than {self._max_event_bytes} bytes")
         out: list[bytes] = []
         data = self._data
@@ -51,6 +51,15 @@ class SSEDecoder:
                     raise EventTooLarge(f"event larger than {self._max_event_bytes} bytes")
                 data.append(value)
         return out
+
+    def _pending_data_len(self) -> int:
+        """Data bytes of the unfinished line, so the limit does not depend on chunk boundaries."""
+        pending = self._pending
+        if pending.startswith(b"data: "):
+            return len(pending) - 6
+        if pending.startswith(b"data:"):
+            return len(pending) - 5
+        return len(pending) if not b"data:".startswith(pending) else 0
 
     def close(self) -> list[bytes]:
         """At end of stream: an event not closed by a blank line is still delivered."""
