@@ -13,12 +13,14 @@ import orjson
 from aiohttp import web
 
 from . import __version__
-from .admission import OpenGate, UpstreamGate
-from .config import ConfigError, GatewayConfig
+from .budget import Budget
+from .config import ConfigError, GatewayConfig, Prices
 from .errors import error_body
+from .guard import Guard
 from .ledger import Ledger
-from .ratelimit import RateLimitWatcher
-from .records import UPSTREAM_NAMES, UpstreamName
+from .metrics import Metrics
+from .ratelimit import RateLimitGate, RateLimitWatcher
+from .records import UPSTREAM_NAMES, RequestRecord, UpstreamName
 from .stats import StatisticsTracker
 from .strategies import Strategy, StrategyContext, create_strategies, strategy_names
 from .upstreams import OpenAICompatibleUpstream, build_upstream
@@ -37,10 +39,19 @@ class Services:
     upstreams: dict[UpstreamName, OpenAICompatibleUpstream]
     watchers: dict[UpstreamName, RateLimitWatcher]
     strategies: dict[str, Strategy]
-    gate: UpstreamGate
+    gate: RateLimitGate
+    budget: Budget
     stats: StatisticsTracker
     ledger: Ledger
     started: float
+    guard: Guard
+    metrics: Metrics
+
+    async def record(self, record: RequestRecord) -> None:
+        """Store a finished request: metrics at once, then the durable ledger and stats."""
+        self.metrics.observe(record)
+        self.budget.charge(record)
+        await self.stats.record(record)
 
     def strategy_for(self, requested: str | None) -> Strategy:
         """The strategy a request names (header or model), else the configured default."""
@@ -53,6 +64,7 @@ class Services:
 
 
 CONFIG_KEY = web.AppKey("config", GatewayConfig)
+GUARD_KEY = web.AppKey("guard", Guard)
 SERVICES_KEY = web.AppKey("services", Services)
 
 
@@ -62,6 +74,11 @@ def check_strategy(config: GatewayConfig) -> None:
             f"{config.source}: routing.strategy: unknown strategy {config.routing.strategy!r}; "
             f"available: {', '.join(strategy_names())}"
         )
+    for name in config.rate_limits.reactive_strategies:
+        if name not in strategy_names():
+            raise ConfigError(
+                f"{config.source}: rate_limits.reactive_strategies: unknown strategy {name!r}"
+            )
 
 
 async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -85,8 +102,13 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
             for name in UPSTREAM_NAMES
         }
         watchers = {name: up.watcher for name, up in upstreams.items()}
-        gate: UpstreamGate = OpenGate()
+        budget = Budget(config.budget, config.models["cerebras"].prices)
+        await budget.load(ledger)
+        gate = RateLimitGate(config, upstreams, budget=budget)
         strategies = create_strategies(StrategyContext(config, upstreams, watchers, gate))
+        guard = app[GUARD_KEY]
+        prices: dict[str, Prices] = {n: config.models[n].prices for n in UPSTREAM_NAMES}
+        metrics = Metrics(prices, {str(n): w for n, w in watchers.items()}, lambda: guard.in_flight)
         app[SERVICES_KEY] = Services(
             config=config,
             session=session,
@@ -94,9 +116,12 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
             watchers=watchers,
             strategies=strategies,
             gate=gate,
+            budget=budget,
             stats=stats,
             ledger=ledger,
             started=time.time(),
+            guard=guard,
+            metrics=metrics,
         )
         yield
     finally:
@@ -141,8 +166,13 @@ def create_app(config: GatewayConfig) -> web.Application:
     from .routes import setup_routes
 
     check_strategy(config)
-    app = web.Application(client_max_size=config.server.max_body_bytes, middlewares=[openai_errors])
+    guard = Guard(config.auth, config.limits)
+    app = web.Application(
+        client_max_size=config.server.max_body_bytes,
+        middlewares=[openai_errors, guard.middleware],
+    )
     app[CONFIG_KEY] = config
+    app[GUARD_KEY] = guard
     app.cleanup_ctx.append(_services_ctx)
     setup_routes(app)
     log.info(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import ipaddress
 import logging
 import os
@@ -13,14 +14,20 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from . import __version__
-from .app import create_app
+from .app import GUARD_KEY, create_app
 from .config import ConfigError, GatewayConfig, load_config
+from .guard import Guard
+from .local_model import LocalModelError, local_model_upstreams
 from .logs import setup_logging
 from .strategies import strategy_names
+
+if TYPE_CHECKING:
+    from .sim import ScriptedAnswer
 
 log = logging.getLogger("gateway.cli")
 
@@ -53,6 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="serve with simulated llama.cpp and Cerebras upstreams on loopback",
     )
+    parser.add_argument(
+        "--local-model",
+        action="store_true",
+        help="start a real llama-server with a small model on 127.0.0.1:41447 (see "
+        "scripts/setup_local_model.sh) and serve with it; Cerebras simulated without a key",
+    )
     parser.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING ...")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser
@@ -79,17 +92,65 @@ def resolve_config(args: argparse.Namespace) -> GatewayConfig:
     return replace(config, server=server, routing=routing, storage=storage)
 
 
+_DEMO_DRAFT_SEARCH = """def binary_search(items, target):
+    lo, hi = 0, len(items)
+    while lo <= hi:
+        mid = (lo + hi) // 2
+        if items[mid] == target:
+            return mid
+        lo, hi = (mid, hi) if items[mid] < target else (lo, mid)
+    return -1"""
+_DEMO_CEREBRAS_SEARCH = """Here is an iterative binary search:
+
+```python
+def binary_search(items: list[int], target: int) -> int:
+    \"\"\"Index of target in the sorted list items, or -1.\"\"\"
+    lo, hi = 0, len(items) - 1
+    while lo <= hi:
+        mid = (lo + hi) // 2
+        if items[mid] == target:
+            return mid
+        if items[mid] < target:
+            lo = mid + 1
+        else:
+            hi = mid - 1
+    return -1
+```
+
+Each step halves the range: O(log n) time, O(1) space."""
+
+
+def _demo_scripts() -> tuple[dict[str, ScriptedAnswer], dict[str, ScriptedAnswer]]:
+    """Scripted demo answers (local, Cerebras): with `speculative_decoding`, the short local
+    answer is accepted before Cerebras' first token, the faulty local binary search is not."""
+    from .sim import ScriptedAnswer
+
+    local = {
+        "What is 2+2?": ScriptedAnswer("It's 4."),
+        "Write a binary search in Python.": ScriptedAnswer(_DEMO_DRAFT_SEARCH),
+    }
+    cerebras = {
+        "What is 2+2?": ScriptedAnswer("2 + 2 = 4."),
+        "Write a binary search in Python.": ScriptedAnswer(_DEMO_CEREBRAS_SEARCH),
+    }
+    return local, cerebras
+
+
 @asynccontextmanager
 async def demo_upstreams(config: GatewayConfig) -> AsyncIterator[GatewayConfig]:
     """Start simulated llama.cpp and Cerebras servers; yield the config pointing at them."""
     from .sim import SimOptions, running_sim
 
-    local_opts = SimOptions(profile="llamacpp", ttft=0.2, tps=40.0, answer_tokens=60)
+    local_script, cerebras_script = _demo_scripts()
+    local_opts = SimOptions(
+        profile="llamacpp", ttft=0.2, tps=40.0, answer_tokens=60, script=local_script
+    )
     cerebras_opts = SimOptions(
         profile="cerebras",
         ttft=0.3,
         tps=600.0,
         answer_tokens=80,
+        script=cerebras_script,
         api_key=DEMO_API_KEY,
         quota_requests_per_minute=30,
         quota_tokens_per_minute=200_000,
@@ -118,10 +179,22 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-async def serve(config: GatewayConfig, *, demo: bool) -> None:
+def exposure_warning(host: str, has_client_keys: bool) -> str | None:
+    """A warning when the gateway is reachable from other machines without client keys."""
+    if _is_loopback(host) or has_client_keys:
+        return None
+    return (
+        f"listening on {host} without client API keys: anyone who can reach this port can "
+        "spend your Cerebras credits (set auth.api_keys or GATEWAY_API_KEYS)"
+    )
+
+
+async def serve(config: GatewayConfig, *, demo: bool, local_model: bool = False) -> None:
     async with AsyncExitStack() as stack:
         if demo:
             config = await stack.enter_async_context(demo_upstreams(config))
+        elif local_model:
+            config = await stack.enter_async_context(local_model_upstreams(config))
         setup_logging(config.storage, [m.api_key for m in config.models.values()])
         app = create_app(config)
         runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
@@ -130,12 +203,10 @@ async def serve(config: GatewayConfig, *, demo: bool) -> None:
         host, port = config.server.host, config.server.port
         site = web.TCPSite(runner, host, port)
         await site.start()
-        if not _is_loopback(host):
-            log.warning(
-                "listening on %s, reachable from other machines: anyone who can reach it can "
-                "spend your Cerebras credits",
-                host,
-            )
+        warning = exposure_warning(host, bool(config.auth.api_keys))
+        if warning:
+            log.warning("%s", warning)
+            print(f"WARNING: {warning}", file=sys.stderr, flush=True)
         cerebras = config.cerebras
         print(
             f"GLM Token Saver {__version__} listening on http://{host}:{port}/v1 "
@@ -148,7 +219,25 @@ async def serve(config: GatewayConfig, *, demo: bool) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
-        log.info("shutting down")
+        stop.clear()
+        await drain(app[GUARD_KEY], config.server.shutdown_grace_seconds, stop)
+
+
+async def drain(guard: Guard, grace: float, again: asyncio.Event) -> None:
+    """Refuse new requests, give in-flight ones up to `grace` seconds (a second signal cuts it
+    short); the ledger is flushed when the app's cleanup closes it."""
+    guard.draining = True
+    guard.drain_retry_after = max(1, int(grace))
+    log.info("draining: %d request(s) in flight, up to %.0fs", guard.in_flight, grace)
+    deadline = asyncio.get_running_loop().time() + grace
+    while guard.in_flight and not again.is_set():
+        remaining = deadline - asyncio.get_running_loop().time()
+        if remaining <= 0:
+            log.warning("grace period over with %d request(s) still in flight", guard.in_flight)
+            break
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(again.wait(), min(0.05, remaining))
+    log.info("shutting down")
 
 
 LOOP_ENV = "GLM_GATEWAY_LOOP"
@@ -172,7 +261,10 @@ def loop_factory(choice: str | None = None) -> Callable[[], asyncio.AbstractEven
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.demo and args.local_model:
+        parser.error("--demo and --local-model exclude each other")
     try:
         config = resolve_config(args)
     except ConfigError as exc:
@@ -180,10 +272,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         with asyncio.Runner(loop_factory=loop_factory()) as runner:
-            runner.run(serve(config, demo=args.demo))
+            runner.run(serve(config, demo=args.demo, local_model=args.local_model))
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return 2
+    except LocalModelError as exc:
+        print(f"local model: {exc}", file=sys.stderr)
+        return 1
     except OSError as exc:
         print(f"cannot start: {exc}", file=sys.stderr)
         return 1

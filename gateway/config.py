@@ -18,10 +18,12 @@ from typing import Any
 import yaml
 
 from .records import UPSTREAM_NAMES, UpstreamName
+from .verdict import SCORER_NAMES
 
 CHAT_COMPLETIONS_PATH = "/chat/completions"
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _PLACEHOLDER_KEYS = {"", "your-api-key", "changeme"}
+VERIFY_STARTS = ("concurrent", "after_draft")
 
 
 class ConfigError(ValueError):
@@ -80,6 +82,35 @@ class AdaptiveConfig:
     rate_limit_threshold: float = 0.2
 
 
+@dataclass(frozen=True, slots=True)
+class PlanLimits:
+    """An upstream's quota as its plan states it; None = unknown (headers alone tell)."""
+
+    requests_per_minute: float | None = None
+    tokens_per_minute: float | None = None
+    requests_per_day: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitsConfig:
+    """Predictive admission (gateway.ratelimit). `reactive_strategies` skip the prediction."""
+
+    reactive_strategies: tuple[str, ...] = ("always_cerebras",)
+    cerebras: PlanLimits = PlanLimits()
+
+
+BUDGET_ACTIONS = ("local", "reject")
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetConfig:
+    """Cerebras spend limits in US dollars per UTC day / month; None = no limit."""
+
+    daily_usd: float | None = None
+    monthly_usd: float | None = None
+    on_exhausted: str = "local"
+
+
 _DEFAULT_KEYWORDS: tuple[str, ...] = (
     "code",
     "debug",
@@ -106,14 +137,32 @@ class RoutingConfig:
 
 @dataclass(frozen=True, slots=True)
 class SpeculativeConfig:
+    """The spec's keys, then the verdict's own (see gateway.speculation and gateway.verdict).
+
+    `verify_start`: concurrent | after_draft. `scorer`: a name in gateway.verdict.SCORERS.
+    Probabilities (`logprob_min_*`) are token probabilities in 0..1, not log-probabilities.
+    `cost_skip_ratio`: skip speculation when the prompt's share of a full Cerebras answer's
+    cost (answer of `expected_answer_tokens`) is above it; 1.0 never skips.
+    """
+
     enabled: bool = True
-    draft_model: str = "local"
-    verify_model: str = "cerebras"
+    draft_model: UpstreamName = "local"
+    verify_model: UpstreamName = "cerebras"
     max_draft_tokens: int = 100
     min_confidence: float = 0.7
     parallel_enabled: bool = True
     max_concurrent_drafts: int = 3
     draft_timeout: float = 5.0
+    verify_start: str = "concurrent"
+    scorer: str = "levenshtein"
+    accept_short_drafts: bool = True
+    tool_call_min_similarity: float = 0.9
+    logprob_signal: bool = False
+    logprob_min_mean: float = 0.8
+    logprob_min_low: float = 0.3
+    logprob_low_quantile: float = 0.1
+    cost_skip_ratio: float = 0.9
+    expected_answer_tokens: int = 500
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -124,6 +173,22 @@ class ServerConfig:
     max_body_bytes: int = 10 * 1024 * 1024
     max_messages: int = 10_000
     max_event_bytes: int = 8 * 1024 * 1024
+    shutdown_grace_seconds: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class AuthConfig:
+    """Client keys; empty means no authentication (fine on loopback only)."""
+
+    api_keys: tuple[str, ...] = field(default=(), repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsConfig:
+    """Concurrent chat requests in flight, overall and per client key (0 = unlimited)."""
+
+    max_concurrent_requests: int = 512
+    max_concurrent_per_key: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +207,10 @@ class GatewayConfig:
     speculative_decoding: SpeculativeConfig = SpeculativeConfig()
     server: ServerConfig = ServerConfig()
     storage: StorageConfig = StorageConfig()
+    auth: AuthConfig = AuthConfig()
+    limits: LimitsConfig = LimitsConfig()
+    rate_limits: RateLimitsConfig = RateLimitsConfig()
+    budget: BudgetConfig = BudgetConfig()
     source: str = "<defaults>"
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
@@ -276,7 +345,8 @@ def _model(name: str, r: _Reader, env: Mapping[str, str], timeouts: Timeouts) ->
     price_reader = m.section("prices")
     cap = m.data.get("max_completion_tokens_cap")
     if cap is not None:
-        cap = m.integer("max_completion_tokens_cap", 8192, low=1, high=10_000_000)
+        # 0 turns the cap off (null would mean "the default", like every other key).
+        cap = m.integer("max_completion_tokens_cap", 8192, low=0, high=10_000_000) or None
     return ModelConfig(
         name=name,
         kind=kind,
@@ -290,6 +360,89 @@ def _model(name: str, r: _Reader, env: Mapping[str, str], timeouts: Timeouts) ->
             output_per_million=price_reader.number("output_per_million", 0.0, low=0, high=1e6),
         ),
         max_completion_tokens_cap=cap,
+    )
+
+
+def _auth(r: _Reader, env: Mapping[str, str]) -> AuthConfig:
+    """Keys from `auth.api_keys` plus the comma-separated `GATEWAY_API_KEYS` variable."""
+    keys = r.get("api_keys", list, [])
+    if not all(isinstance(k, str) for k in keys):
+        raise r.error("api_keys", "must be a list of strings")
+    keys = [*keys, *env.get("GATEWAY_API_KEYS", "").split(",")]
+    cleaned = tuple(dict.fromkeys(k.strip() for k in keys if k.strip()))
+    if any(len(k) < 8 for k in cleaned):
+        raise r.error("api_keys", "client keys must be at least 8 characters")
+    return AuthConfig(api_keys=cleaned)
+
+
+def _choice(r: _Reader, key: str, default: str, allowed: tuple[str, ...]) -> str:
+    value: str = r.get(key, str, default)
+    if value not in allowed:
+        raise r.error(key, f"must be one of {', '.join(allowed)}, got {value!r}")
+    return value
+
+
+def _speculative(r: _Reader) -> SpeculativeConfig:
+    known = {f.name for f in fields(SpeculativeConfig)} - {"extra"}
+    draft = _choice(r, "draft_model", "local", UPSTREAM_NAMES)
+    verify = _choice(r, "verify_model", "cerebras", UPSTREAM_NAMES)
+    if draft == verify:
+        raise r.error("verify_model", "must differ from draft_model")
+    return SpeculativeConfig(
+        enabled=r.get("enabled", bool, True),
+        draft_model="local" if draft == "local" else "cerebras",
+        verify_model="local" if verify == "local" else "cerebras",
+        max_draft_tokens=r.integer("max_draft_tokens", 100, low=1, high=1_000_000),
+        min_confidence=r.number("min_confidence", 0.7, low=0, high=1),
+        parallel_enabled=r.get("parallel_enabled", bool, True),
+        max_concurrent_drafts=r.integer("max_concurrent_drafts", 3, low=1, high=64),
+        draft_timeout=r.number("draft_timeout", 5.0, low=0.001, high=3600),
+        verify_start=_choice(r, "verify_start", "concurrent", VERIFY_STARTS),
+        scorer=_choice(r, "scorer", "levenshtein", SCORER_NAMES),
+        accept_short_drafts=r.get("accept_short_drafts", bool, True),
+        tool_call_min_similarity=r.number("tool_call_min_similarity", 0.9, low=0, high=1),
+        logprob_signal=r.get("logprob_signal", bool, False),
+        logprob_min_mean=r.number("logprob_min_mean", 0.8, low=0, high=1),
+        logprob_min_low=r.number("logprob_min_low", 0.3, low=0, high=1),
+        logprob_low_quantile=r.number("logprob_low_quantile", 0.1, low=0, high=1),
+        cost_skip_ratio=r.number("cost_skip_ratio", 0.9, low=0, high=1),
+        expected_answer_tokens=r.integer("expected_answer_tokens", 500, low=1, high=10_000_000),
+        extra={k: v for k, v in r.data.items() if k not in known},
+    )
+
+
+def _optional_amount(r: _Reader, key: str) -> float | None:
+    if r.data.get(key) is None:
+        return None
+    value = r.number(key, 0.0, low=0.0, high=1e12)
+    if value <= 0:
+        raise r.error(key, "must be > 0 (or null for no limit)")
+    return value
+
+
+def _rate_limits(r: _Reader) -> RateLimitsConfig:
+    names = r.get("reactive_strategies", list, ["always_cerebras"])
+    if not all(isinstance(n, str) and n for n in names):
+        raise r.error("reactive_strategies", "must be a list of strategy names")
+    plan = r.section("cerebras")
+    return RateLimitsConfig(
+        reactive_strategies=tuple(names),
+        cerebras=PlanLimits(
+            requests_per_minute=_optional_amount(plan, "requests_per_minute"),
+            tokens_per_minute=_optional_amount(plan, "tokens_per_minute"),
+            requests_per_day=_optional_amount(plan, "requests_per_day"),
+        ),
+    )
+
+
+def _budget(r: _Reader) -> BudgetConfig:
+    action = r.get("on_exhausted", str, "local")
+    if action not in BUDGET_ACTIONS:
+        raise r.error("on_exhausted", f"must be one of {', '.join(BUDGET_ACTIONS)}")
+    return BudgetConfig(
+        daily_usd=_optional_amount(r, "daily_usd"),
+        monthly_usd=_optional_amount(r, "monthly_usd"),
+        on_exhausted=action,
     )
 
 
@@ -327,19 +480,7 @@ def parse_config(
         ),
     )
 
-    sr = top.section("speculative_decoding")
-    known = {f.name for f in fields(SpeculativeConfig)} - {"extra"}
-    speculative = SpeculativeConfig(
-        enabled=sr.get("enabled", bool, True),
-        draft_model=sr.get("draft_model", str, "local"),
-        verify_model=sr.get("verify_model", str, "cerebras"),
-        max_draft_tokens=sr.integer("max_draft_tokens", 100, low=1, high=1_000_000),
-        min_confidence=sr.number("min_confidence", 0.7, low=0, high=1),
-        parallel_enabled=sr.get("parallel_enabled", bool, True),
-        max_concurrent_drafts=sr.integer("max_concurrent_drafts", 3, low=1, high=64),
-        draft_timeout=sr.number("draft_timeout", 5.0, low=0.001, high=3600),
-        extra={k: v for k, v in sr.data.items() if k not in known},
-    )
+    speculative = _speculative(top.section("speculative_decoding"))
 
     vr = top.section("server")
     server = ServerConfig(
@@ -348,6 +489,13 @@ def parse_config(
         max_body_bytes=vr.integer("max_body_bytes", 10 * 1024 * 1024, low=1024, high=2**31),
         max_messages=vr.integer("max_messages", 10_000, low=1, high=10_000_000),
         max_event_bytes=vr.integer("max_event_bytes", 8 * 1024 * 1024, low=1024, high=2**31),
+        shutdown_grace_seconds=vr.number("shutdown_grace_seconds", 30.0, low=0, high=3600),
+    )
+    auth = _auth(top.section("auth"), env)
+    lr = top.section("limits")
+    limits = LimitsConfig(
+        max_concurrent_requests=lr.integer("max_concurrent_requests", 512, low=0, high=10**6),
+        max_concurrent_per_key=lr.integer("max_concurrent_per_key", 0, low=0, high=10**6),
     )
     st = top.section("storage")
     storage = StorageConfig(
@@ -363,6 +511,10 @@ def parse_config(
         speculative_decoding=speculative,
         server=server,
         storage=storage,
+        auth=auth,
+        limits=limits,
+        rate_limits=_rate_limits(top.section("rate_limits")),
+        budget=_budget(top.section("budget")),
         source=source,
         raw=dict(data or {}),
     )

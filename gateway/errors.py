@@ -4,6 +4,7 @@
     ├── BadRequest                    the client's request is malformed (400, 413, 415)
     ├── NoUpstreamAvailable           every upstream that could serve failed or is disabled (503)
     ├── RateLimited                   no upstream can serve before a known reset (429)
+    ├── BudgetExhausted               the Cerebras budget is spent and local cannot serve (402)
     └── UpstreamError                 one upstream call failed; `fallback_ok`: may another try
         ├── UpstreamConnectError      connection refused / DNS / reset before a response
         ├── UpstreamTimeout           first token or idle gap exceeded its limit
@@ -93,6 +94,20 @@ class RateLimited(GatewayError):
             headers["retry-after"] = str(int(-(-seconds // 1)))
             headers["retry-after-ms"] = str(int(seconds * 1000))
         return headers
+
+
+class BudgetExhausted(GatewayError):
+    """The Cerebras spend budget is used up and no free upstream could serve (budget.on_exhausted:
+    reject). Retrying cannot help before the budget period ends."""
+
+    status = 402
+    error_type = "insufficient_quota"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, code="budget_exhausted")
+
+    def headers(self) -> dict[str, str]:
+        return {"x-should-retry": "false"}
 
 
 class UpstreamError(GatewayError):

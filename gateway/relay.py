@@ -12,7 +12,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from .admission import NO_TICKET, Refusal, Ticket
+from .budget import BudgetRefusal
 from .errors import (
+    BudgetExhausted,
     GatewayError,
     NoUpstreamAvailable,
     RateLimited,
@@ -60,9 +62,9 @@ async def serve(ex: Exchange, route: Sequence[UpstreamName], *, reason: str) -> 
                 ex.request_id,
                 name,
                 last.upstream,
-                last.reason if isinstance(last, Refusal) else last.message,
+                _describe(last),
             )
-            ex.set_reason(f"{reason}; fallback to {name}")
+            ex.set_reason(f"{reason}; fallback to {name} ({_describe(last)})")
         try:
             await relay_stream(ex, upstream, admission)
             return
@@ -81,9 +83,18 @@ def _describe(failure: UpstreamError | Refusal) -> str:
 
 
 def no_upstream_error(failures: Sequence[UpstreamError | Refusal]) -> GatewayError:
-    """The client-facing error when every upstream tried failed before any content was sent."""
+    """The client-facing error when every upstream tried failed before any content was sent.
+
+    Only refusals and 429s: 429 with the earliest known reset. A spent budget whose config says
+    `on_exhausted: reject`: 402. Otherwise the last upstream error, or 503 naming them all.
+    """
     if not failures:
         return NoUpstreamAvailable("no upstream is enabled for this request")
+    if any(isinstance(f, BudgetRefusal) and f.reject for f in failures):
+        others = [_describe(f) for f in failures if not isinstance(f, BudgetRefusal)]
+        budget = next(f for f in failures if isinstance(f, BudgetRefusal))
+        local = "; ".join(others) if others else "no other upstream may serve this request"
+        return BudgetExhausted(f"{budget.reason}, and {local}")
     limited = [f for f in failures if isinstance(f, UpstreamRateLimited | Refusal)]
     if len(limited) == len(failures):
         waits = [f.retry_after for f in limited if f.retry_after is not None]

@@ -16,6 +16,7 @@ from . import __version__
 from .app import MODEL_ALIAS, SERVICES_KEY, Services
 from .errors import GatewayError
 from .exchange import Exchange
+from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .records import RequestRecord
 from .sinks import CollectSink, Sink, StreamSink
 from .strategies import describe
@@ -88,8 +89,8 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         record=record,
         upstreams=services.upstreams,
         config=services.config,
-        recorder=services.stats.record,
-        gate=services.gate,
+        recorder=services.record,
+        gate=services.gate.for_strategy(strategy.name),
     )
     try:
         await strategy.run(ex)
@@ -110,6 +111,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         _finalize_in_background(ex)
         raise
     finally:
+        sink.release()
         if record.outcome != "client_disconnected":
             await _finalize(ex)
     return _response_of(sink)
@@ -193,12 +195,11 @@ async def health(request: web.Request) -> web.Response:
 
 
 def _stats_body(services: Services) -> dict[str, Any]:
-    headroom = {name: w.headroom() for name, w in services.watchers.items() if w.windows}
     extra: dict[str, Any] = {
         "gateway": {"version": __version__, "strategy": services.config.routing.strategy},
+        "rate_limits": services.gate.snapshot(),
+        "budget": services.budget.snapshot(),
     }
-    if headroom:
-        extra["rate_limits"] = {"headroom": headroom}
     return services.stats.get_statistics(extra)
 
 
@@ -213,6 +214,13 @@ async def reset_stats(request: web.Request) -> web.Response:
     return json_response({"status": "reset", "stats": _stats_body(services)})
 
 
+async def get_metrics(request: web.Request) -> web.Response:
+    services = request.app[SERVICES_KEY]
+    return web.Response(
+        body=services.metrics.render(), headers={"Content-Type": METRICS_CONTENT_TYPE}
+    )
+
+
 def setup_routes(app: web.Application) -> None:
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_post("/chat/completions", chat_completions)
@@ -220,3 +228,4 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/health", health)
     app.router.add_get("/stats", get_stats)
     app.router.add_post("/stats/reset", reset_stats)
+    app.router.add_get("/metrics", get_metrics)

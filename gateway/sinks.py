@@ -51,6 +51,10 @@ class Sink(Protocol):
 
     async def fail(self, error: GatewayError) -> None: ...
 
+    def release(self) -> None:
+        """Stop background work tied to the response (keepalive pings); idempotent."""
+        ...
+
 
 def _has_content(delta: dict[str, Any]) -> bool:
     return bool(delta.get("content") or delta.get("reasoning_content") or delta.get("tool_calls"))
@@ -223,8 +227,13 @@ class StreamSink:
 
     async def _close(self) -> None:
         assert self.response is not None
-        self.response.stop_streaming()
+        self.release()
         await self.response.write_eof()
+
+    def release(self) -> None:
+        response = self.response
+        if response is not None and response.is_connected():
+            response.stop_streaming()
 
 
 class CollectSink:
@@ -300,3 +309,6 @@ class CollectSink:
 
     async def fail(self, error: GatewayError) -> None:
         raise error
+
+    def release(self) -> None:
+        return None

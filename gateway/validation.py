@@ -114,6 +114,24 @@ def validate_chat_request(body: dict[str, Any], *, max_messages: int) -> None:
     _check_type(body, "temperature", (int, float), "a number")
     _check_type(body, "top_p", (int, float), "a number")
     _check_type(body, "n", (int,), "an integer")
+    _check_type(body, "seed", (int,), "an integer")
+    _check_type(body, "logprobs", (bool,), "a boolean")
+    _check_type(body, "top_logprobs", (int,), "an integer")
+    _check_type(body, "parallel_tool_calls", (bool,), "a boolean")
+    _check_type(body, "presence_penalty", (int, float), "a number")
+    _check_type(body, "frequency_penalty", (int, float), "a number")
+    _check_type(body, "stop", (str, list), "a string or an array of strings")
+    _check_type(body, "tool_choice", (str, dict), "a string or an object")
+    _check_type(body, "response_format", (dict,), "an object")
+    _check_type(body, "user", (str,), "a string")
+    tools = body.get("tools")
+    if isinstance(tools, list):
+        for i, tool in enumerate(tools):
+            if not isinstance(tool, dict):
+                raise _bad(f"tools[{i}] must be an object", f"tools[{i}]", "invalid_type")
+    n = body.get("n")
+    if n is not None and not 1 <= n <= 16:
+        raise _bad("'n' must be between 1 and 16", "n")
     for key in ("max_tokens", "max_completion_tokens"):
         _check_type(body, key, (int,), "an integer")
         value = body.get(key)

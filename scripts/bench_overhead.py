@@ -20,9 +20,6 @@ import argparse
 import asyncio
 import contextlib
 import os
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,76 +29,13 @@ from pathlib import Path
 
 import aiohttp
 import orjson
+from benchlib import HOST, Proc, free_port, pct, spawn, wait_ready
 
-ROOT = Path(__file__).resolve().parent.parent
-HOST = "127.0.0.1"
 BODY = {
     "model": "bench",
     "messages": [{"role": "user", "content": "Say something."}],
     "stream": True,
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
-def pct(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    k = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
-    return ordered[k]
-
-
-@dataclass
-class Proc:
-    popen: subprocess.Popen[bytes]
-    url: str
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    def rss_kib(self) -> int:
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-        return 0
-
-    def stop(self) -> None:
-        if self.popen.poll() is None:
-            os.killpg(self.popen.pid, signal.SIGTERM)
-            try:
-                self.popen.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.popen.pid, signal.SIGKILL)
-
-
-def spawn(args: list[str], url: str, cpus: set[int] | None, env: dict[str, str]) -> Proc:
-    def pin() -> None:
-        os.setsid()
-        if cpus and hasattr(os, "sched_setaffinity"):
-            os.sched_setaffinity(0, cpus)
-
-    popen = subprocess.Popen(
-        args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=pin, env=env
-    )
-    return Proc(popen, url)
-
-
-async def wait_ready(url: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    async with aiohttp.ClientSession() as session:
-        while time.monotonic() < deadline:
-            with contextlib.suppress(aiohttp.ClientError):
-                async with session.get(url) as resp:
-                    if resp.status < 500:
-                        return
-            await asyncio.sleep(0.1)
-    raise RuntimeError(f"{url} did not come up")
 
 
 @dataclass
@@ -137,8 +71,8 @@ def processes(loop_impl: str) -> Iterator[Setup]:
                 "20",
             ],
             f"http://{HOST}:{sim_port}",
-            other_cpus,
-            env,
+            cpus=other_cpus,
+            env=env,
         )
         config = {
             "models": {
@@ -157,8 +91,8 @@ def processes(loop_impl: str) -> Iterator[Setup]:
         gateway = spawn(
             [sys.executable, "-m", "gateway", "--config", str(tmp / "gateway.yaml")],
             f"http://{HOST}:{gw_port}",
-            gateway_cpus,
-            env,
+            cpus=gateway_cpus,
+            env=env,
         )
         try:
             yield Setup(sim, gateway, tmp, {"gateway": gateway_cpus or set()})

@@ -349,7 +349,7 @@ def test_config_is_frozen() -> None:
         ("models:\n  local: 'http://x'\n", "models.local"),
         ("models:\n  cerebras:\n    api_key: 12345\n", "models.cerebras.api_key"),
         (
-            "models:\n  cerebras:\n    max_completion_tokens_cap: 0\n",
+            "models:\n  cerebras:\n    max_completion_tokens_cap: -1\n",
             "models.cerebras.max_completion_tokens_cap",
         ),
         (
@@ -462,3 +462,11 @@ def test_repr_never_shows_the_api_key(tmp_path: Path) -> None:
         assert SECRET not in repr(cfg)
         assert SECRET not in repr(dict(cfg.models))
         assert "zai-glm-4.7" in repr(cfg.cerebras)  # the repr is still useful
+
+
+def test_completion_cap_zero_turns_it_off() -> None:
+    from gateway.config import parse_config
+
+    assert parse_config({}, env={}).cerebras.max_completion_tokens_cap == 8192
+    config = parse_config({"models": {"cerebras": {"max_completion_tokens_cap": 0}}}, env={})
+    assert config.cerebras.max_completion_tokens_cap is None

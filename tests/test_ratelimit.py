@@ -359,3 +359,23 @@ def test_retry_after_none_without_resets() -> None:
         {"x-ratelimit-remaining-tokens-minute": "0", "x-ratelimit-limit-tokens-minute": "9"}
     )
     assert w.retry_after() is None
+
+
+def test_malformed_values_are_logged_at_debug(caplog: pytest.LogCaptureFixture) -> None:
+    w, _ = watcher()
+    with caplog.at_level("DEBUG", logger="gateway.ratelimit"):
+        w.observe({"x-ratelimit-remaining-tokens-minute": "-3", "retry-after": "soon"})
+    messages = [(r.levelname, r.getMessage()) for r in caplog.records]
+    assert ("DEBUG", "cerebras: ignoring malformed x-ratelimit-remaining-tokens-minute") in messages
+    assert ("DEBUG", "cerebras: ignoring malformed retry-after") in messages
+    assert all(level == "DEBUG" for level, _ in messages)
+
+
+def test_explained_wait_only_from_retry_after_or_an_exhausted_window() -> None:
+    w, clock = watcher(CEREBRAS)
+    assert w.explained_wait() is None  # nothing exhausted: the headers do not explain a 429
+    assert w.retry_after() == pytest.approx(11.382867097854614)
+    w.observe({"x-ratelimit-remaining-tokens-minute": "0"})
+    assert w.explained_wait() == pytest.approx(11.382867097854614)
+    w.observe({"retry-after": "3"})
+    assert w.explained_wait() == pytest.approx(3.0)

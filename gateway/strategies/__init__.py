@@ -1,6 +1,13 @@
 """Routing strategies. Importing this package registers every built-in strategy."""
 
-from . import always, smart_routing  # noqa: F401  (registration by import)
+from . import (  # noqa: F401  (registration by import)
+    adaptive,
+    always,
+    parallel_speculative,
+    smart_routing,
+    smart_speculative,
+    speculative,
+)
 from .base import Strategy, StrategyContext
 from .registry import create_strategies, describe, register, strategy_names
 

@@ -1,8 +1,10 @@
 """`smart_routing`: simple asks to the local model, complex ones to Cerebras.
 
 The decision reads what the user asks now (see gateway.classifier), never the size of a coding
-assistant's system prompt. Either route falls back to the other upstream on a failure before the
-client saw content (a Cerebras 429 included).
+assistant's system prompt. It goes into the response metadata (`routing_reason`) and the log.
+Either route falls back to the other upstream on a failure before the client saw content; a
+complex ask goes to Cerebras only if the admission gate lets it (budget, 429 cool-down, predicted
+rate-limit headroom), else it is served locally with the gate's reason appended.
 """
 
 from __future__ import annotations
@@ -31,8 +33,9 @@ class SmartRouting:
 
     async def run(self, ex: Exchange) -> None:
         verdict = self.classifier.classify(ex.body)
-        log.info("%s %s", ex.request_id, verdict.reason)
         route: tuple[UpstreamName, ...] = (
             ("cerebras", "local") if verdict.complex else ("local", "cerebras")
         )
-        await serve(ex, route, reason=verdict.reason)
+        reason = f"smart_routing: {verdict.reason} -> {route[0]}"
+        log.info("%s %s", ex.request_id, reason)
+        await serve(ex, route, reason=reason)

@@ -348,6 +348,13 @@ class OpenAICompatibleUpstream:
                     self.watcher.observe(response.headers)
                     if response.status != 200:
                         raise await self._http_error(response, call)
+            except asyncio.CancelledError:
+                # Cancelled before the headers: the prompt may already be processed and billed.
+                if response is None or response.status == 200:
+                    call.status = "cancelled"
+                    call.prompt_tokens = estimate_prompt_tokens(body)
+                    call.estimated = True
+                raise
             except TimeoutError:
                 raise self._tag(
                     UpstreamTimeout(

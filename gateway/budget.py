@@ -1,0 +1,220 @@
+"""Cerebras spend budgets: a daily and a monthly limit in US dollars over the ledger's spend.
+
+Periods are UTC calendar days and months. At start-up the spend of the current periods is read
+from the ledger (`cerebras_spend_since`); afterwards every finished request is charged in memory
+with the Cerebras part of its cost (all Cerebras calls, verify and failed calls included, priced
+as the ledger prices them). A request counts in the period in which it started, as in the ledger.
+
+- Alerts: one log line per period when its spend first reaches 50 %, 80 % and 100 % (again after
+  a restart, which starts without memory of earlier alerts).
+- At 100 % of any period `refusal()` refuses Cerebras for every strategy until the period ends;
+  the relay then serves locally. When nothing else can serve, `budget.on_exhausted: reject`
+  answers 402 (BudgetExhausted), `local` lets the usual error through (429 when every upstream
+  was refused, else the local failure).
+- Requests already admitted when the limit is reached still finish, so the spend can overshoot
+  by what the requests in flight cost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import calendar
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from .admission import Refusal
+from .config import BudgetConfig, Prices
+from .records import RequestRecord, UpstreamName
+
+log = logging.getLogger("gateway.budget")
+
+ALERT_PERCENTS = (50, 80, 100)
+BUDGETED_UPSTREAM: UpstreamName = "cerebras"
+
+
+class SpendSource(Protocol):
+    def cerebras_spend_since(self, unix_ts: float) -> float: ...
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetRefusal(Refusal):
+    """A refusal because a budget is spent; `reject`: answer 402 when nothing else can serve."""
+
+    reject: bool = False
+
+
+def day_bounds(now: float) -> tuple[float, float]:
+    """Start and end (unix seconds) of the UTC day containing `now`."""
+    start = (now // 86_400) * 86_400
+    return start, start + 86_400
+
+
+def month_bounds(now: float) -> tuple[float, float]:
+    """Start and end (unix seconds) of the UTC calendar month containing `now`."""
+    when = datetime.fromtimestamp(now, UTC)
+    start = datetime(when.year, when.month, 1, tzinfo=UTC)
+    days = calendar.monthrange(when.year, when.month)[1]
+    return start.timestamp(), start.timestamp() + days * 86_400
+
+
+@dataclass(slots=True)
+class Period:
+    """One budget period (`daily` or `monthly`) and what was spent in it."""
+
+    name: str
+    limit_usd: float
+    bounds: Callable[[float], tuple[float, float]]
+    start: float = 0.0
+    end: float = 0.0
+    spent_usd: float = 0.0
+    alerted: set[int] = field(default_factory=set)
+
+    def roll(self, now: float) -> bool:
+        """Move to the period containing `now`; True when a new period began (spend reset)."""
+        if self.start <= now < self.end:
+            return False
+        self.start, self.end = self.bounds(now)
+        self.spent_usd = 0.0
+        self.alerted.clear()
+        return True
+
+    @property
+    def percent(self) -> float:
+        return self.spent_usd / self.limit_usd * 100
+
+    @property
+    def exhausted(self) -> bool:
+        return self.spent_usd >= self.limit_usd
+
+
+class Budget:
+    """Daily and monthly Cerebras spend limits; `refusal()` is what the admission gate asks."""
+
+    def __init__(
+        self,
+        config: BudgetConfig,
+        prices: Prices,
+        *,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.prices = prices
+        self.wall = wall
+        self.periods: list[Period] = []
+        if config.daily_usd is not None:
+            self.periods.append(Period("daily", config.daily_usd, day_bounds))
+        if config.monthly_usd is not None:
+            self.periods.append(Period("monthly", config.monthly_usd, month_bounds))
+        self.refused = 0
+        self._roll()
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.periods)
+
+    async def load(self, ledger: SpendSource) -> None:
+        """Read the current periods' spend from the ledger (once, at start-up)."""
+        self._roll()
+        for period in self.periods:
+            period.spent_usd = await asyncio.to_thread(ledger.cerebras_spend_since, period.start)
+            self._alert(period)
+
+    def cost_of(self, record: RequestRecord) -> float:
+        """The Cerebras part of a request's cost (every Cerebras call it made)."""
+        return sum(
+            self.prices.cost(call.prompt_tokens, call.completion_tokens)
+            for call in record.calls
+            if call.upstream == BUDGETED_UPSTREAM
+        )
+
+    def charge(self, record: RequestRecord) -> None:
+        """Add a finished request's Cerebras cost to the periods it started in."""
+        if not self.periods:
+            return
+        self._roll()
+        cost = self.cost_of(record)
+        if cost <= 0:
+            return
+        for period in self.periods:
+            if record.started_at >= period.start:
+                period.spent_usd += cost
+                self._alert(period)
+
+    def refusal(self, upstream: UpstreamName) -> BudgetRefusal | None:
+        """A refusal when `upstream` is the budgeted one and a period's budget is spent."""
+        if upstream != BUDGETED_UPSTREAM or not self.periods:
+            return None
+        now = self._roll()
+        spent = [p for p in self.periods if p.exhausted]
+        if not spent:
+            return None
+        period = max(spent, key=lambda p: p.end)
+        return BudgetRefusal(
+            upstream,
+            f"{period.name} Cerebras budget exhausted (${period.spent_usd:.4f} of "
+            f"${period.limit_usd:.2f}); it renews in {_human(period.end - now)}",
+            retry_after=period.end - now,
+            reject=self.config.on_exhausted == "reject",
+        )
+
+    def note_refused(self) -> None:
+        """Count a Cerebras call refused because of the budget (shown in `/stats`)."""
+        self.refused += 1
+
+    def snapshot(self) -> dict[str, Any]:
+        """The `/stats` budget block (limits, spend, percent, state)."""
+        now = self._roll()
+        out: dict[str, Any] = {
+            "enabled": self.enabled,
+            "on_exhausted": self.config.on_exhausted,
+            "state": "exhausted" if any(p.exhausted for p in self.periods) else "ok",
+            "refused_calls": self.refused,
+        }
+        for period in self.periods:
+            out[period.name] = {
+                "limit_usd": period.limit_usd,
+                "spent_usd": round(period.spent_usd, 6),
+                "percent": round(period.percent, 2),
+                "exhausted": period.exhausted,
+                "renews_in_s": round(period.end - now),
+            }
+        return out
+
+    def _roll(self) -> float:
+        now = self.wall()
+        for period in self.periods:
+            period.roll(now)
+        return now
+
+    def _alert(self, period: Period) -> None:
+        for percent in ALERT_PERCENTS:
+            if period.percent >= percent and percent not in period.alerted:
+                period.alerted.add(percent)
+                level = logging.WARNING if percent >= 80 else logging.INFO
+                consequence = (
+                    "; Cerebras is refused until the period ends, requests go local"
+                    if percent >= 100
+                    else ""
+                )
+                log.log(
+                    level,
+                    "budget alert: %s Cerebras spend $%.4f reached %d%% of $%.2f%s",
+                    period.name,
+                    period.spent_usd,
+                    percent,
+                    period.limit_usd,
+                    consequence,
+                )
+
+
+def _human(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    if seconds >= 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds:.0f} s"

@@ -1,0 +1,195 @@
+"""The upstream calls of one speculative request, each read by its own task into one queue.
+
+A `Race` lives inside the request's `asyncio.TaskGroup`: `start()` opens a call as a task that
+feeds the shared queue, `pump()` moves what arrives into the lanes' windows until the verdict can
+be made, `stop()` cancels a lane (its connection closes at once, so the upstream stops generating
+and billing) and waits until its tokens are settled, `commit()` replays a lane's window to the
+client and follows the rest of it live. A client disconnect cancels the task group, and with it
+every call of the request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ..admission import Refusal, Ticket
+from ..errors import UpstreamError
+from ..exchange import Exchange
+from ..records import CallRole, UpstreamName
+from ..upstreams import OpenAICompatibleUpstream, UpstreamStream
+from .window import Window
+
+log = logging.getLogger("gateway.speculation")
+
+
+@dataclass(frozen=True, slots=True)
+class _Chunk:
+    chunk: dict[str, Any]
+    logprobs: list[float]
+
+
+@dataclass(frozen=True, slots=True)
+class _End:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class _Failed:
+    error: UpstreamError
+
+
+_Event = _Chunk | _End | _Failed
+
+
+def take_logprobs(chunk: dict[str, Any], *, strip: bool) -> list[float]:
+    """Token logprobs of a chunk's answer content; removed from the chunk when `strip`."""
+    values: list[float] = []
+    for choice in chunk.get("choices") or ():
+        if not isinstance(choice, dict):
+            continue
+        logprobs = choice.pop("logprobs", None) if strip else choice.get("logprobs")
+        entries = logprobs.get("content") if isinstance(logprobs, dict) else None
+        for entry in entries or ():
+            value = entry.get("logprob") if isinstance(entry, dict) else None
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                values.append(float(value))
+    return values
+
+
+class Lane:
+    """One upstream call of the race and its window."""
+
+    def __init__(
+        self,
+        upstream: OpenAICompatibleUpstream,
+        role: CallRole,
+        label: str,
+        window: Window,
+        *,
+        overrides: Mapping[str, Any] | None = None,
+        strip_logprobs: bool = False,
+    ) -> None:
+        self.upstream = upstream
+        self.role = role
+        self.label = label
+        self.window = window
+        self.overrides = dict(overrides or {})
+        self.strip_logprobs = strip_logprobs
+        self.stream: UpstreamStream | None = None
+        self.refusal: Refusal | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.stopped = False
+
+    @property
+    def name(self) -> UpstreamName:
+        return self.upstream.name
+
+    def __repr__(self) -> str:
+        return f"<Lane {self.label}>"
+
+
+class Race:
+    def __init__(self, ex: Exchange, group: asyncio.TaskGroup) -> None:
+        self.ex = ex
+        self._group = group
+        self._events: asyncio.Queue[tuple[Lane, _Event]] = asyncio.Queue()
+        self.lanes: list[Lane] = []
+
+    def start(self, lane: Lane, ticket: Ticket) -> Lane:
+        """Open `lane`'s call in a task of the group; its admission `ticket` is released there."""
+        self.lanes.append(lane)
+        lane.task = self._group.create_task(self._read(lane, ticket), name=lane.label)
+        return lane
+
+    async def _read(self, lane: Lane, ticket: Ticket) -> None:
+        ex = self.ex
+        put = self._events.put_nowait
+        try:
+            async with lane.upstream.open_stream(
+                ex.body,
+                role=lane.role,
+                request_id=ex.request_id,
+                body_overrides=lane.overrides,
+                calls=ex.record.calls,
+            ) as stream:
+                lane.stream = stream
+                ticket.release(stream.response.headers)
+                async for chunk in stream:
+                    put((lane, _Chunk(chunk, take_logprobs(chunk, strip=lane.strip_logprobs))))
+        except UpstreamError as exc:
+            log.info("%s %s failed: %s", ex.request_id, lane.label, exc.message)
+            ex.gate.observe_failure(lane.name, exc)
+            put((lane, _Failed(exc)))
+        else:
+            put((lane, _End()))
+        finally:
+            ticket.release()
+
+    @staticmethod
+    def _absorb(lane: Lane, event: _Event) -> None:
+        window = lane.window
+        if isinstance(event, _Chunk):
+            window.add(event.chunk, event.logprobs)
+        elif isinstance(event, _End):
+            window.finished = True
+        else:
+            window.error = event.error
+
+    async def pump(self, until: Callable[[], bool], deadline: float) -> bool:
+        """Move arriving chunks into windows until `until()` holds (True) or `deadline` (False)."""
+        while not until():
+            try:
+                async with asyncio.timeout_at(deadline):
+                    lane, event = await self._events.get()
+            except TimeoutError:
+                return until()
+            if not lane.stopped:
+                self._absorb(lane, event)
+        return True
+
+    async def stop(self, lane: Lane) -> None:
+        """Cancel `lane` now and wait until its call is settled (tokens counted)."""
+        lane.stopped = True
+        task = lane.task
+        if task is not None and not task.done():
+            task.cancel()
+            await asyncio.wait({task})
+
+    async def stop_all(self, *, keep: Lane | None = None) -> None:
+        for lane in self.lanes:
+            if lane is not keep:
+                await self.stop(lane)
+
+    def cancel_all(self) -> None:
+        """Cancel every lane without waiting (the task group waits for them)."""
+        for lane in self.lanes:
+            lane.stopped = True
+            if lane.task is not None:
+                lane.task.cancel()
+
+    async def commit(self, lane: Lane) -> UpstreamStream:
+        """Send `lane`'s window to the client, then the rest of its stream as it arrives.
+
+        Returns the finished stream; raises the lane's UpstreamError if it failed.
+        """
+        sink = self.ex.sink
+        sink.model_used = lane.name
+        window = lane.window
+        for chunk in window.chunks:
+            await sink.emit(chunk)
+        while not window.finished and window.error is None:
+            source, event = await self._events.get()
+            if source is not lane:
+                continue
+            if isinstance(event, _Chunk):
+                await sink.emit(event.chunk)
+            else:
+                self._absorb(lane, event)
+        if window.error is not None:
+            raise window.error
+        assert lane.stream is not None, "a finished lane has its stream"
+        return lane.stream

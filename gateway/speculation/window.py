@@ -1,0 +1,108 @@
+"""The verdict window of one upstream call: what it streamed before the verdict.
+
+`chunks` keeps every chunk received (reasoning included) so the committed one can be replayed to
+the client in order; the answer window (`assembly`, `logprobs`) holds only the first `limit`
+answer tokens, which is what the verdict compares. Answer tokens are estimated the way billing
+estimates are (gateway.tokens), from answer text and tool-call fragments, never reasoning.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..assembly import Assembly, ChoiceParts
+from ..errors import UpstreamError
+from ..tokens import estimate_completion_tokens
+from ..verdict import Answer, ToolCall
+
+
+def answer_size(chunk: dict[str, Any]) -> int:
+    """Characters of answer content and tool-call fragments in a chunk (0: no answer)."""
+    size = 0
+    for choice in chunk.get("choices") or ():
+        delta = choice.get("delta") if isinstance(choice, dict) else None
+        if not isinstance(delta, dict):
+            continue
+        text = delta.get("content")
+        if isinstance(text, str):
+            size += len(text)
+        for call in delta.get("tool_calls") or ():
+            fn = call.get("function") if isinstance(call, dict) else None
+            if isinstance(fn, dict):
+                size += len(str(fn.get("name") or "")) + len(str(fn.get("arguments") or "")) or 1
+    return size
+
+
+def answer_of(parts: ChoiceParts, *, complete: bool) -> Answer:
+    calls = tuple(
+        ToolCall(call.name, "".join(call.arguments)) for _, call in sorted(parts.tool_calls.items())
+    )
+    return Answer(parts.text, calls, complete)
+
+
+class Window:
+    """Chunks of one call before the verdict; `limit` None: the window is the whole answer."""
+
+    def __init__(self, limit: int | None) -> None:
+        self.limit = limit
+        self.chunks: list[dict[str, Any]] = []
+        self.assembly = Assembly()
+        self.logprobs: list[float] = []
+        self.error: UpstreamError | None = None
+        self.finished = False
+        self._chars = 0
+        self._events = 0
+        self._cut = False  # answer content arrived after the window was full
+        self._marks: list[int] = []  # answer tokens before each chunk
+
+    @property
+    def tokens(self) -> int:
+        """Answer tokens in the window (estimated; at most `limit` plus one chunk's worth)."""
+        return estimate_completion_tokens(self._chars, self._events)
+
+    @property
+    def full(self) -> bool:
+        return self.limit is not None and self.tokens >= self.limit
+
+    @property
+    def complete(self) -> bool:
+        """The window holds the whole answer."""
+        return self.finished and not self._cut
+
+    @property
+    def ready(self) -> bool:
+        """The verdict may read this window: full, finished or failed."""
+        return self.full or self.finished or self.error is not None
+
+    @property
+    def has_answer(self) -> bool:
+        return self.assembly.has_answer()
+
+    @property
+    def usable(self) -> bool:
+        """Not failed and not an empty finished answer."""
+        return self.error is None and not (self.finished and not self.has_answer)
+
+    def add(self, chunk: dict[str, Any], logprobs: list[float]) -> None:
+        self._marks.append(self.tokens)
+        self.chunks.append(chunk)
+        size = answer_size(chunk)
+        if self.full:
+            self._cut = self._cut or size > 0
+            return
+        self.assembly.add_chunk(chunk)
+        if size:
+            self._chars += size
+            self._events += 1
+            self.logprobs.extend(logprobs)
+
+    def answer(self, tokens: int | None = None) -> Answer:
+        """The window's answer, or only its first `tokens` answer tokens."""
+        if tokens is None or tokens >= self.tokens:
+            return answer_of(self.assembly.first(), complete=self.complete)
+        head = Assembly()
+        for before, chunk in zip(self._marks, self.chunks, strict=True):
+            if before >= tokens:
+                break
+            head.add_chunk(chunk)
+        return answer_of(head.first(), complete=False)

@@ -1,0 +1,39 @@
+"""`smart_speculative`: simple asks to the local model only, complex ones speculatively.
+
+The smart_routing classifier decides; a simple ask falls back to Cerebras only on a local failure
+before any content (as in smart_routing).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import ClassVar
+
+from ..exchange import Exchange
+from ..relay import serve
+from ..speculation import Speculator
+from .base import StrategyContext
+from .registry import register
+
+log = logging.getLogger("gateway.strategy.smart_speculative")
+
+
+@register
+class SmartSpeculative:
+    name: ClassVar[str] = "smart_speculative"
+    description: ClassVar[str] = "simple asks to local, complex asks through speculative decoding"
+
+    def __init__(self, ctx: StrategyContext) -> None:
+        self.speculator = Speculator(ctx.config)
+
+    async def run(self, ex: Exchange) -> None:
+        speculator = self.speculator
+        verdict = speculator.classifier.classify(ex.body)
+        log.info("%s %s", ex.request_id, verdict.reason)
+        if verdict.complex:
+            await speculator.serve(ex, drafts=1, label=f"{self.name} ({verdict.reason})")
+            return
+        cfg = speculator.cfg
+        await serve(
+            ex, (cfg.draft_model, cfg.verify_model), reason=f"{self.name}: {verdict.reason}"
+        )

@@ -1,0 +1,129 @@
+"""Shared by the benchmark and soak scripts: start simulators and the gateway as processes on
+127.0.0.1, wait for them, read their RSS and open file descriptors, stop them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+
+ROOT = Path(__file__).resolve().parent.parent
+HOST = "127.0.0.1"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def pct(values: list[float], q: float) -> float:
+    """The q-th percentile (nearest rank) of values; nan when empty."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    k = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[k]
+
+
+@dataclass
+class Proc:
+    popen: subprocess.Popen[bytes]
+    url: str
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def rss_kib(self) -> int:
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        return 0
+
+    def open_fds(self) -> int:
+        return len(os.listdir(f"/proc/{self.pid}/fd"))
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            os.killpg(self.popen.pid, signal.SIGTERM)
+            try:
+                self.popen.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.popen.pid, signal.SIGKILL)
+                self.popen.wait()
+
+
+def spawn(
+    args: list[str], url: str, *, cpus: set[int] | None = None, env: dict[str, str] | None = None
+) -> Proc:
+    """Start a process in its own process group, optionally pinned to `cpus`."""
+
+    def setup_child() -> None:
+        os.setsid()
+        if cpus and hasattr(os, "sched_setaffinity"):
+            os.sched_setaffinity(0, cpus)
+
+    environment = dict(os.environ if env is None else env)
+    environment.pop("CEREBRAS_API_KEY", None)  # benchmarks never reach the real API
+    popen = subprocess.Popen(
+        args,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        preexec_fn=setup_child,
+        env=environment,
+    )
+    return Proc(popen, url)
+
+
+def spawn_sim(profile: str, *extra: str, cpus: set[int] | None = None) -> Proc:
+    port = free_port()
+    args = [sys.executable, "-m", "gateway.sim", "--profile", profile, "--port", str(port)]
+    return spawn([*args, *extra], f"http://{HOST}:{port}", cpus=cpus)
+
+
+def spawn_gateway(
+    config: dict[str, Any],
+    workdir: Path,
+    *,
+    cpus: set[int] | None = None,
+    env: dict[str, str] | None = None,
+) -> Proc:
+    """Write `config` (server.port is filled in) to workdir and start the gateway on it."""
+    port = free_port()
+    config = {**config, "server": {**config.get("server", {}), "host": HOST, "port": port}}
+    storage = {
+        "ledger_path": str(workdir / "ledger.db"),
+        "log_path": str(workdir / "gateway.log"),
+        "log_level": "WARNING",
+        **config.get("storage", {}),
+    }
+    config["storage"] = storage
+    path = workdir / "gateway.yaml"
+    path.write_bytes(orjson.dumps(config))
+    args = [sys.executable, "-m", "gateway", "--config", str(path)]
+    return spawn(args, f"http://{HOST}:{port}", cpus=cpus, env=env)
+
+
+async def wait_ready(url: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as session:
+        while time.monotonic() < deadline:
+            with contextlib.suppress(aiohttp.ClientError):
+                async with session.get(url) as resp:
+                    if resp.status < 500:
+                        return
+            await asyncio.sleep(0.1)
+    raise RuntimeError(f"{url} did not come up within {timeout:.0f}s")

@@ -1,0 +1,221 @@
+#!/usr/bin/env python3
+"""Soak: many concurrent streaming clients through the gateway, with faults injected upstream.
+
+Starts a simulated llama.cpp and a simulated Cerebras server and the gateway as processes on
+127.0.0.1, then runs `--clients` concurrent clients for `--duration` seconds over every registered
+strategy (streamed and non-streamed requests), while a fault injector keeps breaking the
+upstreams (cuts, stalls, malformed events, 429s, 500s, slow first tokens ...). It prints requests
+served, outcomes by kind, and the gateway's RSS and open file descriptors at start and end.
+
+Expected outcomes are complete answers, one error event after content was sent, and OpenAI-shaped
+HTTP errors; anything else (a stream ending without [DONE] or error event, a non-JSON error, a
+connection reset, a client timeout) counts as unexpected. Targets: zero unexpected outcomes, RSS
+growth under 10 %, file descriptors back to their baseline.
+
+Run: `.venv/bin/python scripts/soak.py` (10 minutes by default; `--duration 60` for a short run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import aiohttp
+import orjson
+from benchlib import Proc, spawn_gateway, spawn_sim, wait_ready
+
+CEREBRAS_KEY = "soak-test-key-not-secret"
+# (fault, params, which upstream may show it): llama.cpp never answers 429, Cerebras never loads.
+FAULTS: list[tuple[str, dict[str, object], str]] = [
+    ("http_500", {}, "any"),
+    ("http_429", {"reset_seconds": 2}, "cerebras"),
+    ("http_429_bare", {}, "cerebras"),
+    ("http_503_loading", {}, "local"),
+    ("drop", {}, "any"),
+    ("slow_first_token", {"delay": 8.0}, "any"),
+    ("stall", {"after_chunks": 4, "seconds": 8.0}, "any"),
+    ("cut", {"after_chunks": 4}, "any"),
+    ("malformed_event", {"after_chunks": 3}, "any"),
+    ("garbage", {"after_chunks": 3}, "any"),
+    ("huge_event", {"size": 1_200_000}, "any"),
+    ("error_event", {"after_chunks": 3}, "any"),
+]
+
+
+async def one_request(
+    session: aiohttp.ClientSession, url: str, strategy: str, stream: bool, n: int
+) -> str:
+    """Send one request and classify how it ended."""
+    body = {
+        "model": strategy,
+        "messages": [{"role": "user", "content": f"Soak question {n}: explain step {n % 7}."}],
+        "stream": stream,
+        "stream_options": {"include_usage": True} if stream else None,
+        "max_tokens": 60,
+    }
+    body = {k: v for k, v in body.items() if v is not None}
+    try:
+        async with session.post(url + "/v1/chat/completions", json=body) as resp:
+            raw = await resp.read()
+            if resp.status != 200:
+                error = orjson.loads(raw).get("error", {})
+                if {"message", "type", "param", "code"} <= set(error):
+                    return f"http_{resp.status}"
+                return f"unexpected: HTTP {resp.status} without OpenAI error body"
+            if not stream:
+                return (
+                    "ok"
+                    if orjson.loads(raw).get("object") == "chat.completion"
+                    else ("unexpected: non-stream body")
+                )
+            events = [e for e in raw.split(b"\n\n") if e and not e.startswith(b":")]
+            if not events:
+                return "unexpected: empty stream"
+            last = events[-1]
+            if last == b"data: [DONE]":
+                return "ok"
+            if last.startswith(b"data: {") and b'"error"' in last:
+                return "error_event"
+            return "unexpected: stream ended without [DONE] or error event"
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        return f"unexpected: {type(exc).__name__}"
+    except orjson.JSONDecodeError:
+        return "unexpected: invalid JSON"
+
+
+async def injector(
+    session: aiohttp.ClientSession, sims: dict[str, Proc], stop: asyncio.Event, rng: random.Random
+) -> Counter[str]:
+    injected: Counter[str] = Counter()
+    while not stop.is_set():
+        name, params, where = rng.choice(FAULTS)
+        sim = sims[where] if where != "any" else rng.choice(list(sims.values()))
+        async with session.post(sim.url + "/_sim/inject", json={"fault": name, **params}) as resp:
+            if resp.status == 200:
+                injected[name] += 1
+        try:
+            await asyncio.wait_for(stop.wait(), 0.25)
+        except TimeoutError:
+            pass
+    return injected
+
+
+async def run(args: argparse.Namespace) -> int:
+    rng = random.Random(args.seed)
+    with tempfile.TemporaryDirectory(prefix="soak-") as tmp:
+        local = spawn_sim("llamacpp", "--tps", "300", "--answer-tokens", "40")
+        cerebras = spawn_sim(
+            "cerebras", "--tps", "2000", "--answer-tokens", "40", "--api-key", CEREBRAS_KEY
+        )
+        config = {
+            "models": {
+                "local": {"endpoint": local.url + "/v1", "model": "sim-local"},
+                "cerebras": {"endpoint": cerebras.url + "/v1", "api_key": CEREBRAS_KEY},
+            },
+            "routing": {"strategy": "smart_routing"},
+            "timeouts": {"connect": 2, "first_token": 3, "idle": 3},
+            "limits": {"max_concurrent_requests": 1024},
+            "storage": {"log_level": "INFO", **({"log_path": args.log} if args.log else {})},
+        }
+        gateway = spawn_gateway(config, Path(tmp))
+        try:
+            for proc in (local, cerebras, gateway):
+                await wait_ready(proc.url + "/health")
+            timeout = aiohttp.ClientTimeout(total=60)
+
+            def new_session() -> aiohttp.ClientSession:
+                return aiohttp.ClientSession(
+                    timeout=timeout, connector=aiohttp.TCPConnector(limit=0)
+                )
+
+            async with new_session() as session:
+                async with session.get(gateway.url + "/v1/models") as resp:
+                    models = (await resp.json())["data"]
+                strategies = [m["id"] for m in models if m["id"] != "glm-token-saver"]
+                if args.strategies:
+                    strategies = [s for s in strategies if s in args.strategies.split(",")]
+                for i in range(50):  # warm up before the baseline is read
+                    await one_request(
+                        session, gateway.url, strategies[i % len(strategies)], True, i
+                    )
+            await asyncio.sleep(args.settle)
+            rss_start, fds_start = gateway.rss_kib(), gateway.open_fds()
+            async with new_session() as session:
+                outcomes: Counter[str] = Counter()
+                by_strategy: Counter[str] = Counter()
+                stop = asyncio.Event()
+                deadline = time.monotonic() + args.duration
+                counter = iter(range(10**9))
+
+                async def client() -> None:
+                    while time.monotonic() < deadline:
+                        n = next(counter)
+                        strategy = rng.choice(strategies)
+                        outcome = await one_request(
+                            session, gateway.url, strategy, rng.random() < 0.8, n
+                        )
+                        outcomes[outcome] += 1
+                        by_strategy[strategy] += 1
+
+                started = time.monotonic()
+                inject_task = asyncio.create_task(
+                    injector(session, {"local": local, "cerebras": cerebras}, stop, rng)
+                )
+                await asyncio.gather(*(client() for _ in range(args.clients)))
+                stop.set()
+                injected = await inject_task
+                elapsed = time.monotonic() - started
+            # Idle pooled keep-alive connections close 15-30 s after their last use.
+            await asyncio.sleep(args.settle)
+            rss_end, fds_end = gateway.rss_kib(), gateway.open_fds()
+        finally:
+            gateway.stop()
+            local.stop()
+            cerebras.stop()
+
+    total = sum(outcomes.values())
+    unexpected = sum(v for k, v in outcomes.items() if k.startswith("unexpected"))
+    growth = (rss_end - rss_start) / rss_start * 100 if rss_start else float("nan")
+    print(
+        f"soak: {args.clients} clients for {elapsed:.0f} s, {total} requests "
+        f"({total / elapsed:.1f}/s)"
+    )
+    print("outcomes:", dict(sorted(outcomes.items())))
+    print("by strategy:", dict(sorted(by_strategy.items())))
+    print("faults injected:", dict(sorted(injected.items())))
+    print(
+        f"gateway RSS: {rss_start / 1024:.1f} MiB at start, {rss_end / 1024:.1f} MiB at end "
+        f"({growth:+.1f} %)"
+    )
+    print(f"gateway open file descriptors: {fds_start} at start, {fds_end} at end")
+    ok = unexpected == 0 and growth < 10 and fds_end <= fds_start
+    print(
+        f"targets (0 unexpected, RSS growth < 10 %, fds back to baseline): "
+        f"{'met' if ok else 'NOT met'}"
+    )
+    return 0 if ok else 1
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=float, default=600.0, help="seconds (default 600)")
+    parser.add_argument("--clients", type=int, default=128)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=35.0,
+        help="seconds to wait after the load before reading RSS and fds",
+    )
+    parser.add_argument("--strategies", help="comma-separated subset (default: all registered)")
+    parser.add_argument("--log", help="write the gateway's log here (INFO)")
+    return asyncio.run(run(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
