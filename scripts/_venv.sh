@@ -1,8 +1,10 @@
 # Sourced by the scripts: create the project's virtualenv and install the project the first time,
 # and again whenever pyproject.toml changes. GLM_VENV overrides the location (default .venv).
-# Usage: ensure_venv [extra]   e.g. ensure_venv dev
-ensure_venv() {
-    local extra="${1:-}"
+# Both functions set VENV (the virtualenv) and PY (its python); ROOT must be set by the caller.
+#   ensure_python_venv        only create the virtualenv if it is missing (nothing installed)
+#   ensure_venv [extra]       that, plus the project itself, e.g. ensure_venv dev
+
+ensure_python_venv() {
     VENV="${GLM_VENV:-$ROOT/.venv}"
     PY="$VENV/bin/python"
     if [ ! -x "$PY" ]; then
@@ -18,6 +20,11 @@ ensure_venv() {
         }
         "$PY" -m pip install --quiet --upgrade pip >&2
     fi
+}
+
+ensure_venv() {
+    local extra="${1:-}"
+    ensure_python_venv
     local spec="$ROOT"
     [ -n "$extra" ] && spec="$ROOT[$extra]"
     local stamp="$VENV/.glm-installed${extra:+-$extra}"

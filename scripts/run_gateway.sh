@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # Run the gateway. First run creates .venv and installs the project.
 #   scripts/run_gateway.sh --demo          simulated llama.cpp + Cerebras on loopback, nothing else needed
+#   scripts/run_gateway.sh --local-model   a real llama-server with a small model on 127.0.0.1:41447
+#                                          (installed by scripts/setup_local_model.sh, run here first;
+#                                          stopped with the gateway); Cerebras is the real API when
+#                                          CEREBRAS_API_KEY is set, simulated otherwise
 #   scripts/run_gateway.sh                 conf/gateway.yaml (llama.cpp on 127.0.0.1:41447, Cerebras API)
 #   scripts/run_gateway.sh --help          every option (--config, --host, --port, --strategy ...)
 set -euo pipefail
@@ -9,4 +13,13 @@ cd "$ROOT"
 # shellcheck source=scripts/_venv.sh
 . "$ROOT/scripts/_venv.sh"
 ensure_venv
+for arg in "$@"; do
+    if [ "$arg" = "--local-model" ]; then
+        bash "$ROOT/scripts/setup_local_model.sh" >&2 || {
+            echo "run_gateway: cannot use --local-model (see above)" >&2
+            exit 1
+        }
+        break
+    fi
+done
 exec "$PY" -m gateway "$@"
