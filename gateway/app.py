@@ -51,14 +51,18 @@ class Services:
         """Store a finished request: metrics at once, then the durable ledger and stats."""
         self.metrics.observe(record)
         self.budget.charge(record)
-        await self.stats.record(record)
+        try:
+            await self.stats.record(record)
+        except Exception:  # the answer was delivered; a broken ledger must not break the stream
+            log.exception("req=%s could not be written to the ledger", record.request_id)
 
     def strategy_for(self, requested: str | None) -> Strategy:
         """The strategy a request names (header or model), else the configured default."""
         if requested:
             name = requested.removeprefix(MODEL_ALIAS + "/")
             strategy = self.strategies.get(name)
-            if strategy is not None:
+            allowed = self.config.routing.client_strategies
+            if strategy is not None and (allowed is None or name in allowed):
                 return strategy
         return self.strategies[self.config.routing.strategy]
 
@@ -74,6 +78,12 @@ def check_strategy(config: GatewayConfig) -> None:
             f"{config.source}: routing.strategy: unknown strategy {config.routing.strategy!r}; "
             f"available: {', '.join(strategy_names())}"
         )
+    for name in config.routing.client_strategies or ():
+        if name not in strategy_names():
+            raise ConfigError(
+                f"{config.source}: routing.client_strategies: unknown strategy {name!r}; "
+                f"available: {', '.join(strategy_names())}"
+            )
     for name in config.rate_limits.reactive_strategies:
         if name not in strategy_names():
             raise ConfigError(
@@ -125,6 +135,9 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
         )
         yield
     finally:
+        from .routes import drain_background
+
+        await drain_background()  # records of requests cancelled just before shutdown
         await session.close()
         await ledger.close()
 

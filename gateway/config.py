@@ -132,6 +132,8 @@ class RoutingConfig:
     complexity_keywords: tuple[str, ...] = _DEFAULT_KEYWORDS
     fallback_to_local: bool = True
     fallback_to_cerebras: bool = True
+    # Strategies a client may pick per request (model name or x-gateway-strategy); None = all.
+    client_strategies: tuple[str, ...] | None = None
     adaptive_cerebras: AdaptiveConfig = AdaptiveConfig()
 
 
@@ -143,6 +145,8 @@ class SpeculativeConfig:
     Probabilities (`logprob_min_*`) are token probabilities in 0..1, not log-probabilities.
     `cost_skip_ratio`: skip speculation when the prompt's share of a full Cerebras answer's
     cost (answer of `expected_answer_tokens`) is above it; 1.0 never skips.
+    `announce_after`: seconds before the role chunk goes out if no upstream has accepted the
+    request yet; failures before that still reach the client as real HTTP statuses.
     """
 
     enabled: bool = True
@@ -163,6 +167,7 @@ class SpeculativeConfig:
     logprob_low_quantile: float = 0.1
     cost_skip_ratio: float = 0.9
     expected_answer_tokens: int = 500
+    announce_after: float = 0.25
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -363,6 +368,15 @@ def _model(name: str, r: _Reader, env: Mapping[str, str], timeouts: Timeouts) ->
     )
 
 
+def _client_strategies(r: _Reader) -> tuple[str, ...] | None:
+    names = r.data.get("client_strategies")
+    if names is None:
+        return None
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise r.error("client_strategies", "must be a list of strategy names")
+    return tuple(names)
+
+
 def _auth(r: _Reader, env: Mapping[str, str]) -> AuthConfig:
     """Keys from `auth.api_keys` plus the comma-separated `GATEWAY_API_KEYS` variable."""
     keys = r.get("api_keys", list, [])
@@ -407,6 +421,7 @@ def _speculative(r: _Reader) -> SpeculativeConfig:
         logprob_low_quantile=r.number("logprob_low_quantile", 0.1, low=0, high=1),
         cost_skip_ratio=r.number("cost_skip_ratio", 0.9, low=0, high=1),
         expected_answer_tokens=r.integer("expected_answer_tokens", 500, low=1, high=10_000_000),
+        announce_after=r.number("announce_after", 0.25, low=0, high=60),
         extra={k: v for k, v in r.data.items() if k not in known},
     )
 
@@ -474,6 +489,7 @@ def parse_config(
         complexity_keywords=tuple(k.lower() for k in keywords),
         fallback_to_local=fallback.get("to_local", bool, True),
         fallback_to_cerebras=fallback.get("to_cerebras", bool, True),
+        client_strategies=_client_strategies(rr),
         adaptive_cerebras=AdaptiveConfig(
             cool_down_duration=ar.number("cool_down_duration", 60.0, low=0, high=86400),
             rate_limit_threshold=ar.number("rate_limit_threshold", 0.2, low=0, high=1),

@@ -53,7 +53,24 @@ class Exchange:
         self.recorded = True
         record = self.record
         record.duration_s = time.monotonic() - self.started
+        if record.outcome == "client_disconnected":
+            self._count_partial_answer()
         first = self.sink.first_content_at
         if first is not None and record.ttft_s is None:
             record.ttft_s = first - self.started
         await self.recorder(record)
+
+    def _count_partial_answer(self) -> None:
+        """A client that left mid-answer still received part of it: the counterfactual is what
+        Cerebras would have billed for that part (the committed call's tokens so far)."""
+        record, committed = self.record, self.sink.model_used
+        if not self.sink.committed or committed is None:
+            return
+        record.model_used = committed  # type: ignore[assignment]
+        if record.counterfactual_prompt_tokens or record.counterfactual_completion_tokens:
+            return
+        for call in reversed(record.calls):
+            if call.upstream == committed:
+                record.counterfactual_prompt_tokens = call.prompt_tokens
+                record.counterfactual_completion_tokens = call.completion_tokens
+                return

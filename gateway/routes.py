@@ -95,26 +95,56 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     try:
         await strategy.run(ex)
     except GatewayError as exc:
-        record.outcome = "error"
-        record.http_status = exc.status
-        record.error_type = exc.error_type
-        prepared = isinstance(sink, StreamSink) and sink.prepared
-        if not prepared:
-            return error_response(exc, request_id)
-        try:
-            await sink.fail(exc)
-        except (ConnectionError, RuntimeError):
-            record.outcome = "client_disconnected"
-    except (asyncio.CancelledError, ConnectionError):
-        record.outcome = "client_disconnected"
-        record.http_status = 499
-        _finalize_in_background(ex)
+        return await _fail(ex, exc)
+    except asyncio.CancelledError:
+        _disconnected(ex)
         raise
+    except ConnectionError:
+        _disconnected(ex)
+        return _response_of(sink)
+    except Exception as exc:  # a bug must still end the stream cleanly, never corrupt it
+        log.exception("req=%s unexpected error in strategy %s", request_id, strategy.name)
+        internal = GatewayError(
+            f"internal gateway error ({type(exc).__name__})", code="internal_error"
+        )
+        return await _fail(ex, internal)
     finally:
         sink.release()
         if record.outcome != "client_disconnected":
             await _finalize(ex)
     return _response_of(sink)
+
+
+async def _fail(ex: Exchange, error: GatewayError) -> web.StreamResponse:
+    """Report a failure: an HTTP error before the stream started, else one error event."""
+    record, sink = ex.record, ex.sink
+    record.outcome = "error"
+    record.error_type = error.error_type
+    prepared = isinstance(sink, StreamSink) and sink.prepared
+    if not prepared:
+        record.http_status = error.status
+        return error_response(error, ex.request_id)
+    record.http_status = 200  # what the client saw; the error went out as an event
+    try:
+        await sink.fail(error)
+    except (ConnectionError, RuntimeError):
+        _disconnected(ex)
+    return _response_of(sink)
+
+
+def _disconnected(ex: Exchange) -> None:
+    """The client went away: record what was billed so far, without delaying cancellation."""
+    if ex.record.outcome == "client_disconnected":
+        return
+    ex.record.outcome = "client_disconnected"
+    ex.record.http_status = 499
+    _finalize_in_background(ex)
+
+
+async def drain_background() -> None:
+    """Wait for records still being written for cancelled requests (at shutdown)."""
+    while _background:
+        await asyncio.gather(*list(_background), return_exceptions=True)
 
 
 def _response_of(sink: Sink) -> web.StreamResponse:

@@ -10,6 +10,7 @@ switch upstreams (`reset()` forgets what was buffered). A non-stream sink commit
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
@@ -79,6 +80,7 @@ class StreamSink:
         self.headers = headers
         self.keepalive_interval = keepalive_interval
         self.response: EventSourceResponse | None = None
+        self._prepare_lock = asyncio.Lock()
         self.committed = False
         self.model_used: str | None = None
         self.model_name = ""
@@ -86,6 +88,8 @@ class StreamSink:
         self.finish_reasons: dict[int, str] = {}
         self.tool_call_indexes: set[int] = set()
         self.content_choices: set[int] = set()
+        # Choices with text or a tool call: reasoning alone is not an answer (Cline rejects it).
+        self.answer_choices: set[int] = set()
 
     @property
     def prepared(self) -> bool:
@@ -97,6 +101,11 @@ class StreamSink:
             await self._prepare()
 
     async def _prepare(self) -> None:
+        async with self._prepare_lock:  # begin() may race the first emit() from another task
+            if self.response is None:
+                await self._prepare_now()
+
+    async def _prepare_now(self) -> None:
         headers = dict(STREAM_HEADERS)
         headers.update(self.headers)
         if self.model_used:
@@ -159,6 +168,8 @@ class StreamSink:
                     if isinstance(call, dict) and not isinstance(call.get("function"), dict):
                         call["function"] = {}
             self.content_choices.add(index)
+            if delta.get("content") or calls:
+                self.answer_choices.add(index)
             meaningful = True
             kept.append(choice)
         if not meaningful:
@@ -185,7 +196,7 @@ class StreamSink:
             await self.response.write(_KEEPALIVE)
 
     def has_answer(self) -> bool:
-        return bool(self.content_choices)
+        return bool(self.answer_choices)
 
     def reset(self) -> None:
         if self.committed:

@@ -103,11 +103,11 @@ class Speculation:
         model = self.ex.body.get("model")
         if isinstance(sink, StreamSink) and isinstance(model, str) and not sink.model_name:
             sink.model_name = model  # the role chunk goes out before an upstream names one
-        await sink.begin()
         failure: Exception | None = None
         try:
             async with asyncio.TaskGroup() as group:
                 race = Race(self.ex, group)
+                race.announce_after(self.cfg.announce_after)
                 try:
                     await self._serve(race)
                 except Exception as exc:  # re-raised below, once every call is closed

@@ -98,6 +98,8 @@ class Race:
         self._group = group
         self._events: asyncio.Queue[tuple[Lane, _Event]] = asyncio.Queue()
         self.lanes: list[Lane] = []
+        self._announced = False
+        self._announcer: asyncio.Task[None] | None = None
 
     def start(self, lane: Lane, ticket: Ticket) -> Lane:
         """Open `lane`'s call in a task of the group; its admission `ticket` is released there."""
@@ -118,6 +120,7 @@ class Race:
             ) as stream:
                 lane.stream = stream
                 ticket.release(stream.response.headers)
+                await self._announce()
                 async for chunk in stream:
                     put((lane, _Chunk(chunk, take_logprobs(chunk, strip=lane.strip_logprobs))))
         except UpstreamError as exc:
@@ -128,6 +131,28 @@ class Race:
             put((lane, _End()))
         finally:
             ticket.release()
+
+    def announce_after(self, delay: float) -> None:
+        """Send the role chunk after `delay` seconds at the latest (keeps the client waiting
+        visibly while upstreams are slow to accept)."""
+        self._announcer = self._group.create_task(self._announce_later(delay), name="announce")
+
+    async def _announce_later(self, delay: float) -> None:
+        await asyncio.sleep(delay)
+        await self._announce()
+
+    async def _announce(self) -> None:
+        """Send the role chunk once the first upstream accepted the request.
+
+        Not earlier: until some upstream answers, a failure can still reach the client as a
+        real HTTP status (Cline reads the status for context overflow and rate limits)."""
+        if self._announced:
+            return
+        self._announced = True
+        try:
+            await self.ex.sink.begin()
+        except ConnectionError:
+            pass  # the client left; the request's own task notices and cancels the race
 
     @staticmethod
     def _absorb(lane: Lane, event: _Event) -> None:
@@ -166,6 +191,8 @@ class Race:
 
     def cancel_all(self) -> None:
         """Cancel every lane without waiting (the task group waits for them)."""
+        if self._announcer is not None:
+            self._announcer.cancel()
         for lane in self.lanes:
             lane.stopped = True
             if lane.task is not None:

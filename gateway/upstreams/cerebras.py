@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,9 +18,12 @@ from ..errors import UpstreamError, UpstreamHTTPError
 from .base import Health, OpenAICompatibleUpstream, UpstreamStream
 
 MAX_TEMPERATURE = 1.5
+HEALTH_CACHE_S = 10.0
 
 
 class CerebrasUpstream(OpenAICompatibleUpstream):
+    _health_cache: tuple[float, Health] | None = None
+
     def build_body(self, client_body: Mapping[str, Any]) -> dict[str, Any]:
         body = super().build_body(client_body)
         legacy = body.pop("max_tokens", None)
@@ -69,6 +73,14 @@ class CerebrasUpstream(OpenAICompatibleUpstream):
         )
 
     async def health(self) -> Health:
+        """Probe `/models` at most once per HEALTH_CACHE_S: /health needs no client key, and
+        each probe is an authenticated call to the paid API."""
         if self.enabled and not self.config.api_key:
             return Health("no_api_key", "set CEREBRAS_API_KEY")
-        return await super().health()
+        now = time.monotonic()
+        cached = self._health_cache
+        if cached is not None and now - cached[0] < HEALTH_CACHE_S:
+            return cached[1]
+        health = await super().health()
+        self._health_cache = (now, health)
+        return health
