@@ -127,8 +127,8 @@ async def relay_stream(
         ex.body, role="answer", request_id=ex.request_id, calls=ex.record.calls
     ) as stream:
         ticket.release(stream.response.headers)
-        async for chunk in stream:
-            await sink.emit(chunk)
+        async for batch in stream.batches():
+            await sink.emit_many(batch)
     if not sink.has_answer():
         stream.call.error = "empty answer"
         raise UpstreamEmptyResponse(

@@ -40,6 +40,10 @@ class Sink(Protocol):
 
     async def emit(self, chunk: dict[str, Any]) -> None: ...
 
+    async def emit_many(self, chunks: list[dict[str, Any]]) -> None:
+        """`emit` for chunks that arrived together; a stream writes them in one go."""
+        ...
+
     async def keepalive(self) -> None: ...
 
     def has_answer(self) -> bool: ...
@@ -143,10 +147,21 @@ class StreamSink:
         return chunk
 
     async def emit(self, chunk: dict[str, Any]) -> None:
+        event = self._encode(chunk)
+        if event is not None:
+            await self._write_content(event)
+
+    async def emit_many(self, chunks: list[dict[str, Any]]) -> None:
+        events = [e for e in map(self._encode, chunks) if e is not None]
+        if events:
+            await self._write_content(events[0] if len(events) == 1 else b"".join(events))
+
+    def _encode(self, chunk: dict[str, Any]) -> bytes | None:
+        """The client event for an upstream chunk, or None when it carries nothing to send
+        (role-only deltas; finish_reason is held back for the final chunk)."""
         choices = chunk.get("choices")
         if not isinstance(choices, list):
-            return
-        meaningful = False
+            return None
         kept: list[dict[str, Any]] = []
         for position, choice in enumerate(choices):
             index = choice.get("index", position)
@@ -170,18 +185,11 @@ class StreamSink:
             self.content_choices.add(index)
             if delta.get("content") or calls:
                 self.answer_choices.add(index)
-            meaningful = True
             kept.append(choice)
-        if not meaningful:
-            return
-        if isinstance(chunk.get("model"), str) and not self.model_name:
+        if not kept:
+            return None
+        if not self.model_name and isinstance(chunk.get("model"), str):
             self.model_name = chunk["model"]
-        if self.response is None:
-            await self._prepare()
-        assert self.response is not None
-        if not self.committed:
-            self.committed = True
-            self.first_content_at = time.monotonic()
         chunk["choices"] = kept
         chunk["id"] = self.response_id
         chunk["object"] = "chat.completion.chunk"
@@ -189,7 +197,16 @@ class StreamSink:
         chunk["model"] = self.model_name
         if self.include_usage:
             chunk["usage"] = None
-        await self.response.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
+        return b"data: " + orjson.dumps(chunk) + b"\n\n"
+
+    async def _write_content(self, data: bytes) -> None:
+        if self.response is None:
+            await self._prepare()
+        assert self.response is not None
+        if not self.committed:
+            self.committed = True
+            self.first_content_at = time.monotonic()
+        await self.response.write(data)
 
     async def keepalive(self) -> None:
         if self.response is not None:
@@ -270,6 +287,10 @@ class CollectSink:
         self.assembly.add_chunk(chunk)
         if self.first_content_at is None and self.assembly.has_answer():
             self.first_content_at = time.monotonic()
+
+    async def emit_many(self, chunks: list[dict[str, Any]]) -> None:
+        for chunk in chunks:
+            await self.emit(chunk)
 
     async def keepalive(self) -> None:
         return None

@@ -855,7 +855,9 @@ async def test_event_over_the_size_limit(
 async def test_leaving_early_settles_the_call_as_cancelled(
     session: aiohttp.ClientSession, mocked: aioresponses
 ) -> None:
-    mocked.post(LOCAL_URL, body=sse(*ANSWER), content_type="text/event-stream")
+    # The answer is still open (no finish_reason, no [DONE]) when the caller walks away.
+    unfinished = sse(ANSWER[0], ANSWER[1], done=False)
+    mocked.post(LOCAL_URL, body=unfinished, content_type="text/event-stream")
     calls: list[UpstreamCall] = []
     async with local(session).open_stream({"messages": USER}, calls=calls) as stream:
         async for _ in stream:

@@ -206,8 +206,7 @@ class Race:
         sink = self.ex.sink
         sink.model_used = lane.name
         window = lane.window
-        for chunk in window.chunks:
-            await sink.emit(chunk)
+        await sink.emit_many(list(window.chunks))  # the buffered window, in one write
         while not window.finished and window.error is None:
             source, event = await self._events.get()
             if source is not lane:

@@ -97,6 +97,14 @@ class UpstreamStream:
         return self._chunks()
 
     async def _chunks(self) -> AsyncIterator[dict[str, Any]]:
+        async for batch in self.batches():
+            for chunk in batch:
+                yield chunk
+
+    async def batches(self) -> AsyncIterator[list[dict[str, Any]]]:
+        """The chunks of each network read together, so a relay can write them in one go.
+
+        Chunks parsed before a broken event of the same read are still delivered first."""
         upstream = self.upstream
         decoder = SSEDecoder(upstream.max_event_bytes)
         content = self.response.content
@@ -126,15 +134,27 @@ class UpstreamStream:
                 payloads = decoder.feed(data) if data else decoder.close()
             except EventTooLarge as exc:
                 raise UpstreamProtocolError(upstream.name, f"{upstream.name}: {exc}") from None
+            batch: list[dict[str, Any]] = []
+            failure: UpstreamError | None = None
             for payload in payloads:
                 if payload == DONE:
                     self.saw_done = True
-                    return
-                chunk = self._parse(payload)
+                    break
+                try:
+                    chunk = self._parse(payload)
+                except UpstreamError as exc:
+                    failure = exc
+                    break
                 if self.first_event_at is None:
                     self.first_event_at = time.monotonic()
                 if chunk is not None:
-                    yield chunk
+                    batch.append(chunk)
+            if batch:
+                yield batch
+            if failure is not None:
+                raise failure
+            if self.saw_done:
+                return
             if not data:
                 if self.finish_reasons:
                     return  # complete answer; only the [DONE] marker is missing
