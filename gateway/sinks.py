@@ -104,12 +104,15 @@ class StreamSink:
         if self.response is None:
             await self._prepare()
 
-    async def _prepare(self) -> None:
+    async def _prepare(self, first: bytes = b"") -> None:
+        """Send headers and the role chunk, followed in the same write by `first`."""
         async with self._prepare_lock:  # begin() may race the first emit() from another task
             if self.response is None:
-                await self._prepare_now()
+                await self._prepare_now(first)
+            elif first:
+                await self.response.write(first)
 
-    async def _prepare_now(self) -> None:
+    async def _prepare_now(self, first: bytes) -> None:
         headers = dict(STREAM_HEADERS)
         headers.update(self.headers)
         if self.model_used:
@@ -132,7 +135,7 @@ class StreamSink:
                 }
             ]
         )
-        await response.write(b"data: " + orjson.dumps(role) + b"\n\n")
+        await response.write(b"data: " + orjson.dumps(role) + b"\n\n" + first)
 
     def _envelope(self, choices: list[dict[str, Any]]) -> dict[str, Any]:
         chunk: dict[str, Any] = {
@@ -200,12 +203,12 @@ class StreamSink:
         return b"data: " + orjson.dumps(chunk) + b"\n\n"
 
     async def _write_content(self, data: bytes) -> None:
-        if self.response is None:
-            await self._prepare()
-        assert self.response is not None
         if not self.committed:
             self.committed = True
             self.first_content_at = time.monotonic()
+        if self.response is None:
+            await self._prepare(data)  # headers, role chunk and first content in one write
+            return
         await self.response.write(data)
 
     async def keepalive(self) -> None:
