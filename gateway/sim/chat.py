@@ -39,7 +39,7 @@ async def handle_chat(request: web.Request) -> web.StreamResponse:
         path=request.path,
         started_at=time.monotonic(),
     )
-    state.requests.append(log)
+    state.record(log)
     exchange = _Exchange(request, state, log, state.faults.pop())
     state.active += 1
     try:

@@ -13,6 +13,8 @@ from .faults import FaultQueue, make_fault
 from .options import SimOptions, SimRequestLog
 from .quota import Quota
 
+MAX_LOG = 20_000  # request log entries kept (the oldest half goes past this)
+
 
 def quota_for(options: SimOptions) -> Quota:
     return Quota(
@@ -46,6 +48,12 @@ class SimState:
             self.options.profile == "llamacpp"
             and time.monotonic() < self.loading_origin + self.options.loading_seconds
         )
+
+    def record(self, log: SimRequestLog) -> None:
+        """Keep the request log; past MAX_LOG entries the oldest half goes (long soak runs)."""
+        self.requests.append(log)
+        if len(self.requests) > MAX_LOG:
+            del self.requests[: MAX_LOG // 2]
 
     def inject(self, fault: str, count: int = 1, **params: Any) -> None:
         """Queue `fault` for the next `count` chat requests; bad names/params: ValueError."""
