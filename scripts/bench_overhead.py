@@ -300,7 +300,9 @@ def main() -> int:
     results = asyncio.run(run(args))
     print(f"\nfinished in {time.monotonic() - started:.0f} s")
     if args.json:
-        args.json.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
+        args.json.write_bytes(
+            orjson.dumps(results, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS)
+        )
     return 0
 
 
