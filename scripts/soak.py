@@ -105,6 +105,52 @@ async def injector(
     return injected
 
 
+LoadResult = tuple[Counter[str], Counter[str], Counter[str], float, list[int]]
+
+
+async def load(
+    session: aiohttp.ClientSession,
+    gateway: Proc,
+    sims: dict[str, Proc],
+    strategies: list[str],
+    args: argparse.Namespace,
+    duration: float,
+    rng: random.Random,
+) -> LoadResult:
+    """`args.clients` clients and the fault injector for `duration` seconds."""
+    outcomes: Counter[str] = Counter()
+    by_strategy: Counter[str] = Counter()
+    rss_series: list[int] = []
+    stop = asyncio.Event()
+    deadline = time.monotonic() + duration
+    counter = iter(range(10**9))
+
+    async def client() -> None:
+        while time.monotonic() < deadline:
+            strategy = rng.choice(strategies)
+            stream = rng.random() < 0.8
+            outcome = await one_request(session, gateway.url, strategy, stream, next(counter))
+            outcomes[outcome] += 1
+            by_strategy[strategy] += 1
+
+    async def sample_rss() -> None:
+        while not stop.is_set():
+            rss_series.append(gateway.rss_kib())
+            try:
+                await asyncio.wait_for(stop.wait(), 60)
+            except TimeoutError:
+                pass
+
+    started = time.monotonic()
+    inject_task = asyncio.create_task(injector(session, sims, stop, rng))
+    sampler = asyncio.create_task(sample_rss())
+    await asyncio.gather(*(client() for _ in range(args.clients)))
+    stop.set()
+    injected = await inject_task
+    await sampler
+    return outcomes, by_strategy, injected, time.monotonic() - started, rss_series
+
+
 async def run(args: argparse.Namespace) -> int:
     rng = random.Random(args.seed)
     with tempfile.TemporaryDirectory(prefix="soak-") as tmp:
@@ -136,40 +182,19 @@ async def run(args: argparse.Namespace) -> int:
             async with new_session() as session:
                 async with session.get(gateway.url + "/v1/models") as resp:
                     models = (await resp.json())["data"]
-                strategies = [m["id"] for m in models if m["id"] != "glm-token-saver"]
-                if args.strategies:
-                    strategies = [s for s in strategies if s in args.strategies.split(",")]
-                for i in range(50):  # warm up before the baseline is read
-                    await one_request(
-                        session, gateway.url, strategies[i % len(strategies)], True, i
-                    )
+            strategies = [m["id"] for m in models if m["id"] != "glm-token-saver"]
+            if args.strategies:
+                strategies = [s for s in strategies if s in args.strategies.split(",")]
+            sims = {"local": local, "cerebras": cerebras}
+            rss_cold, fds_cold = gateway.rss_kib(), gateway.open_fds()
+            # Warm-up under the same load, so that the baseline includes the working set of
+            # `--clients` concurrent streams and growth after it means a leak, not a warm cache.
+            async with new_session() as session:
+                await load(session, gateway, sims, strategies, args, args.warmup, rng)
             await asyncio.sleep(args.settle)
             rss_start, fds_start = gateway.rss_kib(), gateway.open_fds()
             async with new_session() as session:
-                outcomes: Counter[str] = Counter()
-                by_strategy: Counter[str] = Counter()
-                stop = asyncio.Event()
-                deadline = time.monotonic() + args.duration
-                counter = iter(range(10**9))
-
-                async def client() -> None:
-                    while time.monotonic() < deadline:
-                        n = next(counter)
-                        strategy = rng.choice(strategies)
-                        outcome = await one_request(
-                            session, gateway.url, strategy, rng.random() < 0.8, n
-                        )
-                        outcomes[outcome] += 1
-                        by_strategy[strategy] += 1
-
-                started = time.monotonic()
-                inject_task = asyncio.create_task(
-                    injector(session, {"local": local, "cerebras": cerebras}, stop, rng)
-                )
-                await asyncio.gather(*(client() for _ in range(args.clients)))
-                stop.set()
-                injected = await inject_task
-                elapsed = time.monotonic() - started
+                result = await load(session, gateway, sims, strategies, args, args.duration, rng)
             # Idle pooled keep-alive connections close 15-30 s after their last use.
             await asyncio.sleep(args.settle)
             rss_end, fds_end = gateway.rss_kib(), gateway.open_fds()
@@ -178,6 +203,7 @@ async def run(args: argparse.Namespace) -> int:
             local.stop()
             cerebras.stop()
 
+    outcomes, by_strategy, injected, elapsed, rss_series = result
     total = sum(outcomes.values())
     unexpected = sum(v for k, v in outcomes.items() if k.startswith("unexpected"))
     growth = (rss_end - rss_start) / rss_start * 100 if rss_start else float("nan")
@@ -192,7 +218,14 @@ async def run(args: argparse.Namespace) -> int:
         f"gateway RSS: {rss_start / 1024:.1f} MiB at start, {rss_end / 1024:.1f} MiB at end "
         f"({growth:+.1f} %)"
     )
-    print(f"gateway open file descriptors: {fds_start} at start, {fds_end} at end")
+    print(
+        f"gateway RSS before the {args.warmup:.0f} s warm-up: {rss_cold / 1024:.1f} MiB; "
+        "every minute of the run (MiB): " + ", ".join(f"{kib / 1024:.1f}" for kib in rss_series)
+    )
+    print(
+        f"gateway open file descriptors: {fds_start} at start, {fds_end} at end "
+        f"({fds_cold} before the warm-up)"
+    )
     ok = unexpected == 0 and growth < 10 and fds_end <= fds_start
     print(
         f"targets (0 unexpected, RSS growth < 10 %, fds back to baseline): "
@@ -205,6 +238,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=float, default=600.0, help="seconds (default 600)")
     parser.add_argument("--clients", type=int, default=128)
+    parser.add_argument(
+        "--warmup",
+        type=float,
+        default=60.0,
+        help="seconds of the same load before the baseline is read",
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument(
         "--settle",
