@@ -118,3 +118,33 @@ def chat(content: str = "hello", **extra: Any) -> dict[str, Any]:
     }
     body.update(extra)
     return body
+
+
+# Every strategy of the spec; tests that sweep them compare this with the registry.
+ALL_STRATEGIES = [
+    "always_local",
+    "always_cerebras",
+    "smart_routing",
+    "adaptive_cerebras",
+    "speculative_decoding",
+    "parallel_speculative",
+    "smart_speculative",
+]
+
+
+async def read_then_leave(
+    session: aiohttp.ClientSession, url: str, body: dict[str, Any], events: int
+) -> float:
+    """Stream a request, read `events` data events, close the connection; return when."""
+    import time
+
+    resp = await session.post(url + "/chat/completions", json=body)
+    assert resp.status == 200
+    seen = 0
+    async for line in resp.content:
+        if line.startswith(b"data: "):
+            seen += 1
+            if seen >= events:
+                break
+    resp.close()
+    return time.monotonic()

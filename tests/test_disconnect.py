@@ -4,22 +4,13 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
-from support import chat
+from support import ALL_STRATEGIES, chat, read_then_leave
 
 from gateway.records import UPSTREAM_NAMES
 
-STRATEGIES = [
-    "always_local",
-    "always_cerebras",
-    "smart_routing",
-    "adaptive_cerebras",
-    "speculative_decoding",
-    "parallel_speculative",
-    "smart_speculative",
-]
+STRATEGIES = ALL_STRATEGIES
 # Events received before leaving: 1 = only the role chunk (speculative: before the verdict),
 # 4 = inside the buffered window replay, 30 = well into the live stream.
 MOMENTS = {"before_verdict": 1, "buffered_replay": 4, "mid_stream": 30}
@@ -41,16 +32,7 @@ async def test_disconnect_leaves_nothing(
     await asyncio.sleep(0.05)
     before = set(asyncio.all_tasks())
     body = chat("Explain step by step why the build fails: ```make all```", stream=True)
-    resp = await client.post(gw.url + "/chat/completions", json=body)
-    assert resp.status == 200
-    events = 0
-    async for line in resp.content:
-        if line.startswith(b"data: "):
-            events += 1
-            if events >= MOMENTS[moment]:
-                break
-    resp.close()
-    left_at = time.monotonic()
+    left_at = await read_then_leave(client, gw.url, body, MOMENTS[moment])
 
     await asyncio.sleep(0.2)
     for sim in (local_sim, cerebras_sim):

@@ -8,7 +8,7 @@ import socket
 import time
 
 import pytest
-from support import chat, post_stream
+from support import chat, post_stream, read_then_leave
 
 from gateway.sim import SimServer
 
@@ -184,15 +184,7 @@ async def test_client_disconnect_closes_upstream_within_200ms(
     local_sim.options.tps = 50.0
     local_sim.options.answer_tokens = 500
     gw = await make_gateway("always_local")
-    resp = await client.post(gw.url + "/chat/completions", json=chat(stream=True))
-    seen = 0
-    async for line in resp.content:
-        if line.startswith(b"data: {"):
-            seen += 1
-            if seen == 5:
-                break
-    closed_at = time.monotonic()
-    resp.close()
+    closed_at = await read_then_leave(client, gw.url, chat(stream=True), 6)
     log = local_sim.requests[-1]
     for _ in range(50):
         if log.disconnected_at is not None:

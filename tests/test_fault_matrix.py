@@ -13,7 +13,7 @@ import time
 
 import orjson
 import pytest
-from support import chat, gateway_config, post_stream
+from support import ALL_STRATEGIES, chat, gateway_config, post_stream
 
 from gateway.app import SERVICES_KEY, create_app
 from gateway.strategies import strategy_names
@@ -38,15 +38,7 @@ FAULTS: dict[str, dict[str, object]] = {
     "error_event": {"after_chunks": 3},
     "drop": {},
 }
-STRATEGIES = [
-    "always_local",
-    "always_cerebras",
-    "smart_routing",
-    "adaptive_cerebras",
-    "speculative_decoding",
-    "parallel_speculative",
-    "smart_speculative",
-]
+STRATEGIES = ALL_STRATEGIES
 
 
 def closed_port_url() -> str:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 
-from support import chat, post_stream
+from support import chat, post_stream, read_then_leave
 
 from gateway.sim import ScriptedAnswer
 
@@ -74,14 +74,7 @@ async def test_disconnect_counts_the_partial_answer_as_delivered(
     cerebras_sim.options.tps = 100.0
     cerebras_sim.options.answer_tokens = 300
     gw = await make_gateway("always_cerebras")
-    resp = await client.post(gw.url + "/chat/completions", json=chat(stream=True))
-    seen = 0
-    async for line in resp.content:
-        if line.startswith(b"data: {"):
-            seen += 1
-            if seen == 10:
-                break
-    resp.close()
+    await read_then_leave(client, gw.url, chat(stream=True), 11)
     for _ in range(100):
         stats = gw.services.stats.get_statistics()
         if stats["requests"]["total"]:
