@@ -1,0 +1,71 @@
+"""The Cerebras key appears nowhere but in requests to Cerebras: not in logs, /stats, /metrics,
+/health, error bodies or streams, and never in any request to the local upstream."""
+
+from __future__ import annotations
+
+import logging
+
+from support import CEREBRAS_KEY, chat, post_stream
+
+from gateway.logs import setup_logging
+
+CLIENT_KEY = "client-secret-key-777"
+
+
+async def test_cerebras_key_is_never_exposed(make_gateway, client, local_sim, cerebras_sim) -> None:
+    gw = await make_gateway("always_local", auth={"api_keys": [CLIENT_KEY]})
+    log_path = setup_logging(gw.config.storage, [CEREBRAS_KEY, CLIENT_KEY], to_stderr=False)
+    auth = {"Authorization": f"Bearer {CLIENT_KEY}"}
+    seen: list[str] = []
+    try:
+        cerebras_sim.inject("http_429")
+        cerebras_sim.inject("http_500")
+        local_sim.inject("cut", after_chunks=4)
+        local_sim.options.n_ctx = 10_000
+        for strategy in (
+            "always_local",
+            "always_cerebras",
+            "speculative_decoding",
+            "smart_routing",
+            "always_cerebras",
+            "always_local",
+        ):
+            for stream in (True, False):
+                reply = await post_stream(
+                    client,
+                    gw.url,
+                    chat("Explain why x?", stream=stream, model=strategy),
+                    headers=auth,
+                )
+                seen.append(reply.raw.decode("utf-8", "replace"))
+                seen.append(str(dict(reply.headers)))
+        cerebras_sim.options.api_key = "a-different-key"  # Cerebras now refuses ours: 401
+        reply = await post_stream(
+            client, gw.url, chat(stream=True, model="always_cerebras"), headers=auth
+        )
+        seen.append(reply.raw.decode("utf-8", "replace"))
+        async with client.post(gw.url + "/chat/completions", json={"bad": 1}, headers=auth) as resp:
+            seen.append(await resp.text())
+        for path in ("/stats", "/metrics", "/health", "/v1/models"):
+            async with client.get(gw.root + path, headers=auth) as resp:
+                seen.append(await resp.text())
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+        seen.append(log_path.read_text())
+    finally:
+        root = logging.getLogger()
+        for handler in list(root.handlers):
+            if getattr(handler, "_glm_gateway_handler", False):
+                root.removeHandler(handler)
+                handler.close()
+    everything = "\n".join(seen)
+    assert "HTTP 401" in everything or "401" in everything, "the 401 path was exercised"
+    assert CEREBRAS_KEY not in everything
+    assert CLIENT_KEY not in everything
+    assert local_sim.requests, "the local upstream was called"
+    for log in local_sim.requests:
+        assert CEREBRAS_KEY not in str(log.headers) + str(log.body)
+        assert CLIENT_KEY not in str(log.headers) + str(log.body)
+    for log in cerebras_sim.requests:
+        assert CLIENT_KEY not in str(log.headers) + str(log.body)
+        assert log.headers.get("Authorization") == f"Bearer {CEREBRAS_KEY}"
