@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestServer
-from support import CEREBRAS_KEY, gateway_config
+from support import CEREBRAS_KEY, Gateway, gateway_config
 
-from gateway.app import SERVICES_KEY, Services, create_app
+from gateway.app import create_app
 from gateway.config import GatewayConfig
 from gateway.sim import SimOptions, SimServer, running_sim
 
@@ -30,25 +27,6 @@ async def cerebras_sim() -> AsyncIterator[SimServer]:
         SimOptions(profile="cerebras", answer_tokens=16, api_key=CEREBRAS_KEY)
     ) as sim:
         yield sim
-
-
-@dataclass
-class Gateway:
-    server: TestServer
-    app: web.Application
-    config: GatewayConfig
-
-    @property
-    def url(self) -> str:
-        return str(self.server.make_url("/v1"))
-
-    @property
-    def root(self) -> str:
-        return str(self.server.make_url("")).rstrip("/")
-
-    @property
-    def services(self) -> Services:
-        return self.app[SERVICES_KEY]
 
 
 GatewayFactory = Callable[..., Awaitable[Gateway]]

@@ -8,8 +8,11 @@ from typing import Any
 
 import aiohttp
 import orjson
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 from multidict import CIMultiDict
 
+from gateway.app import SERVICES_KEY, Services
 from gateway.config import GatewayConfig, parse_config
 
 CEREBRAS_KEY = "csk-test-secret-4f9a1c2e7b"
@@ -148,3 +151,22 @@ async def read_then_leave(
                 break
     resp.close()
     return time.monotonic()
+
+
+@dataclass
+class Gateway:
+    server: TestServer
+    app: web.Application
+    config: GatewayConfig
+
+    @property
+    def url(self) -> str:
+        return str(self.server.make_url("/v1"))
+
+    @property
+    def root(self) -> str:
+        return str(self.server.make_url("")).rstrip("/")
+
+    @property
+    def services(self) -> Services:
+        return self.app[SERVICES_KEY]

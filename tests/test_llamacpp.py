@@ -19,14 +19,11 @@ import os
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestServer
 from llamacpp_support import (
     GREEDY,
     UpstreamTap,
@@ -38,10 +35,9 @@ from llamacpp_support import (
     wait_slots_idle,
 )
 from openai import AsyncOpenAI, BadRequestError
-from support import chat, gateway_config, post_stream
+from support import Gateway, chat, gateway_config, post_stream
 
 from gateway.app import create_app
-from gateway.config import GatewayConfig
 from gateway.local_model import (
     LlamaServer,
     LocalModelError,
@@ -130,22 +126,7 @@ def tiny_llama_server(
 # --- gateways in front of them --------------------------------------------------------------------
 
 
-@dataclass
-class RealGateway:
-    server: TestServer
-    app: web.Application
-    config: GatewayConfig
-
-    @property
-    def url(self) -> str:
-        return str(self.server.make_url("/v1"))
-
-    @property
-    def root(self) -> str:
-        return str(self.server.make_url("")).rstrip("/")
-
-
-GatewayFactory = Callable[..., Awaitable[RealGateway]]
+GatewayFactory = Callable[..., Awaitable[Gateway]]
 
 
 @pytest.fixture
@@ -157,7 +138,7 @@ def real_gateway(
 
     async def factory(
         strategy: str = "always_local", *, local_url: str | None = None, **sections: Any
-    ) -> RealGateway:
+    ) -> Gateway:
         sections.setdefault("timeouts", TIMEOUTS)
         config = gateway_config(
             tmp_path,
@@ -168,7 +149,7 @@ def real_gateway(
         )
         app = create_app(config)
         server = await aiohttp_server(app)
-        return RealGateway(server, app, config)
+        return Gateway(server, app, config)
 
     return factory
 
