@@ -20,7 +20,6 @@ import argparse
 import asyncio
 import contextlib
 import os
-import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -29,7 +28,7 @@ from pathlib import Path
 
 import aiohttp
 import orjson
-from benchlib import HOST, Proc, free_port, pct, spawn, wait_ready
+from benchlib import Proc, pct, spawn_gateway, spawn_sim, wait_ready
 
 BODY = {
     "model": "bench",
@@ -57,43 +56,15 @@ def processes(loop_impl: str) -> Iterator[Setup]:
     env.pop("CEREBRAS_API_KEY", None)
     with tempfile.TemporaryDirectory(prefix="bench-overhead-") as tmp_name:
         tmp = Path(tmp_name)
-        sim_port, gw_port = free_port(), free_port()
-        sim = spawn(
-            [
-                sys.executable,
-                "-m",
-                "gateway.sim",
-                "--profile",
-                "llamacpp",
-                "--port",
-                str(sim_port),
-                "--answer-tokens",
-                "20",
-            ],
-            f"http://{HOST}:{sim_port}",
-            cpus=other_cpus,
-            env=env,
-        )
+        sim = spawn_sim("llamacpp", "--answer-tokens", "20", cpus=other_cpus)
         config = {
             "models": {
-                "local": {"endpoint": f"http://{HOST}:{sim_port}/v1", "model": "sim"},
+                "local": {"endpoint": sim.url + "/v1", "model": "sim"},
                 "cerebras": {"enabled": False, "api_key": ""},
             },
             "routing": {"strategy": "always_local"},
-            "server": {"host": HOST, "port": gw_port},
-            "storage": {
-                "ledger_path": str(tmp / "ledger.db"),
-                "log_path": str(tmp / "gateway.log"),
-                "log_level": "WARNING",
-            },
         }
-        (tmp / "gateway.yaml").write_bytes(orjson.dumps(config))
-        gateway = spawn(
-            [sys.executable, "-m", "gateway", "--config", str(tmp / "gateway.yaml")],
-            f"http://{HOST}:{gw_port}",
-            cpus=gateway_cpus,
-            env=env,
-        )
+        gateway = spawn_gateway(config, tmp, cpus=gateway_cpus, env=env)
         try:
             yield Setup(sim, gateway, tmp, {"gateway": gateway_cpus or set()})
         finally:
