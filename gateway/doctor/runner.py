@@ -1,0 +1,82 @@
+"""Run every check against one config: the config itself, both upstreams side by side, then the
+seed prompts through an in-process gateway."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+
+import aiohttp
+
+from ..app import check_strategy
+from ..config import ConfigError, GatewayConfig, load_config
+from ..upstreams import build_upstream
+from .cerebras import CerebrasDoctor
+from .local import LocalDoctor
+from .options import DoctorOptions
+from .prompts import check_prompts, skipped_prompts
+from .report import Check, Report, fail, ok
+
+# ConfigError wording: "<file>: <dotted.key>: <why>".
+_KEYED = re.compile(r"^(?P<source>.+?): (?P<key>[A-Za-z_][\w.]*): ")
+
+
+def load_checked_config(path: Path | None) -> GatewayConfig:
+    """Load and validate exactly as start-up does (`load_config`, then the strategy names
+    `create_app` checks); raise ConfigError naming the key."""
+    config = load_config(path)
+    check_strategy(config)
+    return config
+
+
+def config_failure(error: ConfigError, source: str) -> Report:
+    """The report of an invalid config: one failed check naming the key."""
+    message = str(error)
+    match = _KEYED.match(message)
+    fix = (
+        f"correct {match['key']} in {match['source']}"
+        if match
+        else "correct the config file (see the message), or pass another with --config"
+    )
+    return Report(source, [fail("config", message, fix)], config_error=True)
+
+
+def config_ok(config: GatewayConfig) -> Check:
+    states = ", ".join(
+        f"{name} {'at ' + m.endpoint if m.enabled else 'disabled'}"
+        for name, m in config.models.items()
+    )
+    return ok(
+        "config",
+        f"{config.source} is valid: strategy {config.routing.strategy}; {states}",
+        strategy=config.routing.strategy,
+    )
+
+
+async def run_checks(config: GatewayConfig, options: DoctorOptions | None = None) -> Report:
+    """Every check against a validated `config`; never raises for an upstream's failure."""
+    options = options or DoctorOptions()
+    report = Report(config.source, [config_ok(config)])
+    # A fresh connection per probe: llama-server closes a connection after a streamed answer
+    # although it advertises keep-alive, and a reused one would fail the next probe.
+    connector = aiohttp.TCPConnector(force_close=True)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        events = config.server.max_event_bytes
+        local = LocalDoctor(
+            build_upstream("local", config.local, session, max_event_bytes=events),
+            config,
+            options,
+        )
+        cerebras = CerebrasDoctor(
+            build_upstream("cerebras", config.cerebras, session, max_event_bytes=events),
+            config,
+            options,
+        )
+        local_checks, cerebras_checks = await asyncio.gather(local.run(), cerebras.run())
+    report.checks += local_checks + cerebras_checks
+    if local.serving or cerebras.serving:
+        report.checks += await check_prompts(config, options)
+    else:
+        report.checks += skipped_prompts("no upstream can serve")
+    return report
