@@ -1,0 +1,8 @@
+"""The live dashboard at `/dashboard` and its JSON endpoints (`/stats/history`, `/requests`,
+`/requests/{id}`, `/dashboard/summary`); see gateway.dashboard.routes."""
+
+from __future__ import annotations
+
+from .routes import PAGE_PATH, STATIC_PREFIX, setup_dashboard
+
+__all__ = ["PAGE_PATH", "STATIC_PREFIX", "setup_dashboard"]
