@@ -1,0 +1,267 @@
+"""Outcome labels and conversation state, persisted in `learning.db` beside the ledger.
+
+Tables:
+- `turns`: every finished chat request (request_id, conversation key, turn, who answered), so a
+  later label (agent-loop signal, feedback, verification) can find the request it is about;
+- `conversations`: per conversation key, the last answered turn and the escalation, if any;
+- `labels`: every label (request_id, source, bad, weight, score, whether the learner took it).
+
+Durability is the ledger's: WAL mode, `synchronous=NORMAL`, one writer thread that commits what is
+queued in one transaction, so the event loop never waits on SQLite; a `kill -9` loses nothing that
+was committed, a power loss may lose the last commits. Reads happen once, at start-up (`load`).
+Rows older than the TTL are deleted at start-up, and at most `max_rows` turns are kept.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("gateway.router.labels")
+
+STORE_NAME = "learning.db"
+MEMORY = ":memory:"
+SOURCES = ("agent_loop", "feedback", "verify_sample")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS turns (
+    request_id TEXT PRIMARY KEY, conversation TEXT NOT NULL, turn INTEGER NOT NULL,
+    model_used TEXT, time REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS turns_time ON turns (time);
+CREATE TABLE IF NOT EXISTS conversations (
+    key TEXT PRIMARY KEY, last_request_id TEXT, last_model TEXT, last_turn INTEGER NOT NULL,
+    escalated TEXT, remaining INTEGER, updated REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS labels (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, request_id TEXT NOT NULL, source TEXT NOT NULL,
+    bad INTEGER NOT NULL, weight REAL NOT NULL, score REAL, applied INTEGER NOT NULL,
+    detail TEXT, time REAL NOT NULL);
+"""
+
+Learner = Callable[[str, bool, str, float], bool]
+"""`learner(request_id, bad, source, weight) -> applied`: Router.learn's signature."""
+
+
+@dataclass(slots=True)
+class TurnRow:
+    request_id: str
+    conversation: str
+    turn: int
+    model_used: str | None
+    time: float
+
+
+@dataclass(slots=True)
+class ConversationRow:
+    key: str
+    last_request_id: str | None
+    last_model: str | None
+    last_turn: int
+    escalated: str | None
+    remaining: int | None
+    updated: float
+
+
+@dataclass(slots=True)
+class LoadedState:
+    turns: list[TurnRow]
+    conversations: list[ConversationRow]
+    label_counts: dict[str, int]
+
+
+def store_path_beside(ledger_path: str) -> str:
+    """`learning.db` in the ledger's directory; in memory when the ledger is."""
+    if ledger_path == MEMORY:
+        return MEMORY
+    return str(Path(ledger_path).parent / STORE_NAME)
+
+
+_STOP = ("stop", ())
+
+
+class LearningStore:
+    """Write-behind SQLite persistence (see the module docstring). ":memory:" keeps nothing."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._queue: queue.SimpleQueue[tuple[str, tuple[Any, ...]] | threading.Event] = (
+            queue.SimpleQueue()
+        )
+        self._conn: sqlite3.Connection | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def persistent(self) -> bool:
+        return self.path != MEMORY
+
+    def load(self, *, ttl_seconds: float, max_rows: int) -> LoadedState:
+        """Open the file (creating it), drop expired rows, read the state, start the writer."""
+        if not self.persistent:
+            return LoadedState([], [], {})
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.executescript(_SCHEMA)
+        cutoff = time.time() - ttl_seconds
+        conn.execute("DELETE FROM turns WHERE time < ?", (cutoff,))
+        conn.execute(
+            "DELETE FROM turns WHERE request_id IN (SELECT request_id FROM turns"
+            " ORDER BY time DESC LIMIT -1 OFFSET ?)",
+            (max_rows,),
+        )
+        conn.execute("DELETE FROM conversations WHERE updated < ?", (cutoff,))
+        turns = [
+            TurnRow(*row)
+            for row in conn.execute(
+                "SELECT request_id, conversation, turn, model_used, time FROM turns ORDER BY time"
+            )
+        ]
+        conversations = [
+            ConversationRow(*row)
+            for row in conn.execute(
+                "SELECT key, last_request_id, last_model, last_turn, escalated, remaining,"
+                " updated FROM conversations ORDER BY updated"
+            )
+        ]
+        counts = {
+            str(source): int(n)
+            for source, n in conn.execute(
+                "SELECT source, COUNT(*) FROM labels WHERE applied = 1 GROUP BY source"
+            )
+        }
+        self._conn = conn
+        self._thread = threading.Thread(target=self._writer, name="learning-writer", daemon=True)
+        self._thread.start()
+        return LoadedState(turns, conversations, counts)
+
+    def put_turn(self, row: TurnRow) -> None:
+        self._put(
+            "INSERT OR REPLACE INTO turns VALUES (?, ?, ?, ?, ?)",
+            (row.request_id, row.conversation, row.turn, row.model_used, row.time),
+        )
+
+    def put_conversation(self, row: ConversationRow) -> None:
+        self._put(
+            "INSERT OR REPLACE INTO conversations VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                row.key,
+                row.last_request_id,
+                row.last_model,
+                row.last_turn,
+                row.escalated,
+                row.remaining,
+                row.updated,
+            ),
+        )
+
+    def drop_conversation(self, key: str) -> None:
+        self._put("DELETE FROM conversations WHERE key = ?", (key,))
+
+    def put_label(
+        self,
+        request_id: str,
+        source: str,
+        bad: bool,
+        weight: float,
+        score: float | None,
+        applied: bool,
+        detail: str,
+    ) -> None:
+        self._put(
+            "INSERT INTO labels (request_id, source, bad, weight, score, applied, detail, time)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (request_id, source, int(bad), weight, score, int(applied), detail, time.time()),
+        )
+
+    def _put(self, sql: str, params: tuple[Any, ...]) -> None:
+        if self._thread is not None:
+            self._queue.put((sql, params))
+
+    def flush(self) -> None:
+        """Block until everything queued so far is committed (tests, shutdown)."""
+        if self._thread is None or not self._thread.is_alive():
+            return
+        done = threading.Event()
+        self._queue.put(done)
+        done.wait(10)
+
+    def close(self) -> None:
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            self._queue.put(_STOP)
+            thread.join(10)
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _writer(self) -> None:
+        conn = self._conn
+        assert conn is not None
+        while True:
+            batch = [self._queue.get()]
+            while True:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            stop = any(item is _STOP for item in batch)
+            writes = [i for i in batch if isinstance(i, tuple) and i is not _STOP]
+            if writes:
+                try:
+                    conn.execute("BEGIN")
+                    for sql, params in writes:
+                        conn.execute(sql, params)
+                    conn.execute("COMMIT")
+                except sqlite3.Error:
+                    log.exception("learning store %s: commit of %d writes failed", self.path,
+                                  len(writes))  # fmt: skip
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.execute("ROLLBACK")
+            for item in batch:
+                if isinstance(item, threading.Event):
+                    item.set()
+            if stop:
+                return
+
+
+@dataclass(slots=True)
+class LabelBook:
+    """Stores every label and hands it to the learner (Router.learn); counts by source."""
+
+    store: LearningStore
+    learner: Learner | None
+    counts: dict[str, int]
+
+    def add(
+        self,
+        request_id: str,
+        *,
+        bad: bool,
+        source: str,
+        weight: float = 1.0,
+        score: float | None = None,
+        detail: str = "",
+    ) -> bool:
+        """Record one label; True when the learner applied it (it knew the request)."""
+        applied = False
+        if self.learner is not None and weight > 0:
+            try:
+                applied = bool(self.learner(request_id, bad, source, weight))
+            except Exception:  # a learning bug must never break a request or the endpoint
+                log.exception("learner failed on req=%s source=%s", request_id, source)
+        if applied:
+            self.counts[source] = self.counts.get(source, 0) + 1
+        self.store.put_label(request_id, source, bad, weight, score, applied, detail)
+        log.info(
+            "label req=%s source=%s bad=%s weight=%g applied=%s %s",
+            request_id, source, bad, weight, applied, detail,
+        )  # fmt: skip
+        return applied

@@ -1,0 +1,296 @@
+"""The Router: decides whether an ask (or a local draft) should go to Cerebras, and learns.
+
+See gateway.router's docstring for the API contract; this module holds the implementation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections import OrderedDict, deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from ..classifier import TaskClassifier, current_ask
+from ..config import GatewayConfig
+from .calibration import WINDOW, ShareCalibrator
+from .features import Features, ask_features, combine, draft_features
+from .model import LinearModel
+from .store import MEMORY, RouterStore
+
+log = logging.getLogger("gateway.router")
+
+MODELS = ("ask", "draft")  # "ask": the ask alone; "draft": ask and local draft together
+REMEMBER = 5000  # requests whose features are kept for a later label
+LEARN_RATE = 0.5
+STORE_NAME = "router.db"
+
+
+class RouterError(RuntimeError):
+    """The shipped weights cannot be read (the message names the file)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """`cloud`: send to Cerebras (for a draft: escalate it). `reason` is human-readable, e.g.
+    "learned: p(local fails)=0.71 >= threshold 0.55"; `score` is None for heuristic rules."""
+
+    cloud: bool
+    reason: str
+    score: float | None = None
+
+
+def shipped_weights_path() -> Path:
+    return Path(str(resources.files("gateway.router").joinpath("weights.json")))
+
+
+def load_weights(path: Path) -> tuple[dict[str, LinearModel], str]:
+    """The models in a weights file and the file's sha256 digest."""
+    try:
+        raw = path.read_bytes()
+        data = json.loads(raw)
+        models = {name: LinearModel.from_json(data["models"][name]) for name in MODELS}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise RouterError(f"{path}: cannot load router weights: {exc}") from None
+    return models, hashlib.sha256(raw).hexdigest()
+
+
+def store_path_for(config: GatewayConfig) -> str:
+    """`router.db` in the ledger's directory; in memory when the ledger is."""
+    ledger = config.storage.ledger_path
+    if ledger == MEMORY:
+        return MEMORY
+    return str(Path(ledger).parent / STORE_NAME)
+
+
+class Router:
+    """See gateway.router for the contract."""
+
+    def __init__(
+        self,
+        config: GatewayConfig,
+        *,
+        store_path: str | Path | None = None,
+        weights_path: Path | None = None,
+    ) -> None:
+        routing = config.routing
+        self.kind: str = routing.router
+        self.target: float | None = routing.target_cloud_share
+        self.classifier = TaskClassifier(routing.complexity_keywords, routing.simple_task_threshold)
+        self.low_quantile = config.speculative_decoding.logprob_low_quantile
+        path = weights_path or shipped_weights_path()
+        try:
+            self.models, digest = load_weights(path)
+        except RouterError:
+            if self.kind == "learned" or config.speculative_decoding.scorer == "learned":
+                raise
+            log.warning("router: no usable weights in %s; learning starts from zero", path)
+            self.models, digest = {name: LinearModel() for name in MODELS}, "none"
+        self.store = RouterStore(store_path, window=WINDOW, remember=REMEMBER)
+        loaded = self.store.load(digest)
+        for name, updates in loaded.weights.items():
+            if name in self.models:
+                self.models[name].weights.update(updates)
+        self.online_updates = sum(len(u) for u in loaded.weights.values())
+        self.calibrators = {
+            name: ShareCalibrator(
+                self.target,
+                self.models[name].threshold,
+                scores=[s for s, _ in loaded.scores.get(name, [])],
+            )
+            for name in MODELS
+        }
+        # Decisions over the last WINDOW routed requests (True = Cerebras), for the measured share.
+        self.routed: deque[bool] = deque(
+            (cloud for _, cloud in loaded.scores.get("routed", [])), maxlen=WINDOW
+        )
+        self.remembered: OrderedDict[str, dict[str, Features]] = OrderedDict()
+        for request_id, name, vector in loaded.features:
+            self._remember(request_id, name, vector, persist=False)
+        self.labels: dict[str, int] = dict(loaded.labels)
+        self.escalations = loaded.counters.get("escalations", 0)
+        self.no_think = loaded.counters.get("told_not_to_think", 0)
+
+    @classmethod
+    def from_config(cls, config: GatewayConfig) -> Router:
+        """A router persisting beside the ledger (`router.db` in its directory)."""
+        return cls(config, store_path=store_path_for(config))
+
+    # --- features -----------------------------------------------------------------------------
+
+    def ask_vector(self, body: Mapping[str, Any]) -> Features:
+        ask = self.ask_text(body)
+        hits = len(self.classifier.keywords.findall(ask)) if self.classifier.keywords else 0
+        return ask_features(ask, hits)
+
+    @staticmethod
+    def ask_text(body: Mapping[str, Any]) -> str:
+        messages = body.get("messages")
+        return current_ask(messages if isinstance(messages, list) else [])
+
+    def draft_vector(
+        self,
+        ask: Features,
+        text: str,
+        tokens: int,
+        *,
+        complete: bool,
+        logprobs: Sequence[float] = (),
+        ask_text: str = "",
+    ) -> Features:
+        drafted = draft_features(
+            text,
+            tokens,
+            complete=complete,
+            logprobs=logprobs,
+            low_quantile=self.low_quantile,
+            ask=ask_text,
+        )
+        return combine(ask, drafted)
+
+    # --- decisions ----------------------------------------------------------------------------
+
+    def threshold(self, model: str = "ask") -> float:
+        """Scores at or above it go to Cerebras: the target's quantile, else the model's own."""
+        return self.calibrators[model].threshold()
+
+    def route(self, request_id: str, body: Mapping[str, Any]) -> Decision:
+        """Local or Cerebras for one ask (`routing.router` decides how)."""
+        if self.kind == "heuristic":
+            verdict = self.classifier.classify(body)
+            self.routed.append(verdict.complex)
+            self.store.put_score("routed", 0.0, verdict.complex)
+            self._remember(request_id, "ask", self.ask_vector(body))
+            return Decision(verdict.complex, verdict.reason)
+        vector = self.ask_vector(body)
+        decision = self._decide("ask", request_id, vector)
+        forced = self._forced_keyword(body)
+        if forced is not None:
+            decision = Decision(
+                True, f"learned: keyword '{forced}' forces cerebras", decision.score
+            )
+        self.routed.append(decision.cloud)
+        self.store.put_score("routed", decision.score or 0.0, decision.cloud)
+        return decision
+
+    def judge_draft(
+        self,
+        request_id: str,
+        body: Mapping[str, Any],
+        text: str,
+        tokens: int,
+        *,
+        complete: bool,
+        logprobs: Sequence[float] = (),
+    ) -> Decision:
+        """Accept a local draft (cloud=False) or escalate it to Cerebras (cloud=True)."""
+        vector = self.draft_vector(
+            self.ask_vector(body),
+            text,
+            tokens,
+            complete=complete,
+            logprobs=logprobs,
+            ask_text=self.ask_text(body),
+        )
+        return self._decide("draft", request_id, vector)
+
+    def _decide(self, model: str, request_id: str, vector: Features) -> Decision:
+        calibrator = self.calibrators[model]
+        threshold = calibrator.threshold()  # before this score joins the window
+        p = self.models[model].score(vector)
+        calibrator.observe(p)
+        self.store.put_score(model, p, p >= threshold)
+        self._remember(request_id, model, vector)
+        cloud = p >= threshold
+        target = f" (target share {self.target:g})" if calibrator.calibrated else ""
+        relation = ">=" if cloud else "<"
+        reason = f"learned: p(local fails)={p:.2f} {relation} threshold {threshold:.2f}{target}"
+        return Decision(cloud, reason, p)
+
+    def _forced_keyword(self, body: Mapping[str, Any]) -> str | None:
+        if self.classifier.keywords is None:
+            return None
+        messages = body.get("messages")
+        match = self.classifier.keywords.search(
+            current_ask(messages if isinstance(messages, list) else [])
+        )
+        return match.group(1).lower() if match else None
+
+    # --- learning -----------------------------------------------------------------------------
+
+    def _remember(
+        self, request_id: str, model: str, vector: Features, *, persist: bool = True
+    ) -> None:
+        entry = self.remembered.pop(request_id, {})
+        entry[model] = vector
+        self.remembered[request_id] = entry
+        while len(self.remembered) > REMEMBER:
+            self.remembered.popitem(last=False)
+        if persist:
+            self.store.put_features(request_id, model, vector)
+
+    def learn(self, request_id: str, bad: bool, source: str, weight: float = 1.0) -> bool:
+        """One SGD step per model that scored `request_id`; False if the id is unknown."""
+        entry = self.remembered.get(request_id)
+        if entry is None:
+            return False
+        changed = {
+            model: self.models[model].sgd_step(vector, bad, rate=LEARN_RATE, weight=weight)
+            for model, vector in entry.items()
+        }
+        self.online_updates += sum(len(c) for c in changed.values())
+        self.labels[source] = self.labels.get(source, 0) + 1
+        self.store.put_label(request_id, source, bad, weight, changed)
+        log.info(
+            "router learned req=%s bad=%s source=%s weight=%g", request_id, bad, source, weight
+        )
+        return True
+
+    def score(self, request_id: str, model: str = "ask") -> float | None:
+        """The current model's score for a remembered request (None if unknown)."""
+        vector = self.remembered.get(request_id, {}).get(model)
+        return None if vector is None else self.models[model].score(vector)
+
+    # --- counters and statistics --------------------------------------------------------------
+
+    def count_escalation(self) -> None:
+        """One conversation turn escalated to Cerebras (called by the escalation rules)."""
+        self.escalations += 1
+        self.store.put_counter("escalations", self.escalations)
+
+    def count_no_think(self) -> None:
+        """One request told not to think (called by the thinking control)."""
+        self.no_think += 1
+        self.store.put_counter("told_not_to_think", self.no_think)
+
+    def cloud_share(self) -> float | None:
+        return sum(self.routed) / len(self.routed) if self.routed else None
+
+    def snapshot(self) -> dict[str, Any]:
+        """The `/stats` router block."""
+        share = self.cloud_share()
+        return {
+            "kind": self.kind,
+            "threshold": round(self.threshold("ask"), 4) if self.kind == "learned" else None,
+            "draft_threshold": round(self.threshold("draft"), 4),
+            "target_cloud_share": self.target,
+            "cloud_share": None if share is None else round(share, 4),
+            "routed_in_window": len(self.routed),
+            "labels": dict(sorted(self.labels.items())),
+            "labels_total": sum(self.labels.values()),
+            "online_weight_updates": self.online_updates,
+            "remembered_requests": len(self.remembered),
+            "escalations": self.escalations,
+            "told_not_to_think": self.no_think,
+        }
+
+    def flush(self) -> None:
+        """Block until everything is persisted (tests)."""
+        self.store.flush()
+
+    def close(self) -> None:
+        self.store.close()

@@ -1,0 +1,224 @@
+"""What the router persists, in its own SQLite file beside the ledger (`router.db`).
+
+Tables: `scores` (the calibration windows and routed decisions), `features` (the vectors of
+recent requests, keyed by request_id, so a later label can be learned from), `labels` (every
+label learned: request_id, source, label, weight, time), `weights` (online updates over the
+shipped weights, per model and index), `counters` and `meta`. Everything is read once at
+start-up; writes go through one writer thread so the event loop never waits on SQLite. The
+file path ":memory:" (or None) keeps nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .features import Features
+
+log = logging.getLogger("gateway.router.store")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS scores (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, score REAL NOT NULL,
+    cloud INTEGER NOT NULL, time REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS scores_kind ON scores (kind, id);
+CREATE TABLE IF NOT EXISTS features (
+    request_id TEXT NOT NULL, kind TEXT NOT NULL, vector TEXT NOT NULL, time REAL NOT NULL,
+    PRIMARY KEY (request_id, kind));
+CREATE INDEX IF NOT EXISTS features_time ON features (time);
+CREATE TABLE IF NOT EXISTS labels (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, request_id TEXT NOT NULL, source TEXT NOT NULL,
+    label INTEGER NOT NULL, weight REAL NOT NULL, time REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS weights (
+    model TEXT NOT NULL, idx INTEGER NOT NULL, value REAL NOT NULL, PRIMARY KEY (model, idx));
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+MEMORY = ":memory:"
+
+
+@dataclass(slots=True)
+class Loaded:
+    """The persisted state, as read at start-up."""
+
+    scores: dict[str, list[tuple[float, bool]]] = field(default_factory=dict)
+    features: list[tuple[str, str, Features]] = field(default_factory=list)
+    labels: dict[str, int] = field(default_factory=dict)
+    weights: dict[str, dict[int, float]] = field(default_factory=dict)
+    counters: dict[str, int] = field(default_factory=dict)
+
+
+class RouterStore:
+    """Write-behind persistence; `load()` first, then the `put_*` calls, `flush()`, `close()`."""
+
+    def __init__(self, path: str | Path | None, *, window: int, remember: int) -> None:
+        self.path = MEMORY if path is None else str(path)
+        self.window = window
+        self.remember = remember
+        self._queue: queue.Queue[tuple[str, tuple[Any, ...]] | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._conn: sqlite3.Connection | None = None
+
+    @property
+    def persistent(self) -> bool:
+        return self.path != MEMORY
+
+    def _connect(self) -> sqlite3.Connection:
+        if self.persistent:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        if self.persistent:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+        conn.executescript(SCHEMA)
+        return conn
+
+    def load(self, weights_digest: str) -> Loaded:
+        """Open (creating if needed) and read everything; start the writer thread.
+
+        Online weight updates made over other shipped weights (another digest) are dropped:
+        they were steps from a different starting point."""
+        conn = self._conn = self._connect()
+        out = Loaded()
+        row = conn.execute("SELECT value FROM meta WHERE key = 'weights_digest'").fetchone()
+        if row is not None and row[0] != weights_digest:
+            log.warning("router: shipped weights changed; %s online updates dropped", self.path)
+            conn.execute("DELETE FROM weights")
+        conn.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('weights_digest', ?)",
+            (weights_digest,),
+        )
+        for kind, score, cloud in conn.execute("SELECT kind, score, cloud FROM scores ORDER BY id"):
+            out.scores.setdefault(kind, []).append((float(score), bool(cloud)))
+        for kind in out.scores:
+            out.scores[kind] = out.scores[kind][-self.window :]
+        for request_id, kind, vector in conn.execute(
+            "SELECT request_id, kind, vector FROM features ORDER BY time DESC LIMIT ?",
+            (self.remember,),
+        ):
+            parsed = {int(i): float(v) for i, v in json.loads(vector)}
+            out.features.append((str(request_id), str(kind), parsed))
+        out.features.reverse()
+        for source, count in conn.execute("SELECT source, COUNT(*) FROM labels GROUP BY source"):
+            out.labels[str(source)] = int(count)
+        for model, idx, value in conn.execute("SELECT model, idx, value FROM weights"):
+            out.weights.setdefault(str(model), {})[int(idx)] = float(value)
+        for name, value in conn.execute("SELECT name, value FROM counters"):
+            out.counters[str(name)] = int(value)
+        self._thread = threading.Thread(target=self._writer, name="router-store", daemon=True)
+        self._thread.start()
+        return out
+
+    # --- writes (queued) --------------------------------------------------------------------
+
+    def put_score(self, kind: str, score: float, cloud: bool) -> None:
+        self._put("score", kind, score, int(cloud), time.time())
+
+    def put_features(self, request_id: str, kind: str, vector: Features) -> None:
+        encoded = json.dumps([[i, round(v, 6)] for i, v in sorted(vector.items())])
+        self._put("features", request_id, kind, encoded, time.time())
+
+    def put_label(
+        self, request_id: str, source: str, bad: bool, weight: float, changed: dict[str, Features]
+    ) -> None:
+        self._put("label", request_id, source, int(bad), weight, time.time(), changed)
+
+    def put_counter(self, name: str, value: int) -> None:
+        self._put("counter", name, value)
+
+    def _put(self, what: str, *args: Any) -> None:
+        if self._thread is not None:
+            self._queue.put((what, args))
+
+    def flush(self) -> None:
+        """Block until every queued write is committed (tests, shutdown)."""
+        if self._thread is not None:
+            self._queue.join()
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    # --- the writer thread ------------------------------------------------------------------
+
+    def _writer(self) -> None:
+        while True:
+            item = self._queue.get()
+            batch = [item]
+            while item is not None:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                batch.append(item)
+            try:
+                self._commit([b for b in batch if b is not None])
+            except sqlite3.Error:
+                log.exception("router store %s: commit of %d writes failed", self.path, len(batch))
+            finally:
+                for _ in batch:
+                    self._queue.task_done()
+            if batch[-1] is None or None in batch:
+                return
+
+    def _commit(self, batch: Iterable[tuple[str, tuple[Any, ...]]]) -> None:
+        conn = self._conn
+        if conn is None:
+            return
+        kinds: set[str] = set()
+        features = False
+        with conn:
+            conn.execute("BEGIN")
+            for what, args in batch:
+                if what == "score":
+                    conn.execute(
+                        "INSERT INTO scores (kind, score, cloud, time) VALUES (?, ?, ?, ?)", args
+                    )
+                    kinds.add(args[0])
+                elif what == "features":
+                    conn.execute(
+                        "INSERT OR REPLACE INTO features (request_id, kind, vector, time) "
+                        "VALUES (?, ?, ?, ?)",
+                        args,
+                    )
+                    features = True
+                elif what == "label":
+                    *row, changed = args
+                    conn.execute(
+                        "INSERT INTO labels (request_id, source, label, weight, time) "
+                        "VALUES (?, ?, ?, ?, ?)",
+                        row,
+                    )
+                    conn.executemany(
+                        "INSERT OR REPLACE INTO weights (model, idx, value) VALUES (?, ?, ?)",
+                        [(m, i, v) for m, w in changed.items() for i, v in w.items()],
+                    )
+                elif what == "counter":
+                    conn.execute(
+                        "INSERT OR REPLACE INTO counters (name, value) VALUES (?, ?)", args
+                    )
+            for kind in kinds:  # keep the last `window` scores of each kind
+                conn.execute(
+                    "DELETE FROM scores WHERE kind = ? AND id <= (SELECT id FROM scores "
+                    "WHERE kind = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
+                    (kind, kind, self.window),
+                )
+            if features:
+                conn.execute(
+                    "DELETE FROM features WHERE time < (SELECT time FROM features "
+                    "ORDER BY time DESC LIMIT 1 OFFSET ?)",
+                    (self.remember,),
+                )
