@@ -9,13 +9,94 @@ which the gateway deliberately does not pass on.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import orjson
+import pytest
 from aiohttp import web
+
+from gateway.llama_server import (
+    LlamaServer,
+    LocalModelError,
+    find_binary,
+    find_model,
+    free_port,
+    setup_note,
+)
+
+STARTUP_TIMEOUT_S = 90.0
+SESSION_CTX = 2048
+
+
+def skip_or_fail(reason: str) -> None:
+    """Skip with `reason`; fail instead when GLM_REQUIRE_LLAMACPP is set."""
+    if os.environ.get("GLM_REQUIRE_LLAMACPP"):
+        pytest.fail(reason + " (GLM_REQUIRE_LLAMACPP is set)")
+    pytest.skip(reason)
+
+
+def launch_llama(install: tuple[Path, Path], log_dir: Path, *, ctx: int) -> LlamaServer:
+    """A ready llama-server on a free port (the command line `LlamaServer` builds for all).
+
+    Retries twice if the port got taken meanwhile. A server that cannot run here (it exits or is
+    killed by a signal, such as SIGILL from a CPU feature the host refuses) skips the test with
+    the reason, or fails it under GLM_REQUIRE_LLAMACPP: a broken build is not a gateway bug.
+    """
+    binary, model = install
+    failure = ""
+    for attempt in range(3):
+        server = LlamaServer(
+            binary,
+            model,
+            port=free_port(),
+            ctx=ctx,
+            threads=2,
+            slots=1,
+            log_path=log_dir / f"llama-server-{ctx}-{attempt}.log",
+        )
+        server.start()
+        try:
+            server.wait_ready(STARTUP_TIMEOUT_S)
+            return server
+        except LocalModelError as exc:
+            server.stop()
+            failure = str(exc)
+            if server.process is not None and server.process.returncode not in (None, 0):
+                break  # it died: another port will not help
+    skip_or_fail(f"llama-server cannot run on this host: {failure}")
+    raise AssertionError("unreachable")
+
+
+@contextmanager
+def running_llama(install: tuple[Path, Path], log_dir: Path, *, ctx: int) -> Iterator[LlamaServer]:
+    """`launch_llama`, stopped on exit."""
+    server = launch_llama(install, log_dir, ctx=ctx)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def find_install() -> tuple[Path, Path]:
+    """(binary, model) as the setup script left them, or a skip (a failure when required)."""
+    if os.environ.get("GLM_SKIP_LLAMACPP"):
+        pytest.skip("GLM_SKIP_LLAMACPP is set: llama.cpp integration tests skipped on purpose")
+    note = setup_note()
+    if note:
+        skip_or_fail(f"scripts/setup_local_model.sh found no working llama-server: {note}")
+    try:
+        return find_binary(), find_model()
+    except LocalModelError as exc:
+        skip_or_fail(f"no llama-server to test against: {exc}")
+    raise AssertionError("unreachable")
+
 
 # Sampling that makes llama.cpp's answer a function of the prompt (temperature 0, fixed seed).
 GREEDY: dict[str, Any] = {"temperature": 0, "seed": 42}

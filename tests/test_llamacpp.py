@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -26,8 +25,10 @@ import aiohttp
 import pytest
 from llamacpp_support import (
     GREEDY,
+    STARTUP_TIMEOUT_S,
     UpstreamTap,
     llama_direct,
+    running_llama,
     slot_state,
     stream_text,
     timings_of,
@@ -38,77 +39,20 @@ from openai import AsyncOpenAI, BadRequestError
 from support import Gateway, chat, gateway_config, post_stream
 
 from gateway.app import create_app
-from gateway.local_model import (
-    LlamaServer,
-    LocalModelError,
-    find_binary,
-    find_model,
-    free_port,
-)
+from gateway.llama_server import LlamaServer, free_port
 from gateway.sim import ScriptedAnswer, SimServer
+from gateway.upstreams import build_upstream
 from gateway.verdict import logprob_confidence
 
 pytestmark = pytest.mark.llamacpp
 
-STARTUP_TIMEOUT_S = 90.0
-SESSION_CTX = 2048
 TINY_CTX = 256
 LONG_ANSWER = 400  # tokens: ~10 s of decoding on 2 cores, what an abandoned answer would cost
 # Generous next to the ~35 tokens/s a 2-core machine does, small next to the 120 s test timeout.
 TIMEOUTS = {"connect": 2, "first_token": 30, "idle": 15}
 
 
-# --- the llama-server processes -------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def llama_install() -> tuple[Path, Path]:
-    """(binary, model), or a skip that says why they are missing."""
-    if os.environ.get("GLM_SKIP_LLAMACPP"):
-        pytest.skip("GLM_SKIP_LLAMACPP is set: llama.cpp integration tests skipped on purpose")
-    try:
-        return find_binary(), find_model()
-    except LocalModelError as exc:
-        reason = f"no llama-server to test against: {exc}"
-        if os.environ.get("GLM_REQUIRE_LLAMACPP"):
-            pytest.fail(reason + " (GLM_REQUIRE_LLAMACPP is set)")
-        pytest.skip(reason)
-
-
-def _launch(install: tuple[Path, Path], log_dir: Path, *, ctx: int) -> LlamaServer:
-    """A started llama-server (not yet ready) on a free port; retries if the port got taken."""
-    binary, model = install
-    for attempt in range(3):
-        server = LlamaServer(
-            binary,
-            model,
-            port=free_port(),
-            ctx=ctx,
-            threads=2,
-            slots=1,
-            log_path=log_dir / f"llama-server-{ctx}-{attempt}.log",
-        )
-        server.start()
-        try:
-            server.wait_ready(STARTUP_TIMEOUT_S)
-            return server
-        except LocalModelError:
-            server.stop()
-            if attempt == 2:
-                raise
-    raise AssertionError("unreachable")
-
-
-@pytest.fixture(scope="session")
-def llama_server(
-    llama_install: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[LlamaServer]:
-    """The session's llama-server: 2 threads, one slot, 2048-token context."""
-    server = _launch(llama_install, tmp_path_factory.mktemp("llama"), ctx=SESSION_CTX)
-    try:
-        yield server
-    finally:
-        server.stop()
+# --- the llama-server processes (llama_install and llama_server live in conftest.py) --------------
 
 
 @pytest.fixture(scope="session")
@@ -116,11 +60,9 @@ def tiny_llama_server(
     llama_install: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LlamaServer]:
     """A llama-server with a 256-token context, for overflow errors."""
-    server = _launch(llama_install, tmp_path_factory.mktemp("llama-tiny"), ctx=TINY_CTX)
-    try:
+    log_dir = tmp_path_factory.mktemp("llama-tiny")
+    with running_llama(llama_install, log_dir, ctx=TINY_CTX) as server:
         yield server
-    finally:
-        server.stop()
 
 
 # --- gateways in front of them --------------------------------------------------------------------
@@ -545,3 +487,25 @@ async def test_llamacpp_context_overflow_falls_back_to_cerebras(
     assert reply.headers["x-gateway-model-used"] == "cerebras"
     assert reply.text == "Served by the bigger context."
     assert len(cerebras_sim.requests) == 1
+
+
+async def test_back_to_back_streams_reuse_no_closed_connection(
+    llama_server: LlamaServer, tmp_path: Path
+) -> None:
+    """llama-server advertises keep-alive but closes the connection after a streamed answer. A
+    request written at once on that pooled connection used to fail ("Can not write request
+    body"), and the gateway would have sent a free local request to the paid fallback. The
+    upstream client reads each body to its end first, so a burst of back-to-back calls on one
+    session all succeed."""
+    config = gateway_config(
+        tmp_path, llama_server.url, "http://127.0.0.1:9/v1", timeouts=TIMEOUTS
+    )
+    body = {"messages": [{"role": "user", "content": "Say hi"}], "max_tokens": 4, **GREEDY}
+    async with aiohttp.ClientSession() as session:
+        local = build_upstream("local", config.models["local"], session, max_event_bytes=1 << 20)
+        for _ in range(6):
+            async with local.open_stream(body, role="answer") as stream:
+                async for _batch in stream.batches():
+                    pass
+            assert stream.saw_done
+            assert stream.call.status == "ok"

@@ -1,7 +1,7 @@
 """How well each verdict scorer predicts that the local answer is good, on replayed real answers.
 
 Data: RouteLLM's GSM8K and MT-Bench answers of Mixtral-8x7B ("local") and GPT-4 ("cloud") with
-correctness labels / judge scores (../shared/data/routellm, see its README). The score of a pair
+correctness labels / judge scores (bench/data/routellm, see its README). The score of a pair
 is the scorer's agreement between the two answers; AUROC 0.5 is chance. Measured here:
 
 - GSM8K (label: local answer correct): levenshtein 0.71, token_set 0.76, final_answer 0.93;
@@ -26,14 +26,13 @@ from gateway.verdict import SCORERS, Answer, agreement
 
 DATA = Path(
     os.environ.get(
-        "ROUTELLM_DATA", Path(__file__).resolve().parents[2] / "shared" / "data" / "routellm"
+        "ROUTELLM_DATA", Path(__file__).resolve().parents[1] / "bench" / "data" / "routellm"
     )
 )
 LOCAL = "mistralai/Mixtral-8x7B-Instruct-v0.1"
 CLOUD = "gpt-4-1106-preview"
 WINDOW_CHARS = 400  # about max_draft_tokens = 100
 
-pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason=f"replay data not found in {DATA}")
 
 
 def auroc(scores: Sequence[float], labels: Sequence[bool]) -> float:
