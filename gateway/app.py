@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -21,6 +22,10 @@ from .ledger import Ledger
 from .metrics import Metrics
 from .ratelimit import RateLimitGate, RateLimitWatcher
 from .records import UPSTREAM_NAMES, RequestRecord, UpstreamName
+from .router import Router, RouterCollector
+from .router.feedback import LEARNING_KEY
+from .router.learning import Learning
+from .router.verify import VerifySampler
 from .stats import StatisticsTracker
 from .strategies import Strategy, StrategyContext, create_strategies, strategy_names
 from .upstreams import OpenAICompatibleUpstream, build_upstream
@@ -46,11 +51,16 @@ class Services:
     started: float
     guard: Guard
     metrics: Metrics
+    router: Router | None = None  # gateway.router: decisions, learn(), the /stats router block
+    learning: Learning | None = None  # escalation, feedback, outcome labels (learning.db)
+    verifier: VerifySampler | None = None  # routing.learn.verify_sample (None when 0)
 
     async def record(self, record: RequestRecord) -> None:
         """Store a finished request: metrics at once, then the durable ledger and stats."""
         self.metrics.observe(record)
         self.budget.charge(record)
+        if self.router is not None and any(call.thinking_off for call in record.calls):
+            self.router.count_no_think()
         try:
             await self.stats.record(record)
         except Exception:  # the answer was delivered; a broken ledger must not break the stream
@@ -97,6 +107,9 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
     session = aiohttp.ClientSession(connector=connector)
     ledger = Ledger(config.storage.ledger_path)
     await ledger.start()
+    router: Router | None = None
+    learning: Learning | None = None
+    verifier: VerifySampler | None = None
     try:
         stats = StatisticsTracker(
             {name: config.models[name].prices for name in UPSTREAM_NAMES}, ledger
@@ -115,10 +128,18 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
         budget = Budget(config.budget, config.models["cerebras"].prices)
         await budget.load(ledger)
         gate = RateLimitGate(config, upstreams, budget=budget)
-        strategies = create_strategies(StrategyContext(config, upstreams, watchers, gate))
+        router = Router.from_config(config)
+        learning = await asyncio.to_thread(
+            Learning, config, learner=router.learn, on_escalated_turn=router.count_escalation
+        )
+        app[LEARNING_KEY] = learning
+        strategies = create_strategies(
+            StrategyContext(config, upstreams, watchers, gate, router, learning)
+        )
         guard = app[GUARD_KEY]
         prices: dict[str, Prices] = {n: config.models[n].prices for n in UPSTREAM_NAMES}
         metrics = Metrics(prices, {str(n): w for n, w in watchers.items()}, lambda: guard.in_flight)
+        metrics.registry.register(RouterCollector(router))
         app[SERVICES_KEY] = Services(
             config=config,
             session=session,
@@ -132,13 +153,27 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
             started=time.time(),
             guard=guard,
             metrics=metrics,
+            router=router,
+            learning=learning,
         )
+        services = app[SERVICES_KEY]
+        if config.routing.learn.verify_sample > 0:
+            verifier = VerifySampler(
+                config, upstreams["cerebras"], gate, learning.labels, services.record
+            )
+            services.verifier = verifier
         yield
     finally:
         from .routes import drain_background
 
+        if verifier is not None:  # before the session and the ledger close under it
+            await verifier.close()
         await drain_background()  # records of requests cancelled just before shutdown
         await session.close()
+        if router is not None:
+            await asyncio.to_thread(router.close)  # waits for its queued writes
+        if learning is not None:
+            await asyncio.to_thread(learning.close)
         await ledger.close()
 
 
@@ -176,6 +211,7 @@ async def openai_errors(request: web.Request, handler: Any) -> web.StreamRespons
 
 def create_app(config: GatewayConfig) -> web.Application:
     """Build the app; upstream session, ledger and stats open on startup, close on cleanup."""
+    from .dashboard import setup_dashboard
     from .routes import setup_routes
 
     check_strategy(config)
@@ -188,6 +224,7 @@ def create_app(config: GatewayConfig) -> web.Application:
     app[GUARD_KEY] = guard
     app.cleanup_ctx.append(_services_ctx)
     setup_routes(app)
+    setup_dashboard(app)
     log.info(
         "gateway %s configured from %s, strategy %s",
         __version__,

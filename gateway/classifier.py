@@ -50,7 +50,8 @@ class Classification:
     ask_tokens: int
 
 
-def _text_of(content: Any) -> str:
+def message_text(content: Any) -> str:
+    """The text of a message's `content`: a string, or the text parts of a list."""
     if isinstance(content, str):
         return content
     if isinstance(content, list):
@@ -76,7 +77,7 @@ def current_ask(messages: Iterable[Any]) -> str:
     for message in reversed(history):
         if message.get("role") != "user":
             continue
-        ask = _human_text(_text_of(message.get("content")))
+        ask = _human_text(message_text(message.get("content")))
         if ask:
             return ask
     return ""

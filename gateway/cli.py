@@ -21,8 +21,10 @@ from aiohttp import web
 from . import __version__
 from .app import GUARD_KEY, create_app
 from .config import ConfigError, GatewayConfig, load_config
+from .dashboard.demo_traffic import DemoTraffic, dashboard_url
 from .guard import Guard
-from .local_model import LocalModelError, local_model_upstreams
+from .llama_server import LocalModelError
+from .local_model import local_model_upstreams
 from .logs import setup_logging
 from .strategies import strategy_names
 
@@ -40,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="glm-gateway",
         description="OpenAI-compatible gateway between a local llama.cpp server and Cerebras.",
+        epilog="glm-gateway doctor [--config F] [--json] (or --doctor): check the config and "
+        "both upstreams with a few tokens each, then exit (doctor --help for more).",
     )
     parser.add_argument(
         "--config",
@@ -59,6 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--demo",
         action="store_true",
         help="serve with simulated llama.cpp and Cerebras upstreams on loopback",
+    )
+    parser.add_argument(
+        "--demo-traffic",
+        action="store_true",
+        help="with --demo (implied): send a slow, varied stream of simulated requests, so the "
+        "dashboard at /dashboard shows a living page",
     )
     parser.add_argument(
         "--local-model",
@@ -189,7 +199,9 @@ def exposure_warning(host: str, has_client_keys: bool) -> str | None:
     )
 
 
-async def serve(config: GatewayConfig, *, demo: bool, local_model: bool = False) -> None:
+async def serve(
+    config: GatewayConfig, *, demo: bool, local_model: bool = False, demo_traffic: bool = False
+) -> None:
     async with AsyncExitStack() as stack:
         if demo:
             config = await stack.enter_async_context(demo_upstreams(config))
@@ -214,6 +226,15 @@ async def serve(config: GatewayConfig, *, demo: bool, local_model: bool = False)
             f"cerebras={cerebras.endpoint} ({'key set' if cerebras.api_key else 'no key'})",
             flush=True,
         )
+        print(f"dashboard: {dashboard_url(host, port)}", flush=True)
+        if demo_traffic:
+            traffic = DemoTraffic(
+                dashboard_url(host, port).removesuffix("/dashboard") + "/v1",
+                api_key=config.auth.api_keys[0] if config.auth.api_keys else None,
+            )
+            traffic_task = asyncio.create_task(traffic.run())
+            stack.push_async_callback(_cancel, traffic_task)
+            print("demo traffic: one simulated request every 1.5-4 s", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -221,6 +242,12 @@ async def serve(config: GatewayConfig, *, demo: bool, local_model: bool = False)
         await stop.wait()
         stop.clear()
         await drain(app[GUARD_KEY], config.server.shutdown_grace_seconds, stop)
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def drain(guard: Guard, grace: float, again: asyncio.Event) -> None:
@@ -261,8 +288,16 @@ def loop_factory(choice: str | None = None) -> Callable[[], asyncio.AbstractEven
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    words = list(sys.argv[1:] if argv is None else argv)
+    if words[:1] == ["doctor"] or "--doctor" in words:
+        from .doctor import main as doctor_main
+
+        return doctor_main(
+            words[1:] if words[:1] == ["doctor"] else [w for w in words if w != "--doctor"]
+        )
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(words)
+    args.demo = args.demo or args.demo_traffic  # simulated traffic only ever goes to simulators
     if args.demo and args.local_model:
         parser.error("--demo and --local-model exclude each other")
     try:
@@ -272,7 +307,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         with asyncio.Runner(loop_factory=loop_factory()) as runner:
-            runner.run(serve(config, demo=args.demo, local_model=args.local_model))
+            runner.run(
+                serve(
+                    config,
+                    demo=args.demo,
+                    local_model=args.local_model,
+                    demo_traffic=args.demo_traffic,
+                )
+            )
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return 2

@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -24,6 +24,8 @@ CHAT_COMPLETIONS_PATH = "/chat/completions"
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _PLACEHOLDER_KEYS = {"", "your-api-key", "changeme"}
 VERIFY_STARTS = ("concurrent", "after_draft")
+ROUTER_KINDS = ("learned", "heuristic")
+DEFAULT_ROUTER = "heuristic"
 
 
 class ConfigError(ValueError):
@@ -125,6 +127,44 @@ _DEFAULT_KEYWORDS: tuple[str, ...] = (
 )
 
 
+# `off`: send the upstream's own "do not think" parameter; `default`: send nothing (GLM 4.7 thinks
+# by default on both upstreams). No effort levels: neither upstream documents one for GLM 4.7.
+THINKING_MODES = ("off", "default")
+ThinkingMode = Literal["off", "default"]
+
+
+@dataclass(frozen=True, slots=True)
+class ThinkingConfig:
+    """`routing.thinking`: the thinking mode per route kind that a classifying strategy set."""
+
+    simple: ThinkingMode = "off"
+    complex: ThinkingMode = "default"
+
+
+@dataclass(frozen=True, slots=True)
+class EscalationConfig:
+    """`routing.escalation` (gateway.router.escalation): after a failed local turn, the
+    conversation's next `turns` requests go to Cerebras (None: until the task ends). State is
+    kept for `max_conversations` conversations, each for `ttl_seconds` after its last turn."""
+
+    enabled: bool = True
+    turns: int | None = None
+    max_conversations: int = 10_000
+    ttl_seconds: float = 86_400.0
+
+
+@dataclass(frozen=True, slots=True)
+class LearnConfig:
+    """`routing.learn`: labels from outcomes. `agent_loop`: learn from agent-loop signals;
+    `agent_loop_ok_weight`: weight of the "good" label for a local turn the next request shows
+    no failure for (0: none); `verify_sample`: share (0..1) of local answers also asked of
+    Cerebras afterwards and compared (gateway.router.verify); 0 never calls Cerebras."""
+
+    agent_loop: bool = True
+    agent_loop_ok_weight: float = 0.2
+    verify_sample: float = 0.0
+
+
 @dataclass(frozen=True, slots=True)
 class RoutingConfig:
     strategy: str = "smart_routing"
@@ -135,6 +175,13 @@ class RoutingConfig:
     # Strategies a client may pick per request (model name or x-gateway-strategy); None = all.
     client_strategies: tuple[str, ...] | None = None
     adaptive_cerebras: AdaptiveConfig = AdaptiveConfig()
+    thinking: ThinkingConfig = ThinkingConfig()
+    # gateway.router: `learned` (logistic model) or `heuristic` (keyword/length classifier).
+    router: str = "heuristic"
+    # Share of requests to send to Cerebras (0..1); None = the scorer's own threshold.
+    target_cloud_share: float | None = None
+    escalation: EscalationConfig = EscalationConfig()
+    learn: LearnConfig = LearnConfig()
 
 
 @dataclass(frozen=True, slots=True)
@@ -396,6 +443,28 @@ def _choice(r: _Reader, key: str, default: str, allowed: tuple[str, ...]) -> str
     return value
 
 
+def _thinking_mode(r: _Reader, key: str, default: ThinkingMode) -> ThinkingMode:
+    value = r.data.get(key)
+    if value is None:
+        return default
+    if value is False:  # YAML 1.1 reads a bare `off` as false
+        return "off"
+    if value not in THINKING_MODES:
+        shown = "on/yes/true" if value is True else repr(value)
+        raise r.error(key, f"must be one of {', '.join(THINKING_MODES)}, got {shown}")
+    return "off" if value == "off" else "default"
+
+
+def _thinking(r: _Reader) -> ThinkingConfig:
+    for key in r.data:
+        if key not in ("simple", "complex"):
+            raise r.error(str(key), "unknown route kind (expected simple or complex)")
+    return ThinkingConfig(
+        simple=_thinking_mode(r, "simple", "off"),
+        complex=_thinking_mode(r, "complex", "default"),
+    )
+
+
 def _speculative(r: _Reader) -> SpeculativeConfig:
     known = {f.name for f in fields(SpeculativeConfig)} - {"extra"}
     draft = _choice(r, "draft_model", "local", UPSTREAM_NAMES)
@@ -412,7 +481,7 @@ def _speculative(r: _Reader) -> SpeculativeConfig:
         max_concurrent_drafts=r.integer("max_concurrent_drafts", 3, low=1, high=64),
         draft_timeout=r.number("draft_timeout", 5.0, low=0.001, high=3600),
         verify_start=_choice(r, "verify_start", "concurrent", VERIFY_STARTS),
-        scorer=_choice(r, "scorer", "levenshtein", SCORER_NAMES),
+        scorer=_choice(r, "scorer", "levenshtein", (*SCORER_NAMES, "learned")),
         accept_short_drafts=r.get("accept_short_drafts", bool, True),
         tool_call_min_similarity=r.number("tool_call_min_similarity", 0.9, low=0, high=1),
         logprob_signal=r.get("logprob_signal", bool, False),
@@ -424,6 +493,30 @@ def _speculative(r: _Reader) -> SpeculativeConfig:
         announce_after=r.number("announce_after", 0.25, low=0, high=60),
         extra={k: v for k, v in r.data.items() if k not in known},
     )
+
+
+def _escalation(r: _Reader) -> EscalationConfig:
+    turns = r.data.get("turns")
+    return EscalationConfig(
+        enabled=r.get("enabled", bool, True),
+        turns=None if turns is None else r.integer("turns", 1, low=1, high=1_000_000),
+        max_conversations=r.integer("max_conversations", 10_000, low=1, high=10_000_000),
+        ttl_seconds=r.number("ttl_seconds", 86_400.0, low=1, high=365 * 86_400),
+    )
+
+
+def _learn(r: _Reader) -> LearnConfig:
+    return LearnConfig(
+        agent_loop=r.get("agent_loop", bool, True),
+        agent_loop_ok_weight=r.number("agent_loop_ok_weight", 0.2, low=0, high=1),
+        verify_sample=r.number("verify_sample", 0.0, low=0, high=1),
+    )
+
+
+def _optional_share(r: _Reader, key: str) -> float | None:
+    if r.data.get(key) is None:
+        return None
+    return r.number(key, 0.0, low=0.0, high=1.0)
 
 
 def _optional_amount(r: _Reader, key: str) -> float | None:
@@ -494,6 +587,11 @@ def parse_config(
             cool_down_duration=ar.number("cool_down_duration", 60.0, low=0, high=86400),
             rate_limit_threshold=ar.number("rate_limit_threshold", 0.2, low=0, high=1),
         ),
+        thinking=_thinking(rr.section("thinking")),
+        router=_choice(rr, "router", DEFAULT_ROUTER, ROUTER_KINDS),
+        target_cloud_share=_optional_share(rr, "target_cloud_share"),
+        escalation=_escalation(rr.section("escalation")),
+        learn=_learn(rr.section("learn")),
     )
 
     speculative = _speculative(top.section("speculative_decoding"))

@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from .admission import OpenGate, UpstreamGate
-from .config import GatewayConfig
+from .config import GatewayConfig, ThinkingMode
 from .records import RequestRecord, UpstreamName
 from .sinks import Sink
 from .upstreams import OpenAICompatibleUpstream
@@ -37,6 +37,16 @@ class Exchange:
     started: float = field(default_factory=time.monotonic)
     metadata: dict[str, Any] = field(default_factory=dict)
     recorded: bool = False
+    # Set by strategies that classify the ask; None (the others) leaves thinking untouched.
+    route_kind: Literal["simple", "complex"] | None = None
+
+    @property
+    def thinking(self) -> ThinkingMode | None:
+        """`routing.thinking` for this request's route kind; None when no kind was set."""
+        if self.route_kind is None:
+            return None
+        modes = self.config.routing.thinking
+        return modes.simple if self.route_kind == "simple" else modes.complex
 
     def fallback_allowed(self, name: UpstreamName) -> bool:
         routing = self.config.routing

@@ -1,7 +1,8 @@
 """Who may use the gateway and how much at once: client keys, concurrency limits, draining.
 
 - Client keys (`auth.api_keys`, `GATEWAY_API_KEYS`): when any is configured, every endpoint but
-  `/health` needs `Authorization: Bearer <key>`; keys are compared in constant time.
+  `/health` (and the dashboard's data-free page and static files) needs `Authorization: Bearer
+  <key>`; keys are compared in constant time.
 - Concurrency: chat requests in flight, overall and per client key; beyond a limit the client gets
   429 with `retry-after` (the request was never started, so retrying soon is safe).
 - Draining: after SIGTERM new chat requests get 503 with `retry-after` while in-flight ones finish.
@@ -22,7 +23,10 @@ from .config import AuthConfig, LimitsConfig
 from .errors import error_body
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-OPEN_PATHS = frozenset({"/health"})
+OPEN_PATHS = frozenset({"/health", "/dashboard"})
+# The dashboard's page and static files hold no data (every number comes from key-protected JSON
+# endpoints), and a browser cannot send a header when it navigates to them.
+OPEN_PREFIXES = ("/dashboard/static/",)
 CHAT_PATHS = frozenset({"/v1/chat/completions", "/chat/completions"})
 CLIENT_KEY = web.RequestKey("client_key", str)
 ANONYMOUS = "anonymous"
@@ -76,7 +80,7 @@ class Guard:
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path in OPEN_PATHS:
+        if request.path in OPEN_PATHS or request.path.startswith(OPEN_PREFIXES):
             return await handler(request)
         client = self.identify(request)
         if client is None:

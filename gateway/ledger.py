@@ -78,7 +78,10 @@ CREATE TABLE IF NOT EXISTS requests (
     spilled_over INTEGER,
     similarity REAL,
     decided_by TEXT,
-    calls TEXT NOT NULL
+    calls TEXT NOT NULL,
+    local_reasoning_tokens INTEGER NOT NULL DEFAULT 0,
+    cerebras_reasoning_tokens INTEGER NOT NULL DEFAULT 0,
+    told_not_to_think INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS requests_started_at ON requests (started_at);
 CREATE TABLE IF NOT EXISTS events (
@@ -91,6 +94,13 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE INDEX IF NOT EXISTS events_kind ON events (kind, id);
 """
+# Columns added to `requests` after schema version 1 shipped: a ledger without them gets them
+# (with their default) when it is opened, so older ledgers keep opening at the same version.
+_ADDED_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("local_reasoning_tokens", "INTEGER NOT NULL DEFAULT 0"),
+    ("cerebras_reasoning_tokens", "INTEGER NOT NULL DEFAULT 0"),
+    ("told_not_to_think", "INTEGER NOT NULL DEFAULT 0"),
+)
 
 
 class LedgerError(RuntimeError):
@@ -140,6 +150,9 @@ class LedgerRow:
     similarity: float | None
     decided_by: str | None
     calls: str
+    local_reasoning_tokens: int = 0
+    cerebras_reasoning_tokens: int = 0
+    told_not_to_think: bool = False
 
     def upstream_calls(self) -> list[UpstreamCall]:
         """The stored calls, rebuilt (unknown keys ignored)."""
@@ -151,7 +164,14 @@ class LedgerRow:
 
 
 _COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(LedgerRow))
-_BOOL_COLUMNS = ("stream", "fallback", "estimated", "accepted", "spilled_over")
+_BOOL_COLUMNS = (
+    "stream",
+    "fallback",
+    "estimated",
+    "accepted",
+    "spilled_over",
+    "told_not_to_think",
+)
 _INSERT_REQUEST = "INSERT INTO requests ({}) VALUES ({})".format(
     ", ".join(_COLUMNS[1:]), ", ".join("?" * (len(_COLUMNS) - 1))
 )
@@ -224,19 +244,21 @@ def flatten(
 
     `cerebras_cost_usd` is the part of `cost_usd` billed by Cerebras (defaults to all of it).
     """
-    tokens = {"local": [0, 0], "cerebras": [0, 0]}
+    tokens = {"local": [0, 0, 0], "cerebras": [0, 0, 0]}
     errors = {"local": 0, "cerebras": 0}
     verify_calls = rate_limit_hits = 0
-    estimated = False
+    estimated = told_not_to_think = False
     calls = list(record.calls or [])
     for call in calls:
         upstream = getattr(call, "upstream", None)
         status = getattr(call, "status", None)
+        told_not_to_think = told_not_to_think or bool(getattr(call, "thinking_off", False))
         if upstream in tokens:
             tokens[upstream][0] += _as_int(getattr(call, "prompt_tokens", 0), "prompt_tokens")
             tokens[upstream][1] += _as_int(
                 getattr(call, "completion_tokens", 0), "completion_tokens"
             )
+            tokens[upstream][2] += _as_int(getattr(call, "reasoning_tokens", 0), "reasoning_tokens")
             errors[upstream] += status in ("error", "rate_limited")
         else:
             log.warning("ledger: call to unknown upstream %r not summed", upstream)
@@ -289,6 +311,9 @@ def flatten(
         similarity=None if spec is None else _as_float(spec.similarity, "similarity", 0.0),
         decided_by=None if spec is None else str(spec.decided_by),
         calls=_calls_json(calls),
+        local_reasoning_tokens=tokens["local"][2],
+        cerebras_reasoning_tokens=tokens["cerebras"][2],
+        told_not_to_think=told_not_to_think,
     )
 
 
@@ -429,6 +454,10 @@ class Ledger:
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
+            present = {r[1] for r in conn.execute("PRAGMA table_info(requests)")}
+            for column, declaration in _ADDED_COLUMNS:
+                if column not in present:
+                    conn.execute(f"ALTER TABLE requests ADD COLUMN {column} {declaration}")
             row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
             if row is None:
                 conn.execute(
@@ -630,6 +659,20 @@ class Ledger:
                 (unix_ts,),
             )
         )
+
+    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """Run one read-only statement on the read connection (raises LedgerError)."""
+        return self._read(sql, params)
+
+    def select_rows(
+        self, where: str = "1", params: tuple[Any, ...] = (), *, limit: int | None = None
+    ) -> list[LedgerRow]:
+        """Request rows matching the SQL condition `where` (values bound from `params`),
+        newest first; `where` must be the caller's own constant text, never client input."""
+        sql = f"SELECT {', '.join(_COLUMNS)} FROM requests WHERE {where} ORDER BY id DESC"
+        if limit is not None:
+            sql, params = sql + " LIMIT ?", (*params, limit)
+        return [_row_from_db(v) for v in self._read(sql, params)]
 
 
 def _params(row: LedgerRow) -> tuple[Any, ...]:

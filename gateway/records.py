@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 UpstreamName = Literal["local", "cerebras"]
-CallRole = Literal["answer", "draft", "verify"]
+CallRole = Literal["answer", "draft", "verify", "verify_sample"]
 CallStatus = Literal["ok", "cancelled", "error", "rate_limited"]
 Outcome = Literal["ok", "error", "client_disconnected", "rejected"]
 UPSTREAM_NAMES: tuple[UpstreamName, ...] = ("local", "cerebras")
@@ -35,6 +35,11 @@ class UpstreamCall:
     estimated: bool = False
     error: str | None = None
     http_status: int | None = None
+    # Part of completion_tokens spent thinking: the upstream's usage.completion_tokens_details
+    # .reasoning_tokens when reported, else estimated from the streamed reasoning text.
+    reasoning_tokens: int = 0
+    # The call carried the gateway's own "do not think" parameter and the upstream accepted it.
+    thinking_off: bool = False
 
 
 @dataclass(slots=True)

@@ -124,7 +124,11 @@ async def relay_stream(
     sink = ex.sink
     sink.model_used = upstream.name
     async with upstream.open_stream(
-        ex.body, role="answer", request_id=ex.request_id, calls=ex.record.calls
+        ex.body,
+        role="answer",
+        request_id=ex.request_id,
+        calls=ex.record.calls,
+        thinking=ex.thinking,
     ) as stream:
         ticket.release(stream.response.headers)
         async for batch in stream.batches():

@@ -18,7 +18,8 @@ from .errors import GatewayError
 from .exchange import Exchange
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .records import RequestRecord
-from .sinks import CollectSink, Sink, StreamSink
+from .router.feedback import setup_feedback
+from .sinks import CollectSink, KeepingStreamSink, Sink, StreamSink
 from .strategies import describe
 from .validation import check_content_type, parse_body, validate_chat_request
 
@@ -71,8 +72,11 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     response_id = "chatcmpl-" + uuid.uuid4().hex
     headers = {"x-request-id": request_id, "x-gateway-strategy": strategy.name}
     sink: Sink
+    # Drawn now so that only a sampled stream keeps its answer (KeepingStreamSink).
+    verifier = services.verifier
+    sampled = verifier is not None and verifier.draw()
     if stream:
-        sink = StreamSink(
+        sink = (KeepingStreamSink if sampled else StreamSink)(
             request, response_id=response_id, include_usage=include_usage, headers=headers
         )
     else:
@@ -92,6 +96,9 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         recorder=services.record,
         gate=services.gate.for_strategy(strategy.name),
     )
+    learning = services.learning
+    if learning is not None:  # agent-loop signals of the previous turn; escalation for this one
+        learning.tracker.begin(request_id, body, request.headers)
     try:
         await strategy.run(ex)
     except GatewayError as exc:
@@ -112,7 +119,24 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         sink.release()
         if record.outcome != "client_disconnected":
             await _finalize(ex)
-    return _response_of(sink)
+        if learning is not None:
+            learning.tracker.finish(
+                request_id, record.model_used if record.outcome == "ok" else None
+            )
+    response = _response_of(sink)
+    if sampled and verifier is not None and record.outcome == "ok":
+        await _deliver(request, response)
+        verifier.submit(ex)
+    return response
+
+
+async def _deliver(request: web.Request, response: web.StreamResponse) -> None:
+    """Send a response that aiohttp would send after the handler returns (a non-stream body)
+    now, so that background work started next never precedes it; a stream is already ended.
+    aiohttp's own prepare/write_eof afterwards are no-ops."""
+    if not response.prepared:
+        await response.prepare(request)
+        await response.write_eof()
 
 
 async def _fail(ex: Exchange, error: GatewayError) -> web.StreamResponse:
@@ -230,6 +254,14 @@ def _stats_body(services: Services) -> dict[str, Any]:
         "rate_limits": services.gate.snapshot(),
         "budget": services.budget.snapshot(),
     }
+    if services.router is not None:
+        extra["router"] = services.router.snapshot()
+    if services.learning is not None:
+        extra["learning"] = services.learning.snapshot()
+        verifier = services.verifier
+        extra["learning"]["verify_samples"] = (
+            verifier.snapshot() if verifier is not None else {"share": 0.0, "samples": 0}
+        )
     return services.stats.get_statistics(extra)
 
 
@@ -259,3 +291,4 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/stats", get_stats)
     app.router.add_post("/stats/reset", reset_stats)
     app.router.add_get("/metrics", get_metrics)
+    setup_feedback(app)

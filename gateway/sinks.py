@@ -267,6 +267,23 @@ class StreamSink:
             response.stop_streaming()
 
 
+class KeepingStreamSink(StreamSink):
+    """A StreamSink that also assembles the answer it streams (`kept`), for requests drawn as
+    verification samples; a subclass so that other requests pay nothing per chunk."""
+
+    def __init__(self, request: web.Request, **kwargs: Any) -> None:
+        super().__init__(request, **kwargs)
+        self.kept = Assembly()
+
+    def _encode(self, chunk: dict[str, Any]) -> bytes | None:
+        self.kept.add_chunk(chunk)  # before _encode, which clears finish_reason in place
+        return super()._encode(chunk)
+
+    def reset(self) -> None:
+        super().reset()
+        self.kept = Assembly()
+
+
 class CollectSink:
     """Assembles the answer and answers with one `chat.completion` JSON body at `finish`."""
 

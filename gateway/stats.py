@@ -16,6 +16,9 @@ Formulas (all sums run over the records and events since the latest marker):
   costs.savings_negative is true).
 - costs.cerebras_cost_per_1k_tokens = Cerebras cost / Cerebras tokens * 1000 (0 when none).
 - tokens.by_model.<upstream> = tokens of every call to that upstream (drafts and verify too).
+- tokens.reasoning.<upstream> = the part of those completion tokens spent thinking (reported
+  `completion_tokens_details.reasoning_tokens`, else estimated from streamed reasoning text);
+  thinking.told_not_to_think = requests with a call that carried the no-thinking parameter.
 - speculative_decoding.tokens_saved = counterfactual Cerebras tokens (prompt + completion, of
   delivered requests) - Cerebras tokens actually billed; tokens_saved_percent = tokens_saved /
   counterfactual tokens * 100. Both can be negative.
@@ -83,6 +86,7 @@ _INT_FIELDS = (
     "verification_tokens",
     "rate_limit_hits",
     "estimated_requests",
+    "told_not_to_think",
 )
 _FLOAT_FIELDS = ("cost_usd", "cerebras_cost_usd", "counterfactual_usd")
 _COUNTER_FIELDS = (
@@ -92,8 +96,11 @@ _COUNTER_FIELDS = (
     "prompt_tokens",
     "completion_tokens",
     "errors",
+    "reasoning_tokens",
 )
 _RESERVOIR_FIELDS = ("ttft_s", "duration_s")
+# Totals added after snapshot version 1: an older snapshot lacks them and loads them as zero.
+_ADDED_TOTALS: dict[str, Any] = {"told_not_to_think": 0, "reasoning_tokens": {}}
 
 
 @dataclass(slots=True)
@@ -120,6 +127,8 @@ class _Totals:
     errors: dict[str, int] = field(default_factory=_zeros)
     rate_limit_hits: int = 0
     estimated_requests: int = 0
+    reasoning_tokens: dict[str, int] = field(default_factory=_zeros)
+    told_not_to_think: int = 0
     ttft_s: deque[float] = field(default_factory=_reservoir)
     duration_s: deque[float] = field(default_factory=_reservoir)
 
@@ -148,6 +157,9 @@ class _Totals:
         self.errors["cerebras"] += row.errors_cerebras
         self.rate_limit_hits += row.rate_limit_hits
         self.estimated_requests += row.estimated
+        self.reasoning_tokens["local"] += row.local_reasoning_tokens
+        self.reasoning_tokens["cerebras"] += row.cerebras_reasoning_tokens
+        self.told_not_to_think += row.told_not_to_think
         if row.ttft_s is not None:
             self.ttft_s.append(row.ttft_s)
         if row.duration_s > 0:
@@ -183,6 +195,7 @@ class _Totals:
         """Validate every field; raise StatsFileError naming `where` and the bad key."""
         if not isinstance(data, dict):
             raise StatsFileError(f"{where}: totals must be an object")
+        data = {**_ADDED_TOTALS, **data}
         totals = cls()
         for name in _INT_FIELDS:
             setattr(totals, name, _check_int(data, name, where))
@@ -251,6 +264,11 @@ def _ms_summary(values: list[float]) -> dict[str, float | None]:
 
 def _ratio(part: float, whole: float, scale: float) -> float:
     return part / whole * scale if whole else 0.0
+
+
+def cost_saved_usd(counterfactual_usd: float, cerebras_cost_usd: float) -> float:
+    """Money saved against all-Cerebras (negative when routing cost more), to 6 decimals."""
+    return round(counterfactual_usd - cerebras_cost_usd, 6)
 
 
 def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
@@ -447,7 +465,7 @@ class StatisticsTracker:
         prompt = sum(v["prompt"] for v in tokens.values())
         completion = sum(v["completion"] for v in tokens.values())
         cerebras_tokens = tokens["cerebras"]["total"]
-        saved_usd = round(t.counterfactual_usd - t.cerebras_cost_usd, 6)
+        saved_usd = cost_saved_usd(t.counterfactual_usd, t.cerebras_cost_usd)
         tokens_saved = t.counterfactual_tokens - cerebras_tokens
         return {
             "uptime": format_uptime(time.time() - self._started_at),
@@ -463,7 +481,12 @@ class StatisticsTracker:
                 "prompt": prompt,
                 "completion": completion,
                 "by_model": tokens,
+                "reasoning": {
+                    **{name: t.reasoning_tokens.get(name, 0) for name in UPSTREAM_NAMES},
+                    "total": sum(t.reasoning_tokens.values()),
+                },
             },
+            "thinking": {"told_not_to_think": t.told_not_to_think},
             "costs": {
                 "total_cost_usd": round(t.cost_usd, 6),
                 "cost_saved_usd": saved_usd,

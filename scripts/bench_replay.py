@@ -4,7 +4,7 @@ real gateway.
 
 Data: RouteLLM's public GSM8K and MT-Bench answers of Mixtral-8x7B and GPT-4 with their quality
 labels (GSM8K: a correctness flag; MT-Bench: a GPT-4 judge score 1-10), read at run time from
-`../shared/data/routellm/` (or `--data`, or $ROUTELLM_DATA). A simulated llama.cpp server
+`bench/data/routellm/` (or `--data`, or $ROUTELLM_DATA). A simulated llama.cpp server
 ("local") streams Mixtral's answer to each prompt and a simulated Cerebras ("cerebras") streams
 GPT-4's, at realistic speeds divided by one speed factor. The gateway runs as its own process on
 127.0.0.1, once per strategy setting; the client streams every prompt through it and records
@@ -104,7 +104,7 @@ Conversation = tuple[Turn, ...]
 
 
 def default_data_dir() -> Path:
-    return Path(os.environ.get("ROUTELLM_DATA", ROOT.parent / "shared" / "data" / "routellm"))
+    return Path(os.environ.get("ROUTELLM_DATA", ROOT / "bench" / "data" / "routellm"))
 
 
 def load_gsm8k(data: Path, every: int) -> list[Conversation]:
@@ -1081,6 +1081,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--from-json", type=Path, help="rebuild tables and plot from a --json file, no replay"
     )
+    parser.add_argument(
+        "--router",
+        action="store_true",
+        help="only the learned router's offline figures (scripts/router_bench.py; about a "
+        "minute), written to their own section of the page",
+    )
     args = parser.parse_args()
     if args.quick:
         args.gsm8k_every = max(args.gsm8k_every, 20)
@@ -1136,6 +1142,16 @@ def main() -> int:
     if not args.data.is_dir():
         print(f"replay data not found in {args.data} (see --data)", file=sys.stderr)
         return 2
+    if args.router:
+        import router_bench  # imports this module; loaded only when asked for
+
+        block = "\n".join(router_bench.run())
+        print(block)
+        if not args.no_docs:
+            page = args.docs or ROOT / "docs" / "benchmarks.md"
+            router_bench.write(page, block)
+            print(f"\nwrote {page}")
+        return 0
     started = time.monotonic()
     if args.from_json:
         runs, wall = load_runs(args.from_json, args)

@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Run the gateway. First run creates .venv and installs the project.
-#   scripts/run_gateway.sh --demo          simulated llama.cpp + Cerebras on loopback, nothing else needed
+#   scripts/run_gateway.sh --demo          simulated llama.cpp + Cerebras on loopback, nothing else needed;
+#                                          prints the dashboard URL (http://127.0.0.1:8000/dashboard)
+#   scripts/run_gateway.sh --demo-traffic  the demo plus a slow, varied stream of simulated requests
 #   scripts/run_gateway.sh --local-model   a real llama-server with a small model on 127.0.0.1:41447
 #                                          (installed by scripts/setup_local_model.sh, run here first;
 #                                          stopped with the gateway); Cerebras is the real API when
 #                                          CEREBRAS_API_KEY is set, simulated otherwise
 #   scripts/run_gateway.sh                 conf/gateway.yaml (llama.cpp on 127.0.0.1:41447, Cerebras API)
+#   scripts/run_gateway.sh --doctor        check the config and both upstreams (a few tokens each), then
+#                                          exit; with --config F, --json, --demo (glm-gateway doctor)
 #   scripts/run_gateway.sh --help          every option (--config, --host, --port, --strategy ...)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

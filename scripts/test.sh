@@ -2,8 +2,10 @@
 # Lint, type-check and run the test suite. First run creates .venv with the dev extras.
 # Extra arguments go to pytest, e.g. scripts/test.sh -k wire -x
 # The llamacpp-marked integration tests need a real llama-server: scripts/setup_local_model.sh
-# installs it first (a from-source build the first time, ~16 min on 2 cores; cached after). When
-# that is impossible they SKIP and say why (pytest -rs); GLM_SKIP_LLAMACPP=1 skips them on purpose.
+# installs it first (a portable from-source build the first time, ~15 min on 2 cores; kept after)
+# and checks that it generates tokens. When that is impossible they SKIP and say why (pytest -rs);
+# GLM_SKIP_LLAMACPP=1 skips them on purpose. scripts/setup_browser.sh installs Debian's chromium
+# for the dashboard's browser test when it is missing (it skips, saying why, when that fails).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -13,6 +15,9 @@ ensure_venv dev
 echo "== llama.cpp (scripts/setup_local_model.sh)"
 bash "$ROOT/scripts/setup_local_model.sh" ||
     echo "== llama.cpp unavailable: the llamacpp integration tests will be skipped (reason above)"
+echo "== chromium (scripts/setup_browser.sh)"
+bash "$ROOT/scripts/setup_browser.sh" ||
+    echo "== chromium unavailable: the dashboard browser test will be skipped (reason above)"
 echo "== ruff" && "$VENV/bin/ruff" check gateway tests scripts
 echo "== mypy (strict, gateway/)" && "$VENV/bin/mypy" gateway
 echo "== pytest" && exec "$VENV/bin/pytest" -q -rs "$@"

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+from aioresponses import aioresponses
+from llamacpp_support import SESSION_CTX, find_install, running_llama
+from mocked_http import MockedHTTP
 from support import CEREBRAS_KEY, Gateway, gateway_config
 
 from gateway.app import create_app
 from gateway.config import GatewayConfig
+from gateway.llama_server import LlamaServer
 from gateway.sim import SimOptions, SimServer, running_sim
 
 
@@ -55,6 +59,34 @@ def make_gateway(
 
 
 @pytest.fixture
+def mocked() -> Iterator[aioresponses]:
+    """aioresponses in place of the network, for request-building and error-mapping tests."""
+    with MockedHTTP() as m:
+        yield m
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as s:
+        yield s
+
+
+@pytest.fixture
 async def client() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as session:
         yield session
+
+
+@pytest.fixture(scope="session")
+def llama_install() -> tuple[Path, Path]:
+    """(binary, model) of the real llama.cpp, or a skip that says why there is none."""
+    return find_install()
+
+
+@pytest.fixture(scope="session")
+def llama_server(
+    llama_install: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LlamaServer]:
+    """The session's real llama-server: 2 threads, one slot, 2048-token context."""
+    with running_llama(llama_install, tmp_path_factory.mktemp("llama"), ctx=SESSION_CTX) as server:
+        yield server

@@ -74,12 +74,6 @@ def deltas(parsed: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 @pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
-
-
-@pytest.fixture
 async def llama() -> AsyncIterator[SimServer]:
     async with running_sim(SimOptions(profile="llamacpp", script=SCRIPT)) as sim:
         yield sim

@@ -31,6 +31,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quota-tpm", type=float)
     parser.add_argument("--quota-rpd", type=float)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--reasoning-tokens", type=int, default=0, help="reasoning tokens before each answer"
+    )
+    parser.add_argument(
+        "--reject-thinking-param",
+        action="store_true",
+        help="answer 400 to the no-thinking parameter (chat_template_kwargs / reasoning_effort)",
+    )
     return parser.parse_args(argv)
 
 
@@ -52,6 +60,8 @@ def options_from_args(args: argparse.Namespace) -> SimOptions:
         quota_tokens_per_minute=args.quota_tpm,
         quota_requests_per_day=args.quota_rpd,
         seed=args.seed,
+        reasoning_tokens=args.reasoning_tokens,
+        reject_thinking_param=args.reject_thinking_param,
     )
 
 

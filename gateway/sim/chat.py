@@ -16,6 +16,7 @@ from .faults import MALFORMED_EVENT, MID_STREAM_FAULTS, STATUS_FAULTS, Fault
 from .options import SimRequestLog
 from .state import STATE_KEY, SimState
 from .text import AnswerPlan, Piece, completion_limit, estimate_prompt_tokens, plan_answer
+from .thinking import refused_thinking_param
 
 SSE_HEADERS = {
     "Content-Type": "text/event-stream",
@@ -130,6 +131,9 @@ class _Exchange:
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
             return self.dialect.bad_request("'messages' must be a non-empty array", "messages")
+        refused = refused_thinking_param(body, self.options)
+        if refused is not None:
+            return self.dialect.bad_request(f"Unsupported parameter: '{refused}'", refused)
         temperature = body.get("temperature")
         if self.options.profile == "cerebras" and temperature is not None:
             if not isinstance(temperature, int | float) or not 0 <= temperature <= 1.5:

@@ -37,7 +37,10 @@ class SimOptions:
 
     `script` maps the text of the last user message (or "*") to an answer. `model=None` picks the
     profile's default. Quota limits of None are unlimited. `n_slots` is what /slots and /props
-    report; it does not limit concurrency.
+    report; it does not limit concurrency. `tool_calls_supported`: an unscripted request whose
+    `tool_choice` is "required" (or names a function) gets a call to that tool, as llama-server
+    with `--jinja` answers; False plays a server without tool support: `tools` are ignored and
+    only text is answered (scripted tool calls are dropped).
     """
 
     profile: Profile
@@ -56,6 +59,11 @@ class SimOptions:
     logprob: float = -0.05
     seed: int = 0
     n_slots: int = 1
+    tool_calls_supported: bool = True
+    # Thinking (gateway.sim.thinking): unscripted answers start with this many reasoning tokens
+    # unless the request switched thinking off; True answers 400 to the no-thinking parameter.
+    reasoning_tokens: int = 0
+    reject_thinking_param: bool = False
 
     def __post_init__(self) -> None:
         if self.profile not in PROFILES:

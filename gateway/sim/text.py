@@ -17,6 +17,7 @@ from typing import Any, Literal, NamedTuple
 import orjson
 
 from .options import ScriptedAnswer, SimOptions
+from .thinking import thinks
 
 PieceKind = Literal["reasoning", "content", "tool_head", "tool_args"]
 FinishReason = Literal["stop", "length", "tool_calls"]
@@ -153,13 +154,35 @@ def generated_words(body: dict[str, Any], options: SimOptions, count: int) -> st
     return " ".join(words)
 
 
+def forced_tool(body: dict[str, Any]) -> str | None:
+    """The tool a request forces (`tool_choice` "required": the first tool; or a named
+    function), else None ("auto", "none" or no tools: the sim answers text)."""
+    tools = body.get("tools")
+    if not isinstance(tools, list) or not tools:
+        return None
+    choice = body.get("tool_choice")
+    if isinstance(choice, dict):
+        function = choice.get("function")
+        name = function.get("name") if isinstance(function, dict) else None
+        return name if isinstance(name, str) and name else None
+    if choice != "required":
+        return None
+    first = tools[0].get("function") if isinstance(tools[0], dict) else None
+    name = first.get("name") if isinstance(first, dict) else None
+    return name if isinstance(name, str) and name else None
+
+
 def plan_answer(body: dict[str, Any], options: SimOptions) -> AnswerPlan:
     """Pieces for this request: reasoning, then content, then tool calls, capped by its limit."""
     messages = body.get("messages") or []
     script = find_script(options, messages)
     pieces: list[Piece] = []
     logprob = options.logprob
-    if script is None:
+    forced = forced_tool(body) if options.tool_calls_supported else None
+    if script is None and forced is not None:
+        pieces.append(Piece("tool_head", forced, 0, f"call_{random.getrandbits(96):024x}"))
+        pieces.extend(Piece("tool_args", a, 0) for a in split_arguments("{}"))
+    elif script is None:
         pieces.extend(
             Piece("content", t)
             for t in split_tokens(generated_words(body, options, options.answer_tokens))
@@ -169,10 +192,16 @@ def plan_answer(body: dict[str, Any], options: SimOptions) -> AnswerPlan:
             logprob = script.logprob
         pieces.extend(Piece("reasoning", t) for t in split_tokens(script.reasoning))
         pieces.extend(Piece("content", t) for t in split_tokens(script.content))
-        for index, call in enumerate(script.tool_calls):
+        calls = script.tool_calls if options.tool_calls_supported else []
+        for index, call in enumerate(calls):
             call_id = call.id or f"call_{random.getrandbits(96):024x}"
             pieces.append(Piece("tool_head", call.name, index, call_id))
             pieces.extend(Piece("tool_args", a, index) for a in split_arguments(call.arguments))
+    if not thinks(body, options):
+        pieces = [p for p in pieces if p.kind != "reasoning"]
+    elif script is None and options.reasoning_tokens > 0:
+        thought = generated_words(body, options, options.reasoning_tokens)
+        pieces[:0] = [Piece("reasoning", t) for t in split_tokens(thought)]
     finish: FinishReason = "stop"
     limit = completion_limit(body)
     if limit is not None and len(pieces) > limit:

@@ -7,7 +7,10 @@ The verdict, in order (the first rule that applies decides; `decided_by` names i
 2. No draft has answer content: the verify stream is committed (`draft_failed`, `draft_refused`,
    `draft_empty`, `draft_timeout`); with `verify_start: after_draft` Cerebras answers alone.
 3. Local signals, without Cerebras: several drafts agreeing (`consensus`, parallel only), a draft
-   finished below `max_draft_tokens` (`short_draft`), confident llama.cpp logprobs (`logprobs`).
+   finished below `max_draft_tokens` (`short_draft`), confident llama.cpp logprobs (`logprobs`);
+   with `scorer: learned`, the router's draft model instead (`learned`). A draft that hedges or
+   refuses ("I'm not sure", "I can't" ...) gets no local signal: it goes to verification, and a
+   usable verify answer is committed (`draft_hedged`); so does a draft the learned scorer escalates.
 4. Verification unavailable: the draft is committed (`verify_refused`, `verify_failed`,
    `verify_rate_limited`, `verify_timeout`).
 5. The windows compared (`levenshtein`, `token_set`, `final_answer`, `tool_calls`): at or above
@@ -30,6 +33,7 @@ from ..errors import UpstreamEmptyResponse, UpstreamError, UpstreamRateLimited
 from ..exchange import Exchange
 from ..records import SpeculativeRecord
 from ..relay import complete, no_upstream_error, serve
+from ..router import Router, hedges
 from ..sinks import StreamSink
 from ..verdict import SCORERS, Score, agreement, logprob_confidence
 from .cost import prompt_cost_share
@@ -48,11 +52,15 @@ def _finished(verify: Verify) -> bool:
 class Speculator:
     """What the speculative strategies of one app share: settings, scorer and classifier."""
 
-    def __init__(self, config: GatewayConfig) -> None:
+    def __init__(self, config: GatewayConfig, router: Router | None = None) -> None:
         self.cfg = config.speculative_decoding
         routing = config.routing
         self.classifier = TaskClassifier(routing.complexity_keywords, routing.simple_task_threshold)
-        self.scorer = SCORERS[self.cfg.scorer]
+        # The app's shared router; a private in-memory one when none is given (unit use).
+        self.router = router if router is not None else Router(config, store_path=None)
+        # `learned` judges the draft itself; window comparisons then use levenshtein.
+        self.learned = self.cfg.scorer == "learned"
+        self.scorer = SCORERS["levenshtein" if self.learned else self.cfg.scorer]
         self.prices = config.models[self.cfg.verify_model].prices
 
     async def serve(self, ex: Exchange, *, drafts: int, label: str) -> None:
@@ -72,12 +80,13 @@ class Speculator:
         await Speculation(self, ex, drafts, label).run()
 
     async def route(self, ex: Exchange, why: str) -> None:
-        """No speculation: the smart_routing classifier picks the upstream."""
-        verdict = self.classifier.classify(ex.body)
+        """No speculation: the router (`routing.router`) picks the upstream."""
+        decision = self.router.route(ex.request_id, ex.body)
+        ex.route_kind = "complex" if decision.cloud else "simple"
         draft, verify = self.cfg.draft_model, self.cfg.verify_model
-        route = (verify, draft) if verdict.complex else (draft, verify)
-        log.info("%s %s; %s", ex.request_id, why, verdict.reason)
-        await serve(ex, route, reason=f"{why}; {verdict.reason}")
+        route = (verify, draft) if decision.cloud else (draft, verify)
+        log.info("%s %s; %s", ex.request_id, why, decision.reason)
+        await serve(ex, route, reason=f"{why}; {decision.reason}")
 
 
 class Speculation:
@@ -86,6 +95,12 @@ class Speculation:
     def __init__(self, owner: Speculator, ex: Exchange, drafts: int, label: str) -> None:
         self.cfg = owner.cfg
         self.scorer = owner.scorer
+        self.router = owner.router
+        self.learned = owner.learned
+        # Set when the draft must not be committed even if the windows agree: (decided_by,
+        # detail), for a hedging draft or the learned scorer's escalation.
+        self.escalation: tuple[str, str] | None = None
+        self.accept_detail: str | None = None  # why the learned scorer accepted the draft
         self.ex = ex
         self.drafts = drafts
         self.label = label
@@ -95,7 +110,9 @@ class Speculation:
         self.seed = seed if isinstance(seed, int) else random.randrange(1, 2**31)
         body = ex.body
         self.add_logprobs = (
-            self.cfg.logprob_signal and not body.get("tools") and body.get("logprobs") is not True
+            (self.cfg.logprob_signal or self.learned)
+            and not body.get("tools")
+            and body.get("logprobs") is not True
         )
 
     async def run(self) -> None:
@@ -195,7 +212,8 @@ class Speculation:
                 await race.stop(draft)
         signal = self._local_signal(chosen, consensus)
         if signal is not None:
-            await self._commit(race, chosen, signal, consensus)
+            detail = self.accept_detail if signal == "learned" else None
+            await self._commit(race, chosen, signal, consensus, detail=detail)
             return
         if verify is None:
             verify = self._start_verify(race)
@@ -220,6 +238,9 @@ class Speculation:
             await self._commit(
                 race, chosen, "verify_failed" if window.finished else "verify_timeout"
             )
+        elif self.escalation is not None:
+            decided_by, detail = self.escalation
+            await self._commit(race, lane, decided_by, detail=detail)
         else:
             score = self._compare(chosen.window, window)
             if window.finished:
@@ -272,9 +293,28 @@ class Speculation:
     def _local_signal(self, chosen: Lane, consensus: Score | None) -> str | None:
         cfg = self.cfg
         window = chosen.window
+        text = window.answer().text if window.has_answer else ""
+        if hedges(text):  # before every accepting signal: a short hedge is no answer
+            self.escalation = ("draft_hedged", "draft_hedged: the draft hedges or refuses")
+            return None
         if consensus is not None:
             return "consensus" if consensus.value >= self._threshold(consensus) else None
         if not window.ready:
+            return None
+        if self.learned:
+            decision = self.router.judge_draft(
+                self.ex.request_id,
+                self.ex.body,
+                text,
+                window.tokens,
+                complete=window.complete,
+                logprobs=window.logprobs,
+            )
+            log.info("%s draft %s", self.ex.request_id, decision.reason)
+            if not decision.cloud:
+                self.accept_detail = decision.reason
+                return "learned"
+            self.escalation = ("learned", decision.reason)
             return None
         if cfg.accept_short_drafts and window.complete and window.tokens < cfg.max_draft_tokens:
             return "short_draft"
@@ -342,20 +382,29 @@ class Speculation:
     # --- commit and record ----------------------------------------------------------------------
 
     async def _commit(
-        self, race: Race, lane: Lane, decided_by: str, score: Score | None = None
+        self,
+        race: Race,
+        lane: Lane,
+        decided_by: str,
+        score: Score | None = None,
+        *,
+        detail: str | None = None,
     ) -> None:
-        """Cancel every other call, then stream `lane` to the client and finish the response."""
+        """Cancel every other call, then stream `lane` to the client and finish the response.
+
+        `detail` (e.g. the learned scorer's reason) replaces `decided_by` in routing_reason."""
         ex = self.ex
         await race.stop_all(keep=lane)
         accepted = lane.role == "draft"
         self._record(accepted=accepted, decided_by=decided_by, score=score)
         verdict = "draft accepted" if accepted else f"{lane.name} committed"
-        detail = decided_by
-        if score is not None and decided_by in (score.method, "consensus"):
-            relation = ">=" if score.value >= self._threshold(score) else "<"
-            detail += f" {score.value:.2f} {relation} {self._threshold(score):.2f}"
-        elif score is not None:
-            detail += f", similarity {score.value:.2f}"
+        if detail is None:
+            detail = decided_by
+            if score is not None and decided_by in (score.method, "consensus"):
+                relation = ">=" if score.value >= self._threshold(score) else "<"
+                detail += f" {score.value:.2f} {relation} {self._threshold(score):.2f}"
+            elif score is not None:
+                detail += f", similarity {score.value:.2f}"
         ex.set_reason(f"{self.label}: {verdict} ({detail})")
         log.info("%s verdict: %s (%s)", ex.request_id, verdict, detail)
         self._publish()

@@ -117,6 +117,7 @@ class Race:
                 request_id=ex.request_id,
                 body_overrides=lane.overrides,
                 calls=ex.record.calls,
+                thinking=ex.thinking,
             ) as stream:
                 lane.stream = stream
                 ticket.release(stream.response.headers)

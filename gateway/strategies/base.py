@@ -11,6 +11,8 @@ from ..config import GatewayConfig
 from ..exchange import Exchange
 from ..ratelimit import RateLimitWatcher
 from ..records import UpstreamName
+from ..router import Router
+from ..router.learning import Learning
 from ..upstreams import OpenAICompatibleUpstream
 
 
@@ -22,6 +24,11 @@ class StrategyContext:
     upstreams: Mapping[UpstreamName, OpenAICompatibleUpstream]
     watchers: Mapping[UpstreamName, RateLimitWatcher]
     gate: UpstreamGate
+    # The app's router (gateway.router), shared with the HTTP handlers; None: each strategy
+    # that needs one makes a private, non-persistent one.
+    router: Router | None = None
+    # Escalation and outcome labels (gateway.router.learning); None: no escalation.
+    learning: Learning | None = None
 
 
 class Strategy(Protocol):

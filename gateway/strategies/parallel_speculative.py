@@ -24,7 +24,7 @@ class ParallelSpeculative:
     )
 
     def __init__(self, ctx: StrategyContext) -> None:
-        self.speculator = Speculator(ctx.config)
+        self.speculator = Speculator(ctx.config, ctx.router)
         cfg = ctx.config.speculative_decoding
         self.drafts = cfg.max_concurrent_drafts if cfg.parallel_enabled else 1
 

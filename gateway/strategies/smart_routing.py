@@ -1,7 +1,8 @@
 """`smart_routing`: simple asks to the local model, complex ones to Cerebras.
 
 The decision reads what the user asks now (see gateway.classifier), never the size of a coding
-assistant's system prompt. It goes into the response metadata (`routing_reason`) and the log.
+assistant's system prompt; `routing.router` picks the heuristic classifier or the learned scorer
+(gateway.router). It goes into the response metadata (`routing_reason`) and the log.
 Either route falls back to the other upstream on a failure before the client saw content; a
 complex ask goes to Cerebras only if the admission gate lets it (budget, 429 cool-down, predicted
 rate-limit headroom), else it is served locally with the gate's reason appended.
@@ -12,11 +13,12 @@ from __future__ import annotations
 import logging
 from typing import ClassVar
 
-from ..classifier import TaskClassifier
 from ..exchange import Exchange
 from ..records import UpstreamName
 from ..relay import serve
+from ..router import Router
 from .base import StrategyContext
+from .escalated import serve_if_escalated
 from .registry import register
 
 log = logging.getLogger("gateway.strategy.smart_routing")
@@ -28,13 +30,17 @@ class SmartRouting:
     description: ClassVar[str] = "simple asks to local, complex asks to Cerebras"
 
     def __init__(self, ctx: StrategyContext) -> None:
-        routing = ctx.config.routing
-        self.classifier = TaskClassifier(routing.complexity_keywords, routing.simple_task_threshold)
+        # `routing.router` decides: the heuristic classifier or the learned scorer.
+        self.router = ctx.router if ctx.router is not None else Router(ctx.config)
+        self.learning = ctx.learning
 
     async def run(self, ex: Exchange) -> None:
-        verdict = self.classifier.classify(ex.body)
+        if await serve_if_escalated(ex, self.learning, self.name):
+            return
+        verdict = self.router.route(ex.request_id, ex.body)
+        ex.route_kind = "complex" if verdict.cloud else "simple"
         route: tuple[UpstreamName, ...] = (
-            ("cerebras", "local") if verdict.complex else ("local", "cerebras")
+            ("cerebras", "local") if verdict.cloud else ("local", "cerebras")
         )
         reason = f"smart_routing: {verdict.reason} -> {route[0]}"
         log.info("%s %s", ex.request_id, reason)

@@ -13,6 +13,7 @@ from ..exchange import Exchange
 from ..relay import serve
 from ..speculation import Speculator
 from .base import StrategyContext
+from .escalated import serve_if_escalated
 from .registry import register
 
 log = logging.getLogger("gateway.strategy.smart_speculative")
@@ -24,13 +25,17 @@ class SmartSpeculative:
     description: ClassVar[str] = "simple asks to local, complex asks through speculative decoding"
 
     def __init__(self, ctx: StrategyContext) -> None:
-        self.speculator = Speculator(ctx.config)
+        self.speculator = Speculator(ctx.config, ctx.router)
+        self.learning = ctx.learning
 
     async def run(self, ex: Exchange) -> None:
+        if await serve_if_escalated(ex, self.learning, self.name):
+            return
         speculator = self.speculator
-        verdict = speculator.classifier.classify(ex.body)
+        verdict = speculator.router.route(ex.request_id, ex.body)
+        ex.route_kind = "complex" if verdict.cloud else "simple"
         log.info("%s %s", ex.request_id, verdict.reason)
-        if verdict.complex:
+        if verdict.cloud:
             await speculator.serve(ex, drafts=1, label=f"{self.name} ({verdict.reason})")
             return
         cfg = speculator.cfg

@@ -21,7 +21,7 @@ class SpeculativeDecoding:
     )
 
     def __init__(self, ctx: StrategyContext) -> None:
-        self.speculator = Speculator(ctx.config)
+        self.speculator = Speculator(ctx.config, ctx.router)
 
     async def run(self, ex: Exchange) -> None:
         await self.speculator.serve(ex, drafts=1, label=self.name)

@@ -40,8 +40,34 @@ from ..tokens import estimate_completion_tokens, estimate_prompt_tokens
 log = logging.getLogger("gateway.upstream")
 
 _MAX_ERROR_BODY = 64 * 1024
+# How long to wait for the end of the HTTP body after `[DONE]` before closing the connection.
+_TAIL_WAIT_S = 0.05
 # Client fields that are the gateway's business, never an upstream's.
 _GATEWAY_FIELDS = ("stream", "stream_options", "model")
+# Fields by which a client states its own reasoning wishes (OpenAI, Cerebras, Z.ai, OpenRouter,
+# llama.cpp); when one is present the gateway's thinking control leaves the request alone.
+CLIENT_REASONING_FIELDS = (
+    "reasoning_effort",
+    "disable_reasoning",
+    "thinking",
+    "reasoning",
+    "reasoning_budget",
+    "thinking_budget",
+    "enable_thinking",
+)
+_TEMPLATE_REASONING_KEYS = ("enable_thinking", "thinking", "reasoning_effort")
+# Statuses with which an upstream refuses a parameter it does not know.
+_PARAMETER_REFUSALS = (400, 422)
+
+
+def client_sets_reasoning(body: Mapping[str, Any]) -> bool:
+    """Whether the client's request carries a reasoning parameter of its own."""
+    if any(body.get(name) is not None for name in CLIENT_REASONING_FIELDS):
+        return True
+    kwargs = body.get("chat_template_kwargs")
+    return isinstance(kwargs, Mapping) and any(
+        kwargs.get(name) is not None for name in _TEMPLATE_REASONING_KEYS
+    )
 
 
 @dataclass(slots=True)
@@ -84,6 +110,8 @@ class UpstreamStream:
         self.saw_done = False
         self.content_chars = 0
         self.content_events = 0
+        self.reasoning_chars = 0
+        self.reasoning_events = 0
         self.first_event_at: float | None = None
         self.extras: dict[str, Any] = {}
         self._request_body = request_body
@@ -154,6 +182,7 @@ class UpstreamStream:
             if failure is not None:
                 raise failure
             if self.saw_done:
+                await self._read_tail()
                 return
             if not data:
                 if self.finish_reasons:
@@ -163,6 +192,26 @@ class UpstreamStream:
                 )
             if self.first_event_at is not None:
                 deadline = loop.time() + idle
+
+    async def _read_tail(self) -> None:
+        """Read what follows `[DONE]` (the chunked terminator), briefly.
+
+        Only a body read to its end can go back to the pool (a keep-alive connection to Cerebras
+        saves a TLS handshake on the next request); if the tail does not come at once, the caller
+        closes the connection instead.
+        """
+        content = self.response.content
+        try:
+            async with asyncio.timeout(_TAIL_WAIT_S):
+                while not content.at_eof() and await content.readany():
+                    pass
+        except (TimeoutError, aiohttp.ClientError, OSError):
+            pass
+
+    @property
+    def fully_read(self) -> bool:
+        """Whether the HTTP body was read to its end (the connection may then be reused)."""
+        return self.response.content.at_eof()
 
     def _parse(self, payload: bytes) -> dict[str, Any] | None:
         try:
@@ -211,6 +260,9 @@ class UpstreamStream:
                 if size:
                     self.content_chars += size
                     self.content_events += 1
+                if isinstance(reasoning, str) and reasoning:
+                    self.reasoning_chars += len(reasoning)
+                    self.reasoning_events += 1
             reason = choice.get("finish_reason")
             if reason:
                 index = choice.get("index", 0)
@@ -235,7 +287,20 @@ class UpstreamStream:
                 self.content_chars, self.content_events
             )
             call.estimated = True
+        call.reasoning_tokens = self._reasoning_tokens(call.completion_tokens)
         return call
+
+    def _reasoning_tokens(self, completion_tokens: int) -> int:
+        """The upstream's reasoning_tokens when its usage has them, else estimated from the
+        streamed reasoning text; never more than the completion."""
+        details = (self.usage or {}).get("completion_tokens_details")
+        reported = details.get("reasoning_tokens") if isinstance(details, dict) else None
+        if isinstance(reported, int) and not isinstance(reported, bool) and reported >= 0:
+            return min(reported, completion_tokens)
+        if not self.reasoning_chars:
+            return 0
+        estimate = estimate_completion_tokens(self.reasoning_chars, self.reasoning_events)
+        return min(estimate, completion_tokens)
 
 
 def _tool_call_chars(calls: Any) -> int:
@@ -275,6 +340,8 @@ class OpenAICompatibleUpstream:
         self._timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=config.timeouts.connect, sock_read=None
         )
+        # False once this upstream refused its no-thinking parameter (kept for the process).
+        self.no_think_accepted = True
 
     @property
     def enabled(self) -> bool:
@@ -293,6 +360,8 @@ class OpenAICompatibleUpstream:
     def headers(self) -> dict[str, str]:
         """Request headers: this upstream's own key only; nothing of the client's is forwarded."""
         headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
+        if not self.reuse_connections:
+            headers["Connection"] = "close"  # aiohttp then keeps no pooled connection either
         if self.config.api_key:
             headers["Authorization"] = f"Bearer {self.config.api_key}"
         return headers
@@ -300,6 +369,25 @@ class OpenAICompatibleUpstream:
     def precheck(self) -> UpstreamError | None:
         """An error to raise without any network call (e.g. no API key), else None."""
         return None
+
+    # False: every call asks for `Connection: close`, so no connection is pooled (a provider
+    # whose server drops kept-alive connections).
+    reuse_connections: bool = True
+
+    # Parameter names that an upstream's refusal of the no-thinking parameter would mention.
+    no_think_names: tuple[str, ...] = ()
+
+    def add_no_think(self, body: dict[str, Any]) -> bool:
+        """Add this upstream's own "do not think" parameter to `body`; False when it has none
+        (a plain OpenAI-compatible server has no documented one)."""
+        return False
+
+    def refuses_no_think(self, error: UpstreamError) -> bool:
+        """Whether `error` (before any content) is this upstream refusing the parameter."""
+        if not isinstance(error, UpstreamHTTPError) or error.status not in _PARAMETER_REFUSALS:
+            return False
+        text = " ".join(str(part) for part in (error.message, error.param, error.code) if part)
+        return any(name in text for name in self.no_think_names)
 
     def normalize_chunk(self, chunk: dict[str, Any], stream: UpstreamStream) -> None:
         """Rewrite one parsed chunk into the client dialect, in place."""
@@ -333,20 +421,33 @@ class OpenAICompatibleUpstream:
         request_id: str | None = None,
         body_overrides: Mapping[str, Any] | None = None,
         calls: list[UpstreamCall] | None = None,
+        thinking: str | None = None,
     ) -> AsyncIterator[UpstreamStream]:
         """POST the request and yield the open stream; raise an UpstreamError before that.
 
         The call's UpstreamCall is appended to `calls` at once and settled on exit: `ok` when the
         stream finished, the error's status when it failed, `cancelled` when the caller left early
         (tokens streamed so far are then billed as reported or estimated).
+
+        `thinking="off"` adds this upstream's no-thinking parameter unless the client set a
+        reasoning parameter of its own. If the upstream refuses it (400/422 naming it, so before
+        any content), the call is repeated once without it and the parameter is not sent to this
+        upstream again.
         """
         body = self.build_body(client_body)
         if body_overrides:
             body.update(body_overrides)
+        plain_body = dict(body)
+        no_think = (
+            thinking == "off"
+            and self.no_think_accepted
+            and not client_sets_reasoning(client_body)
+            and self.add_no_think(body)
+        )
         headers = self.headers()
         if request_id:
             headers["X-Request-Id"] = request_id
-        call = UpstreamCall(upstream=self.name, role=role)
+        call = UpstreamCall(upstream=self.name, role=role, thinking_off=no_think)
         if calls is not None:
             calls.append(call)
         refused = self.precheck()
@@ -359,13 +460,19 @@ class OpenAICompatibleUpstream:
         try:
             try:
                 async with asyncio.timeout_at(first_deadline):
-                    response = await self.session.post(
-                        self.config.chat_url,
-                        data=orjson.dumps(body),
-                        headers=headers,
-                        timeout=self._timeout,
-                    )
-                    self.watcher.observe(response.headers)
+                    response = await self._post(body, headers)
+                    if response.status != 200 and no_think:
+                        refusal = await self._http_error(response, call)
+                        if not (
+                            isinstance(refusal, UpstreamError) and self.refuses_no_think(refusal)
+                        ):
+                            raise refusal
+                        self._forget_no_think(refusal)
+                        response.release()
+                        response = None
+                        body, no_think = plain_body, False
+                        call.thinking_off, call.status, call.error = False, "ok", None
+                        response = await self._post(body, headers)
                     if response.status != 200:
                         raise await self._http_error(response, call)
             except asyncio.CancelledError:
@@ -413,10 +520,31 @@ class OpenAICompatibleUpstream:
                 call.error = error
         finally:
             if response is not None:
-                if finished:
+                if finished and stream.fully_read:
                     response.release()
                 else:
                     response.close()
+
+    async def _post(
+        self, body: Mapping[str, Any], headers: Mapping[str, str]
+    ) -> aiohttp.ClientResponse:
+        response = await self.session.post(
+            self.config.chat_url, data=orjson.dumps(body), headers=headers, timeout=self._timeout
+        )
+        self.watcher.observe(response.headers)
+        return response
+
+    def _forget_no_think(self, error: UpstreamError) -> None:
+        """Stop sending the refused parameter to this upstream; log that once."""
+        if self.no_think_accepted:
+            self.no_think_accepted = False
+            log.warning(
+                "%s refused its no-thinking parameter (%s); retrying without it, and it is not "
+                "sent to %s again until restart",
+                self.name,
+                error.message,
+                self.name,
+            )
 
     async def _http_error(self, response: aiohttp.ClientResponse, call: UpstreamCall) -> Exception:
         raw = await response.content.read(_MAX_ERROR_BODY)

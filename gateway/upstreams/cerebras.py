@@ -6,6 +6,11 @@
 - Reasoning streams as `delta.reasoning`; clients read `reasoning_content`, so it is renamed.
 - Chunks may carry `time_info`, kept aside; error bodies are flat objects (wrapped by the base).
 - Without an API key no call is made at all.
+- Thinking off is `reasoning_effort: "none"`. Cerebras' reasoning guide
+  (https://inference-docs.cerebras.ai/capabilities/reasoning, "GLM: reasoning_effort and
+  disable_reasoning"): "Reasoning is enabled by default on zai-glm-4.7. Use
+  reasoning_effort="none" to disable it"; `disable_reasoning` "is deprecated and will be removed
+  after July 21, 2026". The low/medium/high levels are documented for gpt-oss-120b only.
 """
 
 from __future__ import annotations
@@ -23,6 +28,11 @@ HEALTH_CACHE_S = 10.0
 
 class CerebrasUpstream(OpenAICompatibleUpstream):
     _health_cache: tuple[float, Health] | None = None
+    no_think_names = ("reasoning_effort",)
+
+    def add_no_think(self, body: dict[str, Any]) -> bool:
+        body["reasoning_effort"] = "none"
+        return True
 
     def build_body(self, client_body: Mapping[str, Any]) -> dict[str, Any]:
         body = super().build_body(client_body)

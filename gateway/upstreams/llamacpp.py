@@ -5,6 +5,11 @@
 - `/health` lives at the server root and answers 503 "Loading model" while the model loads.
 - A context overflow (`exceed_context_size_error`) may be served by an upstream with a larger
   context, so it allows fallback; its wording reaches the client unchanged otherwise.
+- Thinking is switched by the chat template: the server README documents `chat_template_kwargs`
+  ("Allows sending additional parameters to the json templating system. For example:
+  `{"enable_thinking": false}`"), merged per request over the server's `--chat-template-kwargs`.
+  GLM 4.7 Flash and Qwen3 templates read `enable_thinking`; templates without it ignore it.
+  (`--reasoning-budget 0` is the server-wide switch; it has no per-request form.)
 """
 
 from __future__ import annotations
@@ -20,6 +25,23 @@ CONTEXT_OVERFLOW_TYPE = "exceed_context_size_error"
 
 
 class LlamaCppUpstream(OpenAICompatibleUpstream):
+    # llama-server (cpp-httplib) sends `Keep-Alive: timeout=5, max=100` and then closes the
+    # connection right after a streamed answer. A request written on it at once fails ("Can not
+    # write request body") and would be served by the paid fallback, so every call asks for
+    # `Connection: close` and gets a fresh connection: a loopback connect costs well under a
+    # millisecond.
+    reuse_connections = False
+    no_think_names = ("chat_template_kwargs", "enable_thinking")
+
+    def add_no_think(self, body: dict[str, Any]) -> bool:
+        kwargs = body.get("chat_template_kwargs")
+        # A new dict: the client's own template kwargs are kept, never mutated.
+        body["chat_template_kwargs"] = {
+            **(kwargs if isinstance(kwargs, Mapping) else {}),
+            "enable_thinking": False,
+        }
+        return True
+
     def build_body(self, client_body: Mapping[str, Any]) -> dict[str, Any]:
         body = super().build_body(client_body)
         limit = body.pop("max_completion_tokens", None)
