@@ -99,6 +99,7 @@ class _Exchange:
             if denied is not None:
                 return self._error(self.dialect.rate_limited(denied))
         plan = plan_answer(body, self.options)
+        self.log.prefill, self.log.planned_content = plan.prefill, plan.new_content
         if fault == "huge_event":
             plan.pieces.insert(0, Piece("content", "x" * int(self._param("size"))))
         ttft = float(self._param("delay")) if fault == "slow_first_token" else self.options.ttft

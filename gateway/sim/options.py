@@ -94,6 +94,10 @@ class SimRequestLog:
     reserved_tokens: int = 0
     stream: bool = False
     finished: bool = False
+    # A trailing assistant message the request asked to continue, and the content the answer
+    # planned to add (the llamacpp profile's echo of the prefill excluded).
+    prefill: str | None = None
+    planned_content: str = ""
 
 
 def scripted_answer_from_json(value: Any) -> ScriptedAnswer:

@@ -50,6 +50,10 @@ class AnswerPlan:
     finish_reason: FinishReason
     logprob: float
     prompt_tokens: int
+    # The trailing assistant message this answer continues, and the content it adds (without
+    # the echo of the prefill that the llamacpp profile sends first).
+    prefill: str | None = None
+    new_content: str = ""
 
 
 def split_tokens(text: str) -> list[str]:
@@ -172,9 +176,49 @@ def forced_tool(body: dict[str, Any]) -> str | None:
     return name if isinstance(name, str) and name else None
 
 
+def trailing_prefill(messages: list[Any]) -> str | None:
+    """The text of a last message with role assistant (an assistant prefill), else None."""
+    last = messages[-1] if messages else None
+    if isinstance(last, dict) and last.get("role") == "assistant":
+        return content_text(last.get("content"))
+    return None
+
+
+def continue_prefill(
+    pieces: list[Piece], prefill: str, body: dict[str, Any], options: SimOptions
+) -> list[Piece]:
+    """The pieces that continue `prefill`, as llama.cpp continues a trailing assistant message:
+    the rest of the planned answer when the prefill is its start (token-aligned), else fresh
+    words. No reasoning: a continuation answers on. The llamacpp profile repeats the prefill in
+    its first content piece, as the real server does."""
+    rest = [p for p in pieces if p.kind != "reasoning"]
+    seen, cut = "", 0
+    while seen != prefill and cut < len(rest) and rest[cut].kind == "content":
+        if not prefill.startswith(seen + rest[cut].text):
+            break
+        seen += rest[cut].text
+        cut += 1
+    if seen == prefill:
+        rest = rest[cut:]
+    else:
+        count = max(1, options.answer_tokens - len(split_tokens(prefill)))
+        words = split_tokens(" " + generated_words(body, options, count))
+        rest = [Piece("content", t) for t in words] + [p for p in rest if p.kind != "content"]
+    if options.profile == "llamacpp" and rest and rest[0].kind == "content":
+        rest[0] = Piece("content", prefill + rest[0].text)
+    return rest
+
+
 def plan_answer(body: dict[str, Any], options: SimOptions) -> AnswerPlan:
-    """Pieces for this request: reasoning, then content, then tool calls, capped by its limit."""
+    """Pieces for this request: reasoning, then content, then tool calls, capped by its limit.
+
+    A request ending with an assistant message gets that message continued (continue_prefill)."""
     messages = body.get("messages") or []
+    prefill = trailing_prefill(messages)
+    full_body = body
+    if prefill:
+        body = {**body, "messages": messages[:-1]}
+        messages = messages[:-1]
     script = find_script(options, messages)
     pieces: list[Piece] = []
     logprob = options.logprob
@@ -202,6 +246,8 @@ def plan_answer(body: dict[str, Any], options: SimOptions) -> AnswerPlan:
     elif script is None and options.reasoning_tokens > 0:
         thought = generated_words(body, options, options.reasoning_tokens)
         pieces[:0] = [Piece("reasoning", t) for t in split_tokens(thought)]
+    if prefill:
+        pieces = continue_prefill(pieces, prefill, full_body, options)
     finish: FinishReason = "stop"
     limit = completion_limit(body)
     if limit is not None and len(pieces) > limit:
@@ -209,4 +255,9 @@ def plan_answer(body: dict[str, Any], options: SimOptions) -> AnswerPlan:
         finish = "length"
     elif any(p.kind == "tool_head" for p in pieces):
         finish = "tool_calls"
-    return AnswerPlan(pieces, finish, logprob, estimate_prompt_tokens(body))
+    new_content = "".join(p.text for p in pieces if p.kind == "content")
+    if prefill and options.profile == "llamacpp" and new_content.startswith(prefill):
+        new_content = new_content[len(prefill) :]
+    return AnswerPlan(
+        pieces, finish, logprob, estimate_prompt_tokens(full_body), prefill or None, new_content
+    )
