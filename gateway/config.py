@@ -172,6 +172,9 @@ class RoutingConfig:
     complexity_keywords: tuple[str, ...] = _DEFAULT_KEYWORDS
     fallback_to_local: bool = True
     fallback_to_cerebras: bool = True
+    # After content reached the client: `continue` on the other upstream (assistant prefill),
+    # or `error` (one error event, the stream ends).
+    fallback_mid_stream: str = "continue"
     # Strategies a client may pick per request (model name or x-gateway-strategy); None = all.
     client_strategies: tuple[str, ...] | None = None
     adaptive_cerebras: AdaptiveConfig = AdaptiveConfig()
@@ -436,6 +439,9 @@ def _auth(r: _Reader, env: Mapping[str, str]) -> AuthConfig:
     return AuthConfig(api_keys=cleaned)
 
 
+MID_STREAM_MODES = ("continue", "error")
+
+
 def _choice(r: _Reader, key: str, default: str, allowed: tuple[str, ...]) -> str:
     value: str = r.get(key, str, default)
     if value not in allowed:
@@ -582,6 +588,7 @@ def parse_config(
         complexity_keywords=tuple(k.lower() for k in keywords),
         fallback_to_local=fallback.get("to_local", bool, True),
         fallback_to_cerebras=fallback.get("to_cerebras", bool, True),
+        fallback_mid_stream=_choice(fallback, "mid_stream", "continue", MID_STREAM_MODES),
         client_strategies=_client_strategies(rr),
         adaptive_cerebras=AdaptiveConfig(
             cool_down_duration=ar.number("cool_down_duration", 60.0, low=0, high=86400),
