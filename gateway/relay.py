@@ -2,17 +2,18 @@
 
 This is the building block of the routing strategies: a strategy decides the order of upstreams
 and the reason; `serve()` streams the first one that answers into the sink. Once answer content
-reached the client, an upstream failure ends the stream with one error event instead.
+reached the client, an upstream failure is continued on the other upstream from the partial
+answer (gateway.continuation), or else ends the stream with one error event.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
 
 from .admission import NO_TICKET, Refusal, Ticket
 from .budget import BudgetRefusal
+from .continuation import continue_stream
 from .errors import (
     BudgetExhausted,
     GatewayError,
@@ -23,8 +24,9 @@ from .errors import (
     UpstreamRateLimited,
 )
 from .exchange import Exchange
-from .records import UpstreamCall, UpstreamName
+from .records import UpstreamName
 from .upstreams import OpenAICompatibleUpstream, UpstreamStream
+from .usage import client_usage
 
 log = logging.getLogger("gateway.relay")
 
@@ -36,9 +38,10 @@ async def serve(ex: Exchange, route: Sequence[UpstreamName], *, reason: str) -> 
     """Stream the answer from the first upstream of `route` that can give one.
 
     Each upstream is asked of the gate first; a refused or failed upstream passes the request
-    to the next one while no content reached the client. Raises a GatewayError when no upstream
-    could answer and nothing was sent yet; after content was sent, the failure propagates and the
-    caller reports it to the client with `sink.fail`.
+    to the next one while no content reached the client. After content was sent, a failure is
+    continued on the other upstream when it may be (gateway.continuation). Raises a GatewayError
+    when no upstream could answer and nothing was sent yet; a failure after content was sent that
+    is not continued propagates, and the caller reports it to the client with `sink.fail`.
     """
     ex.set_reason(reason)
     failures: list[UpstreamError | Refusal] = []
@@ -71,7 +74,12 @@ async def serve(ex: Exchange, route: Sequence[UpstreamName], *, reason: str) -> 
         except UpstreamError as exc:
             ex.gate.observe_failure(name, exc)
             failures.append(exc)
-            if ex.sink.committed or not exc.fallback_ok:
+            if ex.sink.committed:
+                admission.release()
+                if await continue_stream(ex, exc):
+                    return
+                raise
+            if not exc.fallback_ok:
                 raise
         finally:
             admission.release()
@@ -151,17 +159,3 @@ async def complete(ex: Exchange, name: UpstreamName, stream: UpstreamStream) -> 
     record.counterfactual_completion_tokens = call.completion_tokens
     ex.metadata["model_used"] = name
     await ex.sink.finish(client_usage(stream.usage, call), ex.metadata, ex.finalize)
-
-
-def client_usage(reported: dict[str, Any] | None, call: UpstreamCall) -> dict[str, Any]:
-    """The usage object for the client: the upstream's own when it sent one, else the estimate."""
-    if reported is not None:
-        usage = dict(reported)
-        usage.setdefault("total_tokens", call.prompt_tokens + call.completion_tokens)
-        return usage
-    return {
-        "prompt_tokens": call.prompt_tokens,
-        "completion_tokens": call.completion_tokens,
-        "total_tokens": call.prompt_tokens + call.completion_tokens,
-        "estimated": True,
-    }

@@ -48,6 +48,10 @@ class Sink(Protocol):
 
     def has_answer(self) -> bool: ...
 
+    def partial_answer(self) -> tuple[str, str | None]:
+        """The answer text so far and why it cannot be continued elsewhere (None: it can)."""
+        ...
+
     def reset(self) -> None: ...
 
     async def finish(
@@ -61,8 +65,14 @@ class Sink(Protocol):
         ...
 
 
-def _has_content(delta: dict[str, Any]) -> bool:
-    return bool(delta.get("content") or delta.get("reasoning_content") or delta.get("tool_calls"))
+def _not_continuable(tool_calls: bool, choices: int, text: bool, in_reasoning: bool) -> str | None:
+    if tool_calls:
+        return "a tool call was partly streamed"
+    if choices > 1:
+        return "the answer has several choices"
+    if in_reasoning or not text:
+        return "the answer was still reasoning"
+    return None
 
 
 class StreamSink:
@@ -94,6 +104,10 @@ class StreamSink:
         self.content_choices: set[int] = set()
         # Choices with text or a tool call: reasoning alone is not an answer (Cline rejects it).
         self.answer_choices: set[int] = set()
+        # The answer text sent so far (a continuation's prefill) and whether the last delta with
+        # content was reasoning; a list of the deltas' own strings, joined only when needed.
+        self.text_parts: list[str] = []
+        self.in_reasoning = False
 
     @property
     def prepared(self) -> bool:
@@ -177,17 +191,23 @@ class StreamSink:
             if not isinstance(delta, dict):
                 continue
             delta.pop("role", None)
-            if not _has_content(delta):
-                continue
+            text = delta.get("content")
             calls = delta.get("tool_calls")
+            if not (text or calls):
+                if not delta.get("reasoning_content"):
+                    continue
+                self.in_reasoning = True
+            else:
+                self.in_reasoning = False
+                self.answer_choices.add(index)
             if calls:
                 self.tool_call_indexes.add(index)
                 for call in calls:
                     if isinstance(call, dict) and not isinstance(call.get("function"), dict):
                         call["function"] = {}
+            if isinstance(text, str) and text:
+                self.text_parts.append(text)
             self.content_choices.add(index)
-            if delta.get("content") or calls:
-                self.answer_choices.add(index)
             kept.append(choice)
         if not kept:
             return None
@@ -218,11 +238,20 @@ class StreamSink:
     def has_answer(self) -> bool:
         return bool(self.answer_choices)
 
+    def partial_answer(self) -> tuple[str, str | None]:
+        text = "".join(self.text_parts)
+        why = _not_continuable(
+            bool(self.tool_call_indexes), len(self.content_choices), bool(text), self.in_reasoning
+        )
+        return text, why
+
     def reset(self) -> None:
         if self.committed:
             raise RuntimeError("cannot reset a stream whose content reached the client")
         self.finish_reasons.clear()
         self.tool_call_indexes.clear()
+        self.text_parts.clear()
+        self.in_reasoning = False
         self.model_name = ""
 
     async def finish(
@@ -317,6 +346,13 @@ class CollectSink:
 
     def has_answer(self) -> bool:
         return self.assembly.has_answer()
+
+    def partial_answer(self) -> tuple[str, str | None]:
+        choices = self.assembly.choices
+        parts = self.assembly.first()
+        text = parts.text
+        tools = any(c.tool_calls for c in choices.values())
+        return text, _not_continuable(tools, len(choices), bool(text), False)
 
     def reset(self) -> None:
         self.assembly = Assembly()

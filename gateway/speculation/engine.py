@@ -16,7 +16,9 @@ The verdict, in order (the first rule that applies decides; `decided_by` names i
 5. The windows compared (`levenshtein`, `token_set`, `final_answer`, `tool_calls`): at or above
    the threshold the draft is committed, else the verify stream.
 
-The loser is cancelled at the verdict, before the winner's window is replayed.
+The loser is cancelled at the verdict, before the winner's window is replayed. A committed
+stream that fails after its content reached the client is continued on the other upstream when
+it may be (gateway.continuation), as for every strategy.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from collections.abc import Sequence
 from ..admission import Refusal
 from ..classifier import TaskClassifier
 from ..config import GatewayConfig
+from ..continuation import continue_stream
 from ..errors import UpstreamEmptyResponse, UpstreamError, UpstreamRateLimited
 from ..exchange import Exchange
 from ..records import SpeculativeRecord
@@ -408,7 +411,13 @@ class Speculation:
         ex.set_reason(f"{self.label}: {verdict} ({detail})")
         log.info("%s verdict: %s (%s)", ex.request_id, verdict, detail)
         self._publish()
-        stream = await race.commit(lane)
+        try:
+            stream = await race.commit(lane)
+        except UpstreamError as exc:
+            self._publish()  # the continuation finishes the response with this metadata
+            if ex.sink.committed and await continue_stream(ex, exc):
+                return
+            raise
         if not ex.sink.has_answer():
             raise UpstreamEmptyResponse(
                 lane.name, f"{lane.name}: answer had neither text nor a tool call"

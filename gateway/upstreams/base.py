@@ -374,6 +374,12 @@ class OpenAICompatibleUpstream:
     # whose server drops kept-alive connections).
     reuse_connections: bool = True
 
+    # Whether the server continues a trailing assistant message (assistant prefill), so that a
+    # stream broken elsewhere can be finished here; and whether its stream then starts by
+    # repeating that prefill (gateway.continuation strips it, after checking).
+    continues_prefill: bool = False
+    echoes_prefill: bool = False
+
     # Parameter names that an upstream's refusal of the no-thinking parameter would mention.
     no_think_names: tuple[str, ...] = ()
 

