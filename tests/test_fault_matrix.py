@@ -107,3 +107,121 @@ async def test_fault(
     rows = ledger.rows()
     assert len(rows) == 1, rows
     assert rows[0].outcome == expected_outcome
+
+
+# Faults that break a stream after content may have reached the client.
+MID_STREAM = ["stall", "cut", "malformed_event", "garbage", "error_event"]
+# Strategies whose committed upstream for the complex question is Cerebras, so a Cerebras fault
+# always lands after content was sent.
+CEREBRAS_FIRST = ("always_cerebras", "smart_routing", "adaptive_cerebras")
+
+
+async def _mid_stream_reply(aiohttp_server, client, tmp_path, local_sim, cerebras_sim, **config):
+    app = create_app(
+        gateway_config(
+            tmp_path,
+            local_sim.url,
+            cerebras_sim.url,
+            timeouts={"connect": TIMEOUT, "first_token": TIMEOUT, "idle": TIMEOUT},
+            speculative_decoding={"draft_timeout": DRAFT_TIMEOUT},
+            **config,
+        )
+    )
+    server = await aiohttp_server(app)
+    body = chat(
+        "Explain step by step why this code deadlocks: ```lock(a); lock(b)```",
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    reply = await post_stream(client, str(server.make_url("/v1")), body)
+    ledger = app[SERVICES_KEY].ledger
+    await ledger.flush()
+    return reply, ledger.rows()
+
+
+def assert_continued(reply, local_sim, cerebras_sim, rows) -> dict:
+    """One complete stream: Cerebras' part, then local's continuation, seamless; usage summed."""
+    data = reply.data
+    assert data[-1] == "[DONE]" and data.count("[DONE]") == 1
+    chunks = reply.chunks
+    assert not [c for c in chunks if "error" in c]
+    assert len({c["id"] for c in chunks}) == 1
+    final = chunks[-1]
+    continued = final["continued"]
+    assert (continued["from"], continued["to"], final["model_used"]) == ("cerebras", "local", "local")
+    assert continued["at_tokens"] > 0 and continued["reason"]
+    reasons = [ch["finish_reason"] for c in chunks for ch in c["choices"] if ch["finish_reason"]]
+    assert reasons == ["stop"]
+    (cont,) = [r for r in local_sim.requests if r.prefill]
+    first = [r for r in cerebras_sim.requests if r.fault][0]
+    assert cont.prefill and first.planned_content.startswith(cont.prefill)
+    assert reply.text == cont.prefill + cont.planned_content, "no repeated or missing text"
+    assert cont.planned_content and not cont.planned_content.startswith(cont.prefill)
+    usages = [c["usage"] for c in chunks if c.get("usage")]
+    assert len(usages) == 1
+    usage = usages[0]
+    assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
+    assert usage["completion_tokens"] == continued["at_tokens"] + cont.completion_tokens_sent
+    (row,) = rows
+    assert row.outcome == "ok" and row.model_used == "local"
+    calls = row.upstream_calls()
+    broken = [c for c in calls if c.upstream == "cerebras" and c.status == "error"]
+    answers = [c for c in calls if c.upstream == "local" and c.role == "answer"]
+    assert [c.completion_tokens for c in broken] == [continued["at_tokens"]]
+    assert [(c.status, c.completion_tokens) for c in answers] == [
+        ("ok", cont.completion_tokens_sent)
+    ], "the ledger keeps both calls"
+    return continued
+
+
+@pytest.mark.parametrize("where", ["local", "cerebras"])
+@pytest.mark.parametrize("fault", MID_STREAM)
+@pytest.mark.parametrize("strategy", STRATEGIES)
+async def test_mid_stream_fault_is_continued(
+    aiohttp_server, client, tmp_path, local_sim, cerebras_sim, strategy, fault, where
+) -> None:
+    """Cerebras failing after content: local finishes the same stream from the partial answer.
+    Local failing after content: Cerebras cannot continue a prefill, so one error event."""
+    sims = {"local": local_sim, "cerebras": cerebras_sim}
+    sims[where].inject(fault, **FAULTS[fault])
+    reply, rows = await _mid_stream_reply(
+        aiohttp_server, client, tmp_path, local_sim, cerebras_sim, routing={"strategy": strategy}
+    )
+    assert reply.status == 200
+    data = reply.data
+    final = reply.chunks[-1]
+    if data[-1] == "[DONE]" and "continued" in final:
+        assert where == "cerebras"
+        assert_continued(reply, local_sim, cerebras_sim, rows)
+        return
+    if data[-1] == "[DONE]":
+        # The fault never reached the client (an uncommitted draft or verify call).
+        assert not [c for c in reply.chunks if "error" in c]
+        assert not (where == "cerebras" and strategy in CEREBRAS_FIRST)
+        assert not (where == "local" and strategy == "always_local")
+        assert rows[0].outcome == "ok"
+        return
+    assert where == "local", "a Cerebras failure after content is always continued"
+    errors = [d for d in data if isinstance(d, dict) and "error" in d]
+    assert errors == [data[-1]] and "[DONE]" not in data
+    assert rows[0].outcome == "error"
+
+
+@pytest.mark.parametrize("fault", MID_STREAM)
+async def test_mid_stream_error_mode_keeps_the_error_event(
+    aiohttp_server, client, tmp_path, local_sim, cerebras_sim, fault
+) -> None:
+    cerebras_sim.inject(fault, **FAULTS[fault])
+    reply, rows = await _mid_stream_reply(
+        aiohttp_server,
+        client,
+        tmp_path,
+        local_sim,
+        cerebras_sim,
+        routing={"strategy": "always_cerebras", "fallback": {"mid_stream": "error"}},
+    )
+    data = reply.data
+    errors = [d for d in data if isinstance(d, dict) and "error" in d]
+    assert errors == [data[-1]] and "[DONE]" not in data
+    assert not [r for r in local_sim.requests]
+    assert rows[0].outcome == "error"
