@@ -148,7 +148,11 @@ def assert_continued(reply, local_sim, cerebras_sim, rows) -> dict:
     assert len({c["id"] for c in chunks}) == 1
     final = chunks[-1]
     continued = final["continued"]
-    assert (continued["from"], continued["to"], final["model_used"]) == ("cerebras", "local", "local")
+    assert (continued["from"], continued["to"], final["model_used"]) == (
+        "cerebras",
+        "local",
+        "local",
+    )
     assert continued["at_tokens"] > 0 and continued["reason"]
     reasons = [ch["finish_reason"] for c in chunks for ch in c["choices"] if ch["finish_reason"]]
     assert reasons == ["stop"]

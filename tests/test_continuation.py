@@ -1,0 +1,151 @@
+"""Continuing a broken stream on the other upstream: the seam, the exclusions, a disconnect."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from support import chat, post_stream, read_then_leave
+
+from gateway.admission import Refusal
+from gateway.config import ConfigError, parse_config
+from gateway.continuation import EchoStrip, continuation_body
+from gateway.ratelimit import RateLimitGate, ReactiveGate
+from gateway.sim import ScriptedAnswer, ToolCallSpec
+
+ASK = "Explain step by step why this code deadlocks: ```lock(a); lock(b)```"
+
+
+def _content(text: str) -> list[dict[str, Any]]:
+    return [{"choices": [{"index": 0, "delta": {"content": text}}]}]
+
+
+def _strip(prefill: str, deltas: list[str]) -> str:
+    echo: EchoStrip | None = EchoStrip(prefill)
+    out = []
+    for text in deltas:
+        batch = _content(text)
+        if echo is not None and echo.feed(batch):
+            echo = None
+        out.append(batch[0]["choices"][0]["delta"]["content"])
+    return "".join(out)
+
+
+def test_echo_of_the_whole_prefill_in_the_first_delta_is_stripped() -> None:
+    assert _strip("a b c", ["a b c d", " e", " f"]) == " d e f"
+
+
+def test_echo_split_over_deltas_is_stripped() -> None:
+    assert _strip("a b c", ["a b", " c", " d", " e"]) == " d e"
+
+
+def test_continuation_without_echo_is_kept_whole() -> None:
+    assert _strip("a b c", [" d", " e"]) == " d e"
+    assert _strip("a b c", ["a", "nd so on"]) == "and so on", "held text comes back"
+
+
+def test_continuation_body_appends_the_prefill_and_lowers_the_limit() -> None:
+    body = chat("hi", max_tokens=100)
+    out = continuation_body(body, "Partial", 30)
+    assert out["messages"][-1] == {"role": "assistant", "content": "Partial"}
+    assert out["max_tokens"] == 70
+    assert len(body["messages"]) == 1, "the client's body is not changed"
+
+
+def test_bad_mid_stream_mode_names_the_key() -> None:
+    with pytest.raises(ConfigError, match=r"routing\.fallback\.mid_stream"):
+        parse_config({"routing": {"fallback": {"mid_stream": "splice"}}}, env={})
+    assert parse_config(None, env={}).routing.fallback_mid_stream == "continue"
+
+
+async def _one_error_event(make_gateway, client, **sections: Any) -> None:
+    gw = await make_gateway("always_cerebras", **sections)
+    reply = await post_stream(client, gw.url, chat(ASK, stream=True))
+    data = reply.data
+    errors = [d for d in data if isinstance(d, dict) and "error" in d]
+    assert errors == [data[-1]] and "[DONE]" not in data
+    assert "continued" not in str(data)
+    ledger = gw.services.ledger
+    await ledger.flush()
+    assert [r.outcome for r in ledger.rows()] == ["error"]
+
+
+async def test_partly_streamed_tool_call_is_not_continued(
+    make_gateway, client, local_sim, cerebras_sim
+) -> None:
+    args = '{"path": "src/some/long/file_name.py", "mode": "read"}'
+    cerebras_sim.options.script = {
+        "*": ScriptedAnswer(content="Reading it.", tool_calls=[ToolCallSpec("read", args)])
+    }
+    cerebras_sim.inject("cut", after_chunks=5)  # role, "Reading", " it.", head, one args piece
+    await _one_error_event(make_gateway, client)
+    assert not [r for r in local_sim.requests if r.prefill]
+
+
+async def test_failure_during_reasoning_is_not_continued(
+    make_gateway, client, local_sim, cerebras_sim
+) -> None:
+    cerebras_sim.options.reasoning_tokens = 10
+    cerebras_sim.inject("cut", after_chunks=4)
+    await _one_error_event(make_gateway, client)
+    assert not local_sim.requests
+
+
+async def test_fallback_forbidding_local_is_not_continued(
+    make_gateway, client, local_sim, cerebras_sim
+) -> None:
+    cerebras_sim.inject("cut", after_chunks=4)
+    await _one_error_event(make_gateway, client, routing={"fallback": {"to_local": False}})
+    assert not local_sim.requests
+
+
+async def test_gate_refusing_the_continuation_keeps_the_error_event(
+    make_gateway, client, local_sim, cerebras_sim, monkeypatch
+) -> None:
+    asked: list[str] = []
+    for gate in (RateLimitGate, ReactiveGate):
+        admit = gate.admit
+
+        def refusing(self, upstream, body, *args, _admit=admit, **kwargs):  # type: ignore[no-untyped-def]
+            if upstream == "local":
+                asked.append(body["messages"][-1]["role"])
+                return Refusal("local", "over budget (test)")
+            return _admit(self, upstream, body, *args, **kwargs)
+
+        monkeypatch.setattr(gate, "admit", refusing)
+    cerebras_sim.inject("cut", after_chunks=4)
+    await _one_error_event(make_gateway, client)
+    assert asked == ["assistant"], "the continuation asked the gate, with its prefill"
+    assert not local_sim.requests
+
+
+async def test_disconnect_during_continuation_closes_both_calls(
+    make_gateway, client, local_sim, cerebras_sim
+) -> None:
+    local_sim.options.tps = 100.0
+    local_sim.options.answer_tokens = 200
+    cerebras_sim.inject("cut", after_chunks=4)
+    gw = await make_gateway("always_cerebras")
+    await asyncio.sleep(0.05)
+    before = set(asyncio.all_tasks())
+    # role + 3 Cerebras tokens, then well into local's continuation
+    left_at = await read_then_leave(client, gw.url, chat(ASK, stream=True), 12)
+
+    await asyncio.sleep(0.2)
+    (cont,) = local_sim.requests
+    assert cont.prefill and not cont.finished
+    assert cont.disconnected_at is not None and cont.disconnected_at - left_at < 0.2
+    for log in cerebras_sim.requests:
+        assert log.ended_at is not None and log.ended_at < left_at
+    for _ in range(50):
+        leftover = {t for t in asyncio.all_tasks() - before if t is not asyncio.current_task()}
+        if not leftover:
+            break
+        await asyncio.sleep(0.01)
+    assert not leftover, leftover
+    ledger = gw.services.ledger
+    await ledger.flush()
+    (row,) = ledger.rows()
+    assert row.outcome == "client_disconnected"
+    assert row.cerebras_completion_tokens > 0 and row.local_completion_tokens > 0
