@@ -497,9 +497,7 @@ async def test_back_to_back_streams_reuse_no_closed_connection(
     body"), and the gateway would have sent a free local request to the paid fallback. The
     upstream client reads each body to its end first, so a burst of back-to-back calls on one
     session all succeed."""
-    config = gateway_config(
-        tmp_path, llama_server.url, "http://127.0.0.1:9/v1", timeouts=TIMEOUTS
-    )
+    config = gateway_config(tmp_path, llama_server.url, "http://127.0.0.1:9/v1", timeouts=TIMEOUTS)
     body = {"messages": [{"role": "user", "content": "Say hi"}], "max_tokens": 4, **GREEDY}
     async with aiohttp.ClientSession() as session:
         local = build_upstream("local", config.models["local"], session, max_event_bytes=1 << 20)
@@ -509,3 +507,55 @@ async def test_back_to_back_streams_reuse_no_closed_connection(
                     pass
             assert stream.saw_done
             assert stream.call.status == "ok"
+
+
+async def test_cerebras_cut_mid_answer_is_continued_by_llamacpp(
+    real_gateway, llama_tap, cerebras_sim, client
+) -> None:
+    """A simulated Cerebras cut after three tokens: the real llama-server continues the partial
+    text (assistant prefill), its echo of the prefill is stripped, and the usage adds up."""
+    cerebras_sim.options.script = {
+        "*": ScriptedAnswer(content="Counting: one two three four five six seven eight nine")
+    }
+    cerebras_sim.inject("cut", after_chunks=4)  # the role chunk and three tokens
+    gw = await real_gateway("always_cerebras", local_url=llama_tap.url)
+    body = chat(
+        "Count from one to twenty in words.",
+        stream=True,
+        stream_options={"include_usage": True},
+        max_tokens=24,
+        **GREEDY,
+    )
+    reply = await post_stream(client, gw.url, body)
+    final = final_chunk(reply.data)
+    prefill = "Counting: one two"
+    assert final["continued"]["from"] == "cerebras" and final["model_used"] == "local"
+
+    (record,) = llama_tap.chat_records()
+    assert record.request_json["messages"][-1] == {"role": "assistant", "content": prefill}
+    raw = [
+        p["choices"][0]["delta"].get("content") or ""
+        for p in record.payloads
+        if isinstance(p, dict) and p.get("choices")
+    ]
+    first = next(t for t in raw if t)
+    assert first.startswith(prefill) and len(first) > len(prefill), "llama-server echoes"
+    added = "".join(raw)[len(prefill) :]
+    assert added.strip(), "llama.cpp added text"
+    assert reply.text == prefill + added, "no repeated and no missing text at the seam"
+
+    usage = [c["usage"] for c in reply.chunks if c.get("usage")]
+    assert len(usage) == 1
+    llama_usage = next(
+        p["usage"] for p in record.payloads if isinstance(p, dict) and p.get("usage")
+    )
+    at = final["continued"]["at_tokens"]
+    assert usage[0]["completion_tokens"] == at + llama_usage["completion_tokens"]
+    assert usage[0]["prompt_tokens"] > llama_usage["prompt_tokens"]
+    assert usage[0]["total_tokens"] == usage[0]["prompt_tokens"] + usage[0]["completion_tokens"]
+    ledger = gw.services.ledger
+    await ledger.flush()
+    (row,) = ledger.rows()
+    assert row.outcome == "ok" and row.model_used == "local"
+    assert row.local_completion_tokens == llama_usage["completion_tokens"]
+    assert row.cerebras_completion_tokens == at
