@@ -32,22 +32,33 @@ _DRAFT_TROUBLE = ("draft_failed", "draft_empty", "draft_timeout", "draft_refused
 _VERIFY_TROUBLE = ("verify_failed", "verify_refused", "verify_rate_limited", "verify_timeout")
 
 
-def doctor_gateway_config(config: GatewayConfig, workdir: Path) -> GatewayConfig:
+def doctor_gateway_config(
+    config: GatewayConfig, workdir: Path, max_tokens: int
+) -> GatewayConfig:
     """The real config with strategy speculative_decoding and the ledger and log in `workdir`,
-    so the doctor never writes into the user's ledger."""
+    so the doctor never writes into the user's ledger.
+
+    The draft window is kept below the prompts' `max_tokens`: otherwise every capped draft would
+    end "short" (`short_draft`) and the report would never show the windows being compared.
+    """
     routing = replace(config.routing, strategy=STRATEGY)
     storage = replace(
         config.storage,
         ledger_path=str(workdir / "doctor_ledger.db"),
         log_path=str(workdir / "doctor.log"),
     )
-    return replace(config, routing=routing, storage=storage)
+    spec = config.speculative_decoding
+    window = min(spec.max_draft_tokens, max(1, max_tokens // 2))
+    speculative = replace(spec, max_draft_tokens=window)
+    return replace(config, routing=routing, storage=storage, speculative_decoding=speculative)
 
 
 async def check_prompts(config: GatewayConfig, options: DoctorOptions) -> list[Check]:
     """Start the gateway on a free 127.0.0.1 port, ask each seed prompt once, stop it."""
     with tempfile.TemporaryDirectory(prefix="glm-doctor-") as tmp:
-        app = create_app(doctor_gateway_config(config, Path(tmp)))
+        app = create_app(
+            doctor_gateway_config(config, Path(tmp), options.prompt_max_tokens)
+        )
         runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
         await runner.setup()
         try:
