@@ -5,12 +5,16 @@ Every upstream call of every strategy asks the app's gate first. A gate answers 
 with the reason and, when known, how long until it could serve). Failures are reported back with
 `observe_failure` so that a gate can cool an upstream down after a 429.
 
+With shared state (gateway.state) `admit` may answer a coroutine instead, for the fleet-wide
+check; callers await it (`if isinstance(admission, Coroutine): admission = await admission`), so
+the embedded gate's path stays free of awaits.
+
 `OpenGate` admits everything; the rate-limit-aware gate lives in gateway.ratelimit.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -33,8 +37,11 @@ class Ticket(Protocol):
         ...
 
 
+Admission = Ticket | Refusal | Coroutine[Any, Any, Ticket | Refusal]
+
+
 class UpstreamGate(Protocol):
-    def admit(self, upstream: UpstreamName, body: Mapping[str, Any]) -> Ticket | Refusal: ...
+    def admit(self, upstream: UpstreamName, body: Mapping[str, Any]) -> Admission: ...
 
     def observe_failure(self, upstream: UpstreamName, error: UpstreamError) -> None: ...
 

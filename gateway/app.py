@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -26,6 +28,7 @@ from .router import Router, RouterCollector
 from .router.feedback import LEARNING_KEY
 from .router.learning import Learning
 from .router.verify import VerifySampler
+from .state import StateStore, open_store
 from .stats import StatisticsTracker
 from .strategies import Strategy, StrategyContext, create_strategies, strategy_names
 from .upstreams import OpenAICompatibleUpstream, build_upstream
@@ -51,6 +54,7 @@ class Services:
     started: float
     guard: Guard
     metrics: Metrics
+    state: StateStore
     router: Router | None = None  # gateway.router: decisions, learn(), the /stats router block
     learning: Learning | None = None  # escalation, feedback, outcome labels (learning.db)
     verifier: VerifySampler | None = None  # routing.learn.verify_sample (None when 0)
@@ -59,6 +63,8 @@ class Services:
         """Store a finished request: metrics at once, then the durable ledger and stats."""
         self.metrics.observe(record)
         self.budget.charge(record)
+        if self.state.shared:
+            self.state.publish_stats(self.stats.shareable_totals)
         if self.router is not None and any(call.thinking_off for call in record.calls):
             self.router.count_no_think()
         try:
@@ -101,8 +107,16 @@ def check_strategy(config: GatewayConfig) -> None:
             )
 
 
+def replica_id(config: GatewayConfig) -> str:
+    """`state.replica_id`, else host and ledger path: stable across restarts, one per ledger."""
+    if config.state.replica_id:
+        return config.state.replica_id
+    return f"{socket.gethostname()}:{os.path.abspath(config.storage.ledger_path)}"
+
+
 async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG_KEY]
+    state = open_store(config.state, replica_id(config))
     connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, enable_cleanup_closed=True)
     session = aiohttp.ClientSession(connector=connector)
     ledger = Ledger(config.storage.ledger_path)
@@ -125,9 +139,9 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
             for name in UPSTREAM_NAMES
         }
         watchers = {name: up.watcher for name, up in upstreams.items()}
-        budget = Budget(config.budget, config.models["cerebras"].prices)
+        budget = Budget(config.budget, config.models["cerebras"].prices, state=state)
         await budget.load(ledger)
-        gate = RateLimitGate(config, upstreams, budget=budget)
+        gate = RateLimitGate(config, upstreams, budget=budget, state=state)
         router = Router.from_config(config)
         learning = await asyncio.to_thread(
             Learning, config, learner=router.learn, on_escalated_turn=router.count_escalation
@@ -153,10 +167,13 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
             started=time.time(),
             guard=guard,
             metrics=metrics,
+            state=state,
             router=router,
             learning=learning,
         )
         services = app[SERVICES_KEY]
+        if state.shared:
+            state.publish_stats(stats.shareable_totals)
         if config.routing.learn.verify_sample > 0:
             verifier = VerifySampler(
                 config, upstreams["cerebras"], gate, learning.labels, services.record
@@ -175,6 +192,7 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
         if learning is not None:
             await asyncio.to_thread(learning.close)
         await ledger.close()
+        await state.close()
 
 
 @web.middleware

@@ -29,6 +29,7 @@ from typing import Any, Protocol
 from .admission import Refusal
 from .config import BudgetConfig, Prices
 from .records import RequestRecord, UpstreamName
+from .state import EMBEDDED, StateStore
 
 log = logging.getLogger("gateway.budget")
 
@@ -100,8 +101,10 @@ class Budget:
         prices: Prices,
         *,
         wall: Callable[[], float] = time.time,
+        state: StateStore = EMBEDDED,
     ) -> None:
         self.config = config
+        self.state = state
         self.prices = prices
         self.wall = wall
         self.periods: list[Period] = []
@@ -122,6 +125,26 @@ class Budget:
         for period in self.periods:
             period.spent_usd = await asyncio.to_thread(ledger.cerebras_spend_since, period.start)
             self._alert(period)
+        self._publish()
+
+    def _publish(self) -> None:
+        """This replica's spend per period, as an absolute figure (a restart never doubles it)."""
+        if self.state.shared:
+            for period in self.periods:
+                self.state.publish_spend(period.name, period.start, period.spent_usd)
+
+    def shared_limits(self) -> dict[str, tuple[float, float]]:
+        """(start, limit) per period, for the fleet-wide check in the shared store."""
+        self._roll()
+        return {p.name: (p.start, p.limit_usd) for p in self.periods}
+
+    def fleet_refusal(self, upstream: UpstreamName, reason: str) -> BudgetRefusal:
+        """A refusal because the fleet's spend (all replicas) reached a limit."""
+        now = self._roll()
+        end = max((p.end for p in self.periods), default=now)
+        return BudgetRefusal(
+            upstream, reason, retry_after=end - now, reject=self.config.on_exhausted == "reject"
+        )
 
     def cost_of(self, record: RequestRecord) -> float:
         """The Cerebras part of a request's cost (every Cerebras call it made)."""
@@ -143,6 +166,7 @@ class Budget:
             if record.started_at >= period.start:
                 period.spent_usd += cost
                 self._alert(period)
+        self._publish()
 
     def refusal(self, upstream: UpstreamName) -> BudgetRefusal | None:
         """A refusal when `upstream` is the budgeted one and a period's budget is spent."""
@@ -165,8 +189,9 @@ class Budget:
         """Count a Cerebras call refused because of the budget (shown in `/stats`)."""
         self.refused += 1
 
-    def snapshot(self) -> dict[str, Any]:
-        """The `/stats` budget block (limits, spend, percent, state)."""
+    def snapshot(self, fleet: dict[str, float] | None = None) -> dict[str, Any]:
+        """The `/stats` budget block (limits, spend, percent, state); `fleet`: every replica's
+        spend per period, read from the shared store (shown instead of this replica's)."""
         now = self._roll()
         out: dict[str, Any] = {
             "enabled": self.enabled,
@@ -175,13 +200,20 @@ class Budget:
             "refused_calls": self.refused,
         }
         for period in self.periods:
+            spent = period.spent_usd if fleet is None else fleet.get(period.name, 0.0)
             out[period.name] = {
                 "limit_usd": period.limit_usd,
-                "spent_usd": round(period.spent_usd, 6),
-                "percent": round(period.percent, 2),
-                "exhausted": period.exhausted,
+                "spent_usd": round(spent, 6),
+                "percent": round(spent / period.limit_usd * 100, 2),
+                "exhausted": spent >= period.limit_usd,
                 "renews_in_s": round(period.end - now),
             }
+            if fleet is not None:
+                out[period.name]["this_replica_usd"] = round(period.spent_usd, 6)
+        if fleet is not None:
+            exhausted = any(out[p.name]["exhausted"] for p in self.periods)
+            out["state"] = "exhausted" if exhausted else "ok"
+            out["scope"] = "fleet"
         return out
 
     def _roll(self) -> float:

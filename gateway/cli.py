@@ -76,6 +76,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="start a real llama-server with a small model on 127.0.0.1:41447 (see "
         "scripts/setup_local_model.sh) and serve with it; Cerebras simulated without a key",
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="processes serving one port (SO_REUSEPORT; overrides server.workers); more than "
+        "one needs shared state (state.redis_url or GATEWAY_REDIS_URL)",
+    )
+    parser.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING ...")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser
@@ -91,6 +99,8 @@ def resolve_config(args: argparse.Namespace) -> GatewayConfig:
         server = replace(server, host=args.host)
     if args.port is not None:
         server = replace(server, port=args.port)
+    if args.workers is not None:
+        server = replace(server, workers=args.workers)
     routing = config.routing
     if args.strategy is not None:
         routing = replace(routing, strategy=args.strategy)
@@ -99,7 +109,43 @@ def resolve_config(args: argparse.Namespace) -> GatewayConfig:
         storage = replace(storage, log_level=args.log_level.upper())
     if args.demo:
         storage = replace(storage, ledger_path=DEMO_LEDGER)
+    if args.worker_index:  # each worker keeps its own ledger (SQLite has one writer)
+        ledger = Path(storage.ledger_path)
+        ledger = ledger.with_name(f"{ledger.stem}.worker{args.worker_index}{ledger.suffix}")
+        storage = replace(storage, ledger_path=str(ledger))
     return replace(config, server=server, routing=routing, storage=storage)
+
+
+def check_workers(config: GatewayConfig) -> str | None:
+    """Why `config` cannot run its workers, or None."""
+    if config.server.workers > 1 and not config.state.redis_url:
+        return (
+            f"server.workers is {config.server.workers}: more than one worker needs shared state "
+            "(set state.redis_url or GATEWAY_REDIS_URL, e.g. redis://127.0.0.1:6379/0); "
+            "without it each worker would admit Cerebras calls and spend budget on its own"
+        )
+    return None
+
+
+def run_workers(words: list[str], workers: int) -> int:
+    """Start `workers` gateway processes on one port (SO_REUSEPORT); wait for all of them,
+    passing SIGINT/SIGTERM on. The exit code is the first non-zero one of a worker."""
+    import subprocess
+
+    children = [
+        subprocess.Popen([sys.executable, "-m", "gateway", *words, "--worker-index", str(i)])
+        for i in range(workers)
+    ]
+
+    def forward(signum: int, _frame: object) -> None:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signum)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, forward)
+    codes = [child.wait() for child in children]
+    return next((code for code in codes if code), 0)
 
 
 _DEMO_DRAFT_SEARCH = """def binary_search(items, target):
@@ -213,7 +259,8 @@ async def serve(
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
         host, port = config.server.host, config.server.port
-        site = web.TCPSite(runner, host, port)
+        # Workers share the port; the kernel spreads connections among them.
+        site = web.TCPSite(runner, host, port, reuse_port=config.server.workers > 1 or None)
         await site.start()
         warning = exposure_warning(host, bool(config.auth.api_keys))
         if warning:
@@ -305,6 +352,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return 2
+    problem = check_workers(config)
+    if problem is not None:
+        print(f"config error: {problem}", file=sys.stderr)
+        return 2
+    if config.server.workers > 1 and args.worker_index is None:
+        if args.demo or args.local_model:
+            print(
+                "config error: --workers with --demo/--local-model: start the upstreams once "
+                "and point the workers at them (scripts/run_gateway.sh --demo --workers N)",
+                file=sys.stderr,
+            )
+            return 2
+        return run_workers(words, config.server.workers)
     try:
         with asyncio.Runner(loop_factory=loop_factory()) as runner:
             runner.run(

@@ -229,6 +229,25 @@ class ServerConfig:
     max_messages: int = 10_000
     max_event_bytes: int = 8 * 1024 * 1024
     shutdown_grace_seconds: float = 30.0
+    workers: int = 1
+
+
+STATE_ON_UNAVAILABLE = ("local", "fail_closed")
+
+
+@dataclass(frozen=True, slots=True)
+class StateConfig:
+    """Shared state (gateway.state). No `redis_url`: this process's memory only.
+
+    `on_unavailable` while Redis cannot answer: `local` admits Cerebras calls on this replica's
+    own state; `fail_closed` refuses Cerebras (requests are served by the local model)."""
+
+    redis_url: str = field(default="", repr=False)
+    timeout_ms: float = 50.0
+    on_unavailable: str = "local"
+    reservation_ttl_s: float = 120.0
+    key_prefix: str = "glm"
+    replica_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,6 +285,7 @@ class GatewayConfig:
     limits: LimitsConfig = LimitsConfig()
     rate_limits: RateLimitsConfig = RateLimitsConfig()
     budget: BudgetConfig = BudgetConfig()
+    state: StateConfig = StateConfig()
     source: str = "<defaults>"
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
@@ -560,6 +580,21 @@ def _budget(r: _Reader) -> BudgetConfig:
     )
 
 
+def _state(r: _Reader, env: Mapping[str, str]) -> StateConfig:
+    """`state.*`; `GATEWAY_REDIS_URL` overrides `state.redis_url`."""
+    url = env.get("GATEWAY_REDIS_URL") or r.get("redis_url", str, "")
+    if url and not url.startswith(("redis://", "rediss://", "unix://")):
+        raise r.error("redis_url", "must start with redis://, rediss:// or unix://")
+    return StateConfig(
+        redis_url=url,
+        timeout_ms=r.number("timeout_ms", 50.0, low=1, high=60_000),
+        on_unavailable=_choice(r, "on_unavailable", "local", STATE_ON_UNAVAILABLE),
+        reservation_ttl_s=r.number("reservation_ttl_s", 120.0, low=1, high=86_400),
+        key_prefix=r.get("key_prefix", str, "glm"),
+        replica_id=r.get("replica_id", str, ""),
+    )
+
+
 def parse_config(
     data: Mapping[str, Any] | None,
     *,
@@ -611,6 +646,7 @@ def parse_config(
         max_messages=vr.integer("max_messages", 10_000, low=1, high=10_000_000),
         max_event_bytes=vr.integer("max_event_bytes", 8 * 1024 * 1024, low=1024, high=2**31),
         shutdown_grace_seconds=vr.number("shutdown_grace_seconds", 30.0, low=0, high=3600),
+        workers=vr.integer("workers", 1, low=1, high=256),
     )
     auth = _auth(top.section("auth"), env)
     lr = top.section("limits")
@@ -636,6 +672,7 @@ def parse_config(
         limits=limits,
         rate_limits=_rate_limits(top.section("rate_limits")),
         budget=_budget(top.section("budget")),
+        state=_state(top.section("state"), env),
         source=source,
         raw=dict(data or {}),
     )

@@ -42,7 +42,7 @@ import logging
 import re
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -51,6 +51,7 @@ from .budget import Budget
 from .config import AdaptiveConfig, GatewayConfig, PlanLimits
 from .errors import UpstreamError, UpstreamRateLimited
 from .records import UpstreamName
+from .state import EMBEDDED, SharedVerdict, StateStore
 from .tokens import estimate_prompt_tokens
 
 log = logging.getLogger("gateway.ratelimit")
@@ -319,7 +320,26 @@ class _GateTicket:
         self.gate.in_flight.get(self.upstream, {}).pop(self.key, None)
 
 
-RefusalKind = Literal["budget", "cool_down", "predicted"]
+class _SharedTicket(_GateTicket):
+    """A reservation held both here and in the shared store (until headers or the call's end)."""
+
+    __slots__ = ("done",)
+
+    def __init__(self, gate: RateLimitGate, upstream: UpstreamName, key: int) -> None:
+        super().__init__(gate, upstream, key)
+        self.done = False
+
+    def release(self, headers: Mapping[str, str] | None = None) -> None:
+        if self.done:
+            return
+        self.done = True
+        super().release(headers)
+        gate = self.gate
+        windows = gate.wall_windows(self.upstream) if headers else None
+        gate.state.release(self.upstream, gate.shared_key(self.key), windows)
+
+
+RefusalKind = Literal["budget", "cool_down", "predicted", "unavailable"]
 
 
 class RateLimitGate:
@@ -332,8 +352,12 @@ class RateLimitGate:
         *,
         budget: Budget | None = None,
         clock: Clock = time.monotonic,
+        state: StateStore = EMBEDDED,
     ) -> None:
         adaptive = config.routing.adaptive_cerebras
+        self.state = state
+        self.shared = state.shared
+        self.fail_closed = config.state.on_unavailable == "fail_closed"
         self.threshold = adaptive.rate_limit_threshold
         self.cool_down = adaptive.cool_down_duration
         self.reactive_strategies = frozenset(config.rate_limits.reactive_strategies)
@@ -365,20 +389,103 @@ class RateLimitGate:
 
     def admit(
         self, upstream: UpstreamName, body: Mapping[str, Any], *, predictive: bool = True
-    ) -> Ticket | Refusal:
-        """A ticket holding the call's reservation, or why the call must not go now."""
+    ) -> Ticket | Refusal | Coroutine[Any, Any, Ticket | Refusal]:
+        """A ticket holding the call's reservation, or why the call must not go now.
+
+        With shared state a call to a quota-limited upstream is also checked and reserved in the
+        store, fleet-wide: the answer is then a coroutine (the caller awaits it)."""
         kind, refusal, need = self._check(upstream, body, predictive)
         if refusal is not None:
-            self.refused[kind] += 1
-            if kind == "budget" and self.budget is not None:
-                self.budget.note_refused()
-            return refusal
+            return self._refuse(kind, refusal)
+        if self.shared and upstream in self.plans:
+            return self._admit_shared(upstream, need, predictive)
+        return self._reserve(upstream, need, _GateTicket)
+
+    def _refuse(self, kind: RefusalKind, refusal: Refusal) -> Refusal:
+        self.refused[kind] += 1
+        if kind == "budget" and self.budget is not None:
+            self.budget.note_refused()
+        return refusal
+
+    def _reserve(
+        self, upstream: UpstreamName, need: Reservation, ticket: type[_GateTicket]
+    ) -> _GateTicket:
         now = self.clock()
         key = next(self._keys)
         self.in_flight.setdefault(upstream, {})[key] = need
         for plan in self.plans.get(upstream, ()):
             plan.add(now, need.of(plan.unit))
-        return _GateTicket(self, upstream, key)
+        return ticket(self, upstream, key)
+
+    def shared_key(self, key: int) -> str:
+        """A reservation's name in the shared store (unique across replicas)."""
+        return f"{self.state.replica_id}:{key}"
+
+    async def _admit_shared(
+        self, upstream: UpstreamName, need: Reservation, predictive: bool
+    ) -> Ticket | Refusal:
+        """Check and reserve in the shared store, as one atomic step; the local state decides
+        alone when the store cannot answer (`state.on_unavailable`)."""
+        key = next(self._keys)
+        plans = tuple((p.name, p.unit, p.limit, p.seconds) for p in self.plans.get(upstream, ()))
+        budget = self.budget.shared_limits() if self.budget is not None else {}
+        verdict = await self.state.reserve(
+            upstream,
+            self.shared_key(key),
+            (need.requests, need.tokens),
+            threshold=self.threshold,
+            predictive=predictive,
+            plans=plans,
+            budget=budget,
+        )
+        if verdict is None:
+            if self.fail_closed:
+                reason = (
+                    f"{upstream}: the shared quota and budget cannot be checked (Redis "
+                    "unavailable; state.on_unavailable: fail_closed)"
+                )
+                return self._refuse("unavailable", Refusal(upstream, reason))
+            return self._reserve(upstream, need, _GateTicket)
+        if verdict.kind != "ok":
+            return self._refuse(verdict.kind, self._shared_refusal(upstream, verdict))
+        ticket = self._reserve(upstream, need, _SharedTicket)
+        # The store knows the reservation under the key drawn before the await.
+        self.in_flight[upstream][key] = self.in_flight[upstream].pop(ticket.key)
+        ticket.key = key
+        return ticket
+
+    def _shared_refusal(self, upstream: UpstreamName, verdict: SharedVerdict) -> Refusal:
+        if verdict.kind == "cool_down":
+            reason = (
+                f"{upstream} is cooling down after a 429 (fleet-wide, {verdict.wait:.1f}s left)"
+            )
+        elif verdict.kind == "budget":
+            reason = (
+                f"{verdict.window} Cerebras budget exhausted fleet-wide (${verdict.left:.4f} of "
+                f"${verdict.limit:.2f})"
+            )
+            if self.budget is not None:
+                return self.budget.fleet_refusal(upstream, reason)
+        else:
+            pending = Reservation(verdict.pending, verdict.pending)
+            unit: Unit = "tokens" if verdict.window.startswith("tokens") else "requests"
+            reason = self._why(
+                upstream, verdict.window, verdict.left, verdict.limit, pending, unit
+            ).replace("by calls in flight", "by calls in flight fleet-wide")
+        return Refusal(upstream, reason, retry_after=verdict.wait)
+
+    def wall_windows(
+        self, upstream: UpstreamName
+    ) -> dict[str, tuple[float | None, float | None, float | None]]:
+        """The upstream's latest windows with resets as unix seconds (for the shared store)."""
+        gated = self.upstreams.get(upstream)
+        if gated is None:
+            return {}
+        offset = time.time() - gated.watcher.clock()
+        return {
+            name: (w.limit, w.remaining, None if w.reset_at is None else w.reset_at + offset)
+            for name, w in gated.watcher.windows.items()
+        }
 
     def check(self, upstream: UpstreamName, body: Mapping[str, Any]) -> Refusal | None:
         """What `admit` would refuse with right now, reserving nothing."""
@@ -402,6 +509,8 @@ class RateLimitGate:
             wait = max(self.cool_down, error.retry_after or 0.0)
             source = "cool_down_duration (the headers do not say which limit was hit)"
         until = now + wait
+        if self.shared:
+            self.state.cool_down(upstream, time.time() + wait)
         # A client 429 built from this error then tells the wait the gate will enforce.
         error.retry_after = wait
         previous = self.cooling_until.get(upstream)
@@ -510,6 +619,7 @@ class RateLimitGate:
         by_reason = {
             "predicted": self.refused["predicted"],
             "cool_down": self.refused["cool_down"],
+            "state_unavailable": self.refused["unavailable"],
             "http_429": sum(self.hits.values()),
             "adaptive_local": self.adaptive.routed_local,
         }
@@ -550,7 +660,9 @@ class ReactiveGate:
     def __init__(self, gate: RateLimitGate) -> None:
         self.gate = gate
 
-    def admit(self, upstream: UpstreamName, body: Mapping[str, Any]) -> Ticket | Refusal:
+    def admit(
+        self, upstream: UpstreamName, body: Mapping[str, Any]
+    ) -> Ticket | Refusal | Coroutine[Any, Any, Ticket | Refusal]:
         return self.gate.admit(upstream, body, predictive=False)
 
     def observe_failure(self, upstream: UpstreamName, error: UpstreamError) -> None:
@@ -584,6 +696,25 @@ class AdaptiveSwitch:
         self.switches = 0
         self.routed_local = 0
         self.recent: deque[dict[str, Any]] = deque(maxlen=_RECENT_SWITCHES)
+        self.shared = gate.shared
+        self._adopted_at = 0.0  # wall time of the latest switch read from the shared store
+
+    async def pull(self) -> None:
+        """Adopt a switch another replica made since the last one seen (shared state only)."""
+        remote = await self.gate.state.adaptive()
+        if remote is None or remote.get("by") == self.gate.state.replica_id:
+            return
+        at = float(remote.get("at", 0.0))
+        if at <= self._adopted_at:
+            return
+        self._adopted_at = at
+        offset = self.gate.clock() - time.time()
+        self.state = "local" if remote.get("state") == "local" else "cerebras"
+        self.reason = f"{remote.get('reason', '')} (switched by another replica)"
+        self.switched_at = at + offset
+        self.local_until = float(remote.get("local_until", 0.0)) + offset
+        reset = remote.get("reset_at")
+        self.reset_at = None if reset is None else float(reset) + offset
 
     def decide(self, body: Mapping[str, Any]) -> tuple[UpstreamName, str]:
         """The upstream to try first for this request and the reason (for metadata and log)."""
@@ -649,6 +780,18 @@ class AdaptiveSwitch:
         if changed:
             self.switches += 1
         self.recent.append({"at": round(time.time(), 3), "to": state, "reason": reason})
+        if self.shared:
+            offset = time.time() - now
+            self.gate.state.publish_adaptive(
+                {
+                    "by": self.gate.state.replica_id,
+                    "at": time.time(),
+                    "state": state,
+                    "reason": reason,
+                    "local_until": self.local_until + offset,
+                    "reset_at": None if self.reset_at is None else self.reset_at + offset,
+                }
+            )
         level = logging.WARNING if state == "local" else logging.INFO
         verb = "switch to" if changed else "stay on"
         log.log(level, "adaptive_cerebras: %s %s: %s", verb, state, reason)

@@ -9,7 +9,8 @@ answer (gateway.continuation), or else ends the stream with one error event.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
+from typing import Any
 
 from .admission import NO_TICKET, Refusal, Ticket
 from .budget import BudgetRefusal
@@ -52,6 +53,8 @@ async def serve(ex: Exchange, route: Sequence[UpstreamName], *, reason: str) -> 
         if failures and not ex.fallback_allowed(name):
             continue
         admission = ex.gate.admit(name, ex.body)
+        if isinstance(admission, Coroutine):
+            admission = await admission
         if isinstance(admission, Refusal):
             log.info("%s skipping %s: %s", ex.request_id, name, admission.reason)
             failures.append(admission)

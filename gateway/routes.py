@@ -244,15 +244,24 @@ async def health(request: web.Request) -> web.Response:
         "version": __version__,
         "strategy": services.config.routing.strategy,
         "upstreams": upstreams,
+        "state_store": services.state.status,
     }
     return json_response(body, status=200 if usable else 503)
 
 
-def _stats_body(services: Services) -> dict[str, Any]:
+async def _stats_body(services: Services) -> dict[str, Any]:
+    """`/stats`: with shared state, figures of the whole fleet (every replica's published
+    account); this replica's own when the store cannot answer (`fleet.scope` says which)."""
+    state = services.state
+    fleet_spend = accounts = None
+    if state.shared:
+        budget = services.budget
+        fleet_spend = await state.fleet_spend({p.name: p.start for p in budget.periods})
+        accounts = await state.fleet_stats()
     extra: dict[str, Any] = {
         "gateway": {"version": __version__, "strategy": services.config.routing.strategy},
         "rate_limits": services.gate.snapshot(),
-        "budget": services.budget.snapshot(),
+        "budget": services.budget.snapshot(fleet_spend),
     }
     if services.router is not None:
         extra["router"] = services.router.snapshot()
@@ -262,18 +271,27 @@ def _stats_body(services: Services) -> dict[str, Any]:
         extra["learning"]["verify_samples"] = (
             verifier.snapshot() if verifier is not None else {"share": 0.0, "samples": 0}
         )
-    return services.stats.get_statistics(extra)
+    if accounts is not None:
+        body = services.stats.fleet_statistics(accounts, extra)
+        body["fleet"]["replica_id"] = state.replica_id
+        return body
+    body = services.stats.get_statistics(extra)
+    if state.shared:
+        body["fleet"] = {"scope": "replica", "replicas_reported": 1, "state_store": state.status}
+    return body
 
 
 async def get_stats(request: web.Request) -> web.Response:
-    return json_response(_stats_body(request.app[SERVICES_KEY]))
+    return json_response(await _stats_body(request.app[SERVICES_KEY]))
 
 
 async def reset_stats(request: web.Request) -> web.Response:
     services = request.app[SERVICES_KEY]
     services.stats.reset()
     await services.ledger.flush()
-    return json_response({"status": "reset", "stats": _stats_body(services)})
+    if services.state.shared:
+        services.state.publish_stats(services.stats.shareable_totals)
+    return json_response({"status": "reset", "stats": await _stats_body(services)})
 
 
 async def get_metrics(request: web.Request) -> web.Response:

@@ -453,6 +453,41 @@ class StatisticsTracker:
         stats["ledger"] = self._ledger_info()
         return _merge(stats, extra) if extra else stats
 
+    def shareable_totals(self) -> dict[str, Any]:
+        """This replica's totals for the shared store (latency reservoirs stay local)."""
+        with self._lock:
+            data = self._totals.to_json()
+        for name in _RESERVOIR_FIELDS:
+            data[name] = []
+        return data
+
+    def fleet_statistics(
+        self, accounts: list[dict[str, Any]], extra: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """`/stats` summed over every replica's published totals; latency percentiles are this
+        replica's own. Accounts that do not parse are left out (and not counted as reporting)."""
+        fleet, reported = _Totals(), 0
+        for account in accounts:
+            try:
+                totals = _Totals.from_json(account, "shared statistics")
+            except StatsFileError:
+                continue
+            reported += 1
+            for name in _INT_FIELDS + _FLOAT_FIELDS:
+                setattr(fleet, name, getattr(fleet, name) + getattr(totals, name))
+            for name in _COUNTER_FIELDS:
+                counter = getattr(fleet, name)
+                for key, value in getattr(totals, name).items():
+                    _bump(counter, key, value)
+        with self._lock:
+            stats = self._build(fleet)
+            ttft, duration = list(self._totals.ttft_s), list(self._totals.duration_s)
+        stats["performance"]["ttft_ms"] = _ms_summary(ttft)
+        stats["performance"]["duration_ms"] = _ms_summary(duration)
+        stats["ledger"] = self._ledger_info()
+        stats["fleet"] = {"scope": "fleet", "replicas_reported": reported}
+        return _merge(stats, extra) if extra else stats
+
     def _build(self, t: _Totals) -> dict[str, Any]:
         tokens = {
             name: {

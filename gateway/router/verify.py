@@ -27,7 +27,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -188,6 +188,8 @@ class VerifySampler:
         body.pop("n", None)
         body["max_completion_tokens"] = sample.cap
         admission = self.gate.admit(name, body)
+        if isinstance(admission, Coroutine):
+            admission = await admission
         if isinstance(admission, Refusal):
             self.counts["refused"] += 1
             log.info("req=%s verification sample skipped: %s", sample.request_id,

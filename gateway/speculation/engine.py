@@ -26,15 +26,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 
-from ..admission import Refusal
+from ..admission import Admission, Refusal, Ticket
 from ..classifier import TaskClassifier
 from ..config import GatewayConfig
 from ..continuation import continue_stream
 from ..errors import UpstreamEmptyResponse, UpstreamError, UpstreamRateLimited
 from ..exchange import Exchange
-from ..records import SpeculativeRecord
+from ..records import SpeculativeRecord, UpstreamName
 from ..relay import complete, no_upstream_error, serve
 from ..router import Router, hedges
 from ..sinks import StreamSink
@@ -141,7 +141,15 @@ class Speculation:
 
     # --- calls ----------------------------------------------------------------------------------
 
-    def _start_draft(self, race: Race, index: int) -> Lane:
+    def _admit(self, name: UpstreamName) -> Admission | None:
+        """The gate's answer for a call to `name` (None when it is disabled); a coroutine with
+        shared state, which the async caller awaits (no await on the embedded path)."""
+        upstream = self.ex.upstreams[name]
+        if not upstream.enabled:
+            return None
+        return self.ex.gate.admit(upstream.name, self.ex.body)
+
+    def _start_draft(self, race: Race, index: int, admission: Ticket | Refusal | None) -> Lane:
         ex = self.ex
         upstream = ex.upstreams[self.cfg.draft_model]
         overrides: dict[str, object] = {}
@@ -158,8 +166,7 @@ class Speculation:
             overrides=overrides,
             strip_logprobs=self.add_logprobs,
         )
-        if upstream.enabled:
-            admission = ex.gate.admit(upstream.name, ex.body)
+        if admission is not None:
             if not isinstance(admission, Refusal):
                 return race.start(lane, admission)
             refusal = admission
@@ -171,12 +178,11 @@ class Speculation:
         race.lanes.append(lane)
         return lane
 
-    def _start_verify(self, race: Race) -> Lane | Refusal:
+    def _start_verify(self, race: Race, admission: Ticket | Refusal | None) -> Lane | Refusal:
         ex = self.ex
         upstream = ex.upstreams[self.cfg.verify_model]
-        if not upstream.enabled:
+        if admission is None:
             return Refusal(upstream.name, f"{upstream.name} is disabled")
-        admission = ex.gate.admit(upstream.name, ex.body)
         if isinstance(admission, Refusal):
             log.info("%s no verification: %s", ex.request_id, admission.reason)
             return admission
@@ -187,12 +193,25 @@ class Speculation:
     async def _serve(self, race: Race) -> None:
         cfg = self.cfg
         deadline = self.loop.time() + cfg.draft_timeout
-        verify: Verify = self._start_verify(race) if cfg.verify_start == "concurrent" else None
-        drafts = [self._start_draft(race, i) for i in range(self.drafts)]
+        verify: Verify = None
+        if cfg.verify_start == "concurrent":
+            admission = self._admit(cfg.verify_model)
+            if isinstance(admission, Coroutine):
+                admission = await admission
+            verify = self._start_verify(race, admission)
+        drafts = []
+        for i in range(self.drafts):
+            admission = self._admit(cfg.draft_model)
+            if isinstance(admission, Coroutine):
+                admission = await admission
+            drafts.append(self._start_draft(race, i, admission))
         await race.pump(lambda: _finished(verify) or all(d.window.ready for d in drafts), deadline)
         if len(drafts) > 1 and not any(d.window.usable for d in drafts) and not _finished(verify):
             log.info("%s every parallel draft failed; one sequential draft", self.ex.request_id)
-            drafts = [self._start_draft(race, len(drafts))]
+            admission = self._admit(cfg.draft_model)
+            if isinstance(admission, Coroutine):
+                admission = await admission
+            drafts = [self._start_draft(race, len(drafts), admission)]
             deadline = self.loop.time() + cfg.draft_timeout
             await race.pump(lambda: _finished(verify) or drafts[0].window.ready, deadline)
         await self._decide(race, drafts, verify, deadline)
@@ -219,7 +238,10 @@ class Speculation:
             await self._commit(race, chosen, signal, consensus, detail=detail)
             return
         if verify is None:
-            verify = self._start_verify(race)
+            admission = self._admit(cfg.verify_model)
+            if isinstance(admission, Coroutine):
+                admission = await admission
+            verify = self._start_verify(race, admission)
             deadline = self.loop.time() + cfg.draft_timeout
         if isinstance(verify, Refusal):
             await self._commit(race, chosen, "verify_refused")

@@ -33,6 +33,8 @@ class AdaptiveCerebras:
         self.switch: AdaptiveSwitch = gate.adaptive
 
     async def run(self, ex: Exchange) -> None:
+        if self.switch.shared:  # another replica may have switched meanwhile
+            await self.switch.pull()
         first, reason = self.switch.decide(ex.body)
         route: tuple[UpstreamName, ...] = (
             ("cerebras", "local") if first == "cerebras" else ("local", "cerebras")
