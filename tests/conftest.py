@@ -11,6 +11,7 @@ import pytest
 from aioresponses import aioresponses
 from llamacpp_support import SESSION_CTX, find_install, running_llama
 from mocked_http import MockedHTTP
+from redis_support import RedisServer, running_redis
 from support import CEREBRAS_KEY, Gateway, gateway_config
 
 from gateway.app import create_app
@@ -90,3 +91,21 @@ def llama_server(
     """The session's real llama-server: 2 threads, one slot, 2048-token context."""
     with running_llama(llama_install, tmp_path_factory.mktemp("llama"), ctx=SESSION_CTX) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def redis_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """The session's real redis-server on a free loopback port (skips when there is none)."""
+    with running_redis(tmp_path_factory.mktemp("redis")) as server:
+        yield server
+
+
+@pytest.fixture
+def redis_server(redis_session: RedisServer) -> Iterator[RedisServer]:
+    """The session's redis-server, emptied for this test (and revived if a test stopped it)."""
+    if redis_session.process is None:
+        redis_session.start()
+    redis_session.flush()
+    yield redis_session
+    if redis_session.process is None:
+        redis_session.start()
