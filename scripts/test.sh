@@ -5,7 +5,8 @@
 # installs it first (a portable from-source build the first time, ~15 min on 2 cores; kept after)
 # and checks that it generates tokens. When that is impossible they SKIP and say why (pytest -rs);
 # GLM_SKIP_LLAMACPP=1 skips them on purpose. scripts/setup_browser.sh installs Debian's chromium
-# for the dashboard's browser test when it is missing (it skips, saying why, when that fails).
+# for the dashboard's browser test when it is missing (it skips, saying why, when that fails);
+# scripts/setup_redis.sh installs Debian's redis-server for the shared-state tests the same way.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -18,6 +19,9 @@ bash "$ROOT/scripts/setup_local_model.sh" ||
 echo "== chromium (scripts/setup_browser.sh)"
 bash "$ROOT/scripts/setup_browser.sh" ||
     echo "== chromium unavailable: the dashboard browser test will be skipped (reason above)"
+echo "== redis-server (scripts/setup_redis.sh)"
+bash "$ROOT/scripts/setup_redis.sh" ||
+    echo "== redis-server unavailable: the shared-state tests will be skipped (reason above)"
 echo "== ruff" && "$VENV/bin/ruff" check gateway tests scripts
 echo "== mypy (strict, gateway/)" && "$VENV/bin/mypy" gateway
 echo "== pytest" && exec "$VENV/bin/pytest" -q -rs "$@"

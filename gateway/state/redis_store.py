@@ -205,10 +205,15 @@ class RedisStore:
         if self._stats_pending:
             return
         self._stats_pending = True
-        self._background(self._write_stats)
+        task = asyncio.get_running_loop().create_task(self._publish_stats())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _publish_stats(self) -> None:
+        self._stats_pending = False  # cleared even when the call is skipped during an outage
+        await self._call(self._write_stats)
 
     async def _write_stats(self) -> None:
-        self._stats_pending = False
         source = self._stats_source
         if source is None:
             return

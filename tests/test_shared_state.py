@@ -1,0 +1,189 @@
+"""Shared state through a real redis-server: two replicas in front of one simulated Cerebras."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+from redis_support import RedisServer
+from support import Gateway, chat, gateway_config, post_stream
+
+from gateway.app import create_app
+from gateway.sim import SimServer
+from gateway.sim.server import update_options
+
+COMPLEX_ASK = "Refactor the parser in src/parser.py"
+
+
+async def replicas(
+    aiohttp_server: Any,
+    tmp_path: Path,
+    local_sim: SimServer,
+    cerebras_sim: SimServer,
+    redis_server: RedisServer,
+    n: int = 2,
+    **sections: Any,
+) -> list[Gateway]:
+    """`n` gateways sharing one Redis, each with its own ledger."""
+    state = {"redis_url": redis_server.url, **sections.pop("state", {})}
+    out = []
+    for i in range(n):
+        cfg = gateway_config(
+            tmp_path / f"r{i}",
+            local_sim.url,
+            cerebras_sim.url,
+            strategy="smart_routing",
+            state={**state, "replica_id": f"replica-{i}"},
+            **sections,
+        )
+        app = create_app(cfg)
+        out.append(Gateway(await aiohttp_server(app), app, cfg))
+    return out
+
+
+async def split_burst(client: Any, gateways: list[Gateway], n: int, **extra: Any) -> list[Any]:
+    return list(
+        await asyncio.gather(
+            *(
+                post_stream(
+                    client, gateways[i % len(gateways)].url, chat(f"{COMPLEX_ASK} {i}", **extra)
+                )
+                for i in range(n)
+            )
+        )
+    )
+
+
+async def fleet_stats(client: Any, gw: Gateway, total: int) -> dict[str, Any]:
+    """`/stats` once it counts `total` requests (publications land just after the answers)."""
+    for _ in range(200):
+        async with client.get(gw.root + "/stats") as resp:
+            stats: dict[str, Any] = await resp.json()
+        if stats["requests"]["total"] >= total:
+            return stats
+        await asyncio.sleep(0.02)
+    return stats
+
+
+async def test_burst_split_across_two_replicas_gets_no_429(
+    aiohttp_server, tmp_path, client, local_sim, cerebras_sim, redis_server
+) -> None:
+    update_options(cerebras_sim.state, {"quota_tokens_per_minute": 3000})
+    gws = await replicas(aiohttp_server, tmp_path, local_sim, cerebras_sim, redis_server)
+    warm = await post_stream(client, gws[0].url, chat(COMPLEX_ASK, stream=True, max_tokens=200))
+    assert warm.status == 200 and warm.chunks[-1]["model_used"] == "cerebras"
+    replies = await split_burst(client, gws, 24, stream=True, max_tokens=200)
+    assert [r.status for r in replies] == [200] * 24
+    assert all(r.chunks[-1].get("choices") is not None for r in replies)
+    assert [r.status for r in cerebras_sim.requests if r.status == 429] == []
+    served = [r.chunks[-1]["model_used"] for r in replies]
+    assert 0 < served.count("cerebras") < 24, served  # the quota was used, not exceeded
+    refused = sum(gw.services.gate.refused["predicted"] for gw in gws)
+    assert refused == served.count("local")
+    for gw in gws:  # every reservation was given back
+        assert gw.services.gate.in_flight.get("cerebras", {}) == {}
+    store = aioredis.Redis.from_url(redis_server.url)
+    assert await store.zcard("glm:cerebras:reserved") == 0
+    await store.aclose()
+
+
+async def test_shared_budget_is_not_overshot_beyond_requests_in_flight(
+    aiohttp_server, tmp_path, client, local_sim, cerebras_sim, redis_server
+) -> None:
+    prices = {"input_per_million": 1000.0, "output_per_million": 1000.0}
+    gws = await replicas(
+        aiohttp_server,
+        tmp_path,
+        local_sim,
+        cerebras_sim,
+        redis_server,
+        models={"cerebras": {"prices": prices}},
+        budget={"daily_usd": 0.2},
+    )
+    for _ in range(10):  # one request in flight per replica at a time
+        replies = await split_burst(client, gws, 2, max_tokens=32)
+        assert [r.status for r in replies] == [200, 200]
+    costs = [
+        1000.0 * (r.prompt_tokens + r.completion_tokens_sent) / 1e6
+        for r in cerebras_sim.requests
+        if r.status == 200
+    ]
+    spent = sum(costs)
+    # Each replica alone would spend up to the limit; shared, the fleet stops at it, plus at
+    # most what the requests already in flight (one per replica) cost.
+    assert 0.2 <= spent <= 0.2 + 2 * max(costs), (spent, costs)
+    stats = await fleet_stats(client, gws[1], 20)
+    assert stats["budget"]["scope"] == "fleet"
+    assert stats["budget"]["daily"]["exhausted"] is True
+    assert stats["budget"]["daily"]["spent_usd"] == pytest.approx(spent, rel=1e-6)
+
+
+async def test_stats_on_either_replica_counts_the_fleet(
+    aiohttp_server, tmp_path, client, local_sim, cerebras_sim, redis_server
+) -> None:
+    gws = await replicas(aiohttp_server, tmp_path, local_sim, cerebras_sim, redis_server)
+    replies = await split_burst(client, gws, 25, stream=True)
+    assert [r.status for r in replies] == [200] * 25
+    for gw in gws:
+        stats = await fleet_stats(client, gw, 25)
+        assert stats["requests"]["total"] == 25
+        assert stats["fleet"]["replicas_reported"] == 2
+        assert stats["fleet"]["scope"] == "fleet"
+    local_counts = [gw.services.stats.get_statistics()["requests"]["total"] for gw in gws]
+    assert sorted(local_counts) == [12, 13]
+
+
+async def test_redis_killed_mid_burst_then_restarted(
+    aiohttp_server, tmp_path, client, local_sim, cerebras_sim, redis_server
+) -> None:
+    update_options(cerebras_sim.state, {"ttft": 0.05})
+    gws = await replicas(aiohttp_server, tmp_path, local_sim, cerebras_sim, redis_server)
+
+    async def later_kill() -> None:
+        await asyncio.sleep(0.05)
+        redis_server.stop()
+
+    killer = asyncio.create_task(later_kill())
+    replies = await split_burst(client, gws, 20, stream=True)
+    await killer
+    more = await split_burst(client, gws, 6, stream=True)  # Redis is down throughout
+    assert [r.status for r in replies + more] == [200] * 26
+    assert all(r.chunks[-1]["model_used"] in ("local", "cerebras") for r in replies + more)
+    async with client.get(gws[0].root + "/health") as resp:
+        assert (await resp.json())["state_store"] == "degraded"
+    assert all(gw.services.state.status == "degraded" for gw in gws)
+
+    redis_server.start()
+    for _ in range(100):  # the next probe after the outage reconnects
+        await split_burst(client, gws, 2, stream=True)
+        if all(gw.services.state.status == "ok" for gw in gws):
+            break
+        await asyncio.sleep(0.05)
+    assert [gw.services.state.status for gw in gws] == ["ok", "ok"]
+    async with client.get(gws[1].root + "/health") as resp:
+        assert (await resp.json())["state_store"] == "ok"
+    stats = await fleet_stats(client, gws[1], 28)
+    assert stats["fleet"]["replicas_reported"] == 2  # sharing resumed
+
+
+async def test_fail_closed_keeps_cerebras_out_while_redis_is_down(
+    aiohttp_server, tmp_path, client, local_sim, cerebras_sim, redis_server
+) -> None:
+    gws = await replicas(
+        aiohttp_server,
+        tmp_path,
+        local_sim,
+        cerebras_sim,
+        redis_server,
+        n=1,
+        state={"on_unavailable": "fail_closed"},
+    )
+    redis_server.stop()
+    replies = await split_burst(client, gws, 3, stream=True)
+    assert [r.status for r in replies] == [200] * 3
+    assert [r.chunks[-1]["model_used"] for r in replies] == ["local"] * 3
+    assert cerebras_sim.requests == []
+    assert gws[0].services.gate.refused["unavailable"] >= 1
