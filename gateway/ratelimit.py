@@ -439,6 +439,8 @@ class RateLimitGate:
             budget=budget,
         )
         if verdict is None:
+            # A timed-out script may still have reserved: give that back (or let its TTL end it).
+            self.state.release(upstream, self.shared_key(key), None)
             if self.fail_closed:
                 reason = (
                     f"{upstream}: the shared quota and budget cannot be checked (Redis "

@@ -71,17 +71,22 @@ async def test_two_workers_serve_one_port_with_shared_state(
     url = f"http://127.0.0.1:{port}"
     try:
         await wait_healthy(url, proc)
-        stats: dict[str, Any] = {}
-        for _ in range(100):  # new connections each time: the kernel spreads them over workers
-            async with aiohttp.ClientSession() as fresh:
+        for _ in range(6):
+            async with aiohttp.ClientSession() as fresh:  # new connections: spread over workers
                 reply = await post_stream(fresh, url + "/v1", chat("hi", stream=True))
                 assert reply.status == 200
-                async with fresh.get(url + "/stats") as resp:
-                    stats = await resp.json()
-            if stats["fleet"]["replicas_reported"] == 2:
+        answered_by: set[str] = set()
+        stats: dict[str, Any] = {}
+        for _ in range(200):  # publications land just after the answers
+            async with aiohttp.ClientSession() as fresh, fresh.get(url + "/stats") as resp:
+                stats = await resp.json()
+            answered_by.add(stats["ledger"]["path"])
+            if stats["requests"]["total"] == 6 and len(answered_by) == 2:
                 break
+            await asyncio.sleep(0.02)
+        assert len(answered_by) == 2, "both workers serve the port"
         assert stats["fleet"]["replicas_reported"] == 2
-        assert stats["requests"]["total"] == len(cerebras_sim.requests)
+        assert stats["requests"]["total"] == 6 == len(cerebras_sim.requests)
         assert (tmp_path / "ledger.worker1.db").exists()
     finally:
         await stop(proc)

@@ -57,6 +57,7 @@ class RedisStore:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stats_source: Callable[[], dict[str, Any]] | None = None
         self._stats_pending = False
+        self._stats_task: asyncio.Task[None] | None = None
         self._heartbeat: asyncio.Task[None] | None = None
 
     @property
@@ -66,9 +67,10 @@ class RedisStore:
     def _key(self, *parts: str) -> str:
         return ":".join((self.prefix, *parts))
 
-    async def _call(self, make: Callable[[], Awaitable[T]]) -> T | None:
-        """Run one Redis call within the timeout; None (and degraded) when it cannot."""
-        if self.degraded and time.monotonic() < self._next_probe:
+    async def _call(self, make: Callable[[], Awaitable[T]], *, probe: bool = True) -> T | None:
+        """Run one Redis call within the timeout; None (and degraded) when it cannot. While
+        degraded, calls with `probe` answer None at once until the next probe is due."""
+        if probe and self.degraded and time.monotonic() < self._next_probe:
             return None
         self.commands += 1
         try:
@@ -94,7 +96,8 @@ class RedisStore:
         return result
 
     def _background(self, make: Callable[[], Awaitable[Any]]) -> None:
-        task = asyncio.get_running_loop().create_task(self._call(make))
+        # Off the request path, so always tried: a release must not be skipped by an outage.
+        task = asyncio.get_running_loop().create_task(self._call(make, probe=False))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -198,20 +201,21 @@ class RedisStore:
     # --- statistics -----------------------------------------------------------------------------
 
     def publish_stats(self, totals: Callable[[], dict[str, Any]]) -> None:
-        """Publish this replica's totals soon; publications asked for meanwhile coalesce."""
+        """Publish this replica's totals soon. One publication at a time (a slower, older one
+        must never land after a newer one); those asked for meanwhile coalesce into the next."""
         self._stats_source = totals
         if self._heartbeat is None:
             self._heartbeat = asyncio.get_running_loop().create_task(self._beat())
-        if self._stats_pending:
-            return
         self._stats_pending = True
-        task = asyncio.get_running_loop().create_task(self._publish_stats())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        if self._stats_task is None or self._stats_task.done():
+            self._stats_task = asyncio.get_running_loop().create_task(self._publish_stats())
+            self._tasks.add(self._stats_task)
+            self._stats_task.add_done_callback(self._tasks.discard)
 
     async def _publish_stats(self) -> None:
-        self._stats_pending = False  # cleared even when the call is skipped during an outage
-        await self._call(self._write_stats)
+        while self._stats_pending:
+            self._stats_pending = False  # cleared even when the call is skipped during an outage
+            await self._call(self._write_stats)
 
     async def _write_stats(self) -> None:
         source = self._stats_source
