@@ -40,6 +40,13 @@ class Ticket(Protocol):
 Admission = Ticket | Refusal | Coroutine[Any, Any, Ticket | Refusal]
 
 
+async def settled(admission: Admission) -> Ticket | Refusal:
+    """The gate's answer: awaited when shared state made it a coroutine, else as it is."""
+    if isinstance(admission, Coroutine):
+        return await admission
+    return admission
+
+
 class UpstreamGate(Protocol):
     def admit(self, upstream: UpstreamName, body: Mapping[str, Any]) -> Admission: ...
 

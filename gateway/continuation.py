@@ -19,7 +19,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from .admission import Refusal
+from .admission import Refusal, settled
 from .errors import UpstreamError
 from .exchange import Exchange
 from .records import UpstreamCall, UpstreamName
@@ -119,7 +119,7 @@ async def continue_stream(ex: Exchange, failed: UpstreamError) -> bool:
     body: dict[str, Any] = {}
     if why is None:
         body = continuation_body(ex.body, prefill, at_tokens)
-        admission = ex.gate.admit(target, body)
+        admission = await settled(ex.gate.admit(target, body))
         if isinstance(admission, Refusal):
             why = admission.reason
     if why is not None:

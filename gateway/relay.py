@@ -9,10 +9,9 @@ answer (gateway.continuation), or else ends the stream with one error event.
 from __future__ import annotations
 
 import logging
-from collections.abc import Coroutine, Sequence
-from typing import Any
+from collections.abc import Sequence
 
-from .admission import NO_TICKET, Refusal, Ticket
+from .admission import NO_TICKET, Refusal, Ticket, settled
 from .budget import BudgetRefusal
 from .continuation import continue_stream
 from .errors import (
@@ -52,9 +51,7 @@ async def serve(ex: Exchange, route: Sequence[UpstreamName], *, reason: str) -> 
             continue
         if failures and not ex.fallback_allowed(name):
             continue
-        admission = ex.gate.admit(name, ex.body)
-        if isinstance(admission, Coroutine):
-            admission = await admission
+        admission = await settled(ex.gate.admit(name, ex.body))
         if isinstance(admission, Refusal):
             log.info("%s skipping %s: %s", ex.request_id, name, admission.reason)
             failures.append(admission)

@@ -27,11 +27,11 @@ import logging
 import math
 import random
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from ..admission import Refusal, UpstreamGate
+from ..admission import Refusal, UpstreamGate, settled
 from ..assembly import Assembly, ChoiceParts
 from ..config import GatewayConfig
 from ..errors import UpstreamError
@@ -187,9 +187,7 @@ class VerifySampler:
         body.pop("max_tokens", None)
         body.pop("n", None)
         body["max_completion_tokens"] = sample.cap
-        admission = self.gate.admit(name, body)
-        if isinstance(admission, Coroutine):
-            admission = await admission
+        admission = await settled(self.gate.admit(name, body))
         if isinstance(admission, Refusal):
             self.counts["refused"] += 1
             log.info("req=%s verification sample skipped: %s", sample.request_id,

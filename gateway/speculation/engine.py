@@ -26,9 +26,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Coroutine, Sequence
+from collections.abc import Sequence
 
-from ..admission import Admission, Refusal, Ticket
+from ..admission import Refusal, Ticket, settled
 from ..classifier import TaskClassifier
 from ..config import GatewayConfig
 from ..continuation import continue_stream
@@ -141,13 +141,12 @@ class Speculation:
 
     # --- calls ----------------------------------------------------------------------------------
 
-    def _admit(self, name: UpstreamName) -> Admission | None:
-        """The gate's answer for a call to `name` (None when it is disabled); a coroutine with
-        shared state, which the async caller awaits (no await on the embedded path)."""
+    async def _admit(self, name: UpstreamName) -> Ticket | Refusal | None:
+        """The gate's answer for a call to `name` (None when it is disabled)."""
         upstream = self.ex.upstreams[name]
         if not upstream.enabled:
             return None
-        return self.ex.gate.admit(upstream.name, self.ex.body)
+        return await settled(self.ex.gate.admit(upstream.name, self.ex.body))
 
     def _start_draft(self, race: Race, index: int, admission: Ticket | Refusal | None) -> Lane:
         ex = self.ex
@@ -195,22 +194,16 @@ class Speculation:
         deadline = self.loop.time() + cfg.draft_timeout
         verify: Verify = None
         if cfg.verify_start == "concurrent":
-            admission = self._admit(cfg.verify_model)
-            if isinstance(admission, Coroutine):
-                admission = await admission
+            admission = await self._admit(cfg.verify_model)
             verify = self._start_verify(race, admission)
         drafts = []
         for i in range(self.drafts):
-            admission = self._admit(cfg.draft_model)
-            if isinstance(admission, Coroutine):
-                admission = await admission
+            admission = await self._admit(cfg.draft_model)
             drafts.append(self._start_draft(race, i, admission))
         await race.pump(lambda: _finished(verify) or all(d.window.ready for d in drafts), deadline)
         if len(drafts) > 1 and not any(d.window.usable for d in drafts) and not _finished(verify):
             log.info("%s every parallel draft failed; one sequential draft", self.ex.request_id)
-            admission = self._admit(cfg.draft_model)
-            if isinstance(admission, Coroutine):
-                admission = await admission
+            admission = await self._admit(cfg.draft_model)
             drafts = [self._start_draft(race, len(drafts), admission)]
             deadline = self.loop.time() + cfg.draft_timeout
             await race.pump(lambda: _finished(verify) or drafts[0].window.ready, deadline)
@@ -238,9 +231,7 @@ class Speculation:
             await self._commit(race, chosen, signal, consensus, detail=detail)
             return
         if verify is None:
-            admission = self._admit(cfg.verify_model)
-            if isinstance(admission, Coroutine):
-                admission = await admission
+            admission = await self._admit(cfg.verify_model)
             verify = self._start_verify(race, admission)
             deadline = self.loop.time() + cfg.draft_timeout
         if isinstance(verify, Refusal):
