@@ -17,7 +17,7 @@ from aiohttp import web
 
 from . import __version__
 from .budget import Budget
-from .config import ConfigError, GatewayConfig, Prices
+from .config import GatewayConfig, Prices, cross_check
 from .errors import error_body
 from .guard import Guard
 from .ledger import Ledger
@@ -30,7 +30,7 @@ from .router.learning import Learning
 from .router.verify import VerifySampler
 from .state import StateStore, open_store
 from .stats import StatisticsTracker
-from .strategies import Strategy, StrategyContext, create_strategies, strategy_names
+from .strategies import Strategy, StrategyContext, create_strategies
 from .upstreams import OpenAICompatibleUpstream, build_upstream
 
 log = logging.getLogger("gateway.app")
@@ -89,22 +89,8 @@ SERVICES_KEY = web.AppKey("services", Services)
 
 
 def check_strategy(config: GatewayConfig) -> None:
-    if config.routing.strategy not in strategy_names():
-        raise ConfigError(
-            f"{config.source}: routing.strategy: unknown strategy {config.routing.strategy!r}; "
-            f"available: {', '.join(strategy_names())}"
-        )
-    for name in config.routing.client_strategies or ():
-        if name not in strategy_names():
-            raise ConfigError(
-                f"{config.source}: routing.client_strategies: unknown strategy {name!r}; "
-                f"available: {', '.join(strategy_names())}"
-            )
-    for name in config.rate_limits.reactive_strategies:
-        if name not in strategy_names():
-            raise ConfigError(
-                f"{config.source}: rate_limits.reactive_strategies: unknown strategy {name!r}"
-            )
+    """The strategy names the config gives exist; raise ConfigError naming the key."""
+    cross_check(config)
 
 
 def replica_id(config: GatewayConfig) -> str:

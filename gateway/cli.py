@@ -43,7 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="glm-gateway",
         description="OpenAI-compatible gateway between a local llama.cpp server and Cerebras.",
         epilog="glm-gateway doctor [--config F] [--json] (or --doctor): check the config and "
-        "both upstreams with a few tokens each, then exit (doctor --help for more).",
+        "both upstreams with a few tokens each, then exit (doctor --help for more). "
+        "glm-gateway config check [--config F]: validate the config and print the effective "
+        "values, secrets masked.",
     )
     parser.add_argument(
         "--config",
@@ -342,6 +344,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return doctor_main(
             words[1:] if words[:1] == ["doctor"] else [w for w in words if w != "--doctor"]
         )
+    if words[:2] == ["config", "check"]:
+        from .config_check import main as config_check_main
+
+        return config_check_main(words[2:], DEFAULT_CONFIG)
     parser = build_parser()
     args = parser.parse_args(words)
     args.demo = args.demo or args.demo_traffic  # simulated traffic only ever goes to simulators

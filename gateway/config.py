@@ -8,6 +8,7 @@ form `${VAR}` or `${VAR:-default}` are replaced from the environment; the Cerebr
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from collections.abc import Mapping
@@ -25,7 +26,6 @@ _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _PLACEHOLDER_KEYS = {"", "your-api-key", "changeme"}
 VERIFY_STARTS = ("concurrent", "after_draft")
 ROUTER_KINDS = ("learned", "heuristic")
-DEFAULT_ROUTER = "heuristic"
 
 
 class ConfigError(ValueError):
@@ -218,7 +218,6 @@ class SpeculativeConfig:
     cost_skip_ratio: float = 0.9
     expected_answer_tokens: int = 500
     announce_after: float = 0.25
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,13 +300,14 @@ class GatewayConfig:
         return replace(self, **changes)
 
 
+# Per-upstream defaults: what differs between the two upstreams. Everything else defaults in
+# ModelConfig itself.
 _MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
     "local": {
         "kind": "llamacpp",
         "enabled": True,
         "endpoint": "http://127.0.0.1:41447/v1",
         "model": "local-model",
-        "prices": {"input_per_million": 0.0, "output_per_million": 0.0},
     },
     "cerebras": {
         "kind": "cerebras",
@@ -319,6 +319,8 @@ _MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
         "max_completion_tokens_cap": 8192,
     },
 }
+MODEL_KINDS = ("llamacpp", "cerebras", "openai")
+MID_STREAM_MODES = ("continue", "error")
 
 
 def expand_env(value: Any, env: Mapping[str, str]) -> Any:
@@ -351,14 +353,24 @@ def normalize_endpoint(url: str) -> str:
 
 
 class _Reader:
-    """Typed access into one YAML mapping, raising ConfigError that names file and key path."""
+    """Typed access into one YAML mapping (a closed record), raising ConfigError that names file
+    and key path. Every key asked for is remembered, so `unknown_keys` can refuse the rest.
 
-    def __init__(self, data: Mapping[str, Any], path: str, source: str) -> None:
+    Reading methods return None when the key is absent or null: the caller then keeps the
+    dataclass's own default, so each default is written once, in its dataclass.
+    """
+
+    def __init__(
+        self, data: Any, path: str, source: str, readers: list[_Reader] | None = None
+    ) -> None:
         if not isinstance(data, Mapping):
             raise ConfigError(f"{source}: {path or 'top level'} must be a mapping")
-        self.data = data
+        self.data: Mapping[str, Any] = data
         self.path = path
         self.source = source
+        self.asked: set[str] = set()
+        self.readers = [] if readers is None else readers
+        self.readers.append(self)
 
     def _key(self, key: str) -> str:
         return f"{self.path}.{key}" if self.path else key
@@ -366,14 +378,20 @@ class _Reader:
     def error(self, key: str, why: str) -> ConfigError:
         return ConfigError(f"{self.source}: {self._key(key)}: {why}")
 
-    def section(self, key: str) -> _Reader:
-        value = self.data.get(key)
-        return _Reader(value if value is not None else {}, self._key(key), self.source)
+    def raw(self, key: str) -> Any:
+        """The value as written (None when absent), marking the key as known."""
+        self.asked.add(key)
+        return self.data.get(key)
 
-    def get(self, key: str, kind: type, default: Any) -> Any:
-        value = self.data.get(key, default)
+    def section(self, key: str) -> _Reader:
+        value = self.raw(key)
+        data = value if value is not None else {}
+        return _Reader(data, self._key(key), self.source, self.readers)
+
+    def get(self, key: str, kind: type) -> Any:
+        value = self.raw(key)
         if value is None:
-            return default
+            return None
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             return float(value)
         if kind is int and isinstance(value, bool):
@@ -382,97 +400,108 @@ class _Reader:
             raise self.error(key, f"expected {kind.__name__}, got {type(value).__name__}")
         return value
 
-    def number(self, key: str, default: float, *, low: float, high: float) -> float:
-        value = self.get(key, float, default)
-        if not low <= value <= high:
+    def number(self, key: str, *, low: float, high: float) -> float | None:
+        value = self.get(key, float)
+        if value is not None and not low <= value <= high:
             raise self.error(key, f"must be between {low} and {high}, got {value}")
-        return float(value)
+        return None if value is None else float(value)
 
-    def integer(self, key: str, default: int, *, low: int, high: int) -> int:
-        value = self.get(key, int, default)
-        if not low <= value <= high:
+    def integer(self, key: str, *, low: int, high: int) -> int | None:
+        value = self.get(key, int)
+        if value is not None and not low <= value <= high:
             raise self.error(key, f"must be between {low} and {high}, got {value}")
-        return int(value)
+        return None if value is None else int(value)
+
+    def choice(self, key: str, allowed: tuple[str, ...]) -> str | None:
+        value: str | None = self.get(key, str)
+        if value is not None and value not in allowed:
+            raise self.error(key, f"must be one of {', '.join(allowed)}, got {value!r}")
+        return value
+
+    def strings(self, key: str, what: str) -> tuple[str, ...] | None:
+        value = self.get(key, list)
+        if value is None:
+            return None
+        if not all(isinstance(v, str) for v in value):
+            raise self.error(key, f"must be a list of {what}")
+        return tuple(value)
+
+    def unknown_keys(self) -> list[str]:
+        """One message per key never asked for, with the closest known key when one is close."""
+        messages = []
+        for key in self.data:
+            if key in self.asked:
+                continue
+            message = f"{self.source}: {self._key(str(key))}: unknown key"
+            close = difflib.get_close_matches(str(key), sorted(self.asked), n=1, cutoff=0.6)
+            if close:
+                message += f"; did you mean {self._key(close[0])}?"
+            messages.append(message)
+        return messages
+
+
+def _fill(base: Any, **values: Any) -> Any:
+    """`base` with the values that were given (None = not given: keep base's default)."""
+    return replace(base, **{k: v for k, v in values.items() if v is not None})
 
 
 def _timeouts(r: _Reader, base: Timeouts) -> Timeouts:
-    return Timeouts(
-        connect=r.number("connect", base.connect, low=0.001, high=3600),
-        first_token=r.number("first_token", base.first_token, low=0.001, high=86400),
-        idle=r.number("idle", base.idle, low=0.001, high=86400),
+    result: Timeouts = _fill(
+        base,
+        connect=r.number("connect", low=0.001, high=3600),
+        first_token=r.number("first_token", low=0.001, high=86400),
+        idle=r.number("idle", low=0.001, high=86400),
     )
+    return result
+
+
+def _prices(r: _Reader) -> Prices:
+    result: Prices = _fill(
+        Prices(),
+        input_per_million=r.number("input_per_million", low=0, high=1e6),
+        output_per_million=r.number("output_per_million", low=0, high=1e6),
+    )
+    return result
 
 
 def _model(name: str, r: _Reader, env: Mapping[str, str], timeouts: Timeouts) -> ModelConfig:
-    defaults = _MODEL_DEFAULTS.get(name, _MODEL_DEFAULTS["local"])
-    merged = {**defaults, **{k: v for k, v in r.data.items() if v is not None}}
-    m = _Reader(expand_env(merged, env), r.path, r.source)
+    defaults = _MODEL_DEFAULTS[name]
+    r.data = expand_env({**defaults, **{k: v for k, v in r.data.items() if v is not None}}, env)
     try:
-        endpoint = normalize_endpoint(m.get("endpoint", str, ""))
+        endpoint = normalize_endpoint(r.get("endpoint", str) or "")
     except ValueError as exc:
-        raise m.error("endpoint", str(exc)) from None
-    kind = m.get("kind", str, defaults["kind"])
-    if kind not in ("llamacpp", "cerebras", "openai"):
-        raise m.error("kind", "must be llamacpp, cerebras or openai")
-    api_key = m.get("api_key", str, "")
+        raise r.error("endpoint", str(exc)) from None
+    api_key = r.get("api_key", str) or ""
     if api_key.strip() in _PLACEHOLDER_KEYS and name == "cerebras":
         api_key = env.get("CEREBRAS_API_KEY", "")
-    price_reader = m.section("prices")
-    cap = m.data.get("max_completion_tokens_cap")
-    if cap is not None:
-        # 0 turns the cap off (null would mean "the default", like every other key).
-        cap = m.integer("max_completion_tokens_cap", 8192, low=0, high=10_000_000) or None
-    return ModelConfig(
+    model = ModelConfig(
         name=name,
-        kind=kind,
-        enabled=m.get("enabled", bool, True),
+        kind=r.choice("kind", MODEL_KINDS) or defaults["kind"],
+        enabled=r.get("enabled", bool),
         endpoint=endpoint,
-        model=m.get("model", str, ""),
+        model=r.get("model", str) or "",
         api_key=api_key.strip(),
-        timeouts=_timeouts(m.section("timeouts"), timeouts),
-        prices=Prices(
-            input_per_million=price_reader.number("input_per_million", 0.0, low=0, high=1e6),
-            output_per_million=price_reader.number("output_per_million", 0.0, low=0, high=1e6),
-        ),
-        max_completion_tokens_cap=cap,
+        timeouts=_timeouts(r.section("timeouts"), timeouts),
+        prices=_prices(r.section("prices")),
     )
-
-
-def _client_strategies(r: _Reader) -> tuple[str, ...] | None:
-    names = r.data.get("client_strategies")
-    if names is None:
-        return None
-    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-        raise r.error("client_strategies", "must be a list of strategy names")
-    return tuple(names)
+    cap = r.integer("max_completion_tokens_cap", low=0, high=10_000_000)
+    # 0 turns the cap off (null would mean "the default", like every other key).
+    return replace(model, max_completion_tokens_cap=cap or None)
 
 
 def _auth(r: _Reader, env: Mapping[str, str]) -> AuthConfig:
     """Keys from `auth.api_keys` plus the comma-separated `GATEWAY_API_KEYS` variable."""
-    keys = r.get("api_keys", list, [])
-    if not all(isinstance(k, str) for k in keys):
-        raise r.error("api_keys", "must be a list of strings")
-    keys = [*keys, *env.get("GATEWAY_API_KEYS", "").split(",")]
+    keys = [*(r.strings("api_keys", "strings") or ()), *env.get("GATEWAY_API_KEYS", "").split(",")]
     cleaned = tuple(dict.fromkeys(k.strip() for k in keys if k.strip()))
     if any(len(k) < 8 for k in cleaned):
         raise r.error("api_keys", "client keys must be at least 8 characters")
     return AuthConfig(api_keys=cleaned)
 
 
-MID_STREAM_MODES = ("continue", "error")
-
-
-def _choice(r: _Reader, key: str, default: str, allowed: tuple[str, ...]) -> str:
-    value: str = r.get(key, str, default)
-    if value not in allowed:
-        raise r.error(key, f"must be one of {', '.join(allowed)}, got {value!r}")
-    return value
-
-
-def _thinking_mode(r: _Reader, key: str, default: ThinkingMode) -> ThinkingMode:
-    value = r.data.get(key)
+def _thinking_mode(r: _Reader, key: str) -> ThinkingMode | None:
+    value = r.raw(key)
     if value is None:
-        return default
+        return None
     if value is False:  # YAML 1.1 reads a bare `off` as false
         return "off"
     if value not in THINKING_MODES:
@@ -482,117 +511,200 @@ def _thinking_mode(r: _Reader, key: str, default: ThinkingMode) -> ThinkingMode:
 
 
 def _thinking(r: _Reader) -> ThinkingConfig:
-    for key in r.data:
-        if key not in ("simple", "complex"):
-            raise r.error(str(key), "unknown route kind (expected simple or complex)")
-    return ThinkingConfig(
-        simple=_thinking_mode(r, "simple", "off"),
-        complex=_thinking_mode(r, "complex", "default"),
+    result: ThinkingConfig = _fill(
+        ThinkingConfig(), simple=_thinking_mode(r, "simple"), complex=_thinking_mode(r, "complex")
     )
+    return result
 
 
 def _speculative(r: _Reader) -> SpeculativeConfig:
-    known = {f.name for f in fields(SpeculativeConfig)} - {"extra"}
-    draft = _choice(r, "draft_model", "local", UPSTREAM_NAMES)
-    verify = _choice(r, "verify_model", "cerebras", UPSTREAM_NAMES)
+    base = SpeculativeConfig()
+    draft = r.choice("draft_model", UPSTREAM_NAMES) or base.draft_model
+    verify = r.choice("verify_model", UPSTREAM_NAMES) or base.verify_model
     if draft == verify:
         raise r.error("verify_model", "must differ from draft_model")
-    return SpeculativeConfig(
-        enabled=r.get("enabled", bool, True),
+    result: SpeculativeConfig = _fill(
+        base,
+        enabled=r.get("enabled", bool),
         draft_model="local" if draft == "local" else "cerebras",
         verify_model="local" if verify == "local" else "cerebras",
-        max_draft_tokens=r.integer("max_draft_tokens", 100, low=1, high=1_000_000),
-        min_confidence=r.number("min_confidence", 0.7, low=0, high=1),
-        parallel_enabled=r.get("parallel_enabled", bool, True),
-        max_concurrent_drafts=r.integer("max_concurrent_drafts", 3, low=1, high=64),
-        draft_timeout=r.number("draft_timeout", 5.0, low=0.001, high=3600),
-        verify_start=_choice(r, "verify_start", "concurrent", VERIFY_STARTS),
-        scorer=_choice(r, "scorer", "levenshtein", (*SCORER_NAMES, "learned")),
-        accept_short_drafts=r.get("accept_short_drafts", bool, True),
-        tool_call_min_similarity=r.number("tool_call_min_similarity", 0.9, low=0, high=1),
-        logprob_signal=r.get("logprob_signal", bool, False),
-        logprob_min_mean=r.number("logprob_min_mean", 0.8, low=0, high=1),
-        logprob_min_low=r.number("logprob_min_low", 0.3, low=0, high=1),
-        logprob_low_quantile=r.number("logprob_low_quantile", 0.1, low=0, high=1),
-        cost_skip_ratio=r.number("cost_skip_ratio", 0.9, low=0, high=1),
-        expected_answer_tokens=r.integer("expected_answer_tokens", 500, low=1, high=10_000_000),
-        announce_after=r.number("announce_after", 0.25, low=0, high=60),
-        extra={k: v for k, v in r.data.items() if k not in known},
+        max_draft_tokens=r.integer("max_draft_tokens", low=1, high=1_000_000),
+        min_confidence=r.number("min_confidence", low=0, high=1),
+        parallel_enabled=r.get("parallel_enabled", bool),
+        max_concurrent_drafts=r.integer("max_concurrent_drafts", low=1, high=64),
+        draft_timeout=r.number("draft_timeout", low=0.001, high=3600),
+        verify_start=r.choice("verify_start", VERIFY_STARTS),
+        scorer=r.choice("scorer", (*SCORER_NAMES, "learned")),
+        accept_short_drafts=r.get("accept_short_drafts", bool),
+        tool_call_min_similarity=r.number("tool_call_min_similarity", low=0, high=1),
+        logprob_signal=r.get("logprob_signal", bool),
+        logprob_min_mean=r.number("logprob_min_mean", low=0, high=1),
+        logprob_min_low=r.number("logprob_min_low", low=0, high=1),
+        logprob_low_quantile=r.number("logprob_low_quantile", low=0, high=1),
+        cost_skip_ratio=r.number("cost_skip_ratio", low=0, high=1),
+        expected_answer_tokens=r.integer("expected_answer_tokens", low=1, high=10_000_000),
+        announce_after=r.number("announce_after", low=0, high=60),
     )
+    return result
 
 
 def _escalation(r: _Reader) -> EscalationConfig:
-    turns = r.data.get("turns")
-    return EscalationConfig(
-        enabled=r.get("enabled", bool, True),
-        turns=None if turns is None else r.integer("turns", 1, low=1, high=1_000_000),
-        max_conversations=r.integer("max_conversations", 10_000, low=1, high=10_000_000),
-        ttl_seconds=r.number("ttl_seconds", 86_400.0, low=1, high=365 * 86_400),
+    result: EscalationConfig = _fill(
+        EscalationConfig(),
+        enabled=r.get("enabled", bool),
+        turns=r.integer("turns", low=1, high=1_000_000),
+        max_conversations=r.integer("max_conversations", low=1, high=10_000_000),
+        ttl_seconds=r.number("ttl_seconds", low=1, high=365 * 86_400),
     )
+    return result
 
 
 def _learn(r: _Reader) -> LearnConfig:
-    return LearnConfig(
-        agent_loop=r.get("agent_loop", bool, True),
-        agent_loop_ok_weight=r.number("agent_loop_ok_weight", 0.2, low=0, high=1),
-        verify_sample=r.number("verify_sample", 0.0, low=0, high=1),
+    result: LearnConfig = _fill(
+        LearnConfig(),
+        agent_loop=r.get("agent_loop", bool),
+        agent_loop_ok_weight=r.number("agent_loop_ok_weight", low=0, high=1),
+        verify_sample=r.number("verify_sample", low=0, high=1),
     )
+    return result
 
 
-def _optional_share(r: _Reader, key: str) -> float | None:
-    if r.data.get(key) is None:
-        return None
-    return r.number(key, 0.0, low=0.0, high=1.0)
-
-
-def _optional_amount(r: _Reader, key: str) -> float | None:
-    if r.data.get(key) is None:
-        return None
-    value = r.number(key, 0.0, low=0.0, high=1e12)
-    if value <= 0:
+def _amount(r: _Reader, key: str) -> float | None:
+    """A positive limit; null (or absent) means no limit."""
+    value = r.number(key, low=0.0, high=1e12)
+    if value is not None and value <= 0:
         raise r.error(key, "must be > 0 (or null for no limit)")
     return value
 
 
+def _routing(r: _Reader) -> RoutingConfig:
+    keywords = r.strings("complexity_keywords", "strings")
+    fallback = r.section("fallback")
+    ar = r.section("adaptive_cerebras")
+    result: RoutingConfig = _fill(
+        RoutingConfig(),
+        strategy=r.get("strategy", str),
+        simple_task_threshold=r.integer("simple_task_threshold", low=0, high=10_000_000),
+        complexity_keywords=None if keywords is None else tuple(k.lower() for k in keywords),
+        fallback_to_local=fallback.get("to_local", bool),
+        fallback_to_cerebras=fallback.get("to_cerebras", bool),
+        fallback_mid_stream=fallback.choice("mid_stream", MID_STREAM_MODES),
+        client_strategies=r.strings("client_strategies", "strategy names"),
+        adaptive_cerebras=_fill(
+            AdaptiveConfig(),
+            cool_down_duration=ar.number("cool_down_duration", low=0, high=86400),
+            rate_limit_threshold=ar.number("rate_limit_threshold", low=0, high=1),
+        ),
+        thinking=_thinking(r.section("thinking")),
+        router=r.choice("router", ROUTER_KINDS),
+        target_cloud_share=r.number("target_cloud_share", low=0.0, high=1.0),
+        escalation=_escalation(r.section("escalation")),
+        learn=_learn(r.section("learn")),
+    )
+    return result
+
+
 def _rate_limits(r: _Reader) -> RateLimitsConfig:
-    names = r.get("reactive_strategies", list, ["always_cerebras"])
-    if not all(isinstance(n, str) and n for n in names):
+    names = r.strings("reactive_strategies", "strategy names")
+    if names is not None and not all(names):
         raise r.error("reactive_strategies", "must be a list of strategy names")
     plan = r.section("cerebras")
-    return RateLimitsConfig(
-        reactive_strategies=tuple(names),
+    result: RateLimitsConfig = _fill(
+        RateLimitsConfig(),
+        reactive_strategies=names,
         cerebras=PlanLimits(
-            requests_per_minute=_optional_amount(plan, "requests_per_minute"),
-            tokens_per_minute=_optional_amount(plan, "tokens_per_minute"),
-            requests_per_day=_optional_amount(plan, "requests_per_day"),
+            requests_per_minute=_amount(plan, "requests_per_minute"),
+            tokens_per_minute=_amount(plan, "tokens_per_minute"),
+            requests_per_day=_amount(plan, "requests_per_day"),
         ),
     )
+    return result
 
 
 def _budget(r: _Reader) -> BudgetConfig:
-    action = r.get("on_exhausted", str, "local")
-    if action not in BUDGET_ACTIONS:
-        raise r.error("on_exhausted", f"must be one of {', '.join(BUDGET_ACTIONS)}")
-    return BudgetConfig(
-        daily_usd=_optional_amount(r, "daily_usd"),
-        monthly_usd=_optional_amount(r, "monthly_usd"),
-        on_exhausted=action,
+    result: BudgetConfig = _fill(
+        BudgetConfig(),
+        daily_usd=_amount(r, "daily_usd"),
+        monthly_usd=_amount(r, "monthly_usd"),
+        on_exhausted=r.choice("on_exhausted", BUDGET_ACTIONS),
     )
+    return result
+
+
+def _server(r: _Reader) -> ServerConfig:
+    result: ServerConfig = _fill(
+        ServerConfig(),
+        host=r.get("host", str),
+        port=r.integer("port", low=0, high=65535),
+        max_body_bytes=r.integer("max_body_bytes", low=1024, high=2**31),
+        max_messages=r.integer("max_messages", low=1, high=10_000_000),
+        max_event_bytes=r.integer("max_event_bytes", low=1024, high=2**31),
+        shutdown_grace_seconds=r.number("shutdown_grace_seconds", low=0, high=3600),
+        workers=r.integer("workers", low=1, high=256),
+    )
+    return result
+
+
+def _limits(r: _Reader) -> LimitsConfig:
+    result: LimitsConfig = _fill(
+        LimitsConfig(),
+        max_concurrent_requests=r.integer("max_concurrent_requests", low=0, high=10**6),
+        max_concurrent_per_key=r.integer("max_concurrent_per_key", low=0, high=10**6),
+    )
+    return result
+
+
+def _storage(r: _Reader) -> StorageConfig:
+    level = r.get("log_level", str)
+    result: StorageConfig = _fill(
+        StorageConfig(),
+        ledger_path=r.get("ledger_path", str),
+        log_path=r.get("log_path", str),
+        log_max_bytes=r.integer("log_max_bytes", low=1024, high=2**40),
+        log_backups=r.integer("log_backups", low=0, high=1000),
+        log_level=None if level is None else level.upper(),
+    )
+    return result
+
+
+def cross_check(config: GatewayConfig) -> None:
+    """Checks between keys and against the strategy registry; raise ConfigError naming the key.
+
+    parse_config runs it; create_app runs it again for configs changed after parsing (--strategy).
+    """
+    # Imported here: the strategies import this module.
+    from .strategies import strategy_names
+
+    known = strategy_names()
+    reactive = config.rate_limits.reactive_strategies
+    named = [("routing.strategy", config.routing.strategy)]
+    named += [("routing.client_strategies", n) for n in config.routing.client_strategies or ()]
+    named += [("rate_limits.reactive_strategies", n) for n in reactive]
+    for key, name in named:
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(
+                f"{config.source}: {key}: unknown strategy {name!r}{hint} "
+                f"(available: {', '.join(known)})"
+            )
 
 
 def _state(r: _Reader, env: Mapping[str, str]) -> StateConfig:
     """`state.*`; `GATEWAY_REDIS_URL` overrides `state.redis_url`."""
-    url = env.get("GATEWAY_REDIS_URL") or r.get("redis_url", str, "")
+    url = env.get("GATEWAY_REDIS_URL") or r.get("redis_url", str)
     if url and not url.startswith(("redis://", "rediss://", "unix://")):
         raise r.error("redis_url", "must start with redis://, rediss:// or unix://")
-    return StateConfig(
+    result: StateConfig = _fill(
+        StateConfig(),
         redis_url=url,
-        timeout_ms=r.number("timeout_ms", 50.0, low=1, high=60_000),
-        on_unavailable=_choice(r, "on_unavailable", "local", STATE_ON_UNAVAILABLE),
-        reservation_ttl_s=r.number("reservation_ttl_s", 120.0, low=1, high=86_400),
-        key_prefix=r.get("key_prefix", str, "glm"),
-        replica_id=r.get("replica_id", str, ""),
+        timeout_ms=r.number("timeout_ms", low=1, high=60_000),
+        on_unavailable=r.choice("on_unavailable", STATE_ON_UNAVAILABLE),
+        reservation_ttl_s=r.number("reservation_ttl_s", low=1, high=86_400),
+        key_prefix=r.get("key_prefix", str),
+        replica_id=r.get("replica_id", str),
     )
+    return result
 
 
 def parse_config(
@@ -601,81 +713,35 @@ def parse_config(
     source: str = "<config>",
     env: Mapping[str, str] | None = None,
 ) -> GatewayConfig:
-    """Build a validated GatewayConfig from parsed YAML (None means all defaults)."""
+    """Build a validated GatewayConfig from parsed YAML (None means all defaults).
+
+    One pass: types and bounds while reading, then every key never read is refused (naming the
+    closest known one), then the cross-checks. Raises ConfigError naming file and key path.
+    """
     env = os.environ if env is None else env
     top = _Reader(expand_env(data or {}, env), "", source)
     timeouts = _timeouts(top.section("timeouts"), Timeouts())
     models_r = top.section("models")
     models = {name: _model(name, models_r.section(name), env, timeouts) for name in UPSTREAM_NAMES}
-    for extra in models_r.data:
-        if extra not in UPSTREAM_NAMES:
-            raise models_r.error(str(extra), "unknown upstream (expected local or cerebras)")
-
-    rr = top.section("routing")
-    ar = rr.section("adaptive_cerebras")
-    keywords = rr.get("complexity_keywords", list, list(_DEFAULT_KEYWORDS))
-    if not all(isinstance(k, str) for k in keywords):
-        raise rr.error("complexity_keywords", "must be a list of strings")
-    fallback = rr.section("fallback")
-    routing = RoutingConfig(
-        strategy=rr.get("strategy", str, "smart_routing"),
-        simple_task_threshold=rr.integer("simple_task_threshold", 1000, low=0, high=10_000_000),
-        complexity_keywords=tuple(k.lower() for k in keywords),
-        fallback_to_local=fallback.get("to_local", bool, True),
-        fallback_to_cerebras=fallback.get("to_cerebras", bool, True),
-        fallback_mid_stream=_choice(fallback, "mid_stream", "continue", MID_STREAM_MODES),
-        client_strategies=_client_strategies(rr),
-        adaptive_cerebras=AdaptiveConfig(
-            cool_down_duration=ar.number("cool_down_duration", 60.0, low=0, high=86400),
-            rate_limit_threshold=ar.number("rate_limit_threshold", 0.2, low=0, high=1),
-        ),
-        thinking=_thinking(rr.section("thinking")),
-        router=_choice(rr, "router", DEFAULT_ROUTER, ROUTER_KINDS),
-        target_cloud_share=_optional_share(rr, "target_cloud_share"),
-        escalation=_escalation(rr.section("escalation")),
-        learn=_learn(rr.section("learn")),
-    )
-
-    speculative = _speculative(top.section("speculative_decoding"))
-
-    vr = top.section("server")
-    server = ServerConfig(
-        host=vr.get("host", str, "127.0.0.1"),
-        port=vr.integer("port", 8000, low=0, high=65535),
-        max_body_bytes=vr.integer("max_body_bytes", 10 * 1024 * 1024, low=1024, high=2**31),
-        max_messages=vr.integer("max_messages", 10_000, low=1, high=10_000_000),
-        max_event_bytes=vr.integer("max_event_bytes", 8 * 1024 * 1024, low=1024, high=2**31),
-        shutdown_grace_seconds=vr.number("shutdown_grace_seconds", 30.0, low=0, high=3600),
-        workers=vr.integer("workers", 1, low=1, high=256),
-    )
-    auth = _auth(top.section("auth"), env)
-    lr = top.section("limits")
-    limits = LimitsConfig(
-        max_concurrent_requests=lr.integer("max_concurrent_requests", 512, low=0, high=10**6),
-        max_concurrent_per_key=lr.integer("max_concurrent_per_key", 0, low=0, high=10**6),
-    )
-    st = top.section("storage")
-    storage = StorageConfig(
-        ledger_path=st.get("ledger_path", str, "data/ledger.db"),
-        log_path=st.get("log_path", str, "logs/api_server.log"),
-        log_max_bytes=st.integer("log_max_bytes", 10 * 1024 * 1024, low=1024, high=2**40),
-        log_backups=st.integer("log_backups", 5, low=0, high=1000),
-        log_level=st.get("log_level", str, "INFO").upper(),
-    )
-    return GatewayConfig(
+    config = GatewayConfig(
         models=models,
-        routing=routing,
-        speculative_decoding=speculative,
-        server=server,
-        storage=storage,
-        auth=auth,
-        limits=limits,
+        routing=_routing(top.section("routing")),
+        speculative_decoding=_speculative(top.section("speculative_decoding")),
+        server=_server(top.section("server")),
+        storage=_storage(top.section("storage")),
+        auth=_auth(top.section("auth"), env),
+        limits=_limits(top.section("limits")),
         rate_limits=_rate_limits(top.section("rate_limits")),
         budget=_budget(top.section("budget")),
         state=_state(top.section("state"), env),
         source=source,
         raw=dict(data or {}),
     )
+    unknown = [message for reader in top.readers for message in reader.unknown_keys()]
+    if unknown:
+        raise ConfigError("\n".join(unknown))
+    cross_check(config)
+    return config
 
 
 def load_config(path: str | Path | None, env: Mapping[str, str] | None = None) -> GatewayConfig:

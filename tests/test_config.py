@@ -149,7 +149,6 @@ def check_spec_config(cfg: GatewayConfig) -> None:
         max_concurrent_drafts=3,
         draft_timeout=5.0,
     )
-    assert cfg.speculative_decoding.extra == {}
 
 
 def test_spec_config_parses_unchanged(tmp_path: Path) -> None:
@@ -292,7 +291,7 @@ def test_overrides_are_read() -> None:
                 "complexity_keywords": ["Code", "DEBUG"],
                 "fallback": {"to_local": False},
             },
-            "speculative_decoding": {"draft_timeout": 2.5, "future_option": "x"},
+            "speculative_decoding": {"draft_timeout": 2.5},
             "server": {"port": 9000, "max_messages": 50},
             "storage": {"log_level": "debug"},
         },
@@ -307,7 +306,6 @@ def test_overrides_are_read() -> None:
     assert cfg.routing.complexity_keywords == ("code", "debug")
     assert (cfg.routing.fallback_to_local, cfg.routing.fallback_to_cerebras) == (False, True)
     assert cfg.speculative_decoding.draft_timeout == 2.5
-    assert cfg.speculative_decoding.extra == {"future_option": "x"}
     assert (cfg.server.port, cfg.server.max_messages) == (9000, 50)
     assert cfg.storage.log_level == "DEBUG"
 
@@ -438,7 +436,6 @@ def test_shipped_config_loads_and_has_the_spec_keys() -> None:
     assert cfg.routing.simple_task_threshold == 1000
     assert cfg.routing.adaptive_cerebras == AdaptiveConfig(60.0, 0.2)
     assert cfg.speculative_decoding.draft_timeout == 5.0
-    assert cfg.speculative_decoding.extra == {}
 
 
 def test_shipped_config_without_env_key() -> None:

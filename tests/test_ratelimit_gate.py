@@ -414,16 +414,14 @@ def test_rate_limits_config_errors_name_the_key(section: dict, message: str) -> 
 
 
 def test_unknown_reactive_strategy_is_refused_at_start(tmp_path) -> None:
-    from gateway.app import create_app
     from gateway.config import ConfigError
 
-    config = parse_config(
-        {
-            "rate_limits": {"reactive_strategies": ["always_cerebras", "alwys_local"]},
-            "storage": {"ledger_path": str(tmp_path / "l.db")},
-        },
-        source="<test>",
-        env={},
-    )
     with pytest.raises(ConfigError, match="rate_limits.reactive_strategies: unknown strategy"):
-        create_app(config)
+        parse_config(
+            {
+                "rate_limits": {"reactive_strategies": ["always_cerebras", "alwys_local"]},
+                "storage": {"ledger_path": str(tmp_path / "l.db")},
+            },
+            source="<test>",
+            env={},
+        )

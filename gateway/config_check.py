@@ -1,0 +1,71 @@
+"""`glm-gateway config check [--config F]`: validate a config as start-up does and print the
+effective values, secrets masked. Exit 0 when valid, 2 on any error (the message names the key).
+
+Secrets (upstream API keys, client keys) are never printed: only whether they are set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .config import ConfigError, GatewayConfig, load_config
+
+MASK = "***"
+
+
+def build_parser(default_config: Path) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="glm-gateway config check",
+        description="Validate the config as start-up does and print the effective values with "
+        "secrets masked; exit 0 when valid, 2 on any error.",
+    )
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help=f"YAML config (default: {default_config} if present, else built-in)",
+    )
+    return parser
+
+
+def _masked_key(key: str) -> str:
+    return f"{MASK} (set)" if key else "(not set)"
+
+
+def effective(config: GatewayConfig) -> dict[str, Any]:
+    """The config as plain data, every secret replaced by whether it is set."""
+    data = asdict(config)
+    del data["raw"]  # as written: may hold a literal key
+    for name, model in config.models.items():
+        data["models"][name]["api_key"] = _masked_key(model.api_key)
+    keys = config.auth.api_keys
+    data["auth"]["api_keys"] = f"{MASK} ({len(keys)} set)" if keys else "(none set)"
+    return data
+
+
+def render(config: GatewayConfig) -> str:
+    """The effective config as YAML, secrets masked."""
+    body = yaml.safe_dump(effective(config), sort_keys=False, default_flow_style=False)
+    return f"# {config.source}: valid\n{body}"
+
+
+def main(argv: Sequence[str], default_config: Path) -> int:
+    """`config check`: argv is what follows the two words. Returns the exit status."""
+    args = build_parser(default_config).parse_args(list(argv))
+    path = args.config
+    if path is None and default_config.exists():
+        path = default_config
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return 2
+    print(render(config), end="")
+    return 0

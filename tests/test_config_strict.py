@@ -1,0 +1,170 @@
+"""A config that refuses mistakes: unknown keys name the closest valid key; `config check`."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from gateway.cli import main
+from gateway.config import ConfigError, parse_config
+
+ROOT = Path(__file__).resolve().parents[1]
+SECRET = "csk-secret-9d8c7b6a5f4e"
+CLIENT_KEY = "client-key-5e4d3c2b1a"
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (
+            {"budget": {"dayly_usd": 1}},
+            "budget.dayly_usd: unknown key; did you mean budget.daily_usd?",
+        ),
+        ({"routng": {"strategy": "always_local"}}, "routng: unknown key; did you mean routing?"),
+        (
+            {"speculative_decoding": {"min_confidance": 0.5}},
+            "speculative_decoding.min_confidance: unknown key; "
+            "did you mean speculative_decoding.min_confidence?",
+        ),
+        (
+            {"rate_limits": {"cerebras": {"tokens_per_minut": 30000}}},
+            "rate_limits.cerebras.tokens_per_minut: unknown key; "
+            "did you mean rate_limits.cerebras.tokens_per_minute?",
+        ),
+        (
+            {"models": {"cerebras": {"prices": {"input_per_milion": 1}}}},
+            "models.cerebras.prices.input_per_milion: unknown key; "
+            "did you mean models.cerebras.prices.input_per_million?",
+        ),
+        ({"models": {"lokal": {}}}, "models.lokal: unknown key; did you mean models.local?"),
+        (
+            {"routing": {"fallback": {"to_locl": False}}},
+            "routing.fallback.to_locl: unknown key; did you mean routing.fallback.to_local?",
+        ),
+    ],
+)
+def test_a_typo_stops_the_start_naming_the_closest_key(data: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(data, source="my.yaml", env={})
+    assert f"my.yaml: {message}" in str(info.value)
+
+
+def test_a_key_far_from_any_is_refused_without_a_guess() -> None:
+    with pytest.raises(ConfigError, match=r"^my\.yaml: budget\.zzz: unknown key$"):
+        parse_config({"budget": {"zzz": 1}}, source="my.yaml", env={})
+
+
+def test_every_unknown_key_is_named_at_once() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config({"routng": {}, "server": {"prot": 1}}, source="c", env={})
+    assert "routng" in str(info.value) and "server.prot" in str(info.value)
+
+
+def test_free_values_are_not_keys() -> None:
+    """Lists of names (keywords, strategies) take any strings; null keeps the default."""
+    cfg = parse_config(
+        {
+            "routing": {
+                "complexity_keywords": ["anything", "Goes"],
+                "client_strategies": ["always_local"],
+                "escalation": {"turns": None},
+            },
+            "budget": {"daily_usd": None},
+        },
+        env={},
+    )
+    assert cfg.routing.complexity_keywords == ("anything", "goes")
+    assert cfg.routing.escalation.turns is None and cfg.budget.daily_usd is None
+
+
+def test_an_unknown_strategy_names_the_closest() -> None:
+    with pytest.raises(
+        ConfigError,
+        match="routing.strategy: unknown strategy 'smart_routng'; did you mean 'smart_routing'",
+    ):
+        parse_config({"routing": {"strategy": "smart_routng"}}, env={})
+
+
+# --- glm-gateway config check ---------------------------------------------------------------
+
+
+def write(tmp_path: Path, data: dict[str, Any]) -> Path:
+    path = tmp_path / "gateway.yaml"
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return path
+
+
+def test_config_check_prints_the_effective_config_with_secrets_masked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CEREBRAS_API_KEY", SECRET)
+    monkeypatch.setenv("GATEWAY_API_KEYS", CLIENT_KEY)
+    path = write(tmp_path, {"budget": {"daily_usd": 3}, "auth": {"api_keys": ["literal-key-123"]}})
+    assert main(["config", "check", "--config", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert SECRET not in out and CLIENT_KEY not in out and "literal-key-123" not in out
+    shown = yaml.safe_load(out)
+    assert shown["models"]["cerebras"]["api_key"] == "*** (set)"
+    assert shown["models"]["local"]["api_key"] == "(not set)"
+    assert shown["auth"]["api_keys"] == "*** (2 set)"
+    assert shown["budget"]["daily_usd"] == 3.0
+    assert shown["routing"]["strategy"] == "smart_routing"  # defaults are shown too
+
+
+def test_config_check_without_keys_says_not_set(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CEREBRAS_API_KEY", raising=False)
+    monkeypatch.delenv("GATEWAY_API_KEYS", raising=False)
+    assert main(["config", "check", "--config", str(write(tmp_path, {}))]) == 0
+    shown = yaml.safe_load(capsys.readouterr().out)
+    assert shown["models"]["cerebras"]["api_key"] == "(not set)"
+    assert shown["auth"]["api_keys"] == "(none set)"
+
+
+def test_config_check_fails_naming_the_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, {"budget": {"dayly_usd": 1}})
+    assert main(["config", "check", "--config", str(path)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "budget.dayly_usd: unknown key; did you mean budget.daily_usd?" in captured.err
+
+
+def test_config_check_accepts_the_shipped_config(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["config", "check", "--config", str(ROOT / "conf" / "gateway.yaml")]) == 0
+    assert capsys.readouterr().out.startswith(f"# {ROOT / 'conf' / 'gateway.yaml'}: valid\n")
+
+
+def test_config_check_as_a_real_process(tmp_path: Path) -> None:
+    env = {**os.environ, "CEREBRAS_API_KEY": SECRET, "PYTHONPATH": str(ROOT)}
+    good = write(tmp_path, {"routing": {"strategy": "always_local"}})
+    run = subprocess.run(
+        [sys.executable, "-m", "gateway", "config", "check", "--config", str(good)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    assert SECRET not in run.stdout and "*** (set)" in run.stdout
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("speculative_decoding:\n  min_confidance: 0.5\n", encoding="utf-8")
+    run = subprocess.run(
+        [sys.executable, "-m", "gateway", "config", "check", "--config", str(bad)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert run.returncode == 2
+    assert "did you mean speculative_decoding.min_confidence?" in run.stderr
