@@ -80,6 +80,8 @@ class _Exchange:
             return self._close_connection()
         if fault in STATUS_FAULTS:
             return self._status_fault()
+        if fault == "slow_error_body":
+            return await self._slow_error_body()
         if self.state.is_loading():
             return self._error(self.dialect.loading())
         key = self.options.api_key
@@ -188,6 +190,15 @@ class _Exchange:
         code = "token_quota_exceeded" if kind == "tokens" else "request_quota_exceeded"
         headers = self.quota.exhausted_headers(float(self._param("reset_seconds")), kind)
         return self._error(self.dialect.rate_limited(code), headers=headers)
+
+    async def _slow_error_body(self) -> web.StreamResponse:
+        """A 500 whose headers go out at once and whose body waits `seconds`."""
+        self.log.status = 500
+        response = web.StreamResponse(status=500, headers={"Content-Type": "application/json"})
+        await response.prepare(self.request)
+        await asyncio.sleep(float(self._param("seconds")))
+        await response.write(orjson.dumps(self.dialect.server_error().body))
+        return response
 
     def _close_connection(self) -> web.Response:
         """Close the socket without a proper HTTP ending; aiohttp's final write then fails."""

@@ -6,7 +6,8 @@ for `seconds` then resumes, `cut` closes the socket, `malformed_event` writes a 
 continues, `garbage` writes 4 KiB of non-UTF-8 bytes and ends the response, `error_event` writes
 `data: {"error": ...}` and ends without [DONE]; a stream shorter than `after_chunks` never sees
 the fault. `huge_event` puts one `size`-character content chunk first; `drop` closes the
-connection before any response. Non-stream requests: stall delays the reply, cut closes without
+connection before any response; `slow_error_body` sends a 500's headers, then its body only after
+`seconds`. Non-stream requests: stall delays the reply, cut closes without
 reply, malformed_event/garbage send a broken body with status 200, error_event answers 500.
 """
 
@@ -30,6 +31,7 @@ FAULTS: dict[str, dict[str, Any]] = {
     "huge_event": {"size": 1_200_000},
     "error_event": {"after_chunks": 2},
     "drop": {},
+    "slow_error_body": {"seconds": 3600.0},
 }
 
 # Faults answered with an error status before any generation starts.

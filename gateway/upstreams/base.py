@@ -482,11 +482,14 @@ class OpenAICompatibleUpstream:
                     if response.status != 200:
                         raise await self._http_error(response, call)
             except asyncio.CancelledError:
-                # Cancelled before the headers: the prompt may already be processed and billed.
+                # Also while an error body was being read: the call did not end as ok.
+                call.status = "cancelled"
                 if response is None or response.status == 200:
-                    call.status = "cancelled"
+                    # Before the headers: the prompt may already be processed and billed.
                     call.prompt_tokens = estimate_prompt_tokens(body)
                     call.estimated = True
+                else:
+                    call.http_status = response.status
                 raise
             except TimeoutError:
                 raise self._tag(
@@ -576,7 +579,6 @@ class OpenAICompatibleUpstream:
     def _tag(exc: UpstreamError, call: UpstreamCall) -> UpstreamError:
         call.status = exc.call_status  # type: ignore[assignment]
         call.error = exc.message
-        exc.call = call  # type: ignore[attr-defined]
         return exc
 
     async def health(self) -> Health:
