@@ -133,9 +133,7 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
             Learning, config, learner=router.learn, on_escalated_turn=router.count_escalation
         )
         app[LEARNING_KEY] = learning
-        strategies = create_strategies(
-            StrategyContext(config, upstreams, watchers, gate, router, learning)
-        )
+        strategies = create_strategies(StrategyContext(config, upstreams, gate, router, learning))
         guard = app[GUARD_KEY]
         prices: dict[str, Prices] = {n: config.models[n].prices for n in UPSTREAM_NAMES}
         metrics = Metrics(prices, {str(n): w for n, w in watchers.items()}, lambda: guard.in_flight)

@@ -24,7 +24,6 @@ from .errors import GatewayError
 
 BeforeDone = Callable[[], Awaitable[None]]
 _DONE_EVENT = b"data: [DONE]\n\n"
-_KEEPALIVE = b": keepalive\n\n"
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
@@ -43,8 +42,6 @@ class Sink(Protocol):
     async def emit_many(self, chunks: list[dict[str, Any]]) -> None:
         """`emit` for chunks that arrived together; a stream writes them in one go."""
         ...
-
-    async def keepalive(self) -> None: ...
 
     def has_answer(self) -> bool: ...
 
@@ -231,10 +228,6 @@ class StreamSink:
             return
         await self.response.write(data)
 
-    async def keepalive(self) -> None:
-        if self.response is not None:
-            await self.response.write(_KEEPALIVE)
-
     def has_answer(self) -> bool:
         return bool(self.answer_choices)
 
@@ -340,9 +333,6 @@ class CollectSink:
     async def emit_many(self, chunks: list[dict[str, Any]]) -> None:
         for chunk in chunks:
             await self.emit(chunk)
-
-    async def keepalive(self) -> None:
-        return None
 
     def has_answer(self) -> bool:
         return self.assembly.has_answer()

@@ -9,7 +9,6 @@ from typing import ClassVar, Protocol
 from ..admission import UpstreamGate
 from ..config import GatewayConfig
 from ..exchange import Exchange
-from ..ratelimit import RateLimitWatcher
 from ..records import UpstreamName
 from ..router import Router
 from ..router.learning import Learning
@@ -22,7 +21,6 @@ class StrategyContext:
 
     config: GatewayConfig
     upstreams: Mapping[UpstreamName, OpenAICompatibleUpstream]
-    watchers: Mapping[UpstreamName, RateLimitWatcher]
     gate: UpstreamGate
     # The app's router (gateway.router), shared with the HTTP handlers; None: each strategy
     # that needs one makes a private, non-persistent one.
