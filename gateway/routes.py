@@ -13,7 +13,7 @@ import orjson
 from aiohttp import web
 
 from . import __version__
-from .app import MODEL_ALIAS, SERVICES_KEY, Services
+from .app import GUARD_KEY, MODEL_ALIAS, SERVICES_KEY, Services
 from .errors import GatewayError
 from .exchange import Exchange
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -99,16 +99,24 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     learning = services.learning
     if learning is not None:  # agent-loop signals of the previous turn; escalation for this one
         learning.tracker.begin(request_id, body, request.headers)
+    cancelled = False  # then the record is written in the background
     try:
         await strategy.run(ex)
     except GatewayError as exc:
         return await _fail(ex, exc)
     except asyncio.CancelledError:
-        _disconnected(ex)
+        cancelled = True
+        # While draining, a cancellation is the shutdown's: aiohttp closes the connection
+        # itself then, so the transport cannot tell the two apart.
+        if request.app[GUARD_KEY].draining:
+            _cancelled_by_server(ex)
+        else:
+            _disconnected(ex)
         raise
     except ConnectionError:
         _disconnected(ex)
-        return _response_of(sink)
+        # The client may have left before the headers went out: nothing is sent to it anyway.
+        return sink.response or web.Response(status=499)
     except Exception as exc:  # a bug must still end the stream cleanly, never corrupt it
         log.exception("req=%s unexpected error in strategy %s", request_id, strategy.name)
         internal = GatewayError(
@@ -117,7 +125,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         return await _fail(ex, internal)
     finally:
         sink.release()
-        if record.outcome != "client_disconnected":
+        if not cancelled and record.outcome != "client_disconnected":
             await _finalize(ex)
         if learning is not None:
             learning.tracker.finish(
@@ -162,6 +170,14 @@ def _disconnected(ex: Exchange) -> None:
         return
     ex.record.outcome = "client_disconnected"
     ex.record.http_status = 499
+    _finalize_in_background(ex)
+
+
+def _cancelled_by_server(ex: Exchange) -> None:
+    """Cancelled by the shutdown after its grace period: a 503, not a client's 499."""
+    ex.record.outcome = "error"
+    ex.record.error_type = "shutdown"
+    ex.record.http_status = 503
     _finalize_in_background(ex)
 
 

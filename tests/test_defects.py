@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import aiohttp
+import pytest
+from support import chat, gateway_config
 
+from gateway.app import GUARD_KEY, create_app
 from gateway.config import parse_config
 from gateway.records import UpstreamCall
 from gateway.sim import SimServer
@@ -43,3 +47,56 @@ async def test_a_call_cancelled_while_its_error_body_is_read_is_cancelled(
     [settled] = calls
     assert settled.status == "cancelled"
     assert settled.http_status == 500
+
+
+async def test_a_client_leaving_before_the_headers_is_a_499_without_an_error_log(
+    make_gateway: Any,
+    client: aiohttp.ClientSession,
+    local_sim: SimServer,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    local_sim.inject("slow_first_token", delay=0.3)
+    gw = await make_gateway("always_local")
+    body = chat("hello", stream=True)
+    request = asyncio.create_task(client.post(gw.url + "/chat/completions", json=body))
+    await wait_for(lambda: local_sim.requests, "the upstream call")
+    request.cancel()  # the client leaves; the gateway learns it at its first write
+    await asyncio.gather(request, return_exceptions=True)
+    ledger = gw.services.ledger
+
+    async def rows() -> list[Any]:
+        await ledger.flush()
+        return ledger.rows()
+
+    for _ in range(300):
+        if await rows():
+            break
+        await asyncio.sleep(0.01)
+    [row] = await rows()
+    assert (row.outcome, row.http_status) == ("client_disconnected", 499)
+    logged = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert not logged, logged
+
+
+async def test_a_request_cancelled_by_shutdown_is_not_logged_as_a_client_disconnect(
+    aiohttp_server: Any,
+    tmp_path: Any,
+    client: aiohttp.ClientSession,
+    local_sim: SimServer,
+    cerebras_sim: SimServer,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="gateway.requests")
+    local_sim.inject("slow_first_token", delay=30)
+    cfg = gateway_config(tmp_path, local_sim.url, cerebras_sim.url, strategy="always_local")
+    server = await aiohttp_server(create_app(cfg), shutdown_timeout=0.1)
+    body = chat("hello", stream=True)
+    url = f"http://{server.host}:{server.port}/v1/chat/completions"
+    request = asyncio.create_task(client.post(url, json=body))
+    await wait_for(lambda: local_sim.requests, "the upstream call")
+    server.app[GUARD_KEY].draining = True  # as the CLI's shutdown does before its grace period
+    await server.close()  # the grace period ends with the client still connected
+    await asyncio.gather(request, return_exceptions=True)
+    lines = [r.getMessage() for r in caplog.records if r.name == "gateway.requests"]
+    assert any("outcome=error status=503" in line for line in lines), lines
+    assert not any("status=499" in line for line in lines), lines
