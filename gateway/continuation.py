@@ -114,7 +114,7 @@ async def continue_stream(ex: Exchange, failed: UpstreamError) -> bool:
     prefill = ""
     if why is None:
         prefill, why = ex.sink.partial_answer()
-    first: UpstreamCall | None = getattr(failed, "call", None)
+    first: UpstreamCall | None = failed.call
     at_tokens = first.completion_tokens if first is not None else 0
     body: dict[str, Any] = {}
     if why is None:

@@ -23,6 +23,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from .records import UpstreamCall
+
 
 class GatewayError(Exception):
     """An error with an HTTP status and an OpenAI-shaped body."""
@@ -121,6 +123,8 @@ class UpstreamError(GatewayError):
     def __init__(self, upstream: str, message: str, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
         self.upstream = upstream
+        # The call that failed, once the upstream tagged it (a continuation bills its tokens).
+        self.call: UpstreamCall | None = None
 
 
 class UpstreamConnectError(UpstreamError):

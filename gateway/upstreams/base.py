@@ -579,6 +579,7 @@ class OpenAICompatibleUpstream:
     def _tag(exc: UpstreamError, call: UpstreamCall) -> UpstreamError:
         call.status = exc.call_status  # type: ignore[assignment]
         call.error = exc.message
+        exc.call = call
         return exc
 
     async def health(self) -> Health:
