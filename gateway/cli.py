@@ -36,6 +36,7 @@ log = logging.getLogger("gateway.cli")
 DEFAULT_CONFIG = Path("conf/gateway.yaml")
 DEMO_API_KEY = "demo-key-not-secret"
 DEMO_LEDGER = "data/demo_ledger.db"
+DEMO_UPSTREAMS_FLAG = "--demo-upstreams"  # a demo worker: the parent runs the simulators
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -86,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
         "one needs shared state (state.redis_url or GATEWAY_REDIS_URL)",
     )
     parser.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument(DEMO_UPSTREAMS_FLAG, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING ...")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser
@@ -118,9 +120,9 @@ def resolve_config(args: argparse.Namespace) -> GatewayConfig:
     return replace(config, server=server, routing=routing, storage=storage)
 
 
-def check_workers(config: GatewayConfig) -> str | None:
-    """Why `config` cannot run its workers, or None."""
-    if config.server.workers > 1 and not config.state.redis_url:
+def check_workers(config: GatewayConfig, *, demo: bool = False) -> str | None:
+    """Why `config` cannot run its workers, or None. The demo brings its own redis-server."""
+    if config.server.workers > 1 and not config.state.redis_url and not demo:
         return (
             f"server.workers is {config.server.workers}: more than one worker needs shared state "
             "(set state.redis_url or GATEWAY_REDIS_URL, e.g. redis://127.0.0.1:6379/0); "
@@ -148,6 +150,19 @@ def run_workers(words: list[str], workers: int) -> int:
         signal.signal(sig, forward)
     codes = [child.wait() for child in children]
     return next((code for code in codes if code), 0)
+
+
+def _run_demo_workers(words: list[str], config: GatewayConfig) -> int:
+    from .demo_fleet import DemoFleetError, run_demo_workers
+
+    try:
+        with asyncio.Runner(loop_factory=loop_factory()) as runner:
+            return runner.run(
+                run_demo_workers(words, config.server.workers, config.state.redis_url)
+            )
+    except DemoFleetError as exc:
+        print(f"demo: {exc}", file=sys.stderr)
+        return 1
 
 
 _DEMO_DRAFT_SEARCH = """def binary_search(items, target):
@@ -195,8 +210,8 @@ def _demo_scripts() -> tuple[dict[str, ScriptedAnswer], dict[str, ScriptedAnswer
 
 
 @asynccontextmanager
-async def demo_upstreams(config: GatewayConfig) -> AsyncIterator[GatewayConfig]:
-    """Start simulated llama.cpp and Cerebras servers; yield the config pointing at them."""
+async def demo_upstreams_running() -> AsyncIterator[tuple[str, str]]:
+    """Start simulated llama.cpp and Cerebras servers; yield their URLs (local, cerebras)."""
     from .sim import SimOptions, running_sim
 
     local_script, cerebras_script = _demo_scripts()
@@ -214,18 +229,28 @@ async def demo_upstreams(config: GatewayConfig) -> AsyncIterator[GatewayConfig]:
         quota_tokens_per_minute=200_000,
     )
     async with running_sim(local_opts) as local, running_sim(cerebras_opts) as cerebras:
-        models = dict(config.models)
-        models["local"] = replace(
-            models["local"], enabled=True, endpoint=local.url, model="sim-local"
-        )
-        models["cerebras"] = replace(
-            models["cerebras"], enabled=True, endpoint=cerebras.url, api_key=DEMO_API_KEY
-        )
         print(
             f"demo: simulated llama.cpp at {local.url}, simulated Cerebras at {cerebras.url}",
             flush=True,
         )
-        yield replace(config, models=models)
+        yield local.url, cerebras.url
+
+
+def with_demo_upstreams(config: GatewayConfig, local_url: str, cerebras_url: str) -> GatewayConfig:
+    """`config` pointing at the demo's simulators."""
+    models = dict(config.models)
+    models["local"] = replace(models["local"], enabled=True, endpoint=local_url, model="sim-local")
+    models["cerebras"] = replace(
+        models["cerebras"], enabled=True, endpoint=cerebras_url, api_key=DEMO_API_KEY
+    )
+    return replace(config, models=models)
+
+
+@asynccontextmanager
+async def demo_upstreams(config: GatewayConfig) -> AsyncIterator[GatewayConfig]:
+    """Start simulated llama.cpp and Cerebras servers; yield the config pointing at them."""
+    async with demo_upstreams_running() as (local_url, cerebras_url):
+        yield with_demo_upstreams(config, local_url, cerebras_url)
 
 
 def _is_loopback(host: str) -> bool:
@@ -248,10 +273,20 @@ def exposure_warning(host: str, has_client_keys: bool) -> str | None:
 
 
 async def serve(
-    config: GatewayConfig, *, demo: bool, local_model: bool = False, demo_traffic: bool = False
+    config: GatewayConfig,
+    *,
+    demo: bool,
+    local_model: bool = False,
+    demo_traffic: bool = False,
+    demo_endpoints: str | None = None,
 ) -> None:
+    """Serve until SIGINT/SIGTERM. `demo_endpoints` ("local,cerebras" URLs): a demo worker,
+    whose simulators the parent process runs."""
     async with AsyncExitStack() as stack:
-        if demo:
+        if demo and demo_endpoints:
+            local_url, _, cerebras_url = demo_endpoints.partition(",")
+            config = with_demo_upstreams(config, local_url, cerebras_url)
+        elif demo:
             config = await stack.enter_async_context(demo_upstreams(config))
         elif local_model:
             config = await stack.enter_async_context(local_model_upstreams(config))
@@ -358,18 +393,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return 2
-    problem = check_workers(config)
+    if args.local_model and config.server.workers > 1 and args.worker_index is None:
+        print(
+            "config error: --workers with --local-model: each worker would start its own "
+            "llama-server on the same port; start llama-server once (scripts/"
+            "setup_local_model.sh), point models.local.endpoint at it, and run --workers N "
+            "without --local-model",
+            file=sys.stderr,
+        )
+        return 2
+    problem = check_workers(config, demo=args.demo)
     if problem is not None:
         print(f"config error: {problem}", file=sys.stderr)
         return 2
     if config.server.workers > 1 and args.worker_index is None:
-        if args.demo or args.local_model:
-            print(
-                "config error: --workers with --demo/--local-model: start the upstreams once "
-                "and point the workers at them (scripts/run_gateway.sh --demo --workers N)",
-                file=sys.stderr,
-            )
-            return 2
+        if args.demo:
+            return _run_demo_workers(words, config)
         return run_workers(words, config.server.workers)
     try:
         with asyncio.Runner(loop_factory=loop_factory()) as runner:
@@ -378,7 +417,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     config,
                     demo=args.demo,
                     local_model=args.local_model,
-                    demo_traffic=args.demo_traffic,
+                    # one worker of a demo fleet sends the simulated traffic, not each
+                    demo_traffic=args.demo_traffic and not args.worker_index,
+                    demo_endpoints=args.demo_upstreams,
                 )
             )
     except ConfigError as exc:

@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
+import socket
 import sys
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import orjson
+import pytest
 import redis.asyncio as aioredis
-from redis_support import RedisServer
+from redis_support import RedisServer, find_redis_server
 from support import CEREBRAS_KEY, chat, post_stream
 from test_process import ROOT, free_port, wait_healthy
 
@@ -143,3 +146,60 @@ async def test_reservations_of_a_killed_replica_expire(
     finally:
         await stop(proc)
         await store.aclose()
+
+
+async def test_demo_with_two_workers_brings_its_own_redis(tmp_path) -> None:
+    find_redis_server()  # skips (or fails under GLM_REQUIRE_REDIS=1) without one
+    port = free_port()
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("CEREBRAS_API_KEY", "GATEWAY_REDIS_URL")
+    }
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway", "--demo", "--workers", "2", "--port", str(port),
+        cwd=tmp_path, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        start_new_session=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        assert proc.stdout is not None
+        line = await asyncio.wait_for(proc.stdout.readline(), 30)
+        found = re.search(rb"redis-server \(pid \d+\) at redis://127\.0\.0\.1:(\d+)/0", line)
+        assert found, line
+        redis_port = int(found[1])
+        await wait_healthy(url, proc)
+        for _ in range(6):
+            async with aiohttp.ClientSession() as fresh:  # new connections: spread over workers
+                reply = await post_stream(fresh, url + "/v1", chat("What is 2+2?"))
+                assert reply.status == 200
+        answered_by: set[str] = set()
+        stats: dict[str, Any] = {}
+        for _ in range(200):
+            async with aiohttp.ClientSession() as fresh, fresh.get(url + "/stats") as resp:
+                stats = await resp.json()
+            answered_by.add(stats["ledger"]["path"])
+            if stats["requests"]["total"] == 6 and len(answered_by) == 2:
+                break
+            await asyncio.sleep(0.02)
+        assert len(answered_by) == 2, "both workers serve the port"
+        assert stats["fleet"]["replicas_reported"] == 2
+        assert stats["requests"]["total"] == 6
+        os.kill(proc.pid, signal.SIGTERM)  # the parent alone: it stops workers, then Redis
+        output, _ = await asyncio.wait_for(proc.communicate(), 30)
+        assert proc.returncode == 0, output.decode()[-2000:]
+        assert b"redis-server stopped" in output
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", redis_port), timeout=1).close()
+    finally:
+        await stop(proc)
+
+
+async def test_workers_with_local_model_are_refused_saying_why(tmp_path) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway", "--local-model", "--workers", "2",
+        cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    output, _ = await proc.communicate()
+    assert proc.returncode == 2
+    assert b"--local-model" in output and b"llama-server" in output
