@@ -2,14 +2,19 @@
 
 One registry per app, so several apps in one process (tests) never share counters. Rate-limit
 headroom and in-flight requests are read at scrape time, not pushed.
+
+With shared state, `fleet_exposition` adds `glm_gateway_fleet_*` families: the fleet's totals as
+`/stats` sums them from every replica's published account. They carry their own names so that a
+Prometheus scraping every replica and summing the per-replica families never counts twice.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from .config import Prices
@@ -124,3 +129,74 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _FleetCollector(Collector):
+    """The fleet's totals from a `/stats` body built by `fleet_statistics`, and the fleet's
+    budget spend per period (None when the store could not say)."""
+
+    def __init__(self, stats: Mapping[str, Any], spend: Mapping[str, float] | None) -> None:
+        self.stats = stats
+        self.spend = spend
+
+    def collect(self) -> Iterable[Metric]:
+        stats, prefix = self.stats, "glm_gateway_fleet_"
+        yield GaugeMetricFamily(
+            prefix + "replicas_reported",
+            "Replicas whose published account the fleet figures sum",
+            value=stats["fleet"]["replicas_reported"],
+        )
+        requests = CounterMetricFamily(
+            prefix + "requests", "Fleet client requests by serving upstream", labels=["upstream"]
+        )
+        for upstream, count in stats["requests"]["by_model"].items():
+            requests.add_metric([upstream], count)
+        yield requests
+        outcomes = CounterMetricFamily(
+            prefix + "requests_by_outcome", "Fleet client requests by outcome", labels=["outcome"]
+        )
+        for outcome, count in stats["requests"]["by_outcome"].items():
+            outcomes.add_metric([outcome], count)
+        yield outcomes
+        tokens = CounterMetricFamily(
+            prefix + "tokens",
+            "Fleet tokens billed by upstream and kind",
+            labels=["upstream", "kind"],
+        )
+        for upstream, counts in stats["tokens"]["by_model"].items():
+            for kind in ("prompt", "completion"):
+                tokens.add_metric([upstream, kind], counts[kind])
+        yield tokens
+        cost = CounterMetricFamily(
+            prefix + "cost_dollars", "Fleet US dollars billed", labels=["upstream"]
+        )
+        cost.add_metric(["all"], stats["costs"]["total_cost_usd"])
+        cost.add_metric(["cerebras"], stats["costs"]["cerebras_cost_usd"])
+        yield cost
+        errors = CounterMetricFamily(
+            prefix + "errors", "Fleet upstream errors by upstream", labels=["upstream"]
+        )
+        for upstream, count in stats["errors"]["by_model"].items():
+            errors.add_metric([upstream], count)
+        yield errors
+        yield CounterMetricFamily(
+            prefix + "rate_limit_hits",
+            "Fleet upstream 429 answers",
+            value=stats["rate_limits"]["total_hits"],
+        )
+        if self.spend is not None:
+            spend = GaugeMetricFamily(
+                prefix + "budget_spent_dollars",
+                "Fleet Cerebras spend in the current budget period",
+                labels=["period"],
+            )
+            for period, value in self.spend.items():
+                spend.add_metric([period], value)
+            yield spend
+
+
+def fleet_exposition(stats: Mapping[str, Any], spend: Mapping[str, float] | None) -> bytes:
+    """The `glm_gateway_fleet_*` families in the text format, to append to `Metrics.render()`."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_FleetCollector(stats, spend))
+    return generate_latest(registry)

@@ -17,6 +17,7 @@ from .app import GUARD_KEY, MODEL_ALIAS, SERVICES_KEY, Services
 from .errors import GatewayError
 from .exchange import Exchange
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from .metrics import fleet_exposition
 from .records import RequestRecord
 from .router.feedback import setup_feedback
 from .sinks import CollectSink, KeepingStreamSink, Sink, StreamSink
@@ -265,15 +266,24 @@ async def health(request: web.Request) -> web.Response:
     return json_response(body, status=200 if usable else 503)
 
 
+async def _fleet_figures(
+    services: Services,
+) -> tuple[dict[str, float] | None, list[dict[str, Any]] | None]:
+    """The fleet's budget spend per period and every replica's published account; None each
+    when state is not shared or the store cannot answer."""
+    state = services.state
+    if not state.shared:
+        return None, None
+    budget = services.budget
+    fleet_spend = await state.fleet_spend({p.name: p.start for p in budget.periods})
+    return fleet_spend, await state.fleet_stats()
+
+
 async def _stats_body(services: Services) -> dict[str, Any]:
     """`/stats`: with shared state, figures of the whole fleet (every replica's published
     account); this replica's own when the store cannot answer (`fleet.scope` says which)."""
     state = services.state
-    fleet_spend = accounts = None
-    if state.shared:
-        budget = services.budget
-        fleet_spend = await state.fleet_spend({p.name: p.start for p in budget.periods})
-        accounts = await state.fleet_stats()
+    fleet_spend, accounts = await _fleet_figures(services)
     extra: dict[str, Any] = {
         "gateway": {"version": __version__, "strategy": services.config.routing.strategy},
         "rate_limits": services.gate.snapshot(),
@@ -311,10 +321,15 @@ async def reset_stats(request: web.Request) -> web.Response:
 
 
 async def get_metrics(request: web.Request) -> web.Response:
+    """This replica's metrics; with shared state also the fleet's (`glm_gateway_fleet_*`),
+    summed as `/stats` sums them, left out while the store cannot answer."""
     services = request.app[SERVICES_KEY]
-    return web.Response(
-        body=services.metrics.render(), headers={"Content-Type": METRICS_CONTENT_TYPE}
-    )
+    body = services.metrics.render()
+    fleet_spend, accounts = await _fleet_figures(services)
+    if accounts is not None:
+        fleet = services.stats.fleet_statistics(accounts)
+        body += fleet_exposition(fleet, fleet_spend)
+    return web.Response(body=body, headers={"Content-Type": METRICS_CONTENT_TYPE})
 
 
 def setup_routes(app: web.Application) -> None:

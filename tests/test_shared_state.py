@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+from prometheus_client.parser import text_string_to_metric_families
 from redis_support import RedisServer
 from support import Gateway, chat, gateway_config, post_stream
 
@@ -200,3 +201,57 @@ async def test_fail_closed_keeps_cerebras_out_while_redis_is_down(
     assert [r.chunks[-1]["model_used"] for r in replies] == ["local"] * 3
     assert cerebras_sim.requests == []
     assert gws[0].services.gate.refused["unavailable"] >= 1
+
+
+def metric_values(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """(sample name, sorted labels) -> value, from a Prometheus text exposition."""
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+async def test_metrics_on_either_replica_count_the_fleet(
+    aiohttp_server, tmp_path, client, local_sim, cerebras_sim, redis_server
+) -> None:
+    gws = await replicas(
+        aiohttp_server, tmp_path, local_sim, cerebras_sim, redis_server, budget={"daily_usd": 100}
+    )
+    replies = await split_burst(client, gws, 9, stream=True)
+    assert [r.status for r in replies] == [200] * 9
+    spend = sum(gw.services.budget.periods[0].spent_usd for gw in gws)  # each replica's own
+    assert spend > 0
+    period = ("glm_gateway_fleet_budget_spent_dollars", (("period", "daily"),))
+    for gw in gws:
+        for _ in range(200):  # publications land just after the answers
+            async with client.get(gw.root + "/metrics") as resp:
+                assert resp.status == 200
+                values = metric_values(await resp.text())
+            fleet = sum(
+                v for (name, _), v in values.items() if name == "glm_gateway_fleet_requests_total"
+            )
+            if fleet == 9 and values.get(period) == pytest.approx(spend):
+                break
+            await asyncio.sleep(0.02)
+        assert fleet == 9
+        assert values[period] == pytest.approx(spend)
+        mine = sum(v for (name, _), v in values.items() if name == "glm_gateway_requests_total")
+        assert mine in (4, 5)  # this replica's own counters are unchanged
+        assert values[("glm_gateway_fleet_replicas_reported", ())] == 2
+        by_up = values[("glm_gateway_fleet_requests_total", (("upstream", "cerebras"),))]
+        assert by_up == sum(r.chunks[-1]["model_used"] == "cerebras" for r in replies)
+
+
+async def test_metrics_leave_the_fleet_out_while_redis_is_down(
+    aiohttp_server, tmp_path, client, local_sim, cerebras_sim, redis_server
+) -> None:
+    gws = await replicas(aiohttp_server, tmp_path, local_sim, cerebras_sim, redis_server, n=1)
+    redis_server.stop()
+    reply = await post_stream(client, gws[0].url, chat("hi", stream=True))
+    assert reply.status == 200
+    async with client.get(gws[0].root + "/metrics") as resp:
+        assert resp.status == 200
+        values = metric_values(await resp.text())
+    assert not any(name.startswith("glm_gateway_fleet_") for name, _ in values)
+    assert sum(v for (name, _), v in values.items() if name == "glm_gateway_requests_total") == 1
