@@ -6,7 +6,10 @@ with the Cerebras part of its cost (all Cerebras calls, verify and failed calls 
 as the ledger prices them). A request counts in the period in which it started, as in the ledger.
 
 - Alerts: one log line per period when its spend first reaches 50 %, 80 % and 100 % (again after
-  a restart, which starts without memory of earlier alerts).
+  a restart, which starts without memory of earlier alerts). With shared state the spend is the
+  fleet's and each threshold alerts once per period for the whole fleet: the replica whose
+  publication first sees the fleet's spend reach it claims it in Redis (SET NX, the period's
+  start in the key) and logs it; while Redis cannot answer, each replica alerts on its own spend.
 - At 100 % of any period `refusal()` refuses Cerebras for every strategy until the period ends;
   the relay then serves locally. When nothing else can serve, `budget.on_exhausted: reject`
   answers 402 (BudgetExhausted), `local` lets the usual error through (429 when every upstream
@@ -29,7 +32,7 @@ from typing import Any, Protocol
 from .admission import Refusal
 from .config import BudgetConfig, Prices
 from .records import RequestRecord, UpstreamName
-from .state import EMBEDDED, StateStore
+from .state import EMBEDDED, SpendAlerts, StateStore
 
 log = logging.getLogger("gateway.budget")
 
@@ -124,14 +127,38 @@ class Budget:
         self._roll()
         for period in self.periods:
             period.spent_usd = await asyncio.to_thread(ledger.cerebras_spend_since, period.start)
-            self._alert(period)
         self._publish()
 
     def _publish(self) -> None:
-        """This replica's spend per period, as an absolute figure (a restart never doubles it)."""
-        if self.state.shared:
-            for period in self.periods:
-                self.state.publish_spend(period.name, period.start, period.spent_usd)
+        """This replica's spend per period, as an absolute figure (a restart never doubles it),
+        and its alerts: the fleet's when shared, else this replica's at once."""
+        for period in self.periods:
+            if not self.state.shared:
+                self._alert(period)
+                continue
+            alerts = SpendAlerts(
+                period.limit_usd,
+                tuple(p for p in ALERT_PERCENTS if p not in period.alerted),
+                # the key outlives the period: a late publication never alerts it again
+                max(1, int(period.end - self.wall()) + 86_400),
+                self._fleet_reporter(period, period.start),
+            )
+            self.state.publish_spend(period.name, period.start, period.spent_usd, alerts)
+
+    def _fleet_reporter(
+        self, period: Period, start: float
+    ) -> Callable[[float | None, list[int]], None]:
+        def report(fleet_usd: float | None, claimed: list[int]) -> None:
+            if period.start != start:  # the period rolled over meanwhile
+                return
+            if fleet_usd is None:
+                self._alert(period)
+                return
+            for percent in claimed:
+                period.alerted.add(percent)
+                self._log_alert(period, fleet_usd, percent, "the fleet's ")
+
+        return report
 
     def shared_limits(self) -> dict[str, tuple[float, float]]:
         """(start, limit) per period, for the fleet-wide check in the shared store."""
@@ -165,7 +192,6 @@ class Budget:
         for period in self.periods:
             if record.started_at >= period.start:
                 period.spent_usd += cost
-                self._alert(period)
         self._publish()
 
     def refusal(self, upstream: UpstreamName) -> BudgetRefusal | None:
@@ -223,24 +249,30 @@ class Budget:
         return now
 
     def _alert(self, period: Period) -> None:
+        """Alert the thresholds this replica's own spend reached first."""
         for percent in ALERT_PERCENTS:
             if period.percent >= percent and percent not in period.alerted:
                 period.alerted.add(percent)
-                level = logging.WARNING if percent >= 80 else logging.INFO
-                consequence = (
-                    "; Cerebras is refused until the period ends, requests go local"
-                    if percent >= 100
-                    else ""
-                )
-                log.log(
-                    level,
-                    "budget alert: %s Cerebras spend $%.4f reached %d%% of $%.2f%s",
-                    period.name,
-                    period.spent_usd,
-                    percent,
-                    period.limit_usd,
-                    consequence,
-                )
+                self._log_alert(period, period.spent_usd, percent)
+
+    @staticmethod
+    def _log_alert(period: Period, spent_usd: float, percent: int, whose: str = "") -> None:
+        level = logging.WARNING if percent >= 80 else logging.INFO
+        consequence = (
+            "; Cerebras is refused until the period ends, requests go local"
+            if percent >= 100
+            else ""
+        )
+        log.log(
+            level,
+            "budget alert: %s %sCerebras spend $%.4f reached %d%% of $%.2f%s",
+            period.name,
+            whose,
+            spent_usd,
+            percent,
+            period.limit_usd,
+            consequence,
+        )
 
 
 def _human(seconds: float) -> str:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -255,3 +257,40 @@ async def test_metrics_leave_the_fleet_out_while_redis_is_down(
         values = metric_values(await resp.text())
     assert not any(name.startswith("glm_gateway_fleet_") for name, _ in values)
     assert sum(v for (name, _), v in values.items() if name == "glm_gateway_requests_total") == 1
+
+
+async def test_budget_alerts_fire_once_for_the_fleet(
+    aiohttp_server, tmp_path, client, local_sim, cerebras_sim, redis_server, caplog
+) -> None:
+    caplog.set_level(logging.INFO, logger="gateway.budget")
+    prices = {"input_per_million": 1000.0, "output_per_million": 1000.0}
+    gws = await replicas(
+        aiohttp_server,
+        tmp_path,
+        local_sim,
+        cerebras_sim,
+        redis_server,
+        models={"cerebras": {"prices": prices}},
+        budget={"daily_usd": 0.2},
+    )
+    for _ in range(8):  # past 100 % of the fleet's budget, each replica alone below it
+        replies = await split_burst(client, gws, 2, max_tokens=32)
+        assert [r.status for r in replies] == [200, 200]
+    own = [gw.services.budget.periods[0].spent_usd for gw in gws]
+    assert max(own) < 0.2 <= sum(own), own
+
+    def alerts() -> list[str]:
+        return [r.getMessage() for r in caplog.records if "budget alert" in r.getMessage()]
+
+    for _ in range(200):  # claims land just after the answers
+        if len(alerts()) >= 3:
+            break
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(0.2)  # a duplicate, if any, would land meanwhile
+    found = alerts()
+    assert [re.search(r"reached (\d+)%", m)[1] for m in found] == ["50", "80", "100"], found
+    assert all("daily the fleet's Cerebras spend" in m for m in found)
+    store = aioredis.Redis.from_url(redis_server.url)
+    claims = await store.keys("glm:budget:alert:daily:*")
+    await store.aclose()
+    assert len(claims) == 3

@@ -9,6 +9,13 @@ answer in time, so that callers fall back to the replica's local state.
 
 from __future__ import annotations
 
-from .store import EMBEDDED, EmbeddedStore, SharedVerdict, StateStore, open_store
+from .store import EMBEDDED, EmbeddedStore, SharedVerdict, SpendAlerts, StateStore, open_store
 
-__all__ = ["EMBEDDED", "EmbeddedStore", "SharedVerdict", "StateStore", "open_store"]
+__all__ = [
+    "EMBEDDED",
+    "EmbeddedStore",
+    "SharedVerdict",
+    "SpendAlerts",
+    "StateStore",
+    "open_store",
+]

@@ -16,6 +16,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from functools import partial
 from typing import Any, TypeVar
 
 import orjson
@@ -23,7 +24,7 @@ import redis.asyncio as aioredis
 
 from ..config import StateConfig
 from . import scripts
-from .store import PlanSpec, SharedVerdict, StoreStatus, WallWindows
+from .store import PlanSpec, SharedVerdict, SpendAlerts, StoreStatus, WallWindows
 
 log = logging.getLogger("gateway.state")
 
@@ -50,6 +51,7 @@ class RedisStore:
         self._reserve = self.client.register_script(scripts.RESERVE)
         self._release = self.client.register_script(scripts.RELEASE)
         self._cool_down = self.client.register_script(scripts.COOL_DOWN)
+        self._spend = self.client.register_script(scripts.SPEND)
         self.degraded = False
         self.outages = 0
         self.commands = 0  # round trips attempted (for the benchmarks' commands per request)
@@ -59,6 +61,8 @@ class RedisStore:
         self._stats_pending = False
         self._stats_task: asyncio.Task[None] | None = None
         self._heartbeat: asyncio.Task[None] | None = None
+        self._spend_pending: dict[str, tuple[list[str], list[str], SpendAlerts | None]] = {}
+        self._spend_running: set[str] = set()
 
     @property
     def status(self) -> StoreStatus:
@@ -172,16 +176,48 @@ class RedisStore:
 
     # --- budget ---------------------------------------------------------------------------------
 
-    def publish_spend(self, period: str, start: float, spent_usd: float) -> None:
+    def publish_spend(
+        self,
+        period: str,
+        start: float,
+        spent_usd: float,
+        alerts: SpendAlerts | None = None,
+    ) -> None:
+        """Publish soon, with the fleet-wide claim of `alerts`' thresholds. One publication per
+        period at a time, the latest asked for next: an older, lower spend never lands last."""
         key = self._key("budget", period, f"{start:.0f}")
+        percents = alerts.percents if alerts is not None else ()
+        keys = [key] + [self._key("budget", "alert", period, f"{start:.0f}", str(p))
+                        for p in percents]  # fmt: skip
+        args = [
+            self.replica_id,
+            repr(spent_usd),
+            str(alerts.ttl_s if alerts is not None else 1),
+            repr(alerts.limit_usd if alerts is not None else 0.0),
+            *(str(p) for p in percents),
+        ]
+        waiting = key in self._spend_pending
+        self._spend_pending[key] = (keys, args, alerts)
+        if not waiting and key not in self._spend_running:
+            self._spend_running.add(key)
+            task = asyncio.get_running_loop().create_task(self._publish_spend(key))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
-        async def write() -> None:
-            async with self.client.pipeline(transaction=False) as pipe:
-                pipe.hset(key, self.replica_id, repr(spent_usd))
-                pipe.expire(key, 40 * 86_400)
-                await pipe.execute()
-
-        self._background(write)
+    async def _publish_spend(self, key: str) -> None:
+        try:
+            while key in self._spend_pending:
+                keys, args, alerts = self._spend_pending.pop(key)
+                reply = await self._call(partial(self._spend, keys=keys, args=args), probe=False)
+                if alerts is None:
+                    continue
+                if reply is None:
+                    alerts.report(None, [])
+                    continue
+                values = [float(v) for v in reply]
+                alerts.report(values[0], [int(v) for v in values[1:]])
+        finally:
+            self._spend_running.discard(key)
 
     async def fleet_spend(self, periods: Mapping[str, float]) -> dict[str, float] | None:
         names = list(periods)

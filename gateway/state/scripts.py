@@ -123,3 +123,24 @@ if until > current then
 end
 return 0
 """
+
+# KEYS: 1 budget hash of one period (replica -> spend), then one alert key per threshold.
+# ARGV: replica, its spend, TTL (s) of the alert keys, the period's limit, then the thresholds
+# (percent) in KEYS' order. Publishes the spend, sums the fleet's and claims each threshold the
+# sum reached with SET NX: the replica that claims it is the only one that alerts, once per
+# threshold and period for the whole fleet. Returns {fleet spend, claimed percents...}.
+SPEND = r"""
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('EXPIRE', KEYS[1], 3456000)
+local total = 0
+for _, v in ipairs(redis.call('HVALS', KEYS[1])) do total = total + tonumber(v) end
+local ttl, limit = tonumber(ARGV[3]), tonumber(ARGV[4])
+local out = {tostring(total)}
+for i = 2, #KEYS do
+  local percent = tonumber(ARGV[3 + i])
+  if total >= limit * percent / 100 and redis.call('SET', KEYS[i], ARGV[1], 'NX', 'EX', ttl) then
+    table.insert(out, tostring(percent))
+  end
+end
+return out
+"""

@@ -27,6 +27,18 @@ class SharedVerdict:
     wait: float | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class SpendAlerts:
+    """Budget thresholds to claim for the fleet with a spend publication. `report(fleet spend,
+    percents this replica claimed)` is called once it is known; `(None, [])` when the store
+    could not answer (the caller then alerts on its own spend)."""
+
+    limit_usd: float
+    percents: tuple[int, ...]
+    ttl_s: int
+    report: Callable[[float | None, list[int]], None]
+
+
 class StateStore(Protocol):
     """What the gate, the budget, the adaptive switch and `/stats` share across processes.
 
@@ -56,7 +68,9 @@ class StateStore(Protocol):
 
     def cool_down(self, upstream: str, until: float) -> None: ...
 
-    def publish_spend(self, period: str, start: float, spent_usd: float) -> None: ...
+    def publish_spend(
+        self, period: str, start: float, spent_usd: float, alerts: SpendAlerts | None = None
+    ) -> None: ...
 
     async def fleet_spend(self, periods: Mapping[str, float]) -> dict[str, float] | None: ...
 
@@ -100,7 +114,9 @@ class EmbeddedStore:
     def cool_down(self, upstream: str, until: float) -> None:
         return None
 
-    def publish_spend(self, period: str, start: float, spent_usd: float) -> None:
+    def publish_spend(
+        self, period: str, start: float, spent_usd: float, alerts: SpendAlerts | None = None
+    ) -> None:
         return None
 
     async def fleet_spend(self, periods: Mapping[str, float]) -> dict[str, float] | None:
