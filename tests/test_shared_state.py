@@ -294,3 +294,35 @@ async def test_budget_alerts_fire_once_for_the_fleet(
     claims = await store.keys("glm:budget:alert:daily:*")
     await store.aclose()
     assert len(claims) == 3
+
+
+async def test_a_429_seen_by_one_replica_switches_the_other_to_local(
+    aiohttp_server, tmp_path, client, local_sim, cerebras_sim, redis_server
+) -> None:
+    gws = await replicas(
+        aiohttp_server,
+        tmp_path,
+        local_sim,
+        cerebras_sim,
+        redis_server,
+        routing={"strategy": "adaptive_cerebras", "adaptive_cerebras": {"cool_down_duration": 60}},
+    )
+    first = await post_stream(client, gws[1].url, chat("warm", stream=True))
+    assert first.chunks[-1]["model_used"] == "cerebras"  # B starts on Cerebras
+    cerebras_sim.inject("http_429", reset_seconds=45)
+    reply = await post_stream(client, gws[0].url, chat("hi", stream=True))
+    assert reply.status == 200 and reply.chunks[-1]["model_used"] == "local"
+    assert gws[0].services.gate.adaptive.state == "local"
+    store = aioredis.Redis.from_url(redis_server.url)
+    for _ in range(200):  # A publishes its switch just after the answer
+        if await store.get("glm:adaptive"):
+            break
+        await asyncio.sleep(0.02)
+    await store.aclose()
+    calls = len(cerebras_sim.requests)
+    reply = await post_stream(client, gws[1].url, chat("hi again", stream=True))
+    assert reply.status == 200 and reply.chunks[-1]["model_used"] == "local"
+    assert "switched by another replica" in reply.chunks[-1]["routing_reason"]
+    assert "answered 429" in reply.chunks[-1]["routing_reason"]
+    assert gws[1].services.gate.adaptive.state == "local"
+    assert len(cerebras_sim.requests) == calls  # B did not try Cerebras
