@@ -12,7 +12,9 @@ Run: `.venv/bin/python scripts/bench_shared.py` (about 20 s). Figures only; asse
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import os
 import shutil
 import socket
 import subprocess
@@ -27,6 +29,9 @@ import redis.asyncio as aioredis
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench_overhead import relay_rate  # noqa: E402
+from benchlib import spawn_gateway, spawn_sim, wait_ready  # noqa: E402
 
 from gateway.app import create_app  # noqa: E402
 from gateway.config import parse_config  # noqa: E402
@@ -87,7 +92,7 @@ async def admission(cfg: Any, n: int = 3000) -> list[float]:
     return times
 
 
-async def main() -> None:
+async def main(workers_only: bool = False) -> None:
     binary = shutil.which("redis-server")
     if binary is None:
         sys.exit("no redis-server: run scripts/setup_redis.sh")
@@ -104,6 +109,9 @@ async def main() -> None:
             cerebras_opts = SimOptions(
                 profile="cerebras", ttft=0.0, tps=5000.0, answer_tokens=20, api_key=KEY
             )
+            if workers_only:
+                await workers_scaling(Path(tmp), url)
+                return
             async with running_sim(local_opts) as local, running_sim(cerebras_opts) as cerebras:
                 for name, redis_url in (("embedded", ""), ("redis", url)):
                     times = await admission(config(tmp, local.url, cerebras.url, redis_url))
@@ -112,6 +120,7 @@ async def main() -> None:
                         f"p99 {pct(times, 99):7.1f} us"
                     )
                 await requests_through_gateway(tmp, local.url, cerebras.url, url)
+            await workers_scaling(Path(tmp), url)
     finally:
         redis_proc.kill()
         redis_proc.wait()
@@ -148,5 +157,75 @@ async def requests_through_gateway(tmp: str, local: str, cerebras: str, url: str
     )
 
 
+SHORT = {"model": "x", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 8}
+
+
+async def requests_rate(base: str, concurrency: int = 64, seconds: float = 5.0) -> float:
+    """Short non-stream requests per second with `concurrency` of them in flight."""
+    done = 0
+    # One connection per client task: SO_REUSEPORT spreads connections, not requests.
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as s:
+        deadline = time.perf_counter() + seconds
+
+        async def client() -> None:
+            nonlocal done
+            while time.perf_counter() < deadline:
+                async with s.post(base + "/v1/chat/completions", json=SHORT) as resp:
+                    await resp.read()
+                    done += resp.status == 200
+
+        started = time.perf_counter()
+        await asyncio.gather(*(client() for _ in range(concurrency)))
+        return done / (time.perf_counter() - started)
+
+
+async def workers_scaling(tmp: Path, redis_url: str) -> None:
+    sim = spawn_sim("llamacpp", "--ttft", "0", "--tps", "0", "--answer-tokens", "2000")
+    cerebras = spawn_sim("cerebras", "--api-key", KEY)
+    rates: dict[int, tuple[float, float]] = {}
+    try:
+        await wait_ready(sim.url + "/health")
+        for workers in (1, 2, 1, 2):  # interleaved: other load on the machine hits both alike
+            workdir = tmp / f"workers{workers}-{len(rates)}"
+            workdir.mkdir()
+            gateway = spawn_gateway(
+                {
+                    "models": {
+                        "local": {"endpoint": sim.url + "/v1"},
+                        "cerebras": {"endpoint": cerebras.url + "/v1", "api_key": KEY},
+                    },
+                    "routing": {"strategy": "always_local"},
+                    "server": {"workers": workers},
+                    "state": {"redis_url": redis_url, "timeout_ms": 500},
+                },
+                workdir,
+            )
+            try:
+                await wait_ready(gateway.url + "/health")
+                async with aiohttp.ClientSession(
+                    connector=aiohttp.TCPConnector(limit=0)
+                ) as session:
+                    await relay_rate(session, gateway.url, 4)  # warm-up
+                    chunks = max([await relay_rate(session, gateway.url, 16) for _ in range(3)])
+                reqs = await requests_rate(gateway.url)
+            finally:
+                gateway.stop()
+            best = rates.get(workers, (0.0, 0.0))
+            rates[workers] = (max(best[0], chunks), max(best[1], reqs))
+            print(f"workers {workers}: relay {chunks:,.0f} chunks/s, {reqs:,.0f} requests/s")
+    finally:
+        sim.stop()
+        cerebras.stop()
+    (c1, r1), (c2, r2) = rates[1], rates[2]
+    print(
+        f"best of two: 1 worker {c1:,.0f} chunks/s, {r1:,.0f} requests/s; 2 workers "
+        f"{c2:,.0f} chunks/s, {r2:,.0f} requests/s; scaling x{c2 / c1:.2f} (relay), "
+        f"x{r2 / r1:.2f} (requests) on {os.cpu_count()} cores shared with client, simulator "
+        "and Redis"
+    )
+
+
 if __name__ == "__main__":
-    asyncio.run(main())
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--workers-only", action="store_true", help="only part 3 (workers)")
+    asyncio.run(main(parser.parse_args().workers_only))
