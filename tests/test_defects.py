@@ -8,7 +8,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from support import chat, gateway_config
+from support import chat, gateway_config, post_stream
 
 from gateway.app import GUARD_KEY, create_app
 from gateway.config import parse_config
@@ -100,3 +100,21 @@ async def test_a_request_cancelled_by_shutdown_is_not_logged_as_a_client_disconn
     lines = [r.getMessage() for r in caplog.records if r.name == "gateway.requests"]
     assert any("outcome=error status=503" in line for line in lines), lines
     assert not any("status=499" in line for line in lines), lines
+
+
+async def test_no_draft_content_by_the_deadline_commits_cerebras_only_once_it_has_content(
+    make_gateway: Any, client: aiohttp.ClientSession, local_sim: SimServer, cerebras_sim: SimServer
+) -> None:
+    # Cerebras accepts after the draft deadline, then fails before any content: local answers.
+    local_sim.inject("slow_first_token", delay=0.8)
+    cerebras_sim.options.ttft = 0.4
+    cerebras_sim.inject("cut", after_chunks=1)  # the role chunk, then the socket closes
+    gw = await make_gateway(
+        "speculative_decoding", speculative_decoding={"max_draft_tokens": 5, "draft_timeout": 0.1}
+    )
+    reply = await post_stream(client, gw.url, chat("p", stream=True))
+    assert not any("error" in c for c in reply.chunks), reply.chunks
+    assert reply.data[-1] == "[DONE]"
+    final = reply.chunks[-1]
+    assert final["model_used"] == "local"
+    assert final["speculative_decoding"]["decided_by"] == "verify_failed"

@@ -5,7 +5,8 @@ The verdict, in order (the first rule that applies decides; `decided_by` names i
 1. The verify answer finished before the verdict (`verify_complete`): it is paid in full, so
    it is committed; nothing is left to save and it is the better answer.
 2. No draft has answer content: the verify stream is committed (`draft_failed`, `draft_refused`,
-   `draft_empty`, `draft_timeout`); with `verify_start: after_draft` Cerebras answers alone.
+   `draft_empty`, `draft_timeout`) once it has content; if it fails before, a live draft is
+   (`verify_failed`, ...); with `verify_start: after_draft` Cerebras answers alone.
 3. Local signals, without Cerebras: several drafts agreeing (`consensus`, parallel only), a draft
    finished below `max_draft_tokens` (`short_draft`), confident llama.cpp logprobs (`logprobs`);
    with `scorer: learned`, the router's draft model instead (`learned`). A draft that hedges or
@@ -270,8 +271,12 @@ class Speculation:
         """No draft has answer content: Cerebras answers if it can, else a live draft."""
         why = self._draft_trouble(drafts)
         if isinstance(verify, Lane) and verify.window.usable:
-            await self._commit(race, verify, why)
-            return
+            window = verify.window
+            # Commit only on content: until Cerebras sent some, a live draft may still answer.
+            await race.pump(lambda: window.has_content or not window.usable, None)
+            if window.usable:
+                await self._commit(race, verify, why)
+                return
         if verify is None:
             await race.stop_all()
             self._record(accepted=False, decided_by=why)

@@ -165,8 +165,9 @@ class Race:
         else:
             window.error = event.error
 
-    async def pump(self, until: Callable[[], bool], deadline: float) -> bool:
-        """Move arriving chunks into windows until `until()` holds (True) or `deadline` (False)."""
+    async def pump(self, until: Callable[[], bool], deadline: float | None) -> bool:
+        """Move arriving chunks into windows until `until()` holds (True) or `deadline` (False;
+        None: no deadline, the calls' own timeouts end them)."""
         while not until():
             try:
                 async with asyncio.timeout_at(deadline):

@@ -33,6 +33,15 @@ def answer_size(chunk: dict[str, Any]) -> int:
     return size
 
 
+def has_reasoning(chunk: dict[str, Any]) -> bool:
+    """Whether a chunk carries reasoning text."""
+    for choice in chunk.get("choices") or ():
+        delta = choice.get("delta") if isinstance(choice, dict) else None
+        if isinstance(delta, dict) and delta.get("reasoning_content"):
+            return True
+    return False
+
+
 def answer_of(parts: ChoiceParts, *, complete: bool) -> Answer:
     calls = tuple(
         ToolCall(call.name, "".join(call.arguments)) for _, call in sorted(parts.tool_calls.items())
@@ -53,6 +62,7 @@ class Window:
         self._chars = 0
         self._events = 0
         self._cut = False  # answer content arrived after the window was full
+        self.reasoning = False  # reasoning arrived: the client would be shown something
         self._marks: list[int] = []  # answer tokens before each chunk
 
     @property
@@ -79,6 +89,11 @@ class Window:
         return self.assembly.has_answer()
 
     @property
+    def has_content(self) -> bool:
+        """Something the client would be shown arrived: answer text, a tool call or reasoning."""
+        return self.reasoning or self.has_answer
+
+    @property
     def usable(self) -> bool:
         """Not failed and not an empty finished answer."""
         return self.error is None and not (self.finished and not self.has_answer)
@@ -87,6 +102,8 @@ class Window:
         self._marks.append(self.tokens)
         self.chunks.append(chunk)
         size = answer_size(chunk)
+        if not size and not self.reasoning:
+            self.reasoning = has_reasoning(chunk)
         if self.full:
             self._cut = self._cut or size > 0
             return
