@@ -19,11 +19,12 @@ from . import __version__
 from .budget import Budget
 from .config import GatewayConfig, Prices, cross_check
 from .errors import error_body
-from .guard import Guard
+from .guard import CHAT_PATHS, Guard, request_id_of
 from .ledger import Ledger
 from .metrics import Metrics
 from .ratelimit import RateLimitGate, RateLimitWatcher
 from .records import UPSTREAM_NAMES, RequestRecord, UpstreamName
+from .refusals import HANDLED, RefusalRecorder
 from .router import Router, RouterCollector
 from .router.feedback import LEARNING_KEY
 from .router.learning import Learning
@@ -55,6 +56,7 @@ class Services:
     guard: Guard
     metrics: Metrics
     state: StateStore
+    refusals: RefusalRecorder
     router: Router | None = None  # gateway.router: decisions, learn(), the /stats router block
     learning: Learning | None = None  # escalation, feedback, outcome labels (learning.db)
     verifier: VerifySampler | None = None  # routing.learn.verify_sample (None when 0)
@@ -152,6 +154,7 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
             guard=guard,
             metrics=metrics,
             state=state,
+            refusals=RefusalRecorder(stats),
             router=router,
             learning=learning,
         )
@@ -170,6 +173,8 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
         if verifier is not None:  # before the session and the ledger close under it
             await verifier.close()
         await drain_background()  # records of requests cancelled just before shutdown
+        if SERVICES_KEY in app:  # this minute's refusal counts, before the ledger closes
+            app[SERVICES_KEY].refusals.close()
         await session.close()
         if router is not None:
             await asyncio.to_thread(router.close)  # waits for its queued writes
@@ -177,6 +182,35 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
             await asyncio.to_thread(learning.close)
         await ledger.close()
         await state.close()
+
+
+@web.middleware
+async def record_refusals(request: web.Request, handler: Any) -> web.StreamResponse:
+    """A chat request answered with an error before the handler took it on is a refusal."""
+    response: web.StreamResponse = await handler(request)
+    if (
+        response.status >= 400
+        and request.path in CHAT_PATHS
+        and HANDLED not in request
+        and request.method == "POST"
+    ):
+        services = request.app.get(SERVICES_KEY)
+        if services is not None:
+            services.refusals.refuse(request_id_of(request), response.status, _error_code(response))
+    return response
+
+
+def _error_code(response: web.StreamResponse) -> str | None:
+    """The `error.code` (else `error.type`) of an OpenAI-shaped error body."""
+    body = response.body if isinstance(response, web.Response) else None
+    try:
+        error = orjson.loads(body)["error"] if isinstance(body, bytes) else None
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return None
+    if not isinstance(error, dict):
+        return None
+    code = error.get("code") or error.get("type")
+    return str(code) if code is not None else None
 
 
 @web.middleware
@@ -220,7 +254,7 @@ def create_app(config: GatewayConfig) -> web.Application:
     guard = Guard(config.auth, config.limits)
     app = web.Application(
         client_max_size=config.server.max_body_bytes,
-        middlewares=[openai_errors, guard.middleware],
+        middlewares=[record_refusals, openai_errors, guard.middleware],
     )
     app[CONFIG_KEY] = config
     app[GUARD_KEY] = guard

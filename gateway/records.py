@@ -15,6 +15,8 @@ UpstreamName = Literal["local", "cerebras"]
 CallRole = Literal["answer", "draft", "verify", "verify_sample"]
 CallStatus = Literal["ok", "cancelled", "error", "rate_limited"]
 Outcome = Literal["ok", "error", "client_disconnected", "rejected"]
+# The outcome of a request refused before any upstream call (gateway.refusals).
+REFUSED: Literal["rejected"] = "rejected"
 UPSTREAM_NAMES: tuple[UpstreamName, ...] = ("local", "cerebras")
 
 

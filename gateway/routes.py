@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 import uuid
 from typing import Any
@@ -16,9 +15,11 @@ from . import __version__
 from .app import GUARD_KEY, MODEL_ALIAS, SERVICES_KEY, Services
 from .errors import GatewayError
 from .exchange import Exchange
+from .guard import request_id_of
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .metrics import fleet_exposition
 from .records import RequestRecord
+from .refusals import HANDLED
 from .router.feedback import setup_feedback
 from .sinks import CollectSink, KeepingStreamSink, Sink, StreamSink
 from .strategies import describe
@@ -26,17 +27,8 @@ from .validation import check_content_type, parse_body, validate_chat_request
 
 log = logging.getLogger("gateway.requests")
 
-_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 STRATEGY_HEADER = "x-gateway-strategy"
 _background: set[asyncio.Task[None]] = set()
-
-
-def request_id_of(request: web.Request) -> str:
-    """Honour a well-formed incoming `x-request-id`; otherwise make one."""
-    incoming = request.headers.get("x-request-id", "")
-    if _REQUEST_ID.fullmatch(incoming):
-        return incoming
-    return uuid.uuid4().hex
 
 
 def json_response(
@@ -63,6 +55,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     except GatewayError as exc:
         log.info("req=%s rejected status=%d %s", request_id, exc.status, exc.message)
         return error_response(exc, request_id)
+    request[HANDLED] = True  # recorded from here on; before, as a refusal (gateway.app)
 
     strategy = services.strategy_for(
         request.headers.get(STRATEGY_HEADER) or (body.get("model") if body.get("model") else None)

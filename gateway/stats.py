@@ -52,12 +52,12 @@ from typing import Any
 
 from .config import Prices
 from .ledger import Ledger, LedgerEvent, LedgerRow, flatten, new_request_id
-from .records import UPSTREAM_NAMES, RequestRecord, UpstreamCall
+from .records import REFUSED, UPSTREAM_NAMES, RequestRecord, UpstreamCall
 
 DELIVERED = frozenset({"ok", "client_disconnected"})
 RESERVOIR_SIZE = 10_000
 MARKER_KINDS = ("reset", "load")
-COUNTED_EVENT_KINDS = ("error", "rate_limit", "speculative")
+COUNTED_EVENT_KINDS = ("error", "rate_limit", "speculative", "refusals")
 SNAPSHOT_FORMAT = "glm-token-saver-stats"
 SNAPSHOT_VERSION = 1
 
@@ -87,6 +87,7 @@ _INT_FIELDS = (
     "rate_limit_hits",
     "estimated_requests",
     "told_not_to_think",
+    "refusals",
 )
 _FLOAT_FIELDS = ("cost_usd", "cerebras_cost_usd", "counterfactual_usd")
 _COUNTER_FIELDS = (
@@ -97,10 +98,16 @@ _COUNTER_FIELDS = (
     "completion_tokens",
     "errors",
     "reasoning_tokens",
+    "refusals_by_status",
 )
 _RESERVOIR_FIELDS = ("ttft_s", "duration_s")
 # Totals added after snapshot version 1: an older snapshot lacks them and loads them as zero.
-_ADDED_TOTALS: dict[str, Any] = {"told_not_to_think": 0, "reasoning_tokens": {}}
+_ADDED_TOTALS: dict[str, Any] = {
+    "told_not_to_think": 0,
+    "reasoning_tokens": {},
+    "refusals": 0,
+    "refusals_by_status": {},
+}
 
 
 @dataclass(slots=True)
@@ -129,10 +136,15 @@ class _Totals:
     estimated_requests: int = 0
     reasoning_tokens: dict[str, int] = field(default_factory=_zeros)
     told_not_to_think: int = 0
+    refusals: int = 0  # refused requests: never counted as served ones
+    refusals_by_status: dict[str, int] = field(default_factory=dict)
     ttft_s: deque[float] = field(default_factory=_reservoir)
     duration_s: deque[float] = field(default_factory=_reservoir)
 
     def apply_row(self, row: LedgerRow) -> None:
+        if row.outcome == REFUSED:
+            self.refused(str(row.http_status))
+            return
         self.requests += 1
         if row.model_used is not None:
             _bump(self.by_model, row.model_used)
@@ -165,8 +177,15 @@ class _Totals:
         if row.duration_s > 0:
             self.duration_s.append(row.duration_s)
 
+    def refused(self, status: str, count: int = 1) -> None:
+        self.refusals += count
+        _bump(self.refusals_by_status, status, count)
+
     def apply_event(self, event: LedgerEvent) -> None:
-        if event.kind == "error":
+        if event.kind == "refusals" and event.data is not None:
+            for status, count in dict(event.data.get("by_status") or {}).items():
+                self.refused(str(status), int(count))
+        elif event.kind == "error":
             _bump(self.errors, event.model or "unknown")
         elif event.kind == "rate_limit":
             self.rate_limit_hits += 1
@@ -355,6 +374,20 @@ class StatisticsTracker:
             if self._ledger is not None:
                 self._ledger.append_event(kind, model, data=data)
             self._totals.apply_event(event)
+
+    def record_refusal(self, record: RequestRecord) -> None:
+        """A refused request's row (outcome `rejected`): counted as a refusal, not a request."""
+        self._record_row_nowait(self._priced_row(record))
+
+    def count_refusal(self, status: int) -> None:
+        """A refusal beyond its minute's rows: counted now, written by `log_refusal_counts`."""
+        with self._lock:
+            self._totals.refused(str(status))
+
+    def log_refusal_counts(self, minute: float, by_status: dict[str, int]) -> None:
+        """Write one minute's counted refusals to the ledger (already in the totals)."""
+        if self._ledger is not None:
+            self._ledger.append_event("refusals", data={"minute": minute, "by_status": by_status})
 
     # the spec's synchronous methods
 
@@ -548,6 +581,7 @@ class StatisticsTracker:
                 ),
             },
             "errors": {"total": sum(t.errors.values()), "by_model": dict(t.errors)},
+            "refusals": {"total": t.refusals, "by_status": dict(t.refusals_by_status)},
             "rate_limits": {"total_hits": t.rate_limit_hits},
             "performance": {
                 "avg_tokens_per_request": round(_ratio(prompt + completion, t.requests, 1), 2)

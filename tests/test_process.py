@@ -150,8 +150,8 @@ async def test_sigterm_drains_in_flight_and_refuses_new(
         assert await asyncio.wait_for(proc.wait(), 15) == 0
     ledger = Ledger(tmp_path / "ledger.db")
     ledger.open()
-    rows = ledger.rows()
-    assert len(rows) == 1 and rows[0].outcome == "ok"
+    rows = ledger.rows()  # the served request, and the one refused while draining
+    assert sorted((r.outcome, r.http_status) for r in rows) == [("ok", 200), ("rejected", 503)]
 
 
 async def test_demo_serves_a_stream(tmp_path, client) -> None:

@@ -8,6 +8,8 @@ counts it. Money comes from the ledger's priced rows (priced once, by gateway.st
 request was recorded) and savings use gateway.stats' own formula, so the sums agree with `/stats`.
 History ignores `/stats/reset`: the ledger keeps every request.
 
+Refused requests (outcome `rejected`) were never served and are left out.
+
 Reads are synchronous SQLite: call `history()` from a thread.
 """
 
@@ -45,7 +47,7 @@ SELECT CAST((started_at - ?) / ? AS INTEGER) AS bucket,
        COALESCE(SUM(local_prompt_tokens + local_completion_tokens), 0),
        COALESCE(SUM(cerebras_prompt_tokens + cerebras_completion_tokens), 0)
 FROM requests
-WHERE started_at >= ? AND started_at < ?
+WHERE started_at >= ? AND started_at < ? AND outcome != 'rejected'
 GROUP BY bucket, COALESCE(model_used, 'none')
 """
 

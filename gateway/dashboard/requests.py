@@ -6,6 +6,8 @@ value to pass for the next (older) page, null when there is none. Secrets never 
 ledger stores no keys, and any configured key that still reaches a text field (an upstream's
 error message, say) is replaced by `[REDACTED]`.
 
+Refused requests (outcome `rejected`, gateway.refusals) are listed only when filtered for.
+
 Reads are synchronous SQLite: call these functions from a thread.
 """
 
@@ -20,7 +22,7 @@ import orjson
 
 from ..ledger import Ledger, LedgerRow
 from ..logs import REDACTED
-from ..records import UPSTREAM_NAMES
+from ..records import REFUSED, UPSTREAM_NAMES
 from ..stats import cost_saved_usd
 from .history import NO_UPSTREAM
 
@@ -150,6 +152,9 @@ def list_requests(
     if outcome is not None:
         clauses.append("outcome = ?")
         params.append(outcome)
+    else:  # refusals were never served: listed only when asked for
+        clauses.append("outcome != ?")
+        params.append(REFUSED)
     where = " AND ".join(clauses) or "1"
     rows = ledger.select_rows(where, tuple(params), limit=limit + 1)
     more = len(rows) > limit

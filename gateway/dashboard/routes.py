@@ -18,8 +18,9 @@ from aiohttp import web
 
 from ..app import CONFIG_KEY, SERVICES_KEY
 from ..errors import GatewayError
+from ..guard import request_id_of
 from ..ledger import LedgerError
-from ..routes import error_response, json_response, request_id_of
+from ..routes import error_response, json_response
 from . import history as history_mod
 from . import requests as requests_mod
 from . import summary as summary_mod

@@ -7,6 +7,8 @@
   headers do not report) with its headroom and seconds to reset, the admission threshold, the
   cool-down left and the adaptive state;
 - `budget`: `/stats`' budget block plus the alert thresholds (percent).
+
+Requests counted are served ones: refusals (outcome `rejected`) are left out.
 """
 
 from __future__ import annotations
@@ -33,15 +35,15 @@ SELECT COUNT(*),
        COALESCE(SUM(accepted IS NOT NULL), 0),
        COALESCE(SUM(accepted = 1), 0),
        COALESCE(SUM(fallback), 0)
-FROM requests WHERE started_at >= ? AND started_at < ?
+FROM requests WHERE started_at >= ? AND started_at < ? AND outcome != 'rejected'
 """
 _BY_STRATEGY_SQL = (
     "SELECT strategy, COUNT(*) FROM requests WHERE started_at >= ? AND started_at < ?"
-    " GROUP BY strategy"
+    " AND outcome != 'rejected' GROUP BY strategy"
 )
 _BY_REASON_SQL = (
     "SELECT routing_reason, COUNT(*) FROM requests WHERE started_at >= ? AND started_at < ?"
-    " GROUP BY routing_reason"
+    " AND outcome != 'rejected' GROUP BY routing_reason"
 )
 
 

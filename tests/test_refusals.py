@@ -1,0 +1,96 @@
+"""Refused requests (400/401/413/429/503 before any upstream call) leave bounded ledger rows.
+
+They are counted as refusals in /stats, never as served requests, and the dashboard shows them
+only when asked for (`outcome=rejected`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+from support import chat
+
+from gateway.app import GUARD_KEY
+from gateway.config import Prices
+from gateway.ledger import Ledger
+from gateway.records import UPSTREAM_NAMES
+from gateway.refusals import RefusalRecorder
+from gateway.stats import StatisticsTracker
+
+KEY = "client-key-000001"
+AUTH = {"Authorization": f"Bearer {KEY}"}
+
+
+async def test_refused_requests_are_recorded_and_counted_apart(
+    make_gateway: Any, client: aiohttp.ClientSession
+) -> None:
+    gw = await make_gateway(
+        "always_local", auth={"api_keys": [KEY]}, server={"max_body_bytes": 4096}
+    )
+    async with client.post(gw.url + "/chat/completions", json=chat("hi")) as resp:
+        assert resp.status == 401
+    big = chat("x" * 5000)
+    async with client.post(gw.url + "/chat/completions", json=big, headers=AUTH) as resp:
+        assert resp.status == 413
+    async with client.post(gw.url + "/chat/completions", data=b"{", headers=AUTH) as resp:
+        assert resp.status == 400
+    async with client.post(gw.url + "/chat/completions", json=chat("hi"), headers=AUTH) as resp:
+        assert resp.status == 200
+    gw.app[GUARD_KEY].draining = True
+    async with client.post(gw.url + "/chat/completions", json=chat("hi"), headers=AUTH) as resp:
+        assert resp.status == 503
+    ledger = gw.services.ledger
+    await ledger.flush()
+    rows = ledger.rows()
+    assert sorted((r.outcome, r.http_status) for r in rows) == [
+        ("ok", 200),
+        ("rejected", 400),
+        ("rejected", 401),
+        ("rejected", 413),
+        ("rejected", 503),
+    ]
+    async with client.get(gw.root + "/stats", headers=AUTH) as resp:
+        stats = await resp.json()
+    assert stats["requests"]["total"] == 1
+    assert "rejected" not in stats["requests"]["by_outcome"]
+    assert stats["refusals"] == {
+        "total": 4,
+        "by_status": {"400": 1, "401": 1, "413": 1, "503": 1},
+    }
+    async with client.get(gw.root + "/dashboard/summary", headers=AUTH) as resp:
+        assert (await resp.json())["today"]["requests"] == 1
+    async with client.get(gw.root + "/stats/history", headers=AUTH) as resp:
+        assert (await resp.json())["totals"]["requests"]["total"] == 1
+    async with client.get(gw.root + "/requests", headers=AUTH) as resp:
+        assert [r["outcome"] for r in (await resp.json())["data"]] == ["ok"]
+    async with client.get(gw.root + "/requests?outcome=rejected", headers=AUTH) as resp:
+        assert len((await resp.json())["data"]) == 4
+
+
+async def test_a_flood_of_refusals_is_rows_up_to_a_rate_then_counts_per_minute(
+    tmp_path: Any,
+) -> None:
+    ledger = Ledger(tmp_path / "ledger.db")
+    await ledger.start()
+    prices = {name: Prices() for name in UPSTREAM_NAMES}
+    stats = StatisticsTracker(prices, ledger)
+    now = [600.0]
+    recorder = RefusalRecorder(stats, rows_per_minute=3, clock=lambda: now[0])
+    for _ in range(10):
+        recorder.refuse("r", 429, "concurrency_limit")
+    now[0] += 60
+    recorder.refuse("r", 400, "invalid_json")  # a new minute: the last one's counts are written
+    recorder.refuse("r", 400, "invalid_json")
+    recorder.close()
+    await ledger.flush()
+    assert len(ledger.rows()) == 5
+    [event] = ledger.events(kinds=("refusals",))
+    assert event.data == {"minute": 600.0, "by_status": {"429": 7}}
+    expected = {"total": 12, "by_status": {"429": 10, "400": 2}}
+    assert stats.get_statistics()["refusals"] == expected
+    assert stats.get_statistics()["requests"]["total"] == 0
+    replayed = StatisticsTracker(prices, ledger)
+    await replayed.load_from_ledger()
+    assert replayed.get_statistics()["refusals"] == expected
+    await ledger.close()
