@@ -19,7 +19,10 @@ from support import chat, post_stream
 from gateway.admission import Refusal, Ticket
 from gateway.errors import UpstreamError
 from gateway.sim import ScriptedAnswer, SimServer, ToolCallSpec
+from gateway.sinks import StreamSink
+from gateway.speculation.race import QUEUE_EVENTS
 from gateway.tokens import estimate_prompt_tokens
+from gateway.upstreams import UpstreamStream
 
 LOCAL = "the cat sat on the mat and ate a fig but not the big red one so she ran to the sea"
 SIMILAR = "the cat sat on the mat and had tea in the sun all day and all of the eve too"
@@ -588,3 +591,69 @@ async def test_after_draft_failed_draft_lets_cerebras_answer_alone(
     record = gw.services.stats.get_statistics()
     assert record["speculative_decoding"]["total_verifications"] == 0
     assert record["tokens"]["by_model"]["cerebras"]["completion"] == len(OTHER.split())
+
+
+@pytest.mark.parametrize("ttft", [0.0, 0.5])  # role chunk on an upstream's accept / by the timer
+async def test_only_the_request_task_writes_to_the_client(
+    make_gateway, client, local_sim, cerebras_sim, monkeypatch, ttft: float
+) -> None:
+    writers: set[asyncio.Task[Any] | None] = set()
+    prepare, write = StreamSink._prepare, StreamSink._write_content
+
+    async def watched_prepare(self: StreamSink, first: bytes = b"") -> None:
+        writers.add(asyncio.current_task())
+        await prepare(self, first)
+
+    async def watched_write(self: StreamSink, data: bytes) -> None:
+        writers.add(asyncio.current_task())
+        await write(self, data)
+
+    monkeypatch.setattr(StreamSink, "_prepare", watched_prepare)
+    monkeypatch.setattr(StreamSink, "_write_content", watched_write)
+    script(local_sim, "p", LOCAL)
+    script(cerebras_sim, "p", SIMILAR)
+    pace(local_sim, ttft=ttft)
+    pace(cerebras_sim, tps=20, ttft=ttft)
+    gw = await speculative(make_gateway)
+    reply = await post_stream(client, gw.url, chat("p", stream=True))
+    assert reply.text == LOCAL
+    [writer] = writers
+    assert writer is not None and writer.get_name() not in {"draft", "verify", "announce"}
+
+
+async def test_a_slow_client_stops_the_committed_lane_reading(
+    make_gateway, client, local_sim, cerebras_sim, monkeypatch
+) -> None:
+    answer = " ".join(["ab"] * 1200)
+    script(local_sim, "p", answer)
+    pace(local_sim, tps=1000)
+    cerebras_sim.inject("http_500")  # verification fails: the draft is committed
+    batches_read = 0
+    batches = UpstreamStream.batches
+
+    async def counted(self: UpstreamStream) -> Any:
+        nonlocal batches_read
+        async for batch in batches(self):
+            batches_read += 1
+            yield batch
+
+    monkeypatch.setattr(UpstreamStream, "batches", counted)
+    blocked, released = asyncio.Event(), asyncio.Event()
+    write = StreamSink._write_content
+
+    async def slow_client(self: StreamSink, data: bytes) -> None:
+        blocked.set()
+        await released.wait()
+        await write(self, data)
+
+    monkeypatch.setattr(StreamSink, "_write_content", slow_client)
+    gw = await speculative(make_gateway)
+    request = asyncio.create_task(post_stream(client, gw.url, chat("p", stream=True)))
+    await asyncio.wait_for(blocked.wait(), 5)
+    await wait_for(lambda: local_sim.requests[0].finished, timeout=10)
+    # The sim wrote every token into the sockets; the gateway read only what the queue holds.
+    assert batches_read <= QUEUE_EVENTS + 10, batches_read  # + the window, + one in hand
+    released.set()
+    reply = await request
+    assert reply.text == answer
+    assert reply.chunks[-1]["speculative_decoding"]["decided_by"] == "verify_failed"

@@ -6,6 +6,11 @@ be made, `stop()` cancels a lane (its connection closes at once, so the upstream
 and billing) and waits until its tokens are settled, `commit()` replays a lane's window to the
 client and follows the rest of it live. A client disconnect cancels the task group, and with it
 every call of the request.
+
+Only the request's own task (in `pump()` and `commit()`) writes to the client, so cancelling a
+lane can never cut a write in half. The queue is bounded and holds one event per network read:
+a client that reads slowly stops the committed lane's reads, and so the upstream, instead of
+letting chunks pile up in memory; the committed lane's chunks go out one batch per write.
 """
 
 from __future__ import annotations
@@ -26,10 +31,21 @@ from .window import Window
 log = logging.getLogger("gateway.speculation")
 
 
+# Events in flight across all lanes; a full queue stops the lanes' reads (backpressure).
+QUEUE_EVENTS = 16
+
+
 @dataclass(frozen=True, slots=True)
-class _Chunk:
-    chunk: dict[str, Any]
-    logprobs: list[float]
+class _Opened:
+    """The lane's upstream accepted the request (its response headers arrived)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Chunks:
+    """The chunks of one network read, with each chunk's answer logprobs."""
+
+    chunks: list[dict[str, Any]]
+    logprobs: list[list[float]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +58,7 @@ class _Failed:
     error: UpstreamError
 
 
-_Event = _Chunk | _End | _Failed
+_Event = _Opened | _Chunks | _End | _Failed
 
 
 def take_logprobs(chunk: dict[str, Any], *, strip: bool) -> list[float]:
@@ -96,10 +112,10 @@ class Race:
     def __init__(self, ex: Exchange, group: asyncio.TaskGroup) -> None:
         self.ex = ex
         self._group = group
-        self._events: asyncio.Queue[tuple[Lane, _Event]] = asyncio.Queue()
+        self._events: asyncio.Queue[tuple[Lane, _Event]] = asyncio.Queue(QUEUE_EVENTS)
         self.lanes: list[Lane] = []
         self._announced = False
-        self._announcer: asyncio.Task[None] | None = None
+        self._announce_at: float | None = None
 
     def start(self, lane: Lane, ticket: Ticket) -> Lane:
         """Open `lane`'s call in a task of the group; its admission `ticket` is released there."""
@@ -109,7 +125,9 @@ class Race:
 
     async def _read(self, lane: Lane, ticket: Ticket) -> None:
         ex = self.ex
-        put = self._events.put_nowait
+        put = self._events.put
+        strip = lane.strip_logprobs
+        event: _Event
         try:
             async with lane.upstream.open_stream(
                 ex.body,
@@ -121,59 +139,71 @@ class Race:
             ) as stream:
                 lane.stream = stream
                 ticket.release(stream.response.headers)
-                await self._announce()
-                async for chunk in stream:
-                    put((lane, _Chunk(chunk, take_logprobs(chunk, strip=lane.strip_logprobs))))
+                await put((lane, _Opened()))
+                async for batch in stream.batches():
+                    logprobs = [take_logprobs(chunk, strip=strip) for chunk in batch]
+                    await put((lane, _Chunks(batch, logprobs)))
         except UpstreamError as exc:
             log.info("%s %s failed: %s", ex.request_id, lane.label, exc.message)
             ex.gate.observe_failure(lane.name, exc)
-            put((lane, _Failed(exc)))
+            event = _Failed(exc)
         else:
-            put((lane, _End()))
+            event = _End()
         finally:
-            ticket.release()
+            ticket.release()  # before waiting for room in the queue
+        await put((lane, event))
 
     def announce_after(self, delay: float) -> None:
-        """Send the role chunk after `delay` seconds at the latest (keeps the client waiting
-        visibly while upstreams are slow to accept)."""
-        self._announcer = self._group.create_task(self._announce_later(delay), name="announce")
-
-    async def _announce_later(self, delay: float) -> None:
-        await asyncio.sleep(delay)
-        await self._announce()
+        """Send the role chunk after `delay` seconds at the latest, while waiting for events
+        (keeps the client waiting visibly while upstreams are slow to accept)."""
+        self._announce_at = asyncio.get_running_loop().time() + delay
 
     async def _announce(self) -> None:
         """Send the role chunk once the first upstream accepted the request.
 
         Not earlier: until some upstream answers, a failure can still reach the client as a
         real HTTP status (Cline reads the status for context overflow and rate limits)."""
-        if self._announced:
-            return
-        self._announced = True
-        try:
+        if not self._announced:
+            self._announced = True
             await self.ex.sink.begin()
-        except ConnectionError:
-            pass  # the client left; the request's own task notices and cancels the race
+
+    async def _next(self, deadline: float | None) -> tuple[Lane, _Event] | None:
+        """The next chunk, end or failure of a lane; None at `deadline`. Announces on the way."""
+        while True:
+            due = None if self._announced else self._announce_at
+            announcing = due is not None and (deadline is None or due < deadline)
+            try:
+                async with asyncio.timeout_at(due if announcing else deadline):
+                    lane, event = await self._events.get()
+            except TimeoutError:
+                if not announcing:
+                    return None
+                await self._announce()
+                continue
+            if not isinstance(event, _Opened):
+                return lane, event
+            if not lane.stopped:
+                await self._announce()
 
     @staticmethod
     def _absorb(lane: Lane, event: _Event) -> None:
         window = lane.window
-        if isinstance(event, _Chunk):
-            window.add(event.chunk, event.logprobs)
+        if isinstance(event, _Chunks):
+            for chunk, logprobs in zip(event.chunks, event.logprobs, strict=True):
+                window.add(chunk, logprobs)
         elif isinstance(event, _End):
             window.finished = True
-        else:
+        elif isinstance(event, _Failed):
             window.error = event.error
 
     async def pump(self, until: Callable[[], bool], deadline: float | None) -> bool:
         """Move arriving chunks into windows until `until()` holds (True) or `deadline` (False;
         None: no deadline, the calls' own timeouts end them)."""
         while not until():
-            try:
-                async with asyncio.timeout_at(deadline):
-                    lane, event = await self._events.get()
-            except TimeoutError:
+            item = await self._next(deadline)
+            if item is None:
                 return until()
+            lane, event = item
             if not lane.stopped:
                 self._absorb(lane, event)
         return True
@@ -193,8 +223,6 @@ class Race:
 
     def cancel_all(self) -> None:
         """Cancel every lane without waiting (the task group waits for them)."""
-        if self._announcer is not None:
-            self._announcer.cancel()
         for lane in self.lanes:
             lane.stopped = True
             if lane.task is not None:
@@ -210,11 +238,13 @@ class Race:
         window = lane.window
         await sink.emit_many(list(window.chunks))  # the buffered window, in one write
         while not window.finished and window.error is None:
-            source, event = await self._events.get()
+            item = await self._next(None)
+            assert item is not None, "no deadline"
+            source, event = item
             if source is not lane:
                 continue
-            if isinstance(event, _Chunk):
-                await sink.emit(event.chunk)
+            if isinstance(event, _Chunks):
+                await sink.emit_many(event.chunks)
             else:
                 self._absorb(lane, event)
         if window.error is not None:
