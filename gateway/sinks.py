@@ -5,7 +5,9 @@ one response id, the role chunk first, `finish_reason` in its own empty-delta ch
 usage chunk (only when asked for), the gateway metadata on the final chunk, one `[DONE]`.
 
 `committed` turns true once answer content reached the client; until then the gateway may still
-switch upstreams (`reset()` forgets what was buffered). A non-stream sink commits only at `finish`.
+switch upstreams (`reset()` forgets what was buffered, but never what the client was told: a
+stream whose role chunk went out keeps its model name). A non-stream sink commits only at
+`finish`.
 """
 
 from __future__ import annotations
@@ -245,7 +247,8 @@ class StreamSink:
         self.tool_call_indexes.clear()
         self.text_parts.clear()
         self.in_reasoning = False
-        self.model_name = ""
+        if self.response is None:  # else the role chunk named the model: keep telling the same
+            self.model_name = ""
 
     async def finish(
         self, usage: dict[str, Any], metadata: dict[str, Any], before_done: BeforeDone

@@ -8,12 +8,14 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 from support import chat, gateway_config, post_stream
 
 from gateway.app import GUARD_KEY, create_app
 from gateway.config import parse_config
 from gateway.records import UpstreamCall
 from gateway.sim import SimServer
+from gateway.sinks import StreamSink
 from gateway.upstreams import build_upstream
 
 
@@ -118,3 +120,31 @@ async def test_no_draft_content_by_the_deadline_commits_cerebras_only_once_it_ha
     final = reply.chunks[-1]
     assert final["model_used"] == "local"
     assert final["speculative_decoding"]["decided_by"] == "verify_failed"
+
+
+async def test_a_reset_after_the_role_chunk_keeps_the_model_name_the_client_was_told(
+    aiohttp_server: Any, client: aiohttp.ClientSession
+) -> None:
+    # No strategy resets a stream after its role chunk today (speculation announces, then
+    # serves one upstream); the sink must still keep what it told the client.
+    async def handler(request: web.Request) -> web.StreamResponse:
+        sink = StreamSink(request, response_id="chatcmpl-1", include_usage=False, headers={})
+        sink.model_name = "glm-token-saver"
+        await sink.begin()
+        sink.reset()  # a fallback before any content
+        content = {"index": 0, "delta": {"content": "hi"}, "finish_reason": "stop"}
+        await sink.emit({"model": "other-upstream", "choices": [content]})
+        await sink.finish({}, {}, _nothing)
+        assert sink.response is not None
+        return sink.response
+
+    app = web.Application()
+    app.router.add_post("/chat/completions", handler)
+    server = await aiohttp_server(app)
+    reply = await post_stream(client, str(server.make_url("")).rstrip("/"), {})
+    assert reply.text == "hi"
+    assert {c["model"] for c in reply.chunks} == {"glm-token-saver"}
+
+
+async def _nothing() -> None:
+    return None
