@@ -8,7 +8,11 @@ in the same process run:
 - added time to first content byte, p50 and p99, at concurrency 1, 16, 64 and 256;
 - added latency of non-stream requests, p50 and p99;
 - relay throughput: SSE chunks per second through the gateway (pinned to one core) vs direct;
-- gateway RSS with 1,000 concurrent open streams, per stream.
+- gateway RSS with 1,000 concurrent open streams, per stream;
+- the floor: a bare aiohttp relay on uvloop (`bench_floor.py`), pinned to the gateway's core, and
+  the gateway beside it: CPU per Cline-sized streamed request, CPU per relayed chunk, sequential
+  added time to first token, and p99 time to first token while 64 other streams flow at 20
+  tokens/s, each as a ratio to the relay (`--floor-only` runs just this part).
 
 Run: `.venv/bin/python scripts/bench_overhead.py` (about two minutes on 2 cores; `--quick` for a
 smoke run). Figures only: this is not a test and asserts nothing.
@@ -28,6 +32,15 @@ from pathlib import Path
 
 import aiohttp
 import orjson
+from bench_floor import (
+    background_streams,
+    cline_body,
+    cpu_per_chunk,
+    cpu_per_request,
+    first_content,
+    ratio_row,
+    spawn_bare_relay,
+)
 from benchlib import Proc, pct, spawn_gateway, spawn_sim, wait_ready
 
 BODY = {
@@ -41,6 +54,7 @@ BODY = {
 class Setup:
     sim: Proc
     gateway: Proc
+    relay: Proc
     tmp: Path
     cpus: dict[str, set[int]] = field(default_factory=dict)
 
@@ -65,9 +79,11 @@ def processes(loop_impl: str) -> Iterator[Setup]:
             "routing": {"strategy": "always_local"},
         }
         gateway = spawn_gateway(config, tmp, cpus=gateway_cpus, env=env)
+        relay = spawn_bare_relay(sim.url, cpus=gateway_cpus)
         try:
-            yield Setup(sim, gateway, tmp, {"gateway": gateway_cpus or set()})
+            yield Setup(sim, gateway, relay, tmp, {"gateway": gateway_cpus or set()})
         finally:
+            relay.stop()
             gateway.stop()
             sim.stop()
 
@@ -153,8 +169,73 @@ def fmt_ms(seconds: float) -> str:
     return f"{seconds * 1000:8.3f}"
 
 
+async def run_floor(
+    session: aiohttp.ClientSession, setup: Setup, quick: bool
+) -> dict[str, dict[str, float]]:
+    """The gateway beside the bare relay, same simulator, same core; ratios gateway / relay."""
+    direct, gateway, relay = setup.sim.url, setup.gateway.url, setup.relay.url
+    paths = {"gateway": (gateway, setup.gateway.pid), "relay": (relay, setup.relay.pid)}
+    cline = cline_body()
+    out: dict[str, dict[str, float]] = {name: {} for name in paths}
+    await sim_options(session, setup, answer_tokens=20, tps=0.0)
+    for base, _ in paths.values():  # warm up, Cline-sized
+        for _ in range(20):
+            await first_content(session, base, cline)
+    n = 300 if not quick else 40
+    for name, (base, pid) in paths.items():
+        out[name]["cpu_per_request"] = await cpu_per_request(session, base, pid, cline, n)
+
+    chunks = 20_000 if not quick else 4_000
+    await sim_options(session, setup, answer_tokens=chunks)
+    for name, (base, pid) in paths.items():
+        out[name]["cpu_per_chunk"] = await cpu_per_chunk(session, base, pid, BODY)
+
+    await sim_options(session, setup, answer_tokens=20)
+    samples: dict[str, list[float]] = {"direct": [], "gateway": [], "relay": []}
+    for _ in range(300 if not quick else 40):
+        samples["direct"].append(await first_content(session, direct, cline))
+        for name, (base, _) in paths.items():
+            samples[name].append(await first_content(session, base, cline))
+    for name in paths:
+        out[name]["ttft_added_p50"] = pct(samples[name], 50) - pct(samples["direct"], 50)
+
+    # 2,000 tokens at 20/s outlast the measurement; each measured stream is dropped
+    # after its first content event, so the long answer does not slow the loop
+    await sim_options(session, setup, answer_tokens=2_000, tps=20.0)
+    for name, (base, _) in paths.items():
+        loaded: list[float] = []
+        async with background_streams(session, base, 64, BODY):
+            for _ in range(200 if not quick else 30):
+                loaded.append(await first_content(session, base, cline))
+        out[name]["ttft_p99_64"] = pct(loaded, 99)
+    await sim_options(session, setup, answer_tokens=20, tps=0.0)
+
+    g, r = out["gateway"], out["relay"]
+    print("\nthe floor: gateway beside a bare aiohttp relay on uvloop (same core, same simulator)")
+    print(f"{'figure':<44} {'gateway':>9} {'relay':>9} {'':<3} {'ratio':>7}")
+    rows = [
+        ("CPU per Cline-sized streamed request", "cpu_per_request", 1e3, "ms"),
+        ("CPU per relayed chunk", "cpu_per_chunk", 1e6, "us"),
+        ("added TTFT p50, sequential (Cline body)", "ttft_added_p50", 1e3, "ms"),
+        ("TTFT p99 while 64 streams flow at 20 tok/s", "ttft_p99_64", 1e3, "ms"),
+    ]
+    for label, key, scale, unit in rows:
+        print(ratio_row(label, g[key], r[key], scale, unit))
+    out["ratio"] = {key: g[key] / r[key] if r[key] else float("nan") for _, key, _, _ in rows}
+    return out
+
+
 async def run(args: argparse.Namespace) -> dict[str, object]:
     results: dict[str, object] = {}
+    if args.floor_only:
+        with processes(args.loop) as setup:
+            connector = aiohttp.TCPConnector(limit=0)
+            timeout = aiohttp.ClientTimeout(total=None, sock_read=300)
+            async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+                for proc in (setup.sim, setup.gateway, setup.relay):
+                    await wait_ready(proc.url + "/health")
+                results["floor"] = await run_floor(session, setup, args.quick)
+        return results
     levels = [1, 16, 64, 256] if not args.quick else [1, 16]
     rounds = {1: 300, 16: 40, 64: 12, 256: 4} if not args.quick else {1: 40, 16: 4}
     with processes(args.loop) as setup:
@@ -253,6 +334,8 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
                 f"with {opened} open streams: {per_stream:.1f} KiB per stream"
             )
             await sim_options(session, setup, answer_tokens=20, tps=0.0)
+            await wait_ready(setup.relay.url + "/health")
+            results["floor"] = await run_floor(session, setup, args.quick)
     return results
 
 
@@ -264,6 +347,9 @@ def main() -> int:
         choices=["auto", "asyncio", "uvloop"],
         default="auto",
         help="event loop of the gateway process (auto: uvloop when installed)",
+    )
+    parser.add_argument(
+        "--floor-only", action="store_true", help="only the gateway beside the bare relay"
     )
     parser.add_argument("--json", type=Path, help="also write the figures as JSON here")
     args = parser.parse_args()
