@@ -174,6 +174,5 @@ def ratio_row(name: str, gateway: float, relay: float, scale: float, unit: str) 
     )
 
 
-
 if __name__ == "__main__":
     serve_bare_relay(int(sys.argv[1]), sys.argv[2])
