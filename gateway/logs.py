@@ -2,12 +2,17 @@
 
 No code path logs a key on purpose; the redacting filter is the second line of defence, replacing
 any configured secret that still reaches a log record with `[REDACTED]`.
+
+The request path only puts records on a queue; a listener thread formats and writes them, so a
+slow disk or terminal never stalls the event loop. Redaction runs once per record, in the logging
+thread, before the record is queued.
 """
 
 from __future__ import annotations
 
 import logging
 import logging.handlers
+import queue
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -38,6 +43,32 @@ class RedactSecrets(logging.Filter):
         return True
 
 
+class _QueueHandler(logging.handlers.QueueHandler):
+    """Queues records for its listener; `flush` waits until they are written, `close` stops the
+    listener (after writing what is queued) and closes its handlers."""
+
+    def __init__(self, handlers: list[logging.Handler]) -> None:
+        self._records: queue.Queue[logging.LogRecord] = queue.Queue()
+        super().__init__(self._records)
+        self.listener = logging.handlers.QueueListener(self._records, *handlers)
+        self.listener.start()
+        self._listening = True
+
+    def flush(self) -> None:
+        if self._listening:
+            self._records.join()
+        for handler in self.listener.handlers:
+            handler.flush()
+
+    def close(self) -> None:
+        if self._listening:
+            self._listening = False
+            self.listener.stop()
+        for handler in self.listener.handlers:
+            handler.close()
+        super().close()
+
+
 def setup_logging(
     storage: StorageConfig, secrets: Iterable[str], *, to_stderr: bool = True
 ) -> Path:
@@ -59,9 +90,10 @@ def setup_logging(
         handlers.append(logging.StreamHandler())
     for handler in handlers:
         handler.setFormatter(logging.Formatter(_FORMAT))
-        handler.addFilter(redact)
-        setattr(handler, _OWN_HANDLER, True)
-        root.addHandler(handler)
+    queued = _QueueHandler(handlers)
+    queued.addFilter(redact)
+    setattr(queued, _OWN_HANDLER, True)
+    root.addHandler(queued)
     root.setLevel(storage.log_level)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     return path
