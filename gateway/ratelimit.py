@@ -19,7 +19,9 @@ call it checks, in this order:
    calls already in flight reserved must leave at least `rate_limit_threshold` of every window
    the upstream reports, and of every window of `rate_limits.cerebras` (the plan) that it does
    not report (Cerebras reports no requests-per-minute window). Before the first headers only the
-   plan's windows are known; with no plan configured the first calls go unchecked.
+   plan's windows are known; with no plan configured the first calls go unchecked, and an
+   upstream with no known limit (no plan, no reported window) reserves one request and no
+   tokens, without estimating the prompt.
 A refused call is skipped by the relay, which serves the request from the next upstream of its
 route. Check and reservation happen in one synchronous step, so concurrent requests see each
 other's reservations; a reservation ends when the call's response headers arrive (they then
@@ -116,6 +118,10 @@ class RateLimitWatcher:
         self.windows: dict[str, Window] = {}
         self.retry_at: float | None = None
         self.updated_at: float | None = None
+
+    def knows_a_limit(self) -> bool:
+        """Whether any response reported the size of one of this upstream's windows."""
+        return any(window.limit for window in self.windows.values())
 
     def observe(self, headers: Mapping[str, str]) -> bool:
         """Update from response headers; True when any rate-limit header was understood."""
@@ -548,6 +554,9 @@ class RateLimitGate:
         gated = self.upstreams.get(upstream)
         if gated is None:
             return "predicted", None, Reservation()
+        if not self.plans.get(upstream) and not gated.watcher.knows_a_limit():
+            # Nothing to check the tokens against: skip the prompt estimate (a JSON walk).
+            return "predicted", None, Reservation(requests=1.0)
         need = estimate_reservation(gated, body)
         if predictive:
             refusal = self._predict(upstream, gated.watcher, need, now)

@@ -425,3 +425,21 @@ def test_unknown_reactive_strategy_is_refused_at_start(tmp_path) -> None:
             source="<test>",
             env={},
         )
+
+
+def test_an_upstream_with_no_known_limit_skips_the_prompt_estimate(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    gate, _ = make_gate()
+
+    def no_estimate(body: Any) -> int:
+        raise AssertionError("the prompt was estimated for an upstream with no known limit")
+
+    monkeypatch.setattr("gateway.ratelimit.estimate_prompt_tokens", no_estimate)
+    ticket = gate.admit("local", BODY)
+    assert not isinstance(ticket, Refusal)
+    assert gate.pending("local").requests == 1.0
+    ticket.release()  # type: ignore[union-attr]
+    tokens_window(gate, limit=100_000, remaining=90_000)
+    with pytest.raises(AssertionError, match="no known limit"):
+        gate.admit("cerebras", BODY)  # a reported limit: the estimate is needed again
