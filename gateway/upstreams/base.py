@@ -141,8 +141,11 @@ class UpstreamStream:
         loop = asyncio.get_running_loop()
         while True:
             try:
-                async with asyncio.timeout_at(deadline if deadline is not None else None):
-                    data = await content.readany()
+                # What already arrived needs no timer; only a read that waits gets one.
+                data = content.read_nowait()
+                if not data:
+                    async with asyncio.timeout_at(deadline):
+                        data = await content.readany()
             except TimeoutError:
                 if self.first_event_at is None:
                     raise UpstreamTimeout(
