@@ -21,8 +21,11 @@ from aiohttp import web
 from benchlib import HOST, Proc, free_port, spawn
 
 
-def serve_bare_relay(port: int, upstream: str) -> None:
-    """Run the bare relay: every request is forwarded to `upstream` and its bytes copied back."""
+def serve_bare_relay(port: int, upstream: str, close: bool = False) -> None:
+    """Run the bare relay: every request is forwarded to `upstream` and its bytes copied back.
+
+    `close`: ask for `Connection: close` upstream, as the gateway does for llama.cpp (whose server
+    drops kept-alive connections), so that both pay a fresh connection per call."""
     import uvloop
 
     async def main() -> None:
@@ -31,6 +34,8 @@ def serve_bare_relay(port: int, upstream: str) -> None:
         async def relay(request: web.Request) -> web.StreamResponse:
             body = await request.read()
             headers = {"Content-Type": request.headers.get("Content-Type", "application/json")}
+            if close:
+                headers["Connection"] = "close"
             async with session.request(
                 request.method, upstream + request.path_qs, data=body, headers=headers
             ) as up:
@@ -52,9 +57,11 @@ def serve_bare_relay(port: int, upstream: str) -> None:
     uvloop.run(main())
 
 
-def spawn_bare_relay(upstream: str, *, cpus: set[int] | None = None) -> Proc:
+def spawn_bare_relay(upstream: str, *, cpus: set[int] | None = None, close: bool = False) -> Proc:
     port = free_port()
     args = [sys.executable, str(Path(__file__).resolve()), str(port), upstream]
+    if close:
+        args.append("close")
     return spawn(args, f"http://{HOST}:{port}", cpus=cpus)
 
 
@@ -175,4 +182,4 @@ def ratio_row(name: str, gateway: float, relay: float, scale: float, unit: str) 
 
 
 if __name__ == "__main__":
-    serve_bare_relay(int(sys.argv[1]), sys.argv[2])
+    serve_bare_relay(int(sys.argv[1]), sys.argv[2], close=sys.argv[3:] == ["close"])

@@ -60,7 +60,7 @@ class Setup:
 
 
 @contextlib.contextmanager
-def processes(loop_impl: str) -> Iterator[Setup]:
+def processes(loop_impl: str, relay_close: bool = False) -> Iterator[Setup]:
     cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
     gateway_cpus = {cores[0]} if len(cores) >= 2 else None
     other_cpus = set(cores[1:]) if len(cores) >= 2 else None
@@ -79,7 +79,7 @@ def processes(loop_impl: str) -> Iterator[Setup]:
             "routing": {"strategy": "always_local"},
         }
         gateway = spawn_gateway(config, tmp, cpus=gateway_cpus, env=env)
-        relay = spawn_bare_relay(sim.url, cpus=gateway_cpus)
+        relay = spawn_bare_relay(sim.url, cpus=gateway_cpus, close=relay_close)
         try:
             yield Setup(sim, gateway, relay, tmp, {"gateway": gateway_cpus or set()})
         finally:
@@ -228,7 +228,7 @@ async def run_floor(
 async def run(args: argparse.Namespace) -> dict[str, object]:
     results: dict[str, object] = {}
     if args.floor_only:
-        with processes(args.loop) as setup:
+        with processes(args.loop, args.relay_close) as setup:
             connector = aiohttp.TCPConnector(limit=0)
             timeout = aiohttp.ClientTimeout(total=None, sock_read=300)
             async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
@@ -238,7 +238,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         return results
     levels = [1, 16, 64, 256] if not args.quick else [1, 16]
     rounds = {1: 300, 16: 40, 64: 12, 256: 4} if not args.quick else {1: 40, 16: 4}
-    with processes(args.loop) as setup:
+    with processes(args.loop, args.relay_close) as setup:
         connector = aiohttp.TCPConnector(limit=0, force_close=False)
         timeout = aiohttp.ClientTimeout(total=None, sock_read=300)
         async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
@@ -350,6 +350,11 @@ def main() -> int:
     )
     parser.add_argument(
         "--floor-only", action="store_true", help="only the gateway beside the bare relay"
+    )
+    parser.add_argument(
+        "--relay-close",
+        action="store_true",
+        help="the bare relay sends Connection: close upstream, as the gateway does to llama.cpp",
     )
     parser.add_argument("--json", type=Path, help="also write the figures as JSON here")
     args = parser.parse_args()
