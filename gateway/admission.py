@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 from .errors import UpstreamError
 from .records import UpstreamName
+from .tokens import PromptEstimate
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +49,14 @@ async def settled(admission: Admission) -> Ticket | Refusal:
 
 
 class UpstreamGate(Protocol):
-    def admit(self, upstream: UpstreamName, body: Mapping[str, Any]) -> Admission: ...
+    def admit(
+        self,
+        upstream: UpstreamName,
+        body: Mapping[str, Any],
+        prompt_tokens: PromptEstimate | None = None,
+    ) -> Admission:
+        """`prompt_tokens`, when given, is the request's own memo of its prompt estimate."""
+        ...
 
     def observe_failure(self, upstream: UpstreamName, error: UpstreamError) -> None: ...
 
@@ -66,7 +74,12 @@ NO_TICKET: Ticket = _NoTicket()
 class OpenGate:
     """Admits every call and ignores failures."""
 
-    def admit(self, upstream: UpstreamName, body: Mapping[str, Any]) -> Ticket | Refusal:
+    def admit(
+        self,
+        upstream: UpstreamName,
+        body: Mapping[str, Any],
+        prompt_tokens: PromptEstimate | None = None,
+    ) -> Ticket | Refusal:
         return NO_TICKET
 
     def observe_failure(self, upstream: UpstreamName, error: UpstreamError) -> None:

@@ -11,6 +11,7 @@ from .admission import OpenGate, UpstreamGate
 from .config import GatewayConfig, ThinkingMode
 from .records import RequestRecord, UpstreamName
 from .sinks import Sink
+from .tokens import PromptEstimate, once
 from .upstreams import OpenAICompatibleUpstream
 
 Recorder = Callable[[RequestRecord], Awaitable[None]]
@@ -39,6 +40,12 @@ class Exchange:
     recorded: bool = False
     # Set by strategies that classify the ask; None (the others) leaves thinking untouched.
     route_kind: Literal["simple", "complex"] | None = None
+    # The prompt estimate of `body`, computed at most once (admission, cancelled calls, calls
+    # without reported usage all need it); `body` is never changed in place.
+    prompt_tokens: PromptEstimate = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.prompt_tokens = once(self.body)
 
     @property
     def thinking(self) -> ThinkingMode | None:

@@ -54,7 +54,7 @@ from .config import AdaptiveConfig, GatewayConfig, PlanLimits
 from .errors import UpstreamError, UpstreamRateLimited
 from .records import UpstreamName
 from .state import EMBEDDED, SharedVerdict, StateStore
-from .tokens import estimate_prompt_tokens
+from .tokens import PromptEstimate, estimate_prompt_tokens
 
 log = logging.getLogger("gateway.ratelimit")
 
@@ -248,13 +248,16 @@ class GatedUpstream(Protocol):
     def build_body(self, client_body: Mapping[str, Any]) -> dict[str, Any]: ...
 
 
-def estimate_reservation(upstream: GatedUpstream, body: Mapping[str, Any]) -> Reservation:
+def estimate_reservation(
+    upstream: GatedUpstream, body: Mapping[str, Any], prompt_tokens: PromptEstimate | None = None
+) -> Reservation:
     """One request, the prompt's estimated tokens and the completion limit the upstream is sent."""
     sent = upstream.build_body(body)
     limit = sent.get("max_completion_tokens", sent.get("max_tokens"))
     if not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
         limit = UNCAPPED_COMPLETION_RESERVATION
-    return Reservation(requests=1.0, tokens=float(estimate_prompt_tokens(body) + limit))
+    prompt = prompt_tokens() if prompt_tokens is not None else estimate_prompt_tokens(body)
+    return Reservation(requests=1.0, tokens=float(prompt + limit))
 
 
 class PlanWindow:
@@ -394,13 +397,18 @@ class RateLimitGate:
     # --- UpstreamGate ---------------------------------------------------------------------------
 
     def admit(
-        self, upstream: UpstreamName, body: Mapping[str, Any], *, predictive: bool = True
+        self,
+        upstream: UpstreamName,
+        body: Mapping[str, Any],
+        prompt_tokens: PromptEstimate | None = None,
+        *,
+        predictive: bool = True,
     ) -> Ticket | Refusal | Coroutine[Any, Any, Ticket | Refusal]:
         """A ticket holding the call's reservation, or why the call must not go now.
 
         With shared state a call to a quota-limited upstream is also checked and reserved in the
         store, fleet-wide: the answer is then a coroutine (the caller awaits it)."""
-        kind, refusal, need = self._check(upstream, body, predictive)
+        kind, refusal, need = self._check(upstream, body, predictive, prompt_tokens)
         if refusal is not None:
             return self._refuse(kind, refusal)
         if self.shared and upstream in self.plans:
@@ -537,7 +545,11 @@ class RateLimitGate:
     # --- checks ---------------------------------------------------------------------------------
 
     def _check(
-        self, upstream: UpstreamName, body: Mapping[str, Any], predictive: bool
+        self,
+        upstream: UpstreamName,
+        body: Mapping[str, Any],
+        predictive: bool,
+        prompt_tokens: PromptEstimate | None = None,
     ) -> tuple[RefusalKind, Refusal | None, Reservation]:
         now = self.clock()
         if self.budget is not None:
@@ -557,7 +569,7 @@ class RateLimitGate:
         if not self.plans.get(upstream) and not gated.watcher.knows_a_limit():
             # Nothing to check the tokens against: skip the prompt estimate (a JSON walk).
             return "predicted", None, Reservation(requests=1.0)
-        need = estimate_reservation(gated, body)
+        need = estimate_reservation(gated, body, prompt_tokens)
         if predictive:
             refusal = self._predict(upstream, gated.watcher, need, now)
             if refusal is not None:
@@ -672,9 +684,12 @@ class ReactiveGate:
         self.gate = gate
 
     def admit(
-        self, upstream: UpstreamName, body: Mapping[str, Any]
+        self,
+        upstream: UpstreamName,
+        body: Mapping[str, Any],
+        prompt_tokens: PromptEstimate | None = None,
     ) -> Ticket | Refusal | Coroutine[Any, Any, Ticket | Refusal]:
-        return self.gate.admit(upstream, body, predictive=False)
+        return self.gate.admit(upstream, body, prompt_tokens, predictive=False)
 
     def observe_failure(self, upstream: UpstreamName, error: UpstreamError) -> None:
         self.gate.observe_failure(upstream, error)

@@ -51,7 +51,7 @@ async def serve(ex: Exchange, route: Sequence[UpstreamName], *, reason: str) -> 
             continue
         if failures and not ex.fallback_allowed(name):
             continue
-        admission = await settled(ex.gate.admit(name, ex.body))
+        admission = await settled(ex.gate.admit(name, ex.body, ex.prompt_tokens))
         if isinstance(admission, Refusal):
             log.info("%s skipping %s: %s", ex.request_id, name, admission.reason)
             failures.append(admission)
@@ -137,6 +137,7 @@ async def relay_stream(
         request_id=ex.request_id,
         calls=ex.record.calls,
         thinking=ex.thinking,
+        prompt_tokens=ex.prompt_tokens,
     ) as stream:
         ticket.release(stream.response.headers)
         async for batch in stream.batches():

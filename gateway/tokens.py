@@ -7,7 +7,7 @@ llama.cpp and Cerebras stream about one token per event. Estimated counts are al
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
@@ -52,6 +52,22 @@ def estimate_prompt_tokens(body: Mapping[str, Any]) -> int:
     if isinstance(tools, list):
         chars += _json_chars(tools)
     return max(1, estimate_text_tokens(chars) + count * _MESSAGE_OVERHEAD_TOKENS)
+
+
+PromptEstimate = Callable[[], int]
+
+
+def once(body: Mapping[str, Any]) -> PromptEstimate:
+    """`estimate_prompt_tokens(body)`, computed on the first call only (the walk serialises every
+    tool schema); valid while the body's messages and tools are not changed."""
+    cached: list[int] = []
+
+    def estimate() -> int:
+        if not cached:
+            cached.append(estimate_prompt_tokens(body))
+        return cached[0]
+
+    return estimate
 
 
 def _json_chars(value: Any) -> int:

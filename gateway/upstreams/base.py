@@ -35,7 +35,7 @@ from ..errors import (
 from ..ratelimit import RateLimitWatcher
 from ..records import CallRole, UpstreamCall, UpstreamName
 from ..sse import DONE, EventTooLarge, SSEDecoder
-from ..tokens import estimate_completion_tokens, estimate_prompt_tokens
+from ..tokens import PromptEstimate, estimate_completion_tokens, once
 
 log = logging.getLogger("gateway.upstream")
 
@@ -99,7 +99,7 @@ class UpstreamStream:
         upstream: OpenAICompatibleUpstream,
         response: aiohttp.ClientResponse,
         call: UpstreamCall,
-        request_body: Mapping[str, Any],
+        prompt_tokens: PromptEstimate,
         first_deadline: float,
     ) -> None:
         self.upstream = upstream
@@ -114,7 +114,7 @@ class UpstreamStream:
         self.reasoning_events = 0
         self.first_event_at: float | None = None
         self.extras: dict[str, Any] = {}
-        self._request_body = request_body
+        self._prompt_tokens = prompt_tokens
         self._first_deadline = first_deadline
 
     @property
@@ -285,7 +285,7 @@ class UpstreamStream:
                 call.cached_tokens = _int(details.get("cached_tokens"))
             call.estimated = False
         else:
-            call.prompt_tokens = estimate_prompt_tokens(self._request_body)
+            call.prompt_tokens = self._prompt_tokens()
             call.completion_tokens = estimate_completion_tokens(
                 self.content_chars, self.content_events
             )
@@ -431,6 +431,7 @@ class OpenAICompatibleUpstream:
         body_overrides: Mapping[str, Any] | None = None,
         calls: list[UpstreamCall] | None = None,
         thinking: str | None = None,
+        prompt_tokens: PromptEstimate | None = None,
     ) -> AsyncIterator[UpstreamStream]:
         """POST the request and yield the open stream; raise an UpstreamError before that.
 
@@ -442,10 +443,17 @@ class OpenAICompatibleUpstream:
         reasoning parameter of its own. If the upstream refuses it (400/422 naming it, so before
         any content), the call is repeated once without it and the parameter is not sent to this
         upstream again.
+
+        `prompt_tokens` is the caller's memo of the client body's prompt estimate; the built body
+        keeps the client's messages and tools, so it holds unless `body_overrides` replace them.
         """
         body = self.build_body(client_body)
         if body_overrides:
             body.update(body_overrides)
+        if prompt_tokens is None or (
+            body_overrides and ("messages" in body_overrides or "tools" in body_overrides)
+        ):
+            prompt_tokens = once(body)
         plain_body = dict(body)
         no_think = (
             thinking == "off"
@@ -489,7 +497,7 @@ class OpenAICompatibleUpstream:
                 call.status = "cancelled"
                 if response is None or response.status == 200:
                     # Before the headers: the prompt may already be processed and billed.
-                    call.prompt_tokens = estimate_prompt_tokens(body)
+                    call.prompt_tokens = prompt_tokens()
                     call.estimated = True
                 else:
                     call.http_status = response.status
@@ -517,7 +525,7 @@ class OpenAICompatibleUpstream:
                     call,
                 ) from None
             call.http_status = response.status
-            stream = UpstreamStream(self, response, call, body, first_deadline)
+            stream = UpstreamStream(self, response, call, prompt_tokens, first_deadline)
             status = "cancelled"
             try:
                 yield stream

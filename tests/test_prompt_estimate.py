@@ -1,0 +1,45 @@
+"""The prompt of a request is estimated at most once, however many steps need the estimate."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from support import chat, post_stream
+
+import gateway.ratelimit
+import gateway.tokens
+from gateway.tokens import estimate_prompt_tokens, once
+
+
+def test_once_computes_on_first_use_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    body = chat("how many tokens?")
+    calls: list[Any] = []
+
+    def counting(b: Any) -> int:
+        calls.append(b)
+        return estimate_prompt_tokens(b)
+
+    monkeypatch.setattr(gateway.tokens, "estimate_prompt_tokens", counting)
+    estimate = once(body)
+    assert calls == []
+    assert estimate() == estimate() == estimate_prompt_tokens(body)
+    assert len(calls) == 1
+
+
+async def test_admission_and_an_unreported_usage_share_one_estimate(
+    make_gateway, client, cerebras_sim, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gw = await make_gateway("always_cerebras", routing={"fallback": {"to_local": False}})
+    await post_stream(client, gw.url, chat(stream=True))  # the quota headers: a known limit
+    calls: list[Any] = []
+
+    def counting(b: Any) -> int:
+        calls.append(b)
+        return estimate_prompt_tokens(b)
+
+    monkeypatch.setattr(gateway.tokens, "estimate_prompt_tokens", counting)
+    monkeypatch.setattr(gateway.ratelimit, "estimate_prompt_tokens", counting)
+    cerebras_sim.inject("cut", after_chunks=4)  # no usage: the call's prompt is estimated
+    await post_stream(client, gw.url, chat("estimate me", stream=True))
+    assert len(calls) == 1, calls
