@@ -205,6 +205,10 @@ class UpstreamStream:
         """
         content = self.response.content
         try:
+            while not content.at_eof() and content.read_nowait():
+                pass  # the tail usually came with [DONE]: no timer for it
+            if content.at_eof():
+                return
             async with asyncio.timeout(_TAIL_WAIT_S):
                 while not content.at_eof() and await content.readany():
                     pass
