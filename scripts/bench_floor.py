@@ -43,6 +43,8 @@ def serve_bare_relay(port: int, upstream: str, close: bool = False) -> None:
                 resp.content_type = up.content_type
                 await resp.prepare(request)
                 async for data in up.content.iter_any():
+                    if request.transport is None or request.transport.is_closing():
+                        break  # the client left: stop reading upstream, as the gateway does
                     await resp.write(data)
                 await resp.write_eof()
                 return resp
