@@ -65,6 +65,24 @@ async def stop(proc: asyncio.subprocess.Process, sig: int = signal.SIGTERM) -> N
             await proc.wait()
 
 
+
+async def fleet_stats_from_both_workers(url: str, *, total: int) -> dict[str, Any]:
+    """/stats once both workers have answered it and the fleet counts `total` requests.
+
+    Each GET opens a fresh connection, so SO_REUSEPORT spreads them over the workers; the
+    publications land just after the answers, hence the short polling."""
+    answered_by: set[str] = set()
+    stats: dict[str, Any] = {}
+    for _ in range(200):
+        async with aiohttp.ClientSession() as fresh, fresh.get(url + "/stats") as resp:
+            stats = await resp.json()
+        answered_by.add(stats["ledger"]["path"])
+        if stats["requests"]["total"] == total and len(answered_by) == 2:
+            break
+        await asyncio.sleep(0.02)
+    assert len(answered_by) == 2, "both workers serve the port"
+    return stats
+
 async def test_two_workers_serve_one_port_with_shared_state(
     tmp_path, client, local_sim, cerebras_sim, redis_server: RedisServer
 ) -> None:
@@ -78,16 +96,7 @@ async def test_two_workers_serve_one_port_with_shared_state(
             async with aiohttp.ClientSession() as fresh:  # new connections: spread over workers
                 reply = await post_stream(fresh, url + "/v1", chat("hi", stream=True))
                 assert reply.status == 200
-        answered_by: set[str] = set()
-        stats: dict[str, Any] = {}
-        for _ in range(200):  # publications land just after the answers
-            async with aiohttp.ClientSession() as fresh, fresh.get(url + "/stats") as resp:
-                stats = await resp.json()
-            answered_by.add(stats["ledger"]["path"])
-            if stats["requests"]["total"] == 6 and len(answered_by) == 2:
-                break
-            await asyncio.sleep(0.02)
-        assert len(answered_by) == 2, "both workers serve the port"
+        stats = await fleet_stats_from_both_workers(url, total=6)
         assert stats["fleet"]["replicas_reported"] == 2
         assert stats["requests"]["total"] == 6 == len(cerebras_sim.requests)
         assert (tmp_path / "ledger.worker1.db").exists()
@@ -172,16 +181,7 @@ async def test_demo_with_two_workers_brings_its_own_redis(tmp_path) -> None:
             async with aiohttp.ClientSession() as fresh:  # new connections: spread over workers
                 reply = await post_stream(fresh, url + "/v1", chat("What is 2+2?"))
                 assert reply.status == 200
-        answered_by: set[str] = set()
-        stats: dict[str, Any] = {}
-        for _ in range(200):
-            async with aiohttp.ClientSession() as fresh, fresh.get(url + "/stats") as resp:
-                stats = await resp.json()
-            answered_by.add(stats["ledger"]["path"])
-            if stats["requests"]["total"] == 6 and len(answered_by) == 2:
-                break
-            await asyncio.sleep(0.02)
-        assert len(answered_by) == 2, "both workers serve the port"
+        stats = await fleet_stats_from_both_workers(url, total=6)
         assert stats["fleet"]["replicas_reported"] == 2
         assert stats["requests"]["total"] == 6
         os.kill(proc.pid, signal.SIGTERM)  # the parent alone: it stops workers, then Redis

@@ -71,6 +71,26 @@ async def fleet_stats(client: Any, gw: Gateway, total: int) -> dict[str, Any]:
     return stats
 
 
+
+async def budgeted_replicas(
+    aiohttp_server: Any,
+    tmp_path: Path,
+    local_sim: SimServer,
+    cerebras_sim: SimServer,
+    redis_server: RedisServer,
+) -> list[Gateway]:
+    """Two replicas sharing a $0.20 daily budget at prices that reach it in a few requests."""
+    prices = {"input_per_million": 1000.0, "output_per_million": 1000.0}
+    return await replicas(
+        aiohttp_server,
+        tmp_path,
+        local_sim,
+        cerebras_sim,
+        redis_server,
+        models={"cerebras": {"prices": prices}},
+        budget={"daily_usd": 0.2},
+    )
+
 async def test_burst_split_across_two_replicas_gets_no_429(
     aiohttp_server, tmp_path, client, local_sim, cerebras_sim, redis_server
 ) -> None:
@@ -109,16 +129,7 @@ async def test_burst_split_across_two_replicas_gets_no_429(
 async def test_shared_budget_is_not_overshot_beyond_requests_in_flight(
     aiohttp_server, tmp_path, client, local_sim, cerebras_sim, redis_server
 ) -> None:
-    prices = {"input_per_million": 1000.0, "output_per_million": 1000.0}
-    gws = await replicas(
-        aiohttp_server,
-        tmp_path,
-        local_sim,
-        cerebras_sim,
-        redis_server,
-        models={"cerebras": {"prices": prices}},
-        budget={"daily_usd": 0.2},
-    )
+    gws = await budgeted_replicas(aiohttp_server, tmp_path, local_sim, cerebras_sim, redis_server)
     for _ in range(10):  # one request in flight per replica at a time
         replies = await split_burst(client, gws, 2, max_tokens=32)
         assert [r.status for r in replies] == [200, 200]
@@ -263,16 +274,7 @@ async def test_budget_alerts_fire_once_for_the_fleet(
     aiohttp_server, tmp_path, client, local_sim, cerebras_sim, redis_server, caplog
 ) -> None:
     caplog.set_level(logging.INFO, logger="gateway.budget")
-    prices = {"input_per_million": 1000.0, "output_per_million": 1000.0}
-    gws = await replicas(
-        aiohttp_server,
-        tmp_path,
-        local_sim,
-        cerebras_sim,
-        redis_server,
-        models={"cerebras": {"prices": prices}},
-        budget={"daily_usd": 0.2},
-    )
+    gws = await budgeted_replicas(aiohttp_server, tmp_path, local_sim, cerebras_sim, redis_server)
     for _ in range(8):  # past 100 % of the fleet's budget, each replica alone below it
         replies = await split_burst(client, gws, 2, max_tokens=32)
         assert [r.status for r in replies] == [200, 200]
