@@ -290,7 +290,7 @@ async def serve(
             config = await stack.enter_async_context(demo_upstreams(config))
         elif local_model:
             config = await stack.enter_async_context(local_model_upstreams(config))
-        setup_logging(config.storage, [m.api_key for m in config.models.values()])
+        setup_logging(config.storage, config.secrets())
         app = create_app(config)
         runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
         await runner.setup()

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -298,6 +299,15 @@ class GatewayConfig:
 
     def with_overrides(self, **changes: Any) -> GatewayConfig:
         return replace(self, **changes)
+
+    def secrets(self) -> list[str]:
+        """Every secret this config holds, for redaction: the upstreams' API keys, the client
+        keys and the password of `state.redis_url`."""
+        found = [m.api_key for m in self.models.values()] + list(self.auth.api_keys)
+        password = urlsplit(self.state.redis_url).password if self.state.redis_url else None
+        if password:
+            found.append(password)
+        return [secret for secret in found if secret]
 
 
 # Per-upstream defaults: what differs between the two upstreams. Everything else defaults in

@@ -148,7 +148,9 @@ async def continue_stream(ex: Exchange, failed: UpstreamError) -> bool:
             async for batch in stream.batches():
                 if echo is not None and echo.feed(batch):
                     echo = None
-                sent = True
+                # Only text past the seam is the continuation's own: while the echo is still
+                # being matched, a failure is the first upstream's.
+                sent = sent or echo is None
                 await sink.emit_many(batch)
     except UpstreamError as exc:
         ex.gate.observe_failure(target, exc)
@@ -176,13 +178,24 @@ async def _complete(
     usage["prompt_tokens"] = usage.get("prompt_tokens", 0) + before
     usage["completion_tokens"] = usage.get("completion_tokens", 0) + done
     usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+    # The details are summed from both calls too, never left as the second call's alone.
+    calls = (second,) if first is None else (first, second)
+    cached = sum(call.cached_tokens for call in calls)
+    reasoning = sum(call.reasoning_tokens for call in calls)
+    usage.pop("prompt_tokens_details", None)
+    usage.pop("completion_tokens_details", None)
+    if cached:
+        usage["prompt_tokens_details"] = {"cached_tokens": cached}
+    if reasoning:
+        usage["completion_tokens_details"] = {"reasoning_tokens": reasoning}
     if first is not None and first.estimated:
         usage["estimated"] = True
     record = ex.record
     record.model_used = target
     record.outcome = "ok"
     record.fallback = True
-    record.counterfactual_prompt_tokens = before or second.prompt_tokens
+    # The second call's prompt carries the partial answer as prefill: not what one call costs.
+    record.counterfactual_prompt_tokens = before or max(0, second.prompt_tokens - done)
     record.counterfactual_completion_tokens = done + second.completion_tokens
     ex.set_reason(
         f"{record.routing_reason}; continued on {target} after {failed.upstream} failed "

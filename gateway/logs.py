@@ -4,8 +4,8 @@ No code path logs a key on purpose; the redacting filter is the second line of d
 any configured secret that still reaches a log record with `[REDACTED]`.
 
 The request path only puts records on a queue; a listener thread formats and writes them, so a
-slow disk or terminal never stalls the event loop. Redaction runs once per record, in the logging
-thread, before the record is queued.
+slow disk or terminal never stalls the event loop. Redaction runs once per record, on the
+rendered text (message and traceback), as the record is queued.
 """
 
 from __future__ import annotations
@@ -23,36 +23,37 @@ _FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 _OWN_HANDLER = "_glm_gateway_handler"
 
 
-class RedactSecrets(logging.Filter):
-    """Replace every configured secret in the rendered message."""
+class RedactSecrets:
+    """Replaces every configured secret (4 characters or more) in a text."""
 
     def __init__(self, secrets: Iterable[str]) -> None:
-        super().__init__()
         self.secrets = tuple(s for s in secrets if s and len(s) >= 4)
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        if not self.secrets:
-            return True
-        message = record.getMessage()
-        redacted = message
+    def redact(self, text: str) -> str:
         for secret in self.secrets:
-            redacted = redacted.replace(secret, REDACTED)
-        if redacted != message:
-            record.msg = redacted
-            record.args = None
-        return True
+            text = text.replace(secret, REDACTED)
+        return text
 
 
 class _QueueHandler(logging.handlers.QueueHandler):
     """Queues records for its listener; `flush` waits until they are written, `close` stops the
     listener (after writing what is queued) and closes its handlers."""
 
-    def __init__(self, handlers: list[logging.Handler]) -> None:
+    def __init__(self, handlers: list[logging.Handler], redact: RedactSecrets) -> None:
         self._records: queue.Queue[logging.LogRecord] = queue.Queue()
         super().__init__(self._records)
+        self.redact = redact
         self.listener = logging.handlers.QueueListener(self._records, *handlers)
         self.listener.start()
         self._listening = True
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        """The record with its message and any traceback rendered into `msg`, then redacted:
+        an exception's text can carry a secret too."""
+        prepared: logging.LogRecord = super().prepare(record)
+        if self.redact.secrets:
+            prepared.msg = self.redact.redact(str(prepared.msg))
+        return prepared
 
     def flush(self) -> None:
         if self._listening:
@@ -90,8 +91,7 @@ def setup_logging(
         handlers.append(logging.StreamHandler())
     for handler in handlers:
         handler.setFormatter(logging.Formatter(_FORMAT))
-    queued = _QueueHandler(handlers)
-    queued.addFilter(redact)
+    queued = _QueueHandler(handlers, redact)
     setattr(queued, _OWN_HANDLER, True)
     root.addHandler(queued)
     root.setLevel(storage.log_level)

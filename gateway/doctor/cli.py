@@ -63,7 +63,7 @@ def _secrets(config: GatewayConfig | None) -> list[str]:
     found = [os.environ.get("CEREBRAS_API_KEY", "")]
     found += os.environ.get("GATEWAY_API_KEYS", "").split(",")
     if config is not None:
-        found += [m.api_key for m in config.models.values()] + list(config.auth.api_keys)
+        found += config.secrets()
     return [s.strip() for s in found if s.strip()]
 
 

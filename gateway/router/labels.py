@@ -9,7 +9,8 @@ Tables:
 Durability is the ledger's: WAL mode, `synchronous=NORMAL`, one writer thread that commits what is
 queued in one transaction, so the event loop never waits on SQLite; a `kill -9` loses nothing that
 was committed, a power loss may lose the last commits. Reads happen once, at start-up (`load`).
-Rows older than the TTL are deleted at start-up, and at most `max_rows` turns are kept.
+Rows older than the TTL are deleted at start-up, and at most `max_rows` turns are kept; labels,
+a record of what the router learned from, are kept up to MAX_LABELS, the newest.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ CREATE TABLE IF NOT EXISTS labels (
     bad INTEGER NOT NULL, weight REAL NOT NULL, score REAL, applied INTEGER NOT NULL,
     detail TEXT, time REAL NOT NULL);
 """
+
+MAX_LABELS = 100_000
 
 Learner = Callable[[str, bool, str, float], bool]
 """`learner(request_id, bad, source, weight) -> applied`: Router.learn's signature."""
@@ -118,6 +121,11 @@ class LearningStore:
             (max_rows,),
         )
         conn.execute("DELETE FROM conversations WHERE updated < ?", (cutoff,))
+        conn.execute(
+            "DELETE FROM labels WHERE id IN (SELECT id FROM labels ORDER BY id DESC"
+            " LIMIT -1 OFFSET ?)",
+            (MAX_LABELS,),
+        )
         turns = [
             TurnRow(*row)
             for row in conn.execute(

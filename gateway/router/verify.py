@@ -201,6 +201,7 @@ class VerifySampler:
             stream=False,
             routing_reason=f"verification sample of {sample.request_id}",
         )
+        record.model_used = "cerebras"
         started = time.monotonic()
         assembly = Assembly()
         try:
@@ -219,6 +220,9 @@ class VerifySampler:
             self.counts["failed"] += 1
             log.info("req=%s verification sample failed: %s", sample.request_id, exc.message)
             return None
+        except asyncio.CancelledError:  # shutdown cut it short: a paid call, not a good one
+            record.outcome, record.error_type = "error", "cancelled"
+            raise
         finally:
             admission.release()
             record.duration_s = time.monotonic() - started

@@ -13,6 +13,7 @@ Time in Redis is unix seconds (replicas must have synchronised clocks, as NTP gi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -196,9 +197,10 @@ class RedisStore:
             repr(alerts.limit_usd if alerts is not None else 0.0),
             *(str(p) for p in percents),
         ]
-        waiting = key in self._spend_pending
         self._spend_pending[key] = (keys, args, alerts)
-        if not waiting and key not in self._spend_running:
+        # A running publisher takes the newest pending entry next; none running (or one that
+        # died on an error) means a new one, so a period's spend never stops being published.
+        if key not in self._spend_running:
             self._spend_running.add(key)
             task = asyncio.get_running_loop().create_task(self._publish_spend(key))
             self._tasks.add(task)
@@ -297,6 +299,8 @@ class RedisStore:
     async def close(self) -> None:
         if self._heartbeat is not None:
             self._heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeat
         if self._stats_source is not None and not self.degraded:
             await self._call(self._write_stats)  # the final account, before the replica leaves
         if self._tasks:

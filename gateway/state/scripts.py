@@ -89,6 +89,9 @@ for i = 1, nplan do
   local amount = need[ARGV[at + 2]]
   if amount > 0 then
     local log = KEYS[4 + nbudget + i]
+    -- Trimmed here too: the check above skips windows the headers report (and every window
+    -- when not predictive), and a busy fleet renews the key's expiry on every call.
+    redis.call('ZREMRANGEBYSCORE', log, '-inf', now - tonumber(ARGV[at + 4]))
     redis.call('ZADD', log, now, id .. '|' .. tostring(amount))
     redis.call('EXPIRE', log, math.ceil(tonumber(ARGV[at + 4])) + 1)
   end
