@@ -18,18 +18,19 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from . import __version__
-from .app import GUARD_KEY, create_app
-from .config import ConfigError, GatewayConfig, load_config
-from .dashboard.demo_traffic import DemoTraffic, dashboard_url
-from .guard import Guard
-from .llama_server import LocalModelError
-from .local_model import local_model_upstreams
-from .logs import setup_logging
-from .strategies import strategy_names
+from gateway import __version__
+from gateway.config import ConfigError, GatewayConfig, load_config
+from gateway.dashboard.demo_traffic import DemoTraffic, dashboard_url
+from gateway.dev.llama_server import LocalModelError
+from gateway.dev.local_model import local_model_upstreams
+from gateway.http.app import create_app
+from gateway.http.guard import Guard
+from gateway.http.services import GUARD_KEY
+from gateway.logs import setup_logging
+from gateway.strategies import strategy_names
 
 if TYPE_CHECKING:
-    from .sim import ScriptedAnswer
+    from gateway.dev.sim import ScriptedAnswer
 
 log = logging.getLogger("gateway.cli")
 
@@ -153,7 +154,7 @@ def run_workers(words: list[str], workers: int) -> int:
 
 
 def _run_demo_workers(words: list[str], config: GatewayConfig) -> int:
-    from .demo_fleet import DemoFleetError, run_demo_workers
+    from gateway.dev.demo_fleet import DemoFleetError, run_demo_workers
 
     try:
         with asyncio.Runner(loop_factory=loop_factory()) as runner:
@@ -196,7 +197,7 @@ Each step halves the range: O(log n) time, O(1) space."""
 def _demo_scripts() -> tuple[dict[str, ScriptedAnswer], dict[str, ScriptedAnswer]]:
     """Scripted demo answers (local, Cerebras): with `speculative_decoding`, the short local
     answer is accepted before Cerebras' first token, the faulty local binary search is not."""
-    from .sim import ScriptedAnswer
+    from gateway.dev.sim import ScriptedAnswer
 
     local = {
         "What is 2+2?": ScriptedAnswer("It's 4."),
@@ -212,7 +213,7 @@ def _demo_scripts() -> tuple[dict[str, ScriptedAnswer], dict[str, ScriptedAnswer
 @asynccontextmanager
 async def demo_upstreams_running() -> AsyncIterator[tuple[str, str]]:
     """Start simulated llama.cpp and Cerebras servers; yield their URLs (local, cerebras)."""
-    from .sim import SimOptions, running_sim
+    from gateway.dev.sim import SimOptions, running_sim
 
     local_script, cerebras_script = _demo_scripts()
     local_opts = SimOptions(
@@ -374,13 +375,13 @@ def loop_factory(choice: str | None = None) -> Callable[[], asyncio.AbstractEven
 def main(argv: Sequence[str] | None = None) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
     if words[:1] == ["doctor"] or "--doctor" in words:
-        from .doctor import main as doctor_main
+        from gateway.doctor import main as doctor_main
 
         return doctor_main(
             words[1:] if words[:1] == ["doctor"] else [w for w in words if w != "--doctor"]
         )
     if words[:2] == ["config", "check"]:
-        from .config_check import main as config_check_main
+        from gateway.config_check import main as config_check_main
 
         return config_check_main(words[2:], DEFAULT_CONFIG)
     parser = build_parser()

@@ -19,8 +19,8 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from .records import UPSTREAM_NAMES, UpstreamName
-from .verdict import SCORER_NAMES
+from gateway.accounting.records import UPSTREAM_NAMES, UpstreamName
+from gateway.speculation.verdict import SCORER_NAMES
 
 CHAT_COMPLETIONS_PATH = "/chat/completions"
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -190,10 +190,12 @@ class RoutingConfig:
 
 @dataclass(frozen=True, slots=True)
 class SpeculativeConfig:
-    """The spec's keys, then the verdict's own (see gateway.speculation and gateway.verdict).
+    """The spec's keys, then the verdict's own (see gateway.speculation and
+    gateway.speculation.verdict).
 
-    `verify_start`: concurrent | after_draft. `scorer`: a name in gateway.verdict.SCORERS.
-    Probabilities (`logprob_min_*`) are token probabilities in 0..1, not log-probabilities.
+    `verify_start`: concurrent | after_draft. `scorer`: a name in
+    gateway.speculation.verdict.SCORERS. Probabilities (`logprob_min_*`) are token probabilities in
+    0..1, not log-probabilities.
     `cost_skip_ratio`: skip speculation when the prompt's share of a full Cerebras answer's
     cost (answer of `expected_answer_tokens`) is above it; 1.0 never skips.
     `announce_after`: seconds before the role chunk goes out if no upstream has accepted the
@@ -683,7 +685,7 @@ def cross_check(config: GatewayConfig) -> None:
     parse_config runs it; create_app runs it again for configs changed after parsing (--strategy).
     """
     # Imported here: the strategies import this module.
-    from .strategies import strategy_names
+    from gateway.strategies import strategy_names
 
     known = strategy_names()
     reactive = config.rate_limits.reactive_strategies

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from .config import ConfigError, GatewayConfig, load_config
+from gateway.config import ConfigError, GatewayConfig, load_config
 
 MASK = "***"
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .records import UpstreamCall
+from gateway.accounting.records import UpstreamCall
 
 
 class GatewayError(Exception):

@@ -16,7 +16,7 @@ import queue
 from collections.abc import Iterable
 from pathlib import Path
 
-from .config import StorageConfig
+from gateway.config import StorageConfig
 
 REDACTED = "[REDACTED]"
 _FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"

@@ -8,9 +8,10 @@ header families:
 plus `retry-after` (seconds or an HTTP date). Deadlines are kept on the monotonic clock; a window
 whose reset has passed is assumed full again. Malformed values are ignored with a debug log.
 
-`RateLimitGate` is the app's admission gate (gateway.admission.UpstreamGate). Before every upstream
+`RateLimitGate` is the app's admission gate (gateway.quota.admission.UpstreamGate). Before every
+upstream
 call it checks, in this order:
-1. the spend budget (gateway.budget; Cerebras only);
+1. the spend budget (gateway.quota.budget; Cerebras only);
 2. a cool-down: after a 429 the upstream gets no call until its reset (the 429's `retry-after`,
    else the reset of its exhausted window; when the headers explain nothing, e.g. Cerebras'
    unreported requests-per-minute limit, `cool_down_duration`), whatever the strategy;
@@ -48,13 +49,13 @@ from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from .admission import Refusal, Ticket
-from .budget import Budget
-from .config import AdaptiveConfig, GatewayConfig, PlanLimits
-from .errors import UpstreamError, UpstreamRateLimited
-from .records import UpstreamName
-from .state import EMBEDDED, SharedVerdict, StateStore
-from .tokens import PromptEstimate, estimate_prompt_tokens
+from gateway.accounting.records import UpstreamName
+from gateway.accounting.tokens import PromptEstimate, estimate_prompt_tokens
+from gateway.config import AdaptiveConfig, GatewayConfig, PlanLimits
+from gateway.errors import UpstreamError, UpstreamRateLimited
+from gateway.quota.admission import Refusal, Ticket
+from gateway.quota.budget import Budget
+from gateway.state import EMBEDDED, SharedVerdict, StateStore
 
 log = logging.getLogger("gateway.ratelimit")
 

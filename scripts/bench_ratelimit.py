@@ -36,9 +36,9 @@ from aiohttp import web
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from gateway.app import create_app  # noqa: E402
 from gateway.config import parse_config  # noqa: E402
-from gateway.sim import SimOptions, SimServer, running_sim  # noqa: E402
+from gateway.dev.sim import SimOptions, SimServer, running_sim  # noqa: E402
+from gateway.http.app import create_app  # noqa: E402
 
 HOST = "127.0.0.1"
 BURST = 50

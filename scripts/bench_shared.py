@@ -33,10 +33,10 @@ sys.path.insert(0, str(ROOT))
 from bench_overhead import relay_rate  # noqa: E402
 from benchlib import spawn_gateway, spawn_sim, wait_ready  # noqa: E402
 
-from gateway.app import create_app  # noqa: E402
 from gateway.config import parse_config  # noqa: E402
+from gateway.dev.sim import SimOptions, running_sim  # noqa: E402
+from gateway.http.app import create_app  # noqa: E402
 from gateway.ratelimit import RateLimitGate  # noqa: E402
-from gateway.sim import SimOptions, running_sim  # noqa: E402
 from gateway.state import open_store  # noqa: E402
 
 KEY = "csk-bench"

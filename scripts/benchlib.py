@@ -90,7 +90,7 @@ def spawn(
 
 def spawn_sim(profile: str, *extra: str, cpus: set[int] | None = None) -> Proc:
     port = free_port()
-    args = [sys.executable, "-m", "gateway.sim", "--profile", profile, "--port", str(port)]
+    args = [sys.executable, "-m", "gateway.dev.sim", "--profile", profile, "--port", str(port)]
     return spawn([*args, *extra], f"http://{HOST}:{port}", cpus=cpus)
 
 

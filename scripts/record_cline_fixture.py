@@ -28,9 +28,9 @@ sys.path.insert(0, str(ROOT / "tests"))
 from cline_support import CLINE_VERSION, find_cline, run_cline  # noqa: E402
 from support import CEREBRAS_KEY, gateway_config  # noqa: E402
 
-from gateway.app import create_app  # noqa: E402
-from gateway.sim import SimOptions, SimServer, running_sim  # noqa: E402
-from gateway.sim.options import scripted_answer_from_json  # noqa: E402
+from gateway.dev.sim import SimOptions, SimServer, running_sim  # noqa: E402
+from gateway.dev.sim.options import scripted_answer_from_json  # noqa: E402
+from gateway.http.app import create_app  # noqa: E402
 
 SYSTEM_KEEP = 600
 

@@ -23,10 +23,10 @@ from pathlib import Path
 
 from router_data import Example, examples, load_all
 
-from gateway.classifier import TaskClassifier
 from gateway.config import parse_config
 from gateway.router import Router
 from gateway.router.calibration import ShareCalibrator
+from gateway.router.classifier import TaskClassifier
 from gateway.router.features import Features
 from gateway.router.model import LinearModel
 from gateway.router.router import LEARN_RATE

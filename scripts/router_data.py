@@ -30,9 +30,9 @@ from bench_replay import (
     load_mt_bench,
 )
 
+from gateway.accounting.tokens import CHARS_PER_TOKEN, estimate_prompt_tokens
 from gateway.router import Router
 from gateway.router.features import Features
-from gateway.tokens import CHARS_PER_TOKEN, estimate_prompt_tokens
 
 MT_BENCH_GAP = 2.0
 MAX_DRAFT_TOKENS = 100

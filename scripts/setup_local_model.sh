@@ -29,7 +29,7 @@
 # moves that folder (default ~/.cache/glm-token-saver/llama-wheels).
 #
 # The check that counts: llama-server is started on the model, asked for a few tokens over HTTP
-# (`python -m gateway.llama_server check`), and must answer. `--version` alone executes no CPU
+# (`python -m gateway.dev.llama_server check`), and must answer. `--version` alone executes no CPU
 # kernel, so it cannot tell a binary that will crash. A pass is remembered per binary and host CPU,
 # so later runs take well under a second.
 #
@@ -118,13 +118,13 @@ host_fingerprint() {
 
 # Runs the HTTP smoke check; prints the paths on success, the reason on stderr otherwise.
 smoke() {
-    PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" "$PY" -m gateway.llama_server check \
+    PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" "$PY" -m gateway.dev.llama_server check \
         --log "$VENV/.llamacpp-check.log"
 }
 
 binary_path() {
     PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" "$PY" -c \
-        'from gateway.llama_server import find_binary; print(find_binary())' 2>/dev/null
+        'from gateway.dev.llama_server import find_binary; print(find_binary())' 2>/dev/null
 }
 
 # Verified before on this binary and host: print the paths and stop here.
@@ -141,7 +141,7 @@ quick_exit_if_verified() {
     fi
     local model
     model="$(PYTHONPATH="$ROOT" "$PY" -c \
-        'from gateway.llama_server import find_model; print(find_model())' 2>/dev/null)" || return 0
+        'from gateway.dev.llama_server import find_model; print(find_model())' 2>/dev/null)" || return 0
     rm -f "$NOTE"
     echo "llama-server: $binary"
     echo "model: $model"

@@ -14,10 +14,10 @@ from mocked_http import MockedHTTP
 from redis_support import RedisServer, running_redis
 from support import CEREBRAS_KEY, Gateway, gateway_config
 
-from gateway.app import create_app
 from gateway.config import GatewayConfig
-from gateway.llama_server import LlamaServer
-from gateway.sim import SimOptions, SimServer, running_sim
+from gateway.dev.llama_server import LlamaServer
+from gateway.dev.sim import SimOptions, SimServer, running_sim
+from gateway.http.app import create_app
 
 
 @pytest.fixture

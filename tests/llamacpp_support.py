@@ -22,7 +22,7 @@ import orjson
 import pytest
 from aiohttp import web
 
-from gateway.llama_server import (
+from gateway.dev.llama_server import (
     LlamaServer,
     LocalModelError,
     find_binary,

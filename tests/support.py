@@ -12,8 +12,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from multidict import CIMultiDict
 
-from gateway.app import SERVICES_KEY, Services
 from gateway.config import GatewayConfig, parse_config
+from gateway.http.services import SERVICES_KEY, Services
 
 CEREBRAS_KEY = "csk-test-secret-4f9a1c2e7b"
 

@@ -13,8 +13,8 @@ from typing import Any
 import aiohttp
 from support import chat, post_stream
 
-from gateway.sim import SimServer
-from gateway.sim.server import update_options
+from gateway.dev.sim import SimServer
+from gateway.dev.sim.server import update_options
 
 BURST = 50
 # The free tier of the wire contract: 5 requests and 30k tokens per minute.

@@ -7,7 +7,7 @@ import logging
 import pytest
 from support import CEREBRAS_KEY, chat, gateway_config, post_stream
 
-from gateway.app import create_app
+from gateway.http.app import create_app
 from gateway.logs import setup_logging
 
 

@@ -9,10 +9,10 @@ from datetime import UTC, datetime
 import pytest
 from support import chat, gateway_config, post_stream
 
-from gateway.app import create_app
-from gateway.budget import Budget, BudgetRefusal, day_bounds, month_bounds
+from gateway.accounting.records import RequestRecord, UpstreamCall
 from gateway.config import BudgetConfig, Prices
-from gateway.records import RequestRecord, UpstreamCall
+from gateway.http.app import create_app
+from gateway.quota.budget import Budget, BudgetRefusal, day_bounds, month_bounds
 
 PRICES = Prices(input_per_million=2.25, output_per_million=2.75)
 JUNE_15 = datetime(2026, 6, 15, 13, 30, tzinfo=UTC).timestamp()
@@ -54,7 +54,7 @@ def test_period_bounds() -> None:
 def test_charges_alerts_once_each_and_refuses_at_100(caplog) -> None:
     wall = Wall()
     budget = Budget(BudgetConfig(daily_usd=1.0, on_exhausted="reject"), PRICES, wall=wall)
-    caplog.set_level(logging.INFO, logger="gateway.budget")
+    caplog.set_level(logging.INFO, logger="gateway.quota.budget")
     million = record(wall.now, 100_000, 100_000)  # $0.225 + $0.275 = $0.50
     budget.charge(million)
     assert alerts(caplog) == [
@@ -89,7 +89,7 @@ def test_local_calls_cost_nothing() -> None:
 def test_new_day_starts_from_zero_and_alerts_again(caplog) -> None:
     wall = Wall()
     budget = Budget(BudgetConfig(daily_usd=0.5, monthly_usd=100.0), PRICES, wall=wall)
-    caplog.set_level(logging.INFO, logger="gateway.budget")
+    caplog.set_level(logging.INFO, logger="gateway.quota.budget")
     budget.charge(record(wall.now, 0, 200_000))  # $0.55
     assert budget.refusal("cerebras") is not None
     wall.now += 11 * 3600  # the next UTC day
@@ -121,7 +121,7 @@ def test_monthly_budget_refuses_with_its_own_reset() -> None:
 async def test_crossing_100_percent_routes_local(
     make_gateway, client, local_sim, cerebras_sim, caplog
 ) -> None:
-    caplog.set_level(logging.INFO, logger="gateway.budget")
+    caplog.set_level(logging.INFO, logger="gateway.quota.budget")
     gw = await make_gateway("always_cerebras", budget={"daily_usd": 0.0002})
     served = []
     for _ in range(8):
@@ -186,7 +186,7 @@ async def test_exhausted_with_local_disabled_and_on_exhausted_local_gives_429(
 async def test_spend_is_read_from_the_ledger_at_start_up(
     aiohttp_server, client, tmp_path, local_sim, cerebras_sim, caplog
 ) -> None:
-    caplog.set_level(logging.INFO, logger="gateway.budget")
+    caplog.set_level(logging.INFO, logger="gateway.quota.budget")
     config = gateway_config(tmp_path, local_sim.url, cerebras_sim.url, strategy="always_cerebras")
     server = await aiohttp_server(create_app(config))
     for _ in range(3):

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from gateway.classifier import Classification, TaskClassifier, current_ask
 from gateway.config import RoutingConfig
+from gateway.router.classifier import Classification, TaskClassifier, current_ask
 
 KEYWORDS = RoutingConfig().complexity_keywords
 CLASSIFIER = TaskClassifier(KEYWORDS, 1000)

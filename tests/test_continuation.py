@@ -8,11 +8,11 @@ from typing import Any
 import pytest
 from support import chat, post_stream, read_then_leave
 
-from gateway.admission import Refusal
 from gateway.config import ConfigError, parse_config
-from gateway.continuation import EchoStrip, continuation_body
+from gateway.dev.sim import ScriptedAnswer, ToolCallSpec
+from gateway.quota.admission import Refusal
 from gateway.ratelimit import RateLimitGate, ReactiveGate
-from gateway.sim import ScriptedAnswer, ToolCallSpec
+from gateway.serving.continuation import EchoStrip, continuation_body
 
 ASK = "Explain step by step why this code deadlocks: ```lock(a); lock(b)```"
 

@@ -15,13 +15,13 @@ import aiohttp
 import pytest
 from support import CEREBRAS_KEY, chat, post_stream
 
+from gateway.accounting.ledger import Ledger
+from gateway.accounting.records import RequestRecord, UpstreamCall
+from gateway.accounting.stats import StatisticsTracker
 from gateway.config import Prices
 from gateway.dashboard.demo_traffic import DemoTraffic, dashboard_url
 from gateway.dashboard.history import WINDOWS, bounds, history
 from gateway.dashboard.requests import reason_kind
-from gateway.ledger import Ledger
-from gateway.records import RequestRecord, UpstreamCall
-from gateway.stats import StatisticsTracker
 
 CLIENT_KEY = "dash-client-key-7d1e0c"
 PRICES = {"local": Prices(), "cerebras": Prices(2.25, 2.75)}

@@ -11,12 +11,13 @@ import pytest
 from aiohttp import web
 from support import chat, gateway_config, post_stream
 
-from gateway.app import GUARD_KEY, create_app
+from gateway.accounting.records import UpstreamCall
 from gateway.config import parse_config
-from gateway.records import UpstreamCall
-from gateway.sim import SimServer
-from gateway.sinks import StreamSink
+from gateway.dev.sim import SimServer
+from gateway.http.app import create_app
+from gateway.http.services import GUARD_KEY
 from gateway.upstreams import build_upstream
+from gateway.wire.sinks import StreamSink
 
 
 async def wait_for(predicate: Any, what: str) -> None:

@@ -8,7 +8,7 @@ import asyncio
 import pytest
 from support import ALL_STRATEGIES, chat, read_then_leave
 
-from gateway.records import UPSTREAM_NAMES
+from gateway.accounting.records import UPSTREAM_NAMES
 
 STRATEGIES = ALL_STRATEGIES
 # Events received before leaving: 1 = only the role chunk (speculative: before the verdict),

@@ -18,9 +18,9 @@ import yaml
 from aiohttp import web
 from support import CEREBRAS_KEY
 
+from gateway.dev.llama_server import free_port
+from gateway.dev.sim import SimOptions, SimServer, running_sim
 from gateway.doctor import amain
-from gateway.llama_server import free_port
-from gateway.sim import SimOptions, SimServer, running_sim
 
 ROOT = Path(__file__).resolve().parent.parent
 WRONG_KEY = "csk-wrong-key-9d8c7b6a5f"

@@ -10,9 +10,9 @@ import pytest
 from support import CEREBRAS_KEY
 from test_doctor import cerebras_options, write_config
 
+from gateway.dev.llama_server import LlamaServer
+from gateway.dev.sim import running_sim
 from gateway.doctor import amain
-from gateway.llama_server import LlamaServer
-from gateway.sim import running_sim
 
 pytestmark = pytest.mark.llamacpp
 

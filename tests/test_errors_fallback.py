@@ -10,7 +10,7 @@ import time
 import pytest
 from support import chat, post_stream, read_then_leave
 
-from gateway.sim import SimServer
+from gateway.dev.sim import SimServer
 
 
 def closed_port_url() -> str:
@@ -169,7 +169,7 @@ async def test_idle_stall_ends_with_error_event(make_gateway, client, local_sim)
 
 
 async def test_empty_answer_falls_back(make_gateway, client, local_sim, cerebras_sim) -> None:
-    from gateway.sim import ScriptedAnswer
+    from gateway.dev.sim import ScriptedAnswer
 
     local_sim.options.script = {"*": ScriptedAnswer(content="")}
     gw = await make_gateway("always_local")

@@ -15,7 +15,8 @@ import orjson
 import pytest
 from support import ALL_STRATEGIES, chat, gateway_config, post_stream
 
-from gateway.app import SERVICES_KEY, create_app
+from gateway.http.app import create_app
+from gateway.http.services import SERVICES_KEY
 from gateway.strategies import strategy_names
 
 TIMEOUT = 0.5

@@ -23,8 +23,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support import CEREBRAS_KEY, gateway_config
 
-from gateway.app import create_app
-from gateway.sim import SimOptions, running_sim
+from gateway.dev.sim import SimOptions, running_sim
+from gateway.http.app import create_app
 
 SETTINGS = settings(
     max_examples=660,

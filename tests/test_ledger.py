@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from gateway.ledger import Ledger, LedgerError, LedgerRow, flatten
-from gateway.records import RequestRecord, SpeculativeRecord, UpstreamCall
+from gateway.accounting.ledger import Ledger, LedgerError, LedgerRow, flatten
+from gateway.accounting.records import RequestRecord, SpeculativeRecord, UpstreamCall
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -153,8 +153,8 @@ async def test_reopen_keeps_rows_and_events(tmp_path: Path) -> None:
 
 KILL_SCRIPT = """
 import asyncio, sys, time
-from gateway.ledger import Ledger
-from gateway.records import RequestRecord
+from gateway.accounting.ledger import Ledger
+from gateway.accounting.records import RequestRecord
 
 async def writer(ledger, tag):
     i = 0

@@ -38,11 +38,11 @@ from llamacpp_support import (
 from openai import AsyncOpenAI, BadRequestError
 from support import Gateway, chat, gateway_config, post_stream
 
-from gateway.app import create_app
-from gateway.llama_server import LlamaServer, free_port
-from gateway.sim import ScriptedAnswer, SimServer
+from gateway.dev.llama_server import LlamaServer, free_port
+from gateway.dev.sim import ScriptedAnswer, SimServer
+from gateway.http.app import create_app
+from gateway.speculation.verdict import logprob_confidence
 from gateway.upstreams import build_upstream
-from gateway.verdict import logprob_confidence
 
 pytestmark = pytest.mark.llamacpp
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from llamacpp_support import launch_llama
 
-from gateway.llama_server import (
+from gateway.dev.llama_server import (
     LlamaServer,
     ask_for_tokens,
     describe_exit,
@@ -102,7 +102,7 @@ def test_check_command_fails_clearly_on_a_sigill_binary(
     sigill_binary: Path, dummy_model: Path
 ) -> None:
     run = subprocess.run(
-        [sys.executable, "-m", "gateway.llama_server", "check"]
+        [sys.executable, "-m", "gateway.dev.llama_server", "check"]
         + ["--binary", str(sigill_binary), "--model", str(dummy_model)],
         capture_output=True,
         text=True,

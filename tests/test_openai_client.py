@@ -7,7 +7,7 @@ import json
 import pytest
 from openai import APIStatusError, AsyncOpenAI
 
-from gateway.sim import ScriptedAnswer, ToolCallSpec
+from gateway.dev.sim import ScriptedAnswer, ToolCallSpec
 
 TOOLS = [
     {

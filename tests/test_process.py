@@ -16,9 +16,9 @@ import orjson
 import pytest
 from support import CEREBRAS_KEY, chat, post_stream
 
+from gateway.accounting.ledger import Ledger
 from gateway.cli import exposure_warning
-from gateway.ledger import Ledger
-from gateway.sim import SimServer
+from gateway.dev.sim import SimServer
 
 ROOT = Path(__file__).resolve().parent.parent
 

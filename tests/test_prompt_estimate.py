@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 from support import chat, post_stream
 
+import gateway.accounting.tokens
 import gateway.ratelimit
-import gateway.tokens
-from gateway.tokens import estimate_prompt_tokens, once
+from gateway.accounting.tokens import estimate_prompt_tokens, once
 
 
 def test_once_computes_on_first_use_only(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -20,7 +20,7 @@ def test_once_computes_on_first_use_only(monkeypatch: pytest.MonkeyPatch) -> Non
         calls.append(b)
         return estimate_prompt_tokens(b)
 
-    monkeypatch.setattr(gateway.tokens, "estimate_prompt_tokens", counting)
+    monkeypatch.setattr(gateway.accounting.tokens, "estimate_prompt_tokens", counting)
     estimate = once(body)
     assert calls == []
     assert estimate() == estimate() == estimate_prompt_tokens(body)
@@ -38,7 +38,7 @@ async def test_admission_and_an_unreported_usage_share_one_estimate(
         calls.append(b)
         return estimate_prompt_tokens(b)
 
-    monkeypatch.setattr(gateway.tokens, "estimate_prompt_tokens", counting)
+    monkeypatch.setattr(gateway.accounting.tokens, "estimate_prompt_tokens", counting)
     monkeypatch.setattr(gateway.ratelimit, "estimate_prompt_tokens", counting)
     cerebras_sim.inject("cut", after_chunks=4)  # no usage: the call's prompt is estimated
     await post_stream(client, gw.url, chat("estimate me", stream=True))

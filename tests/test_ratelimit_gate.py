@@ -7,10 +7,11 @@ from typing import Any
 
 import pytest
 
-from gateway.admission import Refusal
-from gateway.budget import Budget, BudgetRefusal
+from gateway.accounting.tokens import estimate_prompt_tokens
 from gateway.config import BudgetConfig, parse_config
 from gateway.errors import UpstreamHTTPError, UpstreamRateLimited
+from gateway.quota.admission import Refusal
+from gateway.quota.budget import Budget, BudgetRefusal
 from gateway.ratelimit import (
     UNCAPPED_COMPLETION_RESERVATION,
     PlanWindow,
@@ -18,7 +19,6 @@ from gateway.ratelimit import (
     ReactiveGate,
     estimate_reservation,
 )
-from gateway.tokens import estimate_prompt_tokens
 from gateway.upstreams import build_upstream
 
 BODY = {"model": "m", "messages": [{"role": "user", "content": "hello there"}]}

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from support import chat, post_stream
 
-from gateway.sim import SimServer
-from gateway.sim.server import update_options
+from gateway.dev.sim import SimServer
+from gateway.dev.sim.server import update_options
 
 COMPLEX_ASK = "Refactor the parser in src/parser.py"
 

@@ -11,12 +11,12 @@ from typing import Any
 import aiohttp
 from support import chat
 
-from gateway.app import GUARD_KEY
+from gateway.accounting.ledger import Ledger
+from gateway.accounting.records import UPSTREAM_NAMES
+from gateway.accounting.refusals import RefusalRecorder
+from gateway.accounting.stats import StatisticsTracker
 from gateway.config import Prices
-from gateway.ledger import Ledger
-from gateway.records import UPSTREAM_NAMES
-from gateway.refusals import RefusalRecorder
-from gateway.stats import StatisticsTracker
+from gateway.http.services import GUARD_KEY
 
 KEY = "client-key-000001"
 AUTH = {"Authorization": f"Bearer {KEY}"}

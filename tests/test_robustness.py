@@ -9,7 +9,7 @@ import sqlite3
 
 from support import chat, post_stream, read_then_leave
 
-from gateway.sim import ScriptedAnswer
+from gateway.dev.sim import ScriptedAnswer
 
 
 async def test_unexpected_error_mid_stream_is_one_error_event(make_gateway, client) -> None:

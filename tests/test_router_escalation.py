@@ -14,11 +14,11 @@ import pytest
 from support import CEREBRAS_KEY, gateway_config, post_stream
 
 from gateway.config import EscalationConfig, LearnConfig
+from gateway.dev.sim import ScriptedAnswer, SimServer, ToolCallSpec
 from gateway.router.conversation import HEADER, conversation_key, fingerprint, view
 from gateway.router.escalation import ConversationTracker
 from gateway.router.labels import LabelBook, LearningStore
 from gateway.router.signals import detect
-from gateway.sim import ScriptedAnswer, SimServer, ToolCallSpec
 
 FIXTURE = Path(__file__).parent / "fixtures" / "cline_3.0.65.json"
 SCENARIOS: dict[str, Any] = json.loads(FIXTURE.read_text())["scenarios"]

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from support import chat, post_stream
 
-from gateway.sim import ScriptedAnswer, SimServer
+from gateway.dev.sim import ScriptedAnswer, SimServer
 
 
 def script(sim: SimServer, prompt: str, content: str) -> None:

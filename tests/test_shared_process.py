@@ -20,8 +20,8 @@ from redis_support import RedisServer, find_redis_server
 from support import CEREBRAS_KEY, chat, post_stream
 from test_process import ROOT, free_port, wait_healthy
 
-from gateway.sim import SimServer
-from gateway.sim.server import update_options
+from gateway.dev.sim import SimServer
+from gateway.dev.sim.server import update_options
 
 
 def shared_config(

@@ -14,9 +14,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from redis_support import RedisServer
 from support import Gateway, chat, gateway_config, post_stream
 
-from gateway.app import create_app
-from gateway.sim import SimServer
-from gateway.sim.server import update_options
+from gateway.dev.sim import SimServer
+from gateway.dev.sim.server import update_options
+from gateway.http.app import create_app
 
 COMPLEX_ASK = "Refactor the parser in src/parser.py"
 
@@ -273,7 +273,7 @@ async def test_metrics_leave_the_fleet_out_while_redis_is_down(
 async def test_budget_alerts_fire_once_for_the_fleet(
     aiohttp_server, tmp_path, client, local_sim, cerebras_sim, redis_server, caplog
 ) -> None:
-    caplog.set_level(logging.INFO, logger="gateway.budget")
+    caplog.set_level(logging.INFO, logger="gateway.quota.budget")
     gws = await budgeted_replicas(aiohttp_server, tmp_path, local_sim, cerebras_sim, redis_server)
     for _ in range(8):  # past 100 % of the fleet's budget, each replica alone below it
         replies = await split_burst(client, gws, 2, max_tokens=32)

@@ -16,7 +16,7 @@ import aiohttp
 import orjson
 import pytest
 
-from gateway.sim import (
+from gateway.dev.sim import (
     Profile,
     ScriptedAnswer,
     SimOptions,
@@ -804,7 +804,7 @@ async def test_cli(session: aiohttp.ClientSession, tmp_path: Path) -> None:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "gateway.sim",
+        "gateway.dev.sim",
         "--profile",
         "llamacpp",
         "--port",
@@ -832,7 +832,7 @@ async def test_cli(session: aiohttp.ClientSession, tmp_path: Path) -> None:
 
 
 def test_prompt_token_estimate() -> None:
-    from gateway.sim.text import estimate_prompt_tokens, split_tokens
+    from gateway.dev.sim.text import estimate_prompt_tokens, split_tokens
 
     tools = [{"type": "function", "function": {"name": "f"}}]
     body = {"messages": [{"role": "user", "content": "abcdefgh"}, {"role": "user", "content": "x"}]}

@@ -10,7 +10,7 @@ import pytest
 from support import chat, post_stream
 from test_classifier import cline_request, cline_task, read_file_turns
 
-from gateway.sim import SimServer
+from gateway.dev.sim import SimServer
 
 
 def user(text: str) -> dict[str, Any]:

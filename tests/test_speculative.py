@@ -16,13 +16,13 @@ from typing import Any
 import pytest
 from support import chat, post_stream
 
-from gateway.admission import Refusal, Ticket
+from gateway.accounting.tokens import estimate_prompt_tokens
+from gateway.dev.sim import ScriptedAnswer, SimServer, ToolCallSpec
 from gateway.errors import UpstreamError
-from gateway.sim import ScriptedAnswer, SimServer, ToolCallSpec
-from gateway.sinks import StreamSink
+from gateway.quota.admission import Refusal, Ticket
 from gateway.speculation.race import QUEUE_EVENTS
-from gateway.tokens import estimate_prompt_tokens
 from gateway.upstreams import UpstreamStream
+from gateway.wire.sinks import StreamSink
 
 LOCAL = "the cat sat on the mat and ate a fig but not the big red one so she ran to the sea"
 SIMILAR = "the cat sat on the mat and had tea in the sun all day and all of the eve too"

@@ -16,8 +16,8 @@ from aiohttp import web
 from support import chat, gateway_config, post_stream
 from test_speculative import LOCAL, OTHER, SIMILAR, pace, script, verdict_of, wait_for
 
-from gateway.app import create_app
-from gateway.sim import SimServer
+from gateway.dev.sim import SimServer
+from gateway.http.app import create_app
 
 SEED = 100
 NEAR = "the cat sat on the mat and ate a fig but not the big red one so she ran to the bay"

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.sse import DONE, EventTooLarge, SSEDecoder
+from gateway.wire.sse import DONE, EventTooLarge, SSEDecoder
 
 # A stream mixing everything a chat-completions upstream may send, with the payloads it carries.
 STREAM = (

@@ -11,10 +11,16 @@ from typing import Any
 
 import pytest
 
+from gateway.accounting.ledger import Ledger, LedgerError
+from gateway.accounting.records import (
+    CallRole,
+    CallStatus,
+    RequestRecord,
+    SpeculativeRecord,
+    UpstreamCall,
+)
+from gateway.accounting.stats import StatisticsTracker, StatsFileError, format_uptime
 from gateway.config import Prices
-from gateway.ledger import Ledger, LedgerError
-from gateway.records import CallRole, CallStatus, RequestRecord, SpeculativeRecord, UpstreamCall
-from gateway.stats import StatisticsTracker, StatsFileError, format_uptime
 
 PRICES = {"local": Prices(0.0, 0.0), "cerebras": Prices(2.25, 2.75)}
 

@@ -22,13 +22,13 @@ from aioresponses import aioresponses
 from support import chat, post_stream
 from yarl import URL
 
+from gateway.accounting.ledger import _COLUMNS, _SCHEMA, Ledger
+from gateway.accounting.records import RequestRecord, UpstreamCall, UpstreamName
+from gateway.accounting.stats import StatisticsTracker
+from gateway.accounting.tokens import estimate_completion_tokens
 from gateway.config import ConfigError, ThinkingConfig, parse_config
+from gateway.dev.sim import SimServer
 from gateway.errors import UpstreamHTTPError
-from gateway.ledger import _COLUMNS, _SCHEMA, Ledger
-from gateway.records import RequestRecord, UpstreamCall, UpstreamName
-from gateway.sim import SimServer
-from gateway.stats import StatisticsTracker
-from gateway.tokens import estimate_completion_tokens
 from gateway.upstreams import CerebrasUpstream, OpenAICompatibleUpstream, build_upstream
 
 LOCAL_URL = "http://127.0.0.1:41447/v1/chat/completions"

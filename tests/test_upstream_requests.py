@@ -16,6 +16,8 @@ import pytest
 from aioresponses import aioresponses
 from yarl import URL
 
+from gateway.accounting.records import UpstreamCall
+from gateway.accounting.tokens import estimate_completion_tokens, estimate_prompt_tokens
 from gateway.config import ModelConfig, parse_config
 from gateway.errors import (
     UpstreamConnectError,
@@ -25,8 +27,6 @@ from gateway.errors import (
     UpstreamRateLimited,
     UpstreamStreamError,
 )
-from gateway.records import UpstreamCall
-from gateway.tokens import estimate_completion_tokens, estimate_prompt_tokens
 from gateway.upstreams import (
     CerebrasUpstream,
     LlamaCppUpstream,

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from gateway.errors import BadRequest
-from gateway.validation import ROLES, check_content_type, parse_body, validate_chat_request
+from gateway.http.validation import ROLES, check_content_type, parse_body, validate_chat_request
 
 USER = {"role": "user", "content": "hi"}
 

@@ -9,8 +9,7 @@ import pytest
 
 from gateway.config import ConfigError, Prices, SpeculativeConfig, parse_config
 from gateway.speculation.cost import prompt_cost_share
-from gateway.speculation.window import Window
-from gateway.verdict import (
+from gateway.speculation.verdict import (
     SCORERS,
     Answer,
     ToolCall,
@@ -23,6 +22,7 @@ from gateway.verdict import (
     token_set,
     tool_calls_similarity,
 )
+from gateway.speculation.window import Window
 
 
 def test_levenshtein_is_the_seeds_ratio() -> None:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.verdict import SCORERS, Answer, agreement
+from gateway.speculation.verdict import SCORERS, Answer, agreement
 
 DATA = Path(
     os.environ.get(

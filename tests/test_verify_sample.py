@@ -16,9 +16,9 @@ import pytest
 from support import chat, post_stream
 
 from gateway.config import ConfigError, parse_config
+from gateway.dev.sim import ScriptedAnswer, ToolCallSpec
 from gateway.router.verify import MIN_CAP, verify_cap
-from gateway.sim import ScriptedAnswer, ToolCallSpec
-from gateway.verdict import Answer, ToolCall
+from gateway.speculation.verdict import Answer, ToolCall
 
 HELLO = "Hello! How can I help you with your project today?"
 OTHER = "The capital of France is Paris, which lies on the Seine in the north of the country."

@@ -8,7 +8,7 @@ import time
 import pytest
 from support import chat, post_stream
 
-from gateway.sim import ScriptedAnswer, SimServer, ToolCallSpec
+from gateway.dev.sim import ScriptedAnswer, SimServer, ToolCallSpec
 
 STRATEGY_OF = {"local": "always_local", "cerebras": "always_cerebras"}
 UPSTREAMS = ["local", "cerebras"]

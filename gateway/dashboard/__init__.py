@@ -3,6 +3,6 @@
 
 from __future__ import annotations
 
-from .routes import PAGE_PATH, STATIC_PREFIX, setup_dashboard
+from gateway.dashboard.routes import PAGE_PATH, STATIC_PREFIX, setup_dashboard
 
 __all__ = ["PAGE_PATH", "STATIC_PREFIX", "setup_dashboard"]

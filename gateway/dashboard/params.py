@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 
-from ..errors import BadRequest
+from gateway.errors import BadRequest
 
 
 def int_param(

@@ -6,7 +6,8 @@ value to pass for the next (older) page, null when there is none. Secrets never 
 ledger stores no keys, and any configured key that still reaches a text field (an upstream's
 error message, say) is replaced by `[REDACTED]`.
 
-Refused requests (outcome `rejected`, gateway.refusals) are listed only when filtered for.
+Refused requests (outcome `rejected`, gateway.accounting.refusals) are listed only when filtered
+for.
 
 Reads are synchronous SQLite: call these functions from a thread.
 """
@@ -20,11 +21,11 @@ from typing import Any
 
 import orjson
 
-from ..ledger import Ledger, LedgerRow
-from ..logs import REDACTED
-from ..records import REFUSED, UPSTREAM_NAMES
-from ..stats import cost_saved_usd
-from .history import NO_UPSTREAM
+from gateway.accounting.ledger import Ledger, LedgerRow
+from gateway.accounting.records import REFUSED, UPSTREAM_NAMES
+from gateway.accounting.stats import cost_saved_usd
+from gateway.dashboard.history import NO_UPSTREAM
+from gateway.logs import REDACTED
 
 OUTCOMES = ("ok", "error", "client_disconnected", "rejected")
 UPSTREAM_FILTERS = (*UPSTREAM_NAMES, NO_UPSTREAM)

@@ -16,15 +16,15 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from ..app import CONFIG_KEY, SERVICES_KEY
-from ..errors import GatewayError
-from ..guard import request_id_of
-from ..ledger import LedgerError
-from ..routes import error_response, json_response
-from . import history as history_mod
-from . import requests as requests_mod
-from . import summary as summary_mod
-from .params import choice_param, int_param
+from gateway.accounting.ledger import LedgerError
+from gateway.dashboard import history as history_mod
+from gateway.dashboard import requests as requests_mod
+from gateway.dashboard import summary as summary_mod
+from gateway.dashboard.params import choice_param, int_param
+from gateway.errors import GatewayError
+from gateway.http.guard import request_id_of
+from gateway.http.routes import error_response, json_response
+from gateway.http.services import CONFIG_KEY, SERVICES_KEY
 
 STATIC_DIR = Path(__file__).with_name("static")
 PAGE_PATH = "/dashboard"

@@ -1,7 +1,8 @@
 """`GET /dashboard/summary`: what the dashboard shows beside `/stats` and the history.
 
 - `today`: requests, Cerebras spend, savings against all-Cerebras and the local shares over the
-  current UTC day (the budget's day), from the ledger, with gateway.stats' savings formula;
+  current UTC day (the budget's day), from the ledger, with gateway.accounting.stats' savings
+  formula;
 - `routing`: today's requests by strategy and by routing-reason kind, and draft verdicts;
 - `rate_limits`: one entry per Cerebras window (the headers' windows, then the plan's windows the
   headers do not report) with its headroom and seconds to reset, the admission threshold, the
@@ -16,12 +17,12 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from ..budget import ALERT_PERCENTS, Budget, day_bounds
-from ..ledger import Ledger
-from ..ratelimit import RateLimitGate, window_unit
-from ..records import UpstreamName
-from ..stats import cost_saved_usd
-from .requests import reason_kind
+from gateway.accounting.ledger import Ledger
+from gateway.accounting.records import UpstreamName
+from gateway.accounting.stats import cost_saved_usd
+from gateway.dashboard.requests import reason_kind
+from gateway.quota.budget import ALERT_PERCENTS, Budget, day_bounds
+from gateway.ratelimit import RateLimitGate, window_unit
 
 _TODAY_SQL = """
 SELECT COUNT(*),

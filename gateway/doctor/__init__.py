@@ -6,9 +6,9 @@
 - `render`: text or JSON, secrets scrubbed; `cli`: the command line.
 """
 
-from .cli import amain, main
-from .options import DoctorOptions
-from .report import Check, Report
-from .runner import run_checks
+from gateway.doctor.cli import amain, main
+from gateway.doctor.options import DoctorOptions
+from gateway.doctor.report import Check, Report
+from gateway.doctor.runner import run_checks
 
 __all__ = ["Check", "DoctorOptions", "Report", "amain", "main", "run_checks"]

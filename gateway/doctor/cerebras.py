@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..config import GatewayConfig, PlanLimits
-from ..errors import UpstreamHTTPError, UpstreamRateLimited
-from ..ratelimit import RateLimitWatcher
-from ..upstreams import Health, OpenAICompatibleUpstream
-from .options import DoctorOptions
-from .probes import StreamProbe, get_json, stream_probe
-from .report import Check, fail, ok, skip, warn
+from gateway.config import GatewayConfig, PlanLimits
+from gateway.doctor.options import DoctorOptions
+from gateway.doctor.probes import StreamProbe, get_json, stream_probe
+from gateway.doctor.report import Check, fail, ok, skip, warn
+from gateway.errors import UpstreamHTTPError, UpstreamRateLimited
+from gateway.ratelimit import RateLimitWatcher
+from gateway.upstreams import Health, OpenAICompatibleUpstream
 
 NAMES = ("cerebras.key", "cerebras.models", "cerebras.stream", "cerebras.rate_limits")
 PROMPT = "Reply with one word: hello."

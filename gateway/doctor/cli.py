@@ -15,12 +15,12 @@ import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from ..cli import DEFAULT_CONFIG, DEMO_API_KEY, demo_upstreams, loop_factory
-from ..config import ConfigError, GatewayConfig
-from .options import LOADING_WAIT_S, PROBE_TIMEOUT_S, DoctorOptions
-from .render import render_json, render_text
-from .report import Report
-from .runner import config_failure, load_checked_config, run_checks
+from gateway.cli import DEFAULT_CONFIG, DEMO_API_KEY, demo_upstreams, loop_factory
+from gateway.config import ConfigError, GatewayConfig
+from gateway.doctor.options import LOADING_WAIT_S, PROBE_TIMEOUT_S, DoctorOptions
+from gateway.doctor.render import render_json, render_text
+from gateway.doctor.report import Report
+from gateway.doctor.runner import config_failure, load_checked_config, run_checks
 
 
 def build_parser() -> argparse.ArgumentParser:

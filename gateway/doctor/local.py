@@ -6,12 +6,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from ..config import GatewayConfig
-from ..errors import UpstreamError, UpstreamHTTPError, UpstreamTimeout
-from ..upstreams import OpenAICompatibleUpstream
-from .options import DoctorOptions
-from .probes import StreamProbe, get_json, stream_probe
-from .report import Check, fail, ok, skip, warn
+from gateway.config import GatewayConfig
+from gateway.doctor.options import DoctorOptions
+from gateway.doctor.probes import StreamProbe, get_json, stream_probe
+from gateway.doctor.report import Check, fail, ok, skip, warn
+from gateway.errors import UpstreamError, UpstreamHTTPError, UpstreamTimeout
+from gateway.upstreams import OpenAICompatibleUpstream
 
 NAMES = (
     "local.health",

@@ -12,8 +12,8 @@ from typing import Any
 import aiohttp
 import orjson
 
-from ..errors import UpstreamError, UpstreamTimeout
-from ..upstreams import OpenAICompatibleUpstream
+from gateway.errors import UpstreamError, UpstreamTimeout
+from gateway.upstreams import OpenAICompatibleUpstream
 
 _MAX_BODY = 1024 * 1024
 

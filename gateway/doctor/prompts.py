@@ -14,11 +14,12 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-from ..app import MODEL_ALIAS, create_app
-from ..config import GatewayConfig
-from ..sse import DONE, SSEDecoder
-from .options import DoctorOptions
-from .report import Check, fail, ok, skip, warn
+from gateway.config import GatewayConfig
+from gateway.doctor.options import DoctorOptions
+from gateway.doctor.report import Check, fail, ok, skip, warn
+from gateway.http.app import create_app
+from gateway.http.services import MODEL_ALIAS
+from gateway.wire.sse import DONE, SSEDecoder
 
 STRATEGY = "speculative_decoding"
 SEED_PROMPTS = (

@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from .report import Report
+from gateway.doctor.report import Report
 
 REDACTED = "[redacted]"
 _WIDTH = 100

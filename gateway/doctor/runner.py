@@ -9,14 +9,14 @@ from pathlib import Path
 
 import aiohttp
 
-from ..app import check_strategy
-from ..config import ConfigError, GatewayConfig, load_config
-from ..upstreams import build_upstream
-from .cerebras import CerebrasDoctor
-from .local import LocalDoctor
-from .options import DoctorOptions
-from .prompts import check_prompts, skipped_prompts
-from .report import Check, Report, fail, ok
+from gateway.config import ConfigError, GatewayConfig, load_config
+from gateway.doctor.cerebras import CerebrasDoctor
+from gateway.doctor.local import LocalDoctor
+from gateway.doctor.options import DoctorOptions
+from gateway.doctor.prompts import check_prompts, skipped_prompts
+from gateway.doctor.report import Check, Report, fail, ok
+from gateway.http.app import check_strategy
+from gateway.upstreams import build_upstream
 
 # ConfigError wording: "<file>: <dotted.key>: <why>".
 _KEYED = re.compile(r"^(?P<source>.+?): (?P<key>[A-Za-z_][\w.]*): ")

@@ -23,8 +23,8 @@ Everything persists in `router.db` beside the ledger (gateway.router.store). The
 are `gateway/router/weights.json`, trained by `scripts/train_router.py` (see docs/router.md).
 """
 
-from .features import hedges
-from .metrics import RouterCollector
-from .router import Decision, Router, RouterError
+from gateway.router.features import hedges
+from gateway.router.metrics import RouterCollector
+from gateway.router.router import Decision, Router, RouterError
 
 __all__ = ["Decision", "Router", "RouterCollector", "RouterError", "hedges"]

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..classifier import message_text
+from gateway.router.classifier import message_text
 
 HEADER = "x-conversation-id"
 _HEADER_VALUE = re.compile(r"[\x21-\x7e]{1,256}")

@@ -30,10 +30,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..config import EscalationConfig, LearnConfig
-from .conversation import TurnView, view
-from .labels import ConversationRow, LabelBook, LearningStore, LoadedState, TurnRow
-from .signals import Signal, detect
+from gateway.config import EscalationConfig, LearnConfig
+from gateway.router.conversation import TurnView, view
+from gateway.router.labels import ConversationRow, LabelBook, LearningStore, LoadedState, TurnRow
+from gateway.router.signals import Signal, detect
 
 log = logging.getLogger("gateway.router.escalation")
 

@@ -4,7 +4,7 @@ A feature vector is a dict {index: value}. Indices below `HASH_SIZE` are hashed 
 (1- and 2-grams, lower-cased); the dense features sit at fixed indices after them, named in
 `ASK_DENSE` and `DRAFT_DENSE`. Hashing uses zlib.crc32, never Python's salted `hash()`, so an
 index is the same in every process and in the shipped weights. The ask is
-`gateway.classifier.current_ask`, the same text the heuristic classifier reads.
+`gateway.router.classifier.current_ask`, the same text the heuristic classifier reads.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ import zlib
 from collections.abc import Iterable, Sequence
 from fractions import Fraction
 
-from ..classifier import _CODE, _LIST_ITEM, _REASONING
-from ..tokens import estimate_text_tokens
-from ..verdict import final_number, logprob_confidence
+from gateway.accounting.tokens import estimate_text_tokens
+from gateway.router.classifier import _CODE, _LIST_ITEM, _REASONING
+from gateway.speculation.verdict import final_number, logprob_confidence
 
 HASH_BITS = 12
 HASH_SIZE = 1 << HASH_BITS

@@ -3,7 +3,7 @@
 The request id is the `x-request-id` the answer's response carried. `score` is a number from -1
 (bad) to 1 (good): below 0 labels the answer bad, above 0 good, with weight |score|; 0 is stored
 and changes nothing. Thumbs down / up are -1 / 1. The endpoint is authenticated like every other
-(gateway.guard: client keys when configured). Answers, in the OpenAI error shape on failure:
+(gateway.http.guard: client keys when configured). Answers, in the OpenAI error shape on failure:
 200 `{"status": "recorded", ...}`, 400 for a malformed body, 404 for an id this gateway did not
 answer (or has forgotten: ids are kept `routing.escalation.ttl_seconds`), 503 while starting.
 """
@@ -17,8 +17,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from ..errors import BadRequest, GatewayError
-from .learning import SCORE_MAX, SCORE_MIN, Learning
+from gateway.errors import BadRequest, GatewayError
+from gateway.router.learning import SCORE_MAX, SCORE_MIN, Learning
 
 log = logging.getLogger("gateway.router.feedback")
 

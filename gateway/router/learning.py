@@ -17,9 +17,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..config import GatewayConfig
-from .escalation import ConversationTracker
-from .labels import LabelBook, Learner, LearningStore, store_path_beside
+from gateway.config import GatewayConfig
+from gateway.router.escalation import ConversationTracker
+from gateway.router.labels import LabelBook, Learner, LearningStore, store_path_beside
 
 # Feedback scores live in -1..1: below 0 the answer was bad, above 0 good, |score| the weight.
 SCORE_MIN = -1.0

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .features import DIMENSION, Features
+from gateway.router.features import DIMENSION, Features
 
 _CLIP = 35.0
 

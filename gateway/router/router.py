@@ -15,12 +15,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from ..classifier import TaskClassifier, current_ask
-from ..config import GatewayConfig
-from .calibration import WINDOW, ShareCalibrator
-from .features import Features, ask_features, combine, draft_features
-from .model import LinearModel
-from .store import MEMORY, RouterStore
+from gateway.config import GatewayConfig
+from gateway.router.calibration import WINDOW, ShareCalibrator
+from gateway.router.classifier import TaskClassifier, current_ask
+from gateway.router.features import Features, ask_features, combine, draft_features
+from gateway.router.model import LinearModel
+from gateway.router.store import MEMORY, RouterStore
 
 log = logging.getLogger("gateway.router")
 

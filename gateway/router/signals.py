@@ -33,7 +33,7 @@ from typing import Any
 
 import orjson
 
-from ..classifier import message_text
+from gateway.router.classifier import message_text
 
 _UNKNOWN_TOOL = re.compile(
     r"NoSuchTool|unavailable tool|unknown (?:tool|function)|no such (?:tool|function)|"

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .features import Features
+from gateway.router.features import Features
 
 log = logging.getLogger("gateway.router.store")
 

@@ -4,8 +4,8 @@ becomes a router label (source `verify_sample`). Off by default: every sample is
 
 Contracts:
 - `draw()`, at request start: True for a share `verify_sample` of requests, never when it is 0.
-  Only a drawn request keeps its streamed answer (gateway.sinks.KeepingStreamSink; a CollectSink
-  assembles it anyway), so other requests pay nothing per chunk.
+  Only a drawn request keeps its streamed answer (gateway.wire.sinks.KeepingStreamSink; a
+  CollectSink assembles it anyway), so other requests pay nothing per chunk.
 - `submit(ex)`, after the response was delivered: when local committed an `ok`, complete answer
   (not cut by `length`), starts one tracked background task; nothing else runs on the request
   path.
@@ -31,17 +31,17 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from ..admission import Refusal, UpstreamGate, settled
-from ..assembly import Assembly, ChoiceParts
-from ..config import GatewayConfig
-from ..errors import UpstreamError
-from ..exchange import Exchange
-from ..records import RequestRecord
-from ..sinks import CollectSink, KeepingStreamSink, Sink
-from ..tokens import estimate_text_tokens
-from ..upstreams import OpenAICompatibleUpstream
-from ..verdict import SCORERS, Answer, Score, ToolCall, agreement
-from .labels import LabelBook
+from gateway.accounting.records import RequestRecord
+from gateway.accounting.tokens import estimate_text_tokens
+from gateway.config import GatewayConfig
+from gateway.errors import UpstreamError
+from gateway.quota.admission import Refusal, UpstreamGate, settled
+from gateway.router.labels import LabelBook
+from gateway.serving.exchange import Exchange
+from gateway.speculation.verdict import SCORERS, Answer, Score, ToolCall, agreement
+from gateway.upstreams import OpenAICompatibleUpstream
+from gateway.wire.assembly import Assembly, ChoiceParts
+from gateway.wire.sinks import CollectSink, KeepingStreamSink, Sink
 
 log = logging.getLogger("gateway.router.verify")
 

@@ -1,9 +1,7 @@
 """Speculative serving: a local draft and a Cerebras verification race; one stream is committed.
 
-`Speculator` holds what the three speculative strategies share (settings, scorer, classifier);
-`Speculation` runs one request (gateway.speculation.engine), `Race` owns its upstream calls.
+`Speculator` (gateway.speculation.engine) holds what the three speculative strategies share
+(settings, scorer, classifier); `Speculation` runs one request, `Race` (race) owns its upstream
+calls, `window` decides when a draft has shown enough, and `verdict` scores how far two answers
+agree.
 """
-
-from .engine import Speculator
-
-__all__ = ["Speculator"]

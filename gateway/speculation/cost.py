@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..config import Prices
-from ..tokens import estimate_prompt_tokens
+from gateway.accounting.tokens import estimate_prompt_tokens
+from gateway.config import Prices
 
 
 def completion_limit(body: Mapping[str, Any]) -> int | None:

@@ -19,7 +19,7 @@ The verdict, in order (the first rule that applies decides; `decided_by` names i
 
 The loser is cancelled at the verdict, before the winner's window is replayed. A committed
 stream that fails after its content reached the client is continued on the other upstream when
-it may be (gateway.continuation), as for every strategy.
+it may be (gateway.serving.continuation), as for every strategy.
 """
 
 from __future__ import annotations
@@ -29,20 +29,20 @@ import logging
 import random
 from collections.abc import Sequence
 
-from ..admission import Refusal, Ticket, settled
-from ..classifier import TaskClassifier
-from ..config import GatewayConfig
-from ..continuation import continue_stream
-from ..errors import UpstreamEmptyResponse, UpstreamError, UpstreamRateLimited
-from ..exchange import Exchange
-from ..records import SpeculativeRecord, UpstreamName
-from ..relay import complete, no_upstream_error, serve
-from ..router import Router, hedges
-from ..sinks import StreamSink
-from ..verdict import SCORERS, Score, agreement, logprob_confidence
-from .cost import prompt_cost_share
-from .race import Lane, Race
-from .window import Window
+from gateway.accounting.records import SpeculativeRecord, UpstreamName
+from gateway.config import GatewayConfig
+from gateway.errors import UpstreamEmptyResponse, UpstreamError, UpstreamRateLimited
+from gateway.quota.admission import Refusal, Ticket, settled
+from gateway.router import Router, hedges
+from gateway.router.classifier import TaskClassifier
+from gateway.serving.continuation import continue_stream
+from gateway.serving.exchange import Exchange
+from gateway.serving.relay import complete, no_upstream_error, serve
+from gateway.speculation.cost import prompt_cost_share
+from gateway.speculation.race import Lane, Race
+from gateway.speculation.verdict import SCORERS, Score, agreement, logprob_confidence
+from gateway.speculation.window import Window
+from gateway.wire.sinks import StreamSink
 
 log = logging.getLogger("gateway.speculation")
 

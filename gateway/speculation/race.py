@@ -21,12 +21,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..admission import Refusal, Ticket
-from ..errors import UpstreamError
-from ..exchange import Exchange
-from ..records import CallRole, UpstreamName
-from ..upstreams import OpenAICompatibleUpstream, UpstreamStream
-from .window import Window
+from gateway.accounting.records import CallRole, UpstreamName
+from gateway.errors import UpstreamError
+from gateway.quota.admission import Refusal, Ticket
+from gateway.serving.exchange import Exchange
+from gateway.speculation.window import Window
+from gateway.upstreams import OpenAICompatibleUpstream, UpstreamStream
 
 log = logging.getLogger("gateway.speculation")
 

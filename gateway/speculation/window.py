@@ -3,17 +3,18 @@
 `chunks` keeps every chunk received (reasoning included) so the committed one can be replayed to
 the client in order; the answer window (`assembly`, `logprobs`) holds only the first `limit`
 answer tokens, which is what the verdict compares. Answer tokens are estimated the way billing
-estimates are (gateway.tokens), from answer text and tool-call fragments, never reasoning.
+estimates are (gateway.accounting.tokens), from answer text and tool-call fragments, never
+reasoning.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from ..assembly import Assembly, ChoiceParts
-from ..errors import UpstreamError
-from ..tokens import estimate_completion_tokens
-from ..verdict import Answer, ToolCall
+from gateway.accounting.tokens import estimate_completion_tokens
+from gateway.errors import UpstreamError
+from gateway.speculation.verdict import Answer, ToolCall
+from gateway.wire.assembly import Assembly, ChoiceParts
 
 
 def answer_size(chunk: dict[str, Any]) -> int:

@@ -9,7 +9,14 @@ answer in time, so that callers fall back to the replica's local state.
 
 from __future__ import annotations
 
-from .store import EMBEDDED, EmbeddedStore, SharedVerdict, SpendAlerts, StateStore, open_store
+from gateway.state.store import (
+    EMBEDDED,
+    EmbeddedStore,
+    SharedVerdict,
+    SpendAlerts,
+    StateStore,
+    open_store,
+)
 
 __all__ = [
     "EMBEDDED",

@@ -23,9 +23,9 @@ from typing import Any, TypeVar
 import orjson
 import redis.asyncio as aioredis
 
-from ..config import StateConfig
-from . import scripts
-from .store import PlanSpec, SharedVerdict, SpendAlerts, StoreStatus, WallWindows
+from gateway.config import StateConfig
+from gateway.state import scripts
+from gateway.state.store import PlanSpec, SharedVerdict, SpendAlerts, StoreStatus, WallWindows
 
 log = logging.getLogger("gateway.state")
 

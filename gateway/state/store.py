@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from ..config import StateConfig
+from gateway.config import StateConfig
 
 StoreStatus = Literal["embedded", "ok", "degraded"]
 # (name, unit, limit, seconds) of a plan window the headers do not report.
@@ -145,6 +145,6 @@ def open_store(config: StateConfig, replica_id: str) -> StateStore:
     """The store `config` asks for: Redis when `redis_url` is set, else the embedded one."""
     if not config.redis_url:
         return EMBEDDED
-    from .redis_store import RedisStore
+    from gateway.state.redis_store import RedisStore
 
     return RedisStore(config, replica_id)

@@ -1,6 +1,6 @@
 """Routing strategies. Importing this package registers every built-in strategy."""
 
-from . import (  # noqa: F401  (registration by import)
+from gateway.strategies import (  # noqa: F401  (registration by import)
     adaptive,
     always,
     parallel_speculative,
@@ -8,8 +8,8 @@ from . import (  # noqa: F401  (registration by import)
     smart_speculative,
     speculative,
 )
-from .base import Strategy, StrategyContext
-from .registry import create_strategies, describe, register, strategy_names
+from gateway.strategies.base import Strategy, StrategyContext
+from gateway.strategies.registry import create_strategies, describe, register, strategy_names
 
 __all__ = [
     "Strategy",

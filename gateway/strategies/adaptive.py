@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from ..exchange import Exchange
-from ..ratelimit import AdaptiveSwitch, RateLimitGate
-from ..records import UpstreamName
-from ..relay import serve
-from .base import StrategyContext
-from .registry import register
+from gateway.accounting.records import UpstreamName
+from gateway.ratelimit import AdaptiveSwitch, RateLimitGate
+from gateway.serving.exchange import Exchange
+from gateway.serving.relay import serve
+from gateway.strategies.base import StrategyContext
+from gateway.strategies.registry import register
 
 
 @register

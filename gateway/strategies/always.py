@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from ..exchange import Exchange
-from ..relay import serve
-from .base import StrategyContext
-from .registry import register
+from gateway.serving.exchange import Exchange
+from gateway.serving.relay import serve
+from gateway.strategies.base import StrategyContext
+from gateway.strategies.registry import register
 
 
 @register

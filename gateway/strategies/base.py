@@ -6,13 +6,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
-from ..admission import UpstreamGate
-from ..config import GatewayConfig
-from ..exchange import Exchange
-from ..records import UpstreamName
-from ..router import Router
-from ..router.learning import Learning
-from ..upstreams import OpenAICompatibleUpstream
+from gateway.accounting.records import UpstreamName
+from gateway.config import GatewayConfig
+from gateway.quota.admission import UpstreamGate
+from gateway.router import Router
+from gateway.router.learning import Learning
+from gateway.serving.exchange import Exchange
+from gateway.upstreams import OpenAICompatibleUpstream
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import logging
 
-from ..exchange import Exchange
-from ..relay import serve
-from ..router.learning import Learning
+from gateway.router.learning import Learning
+from gateway.serving.exchange import Exchange
+from gateway.serving.relay import serve
 
 log = logging.getLogger("gateway.strategy.escalated")
 

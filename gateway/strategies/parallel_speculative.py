@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from ..exchange import Exchange
-from ..speculation import Speculator
-from .base import StrategyContext
-from .registry import register
+from gateway.serving.exchange import Exchange
+from gateway.speculation.engine import Speculator
+from gateway.strategies.base import StrategyContext
+from gateway.strategies.registry import register
 
 
 @register

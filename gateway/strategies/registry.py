@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
-from .base import Strategy, StrategyContext
+from gateway.strategies.base import Strategy, StrategyContext
 
 _REGISTRY: dict[str, Any] = {}
 T = TypeVar("T")

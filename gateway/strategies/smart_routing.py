@@ -1,8 +1,8 @@
 """`smart_routing`: simple asks to the local model, complex ones to Cerebras.
 
-The decision reads what the user asks now (see gateway.classifier), never the size of a coding
-assistant's system prompt; `routing.router` picks the heuristic classifier or the learned scorer
-(gateway.router). It goes into the response metadata (`routing_reason`) and the log.
+The decision reads what the user asks now (see gateway.router.classifier), never the size of a
+coding assistant's system prompt; `routing.router` picks the heuristic classifier or the learned
+scorer (gateway.router). It goes into the response metadata (`routing_reason`) and the log.
 Either route falls back to the other upstream on a failure before the client saw content; a
 complex ask goes to Cerebras only if the admission gate lets it (budget, 429 cool-down, predicted
 rate-limit headroom), else it is served locally with the gate's reason appended.
@@ -13,13 +13,13 @@ from __future__ import annotations
 import logging
 from typing import ClassVar
 
-from ..exchange import Exchange
-from ..records import UpstreamName
-from ..relay import serve
-from ..router import Router
-from .base import StrategyContext
-from .escalated import serve_if_escalated
-from .registry import register
+from gateway.accounting.records import UpstreamName
+from gateway.router import Router
+from gateway.serving.exchange import Exchange
+from gateway.serving.relay import serve
+from gateway.strategies.base import StrategyContext
+from gateway.strategies.escalated import serve_if_escalated
+from gateway.strategies.registry import register
 
 log = logging.getLogger("gateway.strategy.smart_routing")
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 import logging
 from typing import ClassVar
 
-from ..exchange import Exchange
-from ..relay import serve
-from ..speculation import Speculator
-from .base import StrategyContext
-from .escalated import serve_if_escalated
-from .registry import register
+from gateway.serving.exchange import Exchange
+from gateway.serving.relay import serve
+from gateway.speculation.engine import Speculator
+from gateway.strategies.base import StrategyContext
+from gateway.strategies.escalated import serve_if_escalated
+from gateway.strategies.registry import register
 
 log = logging.getLogger("gateway.strategy.smart_speculative")
 

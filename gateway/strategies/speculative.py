@@ -1,16 +1,16 @@
 """`speculative_decoding`: a local draft races a Cerebras verification; the verdict commits one.
 
-See gateway.speculation.engine for the verdict and gateway.verdict for the scorers.
+See gateway.speculation.engine for the verdict and gateway.speculation.verdict for the scorers.
 """
 
 from __future__ import annotations
 
 from typing import ClassVar
 
-from ..exchange import Exchange
-from ..speculation import Speculator
-from .base import StrategyContext
-from .registry import register
+from gateway.serving.exchange import Exchange
+from gateway.speculation.engine import Speculator
+from gateway.strategies.base import StrategyContext
+from gateway.strategies.registry import register
 
 
 @register

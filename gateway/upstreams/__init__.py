@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import aiohttp
 
-from ..config import ModelConfig
-from ..records import UpstreamName
-from .base import Health, OpenAICompatibleUpstream, UpstreamStream
-from .cerebras import CerebrasUpstream
-from .llamacpp import LlamaCppUpstream
+from gateway.accounting.records import UpstreamName
+from gateway.config import ModelConfig
+from gateway.upstreams.base import Health, OpenAICompatibleUpstream, UpstreamStream
+from gateway.upstreams.cerebras import CerebrasUpstream
+from gateway.upstreams.llamacpp import LlamaCppUpstream
 
 UPSTREAM_KINDS: dict[str, type[OpenAICompatibleUpstream]] = {
     "llamacpp": LlamaCppUpstream,

@@ -22,8 +22,10 @@ from typing import Any
 import aiohttp
 import orjson
 
-from ..config import ModelConfig
-from ..errors import (
+from gateway.accounting.records import CallRole, UpstreamCall, UpstreamName
+from gateway.accounting.tokens import PromptEstimate, estimate_completion_tokens, once
+from gateway.config import ModelConfig
+from gateway.errors import (
     UpstreamConnectError,
     UpstreamError,
     UpstreamHTTPError,
@@ -32,10 +34,8 @@ from ..errors import (
     UpstreamStreamError,
     UpstreamTimeout,
 )
-from ..ratelimit import RateLimitWatcher
-from ..records import CallRole, UpstreamCall, UpstreamName
-from ..sse import DONE, EventTooLarge, SSEDecoder
-from ..tokens import PromptEstimate, estimate_completion_tokens, once
+from gateway.ratelimit import RateLimitWatcher
+from gateway.wire.sse import DONE, EventTooLarge, SSEDecoder
 
 log = logging.getLogger("gateway.upstream")
 
@@ -383,7 +383,7 @@ class OpenAICompatibleUpstream:
 
     # Whether the server continues a trailing assistant message (assistant prefill), so that a
     # stream broken elsewhere can be finished here; and whether its stream then starts by
-    # repeating that prefill (gateway.continuation strips it, after checking).
+    # repeating that prefill (gateway.serving.continuation strips it, after checking).
     continues_prefill: bool = False
     echoes_prefill: bool = False
 

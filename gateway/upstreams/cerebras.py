@@ -23,8 +23,8 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from ..errors import UpstreamError, UpstreamHTTPError
-from .base import Health, OpenAICompatibleUpstream, UpstreamStream
+from gateway.errors import UpstreamError, UpstreamHTTPError
+from gateway.upstreams.base import Health, OpenAICompatibleUpstream, UpstreamStream
 
 MAX_TEMPERATURE = 1.5
 HEALTH_CACHE_S = 10.0

@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from .base import Health, OpenAICompatibleUpstream, UpstreamStream
+from gateway.upstreams.base import Health, OpenAICompatibleUpstream, UpstreamStream
 
 CONTEXT_OVERFLOW_TYPE = "exceed_context_size_error"
 

@@ -1,0 +1,202 @@
+"""Prometheus metrics (`GET /metrics`), fed from each finished request's record.
+
+One registry per app, so several apps in one process (tests) never share counters. Rate-limit
+headroom and in-flight requests are read at scrape time, not pushed.
+
+With shared state, `fleet_exposition` adds `glm_gateway_fleet_*` families: the fleet's totals as
+`/stats` sums them from every replica's published account. They carry their own names so that a
+Prometheus scraping every replica and summing the per-replica families never counts twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from gateway.accounting.records import RequestRecord
+from gateway.config import Prices
+from gateway.ratelimit import RateLimitWatcher
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+
+
+class _LiveCollector(Collector):
+    """Values read when scraped: headroom per rate-limit window, requests in flight."""
+
+    def __init__(
+        self, watchers: Mapping[str, RateLimitWatcher], in_flight: Callable[[], int]
+    ) -> None:
+        self.watchers = watchers
+        self.in_flight = in_flight
+
+    def collect(self) -> Iterable[Metric]:
+        headroom = GaugeMetricFamily(
+            "glm_gateway_rate_limit_headroom_ratio",
+            "Fraction of each upstream rate-limit window left, from its latest headers",
+            labels=["upstream", "window"],
+        )
+        for name, watcher in self.watchers.items():
+            for window, value in watcher.headroom().items():
+                if value is not None:
+                    headroom.add_metric([name, window], value)
+        yield headroom
+        yield GaugeMetricFamily(
+            "glm_gateway_in_flight_requests",
+            "Chat requests (streams included) being served right now",
+            value=self.in_flight(),
+        )
+
+
+class Metrics:
+    def __init__(
+        self,
+        prices: Mapping[str, Prices],
+        watchers: Mapping[str, RateLimitWatcher],
+        in_flight: Callable[[], int],
+    ) -> None:
+        self.prices = prices
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "glm_gateway_requests_total",
+            "Client requests by strategy, serving upstream and outcome",
+            ["strategy", "upstream", "outcome"],
+            registry=r,
+        )
+        self.tokens = Counter(
+            "glm_gateway_tokens_total",
+            "Tokens billed by upstreams, by kind (prompt/completion) and call role",
+            ["upstream", "kind", "role"],
+            registry=r,
+        )
+        self.cost = Counter(
+            "glm_gateway_cost_dollars_total",
+            "US dollars billed by each upstream, verify and cancelled calls included",
+            ["upstream"],
+            registry=r,
+        )
+        self.upstream_calls = Counter(
+            "glm_gateway_upstream_calls_total",
+            "Upstream calls by role and how they ended",
+            ["upstream", "role", "status"],
+            registry=r,
+        )
+        self.verdicts = Counter(
+            "glm_gateway_speculative_verdicts_total",
+            "Speculative verdicts by deciding signal and result",
+            ["decided_by", "accepted"],
+            registry=r,
+        )
+        self.ttft = Histogram(
+            "glm_gateway_time_to_first_token_seconds",
+            "Time from request to the first answer content sent to the client",
+            ["strategy"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.duration = Histogram(
+            "glm_gateway_request_duration_seconds",
+            "Time from request to its end",
+            ["strategy"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        r.register(_LiveCollector(watchers, in_flight))
+
+    def observe(self, record: RequestRecord) -> None:
+        """Count one finished request; never raises on odd values."""
+        self.requests.labels(record.strategy, record.model_used or "none", record.outcome).inc()
+        for call in record.calls:
+            self.upstream_calls.labels(call.upstream, call.role, call.status).inc()
+            prompt, completion = max(0, call.prompt_tokens), max(0, call.completion_tokens)
+            self.tokens.labels(call.upstream, "prompt", call.role).inc(prompt)
+            self.tokens.labels(call.upstream, "completion", call.role).inc(completion)
+            prices = self.prices.get(call.upstream)
+            if prices is not None:
+                self.cost.labels(call.upstream).inc(prices.cost(prompt, completion))
+        if record.speculative is not None:
+            spec = record.speculative
+            self.verdicts.labels(spec.decided_by or "unknown", str(spec.accepted).lower()).inc()
+        if record.ttft_s is not None and record.ttft_s >= 0:
+            self.ttft.labels(record.strategy).observe(record.ttft_s)
+        if record.duration_s >= 0:
+            self.duration.labels(record.strategy).observe(record.duration_s)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class _FleetCollector(Collector):
+    """The fleet's totals from a `/stats` body built by `fleet_statistics`, and the fleet's
+    budget spend per period (None when the store could not say)."""
+
+    def __init__(self, stats: Mapping[str, Any], spend: Mapping[str, float] | None) -> None:
+        self.stats = stats
+        self.spend = spend
+
+    def collect(self) -> Iterable[Metric]:
+        stats, prefix = self.stats, "glm_gateway_fleet_"
+        yield GaugeMetricFamily(
+            prefix + "replicas_reported",
+            "Replicas whose published account the fleet figures sum",
+            value=stats["fleet"]["replicas_reported"],
+        )
+        requests = CounterMetricFamily(
+            prefix + "requests", "Fleet client requests by serving upstream", labels=["upstream"]
+        )
+        for upstream, count in stats["requests"]["by_model"].items():
+            requests.add_metric([upstream], count)
+        yield requests
+        outcomes = CounterMetricFamily(
+            prefix + "requests_by_outcome", "Fleet client requests by outcome", labels=["outcome"]
+        )
+        for outcome, count in stats["requests"]["by_outcome"].items():
+            outcomes.add_metric([outcome], count)
+        yield outcomes
+        tokens = CounterMetricFamily(
+            prefix + "tokens",
+            "Fleet tokens billed by upstream and kind",
+            labels=["upstream", "kind"],
+        )
+        for upstream, counts in stats["tokens"]["by_model"].items():
+            for kind in ("prompt", "completion"):
+                tokens.add_metric([upstream, kind], counts[kind])
+        yield tokens
+        cost = CounterMetricFamily(
+            prefix + "cost_dollars", "Fleet US dollars billed", labels=["upstream"]
+        )
+        cost.add_metric(["all"], stats["costs"]["total_cost_usd"])
+        cost.add_metric(["cerebras"], stats["costs"]["cerebras_cost_usd"])
+        yield cost
+        errors = CounterMetricFamily(
+            prefix + "errors", "Fleet upstream errors by upstream", labels=["upstream"]
+        )
+        for upstream, count in stats["errors"]["by_model"].items():
+            errors.add_metric([upstream], count)
+        yield errors
+        yield CounterMetricFamily(
+            prefix + "rate_limit_hits",
+            "Fleet upstream 429 answers",
+            value=stats["rate_limits"]["total_hits"],
+        )
+        if self.spend is not None:
+            spend = GaugeMetricFamily(
+                prefix + "budget_spent_dollars",
+                "Fleet Cerebras spend in the current budget period",
+                labels=["period"],
+            )
+            for period, value in self.spend.items():
+                spend.add_metric([period], value)
+            yield spend
+
+
+def fleet_exposition(stats: Mapping[str, Any], spend: Mapping[str, float] | None) -> bytes:
+    """The `glm_gateway_fleet_*` families in the text format, to append to `Metrics.render()`."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_FleetCollector(stats, spend))
+    return generate_latest(registry)

@@ -1,0 +1,80 @@
+"""What one running app shares between requests, and the app keys that hold it."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import aiohttp
+from aiohttp import web
+
+from gateway.accounting.ledger import Ledger
+from gateway.accounting.metrics import Metrics
+from gateway.accounting.records import RequestRecord, UpstreamName
+from gateway.accounting.refusals import RefusalRecorder
+from gateway.accounting.stats import StatisticsTracker
+from gateway.config import GatewayConfig
+from gateway.http.guard import Guard
+from gateway.quota.budget import Budget
+from gateway.ratelimit import RateLimitGate, RateLimitWatcher
+from gateway.router import Router
+from gateway.router.learning import Learning
+from gateway.router.verify import VerifySampler
+from gateway.state import StateStore
+from gateway.strategies import Strategy
+from gateway.upstreams import OpenAICompatibleUpstream
+
+log = logging.getLogger("gateway.http.services")
+
+MODEL_ALIAS = "glm-token-saver"
+
+
+@dataclass(slots=True)
+class Services:
+    """Everything one running app shares between requests."""
+
+    config: GatewayConfig
+    session: aiohttp.ClientSession
+    upstreams: dict[UpstreamName, OpenAICompatibleUpstream]
+    watchers: dict[UpstreamName, RateLimitWatcher]
+    strategies: dict[str, Strategy]
+    gate: RateLimitGate
+    budget: Budget
+    stats: StatisticsTracker
+    ledger: Ledger
+    started: float
+    guard: Guard
+    metrics: Metrics
+    state: StateStore
+    refusals: RefusalRecorder
+    router: Router | None = None  # gateway.router: decisions, learn(), the /stats router block
+    learning: Learning | None = None  # escalation, feedback, outcome labels (learning.db)
+    verifier: VerifySampler | None = None  # routing.learn.verify_sample (None when 0)
+
+    async def record(self, record: RequestRecord) -> None:
+        """Store a finished request: metrics at once, then the durable ledger and stats."""
+        self.metrics.observe(record)
+        self.budget.charge(record)
+        if self.state.shared:
+            self.state.publish_stats(self.stats.shareable_totals)
+        if self.router is not None and any(call.thinking_off for call in record.calls):
+            self.router.count_no_think()
+        try:
+            await self.stats.record(record)
+        except Exception:  # the answer was delivered; a broken ledger must not break the stream
+            log.exception("req=%s could not be written to the ledger", record.request_id)
+
+    def strategy_for(self, requested: str | None) -> Strategy:
+        """The strategy a request names (header or model), else the configured default."""
+        if requested:
+            name = requested.removeprefix(MODEL_ALIAS + "/")
+            strategy = self.strategies.get(name)
+            allowed = self.config.routing.client_strategies
+            if strategy is not None and (allowed is None or name in allowed):
+                return strategy
+        return self.strategies[self.config.routing.strategy]
+
+
+CONFIG_KEY = web.AppKey("config", GatewayConfig)
+GUARD_KEY = web.AppKey("guard", Guard)
+SERVICES_KEY = web.AppKey("services", Services)

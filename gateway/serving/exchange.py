@@ -1,0 +1,93 @@
+"""One client request in flight: its body, its sink, its record, and the upstreams it may use."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from gateway.accounting.records import RequestRecord, UpstreamName
+from gateway.accounting.tokens import PromptEstimate, once
+from gateway.config import GatewayConfig, ThinkingMode
+from gateway.quota.admission import OpenGate, UpstreamGate
+from gateway.upstreams import OpenAICompatibleUpstream
+from gateway.wire.sinks import Sink
+
+Recorder = Callable[[RequestRecord], Awaitable[None]]
+
+
+@dataclass(slots=True)
+class Exchange:
+    """Per-request state shared by the handler, the strategy and the relay.
+
+    `metadata` is merged into the final chunk (stream) or the body (non-stream): `model_used`,
+    `routing_reason`, `speculative_decoding` ... `finalize()` records the request exactly once.
+    """
+
+    request_id: str
+    body: dict[str, Any]
+    stream: bool
+    include_usage: bool
+    sink: Sink
+    record: RequestRecord
+    upstreams: Mapping[UpstreamName, OpenAICompatibleUpstream]
+    config: GatewayConfig
+    recorder: Recorder
+    gate: UpstreamGate = field(default_factory=OpenGate)
+    started: float = field(default_factory=time.monotonic)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    recorded: bool = False
+    # Set by strategies that classify the ask; None (the others) leaves thinking untouched.
+    route_kind: Literal["simple", "complex"] | None = None
+    # The prompt estimate of `body`, computed at most once (admission, cancelled calls, calls
+    # without reported usage all need it); `body` is never changed in place.
+    prompt_tokens: PromptEstimate = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.prompt_tokens = once(self.body)
+
+    @property
+    def thinking(self) -> ThinkingMode | None:
+        """`routing.thinking` for this request's route kind; None when no kind was set."""
+        if self.route_kind is None:
+            return None
+        modes = self.config.routing.thinking
+        return modes.simple if self.route_kind == "simple" else modes.complex
+
+    def fallback_allowed(self, name: UpstreamName) -> bool:
+        routing = self.config.routing
+        return routing.fallback_to_local if name == "local" else routing.fallback_to_cerebras
+
+    def set_reason(self, reason: str) -> None:
+        self.record.routing_reason = reason
+        self.metadata["routing_reason"] = reason
+
+    async def finalize(self) -> None:
+        """Complete the record (timings, outcome as already set) and store it, once."""
+        if self.recorded:
+            return
+        self.recorded = True
+        record = self.record
+        record.duration_s = time.monotonic() - self.started
+        if record.outcome == "client_disconnected":
+            self._count_partial_answer()
+        first = self.sink.first_content_at
+        if first is not None and record.ttft_s is None:
+            record.ttft_s = first - self.started
+        await self.recorder(record)
+
+    def _count_partial_answer(self) -> None:
+        """A client that left mid-answer still received part of it: the counterfactual is what
+        Cerebras would have billed for that part (the committed call's tokens so far)."""
+        record, committed = self.record, self.sink.model_used
+        if not self.sink.committed or committed is None:
+            return
+        record.model_used = committed  # type: ignore[assignment]
+        if record.counterfactual_prompt_tokens or record.counterfactual_completion_tokens:
+            return
+        for call in reversed(record.calls):
+            if call.upstream == committed:
+                record.counterfactual_prompt_tokens = call.prompt_tokens
+                record.counterfactual_completion_tokens = call.completion_tokens
+                return

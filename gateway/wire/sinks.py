@@ -1,0 +1,395 @@
+"""Where an answer goes: an SSE stream or one JSON body, both keeping the wire contract.
+
+A sink is handed the committed upstream's normalised chunks. It owns everything the client sees:
+one response id, the role chunk first, `finish_reason` in its own empty-delta chunk, exactly one
+usage chunk (only when asked for), the gateway metadata on the final chunk, one `[DONE]`.
+
+`committed` turns true once answer content reached the client; until then the gateway may still
+switch upstreams (`reset()` forgets what was buffered, but never what the client was told: a
+stream whose role chunk went out keeps its model name). A non-stream sink commits only at
+`finish`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+import orjson
+from aiohttp import web
+from aiohttp_sse import EventSourceResponse
+
+from gateway.errors import GatewayError
+from gateway.wire.assembly import Assembly
+
+BeforeDone = Callable[[], Awaitable[None]]
+_DONE_EVENT = b"data: [DONE]\n\n"
+STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+class Sink(Protocol):
+    @property
+    def response(self) -> web.StreamResponse | None: ...
+
+    committed: bool
+    model_used: str | None
+    first_content_at: float | None
+
+    async def begin(self) -> None: ...
+
+    async def emit(self, chunk: dict[str, Any]) -> None: ...
+
+    async def emit_many(self, chunks: list[dict[str, Any]]) -> None:
+        """`emit` for chunks that arrived together; a stream writes them in one go."""
+        ...
+
+    def has_answer(self) -> bool: ...
+
+    def partial_answer(self) -> tuple[str, str | None]:
+        """The answer text so far and why it cannot be continued elsewhere (None: it can)."""
+        ...
+
+    def reset(self) -> None: ...
+
+    async def finish(
+        self, usage: dict[str, Any], metadata: dict[str, Any], before_done: BeforeDone
+    ) -> None: ...
+
+    async def fail(self, error: GatewayError) -> None: ...
+
+    def release(self) -> None:
+        """Stop background work tied to the response (keepalive pings); idempotent."""
+        ...
+
+
+def _not_continuable(tool_calls: bool, choices: int, text: bool, in_reasoning: bool) -> str | None:
+    if tool_calls:
+        return "a tool call was partly streamed"
+    if choices > 1:
+        return "the answer has several choices"
+    if in_reasoning or not text:
+        return "the answer was still reasoning"
+    return None
+
+
+class StreamSink:
+    """Writes the client's SSE stream; headers go out lazily, with the first answer content."""
+
+    def __init__(
+        self,
+        request: web.Request,
+        *,
+        response_id: str,
+        include_usage: bool,
+        headers: dict[str, str],
+        keepalive_interval: float = 15.0,
+    ) -> None:
+        self.request = request
+        self.response_id = response_id
+        self.created = int(time.time())
+        self.include_usage = include_usage
+        self.headers = headers
+        self.keepalive_interval = keepalive_interval
+        self.response: EventSourceResponse | None = None
+        self._prepare_lock = asyncio.Lock()
+        self.committed = False
+        self.model_used: str | None = None
+        self.model_name = ""
+        self.first_content_at: float | None = None
+        self.finish_reasons: dict[int, str] = {}
+        self.tool_call_indexes: set[int] = set()
+        self.content_choices: set[int] = set()
+        # Choices with text or a tool call: reasoning alone is not an answer (Cline rejects it).
+        self.answer_choices: set[int] = set()
+        # The answer text sent so far (a continuation's prefill) and whether the last delta with
+        # content was reasoning; a list of the deltas' own strings, joined only when needed.
+        self.text_parts: list[str] = []
+        self.in_reasoning = False
+
+    @property
+    def prepared(self) -> bool:
+        return self.response is not None
+
+    async def begin(self) -> None:
+        """Send headers and the role chunk now (used when the answer's source is not known yet)."""
+        if self.response is None:
+            await self._prepare()
+
+    async def _prepare(self, first: bytes = b"") -> None:
+        """Send headers and the role chunk, followed in the same write by `first`."""
+        async with self._prepare_lock:  # begin() may race the first emit() from another task
+            if self.response is None:
+                await self._prepare_now(first)
+            elif first:
+                await self.response.write(first)
+
+    async def _prepare_now(self, first: bytes) -> None:
+        headers = dict(STREAM_HEADERS)
+        headers.update(self.headers)
+        if self.model_used:
+            headers["x-gateway-model-used"] = self.model_used
+        response = EventSourceResponse(
+            headers=headers,
+            sep="\n",
+            allow_all_methods=True,
+            ping_interval=self.keepalive_interval,
+        )
+        await response.prepare(self.request)
+        self.response = response
+        role = self._envelope(
+            [
+                {
+                    "index": 0,
+                    "delta": {"role": "assistant", "content": ""},
+                    "logprobs": None,
+                    "finish_reason": None,
+                }
+            ]
+        )
+        await response.write(b"data: " + orjson.dumps(role) + b"\n\n" + first)
+
+    def _envelope(self, choices: list[dict[str, Any]]) -> dict[str, Any]:
+        chunk: dict[str, Any] = {
+            "id": self.response_id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model_name,
+            "choices": choices,
+        }
+        if self.include_usage:
+            chunk["usage"] = None
+        return chunk
+
+    async def emit(self, chunk: dict[str, Any]) -> None:
+        event = self._encode(chunk)
+        if event is not None:
+            await self._write_content(event)
+
+    async def emit_many(self, chunks: list[dict[str, Any]]) -> None:
+        events = [e for e in map(self._encode, chunks) if e is not None]
+        if events:
+            await self._write_content(events[0] if len(events) == 1 else b"".join(events))
+
+    def _encode(self, chunk: dict[str, Any]) -> bytes | None:
+        """The client event for an upstream chunk, or None when it carries nothing to send
+        (role-only deltas; finish_reason is held back for the final chunk)."""
+        choices = chunk.get("choices")
+        if not isinstance(choices, list):
+            return None
+        kept: list[dict[str, Any]] = []
+        for position, choice in enumerate(choices):
+            index = choice.get("index", position)
+            reason = choice.get("finish_reason")
+            if reason:
+                self.finish_reasons[index] = str(reason)
+            choice["finish_reason"] = None
+            choice.setdefault("index", index)
+            delta = choice.get("delta")
+            if not isinstance(delta, dict):
+                continue
+            delta.pop("role", None)
+            text = delta.get("content")
+            calls = delta.get("tool_calls")
+            if not (text or calls):
+                if not delta.get("reasoning_content"):
+                    continue
+                self.in_reasoning = True
+            else:
+                self.in_reasoning = False
+                self.answer_choices.add(index)
+            if calls:
+                self.tool_call_indexes.add(index)
+                for call in calls:
+                    if isinstance(call, dict) and not isinstance(call.get("function"), dict):
+                        call["function"] = {}
+            if isinstance(text, str) and text:
+                self.text_parts.append(text)
+            self.content_choices.add(index)
+            kept.append(choice)
+        if not kept:
+            return None
+        if not self.model_name and isinstance(chunk.get("model"), str):
+            self.model_name = chunk["model"]
+        chunk["choices"] = kept
+        chunk["id"] = self.response_id
+        chunk["object"] = "chat.completion.chunk"
+        chunk["created"] = self.created
+        chunk["model"] = self.model_name
+        if self.include_usage:
+            chunk["usage"] = None
+        return b"data: " + orjson.dumps(chunk) + b"\n\n"
+
+    async def _write_content(self, data: bytes) -> None:
+        if not self.committed:
+            self.committed = True
+            self.first_content_at = time.monotonic()
+        if self.response is None:
+            await self._prepare(data)  # headers, role chunk and first content in one write
+            return
+        await self.response.write(data)
+
+    def has_answer(self) -> bool:
+        return bool(self.answer_choices)
+
+    def partial_answer(self) -> tuple[str, str | None]:
+        text = "".join(self.text_parts)
+        why = _not_continuable(
+            bool(self.tool_call_indexes), len(self.content_choices), bool(text), self.in_reasoning
+        )
+        return text, why
+
+    def reset(self) -> None:
+        if self.committed:
+            raise RuntimeError("cannot reset a stream whose content reached the client")
+        self.finish_reasons.clear()
+        self.tool_call_indexes.clear()
+        self.text_parts.clear()
+        self.in_reasoning = False
+        if self.response is None:  # else the role chunk named the model: keep telling the same
+            self.model_name = ""
+
+    async def finish(
+        self, usage: dict[str, Any], metadata: dict[str, Any], before_done: BeforeDone
+    ) -> None:
+        if self.response is None:
+            await self._prepare()
+        assert self.response is not None
+        indexes = sorted(self.content_choices | set(self.finish_reasons)) or [0]
+        choices = []
+        for index in indexes:
+            reason = self.finish_reasons.get(index, "stop")
+            if index in self.tool_call_indexes and reason == "stop":
+                reason = "tool_calls"
+            choices.append({"index": index, "delta": {}, "logprobs": None, "finish_reason": reason})
+        final = self._envelope(choices)
+        if self.include_usage:
+            await self.response.write(b"data: " + orjson.dumps(final) + b"\n\n")
+            final = self._envelope([])
+            final["usage"] = usage
+        final.update(metadata)
+        await self.response.write(b"data: " + orjson.dumps(final) + b"\n\n")
+        await before_done()
+        await self.response.write(_DONE_EVENT)
+        await self._close()
+
+    async def fail(self, error: GatewayError) -> None:
+        """After bytes went out: one error event, then close without [DONE]; before: raise."""
+        if self.response is None:
+            raise error
+        await self.response.write(b"data: " + orjson.dumps(error.body()) + b"\n\n")
+        await self._close()
+
+    async def _close(self) -> None:
+        assert self.response is not None
+        self.release()
+        await self.response.write_eof()
+
+    def release(self) -> None:
+        response = self.response
+        if response is not None and response.is_connected():
+            response.stop_streaming()
+
+
+class KeepingStreamSink(StreamSink):
+    """A StreamSink that also assembles the answer it streams (`kept`), for requests drawn as
+    verification samples; a subclass so that other requests pay nothing per chunk."""
+
+    def __init__(self, request: web.Request, **kwargs: Any) -> None:
+        super().__init__(request, **kwargs)
+        self.kept = Assembly()
+
+    def _encode(self, chunk: dict[str, Any]) -> bytes | None:
+        self.kept.add_chunk(chunk)  # before _encode, which clears finish_reason in place
+        return super()._encode(chunk)
+
+    def reset(self) -> None:
+        super().reset()
+        self.kept = Assembly()
+
+
+class CollectSink:
+    """Assembles the answer and answers with one `chat.completion` JSON body at `finish`."""
+
+    def __init__(self, *, response_id: str, headers: dict[str, str]) -> None:
+        self.response_id = response_id
+        self.created = int(time.time())
+        self.headers = headers
+        self.committed = False
+        self.model_used: str | None = None
+        self.model_name = ""
+        self.first_content_at: float | None = None
+        self.assembly = Assembly()
+        self.response: web.Response | None = None
+
+    async def begin(self) -> None:
+        return None
+
+    async def emit(self, chunk: dict[str, Any]) -> None:
+        if isinstance(chunk.get("model"), str) and not self.model_name:
+            self.model_name = chunk["model"]
+        self.assembly.add_chunk(chunk)
+        if self.first_content_at is None and self.assembly.has_answer():
+            self.first_content_at = time.monotonic()
+
+    async def emit_many(self, chunks: list[dict[str, Any]]) -> None:
+        for chunk in chunks:
+            await self.emit(chunk)
+
+    def has_answer(self) -> bool:
+        return self.assembly.has_answer()
+
+    def partial_answer(self) -> tuple[str, str | None]:
+        choices = self.assembly.choices
+        parts = self.assembly.first()
+        text = parts.text
+        tools = any(c.tool_calls for c in choices.values())
+        return text, _not_continuable(tools, len(choices), bool(text), False)
+
+    def reset(self) -> None:
+        self.assembly = Assembly()
+        self.model_name = ""
+        self.first_content_at = None
+
+    async def finish(
+        self, usage: dict[str, Any], metadata: dict[str, Any], before_done: BeforeDone
+    ) -> None:
+        choices = []
+        for index in sorted(self.assembly.choices) or [0]:
+            parts = self.assembly.choices.get(index)
+            if parts is None:
+                continue
+            reason = parts.finish_reason or "stop"
+            if parts.tool_calls and reason == "stop":
+                reason = "tool_calls"
+            choice: dict[str, Any] = {
+                "index": index,
+                "message": parts.message(),
+                "logprobs": {"content": parts.logprobs} if parts.logprobs else None,
+                "finish_reason": reason,
+            }
+            choices.append(choice)
+        body: dict[str, Any] = {
+            "id": self.response_id,
+            "object": "chat.completion",
+            "created": self.created,
+            "model": self.model_name,
+            "choices": choices,
+            "usage": usage,
+        }
+        body.update(metadata)
+        await before_done()
+        headers = dict(self.headers)
+        if self.model_used:
+            headers["x-gateway-model-used"] = self.model_used
+        self.committed = True
+        self.response = web.Response(
+            body=orjson.dumps(body), content_type="application/json", headers=headers
+        )
+
+    async def fail(self, error: GatewayError) -> None:
+        raise error
+
+    def release(self) -> None:
+        return None
