@@ -130,6 +130,13 @@ class Dialect:
     def completion(self, pieces: list[Piece], finish: FinishReason, stats: Stats) -> JSON:
         raise NotImplementedError
 
+    def _completion_choice(self, pieces: list[Piece], finish: FinishReason) -> JSON:
+        message, logprobs = self._message_and_logprobs(pieces)
+        choice: JSON = {"finish_reason": finish, "index": 0, "message": message}
+        if logprobs is not None:
+            choice["logprobs"] = logprobs
+        return choice
+
     def _message_and_logprobs(self, pieces: list[Piece]) -> tuple[JSON, JSON | None]:
         content = "".join(p.text for p in pieces if p.kind == "content")
         reasoning = "".join(p.text for p in pieces if p.kind == "reasoning")
@@ -235,10 +242,7 @@ class LlamaCpp(Dialect):
         return self._chunk([], usage=stats.usage())
 
     def completion(self, pieces: list[Piece], finish: FinishReason, stats: Stats) -> JSON:
-        message, logprobs = self._message_and_logprobs(pieces)
-        choice: JSON = {"finish_reason": finish, "index": 0, "message": message}
-        if logprobs is not None:
-            choice["logprobs"] = logprobs
+        choice = self._completion_choice(pieces, finish)
         return {
             "choices": [choice],
             **self._tail,
@@ -337,10 +341,7 @@ class Cerebras(Dialect):
         )
 
     def completion(self, pieces: list[Piece], finish: FinishReason, stats: Stats) -> JSON:
-        message, logprobs = self._message_and_logprobs(pieces)
-        choice: JSON = {"finish_reason": finish, "index": 0, "message": message}
-        if logprobs is not None:
-            choice["logprobs"] = logprobs
+        choice = self._completion_choice(pieces, finish)
         return {
             "id": self.id,
             "choices": [choice],
