@@ -96,7 +96,7 @@ class PlanLimits:
 
 @dataclass(frozen=True, slots=True)
 class RateLimitsConfig:
-    """Predictive admission (gateway.ratelimit). `reactive_strategies` skip the prediction."""
+    """Predictive admission (gateway.quota.gate). `reactive_strategies` skip the prediction."""
 
     reactive_strategies: tuple[str, ...] = ("always_cerebras",)
     cerebras: PlanLimits = PlanLimits()

@@ -36,7 +36,7 @@ from benchlib import spawn_gateway, spawn_sim, wait_ready  # noqa: E402
 from gateway.config import parse_config  # noqa: E402
 from gateway.dev.sim import SimOptions, running_sim  # noqa: E402
 from gateway.http.app import create_app  # noqa: E402
-from gateway.ratelimit import RateLimitGate  # noqa: E402
+from gateway.quota.gate import RateLimitGate  # noqa: E402
 from gateway.state import open_store  # noqa: E402
 
 KEY = "csk-bench"

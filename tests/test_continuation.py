@@ -11,7 +11,7 @@ from support import chat, post_stream, read_then_leave
 from gateway.config import ConfigError, parse_config
 from gateway.dev.sim import ScriptedAnswer, ToolCallSpec
 from gateway.quota.admission import Refusal
-from gateway.ratelimit import RateLimitGate, ReactiveGate
+from gateway.quota.gate import RateLimitGate, ReactiveGate
 from gateway.serving.continuation import EchoStrip, continuation_body
 
 ASK = "Explain step by step why this code deadlocks: ```lock(a); lock(b)```"

@@ -8,7 +8,7 @@ import pytest
 from support import chat, post_stream
 
 import gateway.accounting.tokens
-import gateway.ratelimit
+import gateway.quota.reservations
 from gateway.accounting.tokens import estimate_prompt_tokens, once
 
 
@@ -39,7 +39,7 @@ async def test_admission_and_an_unreported_usage_share_one_estimate(
         return estimate_prompt_tokens(b)
 
     monkeypatch.setattr(gateway.accounting.tokens, "estimate_prompt_tokens", counting)
-    monkeypatch.setattr(gateway.ratelimit, "estimate_prompt_tokens", counting)
+    monkeypatch.setattr(gateway.quota.reservations, "estimate_prompt_tokens", counting)
     cerebras_sim.inject("cut", after_chunks=4)  # no usage: the call's prompt is estimated
     await post_stream(client, gw.url, chat("estimate me", stream=True))
     assert len(calls) == 1, calls

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import ast
 import email.utils
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 from multidict import CIMultiDict, CIMultiDictProxy
 
+import gateway.ratelimit
 from gateway.ratelimit import RateLimitWatcher, Window, parse_duration, parse_retry_after
 
 CEREBRAS = {
@@ -379,3 +382,12 @@ def test_explained_wait_only_from_retry_after_or_an_exhausted_window() -> None:
     assert w.explained_wait() == pytest.approx(11.382867097854614)
     w.observe({"retry-after": "3"})
     assert w.explained_wait() == pytest.approx(3.0)
+
+
+def test_the_watcher_module_depends_on_nothing_else_in_the_gateway() -> None:
+    tree = ast.parse(Path(gateway.ratelimit.__file__).read_text())
+    nodes = list(ast.walk(tree))
+    imported = {a.name for n in nodes if isinstance(n, ast.Import) for a in n.names}
+    imported |= {n.module or "" for n in nodes if isinstance(n, ast.ImportFrom)}
+    assert imported, "the parse found the imports"
+    assert {name for name in imported if name.split(".")[0] == "gateway"} == set()

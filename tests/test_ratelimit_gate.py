@@ -2,28 +2,56 @@
 
 from __future__ import annotations
 
+import ast
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+import gateway.quota
 from gateway.accounting.tokens import estimate_prompt_tokens
 from gateway.config import BudgetConfig, parse_config
 from gateway.errors import UpstreamHTTPError, UpstreamRateLimited
 from gateway.quota.admission import Refusal
 from gateway.quota.budget import Budget, BudgetRefusal
-from gateway.ratelimit import (
+from gateway.quota.gate import RateLimitGate, ReactiveGate
+from gateway.quota.plan import PlanWindow
+from gateway.quota.reservations import (
     UNCAPPED_COMPLETION_RESERVATION,
-    PlanWindow,
-    RateLimitGate,
-    ReactiveGate,
+    Reservation,
     estimate_reservation,
 )
+from gateway.strategies.adaptive import AdaptiveSwitch
 from gateway.upstreams import build_upstream
+
+
+def config_of(**sections: Any) -> Any:
+    return parse_config(
+        {"models": {"cerebras": {"api_key": "k"}}, **sections}, source="<test>", env={}
+    )
+
+
+def make_switch(**sections: Any) -> tuple[AdaptiveSwitch, RateLimitGate, FakeClock]:
+    """A gate and an adaptive switch listening to it, as the app wires them."""
+    gate, clock = make_gate(**sections)
+    return AdaptiveSwitch(gate, config_of(**sections).routing.adaptive_cerebras), gate, clock
+
 
 BODY = {"model": "m", "messages": [{"role": "user", "content": "hello there"}]}
 PROMPT = estimate_prompt_tokens(BODY)
 PER_REQUEST = PROMPT + 8192
+
+
+def imported_modules(path: Path) -> set[str]:
+    """The modules a source file imports, at any depth of its syntax tree."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
 
 
 class FakeClock:
@@ -37,9 +65,7 @@ class FakeClock:
 def make_gate(
     clock: FakeClock | None = None, *, budget: Budget | None = None, **sections: Any
 ) -> tuple[RateLimitGate, FakeClock]:
-    config = parse_config(
-        {"models": {"cerebras": {"api_key": "k"}}, **sections}, source="<test>", env={}
-    )
+    config = config_of(**sections)
     upstreams = {
         name: build_upstream(name, config.models[name], None, max_event_bytes=1 << 20)  # type: ignore[arg-type]
         for name in ("local", "cerebras")
@@ -91,6 +117,49 @@ def test_reservation_follows_the_configured_cap() -> None:
     assert estimate_reservation(gate.upstreams["cerebras"], BODY).tokens == PROMPT + 1000
     local = estimate_reservation(gate.upstreams["local"], BODY)
     assert local.tokens == PROMPT + UNCAPPED_COMPLETION_RESERVATION
+
+
+# --- reservations in flight: a running total ----------------------------------------------------
+
+
+def test_admission_reads_the_running_total_instead_of_summing_the_calls_in_flight(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    gate, _ = make_gate()
+    tokens_window(gate, 1e9, 1e9)
+    tickets = [gate.admit("cerebras", BODY) for _ in range(100)]
+    assert not any(isinstance(t, Refusal) for t in tickets)
+    additions = 0
+    add = Reservation.__add__
+
+    def counting(self: Reservation, other: Reservation) -> Reservation:
+        nonlocal additions
+        additions += 1
+        return add(self, other)
+
+    monkeypatch.setattr(Reservation, "__add__", counting)
+    assert not isinstance(gate.admit("cerebras", BODY), Refusal)
+    assert additions <= 1  # the new call joins the total; the 100 in flight are not re-added
+    assert gate.pending("cerebras") == Reservation(101, 101 * PER_REQUEST)
+
+
+def test_the_running_total_follows_admissions_and_releases_in_any_order() -> None:
+    gate, _ = make_gate()
+    tokens_window(gate, 1e9, 1e9)
+    limits = (10, 200, 3000, 45)
+    tickets = [gate.admit("cerebras", {**BODY, "max_tokens": n}) for n in limits]
+    assert not any(isinstance(t, Refusal) for t in tickets)
+    assert gate.pending("cerebras") == Reservation(4, 4 * PROMPT + sum(limits))
+    tickets[1].release()  # type: ignore[union-attr]
+    tickets[1].release({})  # type: ignore[union-attr]  (a second release gives back nothing)
+    assert gate.pending("cerebras") == Reservation(3, 3 * PROMPT + 10 + 3000 + 45)
+    assert gate.snapshot()["in_flight"] == {
+        "cerebras": {"calls": 3, "tokens": 3 * PROMPT + 10 + 3000 + 45}
+    }
+    for ticket in (tickets[3], tickets[0], tickets[2]):
+        ticket.release()  # type: ignore[union-attr]
+    assert gate.pending("cerebras") == Reservation()
+    assert gate.snapshot()["in_flight"] == {}
 
 
 # --- windows from headers -----------------------------------------------------------------------
@@ -299,6 +368,32 @@ def test_other_failures_do_not_cool_down() -> None:
     assert gate.snapshot()["hits"] == {}
 
 
+def test_429_listeners_hear_of_each_rate_limit_with_the_wait_the_gate_enforces() -> None:
+    gate, clock = make_gate(routing={"adaptive_cerebras": {"cool_down_duration": 15}})
+    heard: list[tuple[str, str, float]] = []
+    gate.rate_limit_listeners.append(lambda *args: heard.append(args))
+    gate.observe_failure("cerebras", UpstreamHTTPError("cerebras", 500, {}, fallback_ok=True))
+    assert heard == []
+    gate.for_strategy("always_cerebras").observe_failure("cerebras", rate_limited(None))
+    gate.observe_failure("cerebras", exhausted(gate, 40.0))
+    assert heard == [
+        ("cerebras", "cerebras answered 429: Tokens per minute limit exceeded", 15.0),
+        ("cerebras", "cerebras answered 429: Tokens per minute limit exceeded", 40.0),
+    ]
+
+
+def test_the_gate_holds_no_strategy_state() -> None:
+    """The quota package knows no strategy: adaptive_cerebras listens to the gate, not in it."""
+    for path in sorted(Path(gateway.quota.__file__).parent.glob("*.py")):
+        strategies = {m for m in imported_modules(path) if m.startswith("gateway.strategies")}
+        assert strategies == set(), path
+    gate, _ = make_gate()
+    assert gate.rate_limit_listeners == []
+    switch, gate, _ = make_switch()
+    assert gate.rate_limit_listeners == [switch.on_rate_limited]
+    assert "state" not in gate.snapshot() and "adaptive_local" not in str(gate.snapshot())
+
+
 # --- reactive strategies ------------------------------------------------------------------------
 
 
@@ -336,8 +431,7 @@ def test_spent_budget_refuses_cerebras_only() -> None:
 
 
 def test_switch_goes_local_on_a_refusal_and_back_on_fresh_headers() -> None:
-    gate, clock = make_gate(routing={"adaptive_cerebras": {"cool_down_duration": 30}})
-    switch = gate.adaptive
+    switch, gate, clock = make_switch(routing={"adaptive_cerebras": {"cool_down_duration": 30}})
     tokens_window(gate, 30_000, 30_000, reset=50)
     assert switch.decide(BODY)[0] == "cerebras"
     tokens_window(gate, 30_000, 10_000, reset=50)
@@ -368,8 +462,7 @@ def test_switch_goes_local_on_a_refusal_and_back_on_fresh_headers() -> None:
 
 
 def test_switch_comes_back_after_an_elapsed_reset() -> None:
-    gate, clock = make_gate(routing={"adaptive_cerebras": {"cool_down_duration": 5}})
-    switch = gate.adaptive
+    switch, gate, clock = make_switch(routing={"adaptive_cerebras": {"cool_down_duration": 5}})
     tokens_window(gate, 30_000, 1_000, reset=40)
     assert switch.decide(BODY)[0] == "local"
     clock.now += 39
@@ -380,18 +473,16 @@ def test_switch_comes_back_after_an_elapsed_reset() -> None:
 
 
 def test_a_429_from_any_strategy_switches_adaptive_to_local() -> None:
-    gate, clock = make_gate(routing={"adaptive_cerebras": {"cool_down_duration": 5}})
-    gate.observe_failure("cerebras", exhausted(gate, 20.0))
-    assert gate.adaptive.state == "local"
-    assert "answered 429" in gate.adaptive.reason
-    snapshot = gate.snapshot()
-    assert snapshot["state"] == "local"
-    assert snapshot["cool_down_remaining_s"] == 5.0
-    assert snapshot["cooling_down_s"] == {"cerebras": 20.0}
+    switch, gate, clock = make_switch(routing={"adaptive_cerebras": {"cool_down_duration": 5}})
+    gate.for_strategy("always_cerebras").observe_failure("cerebras", exhausted(gate, 20.0))
+    assert switch.state == "local"
+    assert "answered 429" in switch.reason
+    assert switch.snapshot(clock.now)["cool_down_remaining_s"] == 5.0
+    assert gate.snapshot()["cooling_down_s"] == {"cerebras": 20.0}
     clock.now += 6
-    assert gate.adaptive.decide(BODY)[0] == "local"  # the 429's reset is the evidence awaited
+    assert switch.decide(BODY)[0] == "local"  # the 429's reset is the evidence awaited
     clock.now += 14
-    assert gate.adaptive.decide(BODY)[0] == "cerebras"
+    assert switch.decide(BODY)[0] == "cerebras"
 
 
 # --- config -------------------------------------------------------------------------------------
@@ -435,7 +526,7 @@ def test_an_upstream_with_no_known_limit_skips_the_prompt_estimate(
     def no_estimate(body: Any) -> int:
         raise AssertionError("the prompt was estimated for an upstream with no known limit")
 
-    monkeypatch.setattr("gateway.ratelimit.estimate_prompt_tokens", no_estimate)
+    monkeypatch.setattr("gateway.quota.reservations.estimate_prompt_tokens", no_estimate)
     ticket = gate.admit("local", BODY)
     assert not isinstance(ticket, Refusal)
     assert gate.pending("local").requests == 1.0

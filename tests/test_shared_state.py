@@ -17,6 +17,7 @@ from support import Gateway, chat, gateway_config, post_stream
 from gateway.dev.sim import SimServer
 from gateway.dev.sim.server import update_options
 from gateway.http.app import create_app
+from gateway.quota.reservations import Reservation
 
 COMPLEX_ASK = "Refactor the parser in src/parser.py"
 
@@ -116,7 +117,8 @@ async def test_burst_split_across_two_replicas_gets_no_429(
     refused = sum(gw.services.gate.refused["predicted"] for gw in gws)
     assert refused == served.count("local")
     for gw in gws:  # every reservation was given back
-        assert gw.services.gate.in_flight.get("cerebras", {}) == {}
+        assert not gw.services.gate.in_flight.get("cerebras")
+        assert gw.services.gate.pending("cerebras") == Reservation()
     store = aioredis.Redis.from_url(redis_server.url)
     for _ in range(200):  # releases are sent in the background, just after each answer
         if await store.zcard("glm:cerebras:reserved") == 0:
@@ -314,7 +316,7 @@ async def test_a_429_seen_by_one_replica_switches_the_other_to_local(
     cerebras_sim.inject("http_429", reset_seconds=45)
     reply = await post_stream(client, gws[0].url, chat("hi", stream=True))
     assert reply.status == 200 and reply.chunks[-1]["model_used"] == "local"
-    assert gws[0].services.gate.adaptive.state == "local"
+    assert gws[0].services.adaptive.state == "local"
     store = aioredis.Redis.from_url(redis_server.url)
     for _ in range(200):  # A publishes its switch just after the answer
         if await store.get("glm:adaptive"):
@@ -326,5 +328,5 @@ async def test_a_429_seen_by_one_replica_switches_the_other_to_local(
     assert reply.status == 200 and reply.chunks[-1]["model_used"] == "local"
     assert "switched by another replica" in reply.chunks[-1]["routing_reason"]
     assert "answered 429" in reply.chunks[-1]["routing_reason"]
-    assert gws[1].services.gate.adaptive.state == "local"
+    assert gws[1].services.adaptive.state == "local"
     assert len(cerebras_sim.requests) == calls  # B did not try Cerebras

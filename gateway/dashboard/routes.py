@@ -170,7 +170,7 @@ async def get_request(request: web.Request) -> web.Response:
 async def get_summary(request: web.Request) -> web.Response:
     services = request.app[SERVICES_KEY]
     body = await _read(request, summary_mod.today, services.ledger, time.time())
-    body["rate_limits"] = summary_mod.rate_limits(services.gate)
+    body["rate_limits"] = summary_mod.rate_limits(services.gate, services.adaptive)
     body["budget"] = summary_mod.budget(services.budget)
     body["now"] = time.time()
     body["object"] = "dashboard.summary"

@@ -22,7 +22,9 @@ from gateway.accounting.records import UpstreamName
 from gateway.accounting.stats import cost_saved_usd
 from gateway.dashboard.requests import reason_kind
 from gateway.quota.budget import ALERT_PERCENTS, Budget, day_bounds
-from gateway.ratelimit import RateLimitGate, window_unit
+from gateway.quota.gate import RateLimitGate
+from gateway.ratelimit import window_unit
+from gateway.strategies.adaptive import AdaptiveSwitch
 
 _TODAY_SQL = """
 SELECT COUNT(*),
@@ -100,7 +102,9 @@ def today(ledger: Ledger, now: float) -> dict[str, Any]:
     }
 
 
-def rate_limits(gate: RateLimitGate, upstream: UpstreamName = "cerebras") -> dict[str, Any]:
+def rate_limits(
+    gate: RateLimitGate, switch: AdaptiveSwitch, upstream: UpstreamName = "cerebras"
+) -> dict[str, Any]:
     """Gauges for `upstream`'s windows, its cool-down and the adaptive state."""
     windows: list[dict[str, Any]] = []
     up = gate.upstreams.get(upstream)
@@ -141,7 +145,7 @@ def rate_limits(gate: RateLimitGate, upstream: UpstreamName = "cerebras") -> dic
             }
         )
     until = gate.cooling_until.get(upstream, 0.0)
-    adaptive = gate.adaptive.snapshot(now)
+    adaptive = switch.snapshot(now)
     return {
         "upstream": upstream,
         "threshold": gate.threshold,

@@ -26,13 +26,14 @@ from gateway.http.guard import CHAT_PATHS, Guard, request_id_of
 from gateway.http.routes import drain_background, setup_routes
 from gateway.http.services import CONFIG_KEY, GUARD_KEY, SERVICES_KEY, Services
 from gateway.quota.budget import Budget
-from gateway.ratelimit import RateLimitGate
+from gateway.quota.gate import RateLimitGate
 from gateway.router import Router, RouterCollector
 from gateway.router.feedback import LEARNING_KEY
 from gateway.router.learning import Learning
 from gateway.router.verify import VerifySampler
 from gateway.state import open_store
 from gateway.strategies import StrategyContext, create_strategies
+from gateway.strategies.adaptive import AdaptiveSwitch
 from gateway.upstreams import OpenAICompatibleUpstream, build_upstream
 
 log = logging.getLogger("gateway.http.app")
@@ -79,12 +80,15 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
         budget = Budget(config.budget, config.models["cerebras"].prices, state=state)
         await budget.load(ledger)
         gate = RateLimitGate(config, upstreams, budget=budget, state=state)
+        adaptive = AdaptiveSwitch(gate, config.routing.adaptive_cerebras)
         router = Router.from_config(config)
         learning = await asyncio.to_thread(
             Learning, config, learner=router.learn, on_escalated_turn=router.count_escalation
         )
         app[LEARNING_KEY] = learning
-        strategies = create_strategies(StrategyContext(config, upstreams, gate, router, learning))
+        strategies = create_strategies(
+            StrategyContext(config, upstreams, gate, adaptive, router=router, learning=learning)
+        )
         guard = app[GUARD_KEY]
         prices: dict[str, Prices] = {n: config.models[n].prices for n in UPSTREAM_NAMES}
         metrics = Metrics(prices, {str(n): w for n, w in watchers.items()}, lambda: guard.in_flight)
@@ -96,6 +100,7 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
             watchers=watchers,
             strategies=strategies,
             gate=gate,
+            adaptive=adaptive,
             budget=budget,
             stats=stats,
             ledger=ledger,

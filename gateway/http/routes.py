@@ -279,7 +279,7 @@ async def _stats_body(services: Services) -> dict[str, Any]:
     fleet_spend, accounts = await _fleet_figures(services)
     extra: dict[str, Any] = {
         "gateway": {"version": __version__, "strategy": services.config.routing.strategy},
-        "rate_limits": services.gate.snapshot(),
+        "rate_limits": services.rate_limits(),
         "budget": services.budget.snapshot(fleet_spend),
     }
     if services.router is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -16,12 +17,14 @@ from gateway.accounting.stats import StatisticsTracker
 from gateway.config import GatewayConfig
 from gateway.http.guard import Guard
 from gateway.quota.budget import Budget
-from gateway.ratelimit import RateLimitGate, RateLimitWatcher
+from gateway.quota.gate import RateLimitGate
+from gateway.ratelimit import RateLimitWatcher
 from gateway.router import Router
 from gateway.router.learning import Learning
 from gateway.router.verify import VerifySampler
 from gateway.state import StateStore
 from gateway.strategies import Strategy
+from gateway.strategies.adaptive import AdaptiveSwitch
 from gateway.upstreams import OpenAICompatibleUpstream
 
 log = logging.getLogger("gateway.http.services")
@@ -39,6 +42,7 @@ class Services:
     watchers: dict[UpstreamName, RateLimitWatcher]
     strategies: dict[str, Strategy]
     gate: RateLimitGate
+    adaptive: AdaptiveSwitch  # adaptive_cerebras' switch, listening to `gate`
     budget: Budget
     stats: StatisticsTracker
     ledger: Ledger
@@ -63,6 +67,15 @@ class Services:
             await self.stats.record(record)
         except Exception:  # the answer was delivered; a broken ledger must not break the stream
             log.exception("req=%s could not be written to the ledger", record.request_id)
+
+    def rate_limits(self) -> dict[str, Any]:
+        """`/stats` `rate_limits`: the gate's block, with the adaptive switch's state and the
+        requests it sent local counted among the fallbacks."""
+        block = self.gate.snapshot()
+        routed_local = self.adaptive.routed_local
+        block["fallbacks_by_reason"]["adaptive_local"] = routed_local
+        block["fallbacks"] += routed_local
+        return {**block, **self.adaptive.snapshot(self.gate.clock())}
 
     def strategy_for(self, requested: str | None) -> Strategy:
         """The strategy a request names (header or model), else the configured default."""

@@ -9,7 +9,7 @@ With shared state (gateway.state) `admit` may answer a coroutine instead, for th
 check; callers await it (`if isinstance(admission, Coroutine): admission = await admission`), so
 the embedded gate's path stays free of awaits.
 
-`OpenGate` admits everything; the rate-limit-aware gate lives in gateway.ratelimit.
+`OpenGate` admits everything; the rate-limit-aware gate is gateway.quota.gate.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import ClassVar, Protocol
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
 from gateway.accounting.records import UpstreamName
 from gateway.config import GatewayConfig
@@ -14,6 +14,9 @@ from gateway.router.learning import Learning
 from gateway.serving.exchange import Exchange
 from gateway.upstreams import OpenAICompatibleUpstream
 
+if TYPE_CHECKING:  # the adaptive strategy's module imports this one
+    from gateway.strategies.adaptive import AdaptiveSwitch
+
 
 @dataclass(frozen=True, slots=True)
 class StrategyContext:
@@ -22,6 +25,8 @@ class StrategyContext:
     config: GatewayConfig
     upstreams: Mapping[UpstreamName, OpenAICompatibleUpstream]
     gate: UpstreamGate
+    # adaptive_cerebras' switch, one per app (it listens to the app's gate for 429s).
+    adaptive: AdaptiveSwitch
     # The app's router (gateway.router), shared with the HTTP handlers; None: each strategy
     # that needs one makes a private, non-persistent one.
     router: Router | None = None
