@@ -34,7 +34,7 @@ Mode = Literal["cerebras", "local"]
 
 
 class AdaptiveSwitch:
-    """adaptive_cerebras' state, shared by all its requests (one per gate).
+    """adaptive_cerebras' state, shared by all its requests (one per app, over the app's gate).
 
     `cerebras` (the default): each request first asks the gate whether Cerebras would be admitted;
     a refusal (threshold, cool-down, budget) or a Cerebras 429 switches to `local` with the reason.
