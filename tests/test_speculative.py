@@ -459,6 +459,22 @@ async def test_smart_speculative_speculates_on_complex_asks(
     assert "complex: keyword 'debug'" in final["routing_reason"]
 
 
+async def test_smart_speculative_classifies_a_complex_ask_once(
+    make_gateway, client, local_sim, cerebras_sim
+) -> None:
+    script(cerebras_sim, "debug the cat", OTHER)
+    gw = await speculative(make_gateway, "smart_speculative", enabled=False)
+    reply = await post_stream(client, gw.url, chat("debug the cat", stream=True))
+    final = reply.chunks[-1]
+    assert final["model_used"] == "cerebras"
+    assert final["routing_reason"] == (
+        "smart_speculative (complex: keyword 'debug'): speculation disabled; "
+        "complex: keyword 'debug'"
+    )
+    router = (await get_stats(client, gw))["router"]
+    assert (router["routed_in_window"], router["cloud_share"]) == (1, 1.0)
+
+
 async def test_large_prompt_skips_speculation(
     make_gateway, client, local_sim, cerebras_sim
 ) -> None:

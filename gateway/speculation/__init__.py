@@ -1,7 +1,7 @@
 """Speculative serving: a local draft and a Cerebras verification race; one stream is committed.
 
 `Speculator` (gateway.speculation.engine) holds what the three speculative strategies share
-(settings, scorer, classifier); `Speculation` runs one request, `Race` (race) owns its upstream
+(settings, scorer, router); `Speculation` runs one request, `Race` (race) owns its upstream
 calls, `window` decides when a draft has shown enough, and `verdict` scores how far two answers
 agree.
 """

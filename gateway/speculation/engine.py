@@ -34,7 +34,7 @@ from gateway.config import GatewayConfig
 from gateway.errors import UpstreamEmptyResponse, UpstreamError, UpstreamRateLimited
 from gateway.quota.admission import Refusal, Ticket, settled
 from gateway.router import Router, hedges
-from gateway.router.classifier import TaskClassifier
+from gateway.router.choice import Route, RouteChoice, choose_route
 from gateway.serving.continuation import continue_stream
 from gateway.serving.exchange import Exchange
 from gateway.serving.relay import complete, no_upstream_error, serve
@@ -54,12 +54,12 @@ def _finished(verify: Verify) -> bool:
 
 
 class Speculator:
-    """What the speculative strategies of one app share: settings, scorer and classifier."""
+    """What the speculative strategies of one app share: settings, scorer and router."""
 
     def __init__(self, config: GatewayConfig, router: Router | None = None) -> None:
         self.cfg = config.speculative_decoding
-        routing = config.routing
-        self.classifier = TaskClassifier(routing.complexity_keywords, routing.simple_task_threshold)
+        # A routed request goes to the draft upstream when simple, the verifying one when not.
+        self.pair: Route = (self.cfg.draft_model, self.cfg.verify_model)
         # The app's shared router; a private in-memory one when none is given (unit use).
         self.router = router if router is not None else Router(config, store_path=None)
         # `learned` judges the draft itself; window comparisons then use levenshtein.
@@ -67,11 +67,15 @@ class Speculator:
         self.scorer = SCORERS["levenshtein" if self.learned else self.cfg.scorer]
         self.prices = config.models[self.cfg.verify_model].prices
 
-    async def serve(self, ex: Exchange, *, drafts: int, label: str) -> None:
-        """Serve `ex` speculatively with `drafts` local drafts, unless it cannot pay off."""
+    async def serve(
+        self, ex: Exchange, *, drafts: int, label: str, choice: RouteChoice | None = None
+    ) -> None:
+        """Serve `ex` speculatively with `drafts` local drafts, unless it cannot pay off.
+
+        `choice`: the route a caller already chose for `ex` (see `route`)."""
         cfg = self.cfg
         if not cfg.enabled:
-            await self.route(ex, f"{label}: speculation disabled")
+            await self.route(ex, f"{label}: speculation disabled", choice)
             return
         share = prompt_cost_share(ex.body, self.prices, cfg.expected_answer_tokens)
         if share > cfg.cost_skip_ratio:
@@ -79,18 +83,17 @@ class Speculator:
                 f"{label}: speculation skipped, the prompt is {share:.0%} of a full answer's "
                 f"cost (> {cfg.cost_skip_ratio:.0%})"
             )
-            await self.route(ex, why)
+            await self.route(ex, why, choice)
             return
         await Speculation(self, ex, drafts, label).run()
 
-    async def route(self, ex: Exchange, why: str) -> None:
-        """No speculation: the router (`routing.router`) picks the upstream."""
-        decision = self.router.route(ex.request_id, ex.body)
-        ex.route_kind = "complex" if decision.cloud else "simple"
-        draft, verify = self.cfg.draft_model, self.cfg.verify_model
-        route = (verify, draft) if decision.cloud else (draft, verify)
-        log.info("%s %s; %s", ex.request_id, why, decision.reason)
-        await serve(ex, route, reason=f"{why}; {decision.reason}")
+    async def route(self, ex: Exchange, why: str, choice: RouteChoice | None = None) -> None:
+        """No speculation: `choice`, or when None the router (`routing.router`), picks the
+        upstream; a request is classified only once, so the router counts it once."""
+        if choice is None:
+            choice = choose_route(ex, self.router, pair=self.pair)
+        log.info("%s %s", ex.request_id, why)
+        await serve(ex, choice.route, reason=f"{why}; {choice.reason}")
 
 
 class Speculation:

@@ -1,6 +1,7 @@
 """`smart_speculative`: simple asks to the local model only, complex ones speculatively.
 
-The smart_routing classifier decides; a simple ask falls back to Cerebras only on a local failure
+The smart_routing decision (gateway.router.choice) decides; an escalated turn goes to Cerebras
+as in smart_routing, unspeculated. A simple ask falls back to Cerebras only on a local failure
 before any content (as in smart_routing).
 """
 
@@ -9,12 +10,13 @@ from __future__ import annotations
 import logging
 from typing import ClassVar
 
+from gateway.router.choice import choose_route
 from gateway.serving.exchange import Exchange
 from gateway.serving.relay import serve
 from gateway.speculation.engine import Speculator
 from gateway.strategies.base import StrategyContext
-from gateway.strategies.escalated import serve_if_escalated
 from gateway.strategies.registry import register
+from gateway.strategies.smart_routing import serve_routed
 
 log = logging.getLogger("gateway.strategy.smart_speculative")
 
@@ -29,16 +31,14 @@ class SmartSpeculative:
         self.learning = ctx.learning
 
     async def run(self, ex: Exchange) -> None:
-        if await serve_if_escalated(ex, self.learning, self.name):
-            return
         speculator = self.speculator
-        verdict = speculator.router.route(ex.request_id, ex.body)
-        ex.route_kind = "complex" if verdict.cloud else "simple"
-        log.info("%s %s", ex.request_id, verdict.reason)
-        if verdict.cloud:
-            await speculator.serve(ex, drafts=1, label=f"{self.name} ({verdict.reason})")
+        choice = choose_route(ex, speculator.router, self.learning, pair=speculator.pair)
+        if choice.escalated:
+            await serve_routed(ex, choice, self.name)
             return
-        cfg = speculator.cfg
-        await serve(
-            ex, (cfg.draft_model, cfg.verify_model), reason=f"{self.name}: {verdict.reason}"
-        )
+        log.info("%s %s", ex.request_id, choice.reason)
+        if choice.cloud:
+            label = f"{self.name} ({choice.reason})"
+            await speculator.serve(ex, drafts=1, label=label, choice=choice)
+        else:
+            await serve(ex, choice.route, reason=f"{self.name}: {choice.reason}")

@@ -1,0 +1,120 @@
+"""The one "classify, then route" decision (gateway.router.choice) on its own: no sockets."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.accounting.records import RequestRecord
+from gateway.config import GatewayConfig, parse_config
+from gateway.router import Router
+from gateway.router.choice import choose_route
+from gateway.router.learning import Learning
+from gateway.serving.exchange import Exchange
+from gateway.wire.sinks import CollectSink
+
+FIXTURE = Path(__file__).parent / "fixtures" / "cline_3.0.65.json"
+
+
+def config(**routing: object) -> GatewayConfig:
+    return parse_config({"routing": routing}, env={})
+
+
+def exchange(cfg: GatewayConfig, request_id: str, body: dict[str, Any]) -> Exchange:
+    async def recorder(_: RequestRecord) -> None:
+        return None
+
+    return Exchange(
+        request_id=request_id,
+        body=body,
+        stream=False,
+        include_usage=False,
+        sink=CollectSink(response_id="chatcmpl-test", headers={}),
+        record=RequestRecord(request_id=request_id, started_at=0.0, strategy="t", stream=False),
+        upstreams={},
+        config=cfg,
+        recorder=recorder,
+    )
+
+
+def ask(text: str) -> dict[str, Any]:
+    return {"messages": [{"role": "user", "content": text}]}
+
+
+@pytest.mark.parametrize(
+    ("text", "cloud", "reason", "route", "thinking"),
+    [
+        (
+            "please debug this",
+            True,
+            "complex: keyword 'debug'",
+            ("cerebras", "local"),
+            "default",
+        ),
+        (
+            "hello",
+            False,
+            "simple: ~2-token ask, no complexity signal",
+            ("local", "cerebras"),
+            "off",
+        ),
+    ],
+)
+def test_heuristic_choice_routes_sets_the_kind_and_counts_once(
+    text: str, cloud: bool, reason: str, route: tuple[str, str], thinking: str
+) -> None:
+    cfg = config()
+    router = Router(cfg)
+    ex = exchange(cfg, "r1", ask(text))
+    choice = choose_route(ex, router)
+    assert (choice.cloud, choice.reason, choice.route, choice.escalated) == (
+        cloud,
+        reason,
+        route,
+        False,
+    )
+    assert ex.route_kind == choice.kind == ("complex" if cloud else "simple")
+    assert ex.thinking == thinking
+    snapshot = router.snapshot()
+    assert (snapshot["routed_in_window"], snapshot["cloud_share"]) == (1, 1.0 if cloud else 0.0)
+
+
+def test_pair_names_the_simple_and_the_complex_upstream() -> None:
+    cfg = config()
+    router = Router(cfg)
+    simple = choose_route(exchange(cfg, "a", ask("hello")), router, pair=("cerebras", "local"))
+    hard = choose_route(exchange(cfg, "b", ask("debug")), router, pair=("cerebras", "local"))
+    assert (simple.route, hard.route) == (("cerebras", "local"), ("local", "cerebras"))
+
+
+def test_learned_choice_carries_the_scorers_reason() -> None:
+    cfg = config(router="learned", target_cloud_share=1.0)
+    ex = exchange(cfg, "l1", ask("what is the capital of France"))
+    choice = choose_route(ex, Router(cfg))
+    assert choice.cloud and choice.route == ("cerebras", "local")
+    assert choice.reason.startswith("learned: p(local fails)=")
+    assert ex.route_kind == "complex"
+
+
+def test_escalated_turn_goes_to_cerebras_unclassified(tmp_path: Path) -> None:
+    cfg = config()
+    router = Router(cfg)
+    learning = Learning(cfg, learner=None, store_path=str(tmp_path / "learning.db"))
+    try:
+        requests = json.loads(FIXTURE.read_text())["scenarios"]["unknown_tool"]["requests"]
+        learning.tracker.begin("t0", requests[0])
+        learning.tracker.finish("t0", "local")
+        learning.tracker.begin("t1", requests[1])
+        ex = exchange(cfg, "t1", requests[1])
+        choice = choose_route(ex, router, learning, pair=("cerebras", "local"))
+        assert choice.escalated and choice.cloud
+        assert choice.reason == "escalated: the local answer at turn 1 called an unknown tool"
+        assert choice.route == ("cerebras", "local"), "escalation always asks Cerebras first"
+        assert ex.route_kind == "complex"
+        assert router.snapshot()["routed_in_window"] == 0, "an escalated turn is not classified"
+        assert learning.tracker.escalated_turns == 1
+    finally:
+        learning.close()
