@@ -33,7 +33,7 @@ from typing import Any
 
 import orjson
 
-from gateway.router.classifier import message_text
+from gateway.router.classifier import _TOOL_RESULT, message_text
 
 _UNKNOWN_TOOL = re.compile(
     r"NoSuchTool|unavailable tool|unknown (?:tool|function)|no such (?:tool|function)|"
@@ -64,7 +64,6 @@ _CLIENT_RETRY = re.compile(
     r"tool call (?:was )?(?:malformed|invalid)",
     re.I,
 )
-_OLD_CLINE_RESULT = re.compile(r"^\s*\[[^\n]{1,300}?\] Result:", re.M)
 # Plain-text results are judged only when they open as an error: a file's content that merely
 # mentions "invalid input" must not count.
 _ERROR_OPENING = re.compile(
@@ -183,7 +182,7 @@ def detect(messages: Sequence[Any]) -> Signal | None:
             retry = _CLIENT_RETRY.search(text)
             if retry:
                 return Signal("client_retry", _short(text[retry.start() :]))
-            for block in _OLD_CLINE_RESULT.split(text)[1:]:
+            for block in _TOOL_RESULT.split(text)[1:]:
                 kind = classify_error(block) if _ERROR_OPENING.match(block.strip()) else None
                 if kind is not None:
                     return Signal(kind, _short(block))

@@ -38,6 +38,7 @@ from gateway.errors import UpstreamError
 from gateway.quota.admission import Refusal, UpstreamGate, settled
 from gateway.router.labels import LabelBook
 from gateway.serving.exchange import Exchange
+from gateway.speculation.cost import completion_limit
 from gateway.speculation.verdict import SCORERS, Answer, Score, ToolCall, agreement
 from gateway.upstreams import OpenAICompatibleUpstream
 from gateway.wire.assembly import Assembly, ChoiceParts
@@ -85,14 +86,6 @@ def kept_answer(sink: Sink) -> Answer | None:
     if not assembly.has_answer():
         return None
     return answer_of(assembly.first())
-
-
-def _client_limit(body: Mapping[str, Any]) -> int | None:
-    for key in ("max_completion_tokens", "max_tokens"):
-        value = body.get(key)
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-            return value
-    return None
 
 
 def verify_cap(answer: Answer, threshold: float, client_limit: int | None) -> int:
@@ -159,7 +152,7 @@ class VerifySampler:
             self.verdict.tool_call_min_similarity if answer.tool_calls
             else self.verdict.min_confidence
         )  # fmt: skip
-        cap = verify_cap(answer, threshold, _client_limit(ex.body))
+        cap = verify_cap(answer, threshold, completion_limit(ex.body))
         sample = Sample(ex.request_id, ex.body, answer, cap)
         task = asyncio.get_running_loop().create_task(
             self._run(sample), name=f"verify_sample:{ex.request_id}"

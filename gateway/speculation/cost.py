@@ -15,6 +15,7 @@ from gateway.config import Prices
 
 
 def completion_limit(body: Mapping[str, Any]) -> int | None:
+    """The client's own answer-token limit (`max_completion_tokens`, else `max_tokens`)."""
     for key in ("max_completion_tokens", "max_tokens"):
         value = body.get(key)
         if isinstance(value, int) and not isinstance(value, bool) and value > 0:

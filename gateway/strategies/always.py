@@ -4,31 +4,36 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from gateway.accounting.records import UpstreamName
 from gateway.serving.exchange import Exchange
 from gateway.serving.relay import serve
 from gateway.strategies.base import StrategyContext
 from gateway.strategies.registry import register
 
 
-@register
-class AlwaysLocal:
-    name: ClassVar[str] = "always_local"
-    description: ClassVar[str] = "every request to the local llama.cpp server (free)"
+class _Always:
+    """Serves every request along `route`; its name is the routing_reason."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    route: ClassVar[tuple[UpstreamName, UpstreamName]]
 
     def __init__(self, ctx: StrategyContext) -> None:
-        self.ctx = ctx
+        del ctx  # nothing to share: the route is fixed
 
     async def run(self, ex: Exchange) -> None:
-        await serve(ex, ("local", "cerebras"), reason="always_local")
+        await serve(ex, self.route, reason=self.name)
 
 
 @register
-class AlwaysCerebras:
-    name: ClassVar[str] = "always_cerebras"
-    description: ClassVar[str] = "every request to Cerebras (best quality, highest cost)"
+class AlwaysLocal(_Always):
+    name = "always_local"
+    description = "every request to the local llama.cpp server (free)"
+    route = ("local", "cerebras")
 
-    def __init__(self, ctx: StrategyContext) -> None:
-        self.ctx = ctx
 
-    async def run(self, ex: Exchange) -> None:
-        await serve(ex, ("cerebras", "local"), reason="always_cerebras")
+@register
+class AlwaysCerebras(_Always):
+    name = "always_cerebras"
+    description = "every request to Cerebras (best quality, highest cost)"
+    route = ("cerebras", "local")

@@ -8,28 +8,25 @@ agreement means nothing), it serves like `speculative_decoding`.
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 from gateway.serving.exchange import Exchange
-from gateway.speculation.engine import Speculator
 from gateway.strategies.base import StrategyContext
 from gateway.strategies.registry import register
+from gateway.strategies.speculative import SpeculativeDecoding
 
 
 @register
-class ParallelSpeculative:
-    name: ClassVar[str] = "parallel_speculative"
-    description: ClassVar[str] = (
+class ParallelSpeculative(SpeculativeDecoding):
+    name = "parallel_speculative"
+    description = (
         "several local drafts; their consensus accepts, else Cerebras verifies the best one"
     )
 
     def __init__(self, ctx: StrategyContext) -> None:
-        self.speculator = Speculator(ctx.config, ctx.router)
+        super().__init__(ctx)
         cfg = ctx.config.speculative_decoding
         self.drafts = cfg.max_concurrent_drafts if cfg.parallel_enabled else 1
 
-    async def run(self, ex: Exchange) -> None:
-        drafts, label = self.drafts, self.name
-        if drafts > 1 and ex.body.get("temperature") == 0:
-            drafts, label = 1, f"{self.name} (temperature 0: one draft)"
-        await self.speculator.serve(ex, drafts=drafts, label=label)
+    def drafts_for(self, ex: Exchange) -> tuple[int, str]:
+        if self.drafts > 1 and ex.body.get("temperature") == 0:
+            return 1, f"{self.name} (temperature 0: one draft)"
+        return self.drafts, self.name

@@ -23,5 +23,10 @@ class SpeculativeDecoding:
     def __init__(self, ctx: StrategyContext) -> None:
         self.speculator = Speculator(ctx.config, ctx.router)
 
+    def drafts_for(self, ex: Exchange) -> tuple[int, str]:
+        """How many drafts `ex` gets, and the label its routing_reason starts with."""
+        return 1, self.name
+
     async def run(self, ex: Exchange) -> None:
-        await self.speculator.serve(ex, drafts=1, label=self.name)
+        drafts, label = self.drafts_for(ex)
+        await self.speculator.serve(ex, drafts=drafts, label=label)
