@@ -93,16 +93,23 @@ class TaskClassifier:
         )
         self.threshold = simple_task_threshold
 
+    def keyword(self, ask: str) -> str | None:
+        """The first configured complexity keyword in `ask` (lower-cased), or None."""
+        match = self.keywords.search(ask) if self.keywords is not None else None
+        return match.group(1).lower() if match else None
+
     def classify(self, body: Mapping[str, Any]) -> Classification:
         messages = body.get("messages")
-        ask = current_ask(messages if isinstance(messages, list) else [])
+        return self.classify_ask(current_ask(messages if isinstance(messages, list) else []))
+
+    def classify_ask(self, ask: str) -> Classification:
+        """`classify` for an ask already taken out of the request (`current_ask`)."""
         tokens = estimate_text_tokens(len(ask))
         if not ask:
             return Classification(False, "simple: no human-written ask in the request", 0)
-        if self.keywords is not None:
-            match = self.keywords.search(ask)
-            if match:
-                return Classification(True, f"complex: keyword '{match.group(1).lower()}'", tokens)
+        keyword = self.keyword(ask)
+        if keyword is not None:
+            return Classification(True, f"complex: keyword '{keyword}'", tokens)
         if tokens > self.threshold:
             return Classification(
                 True, f"complex: ask of ~{tokens} tokens > {self.threshold}", tokens

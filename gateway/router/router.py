@@ -123,7 +123,9 @@ class Router:
     # --- features -----------------------------------------------------------------------------
 
     def ask_vector(self, body: Mapping[str, Any]) -> Features:
-        ask = self.ask_text(body)
+        return self._ask_features(self.ask_text(body))
+
+    def _ask_features(self, ask: str) -> Features:
         hits = len(self.classifier.keywords.findall(ask)) if self.classifier.keywords else 0
         return ask_features(ask, hits)
 
@@ -160,15 +162,16 @@ class Router:
 
     def route(self, request_id: str, body: Mapping[str, Any]) -> Decision:
         """Local or Cerebras for one ask (`routing.router` decides how)."""
+        ask = self.ask_text(body)  # read out of the history once per decision
+        vector = self._ask_features(ask)
         if self.kind == "heuristic":
-            verdict = self.classifier.classify(body)
+            verdict = self.classifier.classify_ask(ask)
             self.routed.append(verdict.complex)
             self.store.put_score("routed", 0.0, verdict.complex)
-            self._remember(request_id, "ask", self.ask_vector(body))
+            self._remember(request_id, "ask", vector)
             return Decision(verdict.complex, verdict.reason)
-        vector = self.ask_vector(body)
         decision = self._decide("ask", request_id, vector)
-        forced = self._forced_keyword(body)
+        forced = self.classifier.keyword(ask)
         if forced is not None:
             decision = Decision(
                 True, f"learned: keyword '{forced}' forces cerebras", decision.score
@@ -188,13 +191,14 @@ class Router:
         logprobs: Sequence[float] = (),
     ) -> Decision:
         """Accept a local draft (cloud=False) or escalate it to Cerebras (cloud=True)."""
+        ask = self.ask_text(body)
         vector = self.draft_vector(
-            self.ask_vector(body),
+            self._ask_features(ask),
             text,
             tokens,
             complete=complete,
             logprobs=logprobs,
-            ask_text=self.ask_text(body),
+            ask_text=ask,
         )
         return self._decide("draft", request_id, vector)
 
@@ -210,15 +214,6 @@ class Router:
         relation = ">=" if cloud else "<"
         reason = f"learned: p(local fails)={p:.2f} {relation} threshold {threshold:.2f}{target}"
         return Decision(cloud, reason, p)
-
-    def _forced_keyword(self, body: Mapping[str, Any]) -> str | None:
-        if self.classifier.keywords is None:
-            return None
-        messages = body.get("messages")
-        match = self.classifier.keywords.search(
-            current_ask(messages if isinstance(messages, list) else [])
-        )
-        return match.group(1).lower() if match else None
 
     # --- learning -----------------------------------------------------------------------------
 
