@@ -92,7 +92,7 @@ class Speculator:
         upstream; a request is classified only once, so the router counts it once."""
         if choice is None:
             choice = choose_route(ex, self.router, pair=self.pair)
-        log.info("%s %s", ex.request_id, why)
+        log.info("%s %s; %s", ex.request_id, why, choice.reason)
         await serve(ex, choice.route, reason=f"{why}; {choice.reason}")
 
 
