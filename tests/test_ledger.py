@@ -13,12 +13,12 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from gateway.accounting.ledger import Ledger, LedgerError, LedgerRow, flatten
 from gateway.accounting.records import RequestRecord, SpeculativeRecord, UpstreamCall
+from gateway.storage.writer import Write
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -58,13 +58,15 @@ async def test_append_resolves_after_commit_and_other_connection_sees_it(
     ledger: Ledger, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     assert Path(ledger.path).parent.is_dir()
-    real_commit = ledger._commit
+    writer = ledger._writer
+    assert writer is not None
+    real_commit = writer._commit
 
     def slow_commit(conn: sqlite3.Connection) -> None:
         time.sleep(0.2)  # an early resolve would let the check below run before the commit
         real_commit(conn)
 
-    monkeypatch.setattr(ledger, "_commit", slow_commit)
+    monkeypatch.setattr(writer, "_commit", slow_commit)
     row_id = await ledger.append(make_record("a"), cost_usd=0.5, counterfactual_usd=0.75)
     with sqlite3.connect(ledger.path) as other:
         found = other.execute(
@@ -271,14 +273,16 @@ async def test_bad_values_are_stored_without_crashing_the_writer(ledger: Ledger)
 async def test_failed_insert_rejects_only_that_row(
     ledger: Ledger, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_insert = ledger._insert
+    writer = ledger._writer
+    assert writer is not None
+    real_execute = writer._execute
 
-    def flaky(conn: sqlite3.Connection, item: Any) -> tuple[int | None, BaseException | None]:
+    def flaky(conn: sqlite3.Connection, item: Write) -> int:
         if item.what == "poison":
             item = replace(item, params=("wrong", "arity"))
-        return real_insert(conn, item)
+        return real_execute(conn, item)
 
-    monkeypatch.setattr(ledger, "_insert", flaky)
+    monkeypatch.setattr(writer, "_execute", flaky)
     results = await asyncio.gather(
         *(
             ledger.append(make_record(rid), cost_usd=0, counterfactual_usd=0)
@@ -294,7 +298,9 @@ async def test_failed_insert_rejects_only_that_row(
 async def test_failed_commit_rejects_waiters_and_writer_recovers(
     ledger: Ledger, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_commit = ledger._commit
+    writer = ledger._writer
+    assert writer is not None
+    real_commit = writer._commit
     failures = iter([True])
 
     def commit_once_fails(conn: sqlite3.Connection) -> None:
@@ -302,7 +308,7 @@ async def test_failed_commit_rejects_waiters_and_writer_recovers(
             raise sqlite3.OperationalError("disk I/O error")
         real_commit(conn)
 
-    monkeypatch.setattr(ledger, "_commit", commit_once_fails)
+    monkeypatch.setattr(writer, "_commit", commit_once_fails)
     with pytest.raises(LedgerError, match="commit failed.*disk I/O error"):
         await ledger.append(make_record("lost"), cost_usd=0, counterfactual_usd=0)
     await ledger.append(make_record("kept"), cost_usd=0, counterfactual_usd=0)

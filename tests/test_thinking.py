@@ -22,7 +22,8 @@ from aioresponses import aioresponses
 from support import chat, post_stream
 from yarl import URL
 
-from gateway.accounting.ledger import _COLUMNS, _SCHEMA, Ledger
+from gateway.accounting.ledger import Ledger
+from gateway.accounting.ledger.schema import COLUMNS, SCHEMA
 from gateway.accounting.records import RequestRecord, UpstreamCall, UpstreamName
 from gateway.accounting.stats import StatisticsTracker
 from gateway.accounting.tokens import estimate_completion_tokens
@@ -368,7 +369,7 @@ def _record(rid: str, *calls: UpstreamCall) -> RequestRecord:
 
 
 NEW_COLUMNS = ("local_reasoning_tokens", "cerebras_reasoning_tokens", "told_not_to_think")
-V1_SCHEMA = _SCHEMA.replace(
+V1_SCHEMA = SCHEMA.replace(
     "".join(f",\n    {c} INTEGER NOT NULL DEFAULT 0" for c in NEW_COLUMNS), ""
 )
 
@@ -388,7 +389,7 @@ async def test_ledger_keeps_reasoning_tokens_per_call_and_old_ledgers_open(tmp_p
     await ledger.close()
     assert "told_not_to_think" not in V1_SCHEMA
     # Rebuild the table as schema version 1 had it (without the new columns).
-    old = [c for c in _COLUMNS if c not in NEW_COLUMNS]
+    old = [c for c in COLUMNS if c not in NEW_COLUMNS]
     with sqlite3.connect(path) as conn:
         conn.execute("ALTER TABLE requests RENAME TO current")
         conn.executescript(V1_SCHEMA)

@@ -1,0 +1,125 @@
+"""Writing the ledger: rows and events queued to the shared write-behind thread.
+
+`append`/`submit` resolve with the row id only after the transaction holding the row committed
+(rows queued together share one commit); the `*_nowait` writes and events commit with the next
+batch. A row that cannot be written rejects only its own future.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+from gateway.accounting.ledger.rows import as_str, flatten
+from gateway.accounting.ledger.schema import (
+    INSERT_EVENT,
+    INSERT_REQUEST,
+    LedgerError,
+    LedgerRow,
+    row_params,
+)
+from gateway.accounting.records import RequestRecord
+from gateway.storage.writer import Write, WriteBehind
+
+
+class LedgerWriter:
+    """The ledger's write side; `_writer` is set while the ledger is running."""
+
+    path: str
+    _writer: WriteBehind | None
+    _rows_at_start: int
+
+    def _put(self, write: Write) -> None:
+        writer = self._writer
+        if writer is None:
+            raise LedgerError(f"ledger {self.path}: not running (call start(); not after close())")
+        writer.put(write)
+
+    @property
+    def running(self) -> bool:
+        return self._writer is not None
+
+    @property
+    def pending(self) -> int:
+        """Writes queued but not yet committed (approximate)."""
+        return 0 if self._writer is None else self._writer.pending
+
+    @property
+    def commits(self) -> int:
+        """Transactions committed since start (each holds one or more writes)."""
+        return 0 if self._writer is None else self._writer.commits
+
+    @property
+    def write_errors(self) -> int:
+        """Writes rejected since start."""
+        return 0 if self._writer is None else self._writer.errors
+
+    @property
+    def row_count(self) -> int:
+        """Request rows committed (those present at open plus those written since)."""
+        written = 0 if self._writer is None else self._writer.committed[INSERT_REQUEST]
+        return self._rows_at_start + written
+
+    def submit(self, row: LedgerRow) -> asyncio.Future[int]:
+        """Queue a row now; the returned future resolves with its id once committed."""
+        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._put(Write(INSERT_REQUEST, row_params(row), row.request_id, fut))
+        return fut
+
+    async def append(
+        self,
+        record: RequestRecord,
+        *,
+        cost_usd: float,
+        counterfactual_usd: float,
+        cerebras_cost_usd: float | None = None,
+    ) -> int:
+        """Store one record; returns its row id only after the row is committed."""
+        row = flatten(
+            record,
+            cost_usd=cost_usd,
+            counterfactual_usd=counterfactual_usd,
+            cerebras_cost_usd=cerebras_cost_usd,
+        )
+        return await self.submit(row)
+
+    def append_row_nowait(self, row: LedgerRow) -> None:
+        """Queue a row without waiting (any thread); committed with the next batch."""
+        self._put(Write(INSERT_REQUEST, row_params(row), row.request_id))
+
+    def append_nowait(
+        self,
+        record: RequestRecord,
+        *,
+        cost_usd: float,
+        counterfactual_usd: float,
+        cerebras_cost_usd: float | None = None,
+    ) -> None:
+        """Fire-and-forget `append` for synchronous callers."""
+        self.append_row_nowait(
+            flatten(
+                record,
+                cost_usd=cost_usd,
+                counterfactual_usd=counterfactual_usd,
+                cerebras_cost_usd=cerebras_cost_usd,
+            )
+        )
+
+    def append_event(
+        self, kind: str, model: str | None = None, *, data: Mapping[str, Any] | None = None
+    ) -> None:
+        """Queue a standalone event (error, rate_limit, reset, ...); fire-and-forget."""
+        blob = None if data is None else orjson.dumps(data, default=str).decode()
+        params = (time.time(), str(kind), as_str(model), blob)
+        self._put(Write(INSERT_EVENT, params, f"event {kind}"))
+
+    async def flush(self) -> None:
+        """Wait until everything queued before this call is committed."""
+        writer = self._writer
+        if writer is None:
+            raise LedgerError(f"ledger {self.path}: not running (call start(); not after close())")
+        await writer.flush()

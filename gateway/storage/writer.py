@@ -1,0 +1,220 @@
+"""One write-behind writer thread per SQLite file, shared by every store the gateway keeps.
+
+Callers only put `Write`s on a queue, so the event loop never waits on SQLite. The thread takes
+whatever is queued (up to MAX_BATCH) and commits it in one transaction: a group commit, so under
+load many writes share one commit. A waiter is woken only after the transaction holding its write
+committed; all asyncio waiters of one loop are woken by one call into that loop.
+
+Errors never stop the thread. A write that fails (bad value, constraint, wrong arity) is logged and
+skipped: its waiter gets the error, the rest of the batch commits. If SQLite itself rolled the
+transaction back on that error (disk full, I/O error), the writes before it are reported failed and
+the remainder goes into a new transaction. A failed COMMIT fails every write of the batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import queue
+import sqlite3
+import threading
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+log = logging.getLogger("gateway.storage.writer")
+
+MAX_BATCH = 2000
+
+Waiter = asyncio.Future[int] | threading.Event
+"""Woken after commit: a future gets the row id (0 for a barrier) or the error; an event is set."""
+
+
+@dataclass(slots=True)
+class Write:
+    """One queued statement; `sql` None is a barrier that only wakes its waiter.
+
+    `many` runs `sql` once per row of `params` (executemany). `what` names the write in logs.
+    """
+
+    sql: str | None
+    params: Sequence[Any] = ()
+    what: str = ""
+    waiter: Waiter | None = None
+    many: bool = False
+
+
+Done = tuple[Write, int, BaseException | None]
+"""A write's result: its row id (0 when none) and the error that rejected it, if any."""
+
+AfterBatch = Callable[[sqlite3.Connection, list[Write]], None]
+"""Run inside the batch's transaction, after its writes, with those that succeeded."""
+
+_STOP = object()
+
+
+class WriteBehind:
+    """The writer thread of one connection (see the module docstring).
+
+    `name` prefixes log lines and errors ("ledger data/ledger.db"); `error` is the exception type
+    a failed write's waiter receives; `lock`, when given, is held while a batch is written (for a
+    connection that readers share). The connection stays the caller's to close, after `stop()`.
+    """
+
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        *,
+        name: str,
+        thread_name: str,
+        error: type[Exception] = RuntimeError,
+        lock: threading.Lock | None = None,
+        after_batch: AfterBatch | None = None,
+    ) -> None:
+        self.name = name
+        self._conn = conn
+        self._error = error
+        self._lock = lock if lock is not None else threading.Lock()
+        self._after_batch = after_batch
+        self._queue: queue.SimpleQueue[Write | object] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name=thread_name, daemon=True)
+        self.commits = 0
+        self.errors = 0
+        # Committed writes per statement; only the writer thread changes it.
+        self.committed: Counter[str] = Counter()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    @property
+    def pending(self) -> int:
+        """Writes queued but not yet taken by the thread (approximate)."""
+        return self._queue.qsize()
+
+    def put(self, write: Write) -> None:
+        """Queue one write (any thread); it commits with the next batch."""
+        self._queue.put(write)
+
+    def stop(self) -> None:
+        """Commit everything queued before this call, then end the thread (blocks)."""
+        if self._thread.is_alive():
+            self._queue.put(_STOP)
+            self._thread.join()
+
+    async def flush(self) -> None:
+        """Wait until everything queued before this call is committed (or rejected)."""
+        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self.put(Write(None, waiter=fut, what="flush"))
+        await fut
+
+    def flush_blocking(self, timeout: float | None = None) -> bool:
+        """`flush` for synchronous callers; False when the thread did not get there in time."""
+        if not self._thread.is_alive():
+            return True
+        done = threading.Event()
+        self.put(Write(None, waiter=done, what="flush"))
+        return done.wait(timeout)
+
+    # the thread
+
+    def _run(self) -> None:
+        stop = False
+        while not stop:
+            first = self._queue.get()
+            stop = first is _STOP
+            batch = [first] if isinstance(first, Write) else []
+            while len(batch) < MAX_BATCH:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if isinstance(item, Write):
+                    batch.append(item)
+                else:
+                    stop = True  # keep draining: nothing queued before stop() is dropped
+            if batch:
+                self._wake(self._write_batch(batch))
+
+    def _write_batch(self, batch: list[Write]) -> list[Done]:
+        conn = self._conn
+        failed: list[Done] = []
+        executed: list[Done] = []  # in the open transaction
+        with self._lock:
+            try:
+                conn.execute("BEGIN")
+                for write in batch:
+                    try:
+                        executed.append((write, self._execute(conn, write), None))
+                    except Exception as exc:
+                        log.exception("%s: cannot write %s", self.name, write.what)
+                        error = self._error(f"{self.name}: cannot write {write.what}: {exc}")
+                        failed.append((write, 0, error))
+                        if not conn.in_transaction:  # SQLite rolled the whole transaction back
+                            failed += self._reject(executed, f"rolled back by {exc}")
+                            executed = []
+                            conn.execute("BEGIN")
+                if self._after_batch is not None:
+                    self._run_after_batch(conn, [w for w, _, _ in executed])
+                self._commit(conn)
+            except Exception as exc:
+                log.exception("%s: commit of %d writes failed", self.name, len(executed))
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+                failed += self._reject(executed, f"commit failed: {exc}")
+                executed = []
+        self.commits += any(w.sql is not None for w, _, _ in executed)
+        self.committed.update(w.sql for w, _, _ in executed if w.sql is not None)
+        self.errors += sum(1 for w, _, _ in failed if w.sql is not None)
+        return executed + failed
+
+    def _execute(self, conn: sqlite3.Connection, write: Write) -> int:
+        if write.sql is None:
+            return 0
+        if write.many:
+            conn.executemany(write.sql, write.params)
+            return 0
+        return conn.execute(write.sql, write.params).lastrowid or 0
+
+    def _commit(self, conn: sqlite3.Connection) -> None:
+        conn.execute("COMMIT")
+
+    def _run_after_batch(self, conn: sqlite3.Connection, writes: list[Write]) -> None:
+        assert self._after_batch is not None
+        try:
+            self._after_batch(conn, writes)
+        except sqlite3.Error:
+            if not conn.in_transaction:
+                raise  # the writes went with it: fail them as a failed commit does
+            log.exception("%s: after-batch step failed; the writes are kept", self.name)
+
+    def _reject(self, done: list[Done], why: str) -> list[Done]:
+        error = self._error(f"{self.name}: {why}")
+        return [(write, 0, None if write.sql is None else error) for write, _, _ in done]
+
+    def _wake(self, done: list[Done]) -> None:
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[int], Done]]] = {}
+        for item in done:
+            waiter = item[0].waiter
+            if isinstance(waiter, threading.Event):
+                waiter.set()
+            elif waiter is not None:
+                by_loop.setdefault(waiter.get_loop(), []).append((waiter, item))
+        for loop, futures in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # the caller's loop is gone
+                loop.call_soon_threadsafe(_settle_all, futures)
+
+
+def _settle_all(futures: list[tuple[asyncio.Future[int], Done]]) -> None:
+    for fut, (_, row_id, error) in futures:
+        if fut.done():
+            continue
+        if error is not None:
+            fut.set_exception(error)
+        else:
+            fut.set_result(row_id)
