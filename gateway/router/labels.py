@@ -6,30 +6,30 @@ Tables:
 - `conversations`: per conversation key, the last answered turn and the escalation, if any;
 - `labels`: every label (request_id, source, bad, weight, score, whether the learner took it).
 
-Durability is the ledger's: WAL mode, `synchronous=NORMAL`, one writer thread that commits what is
-queued in one transaction, so the event loop never waits on SQLite; a `kill -9` loses nothing that
-was committed, a power loss may lose the last commits. Reads happen once, at start-up (`load`).
-Rows older than the TTL are deleted at start-up, and at most `max_rows` turns are kept; labels,
-a record of what the router learned from, are kept up to MAX_LABELS, the newest.
+Durability is the ledger's: WAL mode, `synchronous=NORMAL`, the shared write-behind thread
+(gateway.storage.writer) that commits what is queued in one transaction, so the event loop never
+waits on SQLite, and skips a write that fails rather than its whole batch; a `kill -9` loses
+nothing that was committed, a power loss may lose the last commits. Reads happen once, at
+start-up (`load`). Rows older than the TTL are deleted at start-up, and at most `max_rows` turns
+are kept; labels, a record of what the router learned from, are kept up to MAX_LABELS, the newest.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import queue
 import sqlite3
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gateway.storage.connection import MEMORY, connect
+from gateway.storage.writer import Write, WriteBehind
+
 log = logging.getLogger("gateway.router.labels")
 
 STORE_NAME = "learning.db"
-MEMORY = ":memory:"
 SOURCES = ("agent_loop", "feedback", "verify_sample")
 
 _SCHEMA = """
@@ -86,19 +86,13 @@ def store_path_beside(ledger_path: str) -> str:
     return str(Path(ledger_path).parent / STORE_NAME)
 
 
-_STOP = ("stop", ())
-
-
 class LearningStore:
     """Write-behind SQLite persistence (see the module docstring). ":memory:" keeps nothing."""
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self._queue: queue.SimpleQueue[tuple[str, tuple[Any, ...]] | threading.Event] = (
-            queue.SimpleQueue()
-        )
         self._conn: sqlite3.Connection | None = None
-        self._thread: threading.Thread | None = None
+        self._writer: WriteBehind | None = None
 
     @property
     def persistent(self) -> bool:
@@ -108,10 +102,7 @@ class LearningStore:
         """Open the file (creating it), drop expired rows, read the state, start the writer."""
         if not self.persistent:
             return LoadedState([], [], {})
-        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
+        conn = connect(self.path)
         conn.executescript(_SCHEMA)
         cutoff = time.time() - ttl_seconds
         conn.execute("DELETE FROM turns WHERE time < ?", (cutoff,))
@@ -146,8 +137,10 @@ class LearningStore:
             )
         }
         self._conn = conn
-        self._thread = threading.Thread(target=self._writer, name="learning-writer", daemon=True)
-        self._thread.start()
+        self._writer = WriteBehind(
+            conn, name=f"learning store {self.path}", thread_name="learning-writer"
+        )
+        self._writer.start()
         return LoadedState(turns, conversations, counts)
 
     def put_turn(self, row: TurnRow) -> None:
@@ -190,54 +183,21 @@ class LearningStore:
         )
 
     def _put(self, sql: str, params: tuple[Any, ...]) -> None:
-        if self._thread is not None:
-            self._queue.put((sql, params))
+        if self._writer is not None:
+            self._writer.put(Write(sql, params, str(params[0])))
 
     def flush(self) -> None:
         """Block until everything queued so far is committed (tests, shutdown)."""
-        if self._thread is None or not self._thread.is_alive():
-            return
-        done = threading.Event()
-        self._queue.put(done)
-        done.wait(10)
+        if self._writer is not None:
+            self._writer.flush_blocking(10)
 
     def close(self) -> None:
-        thread, self._thread = self._thread, None
-        if thread is not None:
-            self._queue.put(_STOP)
-            thread.join(10)
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.stop()
         if self._conn is not None:
             self._conn.close()
             self._conn = None
-
-    def _writer(self) -> None:
-        conn = self._conn
-        assert conn is not None
-        while True:
-            batch = [self._queue.get()]
-            while True:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            stop = any(item is _STOP for item in batch)
-            writes = [i for i in batch if isinstance(i, tuple) and i is not _STOP]
-            if writes:
-                try:
-                    conn.execute("BEGIN")
-                    for sql, params in writes:
-                        conn.execute(sql, params)
-                    conn.execute("COMMIT")
-                except sqlite3.Error:
-                    log.exception("learning store %s: commit of %d writes failed", self.path,
-                                  len(writes))  # fmt: skip
-                    with contextlib.suppress(sqlite3.Error):
-                        conn.execute("ROLLBACK")
-            for item in batch:
-                if isinstance(item, threading.Event):
-                    item.set()
-            if stop:
-                return
 
 
 @dataclass(slots=True)

@@ -20,7 +20,8 @@ from gateway.router.calibration import WINDOW, ShareCalibrator
 from gateway.router.classifier import TaskClassifier, current_ask
 from gateway.router.features import Features, ask_features, combine, draft_features
 from gateway.router.model import LinearModel
-from gateway.router.store import MEMORY, RouterStore
+from gateway.router.store import RouterStore
+from gateway.storage.connection import MEMORY
 
 log = logging.getLogger("gateway.router")
 

@@ -4,7 +4,8 @@ Tables: `scores` (the calibration windows and routed decisions), `features` (the
 recent requests, keyed by request_id, so a later label can be learned from), `labels` (every
 label learned: request_id, source, label, weight, time), `weights` (online updates over the
 shipped weights, per model and index), `counters` and `meta`. Everything is read once at
-start-up; writes go through one writer thread so the event loop never waits on SQLite. The
+start-up; writes go through the shared write-behind thread (gateway.storage.writer), so the
+event loop never waits on SQLite and a write that fails is skipped, not its whole batch. The
 file path ":memory:" (or None) keeps nothing.
 """
 
@@ -12,16 +13,15 @@ from __future__ import annotations
 
 import json
 import logging
-import queue
 import sqlite3
-import threading
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from gateway.router.features import Features
+from gateway.storage.connection import MEMORY, connect
+from gateway.storage.writer import Write, WriteBehind
 
 log = logging.getLogger("gateway.router.store")
 
@@ -42,7 +42,6 @@ CREATE TABLE IF NOT EXISTS weights (
     model TEXT NOT NULL, idx INTEGER NOT NULL, value REAL NOT NULL, PRIMARY KEY (model, idx));
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
-MEMORY = ":memory:"
 
 
 @dataclass(slots=True)
@@ -56,6 +55,15 @@ class Loaded:
     counters: dict[str, int] = field(default_factory=dict)
 
 
+INSERT_SCORE = "INSERT INTO scores (kind, score, cloud, time) VALUES (?, ?, ?, ?)"
+INSERT_FEATURES = (
+    "INSERT OR REPLACE INTO features (request_id, kind, vector, time) VALUES (?, ?, ?, ?)"
+)
+INSERT_LABEL = "INSERT INTO labels (request_id, source, label, weight, time) VALUES (?, ?, ?, ?, ?)"
+UPSERT_WEIGHT = "INSERT OR REPLACE INTO weights (model, idx, value) VALUES (?, ?, ?)"
+UPSERT_COUNTER = "INSERT OR REPLACE INTO counters (name, value) VALUES (?, ?)"
+
+
 class RouterStore:
     """Write-behind persistence; `load()` first, then the `put_*` calls, `flush()`, `close()`."""
 
@@ -63,30 +71,20 @@ class RouterStore:
         self.path = MEMORY if path is None else str(path)
         self.window = window
         self.remember = remember
-        self._queue: queue.Queue[tuple[str, tuple[Any, ...]] | None] = queue.Queue()
-        self._thread: threading.Thread | None = None
+        self._writer: WriteBehind | None = None
         self._conn: sqlite3.Connection | None = None
 
     @property
     def persistent(self) -> bool:
         return self.path != MEMORY
 
-    def _connect(self) -> sqlite3.Connection:
-        if self.persistent:
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        if self.persistent:
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-        conn.executescript(SCHEMA)
-        return conn
-
     def load(self, weights_digest: str) -> Loaded:
         """Open (creating if needed) and read everything; start the writer thread.
 
         Online weight updates made over other shipped weights (another digest) are dropped:
         they were steps from a different starting point."""
-        conn = self._conn = self._connect()
+        conn = self._conn = connect(self.path)
+        conn.executescript(SCHEMA)
         out = Loaded()
         row = conn.execute("SELECT value FROM meta WHERE key = 'weights_digest'").fetchone()
         if row is not None and row[0] != weights_digest:
@@ -113,112 +111,65 @@ class RouterStore:
             out.weights.setdefault(str(model), {})[int(idx)] = float(value)
         for name, value in conn.execute("SELECT name, value FROM counters"):
             out.counters[str(name)] = int(value)
-        self._thread = threading.Thread(target=self._writer, name="router-store", daemon=True)
-        self._thread.start()
+        self._writer = WriteBehind(
+            conn,
+            name=f"router store {self.path}",
+            thread_name="router-store",
+            after_batch=self._trim,
+        )
+        self._writer.start()
         return out
 
     # --- writes (queued) --------------------------------------------------------------------
 
     def put_score(self, kind: str, score: float, cloud: bool) -> None:
-        self._put("score", kind, score, int(cloud), time.time())
+        self._put(INSERT_SCORE, (kind, score, int(cloud), time.time()), f"score {kind}")
 
     def put_features(self, request_id: str, kind: str, vector: Features) -> None:
         encoded = json.dumps([[i, round(v, 6)] for i, v in sorted(vector.items())])
-        self._put("features", request_id, kind, encoded, time.time())
+        self._put(INSERT_FEATURES, (request_id, kind, encoded, time.time()), request_id)
 
     def put_label(
         self, request_id: str, source: str, bad: bool, weight: float, changed: dict[str, Features]
     ) -> None:
-        self._put("label", request_id, source, int(bad), weight, time.time(), changed)
+        self._put(INSERT_LABEL, (request_id, source, int(bad), weight, time.time()), request_id)
+        updates = [(m, i, v) for m, w in changed.items() for i, v in w.items()]
+        if updates and self._writer is not None:
+            self._writer.put(Write(UPSERT_WEIGHT, updates, f"weights of {request_id}", many=True))
 
     def put_counter(self, name: str, value: int) -> None:
-        self._put("counter", name, value)
+        self._put(UPSERT_COUNTER, (name, value), f"counter {name}")
 
-    def _put(self, what: str, *args: Any) -> None:
-        if self._thread is not None:
-            self._queue.put((what, args))
+    def _put(self, sql: str, params: tuple[Any, ...], what: str) -> None:
+        if self._writer is not None:
+            self._writer.put(Write(sql, params, what))
 
     def flush(self) -> None:
         """Block until every queued write is committed (tests, shutdown)."""
-        if self._thread is not None:
-            self._queue.join()
+        if self._writer is not None:
+            self._writer.flush_blocking()
 
     def close(self) -> None:
-        if self._thread is not None:
-            self._queue.put(None)
-            self._thread.join()
-            self._thread = None
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.stop()
         if self._conn is not None:
             self._conn.close()
             self._conn = None
 
-    # --- the writer thread ------------------------------------------------------------------
-
-    def _writer(self) -> None:
-        while True:
-            item = self._queue.get()
-            batch = [item]
-            while item is not None:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                batch.append(item)
-            try:
-                self._commit([b for b in batch if b is not None])
-            except sqlite3.Error:
-                log.exception("router store %s: commit of %d writes failed", self.path, len(batch))
-            finally:
-                for _ in batch:
-                    self._queue.task_done()
-            if batch[-1] is None or None in batch:
-                return
-
-    def _commit(self, batch: Iterable[tuple[str, tuple[Any, ...]]]) -> None:
-        conn = self._conn
-        if conn is None:
-            return
-        kinds: set[str] = set()
-        features = False
-        with conn:
-            conn.execute("BEGIN")
-            for what, args in batch:
-                if what == "score":
-                    conn.execute(
-                        "INSERT INTO scores (kind, score, cloud, time) VALUES (?, ?, ?, ?)", args
-                    )
-                    kinds.add(args[0])
-                elif what == "features":
-                    conn.execute(
-                        "INSERT OR REPLACE INTO features (request_id, kind, vector, time) "
-                        "VALUES (?, ?, ?, ?)",
-                        args,
-                    )
-                    features = True
-                elif what == "label":
-                    *row, changed = args
-                    conn.execute(
-                        "INSERT INTO labels (request_id, source, label, weight, time) "
-                        "VALUES (?, ?, ?, ?, ?)",
-                        row,
-                    )
-                    conn.executemany(
-                        "INSERT OR REPLACE INTO weights (model, idx, value) VALUES (?, ?, ?)",
-                        [(m, i, v) for m, w in changed.items() for i, v in w.items()],
-                    )
-                elif what == "counter":
-                    conn.execute(
-                        "INSERT OR REPLACE INTO counters (name, value) VALUES (?, ?)", args
-                    )
-            for kind in kinds:  # keep the last `window` scores of each kind
-                conn.execute(
-                    "DELETE FROM scores WHERE kind = ? AND id <= (SELECT id FROM scores "
-                    "WHERE kind = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
-                    (kind, kind, self.window),
-                )
-            if features:
-                conn.execute(
-                    "DELETE FROM features WHERE time < (SELECT time FROM features "
-                    "ORDER BY time DESC LIMIT 1 OFFSET ?)",
-                    (self.remember,),
-                )
+    def _trim(self, conn: sqlite3.Connection, writes: list[Write]) -> None:
+        """Keep the last `window` scores of each kind written and the newest `remember`
+        feature vectors (run inside each batch's transaction)."""
+        kinds = {w.params[0] for w in writes if w.sql == INSERT_SCORE}
+        for kind in kinds:
+            conn.execute(
+                "DELETE FROM scores WHERE kind = ? AND id <= (SELECT id FROM scores "
+                "WHERE kind = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
+                (kind, kind, self.window),
+            )
+        if any(w.sql == INSERT_FEATURES for w in writes):
+            conn.execute(
+                "DELETE FROM features WHERE time < (SELECT time FROM features "
+                "ORDER BY time DESC LIMIT 1 OFFSET ?)",
+                (self.remember,),
+            )

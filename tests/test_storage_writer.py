@@ -1,0 +1,209 @@
+"""The shared write-behind writer: group commit, waking after commit, a bad write costs only
+itself; and the two router stores that now use it (router.db, learning.db)."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.accounting.ledger import Ledger, LedgerError
+from gateway.accounting.records import RequestRecord
+from gateway.router.labels import LearningStore, TurnRow
+from gateway.router.store import RouterStore
+from gateway.storage.connection import connect
+from gateway.storage.writer import Write, WriteBehind
+
+INSERT = "INSERT INTO t (name) VALUES (?)"
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[tuple[str, sqlite3.Connection]]:
+    path = str(tmp_path / "w.db")
+    conn = connect(path)
+    conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT UNIQUE)")
+    yield path, conn
+    conn.close()
+
+
+def names(path: str) -> list[str]:
+    with sqlite3.connect(path) as other:
+        return [r[0] for r in other.execute("SELECT name FROM t ORDER BY id")]
+
+
+async def test_concurrent_waiters_share_commits_and_wake_after_theirs(
+    db: tuple[str, sqlite3.Connection], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path, conn = db
+    writer = WriteBehind(conn, name="test", thread_name="test-writer")
+    real_commit = writer._commit
+
+    def slow_commit(c: sqlite3.Connection) -> None:
+        time.sleep(0.01)  # lets writes pile up behind a commit, as under load
+        real_commit(c)
+
+    monkeypatch.setattr(writer, "_commit", slow_commit)
+    writer.start()
+    reader = sqlite3.connect(path, check_same_thread=False)
+
+    async def one(i: int) -> None:
+        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        writer.put(Write(INSERT, (f"n{i}",), f"n{i}", fut))
+        row_id = await fut
+        # Woken only once committed: another connection already sees the row.
+        seen = reader.execute("SELECT name FROM t WHERE id = ?", (row_id,)).fetchone()
+        assert seen == (f"n{i}",)
+
+    n = 200
+    await asyncio.gather(*(one(i) for i in range(n)))
+    await asyncio.to_thread(writer.stop)
+    reader.close()
+    assert sorted(names(path)) == sorted(f"n{i}" for i in range(n))
+    assert 1 <= writer.commits < n / 4, "rows queued together share one commit"
+    assert writer.committed[INSERT] == n and writer.errors == 0
+
+
+async def test_a_bad_write_is_skipped_and_the_rest_of_its_batch_commits(
+    db: tuple[str, sqlite3.Connection],
+) -> None:
+    path, conn = db
+    writer = WriteBehind(conn, name="test", thread_name="test-writer", error=LedgerError)
+    loop = asyncio.get_running_loop()
+    futures = [loop.create_future() for _ in range(3)]
+    params: list[tuple[Any, ...]] = [("a",), ({"not": "bindable"},), ("b",)]
+    for fut, values in zip(futures, params, strict=True):
+        writer.put(Write(INSERT, values, str(values[0]), fut))
+    writer.start()  # all three are queued: they form one batch
+    results = await asyncio.gather(*futures, return_exceptions=True)
+    await asyncio.to_thread(writer.stop)
+    assert results[0] == 1 and results[2] == 2
+    assert isinstance(results[1], LedgerError) and "cannot write" in str(results[1])
+    assert names(path) == ["a", "b"]
+    assert (writer.commits, writer.errors) == (1, 1)
+
+
+async def test_a_write_that_rolls_the_transaction_back_fails_only_what_it_took(
+    db: tuple[str, sqlite3.Connection],
+) -> None:
+    path, conn = db
+    conn.execute(INSERT, ("dup",))
+    writer = WriteBehind(conn, name="test", thread_name="test-writer")
+    loop = asyncio.get_running_loop()
+    statements = [
+        (INSERT, ("before",)),
+        ("INSERT OR ROLLBACK INTO t (name) VALUES (?)", ("dup",)),  # ends the transaction
+        (INSERT, ("after",)),
+    ]
+    futures = [loop.create_future() for _ in statements]
+    for fut, (sql, values) in zip(futures, statements, strict=True):
+        writer.put(Write(sql, values, str(values[0]), fut))
+    writer.start()
+    results = await asyncio.gather(*futures, return_exceptions=True)
+    await asyncio.to_thread(writer.stop)
+    stored = names(path)
+    assert stored == ["dup", "after"]
+    assert isinstance(results[0], RuntimeError) and "rolled back" in str(results[0])
+    assert isinstance(results[1], RuntimeError) and isinstance(results[2], int)
+    # Every acknowledged write is on disk, every rejected one is not.
+    assert writer.committed[INSERT] == 1 and writer.errors == 2
+
+
+def test_flush_blocking_waits_for_the_commit_and_stop_drains_the_queue(
+    db: tuple[str, sqlite3.Connection],
+) -> None:
+    path, conn = db
+    writer = WriteBehind(conn, name="test", thread_name="test-writer")
+    writer.start()
+    for i in range(100):
+        writer.put(Write(INSERT, (f"f{i}",)))
+    assert writer.flush_blocking(10)
+    assert len(names(path)) == 100
+    for i in range(100):
+        writer.put(Write(INSERT, (f"s{i}",)))
+    writer.stop()
+    assert len(names(path)) == 200 and not writer.alive
+
+
+async def test_ledger_wakes_a_batch_with_one_call_into_the_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ledger = Ledger(tmp_path / "ledger.db")
+    await ledger.start()
+    loop = asyncio.get_running_loop()
+    calls = 0
+    real = loop.call_soon_threadsafe
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "call_soon_threadsafe", counting)
+    records = [RequestRecord(f"r{i}", 1.0, "always_local", True) for i in range(500)]
+    ids = await asyncio.gather(
+        *(ledger.append(r, cost_usd=0, counterfactual_usd=0) for r in records)
+    )
+    commits = ledger.commits
+    monkeypatch.undo()
+    await ledger.close()
+    assert sorted(ids) == list(range(1, 501))
+    assert calls <= commits < 500, "one wake-up per committed batch, not one per row"
+
+
+def test_learning_store_keeps_the_good_rows_of_a_batch_with_a_bad_one(tmp_path: Path) -> None:
+    path = str(tmp_path / "learning.db")
+    store = LearningStore(path)
+    store.load(ttl_seconds=3600, max_rows=1000)
+    now = time.time()
+    for i in range(50):
+        store.put_turn(TurnRow(f"g{i}", "conv", i, "local", now))
+        if i == 25:
+            store.put_turn(TurnRow("bad", "conv", i, {"not": "bindable"}, now))  # type: ignore[arg-type]
+    store.close()
+    reopened = LearningStore(path)
+    loaded = reopened.load(ttl_seconds=3600, max_rows=1000)
+    reopened.close()
+    assert sorted(t.request_id for t in loaded.turns) == sorted(f"g{i}" for i in range(50))
+
+
+def test_router_store_keeps_the_good_rows_of_a_batch_with_a_bad_one(tmp_path: Path) -> None:
+    path = tmp_path / "router.db"
+    store = RouterStore(path, window=10, remember=100)
+    store.load("digest")
+    for i in range(30):
+        store.put_score("simple", i / 30, cloud=False)
+        if i == 15:
+            store.put_counter("broken", {"not": "bindable"})  # type: ignore[arg-type]
+    store.put_counter("requests", 7)
+    store.flush()
+    store.close()
+    reopened = RouterStore(path, window=10, remember=100)
+    loaded = reopened.load("digest")
+    reopened.close()
+    assert [round(s * 30) for s, _ in loaded.scores["simple"]] == list(range(20, 30))
+    assert loaded.counters == {"requests": 7}
+
+
+def test_a_failed_after_batch_step_keeps_the_writes_and_the_thread(
+    db: tuple[str, sqlite3.Connection],
+) -> None:
+    path, conn = db
+    failures = iter([True])
+
+    def trim(c: sqlite3.Connection, writes: list[Write]) -> None:
+        if next(failures, False):
+            c.execute("SELECT * FROM missing_table")
+
+    writer = WriteBehind(conn, name="test", thread_name="test-writer", after_batch=trim)
+    writer.put(Write(INSERT, ("kept",)))
+    writer.start()
+    assert writer.flush_blocking(10)
+    assert names(path) == ["kept"], "a failed after-batch step keeps the batch's writes"
+    writer.put(Write(INSERT, ("next",)))
+    writer.stop()
+    assert names(path) == ["kept", "next"]
