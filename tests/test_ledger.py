@@ -11,12 +11,13 @@ import sys
 import threading
 import time
 from collections.abc import AsyncIterator
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 
 import pytest
 
 from gateway.accounting.ledger import Ledger, LedgerError, LedgerRow, flatten
+from gateway.accounting.ledger.rows import call_json
 from gateway.accounting.records import RequestRecord, SpeculativeRecord, UpstreamCall
 from gateway.storage.writer import Write
 
@@ -267,7 +268,15 @@ async def test_bad_values_are_stored_without_crashing_the_writer(ledger: Ledger)
     assert (row.ttft_s, row.duration_s, row.http_status) == (None, 0.0, 0)
     assert (row.local_prompt_tokens, row.local_completion_tokens) == (0, 7)
     assert (row.cost_usd, row.counterfactual_usd, row.similarity) == (0.0, 0.0, 0.0)
+    # A call that is not an UpstreamCall is left out, so the stored calls still read back.
+    assert [c.upstream for c in row.upstream_calls()] == ["local", "elsewhere"]
     assert await ledger.append(make_record("next"), cost_usd=0, counterfactual_usd=0) == row_id + 1
+
+
+def test_every_field_of_a_call_is_stored() -> None:
+    call = UpstreamCall("cerebras", "verify", "cancelled", 1, 2, 3, True, "boom", 499, 4, True)
+    assert set(call_json(call)) == {f.name for f in fields(UpstreamCall)}
+    assert UpstreamCall(**call_json(call)) == call
 
 
 async def test_failed_insert_rejects_only_that_row(
