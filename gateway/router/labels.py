@@ -17,7 +17,6 @@ are kept; labels, a record of what the router learned from, are kept up to MAX_L
 from __future__ import annotations
 
 import logging
-import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -91,7 +90,6 @@ class LearningStore:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self._conn: sqlite3.Connection | None = None
         self._writer: WriteBehind | None = None
 
     @property
@@ -136,7 +134,6 @@ class LearningStore:
                 "SELECT source, COUNT(*) FROM labels WHERE applied = 1 GROUP BY source"
             )
         }
-        self._conn = conn
         self._writer = WriteBehind(
             conn, name=f"learning store {self.path}", thread_name="learning-writer"
         )
@@ -194,10 +191,7 @@ class LearningStore:
     def close(self) -> None:
         writer, self._writer = self._writer, None
         if writer is not None:
-            writer.stop()
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+            writer.close()
 
 
 @dataclass(slots=True)

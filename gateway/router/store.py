@@ -72,7 +72,6 @@ class RouterStore:
         self.window = window
         self.remember = remember
         self._writer: WriteBehind | None = None
-        self._conn: sqlite3.Connection | None = None
 
     @property
     def persistent(self) -> bool:
@@ -83,7 +82,7 @@ class RouterStore:
 
         Online weight updates made over other shipped weights (another digest) are dropped:
         they were steps from a different starting point."""
-        conn = self._conn = connect(self.path)
+        conn = connect(self.path)
         conn.executescript(SCHEMA)
         out = Loaded()
         row = conn.execute("SELECT value FROM meta WHERE key = 'weights_digest'").fetchone()
@@ -152,10 +151,7 @@ class RouterStore:
     def close(self) -> None:
         writer, self._writer = self._writer, None
         if writer is not None:
-            writer.stop()
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+            writer.close()
 
     def _trim(self, conn: sqlite3.Connection, writes: list[Write]) -> None:
         """Keep the last `window` scores of each kind written and the newest `remember`

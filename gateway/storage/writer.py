@@ -60,7 +60,7 @@ class WriteBehind:
 
     `name` prefixes log lines and errors ("ledger data/ledger.db"); `error` is the exception type
     a failed write's waiter receives; `lock`, when given, is held while a batch is written (for a
-    connection that readers share). The connection stays the caller's to close, after `stop()`.
+    connection that readers share). `close()` closes the connection; `stop()` leaves it open.
     """
 
     def __init__(
@@ -106,6 +106,11 @@ class WriteBehind:
         if self._thread.is_alive():
             self._queue.put(_STOP)
             self._thread.join()
+
+    def close(self) -> None:
+        """`stop()`, then close the connection (for a store that only writes through it)."""
+        self.stop()
+        self._conn.close()
 
     async def flush(self) -> None:
         """Wait until everything queued before this call is committed (or rejected)."""
