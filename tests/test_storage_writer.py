@@ -113,6 +113,17 @@ async def test_a_write_that_rolls_the_transaction_back_fails_only_what_it_took(
     assert writer.committed[INSERT] == 1 and writer.errors == 2
 
 
+def test_a_many_write_is_all_or_nothing(db: tuple[str, sqlite3.Connection]) -> None:
+    path, conn = db
+    writer = WriteBehind(conn, name="test", thread_name="test-writer")
+    writer.put(Write(INSERT, [("x",), ("y",), ("x",)], "clashing", many=True))
+    writer.put(Write(INSERT, [("p",), ("q",)], "fine", many=True))
+    writer.start()
+    writer.stop()
+    assert names(path) == ["p", "q"]
+    assert writer.errors == 1 and writer.commits == 1
+
+
 def test_flush_blocking_waits_for_the_commit_and_stop_drains_the_queue(
     db: tuple[str, sqlite3.Connection],
 ) -> None:

@@ -36,7 +36,8 @@ Waiter = asyncio.Future[int] | threading.Event
 class Write:
     """One queued statement; `sql` None is a barrier that only wakes its waiter.
 
-    `many` runs `sql` once per row of `params` (executemany). `what` names the write in logs.
+    `many` runs `sql` once per row of `params` (executemany), all rows or none. `what` names
+    the write in logs.
     """
 
     sql: str | None
@@ -181,8 +182,16 @@ class WriteBehind:
     def _execute(self, conn: sqlite3.Connection, write: Write) -> int:
         if write.sql is None:
             return 0
-        if write.many:
-            conn.executemany(write.sql, write.params)
+        if write.many:  # all rows or none, like a single statement
+            conn.execute("SAVEPOINT write_many")
+            try:
+                conn.executemany(write.sql, write.params)
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):  # gone if SQLite rolled back it all
+                    conn.execute("ROLLBACK TO write_many")
+                    conn.execute("RELEASE write_many")
+                raise
+            conn.execute("RELEASE write_many")
             return 0
         return conn.execute(write.sql, write.params).lastrowid or 0
 
@@ -193,7 +202,7 @@ class WriteBehind:
         assert self._after_batch is not None
         try:
             self._after_batch(conn, writes)
-        except sqlite3.Error:
+        except Exception:
             if not conn.in_transaction:
                 raise  # the writes went with it: fail them as a failed commit does
             log.exception("%s: after-batch step failed; the writes are kept", self.name)
