@@ -49,15 +49,20 @@ class Timeouts:
 
 @dataclass(frozen=True, slots=True)
 class Prices:
-    """US dollars per million tokens."""
+    """US dollars per million tokens, applied by gateway.accounting.bill and only there.
+
+    `cached_input_per_million` prices the prompt tokens an upstream reports as served from its
+    cache; None: the input price."""
 
     input_per_million: float = 0.0
     output_per_million: float = 0.0
+    cached_input_per_million: float | None = None
 
-    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
-        return (
-            prompt_tokens * self.input_per_million + completion_tokens * self.output_per_million
-        ) / 1_000_000
+    @property
+    def cached_rate(self) -> float:
+        """The price of a cached prompt token, per million."""
+        cached = self.cached_input_per_million
+        return self.input_per_million if cached is None else cached
 
 
 @dataclass(frozen=True, slots=True)
@@ -472,8 +477,10 @@ def _prices(r: _Reader) -> Prices:
         Prices(),
         input_per_million=r.number("input_per_million", low=0, high=1e6),
         output_per_million=r.number("output_per_million", low=0, high=1e6),
+        cached_input_per_million=r.number("cached_input_per_million", low=0, high=1e6),
     )
-    return result
+    # Stated, so that `config check` shows the price a cached token is billed at.
+    return replace(result, cached_input_per_million=result.cached_rate)
 
 
 def _model(name: str, r: _Reader, env: Mapping[str, str], timeouts: Timeouts) -> ModelConfig:

@@ -17,8 +17,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from gateway.accounting.bill import Bill, Tariff, bill
 from gateway.accounting.records import RequestRecord
-from gateway.config import Prices
 from gateway.ratelimit import RateLimitWatcher
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -55,7 +55,7 @@ class _LiveCollector(Collector):
 class Metrics:
     def __init__(
         self,
-        prices: Mapping[str, Prices],
+        prices: Tariff,
         watchers: Mapping[str, RateLimitWatcher],
         in_flight: Callable[[], int],
     ) -> None:
@@ -108,17 +108,18 @@ class Metrics:
         )
         r.register(_LiveCollector(watchers, in_flight))
 
-    def observe(self, record: RequestRecord) -> None:
-        """Count one finished request; never raises on odd values."""
+    def observe(self, record: RequestRecord, billed: Bill | None = None) -> None:
+        """Count one finished request with its bill (priced here when not given); never raises
+        on odd values."""
+        billed = bill(record, self.prices) if billed is None else billed
         self.requests.labels(record.strategy, record.model_used or "none", record.outcome).inc()
-        for call in record.calls:
+        for call, cost in zip(record.calls, billed.calls, strict=True):
             self.upstream_calls.labels(call.upstream, call.role, call.status).inc()
             prompt, completion = max(0, call.prompt_tokens), max(0, call.completion_tokens)
             self.tokens.labels(call.upstream, "prompt", call.role).inc(prompt)
             self.tokens.labels(call.upstream, "completion", call.role).inc(completion)
-            prices = self.prices.get(call.upstream)
-            if prices is not None:
-                self.cost.labels(call.upstream).inc(prices.cost(prompt, completion))
+            if call.upstream in self.prices:
+                self.cost.labels(call.upstream).inc(cost)
         if record.speculative is not None:
             spec = record.speculative
             self.verdicts.labels(spec.decided_by or "unknown", str(spec.accepted).lower()).inc()

@@ -62,7 +62,9 @@ class RequestRecord:
 
     `counterfactual_prompt_tokens` and `counterfactual_completion_tokens` are what the request
     would have cost had Cerebras served the delivered answer (prompt as sent, completion as
-    delivered); `cost_saved_usd` is that counterfactual's price minus what was really billed.
+    delivered), `counterfactual_cached_tokens` the part of that prompt Cerebras reported cached
+    when it did serve it; the saving is that counterfactual's price minus what was really billed
+    (gateway.accounting.bill).
     """
 
     request_id: str
@@ -81,3 +83,11 @@ class RequestRecord:
     speculative: SpeculativeRecord | None = None
     counterfactual_prompt_tokens: int = 0
     counterfactual_completion_tokens: int = 0
+    counterfactual_cached_tokens: int = 0
+
+    def delivered_by(self, call: UpstreamCall) -> None:
+        """The delivered answer is `call`'s: its tokens are the counterfactual (a cache is
+        counted only when it was Cerebras' own)."""
+        self.counterfactual_prompt_tokens = call.prompt_tokens
+        self.counterfactual_completion_tokens = call.completion_tokens
+        self.counterfactual_cached_tokens = call.cached_tokens if call.upstream == "cerebras" else 0

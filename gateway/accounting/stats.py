@@ -7,10 +7,8 @@ and `load_from_file()` only write a marker: ledger rows are never deleted.
 
 Formulas (all sums run over the records and events since the latest marker):
 
-- cost of a request = sum over ALL its calls (answer, draft, verify, cancelled or failed) of
-  `prices[call.upstream].cost(prompt_tokens, completion_tokens)`.
-- counterfactual cost = `prices["cerebras"].cost(counterfactual prompt, counterfactual
-  completion)` when the outcome delivered an answer (`ok`, `client_disconnected`), else 0.
+- cost of a request and its counterfactual (all-Cerebras) cost: the request's bill
+  (gateway.accounting.bill), priced once and stored in its ledger row.
 - costs.total_cost_usd = sum of costs; costs.cost_saved_usd = counterfactual_cost_usd - the
   Cerebras part of the costs (negative when speculation cost more than it saved; then
   costs.savings_negative is true).
@@ -46,15 +44,15 @@ import threading
 import time
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gateway.accounting.bill import DELIVERED, Bill, bill, cost_saved_usd
 from gateway.accounting.ledger import Ledger, LedgerEvent, LedgerRow, flatten, new_request_id
 from gateway.accounting.records import REFUSED, UPSTREAM_NAMES, RequestRecord, UpstreamCall
 from gateway.config import Prices
 
-DELIVERED = frozenset({"ok", "client_disconnected"})
 RESERVOIR_SIZE = 10_000
 MARKER_KINDS = ("reset", "load")
 COUNTED_EVENT_KINDS = ("error", "rate_limit", "speculative", "refusals")
@@ -285,11 +283,6 @@ def _ratio(part: float, whole: float, scale: float) -> float:
     return part / whole * scale if whole else 0.0
 
 
-def cost_saved_usd(counterfactual_usd: float, cerebras_cost_usd: float) -> float:
-    """Money saved against all-Cerebras (negative when routing cost more), to 6 decimals."""
-    return round(counterfactual_usd - cerebras_cost_usd, 6)
-
-
 def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
     """Add `extra` beside `base`: dicts present in both are merged one level deep."""
     for key, value in extra.items():
@@ -326,34 +319,27 @@ class StatisticsTracker:
     def ledger(self) -> Ledger | None:
         return self._ledger
 
-    def _price(self, upstream: str) -> Prices:
-        return self._prices.get(upstream, Prices())
+    def bill(self, record: RequestRecord) -> Bill:
+        """The record priced at this tracker's prices (gateway.accounting.bill)."""
+        return bill(record, self._prices)
 
-    def _priced_row(self, record: RequestRecord) -> LedgerRow:
-        """Flatten and price a record (costs are linear, so pricing the sums = summing calls)."""
-        row = flatten(record, cost_usd=0.0, counterfactual_usd=0.0)
-        local = self._price("local").cost(row.local_prompt_tokens, row.local_completion_tokens)
-        cerebras = self._price("cerebras").cost(
-            row.cerebras_prompt_tokens, row.cerebras_completion_tokens
-        )
-        counterfactual = 0.0
-        if row.outcome in DELIVERED:
-            counterfactual = self._price("cerebras").cost(
-                row.counterfactual_prompt_tokens, row.counterfactual_completion_tokens
-            )
-        return replace(
-            row,
-            cost_usd=local + cerebras,
-            cerebras_cost_usd=cerebras,
-            counterfactual_usd=counterfactual,
+    def _priced_row(self, record: RequestRecord, billed: Bill | None = None) -> LedgerRow:
+        """Flatten a record with its bill (priced here when not given)."""
+        billed = self.bill(record) if billed is None else billed
+        return flatten(
+            record,
+            cost_usd=billed.total_usd,
+            cerebras_cost_usd=billed.cerebras_usd,
+            counterfactual_usd=billed.counterfactual_usd,
         )
 
-    async def record(self, record: RequestRecord) -> None:
-        """Count one finished request; returns once its ledger row is committed.
+    async def record(self, record: RequestRecord, billed: Bill | None = None) -> None:
+        """Count one finished request with its bill (priced here when not given); returns once
+        its ledger row is committed.
 
         Raises LedgerError when the ledger is not running or the commit failed.
         """
-        row = self._priced_row(record)
+        row = self._priced_row(record, billed)
         with self._lock:
             committed = self._ledger.submit(row) if self._ledger is not None else None
             self._totals.apply_row(row)

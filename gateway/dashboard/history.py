@@ -4,8 +4,8 @@ ledger.
 Buckets are aligned to whole UTC minutes (1h: 60 per minute), hours (1d: 24 per hour) and days
 (30d: 30 per day, the UTC days the budget uses); the last bucket holds `now`, and every bucket is
 present, empty ones as zeros. A request counts in the bucket in which it started, as the budget
-counts it. Money comes from the ledger's priced rows (priced once, by gateway.accounting.stats, when
-the request was recorded) and savings use gateway.accounting.stats' own formula, so the sums agree
+counts it. Money comes from the ledger's priced rows (priced once, by gateway.accounting.bill, when
+the request was recorded) and savings use gateway.accounting.bill's own formula, so the sums agree
 with `/stats`. History ignores `/stats/reset`: the ledger keeps every request.
 
 Refused requests (outcome `rejected`) were never served and are left out.
@@ -18,9 +18,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.accounting.bill import cost_saved_usd
 from gateway.accounting.ledger import Ledger
 from gateway.accounting.records import UPSTREAM_NAMES
-from gateway.accounting.stats import cost_saved_usd
 
 NO_UPSTREAM = "none"  # requests that got no answer (model_used is NULL)
 UPSTREAM_KEYS = (*UPSTREAM_NAMES, NO_UPSTREAM)

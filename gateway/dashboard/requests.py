@@ -21,9 +21,9 @@ from typing import Any
 
 import orjson
 
+from gateway.accounting.bill import cost_saved_usd
 from gateway.accounting.ledger import Ledger, LedgerRow
 from gateway.accounting.records import REFUSED, UPSTREAM_NAMES
-from gateway.accounting.stats import cost_saved_usd
 from gateway.dashboard.history import NO_UPSTREAM
 from gateway.logs import REDACTED
 

@@ -1,7 +1,7 @@
 """`GET /dashboard/summary`: what the dashboard shows beside `/stats` and the history.
 
 - `today`: requests, Cerebras spend, savings against all-Cerebras and the local shares over the
-  current UTC day (the budget's day), from the ledger, with gateway.accounting.stats' savings
+  current UTC day (the budget's day), from the ledger, with gateway.accounting.bill's savings
   formula;
 - `routing`: today's requests by strategy and by routing-reason kind, and draft verdicts;
 - `rate_limits`: one entry per Cerebras window (the headers' windows, then the plan's windows the
@@ -17,9 +17,9 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from gateway.accounting.bill import cost_saved_usd
 from gateway.accounting.ledger import Ledger
 from gateway.accounting.records import UpstreamName
-from gateway.accounting.stats import cost_saved_usd
 from gateway.dashboard.requests import reason_kind
 from gateway.quota.budget import ALERT_PERCENTS, Budget, day_bounds
 from gateway.quota.gate import RateLimitGate

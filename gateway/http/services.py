@@ -9,6 +9,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from gateway.accounting.bill import Bill
 from gateway.accounting.ledger import Ledger
 from gateway.accounting.metrics import Metrics
 from gateway.accounting.records import RequestRecord, UpstreamName
@@ -55,18 +56,21 @@ class Services:
     learning: Learning | None = None  # escalation, feedback, outcome labels (learning.db)
     verifier: VerifySampler | None = None  # routing.learn.verify_sample (None when 0)
 
-    async def record(self, record: RequestRecord) -> None:
-        """Store a finished request: metrics at once, then the durable ledger and stats."""
-        self.metrics.observe(record)
-        self.budget.charge(record)
+    async def record(self, record: RequestRecord) -> Bill:
+        """Price a finished request once and store it: metrics and budget at once, then the
+        durable ledger and stats. Returns its bill."""
+        billed = self.stats.bill(record)
+        self.metrics.observe(record, billed)
+        self.budget.charge(record, billed)
         if self.state.shared:
             self.state.publish_stats(self.stats.shareable_totals)
         if self.router is not None and any(call.thinking_off for call in record.calls):
             self.router.count_no_think()
         try:
-            await self.stats.record(record)
+            await self.stats.record(record, billed)
         except Exception:  # the answer was delivered; a broken ledger must not break the stream
             log.exception("req=%s could not be written to the ledger", record.request_id)
+        return billed
 
     def rate_limits(self) -> dict[str, Any]:
         """`/stats` `rate_limits`: the gate's block, with the adaptive switch's state and the

@@ -2,8 +2,9 @@
 
 Periods are UTC calendar days and months. At start-up the spend of the current periods is read
 from the ledger (`cerebras_spend_since`); afterwards every finished request is charged in memory
-with the Cerebras part of its cost (all Cerebras calls, verify and failed calls included, priced
-as the ledger prices them). A request counts in the period in which it started, as in the ledger.
+with the Cerebras part of its bill (gateway.accounting.bill: all Cerebras calls, verify and
+failed calls included, the figure the ledger stores). A request counts in the period in which it
+started, as in the ledger.
 
 - Alerts: one log line per period when its spend first reaches 50 %, 80 % and 100 % (again after
   a restart, which starts without memory of earlier alerts). With shared state the spend is the
@@ -29,6 +30,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from gateway.accounting.bill import Bill, bill
 from gateway.accounting.records import RequestRecord, UpstreamName
 from gateway.config import BudgetConfig, Prices
 from gateway.quota.admission import Refusal
@@ -173,20 +175,15 @@ class Budget:
             upstream, reason, retry_after=end - now, reject=self.config.on_exhausted == "reject"
         )
 
-    def cost_of(self, record: RequestRecord) -> float:
-        """The Cerebras part of a request's cost (every Cerebras call it made)."""
-        return sum(
-            self.prices.cost(call.prompt_tokens, call.completion_tokens)
-            for call in record.calls
-            if call.upstream == BUDGETED_UPSTREAM
-        )
-
-    def charge(self, record: RequestRecord) -> None:
-        """Add a finished request's Cerebras cost to the periods it started in."""
+    def charge(self, record: RequestRecord, billed: Bill | None = None) -> None:
+        """Add a finished request's Cerebras cost (every Cerebras call it made, from its bill;
+        priced here when not given) to the periods it started in."""
         if not self.periods:
             return
         self._roll()
-        cost = self.cost_of(record)
+        if billed is None:
+            billed = bill(record, {BUDGETED_UPSTREAM: self.prices})
+        cost = billed.cerebras_usd
         if cost <= 0:
             return
         for period in self.periods:

@@ -31,6 +31,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+from gateway.accounting.bill import Bill
 from gateway.accounting.records import RequestRecord
 from gateway.accounting.tokens import estimate_text_tokens
 from gateway.config import GatewayConfig
@@ -53,7 +54,8 @@ MIN_CAP = 64
 CAP_MARGIN = 16
 MAX_CAP_FACTOR = 3.0
 
-Recorder = Callable[[RequestRecord], Awaitable[None]]
+# Stores a finished record and returns its bill (Services.record).
+Recorder = Callable[[RequestRecord], Awaitable[Bill]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +125,6 @@ class VerifySampler:
         self.gate = gate
         self.labels = labels
         self.recorder = recorder
-        self.prices = config.models[upstream.name].prices
         self.rng = rng
         self.closed = False
         self._tasks: set[asyncio.Task[None]] = set()
@@ -219,9 +220,6 @@ class VerifySampler:
         finally:
             admission.release()
             record.duration_s = time.monotonic() - started
-            self.cost_usd += sum(
-                self.prices.cost(c.prompt_tokens, c.completion_tokens) for c in record.calls
-            )
             await self._record(record)
         if not assembly.has_answer():
             self.counts["failed"] += 1
@@ -230,8 +228,9 @@ class VerifySampler:
         return answer_of(assembly.first())
 
     async def _record(self, record: RequestRecord) -> None:
+        """Store the sample's record and count what it cost."""
         try:
-            await self.recorder(record)
+            self.cost_usd += (await self.recorder(record)).total_usd
         except Exception:  # the ledger's own errors are logged there; never fail the sample
             log.exception("req=%s verification sample could not be recorded", record.request_id)
 

@@ -14,7 +14,7 @@ from gateway.quota.admission import OpenGate, UpstreamGate
 from gateway.upstreams import OpenAICompatibleUpstream
 from gateway.wire.sinks import Sink
 
-Recorder = Callable[[RequestRecord], Awaitable[None]]
+Recorder = Callable[[RequestRecord], Awaitable[object]]
 
 
 @dataclass(slots=True)
@@ -88,6 +88,5 @@ class Exchange:
             return
         for call in reversed(record.calls):
             if call.upstream == committed:
-                record.counterfactual_prompt_tokens = call.prompt_tokens
-                record.counterfactual_completion_tokens = call.completion_tokens
+                record.delivered_by(call)
                 return

@@ -156,7 +156,6 @@ async def complete(ex: Exchange, name: UpstreamName, stream: UpstreamStream) -> 
     record = ex.record
     record.model_used = name
     record.outcome = "ok"
-    record.counterfactual_prompt_tokens = call.prompt_tokens
-    record.counterfactual_completion_tokens = call.completion_tokens
+    record.delivered_by(call)
     ex.metadata["model_used"] = name
     await ex.sink.finish(client_usage(stream.usage, call), ex.metadata, ex.finalize)

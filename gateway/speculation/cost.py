@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from gateway.accounting.bill import price
 from gateway.accounting.tokens import estimate_prompt_tokens
 from gateway.config import Prices
 
@@ -32,6 +33,6 @@ def prompt_cost_share(
     """
     limit = completion_limit(body)
     answer = expected_answer_tokens if limit is None else min(limit, expected_answer_tokens)
-    prompt_cost = prices.cost(estimate_prompt_tokens(body), 0)
-    total = prompt_cost + prices.cost(0, answer)
+    prompt_cost = price(prices, estimate_prompt_tokens(body), 0, 0)
+    total = prompt_cost + price(prices, 0, answer, 0)
     return prompt_cost / total if total > 0 else 0.0
