@@ -9,21 +9,23 @@ from support import chat, post_stream
 
 import gateway.accounting.tokens
 import gateway.quota.reservations
-from gateway.accounting.tokens import estimate_prompt_tokens, once
+from gateway.accounting.tokens import PromptSize, estimate_prompt_tokens, once, prompt_size
 
 
 def test_once_computes_on_first_use_only(monkeypatch: pytest.MonkeyPatch) -> None:
     body = chat("how many tokens?")
+    size, tokens = prompt_size(body), estimate_prompt_tokens(body)
     calls: list[Any] = []
 
-    def counting(b: Any) -> int:
+    def counting(b: Any) -> PromptSize:
         calls.append(b)
-        return estimate_prompt_tokens(b)
+        return prompt_size(b)
 
-    monkeypatch.setattr(gateway.accounting.tokens, "estimate_prompt_tokens", counting)
+    monkeypatch.setattr(gateway.accounting.tokens, "prompt_size", counting)
     estimate = once(body)
     assert calls == []
-    assert estimate() == estimate() == estimate_prompt_tokens(body)
+    assert estimate() == estimate() == tokens
+    assert estimate.size() == size
     assert len(calls) == 1
 
 
@@ -34,12 +36,15 @@ async def test_admission_and_an_unreported_usage_share_one_estimate(
     await post_stream(client, gw.url, chat(stream=True))  # the quota headers: a known limit
     calls: list[Any] = []
 
-    def counting(b: Any) -> int:
+    def counting(b: Any) -> PromptSize:
         calls.append(b)
-        return estimate_prompt_tokens(b)
+        return prompt_size(b)
 
-    monkeypatch.setattr(gateway.accounting.tokens, "estimate_prompt_tokens", counting)
-    monkeypatch.setattr(gateway.quota.reservations, "estimate_prompt_tokens", counting)
+    def walking(b: Any) -> int:
+        return counting(b).tokens()
+
+    monkeypatch.setattr(gateway.accounting.tokens, "prompt_size", counting)
+    monkeypatch.setattr(gateway.quota.reservations, "estimate_prompt_tokens", walking)
     cerebras_sim.inject("cut", after_chunks=4)  # no usage: the call's prompt is estimated
     await post_stream(client, gw.url, chat("estimate me", stream=True))
     assert len(calls) == 1, calls

@@ -1,13 +1,17 @@
 """Token estimates for when an upstream reports no usage (cut streams, cancelled calls).
 
-The estimate is the one OpenAI documents as a rule of thumb, four characters of English text per
-token; streamed completions are counted as at least one token per content-bearing event, since both
-llama.cpp and Cerebras stream about one token per event. Estimated counts are always flagged.
+The rule of thumb is the one OpenAI documents, four characters of English text per token (plus a
+few tokens per message); once an upstream has reported usage, its own learned characters per
+token replace it for prompts (gateway.accounting.ratio). Streamed completions are counted as at
+least one token per content-bearing event, since both llama.cpp and Cerebras stream about one
+token per event. Estimated counts are always flagged.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -34,8 +38,26 @@ def _content_chars(content: Any) -> int:
     return 0
 
 
-def estimate_prompt_tokens(body: Mapping[str, Any]) -> int:
-    """Estimate the prompt tokens of a chat request: message text, tool calls and tool schemas."""
+@dataclass(frozen=True, slots=True)
+class PromptSize:
+    """What a chat request's prompt is made of: characters of message text, tool calls and tool
+    schemas, and the number of messages."""
+
+    chars: int
+    messages: int
+
+    def tokens(self, chars_per_token: float | None = None) -> int:
+        """Estimated tokens: the rule of thumb, or `chars / chars_per_token` when learned (its
+        per-message overhead is then part of the learned ratio)."""
+        if chars_per_token is None:
+            return max(
+                1, estimate_text_tokens(self.chars) + self.messages * _MESSAGE_OVERHEAD_TOKENS
+            )
+        return max(1, math.ceil(self.chars / chars_per_token))
+
+
+def prompt_size(body: Mapping[str, Any]) -> PromptSize:
+    """Measure a chat request's prompt (the walk serialises every tool schema)."""
     chars = 0
     messages = body.get("messages")
     count = 0
@@ -51,23 +73,43 @@ def estimate_prompt_tokens(body: Mapping[str, Any]) -> int:
     tools = body.get("tools")
     if isinstance(tools, list):
         chars += _json_chars(tools)
-    return max(1, estimate_text_tokens(chars) + count * _MESSAGE_OVERHEAD_TOKENS)
+    return PromptSize(chars, count)
+
+
+def estimate_prompt_tokens(body: Mapping[str, Any]) -> int:
+    """Estimate the prompt tokens of a chat request by the rule of thumb."""
+    return prompt_size(body).tokens()
 
 
 PromptEstimate = Callable[[], int]
 
 
-def once(body: Mapping[str, Any]) -> PromptEstimate:
-    """`estimate_prompt_tokens(body)`, computed on the first call only (the walk serialises every
-    tool schema); valid while the body's messages and tools are not changed."""
-    cached: list[int] = []
+class PromptMemo:
+    """A body's prompt size, measured on first use only; valid while the body's messages and
+    tools are not changed. Calling it gives the rule-of-thumb estimate (a PromptEstimate)."""
 
-    def estimate() -> int:
-        if not cached:
-            cached.append(estimate_prompt_tokens(body))
-        return cached[0]
+    __slots__ = ("_body", "_size")
 
-    return estimate
+    def __init__(self, body: Mapping[str, Any]) -> None:
+        self._body = body
+        self._size: PromptSize | None = None
+
+    @property
+    def measured(self) -> bool:
+        return self._size is not None
+
+    def size(self) -> PromptSize:
+        if self._size is None:
+            self._size = prompt_size(self._body)
+        return self._size
+
+    def __call__(self) -> int:
+        return self.size().tokens()
+
+
+def once(body: Mapping[str, Any]) -> PromptMemo:
+    """The memo of `body`'s prompt size (see PromptMemo)."""
+    return PromptMemo(body)
 
 
 def _json_chars(value: Any) -> int:

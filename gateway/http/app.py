@@ -17,6 +17,7 @@ from aiohttp import web
 from gateway import __version__
 from gateway.accounting.ledger import Ledger
 from gateway.accounting.metrics import Metrics
+from gateway.accounting.ratio import RatioStore, store_path_for
 from gateway.accounting.records import UPSTREAM_NAMES, UpstreamName
 from gateway.accounting.refusals import HANDLED, RefusalRecorder
 from gateway.accounting.stats import StatisticsTracker
@@ -37,7 +38,6 @@ from gateway.strategies.adaptive import AdaptiveSwitch
 from gateway.upstreams import OpenAICompatibleUpstream, build_upstream
 
 log = logging.getLogger("gateway.http.app")
-
 
 
 def check_strategy(config: GatewayConfig) -> None:
@@ -62,6 +62,7 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
     router: Router | None = None
     learning: Learning | None = None
     verifier: VerifySampler | None = None
+    ratios: RatioStore | None = None
     try:
         stats = StatisticsTracker(
             {name: config.models[name].prices for name in UPSTREAM_NAMES}, ledger
@@ -76,6 +77,11 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
             )
             for name in UPSTREAM_NAMES
         }
+        ratios = RatioStore(
+            store_path_for(config.storage.ledger_path),
+            {name: up.chars_per_token for name, up in upstreams.items()},
+        )
+        await asyncio.to_thread(ratios.load)
         watchers = {name: up.watcher for name, up in upstreams.items()}
         budget = Budget(config.budget, config.models["cerebras"].prices, state=state)
         await budget.load(ledger)
@@ -111,6 +117,7 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
             refusals=RefusalRecorder(stats),
             router=router,
             learning=learning,
+            ratios=ratios,
         )
         services = app[SERVICES_KEY]
         if state.shared:
@@ -128,6 +135,8 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
         if SERVICES_KEY in app:  # this minute's refusal counts, before the ledger closes
             app[SERVICES_KEY].refusals.close()
         await session.close()
+        if ratios is not None:
+            await asyncio.to_thread(ratios.save)
         if router is not None:
             await asyncio.to_thread(router.close)  # waits for its queued writes
         if learning is not None:

@@ -282,6 +282,8 @@ async def _stats_body(services: Services) -> dict[str, Any]:
         "rate_limits": services.rate_limits(),
         "budget": services.budget.snapshot(fleet_spend),
     }
+    if services.ratios is not None:
+        extra["token_ratios"] = services.ratios.snapshot()
     if services.router is not None:
         extra["router"] = services.router.snapshot()
     if services.learning is not None:

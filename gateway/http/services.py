@@ -12,6 +12,7 @@ from aiohttp import web
 from gateway.accounting.bill import Bill
 from gateway.accounting.ledger import Ledger
 from gateway.accounting.metrics import Metrics
+from gateway.accounting.ratio import RatioStore
 from gateway.accounting.records import RequestRecord, UpstreamName
 from gateway.accounting.refusals import RefusalRecorder
 from gateway.accounting.stats import StatisticsTracker
@@ -55,6 +56,7 @@ class Services:
     router: Router | None = None  # gateway.router: decisions, learn(), the /stats router block
     learning: Learning | None = None  # escalation, feedback, outcome labels (learning.db)
     verifier: VerifySampler | None = None  # routing.learn.verify_sample (None when 0)
+    ratios: RatioStore | None = None  # the upstreams' learned characters per token, persisted
 
     async def record(self, record: RequestRecord) -> Bill:
         """Price a finished request once and store it: metrics and budget at once, then the
@@ -66,6 +68,8 @@ class Services:
             self.state.publish_stats(self.stats.shareable_totals)
         if self.router is not None and any(call.thinking_off for call in record.calls):
             self.router.count_no_think()
+        if self.ratios is not None:
+            self.ratios.save_if_due()
         try:
             await self.stats.record(record, billed)
         except Exception:  # the answer was delivered; a broken ledger must not break the stream

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from gateway.accounting.records import RequestRecord, UpstreamName
-from gateway.accounting.tokens import PromptEstimate, once
+from gateway.accounting.tokens import PromptMemo, once
 from gateway.config import GatewayConfig, ThinkingMode
 from gateway.quota.admission import OpenGate, UpstreamGate
 from gateway.upstreams import OpenAICompatibleUpstream
@@ -40,9 +40,10 @@ class Exchange:
     recorded: bool = False
     # Set by strategies that classify the ask; None (the others) leaves thinking untouched.
     route_kind: Literal["simple", "complex"] | None = None
-    # The prompt estimate of `body`, computed at most once (admission, cancelled calls, calls
-    # without reported usage all need it); `body` is never changed in place.
-    prompt_tokens: PromptEstimate = field(init=False)
+    # The prompt size of `body`, measured at most once (admission, cancelled calls, calls
+    # without reported usage and the learned token ratios need it); `body` is never changed in
+    # place.
+    prompt_tokens: PromptMemo = field(init=False)
 
     def __post_init__(self) -> None:
         self.prompt_tokens = once(self.body)

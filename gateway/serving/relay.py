@@ -51,7 +51,8 @@ async def serve(ex: Exchange, route: Sequence[UpstreamName], *, reason: str) -> 
             continue
         if failures and not ex.fallback_allowed(name):
             continue
-        admission = await settled(ex.gate.admit(name, ex.body, ex.prompt_tokens))
+        estimate = upstream.chars_per_token.estimate(ex.prompt_tokens)
+        admission = await settled(ex.gate.admit(name, ex.body, estimate))
         if isinstance(admission, Refusal):
             log.info("%s skipping %s: %s", ex.request_id, name, admission.reason)
             failures.append(admission)

@@ -150,7 +150,8 @@ class Speculation:
         upstream = self.ex.upstreams[name]
         if not upstream.enabled:
             return None
-        return await settled(self.ex.gate.admit(upstream.name, self.ex.body))
+        estimate = upstream.chars_per_token.estimate(self.ex.prompt_tokens)
+        return await settled(self.ex.gate.admit(upstream.name, self.ex.body, estimate))
 
     def _start_draft(self, race: Race, index: int, admission: Ticket | Refusal | None) -> Lane:
         ex = self.ex

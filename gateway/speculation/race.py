@@ -136,6 +136,7 @@ class Race:
                 body_overrides=lane.overrides,
                 calls=ex.record.calls,
                 thinking=ex.thinking,
+                prompt_tokens=ex.prompt_tokens,
             ) as stream:
                 lane.stream = stream
                 ticket.release(stream.response.headers)

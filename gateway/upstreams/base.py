@@ -22,8 +22,9 @@ from typing import Any
 import aiohttp
 import orjson
 
+from gateway.accounting.ratio import CharsPerToken
 from gateway.accounting.records import CallRole, UpstreamCall, UpstreamName
-from gateway.accounting.tokens import PromptEstimate, estimate_completion_tokens, once
+from gateway.accounting.tokens import PromptMemo, estimate_completion_tokens, once
 from gateway.config import ModelConfig
 from gateway.errors import (
     UpstreamConnectError,
@@ -99,7 +100,7 @@ class UpstreamStream:
         upstream: OpenAICompatibleUpstream,
         response: aiohttp.ClientResponse,
         call: UpstreamCall,
-        prompt_tokens: PromptEstimate,
+        prompt_tokens: PromptMemo,
         first_deadline: float,
     ) -> None:
         self.upstream = upstream
@@ -288,8 +289,12 @@ class UpstreamStream:
             if isinstance(details, dict):
                 call.cached_tokens = _int(details.get("cached_tokens"))
             call.estimated = False
+            if status == "ok":
+                self.upstream.chars_per_token.learn(self._prompt_tokens, call.prompt_tokens)
         else:
-            call.prompt_tokens = self._prompt_tokens()
+            call.prompt_tokens = self.upstream.chars_per_token.prompt_tokens(
+                self._prompt_tokens.size()
+            )
             call.completion_tokens = estimate_completion_tokens(
                 self.content_chars, self.content_events
             )
@@ -349,6 +354,8 @@ class OpenAICompatibleUpstream:
         )
         # False once this upstream refused its no-thinking parameter (kept for the process).
         self.no_think_accepted = True
+        # Learned from this upstream's reported usage; estimates its unreported prompts.
+        self.chars_per_token = CharsPerToken()
 
     @property
     def enabled(self) -> bool:
@@ -435,7 +442,7 @@ class OpenAICompatibleUpstream:
         body_overrides: Mapping[str, Any] | None = None,
         calls: list[UpstreamCall] | None = None,
         thinking: str | None = None,
-        prompt_tokens: PromptEstimate | None = None,
+        prompt_tokens: PromptMemo | None = None,
     ) -> AsyncIterator[UpstreamStream]:
         """POST the request and yield the open stream; raise an UpstreamError before that.
 
@@ -448,7 +455,7 @@ class OpenAICompatibleUpstream:
         any content), the call is repeated once without it and the parameter is not sent to this
         upstream again.
 
-        `prompt_tokens` is the caller's memo of the client body's prompt estimate; the built body
+        `prompt_tokens` is the caller's memo of the client body's prompt size; the built body
         keeps the client's messages and tools, so it holds unless `body_overrides` replace them.
         """
         body = self.build_body(client_body)
