@@ -117,6 +117,7 @@ class UpstreamStream:
         self.extras: dict[str, Any] = {}
         self._prompt_tokens = prompt_tokens
         self._first_deadline = first_deadline
+        self._decoder = SSEDecoder(upstream.max_event_bytes)
 
     @property
     def name(self) -> UpstreamName:
@@ -135,7 +136,7 @@ class UpstreamStream:
 
         Chunks parsed before a broken event of the same read are still delivered first."""
         upstream = self.upstream
-        decoder = SSEDecoder(upstream.max_event_bytes)
+        decoder = self._decoder
         content = self.response.content
         idle = upstream.config.timeouts.idle
         deadline: float | None = self._first_deadline
@@ -277,10 +278,24 @@ class UpstreamStream:
                 self.finish_reasons[index if isinstance(index, int) else 0] = str(reason)
         return chunk
 
+    def _read_arrived(self) -> None:
+        """Parse the events that arrived but were never read: a call left early is billed for
+        them too, and the upstream's usage may be among them. Best effort."""
+        try:
+            for payload in self._decoder.feed(self.response.content.read_nowait()):
+                if payload == DONE:
+                    return
+                self._parse(payload)
+        except (UpstreamError, EventTooLarge, aiohttp.ClientError, OSError, RuntimeError):
+            return
+
     def settle(self, status: str) -> UpstreamCall:
-        """Fill `call` with billed tokens: reported usage, or an estimate of what was streamed."""
+        """Fill `call` with billed tokens: reported usage, or an estimate of what was streamed
+        (and had arrived when the call was left)."""
         call = self.call
         call.status = status  # type: ignore[assignment]
+        if status == "cancelled" and self.usage is None:
+            self._read_arrived()
         usage = self.usage
         if usage is not None:
             call.prompt_tokens = _int(usage.get("prompt_tokens"))
