@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from support import chat, post_stream
 
 from gateway.accounting.bill import Bill, bill, price
 from gateway.accounting.ledger import Ledger
@@ -182,3 +183,40 @@ def test_each_reader_prices_alone_as_the_bill_does() -> None:
     budget = Budget(BudgetConfig(daily_usd=100.0), CEREBRAS, wall=lambda: 1.0)
     budget.charge(record)
     assert budget.snapshot()["daily"]["spent_usd"] == pytest.approx(expected, abs=1e-6)
+
+
+async def test_cached_tokens_reported_by_cerebras_are_billed_alike_everywhere(
+    make_gateway, client, cerebras_sim
+) -> None:
+    """Through real HTTP: the simulated Cerebras reports half of each prompt as cached."""
+    cerebras_sim.options.cached_prompt_share = 0.5
+    prices = {"input_per_million": 2.0, "output_per_million": 3.0, "cached_input_per_million": 0.5}
+    gw = await make_gateway(
+        "always_cerebras",
+        models={"cerebras": {"prices": prices}},
+        budget={"daily_usd": 100.0},
+    )
+    for i in range(3):
+        reply = await post_stream(client, gw.url, chat(f"{i} " + "word " * 200, stream=True))
+        assert reply.status == 200
+    sent = cerebras_sim.requests
+    cached = [int(r.prompt_tokens * 0.5) for r in sent]
+    expected = sum(
+        price(CEREBRAS, r.prompt_tokens, r.completion_tokens_sent, c)
+        for r, c in zip(sent, cached, strict=True)
+    )
+    assert all(c > 0 for c in cached)
+    async with client.get(f"{gw.root}/stats") as resp:
+        stats = await resp.json()
+    async with client.get(f"{gw.root}/metrics") as resp:
+        metrics = await resp.text()
+    await gw.services.ledger.flush()
+    rows = gw.services.ledger.rows()
+    assert [c.cached_tokens for row in rows for c in row.upstream_calls()] == cached
+    assert sum(row.cerebras_cost_usd for row in rows) == pytest.approx(expected)
+    assert stats["costs"]["cerebras_cost_usd"] == pytest.approx(expected, abs=1e-6)
+    assert stats["costs"]["cost_saved_usd"] == 0.0, "Cerebras' own cache is no saving"
+    assert stats["budget"]["daily"]["spent_usd"] == pytest.approx(expected, abs=1e-6)
+    assert metric_sum(metrics, "glm_gateway_cost_dollars", upstream="cerebras") == pytest.approx(
+        expected
+    )

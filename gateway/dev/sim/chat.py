@@ -220,6 +220,7 @@ class _Exchange:
             completion_tokens=self.log.completion_tokens_sent,
             prompt_seconds=prompt_seconds,
             completion_seconds=time.monotonic() - first_at,
+            cached_tokens=int(plan.prompt_tokens * self.options.cached_prompt_share),
         )
 
     async def _complete(self, plan: AnswerPlan, encoder: Dialect, ttft: float) -> web.Response:

@@ -36,6 +36,7 @@ class Stats:
     completion_tokens: int
     prompt_seconds: float
     completion_seconds: float
+    cached_tokens: int = 0
 
     def usage(self) -> JSON:
         return {
@@ -325,7 +326,7 @@ class Cerebras(Dialect):
         }
 
     def full_usage(self, stats: Stats) -> JSON:
-        return {**stats.usage(), "prompt_tokens_details": {"cached_tokens": 0}}
+        return {**stats.usage(), "prompt_tokens_details": {"cached_tokens": stats.cached_tokens}}
 
     def final(self, finish: FinishReason, stats: Stats) -> bytes:
         return self._chunk([{"delta": {}, "finish_reason": finish, "index": 0}])

@@ -64,6 +64,9 @@ class SimOptions:
     # unless the request switched thinking off; True answers 400 to the no-thinking parameter.
     reasoning_tokens: int = 0
     reject_thinking_param: bool = False
+    # The share of each prompt the cerebras profile reports as served from its prompt cache
+    # (usage.prompt_tokens_details.cached_tokens, rounded down).
+    cached_prompt_share: float = 0.0
 
     def __post_init__(self) -> None:
         if self.profile not in PROFILES:

@@ -18,7 +18,7 @@ from gateway.dev.sim.quota import Quota
 from gateway.dev.sim.state import STATE_KEY, SimState, quota_for
 
 SHUTDOWN_TIMEOUT = 0.5
-_FLOAT_OPTIONS = {"ttft", "tps", "loading_seconds", "logprob"}
+_FLOAT_OPTIONS = {"ttft", "tps", "loading_seconds", "logprob", "cached_prompt_share"}
 _INT_OPTIONS = {"answer_tokens", "n_ctx", "default_max_completion_tokens", "seed", "n_slots"}
 _OPTIONAL_STR_OPTIONS = {"model", "api_key"}
 _QUOTA_OPTIONS = {
