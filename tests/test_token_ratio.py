@@ -3,13 +3,16 @@ the prompt estimates of calls that report none."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
-from support import Gateway, chat, gateway_config, post_stream
+from support import CEREBRAS_KEY, Gateway, chat, gateway_config, post_stream
 
 from gateway.accounting.ratio import (
     CEILING,
@@ -22,8 +25,11 @@ from gateway.accounting.ratio import (
     RatioStore,
     store_path_for,
 )
+from gateway.accounting.records import UpstreamCall
 from gateway.accounting.tokens import PromptMemo, PromptSize, estimate_prompt_tokens
+from gateway.dev.sim import SimOptions, running_sim
 from gateway.http.app import create_app
+from gateway.upstreams import build_upstream
 
 
 def memo_of(chars: int, *, measured: bool = False) -> PromptMemo:
@@ -188,3 +194,27 @@ async def test_learned_ratio_estimates_cut_calls_and_survives_a_restart(
     estimate, billed = await cut_call_estimate(gw, client, cerebras_sim, 5)
     assert abs(estimate - billed) <= 1, "the learned ratio is used at once after a restart"
     await server.close()
+
+
+async def test_a_call_cancelled_before_its_headers_uses_the_learned_ratio(tmp_path: Path) -> None:
+    options = SimOptions(profile="cerebras", ttft=5.0, api_key=CEREBRAS_KEY)
+    async with running_sim(options) as sim, aiohttp.ClientSession() as session:
+        cfg = gateway_config(tmp_path, "http://127.0.0.1:9/v1", sim.url)
+        upstream = build_upstream("cerebras", cfg.cerebras, session, max_event_bytes=1 << 20)
+        upstream.chars_per_token.learn(memo_of(2000), 1000)  # 2 characters per token
+        body = conversation(0)
+        calls: list[UpstreamCall] = []
+
+        async def call() -> None:
+            async with upstream.open_stream(body, calls=calls):
+                pass
+
+        task = asyncio.create_task(call())
+        await asyncio.sleep(0.3)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert calls[0].status == "cancelled" and calls[0].estimated
+    built = upstream.build_body(body)
+    assert calls[0].prompt_tokens == PromptMemo(built).size().tokens(2.0)
+    assert calls[0].prompt_tokens != estimate_prompt_tokens(built)

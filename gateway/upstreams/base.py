@@ -523,7 +523,7 @@ class OpenAICompatibleUpstream:
                 call.status = "cancelled"
                 if response is None or response.status == 200:
                     # Before the headers: the prompt may already be processed and billed.
-                    call.prompt_tokens = prompt_tokens()
+                    call.prompt_tokens = self.chars_per_token.prompt_tokens(prompt_tokens.size())
                     call.estimated = True
                 else:
                     call.http_status = response.status
