@@ -19,14 +19,13 @@ from typing import Any, Protocol
 
 import orjson
 from aiohttp import web
-from aiohttp_sse import EventSourceResponse
 
 from gateway.errors import GatewayError
 from gateway.wire.assembly import Assembly
+from gateway.wire.event_stream import EventStream
 
 BeforeDone = Callable[[], Awaitable[None]]
 _DONE_EVENT = b"data: [DONE]\n\n"
-STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 class Sink(Protocol):
@@ -84,7 +83,7 @@ class StreamSink:
         response_id: str,
         include_usage: bool,
         headers: dict[str, str],
-        keepalive_interval: float = 15.0,
+        keepalive_interval: float | None = 15.0,
     ) -> None:
         self.request = request
         self.response_id = response_id
@@ -92,7 +91,7 @@ class StreamSink:
         self.include_usage = include_usage
         self.headers = headers
         self.keepalive_interval = keepalive_interval
-        self.response: EventSourceResponse | None = None
+        self.response: EventStream | None = None
         self._prepare_lock = asyncio.Lock()
         self.committed = False
         self.model_used: str | None = None
@@ -126,16 +125,10 @@ class StreamSink:
                 await self.response.write(first)
 
     async def _prepare_now(self, first: bytes) -> None:
-        headers = dict(STREAM_HEADERS)
-        headers.update(self.headers)
+        headers = self.headers
         if self.model_used:
-            headers["x-gateway-model-used"] = self.model_used
-        response = EventSourceResponse(
-            headers=headers,
-            sep="\n",
-            allow_all_methods=True,
-            ping_interval=self.keepalive_interval,
-        )
+            headers = {**headers, "x-gateway-model-used": self.model_used}
+        response = EventStream(headers=headers, keepalive_interval=self.keepalive_interval)
         await response.prepare(self.request)
         self.response = response
         role = self._envelope(
@@ -287,9 +280,8 @@ class StreamSink:
         await self.response.write_eof()
 
     def release(self) -> None:
-        response = self.response
-        if response is not None and response.is_connected():
-            response.stop_streaming()
+        if self.response is not None:
+            self.response.stop_keepalive()
 
 
 class KeepingStreamSink(StreamSink):

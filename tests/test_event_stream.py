@@ -1,0 +1,143 @@
+"""EventStream, the SSE response under every stream: headers, `: ping` keepalives without a task
+per response, hung-peer detection; against a real aiohttp server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from yarl import URL
+
+from gateway.wire.event_stream import PING, EventStream
+from gateway.wire.sinks import StreamSink
+
+EVENT = b'data: {"n":1}\n\n'
+
+
+async def serve(aiohttp_server: Any, handler: Any) -> str:
+    app = web.Application()
+    app.router.add_post("/s", handler)
+    server = await aiohttp_server(app)
+    return str(server.make_url("/s"))
+
+
+async def test_headers_events_and_pings_on_the_wire(
+    aiohttp_server: Any, client: aiohttp.ClientSession
+) -> None:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        response = EventStream(headers={"x-request-id": "r1"}, keepalive_interval=0.05)
+        await response.prepare(request)
+        await response.write(EVENT)
+        await asyncio.sleep(0.3)
+        await response.write(EVENT)
+        await response.write_eof()
+        assert not response.keeping_alive
+        return response
+
+    async with client.post(await serve(aiohttp_server, handler)) as reply:
+        raw = await reply.read()
+        headers = reply.headers
+    assert headers["Content-Type"] == "text/event-stream"
+    assert headers["Cache-Control"] == "no-cache"
+    assert headers["X-Accel-Buffering"] == "no"
+    assert headers["x-request-id"] == "r1"
+    assert "Content-Encoding" not in headers
+    assert raw.startswith(EVENT) and raw.endswith(EVENT)
+    assert 2 <= raw.count(PING) <= 6  # every 50 ms over 300 ms, allowing for a slow machine
+    assert raw.replace(PING, b"") == EVENT * 2
+
+
+async def test_no_ping_after_the_stream_ended_or_was_released(
+    aiohttp_server: Any, client: aiohttp.ClientSession
+) -> None:
+    stopped: list[EventStream] = []
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        response = EventStream(headers={}, keepalive_interval=0.05)
+        await response.prepare(request)
+        assert response.keeping_alive
+        response.stop_keepalive()
+        stopped.append(response)
+        await response.write(EVENT)
+        await asyncio.sleep(0.2)
+        await response.write_eof()
+        return response
+
+    async with client.post(await serve(aiohttp_server, handler)) as reply:
+        raw = await reply.read()
+    assert raw == EVENT
+    assert not stopped[0].keeping_alive
+
+
+async def test_a_streamed_response_starts_no_task_of_its_own(
+    aiohttp_server: Any, client: aiohttp.ClientSession
+) -> None:
+    # aiohttp-sse started a ping task per response; a short answer should cost no task at all.
+    started: list[set[asyncio.Task[Any]]] = []
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        sink = StreamSink(request, response_id="chatcmpl-1", include_usage=False, headers={})
+        before = asyncio.all_tasks()
+        await sink.begin()
+        started.append(asyncio.all_tasks() - before)
+        await sink.finish({}, {}, _nothing)
+        assert sink.response is not None
+        return sink.response
+
+    async with client.post(await serve(aiohttp_server, handler)) as reply:
+        raw = await reply.read()
+    assert raw.endswith(b"data: [DONE]\n\n")
+    assert started == [set()]
+
+
+async def test_the_socket_gets_a_send_timeout(
+    aiohttp_server: Any, client: aiohttp.ClientSession
+) -> None:
+    if not hasattr(socket, "TCP_USER_TIMEOUT"):
+        pytest.skip("TCP_USER_TIMEOUT is Linux only")
+    seen: list[int] = []
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        response = EventStream(headers={}, send_timeout=7.5)
+        await response.prepare(request)
+        assert request.transport is not None
+        sock = request.transport.get_extra_info("socket")
+        seen.append(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT))
+        await response.write_eof(EVENT)
+        return response
+
+    async with client.post(await serve(aiohttp_server, handler)) as reply:
+        assert await reply.read() == EVENT
+    assert seen == [7500]
+
+
+async def test_a_client_that_stops_reading_is_dropped_when_a_ping_cannot_go_out(
+    aiohttp_server: Any,
+) -> None:
+    outcome: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        response = EventStream(headers={}, keepalive_interval=0.05, send_timeout=0.3)
+        await response.prepare(request)
+        try:
+            while True:  # fills the socket buffers, then waits for a drain that never comes
+                await response.write(b"data: " + b"x" * 65_536 + b"\n\n")
+        finally:  # the abort either fails the write or cancels the handler
+            outcome.set_result("dropped")
+
+    url = URL(await serve(aiohttp_server, handler))
+    reader, writer = await asyncio.open_connection(url.host, url.port)
+    writer.transport.pause_reading()  # the client reads nothing
+    writer.write(f"POST /s HTTP/1.1\r\nHost: {url.host}\r\nContent-Length: 0\r\n\r\n".encode())
+    try:
+        assert await asyncio.wait_for(outcome, 10) == "dropped"
+    finally:
+        writer.close()
+
+
+async def _nothing() -> None:
+    return None
