@@ -43,15 +43,14 @@ def serve_bare_relay(port: int, upstream: str, close: bool = False) -> None:
                 resp.content_type = up.content_type
                 await resp.prepare(request)
                 async for data in up.content.iter_any():
-                    if request.transport is None or request.transport.is_closing():
-                        break  # the client left: stop reading upstream, as the gateway does
                     await resp.write(data)
                 await resp.write_eof()
                 return resp
 
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", relay)
-        runner = web.AppRunner(app, access_log=None)
+        # As the gateway: a client that leaves cancels the handler, which closes the upstream.
+        runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
         await runner.setup()
         await web.TCPSite(runner, HOST, port).start()
         await asyncio.Event().wait()
