@@ -94,6 +94,46 @@ async def test_a_streamed_response_starts_no_task_of_its_own(
     assert started == [set()]
 
 
+async def test_the_end_of_a_stream_takes_two_writes(
+    aiohttp_server: Any, client: aiohttp.ClientSession
+) -> None:
+    # The final and usage chunks exist together, and so do [DONE] and the end of the body:
+    # each pair goes out in one system call, with the ledger's commit (before_done) between.
+    writes: list[bytes] = []
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        sink = StreamSink(request, response_id="chatcmpl-1", include_usage=True, headers={})
+        await sink.emit({"model": "m", "choices": [{"index": 0, "delta": {"content": "hi"}}]})
+        transport = request.transport
+        assert transport is not None
+        write, writelines = transport.write, transport.writelines
+
+        def counted(data: Any) -> None:
+            writes.append(bytes(data))
+            write(data)
+
+        def counted_lines(chunks: Any) -> None:
+            writes.append(b"".join(chunks))
+            writelines(chunks)
+
+        async def before_done() -> None:
+            writes.append(b"<before_done>")
+
+        transport.write = counted  # type: ignore[method-assign]
+        transport.writelines = counted_lines  # type: ignore[method-assign]
+        await sink.finish({"prompt_tokens": 1}, {"model_used": "local"}, before_done)
+        assert sink.response is not None
+        return sink.response
+
+    async with client.post(await serve(aiohttp_server, handler)) as reply:
+        raw = await reply.read()
+    assert raw.endswith(b"data: [DONE]\n\n")
+    assert len(writes) == 3, writes
+    assert writes[0].count(b"data: ") == 2 and b'"usage":{"prompt_tokens":1}' in writes[0]
+    assert writes[1] == b"<before_done>"
+    assert b"data: [DONE]" in writes[2] and writes[2].endswith(b"0\r\n\r\n")
+
+
 async def test_the_socket_gets_a_send_timeout(
     aiohttp_server: Any, client: aiohttp.ClientSession
 ) -> None:

@@ -257,27 +257,28 @@ class StreamSink:
                 reason = "tool_calls"
             choices.append({"index": index, "delta": {}, "logprobs": None, "finish_reason": reason})
         final = self._envelope(choices)
+        events = b""
         if self.include_usage:
-            await self.response.write(b"data: " + orjson.dumps(final) + b"\n\n")
+            events = b"data: " + orjson.dumps(final) + b"\n\n"
             final = self._envelope([])
             final["usage"] = usage
         final.update(metadata)
-        await self.response.write(b"data: " + orjson.dumps(final) + b"\n\n")
+        # Events that exist together go out in one write (one system call each way).
+        await self.response.write(events + b"data: " + orjson.dumps(final) + b"\n\n")
         await before_done()
-        await self.response.write(_DONE_EVENT)
-        await self._close()
+        await self._close(_DONE_EVENT)
 
     async def fail(self, error: GatewayError) -> None:
         """After bytes went out: one error event, then close without [DONE]; before: raise."""
         if self.response is None:
             raise error
-        await self.response.write(b"data: " + orjson.dumps(error.body()) + b"\n\n")
-        await self._close()
+        await self._close(b"data: " + orjson.dumps(error.body()) + b"\n\n")
 
-    async def _close(self) -> None:
+    async def _close(self, last: bytes) -> None:
+        """Write `last` and the end of the body together, and stop the keepalive."""
         assert self.response is not None
         self.release()
-        await self.response.write_eof()
+        await self.response.write_eof(last)
 
     def release(self) -> None:
         if self.response is not None:
