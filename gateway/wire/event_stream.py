@@ -67,7 +67,8 @@ class EventStream(web.StreamResponse):
 
     @property
     def keeping_alive(self) -> bool:
-        """True while pings are scheduled: prepared, not stopped, the client still there."""
+        """True while a ping is scheduled or being written (after prepare, until stopped, a
+        failed ping or an abort)."""
         return self._timer is not None or self._pinging is not None
 
     def stop_keepalive(self) -> None:
