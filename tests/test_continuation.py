@@ -13,12 +13,13 @@ from gateway.dev.sim import ScriptedAnswer, ToolCallSpec
 from gateway.quota.admission import Refusal
 from gateway.quota.gate import RateLimitGate, ReactiveGate
 from gateway.serving.continuation import EchoStrip, continuation_body
+from gateway.wire.chunk import Chunk, read_chunk
 
 ASK = "Explain step by step why this code deadlocks: ```lock(a); lock(b)```"
 
 
-def _content(text: str) -> list[dict[str, Any]]:
-    return [{"choices": [{"index": 0, "delta": {"content": text}}]}]
+def _content(text: str) -> list[Chunk]:
+    return [read_chunk({"choices": [{"index": 0, "delta": {"content": text}}]})]
 
 
 def _strip(prefill: str, deltas: list[str]) -> str:
@@ -28,7 +29,8 @@ def _strip(prefill: str, deltas: list[str]) -> str:
         batch = _content(text)
         if echo is not None and echo.feed(batch):
             echo = None
-        out.append(batch[0]["choices"][0]["delta"]["content"])
+        out.append(batch[0].data["choices"][0]["delta"]["content"])
+        assert batch[0].text == out[-1], "the facts follow the stripped text"
     return "".join(out)
 
 

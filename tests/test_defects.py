@@ -17,6 +17,7 @@ from gateway.dev.sim import SimServer
 from gateway.http.app import create_app
 from gateway.http.services import GUARD_KEY
 from gateway.upstreams import build_upstream
+from gateway.wire.chunk import read_chunk
 from gateway.wire.sinks import StreamSink
 
 
@@ -134,7 +135,7 @@ async def test_a_reset_after_the_role_chunk_keeps_the_model_name_the_client_was_
         await sink.begin()
         sink.reset()  # a fallback before any content
         content = {"index": 0, "delta": {"content": "hi"}, "finish_reason": "stop"}
-        await sink.emit({"model": "other-upstream", "choices": [content]})
+        await sink.emit(read_chunk({"model": "other-upstream", "choices": [content]}))
         await sink.finish({}, {}, _nothing)
         assert sink.response is not None
         return sink.response

@@ -10,6 +10,7 @@ import sqlite3
 from support import chat, post_stream, read_then_leave
 
 from gateway.dev.sim import ScriptedAnswer
+from gateway.wire.chunk import read_chunk
 
 
 async def test_unexpected_error_mid_stream_is_one_error_event(make_gateway, client) -> None:
@@ -18,7 +19,7 @@ async def test_unexpected_error_mid_stream_is_one_error_event(make_gateway, clie
 
     async def broken(ex) -> None:
         await ex.sink.emit(
-            {"model": "m", "choices": [{"index": 0, "delta": {"content": "partial"}}]}
+            read_chunk({"model": "m", "choices": [{"index": 0, "delta": {"content": "partial"}}]})
         )
         raise RuntimeError("a bug")
 

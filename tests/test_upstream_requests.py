@@ -94,7 +94,7 @@ async def drain(
     chunks: list[dict[str, Any]] = []
     async with upstream.open_stream(body, calls=calls, **kwargs) as stream:
         async for c in stream:
-            chunks.append(c)
+            chunks.append(c.data)
     return chunks, stream
 
 
@@ -769,7 +769,7 @@ async def test_mid_stream_error_event(session: aiohttp.ClientSession, mocked: ai
     with pytest.raises(UpstreamStreamError) as info:
         async with local(session).open_stream({"messages": USER}, calls=calls) as stream:
             async for c in stream:
-                got.append(c)
+                got.append(c.data)
     assert len(got) == 1
     exc = info.value
     assert exc.message == "slot crashed"

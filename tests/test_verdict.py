@@ -23,6 +23,7 @@ from gateway.speculation.verdict import (
     tool_calls_similarity,
 )
 from gateway.speculation.window import Window
+from gateway.wire.chunk import Chunk, read_chunk
 
 
 def test_levenshtein_is_the_seeds_ratio() -> None:
@@ -124,13 +125,13 @@ def test_logprob_confidence() -> None:
     assert (mean, low) == (pytest.approx(0.75), pytest.approx(0.5))
 
 
-def chunk(content: str = "", *, reasoning: str = "", finish: str | None = None) -> dict:
+def chunk(content: str = "", *, reasoning: str = "", finish: str | None = None) -> Chunk:
     delta: dict = {}
     if content:
         delta["content"] = content
     if reasoning:
         delta["reasoning_content"] = reasoning
-    return {"choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+    return read_chunk({"choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
 
 
 def test_window_counts_answer_tokens_not_reasoning() -> None:

@@ -7,11 +7,11 @@ from typing import Any
 
 from gateway.config import GatewayConfig, PlanLimits
 from gateway.doctor.options import DoctorOptions
-from gateway.doctor.probes import StreamProbe, get_json, stream_probe
+from gateway.doctor.probes import StreamProbe, stream_probe
 from gateway.doctor.report import Check, fail, ok, skip, warn
 from gateway.errors import UpstreamHTTPError, UpstreamRateLimited
 from gateway.ratelimit import RateLimitWatcher
-from gateway.upstreams import Health, OpenAICompatibleUpstream
+from gateway.upstreams import Health, Upstream
 
 NAMES = ("cerebras.key", "cerebras.models", "cerebras.stream", "cerebras.rate_limits")
 PROMPT = "Reply with one word: hello."
@@ -30,9 +30,7 @@ PLAN_WINDOWS = {
 class CerebrasDoctor:
     """The Cerebras checks, in order. `serving` is True afterwards when Cerebras answered."""
 
-    def __init__(
-        self, upstream: OpenAICompatibleUpstream, config: GatewayConfig, options: DoctorOptions
-    ) -> None:
+    def __init__(self, upstream: Upstream, config: GatewayConfig, options: DoctorOptions) -> None:
         self.upstream = upstream
         self.config = config
         self.options = options
@@ -95,9 +93,7 @@ class CerebrasDoctor:
 
     async def models(self, health: Health) -> Check:
         up = self.upstream
-        reply = await get_json(
-            up.session, up.health_url(), up.probe_headers(), self.options.probe_timeout
-        )
+        reply = await up.get_json(up.health_url(), self.options.probe_timeout)
         if reply is None or reply.status != 200:
             return warn(
                 "cerebras.models",

@@ -8,10 +8,10 @@ from typing import Any
 
 from gateway.config import GatewayConfig
 from gateway.doctor.options import DoctorOptions
-from gateway.doctor.probes import StreamProbe, get_json, stream_probe
+from gateway.doctor.probes import StreamProbe, stream_probe
 from gateway.doctor.report import Check, fail, ok, skip, warn
 from gateway.errors import UpstreamError, UpstreamHTTPError, UpstreamTimeout
-from gateway.upstreams import OpenAICompatibleUpstream
+from gateway.upstreams import Upstream
 
 NAMES = (
     "local.health",
@@ -54,9 +54,7 @@ def _error_text(error: UpstreamError) -> str:
 class LocalDoctor:
     """The local checks, in order; later checks are skipped when the server cannot serve."""
 
-    def __init__(
-        self, upstream: OpenAICompatibleUpstream, config: GatewayConfig, options: DoctorOptions
-    ) -> None:
+    def __init__(self, upstream: Upstream, config: GatewayConfig, options: DoctorOptions) -> None:
         self.upstream = upstream
         self.config = config
         self.options = options
@@ -119,11 +117,10 @@ class LocalDoctor:
     async def model(self) -> Check:
         """The model name from /v1/models, and context size from /props (llama.cpp)."""
         timeout = self.options.probe_timeout
-        headers = self.upstream.probe_headers()
-        session = self.upstream.session
-        reply = await get_json(session, self.upstream.config.endpoint + "/models", headers, timeout)
+        get_json = self.upstream.get_json
+        reply = await get_json(self.upstream.config.endpoint + "/models", timeout)
         if self.llamacpp:
-            props = await get_json(session, self.root + "/props", headers, timeout)
+            props = await get_json(self.root + "/props", timeout)
             if props is not None and props.status == 200 and isinstance(props.payload, dict):
                 self.props = props.payload
         served = _model_ids(reply.payload) if reply is not None and reply.status == 200 else []
@@ -236,12 +233,7 @@ class LocalDoctor:
             return skip("local.slots", f"models.local.kind is {self.upstream.config.kind}")
         slots = _total_slots(self.props)
         if slots is None:
-            reply = await get_json(
-                self.upstream.session,
-                self.root + "/slots",
-                self.upstream.probe_headers(),
-                self.options.probe_timeout,
-            )
+            reply = await self.upstream.get_json(self.root + "/slots", self.options.probe_timeout)
             if reply is not None and reply.status == 200 and isinstance(reply.payload, list):
                 slots = len(reply.payload)
         if slots is None:

@@ -1,5 +1,5 @@
-"""The doctor's network calls: a JSON GET, and a tiny streamed completion through the gateway's
-own upstream clients (so dialect quirks, keys and error mapping are exactly the gateway's)."""
+"""The doctor's streamed probe: a tiny completion through the gateway's own upstreams (so
+dialect quirks, keys and error mapping are exactly the gateway's)."""
 
 from __future__ import annotations
 
@@ -9,39 +9,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
-import orjson
-
 from gateway.errors import UpstreamError, UpstreamTimeout
-from gateway.upstreams import OpenAICompatibleUpstream
-
-_MAX_BODY = 1024 * 1024
-
-
-@dataclass(frozen=True, slots=True)
-class JsonReply:
-    """Status and parsed body of a GET; `payload` is None when the body is not JSON."""
-
-    status: int
-    payload: Any
-
-
-async def get_json(
-    session: aiohttp.ClientSession, url: str, headers: Mapping[str, str], timeout: float
-) -> JsonReply | None:
-    """GET `url`; None when nothing answers within `timeout` seconds. Never raises."""
-    try:
-        async with asyncio.timeout(timeout):
-            async with session.get(url, headers=dict(headers)) as resp:
-                raw = await resp.content.read(_MAX_BODY)
-                status = resp.status
-    except (TimeoutError, aiohttp.ClientError, OSError):
-        return None
-    try:
-        payload: Any = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        payload = None
-    return JsonReply(status, payload)
+from gateway.upstreams import Upstream
 
 
 @dataclass(slots=True)
@@ -81,9 +50,7 @@ class StreamProbe:
         return f"TTFT {ttft}, {self.tokens} token(s) at {rate}"
 
 
-async def stream_probe(
-    upstream: OpenAICompatibleUpstream, body: Mapping[str, Any], timeout: float
-) -> StreamProbe:
+async def stream_probe(upstream: Upstream, body: Mapping[str, Any], timeout: float) -> StreamProbe:
     """Stream `body` (the gateway adds model, stream and usage) from `upstream`. Never raises
     an UpstreamError: it lands in `error`."""
     probe = StreamProbe()
@@ -97,7 +64,7 @@ async def stream_probe(
         async with asyncio.timeout(timeout):
             async with upstream.open_stream(body) as stream:
                 async for chunk in stream:
-                    if _read_chunk(chunk, probe):
+                    if _read_chunk(chunk.data, probe):
                         last = time.monotonic()
                         first = first if first is not None else last
                         events += 1

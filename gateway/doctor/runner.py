@@ -7,8 +7,6 @@ import asyncio
 import re
 from pathlib import Path
 
-import aiohttp
-
 from gateway.config import ConfigError, GatewayConfig, load_config
 from gateway.doctor.cerebras import CerebrasDoctor
 from gateway.doctor.local import LocalDoctor
@@ -17,6 +15,7 @@ from gateway.doctor.prompts import check_prompts, skipped_prompts
 from gateway.doctor.report import Check, Report, fail, ok
 from gateway.http.app import check_strategy
 from gateway.upstreams import build_upstream
+from gateway.upstreams.client import open_session
 
 # ConfigError wording: "<file>: <dotted.key>: <why>".
 _KEYED = re.compile(r"^(?P<source>.+?): (?P<key>[A-Za-z_][\w.]*): ")
@@ -60,8 +59,7 @@ async def run_checks(config: GatewayConfig, options: DoctorOptions | None = None
     report = Report(config.source, [config_ok(config)])
     # A fresh connection per probe: llama-server closes a connection after a streamed answer
     # although it advertises keep-alive, and a reused one would fail the next probe.
-    connector = aiohttp.TCPConnector(force_close=True)
-    async with aiohttp.ClientSession(connector=connector) as session:
+    async with open_session(pooled=False) as session:
         events = config.server.max_event_bytes
         local = LocalDoctor(
             build_upstream("local", config.local, session, max_event_bytes=events),

@@ -10,7 +10,6 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
 import orjson
 from aiohttp import web
 
@@ -35,7 +34,8 @@ from gateway.router.verify import VerifySampler
 from gateway.state import open_store
 from gateway.strategies import StrategyContext, create_strategies
 from gateway.strategies.adaptive import AdaptiveSwitch
-from gateway.upstreams import OpenAICompatibleUpstream, build_upstream
+from gateway.upstreams import Upstream, build_upstream
+from gateway.upstreams.client import open_session
 
 log = logging.getLogger("gateway.http.app")
 
@@ -55,8 +55,7 @@ def replica_id(config: GatewayConfig) -> str:
 async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG_KEY]
     state = open_store(config.state, replica_id(config))
-    connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, enable_cleanup_closed=True)
-    session = aiohttp.ClientSession(connector=connector)
+    session = open_session()
     ledger = Ledger(config.storage.ledger_path)
     await ledger.start()
     router: Router | None = None
@@ -68,7 +67,7 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
             {name: config.models[name].prices for name in UPSTREAM_NAMES}, ledger
         )
         await stats.load_from_ledger()
-        upstreams: dict[UpstreamName, OpenAICompatibleUpstream] = {
+        upstreams: dict[UpstreamName, Upstream] = {
             name: build_upstream(
                 name,
                 config.models[name],
@@ -101,7 +100,6 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
         metrics.registry.register(RouterCollector(router))
         app[SERVICES_KEY] = Services(
             config=config,
-            session=session,
             upstreams=upstreams,
             watchers=watchers,
             strategies=strategies,

@@ -6,7 +6,6 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
 from aiohttp import web
 
 from gateway.accounting.bill import Bill
@@ -27,7 +26,7 @@ from gateway.router.verify import VerifySampler
 from gateway.state import StateStore
 from gateway.strategies import Strategy
 from gateway.strategies.adaptive import AdaptiveSwitch
-from gateway.upstreams import OpenAICompatibleUpstream
+from gateway.upstreams import Upstream
 
 log = logging.getLogger("gateway.http.services")
 
@@ -39,8 +38,7 @@ class Services:
     """Everything one running app shares between requests."""
 
     config: GatewayConfig
-    session: aiohttp.ClientSession
-    upstreams: dict[UpstreamName, OpenAICompatibleUpstream]
+    upstreams: dict[UpstreamName, Upstream]
     watchers: dict[UpstreamName, RateLimitWatcher]
     strategies: dict[str, Strategy]
     gate: RateLimitGate

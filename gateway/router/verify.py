@@ -41,7 +41,7 @@ from gateway.router.labels import LabelBook
 from gateway.serving.exchange import Exchange
 from gateway.speculation.cost import completion_limit
 from gateway.speculation.verdict import SCORERS, Answer, Score, ToolCall, agreement
-from gateway.upstreams import OpenAICompatibleUpstream
+from gateway.upstreams import Upstream
 from gateway.wire.assembly import Assembly, ChoiceParts
 from gateway.wire.sinks import CollectSink, KeepingStreamSink, Sink
 
@@ -109,7 +109,7 @@ class VerifySampler:
     def __init__(
         self,
         config: GatewayConfig,
-        upstream: OpenAICompatibleUpstream,
+        upstream: Upstream,
         gate: UpstreamGate,
         labels: LabelBook,
         recorder: Recorder,
@@ -203,10 +203,10 @@ class VerifySampler:
                 body, role=SOURCE, request_id=record.request_id, calls=record.calls,
                 thinking="off",
             ) as stream:  # fmt: skip
-                admission.release(stream.response.headers)
+                admission.release(stream.headers)
                 async for batch in stream.batches():
                     for chunk in batch:
-                        assembly.add_chunk(chunk)
+                        assembly.add_chunk(chunk.data)
         except UpstreamError as exc:
             self.gate.observe_failure(name, exc)
             record.outcome, record.error_type = "error", exc.error_type

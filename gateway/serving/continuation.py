@@ -24,6 +24,7 @@ from gateway.accounting.usage import client_usage
 from gateway.errors import UpstreamError
 from gateway.quota.admission import Refusal, settled
 from gateway.serving.exchange import Exchange
+from gateway.wire.chunk import Chunk, read_chunk
 
 log = logging.getLogger("gateway.serving.continuation")
 
@@ -47,26 +48,35 @@ class EchoStrip:
         self.rest = prefill
         self.held: list[str] = []
 
-    def feed(self, batch: list[dict[str, Any]]) -> bool:
+    def feed(self, batch: list[Chunk]) -> bool:
         """Strip the echo from `batch` in place; True once the seam is settled."""
-        for chunk in batch:
-            for choice in chunk.get("choices") or ():
-                delta = choice.get("delta") if isinstance(choice, dict) else None
-                text = delta.get("content") if isinstance(delta, dict) else None
-                if not isinstance(text, str) or not text:
-                    continue
-                assert isinstance(delta, dict)
-                rest = self.rest
-                if text.startswith(rest):
-                    delta["content"] = text[len(rest) :]
-                    return True
-                if rest.startswith(text):
-                    self.rest = rest[len(text) :]
-                    self.held.append(text)
-                    delta["content"] = ""
-                    continue
-                delta["content"] = "".join(self.held) + text  # not an echo after all
+        for position, chunk in enumerate(batch):
+            if not chunk.text:
+                continue
+            settled = self._strip(chunk.data)
+            batch[position] = read_chunk(chunk.data)  # its text changed: its facts too
+            if settled:
                 return True
+        return False
+
+    def _strip(self, data: dict[str, Any]) -> bool:
+        for choice in data.get("choices") or ():
+            delta = choice.get("delta") if isinstance(choice, dict) else None
+            text = delta.get("content") if isinstance(delta, dict) else None
+            if not isinstance(text, str) or not text:
+                continue
+            assert isinstance(delta, dict)
+            rest = self.rest
+            if text.startswith(rest):
+                delta["content"] = text[len(rest) :]
+                return True
+            if rest.startswith(text):
+                self.rest = rest[len(text) :]
+                self.held.append(text)
+                delta["content"] = ""
+                continue
+            delta["content"] = "".join(self.held) + text  # not an echo after all
+            return True
         return False
 
 
@@ -144,7 +154,7 @@ async def continue_stream(ex: Exchange, failed: UpstreamError) -> bool:
         async with upstream.open_stream(
             body, request_id=ex.request_id, calls=ex.record.calls, thinking="off"
         ) as stream:
-            admission.release(stream.response.headers)
+            admission.release(stream.headers)
             async for batch in stream.batches():
                 if echo is not None and echo.feed(batch):
                     echo = None

@@ -11,7 +11,7 @@ from gateway.accounting.records import RequestRecord, UpstreamName
 from gateway.accounting.tokens import PromptMemo, once
 from gateway.config import GatewayConfig, ThinkingMode
 from gateway.quota.admission import OpenGate, UpstreamGate
-from gateway.upstreams import OpenAICompatibleUpstream
+from gateway.upstreams import Upstream
 from gateway.wire.sinks import Sink
 
 Recorder = Callable[[RequestRecord], Awaitable[object]]
@@ -31,7 +31,7 @@ class Exchange:
     include_usage: bool
     sink: Sink
     record: RequestRecord
-    upstreams: Mapping[UpstreamName, OpenAICompatibleUpstream]
+    upstreams: Mapping[UpstreamName, Upstream]
     config: GatewayConfig
     recorder: Recorder
     gate: UpstreamGate = field(default_factory=OpenGate)

@@ -26,7 +26,7 @@ from gateway.quota.admission import NO_TICKET, Refusal, Ticket, settled
 from gateway.quota.budget import BudgetRefusal
 from gateway.serving.continuation import continue_stream
 from gateway.serving.exchange import Exchange
-from gateway.upstreams import OpenAICompatibleUpstream, UpstreamStream
+from gateway.upstreams import Stream, Upstream
 
 log = logging.getLogger("gateway.serving.relay")
 
@@ -123,9 +123,7 @@ def no_upstream_error(failures: Sequence[UpstreamError | Refusal]) -> GatewayErr
     )
 
 
-async def relay_stream(
-    ex: Exchange, upstream: OpenAICompatibleUpstream, ticket: Ticket = NO_TICKET
-) -> None:
+async def relay_stream(ex: Exchange, upstream: Upstream, ticket: Ticket = NO_TICKET) -> None:
     """Stream one upstream's answer into the sink and finish the response on success.
 
     The admission `ticket` is released as soon as the response headers arrive (they carry the
@@ -140,7 +138,7 @@ async def relay_stream(
         thinking=ex.thinking,
         prompt_tokens=ex.prompt_tokens,
     ) as stream:
-        ticket.release(stream.response.headers)
+        ticket.release(stream.headers)
         async for batch in stream.batches():
             await sink.emit_many(batch)
     if not sink.has_answer():
@@ -151,7 +149,7 @@ async def relay_stream(
     await complete(ex, upstream.name, stream)
 
 
-async def complete(ex: Exchange, name: UpstreamName, stream: UpstreamStream) -> None:
+async def complete(ex: Exchange, name: UpstreamName, stream: Stream) -> None:
     """Record the committed upstream and finish the client response (usage, metadata, [DONE])."""
     call = stream.call
     record = ex.record

@@ -26,7 +26,8 @@ from gateway.errors import UpstreamError
 from gateway.quota.admission import Refusal, Ticket
 from gateway.serving.exchange import Exchange
 from gateway.speculation.window import Window
-from gateway.upstreams import OpenAICompatibleUpstream, UpstreamStream
+from gateway.upstreams import Stream, Upstream
+from gateway.wire.chunk import Chunk
 
 log = logging.getLogger("gateway.speculation")
 
@@ -44,7 +45,7 @@ class _Opened:
 class _Chunks:
     """The chunks of one network read, with each chunk's answer logprobs."""
 
-    chunks: list[dict[str, Any]]
+    chunks: list[Chunk]
     logprobs: list[list[float]]
 
 
@@ -81,7 +82,7 @@ class Lane:
 
     def __init__(
         self,
-        upstream: OpenAICompatibleUpstream,
+        upstream: Upstream,
         role: CallRole,
         label: str,
         window: Window,
@@ -95,7 +96,7 @@ class Lane:
         self.window = window
         self.overrides = dict(overrides or {})
         self.strip_logprobs = strip_logprobs
-        self.stream: UpstreamStream | None = None
+        self.stream: Stream | None = None
         self.refusal: Refusal | None = None
         self.task: asyncio.Task[None] | None = None
         self.stopped = False
@@ -139,10 +140,10 @@ class Race:
                 prompt_tokens=ex.prompt_tokens,
             ) as stream:
                 lane.stream = stream
-                ticket.release(stream.response.headers)
+                ticket.release(stream.headers)
                 await put((lane, _Opened()))
                 async for batch in stream.batches():
-                    logprobs = [take_logprobs(chunk, strip=strip) for chunk in batch]
+                    logprobs = [take_logprobs(chunk.data, strip=strip) for chunk in batch]
                     await put((lane, _Chunks(batch, logprobs)))
         except UpstreamError as exc:
             log.info("%s %s failed: %s", ex.request_id, lane.label, exc.message)
@@ -229,7 +230,7 @@ class Race:
             if lane.task is not None:
                 lane.task.cancel()
 
-    async def commit(self, lane: Lane) -> UpstreamStream:
+    async def commit(self, lane: Lane) -> Stream:
         """Send `lane`'s window to the client, then the rest of its stream as it arrives.
 
         Returns the finished stream; raises the lane's UpstreamError if it failed.

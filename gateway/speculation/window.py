@@ -9,38 +9,11 @@ reasoning.
 
 from __future__ import annotations
 
-from typing import Any
-
 from gateway.accounting.tokens import estimate_completion_tokens
 from gateway.errors import UpstreamError
 from gateway.speculation.verdict import Answer, ToolCall
 from gateway.wire.assembly import Assembly, ChoiceParts
-
-
-def answer_size(chunk: dict[str, Any]) -> int:
-    """Characters of answer content and tool-call fragments in a chunk (0: no answer)."""
-    size = 0
-    for choice in chunk.get("choices") or ():
-        delta = choice.get("delta") if isinstance(choice, dict) else None
-        if not isinstance(delta, dict):
-            continue
-        text = delta.get("content")
-        if isinstance(text, str):
-            size += len(text)
-        for call in delta.get("tool_calls") or ():
-            fn = call.get("function") if isinstance(call, dict) else None
-            if isinstance(fn, dict):
-                size += len(str(fn.get("name") or "")) + len(str(fn.get("arguments") or "")) or 1
-    return size
-
-
-def has_reasoning(chunk: dict[str, Any]) -> bool:
-    """Whether a chunk carries reasoning text."""
-    for choice in chunk.get("choices") or ():
-        delta = choice.get("delta") if isinstance(choice, dict) else None
-        if isinstance(delta, dict) and delta.get("reasoning_content"):
-            return True
-    return False
+from gateway.wire.chunk import Chunk
 
 
 def answer_of(parts: ChoiceParts, *, complete: bool) -> Answer:
@@ -55,7 +28,7 @@ class Window:
 
     def __init__(self, limit: int | None) -> None:
         self.limit = limit
-        self.chunks: list[dict[str, Any]] = []
+        self.chunks: list[Chunk] = []
         self.assembly = Assembly()
         self.logprobs: list[float] = []
         self.error: UpstreamError | None = None
@@ -99,16 +72,16 @@ class Window:
         """Not failed and not an empty finished answer."""
         return self.error is None and not (self.finished and not self.has_answer)
 
-    def add(self, chunk: dict[str, Any], logprobs: list[float]) -> None:
+    def add(self, chunk: Chunk, logprobs: list[float]) -> None:
         self._marks.append(self.tokens)
         self.chunks.append(chunk)
-        size = answer_size(chunk)
+        size = chunk.answer_chars
         if not size and not self.reasoning:
-            self.reasoning = has_reasoning(chunk)
+            self.reasoning = chunk.reasoning_events > 0
         if self.full:
             self._cut = self._cut or size > 0
             return
-        self.assembly.add_chunk(chunk)
+        self.assembly.add_chunk(chunk.data)
         if size:
             self._chars += size
             self._events += 1
@@ -122,5 +95,5 @@ class Window:
         for before, chunk in zip(self._marks, self.chunks, strict=True):
             if before >= tokens:
                 break
-            head.add_chunk(chunk)
+            head.add_chunk(chunk.data)
         return answer_of(head.first(), complete=False)

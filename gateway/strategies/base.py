@@ -12,7 +12,7 @@ from gateway.quota.admission import UpstreamGate
 from gateway.router import Router
 from gateway.router.learning import Learning
 from gateway.serving.exchange import Exchange
-from gateway.upstreams import OpenAICompatibleUpstream
+from gateway.upstreams import Upstream
 
 if TYPE_CHECKING:  # the adaptive strategy's module imports this one
     from gateway.strategies.adaptive import AdaptiveSwitch
@@ -23,7 +23,7 @@ class StrategyContext:
     """What a strategy may use, shared by every request of one app."""
 
     config: GatewayConfig
-    upstreams: Mapping[UpstreamName, OpenAICompatibleUpstream]
+    upstreams: Mapping[UpstreamName, Upstream]
     gate: UpstreamGate
     # adaptive_cerebras' switch, one per app (it listens to the app's gate for 429s).
     adaptive: AdaptiveSwitch

@@ -1,4 +1,11 @@
-"""Upstreams by config `kind`: one module per provider, all behind OpenAICompatibleUpstream."""
+"""Upstreams by config `kind`: callers use the `Upstream` protocol; each provider's quirks live
+in its own module on top of the shared OpenAI-compatible base.
+
+- protocol: what callers see (`Upstream`, `Stream`); fake: an in-process Upstream for unit tests
+- base: one call's request and settlement; cerebras, llamacpp: the providers' quirks
+- stream: SSE reading into normalised chunks; errors: statuses and bodies to gateway errors
+- billing: what a call is billed for; health: probes; client: the aiohttp session
+"""
 
 from __future__ import annotations
 
@@ -6,9 +13,12 @@ import aiohttp
 
 from gateway.accounting.records import UpstreamName
 from gateway.config import ModelConfig
-from gateway.upstreams.base import Health, OpenAICompatibleUpstream, UpstreamStream
+from gateway.upstreams.base import OpenAICompatibleUpstream
 from gateway.upstreams.cerebras import CerebrasUpstream
+from gateway.upstreams.health import Health
 from gateway.upstreams.llamacpp import LlamaCppUpstream
+from gateway.upstreams.protocol import Stream, Upstream
+from gateway.upstreams.stream import UpstreamStream
 
 UPSTREAM_KINDS: dict[str, type[OpenAICompatibleUpstream]] = {
     "llamacpp": LlamaCppUpstream,
@@ -32,7 +42,9 @@ __all__ = [
     "Health",
     "LlamaCppUpstream",
     "OpenAICompatibleUpstream",
+    "Stream",
     "UPSTREAM_KINDS",
+    "Upstream",
     "UpstreamStream",
     "build_upstream",
 ]

@@ -24,7 +24,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from gateway.errors import UpstreamError, UpstreamHTTPError
-from gateway.upstreams.base import Health, OpenAICompatibleUpstream, UpstreamStream
+from gateway.upstreams.base import OpenAICompatibleUpstream
+from gateway.upstreams.health import Health
+from gateway.upstreams.stream import UpstreamStream
 
 MAX_TEMPERATURE = 1.5
 HEALTH_CACHE_S = 10.0

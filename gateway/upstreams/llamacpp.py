@@ -23,7 +23,9 @@ from typing import Any
 
 import orjson
 
-from gateway.upstreams.base import Health, OpenAICompatibleUpstream, UpstreamStream
+from gateway.upstreams.base import OpenAICompatibleUpstream
+from gateway.upstreams.health import Health, Probed
+from gateway.upstreams.stream import UpstreamStream
 
 CONTEXT_OVERFLOW_TYPE = "exceed_context_size_error"
 
@@ -71,13 +73,13 @@ class LlamaCppUpstream(OpenAICompatibleUpstream):
             root = root[: -len("/v1")]
         return root + "/health"
 
-    def health_from(self, status: int, raw: bytes, latency_ms: float) -> Health:
-        if status == 503:
+    def health_from(self, probed: Probed) -> Health:
+        if probed.status == 503:
             try:
-                payload = orjson.loads(raw)
+                payload = orjson.loads(probed.raw)
             except orjson.JSONDecodeError:
                 payload = None
             error = payload.get("error") if isinstance(payload, dict) else None
             message = error.get("message", "") if isinstance(error, dict) else ""
-            return Health("loading", str(message or "model loading"), latency_ms)
-        return super().health_from(status, raw, latency_ms)
+            return Health("loading", str(message or "model loading"), probed.latency_ms)
+        return super().health_from(probed)

@@ -1,6 +1,7 @@
 """Where an answer goes: an SSE stream or one JSON body, both keeping the wire contract.
 
-A sink is handed the committed upstream's normalised chunks. It owns everything the client sees:
+A sink is handed the committed upstream's normalised chunks (gateway.wire.chunk), whose facts it
+reads instead of walking their choices again. It owns everything the client sees:
 one response id, the role chunk first, `finish_reason` in its own empty-delta chunk, exactly one
 usage chunk (only when asked for), the gateway metadata on the final chunk, one `[DONE]`.
 
@@ -22,6 +23,7 @@ from aiohttp import web
 
 from gateway.errors import GatewayError
 from gateway.wire.assembly import Assembly
+from gateway.wire.chunk import Chunk, sent_choices
 from gateway.wire.event_stream import EventStream
 
 BeforeDone = Callable[[], Awaitable[None]]
@@ -38,9 +40,9 @@ class Sink(Protocol):
 
     async def begin(self) -> None: ...
 
-    async def emit(self, chunk: dict[str, Any]) -> None: ...
+    async def emit(self, chunk: Chunk) -> None: ...
 
-    async def emit_many(self, chunks: list[dict[str, Any]]) -> None:
+    async def emit_many(self, chunks: list[Chunk]) -> None:
         """`emit` for chunks that arrived together; a stream writes them in one go."""
         ...
 
@@ -155,64 +157,43 @@ class StreamSink:
             chunk["usage"] = None
         return chunk
 
-    async def emit(self, chunk: dict[str, Any]) -> None:
+    async def emit(self, chunk: Chunk) -> None:
         event = self._encode(chunk)
         if event is not None:
             await self._write_content(event)
 
-    async def emit_many(self, chunks: list[dict[str, Any]]) -> None:
+    async def emit_many(self, chunks: list[Chunk]) -> None:
         events = [e for e in map(self._encode, chunks) if e is not None]
         if events:
             await self._write_content(events[0] if len(events) == 1 else b"".join(events))
 
-    def _encode(self, chunk: dict[str, Any]) -> bytes | None:
+    def _encode(self, chunk: Chunk) -> bytes | None:
         """The client event for an upstream chunk, or None when it carries nothing to send
         (role-only deltas; finish_reason is held back for the final chunk)."""
-        choices = chunk.get("choices")
-        if not isinstance(choices, list):
+        for index, reason in chunk.finish:
+            self.finish_reasons[index] = reason
+        if not chunk.shown:
             return None
-        kept: list[dict[str, Any]] = []
-        for position, choice in enumerate(choices):
-            index = choice.get("index", position)
-            reason = choice.get("finish_reason")
-            if reason:
-                self.finish_reasons[index] = str(reason)
-            choice["finish_reason"] = None
-            choice.setdefault("index", index)
-            delta = choice.get("delta")
-            if not isinstance(delta, dict):
-                continue
-            delta.pop("role", None)
-            text = delta.get("content")
-            calls = delta.get("tool_calls")
-            if not (text or calls):
-                if not delta.get("reasoning_content"):
-                    continue
-                self.in_reasoning = True
-            else:
-                self.in_reasoning = False
-                self.answer_choices.add(index)
-            if calls:
-                self.tool_call_indexes.add(index)
-                for call in calls:
-                    if isinstance(call, dict) and not isinstance(call.get("function"), dict):
-                        call["function"] = {}
-            if isinstance(text, str) and text:
-                self.text_parts.append(text)
-            self.content_choices.add(index)
-            kept.append(choice)
-        if not kept:
-            return None
-        if not self.model_name and isinstance(chunk.get("model"), str):
-            self.model_name = chunk["model"]
-        chunk["choices"] = kept
-        chunk["id"] = self.response_id
-        chunk["object"] = "chat.completion.chunk"
-        chunk["created"] = self.created
-        chunk["model"] = self.model_name
+        self.content_choices.update(chunk.shown)
+        if chunk.answer:
+            self.answer_choices.update(chunk.answer)
+        if chunk.tools:
+            self.tool_call_indexes.update(chunk.tools)
+        if chunk.text:
+            self.text_parts.append(chunk.text)
+        self.in_reasoning = chunk.in_reasoning
+        data = chunk.data
+        if not self.model_name and isinstance(data.get("model"), str):
+            self.model_name = data["model"]
+        if chunk.rebuild is not None:
+            data["choices"] = sent_choices(chunk)
+        data["id"] = self.response_id
+        data["object"] = "chat.completion.chunk"
+        data["created"] = self.created
+        data["model"] = self.model_name
         if self.include_usage:
-            chunk["usage"] = None
-        return b"data: " + orjson.dumps(chunk) + b"\n\n"
+            data["usage"] = None
+        return b"data: " + orjson.dumps(data) + b"\n\n"
 
     async def _write_content(self, data: bytes) -> None:
         if not self.committed:
@@ -293,8 +274,8 @@ class KeepingStreamSink(StreamSink):
         super().__init__(request, **kwargs)
         self.kept = Assembly()
 
-    def _encode(self, chunk: dict[str, Any]) -> bytes | None:
-        self.kept.add_chunk(chunk)  # before _encode, which clears finish_reason in place
+    def _encode(self, chunk: Chunk) -> bytes | None:
+        self.kept.add_chunk(chunk.data)  # before _encode, which replaces the sent choices
         return super()._encode(chunk)
 
     def reset(self) -> None:
@@ -319,14 +300,15 @@ class CollectSink:
     async def begin(self) -> None:
         return None
 
-    async def emit(self, chunk: dict[str, Any]) -> None:
-        if isinstance(chunk.get("model"), str) and not self.model_name:
-            self.model_name = chunk["model"]
-        self.assembly.add_chunk(chunk)
-        if self.first_content_at is None and self.assembly.has_answer():
+    async def emit(self, chunk: Chunk) -> None:
+        data = chunk.data
+        if not self.model_name and isinstance(data.get("model"), str):
+            self.model_name = data["model"]
+        self.assembly.add_chunk(data)
+        if self.first_content_at is None and chunk.answer and self.assembly.has_answer():
             self.first_content_at = time.monotonic()
 
-    async def emit_many(self, chunks: list[dict[str, Any]]) -> None:
+    async def emit_many(self, chunks: list[Chunk]) -> None:
         for chunk in chunks:
             await self.emit(chunk)
 

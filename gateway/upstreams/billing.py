@@ -1,0 +1,91 @@
+"""What one upstream call is billed for: the upstream's reported usage, else an estimate.
+
+The estimates are gateway.accounting.tokens' own (a cancelled or cut call reports no usage): the
+prompt from the request body's size at the upstream's learned characters per token
+(gateway.accounting.ratio), the completion from what was streamed. A completed call's reported
+usage teaches the ratio.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.accounting.ratio import CharsPerToken
+from gateway.accounting.records import UpstreamCall
+from gateway.accounting.tokens import PromptMemo, estimate_completion_tokens
+from gateway.wire.chunk import Chunk
+
+
+@dataclass(slots=True)
+class Tally:
+    """Characters and content-bearing events streamed so far, from each chunk's facts."""
+
+    content_chars: int = 0
+    content_events: int = 0
+    reasoning_chars: int = 0
+    reasoning_events: int = 0
+
+    def add(self, chunk: Chunk) -> None:
+        if chunk.chars:
+            self.content_chars += chunk.chars
+            self.content_events += chunk.char_events
+        if chunk.reasoning_chars:
+            self.reasoning_chars += chunk.reasoning_chars
+            self.reasoning_events += chunk.reasoning_events
+
+
+def bill(
+    call: UpstreamCall,
+    status: str,
+    usage: dict[str, Any] | None,
+    tally: Tally,
+    prompt: PromptMemo,
+    ratio: CharsPerToken,
+) -> UpstreamCall:
+    """Fill `call` with its end `status` and billed tokens: `usage` as reported (a completed
+    call's also teaches `ratio`), or estimated from the prompt at `ratio` and the `tally` of what
+    was streamed."""
+    call.status = status  # type: ignore[assignment]
+    if usage is not None:
+        call.prompt_tokens = _int(usage.get("prompt_tokens"))
+        call.completion_tokens = _int(usage.get("completion_tokens"))
+        details = usage.get("prompt_tokens_details")
+        if isinstance(details, dict):
+            call.cached_tokens = _int(details.get("cached_tokens"))
+        call.estimated = False
+        if status == "ok":
+            ratio.learn(prompt, call.prompt_tokens)
+    else:
+        call.prompt_tokens = ratio.prompt_tokens(prompt.size())
+        call.completion_tokens = estimate_completion_tokens(
+            tally.content_chars, tally.content_events
+        )
+        call.estimated = True
+    call.reasoning_tokens = _reasoning_tokens(usage, tally, call.completion_tokens)
+    return call
+
+
+def bill_unanswered(call: UpstreamCall, prompt: PromptMemo, ratio: CharsPerToken) -> None:
+    """A call cancelled before its response headers: the prompt may already be processed and
+    billed, so it is estimated at the learned ratio."""
+    call.status = "cancelled"
+    call.prompt_tokens = ratio.prompt_tokens(prompt.size())
+    call.estimated = True
+
+
+def _reasoning_tokens(usage: dict[str, Any] | None, tally: Tally, completion_tokens: int) -> int:
+    """The upstream's reasoning_tokens when its usage has them, else estimated from the
+    streamed reasoning text; never more than the completion."""
+    details = (usage or {}).get("completion_tokens_details")
+    reported = details.get("reasoning_tokens") if isinstance(details, dict) else None
+    if isinstance(reported, int) and not isinstance(reported, bool) and reported >= 0:
+        return min(reported, completion_tokens)
+    if not tally.reasoning_chars:
+        return 0
+    estimate = estimate_completion_tokens(tally.reasoning_chars, tally.reasoning_events)
+    return min(estimate, completion_tokens)
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
