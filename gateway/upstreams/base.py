@@ -28,7 +28,7 @@ from gateway.config import ModelConfig
 from gateway.errors import UpstreamError, UpstreamHTTPError, UpstreamTimeout
 from gateway.ratelimit import RateLimitWatcher
 from gateway.upstreams import errors
-from gateway.upstreams.billing import bill_unanswered
+from gateway.upstreams.billing import bill_unanswered, settled_on_exit
 from gateway.upstreams.client import request_timeout
 from gateway.upstreams.health import (
     Health,
@@ -58,6 +58,16 @@ CLIENT_REASONING_FIELDS = (
 _TEMPLATE_REASONING_KEYS = ("enable_thinking", "thinking", "reasoning_effort")
 # Statuses with which an upstream refuses a parameter it does not know.
 _PARAMETER_REFUSALS = (400, 422)
+
+
+def streamed_body(client_body: Mapping[str, Any], model: str) -> dict[str, Any]:
+    """The upstream request: the client's fields untouched, except those the gateway owns (it
+    always streams, with usage, from `model`)."""
+    body = {k: v for k, v in client_body.items() if k not in _GATEWAY_FIELDS}
+    body["model"] = model
+    body["stream"] = True
+    body["stream_options"] = {"include_usage": True}
+    return body
 
 
 def client_sets_reasoning(body: Mapping[str, Any]) -> bool:
@@ -102,12 +112,7 @@ class OpenAICompatibleUpstream:
     # --- provider quirks (overridden per upstream) -------------------------------------------
 
     def build_body(self, client_body: Mapping[str, Any]) -> dict[str, Any]:
-        """The upstream request: the client's fields untouched, except those the gateway owns."""
-        body = {k: v for k, v in client_body.items() if k not in _GATEWAY_FIELDS}
-        body["model"] = self.config.model
-        body["stream"] = True
-        body["stream_options"] = {"include_usage": True}
-        return body
+        return streamed_body(client_body, self.config.model)
 
     def headers(self) -> dict[str, str]:
         """Request headers: this upstream's own key only; nothing of the client's is forwarded."""
@@ -249,18 +254,9 @@ class OpenAICompatibleUpstream:
                 raise errors.tag(errors.connect_error(self.name, exc), call) from None
             call.http_status = response.status
             stream = UpstreamStream(self, response, call, prompt_tokens, first_deadline)
-            status = "cancelled"
-            try:
+            async with settled_on_exit(stream):
                 yield stream
-                finished = stream.saw_done or bool(stream.finish_reasons)
-                status = "ok" if finished else "cancelled"
-            except UpstreamError as exc:
-                status = exc.call_status
-                raise errors.tag(exc, call) from exc.__cause__
-            finally:
-                error = call.error
-                stream.settle(status)
-                call.error = error
+            finished = stream.finished
         finally:
             if response is not None:
                 if finished and stream.fully_read:

@@ -8,12 +8,16 @@ usage teaches the ratio.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from gateway.accounting.ratio import CharsPerToken
 from gateway.accounting.records import UpstreamCall
 from gateway.accounting.tokens import PromptMemo, estimate_completion_tokens
+from gateway.errors import UpstreamError
+from gateway.upstreams.errors import tag
 from gateway.wire.chunk import Chunk
 
 
@@ -64,6 +68,39 @@ def bill(
         call.estimated = True
     call.reasoning_tokens = _reasoning_tokens(usage, tally, call.completion_tokens)
     return call
+
+
+class Billable(Protocol):
+    """An open stream as its settlement sees it."""
+
+    @property
+    def call(self) -> UpstreamCall: ...
+
+    @property
+    def finished(self) -> bool:
+        """The upstream ended the answer (`[DONE]` or a finish_reason)."""
+        ...
+
+    def settle(self, status: str) -> UpstreamCall: ...
+
+
+@asynccontextmanager
+async def settled_on_exit(stream: Billable) -> AsyncIterator[None]:
+    """Settle `stream`'s call when the block exits: `ok` when the upstream finished the answer,
+    the error's status when an UpstreamError ends it (tagged onto the call), else `cancelled`
+    (the caller left early). An error the call already carries is kept."""
+    status = "cancelled"
+    call = stream.call
+    try:
+        yield
+        status = "ok" if stream.finished else "cancelled"
+    except UpstreamError as exc:
+        status = exc.call_status
+        raise tag(exc, call) from exc.__cause__
+    finally:
+        error = call.error
+        stream.settle(status)
+        call.error = error
 
 
 def bill_unanswered(call: UpstreamCall, prompt: PromptMemo, ratio: CharsPerToken) -> None:

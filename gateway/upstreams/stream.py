@@ -165,6 +165,11 @@ class UpstreamStream:
             pass
 
     @property
+    def finished(self) -> bool:
+        """The upstream ended the answer (`[DONE]` or a finish_reason)."""
+        return self.saw_done or bool(self.finish_reasons)
+
+    @property
     def fully_read(self) -> bool:
         """Whether the HTTP body was read to its end (the connection may then be reused)."""
         return self.response.content.at_eof()
