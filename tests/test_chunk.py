@@ -16,7 +16,7 @@ def test_a_plain_content_chunk_is_sent_as_it_is() -> None:
     }
     chunk = read_chunk(data)
     assert (chunk.text, chunk.answer, chunk.shown, chunk.tools) == ("Hi", (0,), (0,), ())
-    assert chunk.rebuild is None and sent_choices(chunk) is data["choices"]
+    assert chunk.plain_text and chunk.rebuild is None and sent_choices(chunk) is data["choices"]
     assert data["choices"][0]["delta"] == {"content": "Hi"}, "the role is the sink's to send"
     assert (chunk.chars, chunk.char_events, chunk.answer_chars) == (2, 1, 2)
 
@@ -31,6 +31,7 @@ def test_a_finish_reason_with_content_is_held_back_but_kept_in_the_data() -> Non
 
 def test_a_choice_without_finish_reason_gets_a_null_one() -> None:
     chunk = read_chunk({"choices": [{"index": 0, "delta": {"content": "x"}}]})
+    assert not chunk.plain_text and chunk.text == "x"
     assert sent_choices(chunk)[0]["finish_reason"] is None
 
 

@@ -203,8 +203,8 @@ class UpstreamStream:
         except MalformedChunk as exc:
             raise UpstreamProtocolError(name, f"{name}: {exc}") from None
         self.tally.add(chunk)
-        for index, reason in chunk.finish:
-            self.finish_reasons[index] = reason
+        if chunk.finish:
+            self.finish_reasons.update(chunk.finish)
         return chunk
 
     def _read_arrived(self) -> None:

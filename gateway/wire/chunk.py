@@ -8,7 +8,6 @@ continuation's echo strip) reads it again.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 _NONE: tuple[int, ...] = ()
@@ -19,7 +18,6 @@ class MalformedChunk(ValueError):
     """A choice that is not a JSON object."""
 
 
-@dataclass(slots=True)
 class Chunk:
     """`answer`, `tools`, `shown`: indexes of the choices with text or a tool call, with a tool
     call, with anything a client is shown (reasoning included). `finish`: (index, reason) pairs.
@@ -28,9 +26,12 @@ class Chunk:
     nothing, or a finish_reason, which the sinks hold back for the final chunk); None: send
     them as they are (`sent_choices`).
     `chars`/`char_events` and `reasoning_chars`/`reasoning_events` feed billing estimates;
-    `answer_chars` counts answer text and tool-call fragments (at least 1 each), never reasoning."""
+    `answer_chars` counts answer text and tool-call fragments (at least 1 each), never reasoning.
+    `plain_text`: one choice, index 0, with answer text only, sent as it is (a `TextChunk`).
 
-    data: dict[str, Any]
+    The facts default to "nothing" at class level: a chunk stores only what it has (one is
+    made per streamed event, so its construction is on the per-chunk path)."""
+
     text: str = ""
     answer: tuple[int, ...] = _NONE
     tools: tuple[int, ...] = _NONE
@@ -43,6 +44,27 @@ class Chunk:
     reasoning_chars: int = 0
     reasoning_events: int = 0
     answer_chars: int = 0
+    plain_text: bool = False
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.data = data
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.__dict__!r})"
+
+
+class TextChunk(Chunk):
+    """Nearly every chunk of an answer: choice 0 with a piece of answer text and nothing else;
+    the other facts follow from that."""
+
+    answer = shown = _FIRST
+    char_events = 1
+    plain_text = True
+
+    def __init__(self, data: dict[str, Any], text: str) -> None:
+        self.data = data
+        self.text = text
+        self.chars = self.answer_chars = len(text)
 
 
 def read_chunk(data: dict[str, Any]) -> Chunk:
@@ -50,27 +72,42 @@ def read_chunk(data: dict[str, Any]) -> Chunk:
     facts. A missing or non-list `choices` counts as none; raise MalformedChunk for a choice
     that is not an object."""
     choices = data.get("choices")
-    chunk = Chunk(data)
     if not isinstance(choices, list) or not choices:
-        return chunk
-    if len(choices) == 1:
-        _read_single(chunk, choices[0])
-    else:
+        return Chunk(data)
+    if len(choices) != 1:
+        chunk = Chunk(data)
         _read_many(chunk, choices)
-    return chunk
+        return chunk
+    choice = choices[0]
+    # Inline, as it runs for nearly every chunk: choice 0 with a piece of answer text only.
+    if isinstance(choice, dict) and choice.get("index") == 0 and "finish_reason" in choice:
+        delta = choice.get("delta")
+        if (
+            choice["finish_reason"] is None
+            and isinstance(delta, dict)
+            and "reasoning_content" not in delta
+            and "tool_calls" not in delta
+        ):
+            text = delta.get("content")
+            if isinstance(text, str) and text:
+                delta.pop("role", None)
+                return TextChunk(data, text)
+    return _read_single(data, choice)
 
 
-def _read_single(chunk: Chunk, choice: Any) -> None:
-    """The common case, one choice, without building index lists."""
+def _read_single(data: dict[str, Any], choice: Any) -> Chunk:
+    """One choice, without building index lists."""
     if not isinstance(choice, dict):
         raise MalformedChunk("malformed choice in stream")
+    delta = choice.get("delta")
     index = _index(choice, 0)
+    chunk = Chunk(data)
     reason = choice.get("finish_reason")
     if reason:
         chunk.finish = ((index, str(reason)),)
-    kind = _read_delta(chunk, choice.get("delta"))
+    kind = _read_delta(chunk, delta)
     if kind is None:
-        return
+        return chunk
     one = _FIRST if index == 0 else (index,)
     chunk.shown = one
     if kind != "reasoning":
@@ -80,6 +117,7 @@ def _read_single(chunk: Chunk, choice: Any) -> None:
     chunk.in_reasoning = kind == "reasoning"
     if not _finish_held(choice):
         chunk.rebuild = _FIRST
+    return chunk
 
 
 def _read_many(chunk: Chunk, choices: list[Any]) -> None:
@@ -125,7 +163,7 @@ def sent_choices(chunk: Chunk) -> list[dict[str, Any]]:
 def _index(choice: dict[str, Any], position: int) -> int:
     """The choice's index (set to its position when missing); its position when not an int."""
     index = choice.setdefault("index", position)
-    return index if isinstance(index, int) and not isinstance(index, bool) else position
+    return index if type(index) is int else position
 
 
 def _finish_held(choice: dict[str, Any]) -> bool:

@@ -170,18 +170,14 @@ class StreamSink:
     def _encode(self, chunk: Chunk) -> bytes | None:
         """The client event for an upstream chunk, or None when it carries nothing to send
         (role-only deltas; finish_reason is held back for the final chunk)."""
-        for index, reason in chunk.finish:
-            self.finish_reasons[index] = reason
-        if not chunk.shown:
-            return None
-        self.content_choices.update(chunk.shown)
-        if chunk.answer:
-            self.answer_choices.update(chunk.answer)
-        if chunk.tools:
-            self.tool_call_indexes.update(chunk.tools)
-        if chunk.text:
+        if chunk.plain_text:
+            if 0 not in self.answer_choices:
+                self.answer_choices.add(0)
+                self.content_choices.add(0)
             self.text_parts.append(chunk.text)
-        self.in_reasoning = chunk.in_reasoning
+            self.in_reasoning = False
+        elif not self._note(chunk):
+            return None
         data = chunk.data
         if not self.model_name and isinstance(data.get("model"), str):
             self.model_name = data["model"]
@@ -194,6 +190,20 @@ class StreamSink:
         if self.include_usage:
             data["usage"] = None
         return b"data: " + orjson.dumps(data) + b"\n\n"
+
+    def _note(self, chunk: Chunk) -> bool:
+        """Take note of any chunk's facts; False when it shows the client nothing."""
+        for index, reason in chunk.finish:
+            self.finish_reasons[index] = reason
+        if not chunk.shown:
+            return False
+        self.content_choices.update(chunk.shown)
+        self.answer_choices.update(chunk.answer)
+        self.tool_call_indexes.update(chunk.tools)
+        if chunk.text:
+            self.text_parts.append(chunk.text)
+        self.in_reasoning = chunk.in_reasoning
+        return True
 
     async def _write_content(self, data: bytes) -> None:
         if not self.committed:
