@@ -30,6 +30,7 @@ from gateway.upstreams.billing import Tally, bill, bill_unanswered, settled_on_e
 from gateway.upstreams.errors import error_object, may_fall_back, tag
 from gateway.upstreams.health import Health, JsonReply
 from gateway.upstreams.protocol import Upstream
+from gateway.upstreams.stream import ChunkStream
 from gateway.wire.chunk import Chunk, read_chunk
 
 
@@ -71,7 +72,7 @@ def http_error(name: str, status: int, message: str = "") -> UpstreamHTTPError:
     return UpstreamHTTPError(name, status, error, fallback_ok=may_fall_back(status))
 
 
-class FakeStream:
+class FakeStream(ChunkStream):
     """One scripted call's open stream (gateway.upstreams.protocol.Stream)."""
 
     def __init__(
@@ -94,14 +95,6 @@ class FakeStream:
     @property
     def finished(self) -> bool:
         return self.saw_done or bool(self.finish_reasons)
-
-    def __aiter__(self) -> AsyncIterator[Chunk]:
-        return self._chunks()
-
-    async def _chunks(self) -> AsyncIterator[Chunk]:
-        async for batch in self.batches():
-            for chunk in batch:
-                yield chunk
 
     async def batches(self) -> AsyncIterator[list[Chunk]]:
         reply = self.reply

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +34,23 @@ if TYPE_CHECKING:
 _TAIL_WAIT_S = 0.05
 
 
-class UpstreamStream:
+class ChunkStream(ABC):
+    """Iterating yields the chunks of `batches()` one by one."""
+
+    @abstractmethod
+    def batches(self) -> AsyncIterator[list[Chunk]]:
+        """The chunks of each network read together."""
+
+    def __aiter__(self) -> AsyncIterator[Chunk]:
+        return self._chunks()
+
+    async def _chunks(self) -> AsyncIterator[Chunk]:
+        async for batch in self.batches():
+            for chunk in batch:
+                yield chunk
+
+
+class UpstreamStream(ChunkStream):
     """An open streamed call. Iterating yields normalised chunks (usage chunks excluded).
 
     After iteration, `usage`, `finish_reasons` and `saw_done` tell how it ended, and `call` holds
@@ -69,14 +86,6 @@ class UpstreamStream:
     def headers(self) -> Mapping[str, str]:
         """The upstream's response headers (its own account of its rate limits)."""
         return self.response.headers
-
-    def __aiter__(self) -> AsyncIterator[Chunk]:
-        return self._chunks()
-
-    async def _chunks(self) -> AsyncIterator[Chunk]:
-        async for batch in self.batches():
-            for chunk in batch:
-                yield chunk
 
     async def batches(self) -> AsyncIterator[list[Chunk]]:
         """The chunks of each network read together, so a relay can write them in one go.
