@@ -841,6 +841,9 @@ def test_prompt_token_estimate() -> None:
         (9 + len(orjson.dumps(tools))) / 4
     )
     assert estimate_prompt_tokens({"messages": [{"role": "user", "content": ""}]}) == 1
+    for odd in (True, 1.0, "calls", {"name": "f"}):  # found by tests/test_fuzz.py
+        odd_calls = {"messages": [{"role": "system", "content": "abcd", "tool_calls": odd}]}
+        assert estimate_prompt_tokens(odd_calls) == 1, "tool_calls that are not a list count 0"
     for text in ("", "a", " lead", "a  b\n\nc ", "x\ty"):
         assert "".join(split_tokens(text)) == text
     assert split_tokens("Hi there, friend.") == ["Hi", " there,", " friend."]

@@ -103,7 +103,8 @@ def estimate_prompt_tokens(body: dict[str, Any]) -> int:
         if not isinstance(message, dict):
             continue
         chars += len(content_text(message.get("content")))
-        for call in message.get("tool_calls") or []:
+        calls = message.get("tool_calls")
+        for call in calls if isinstance(calls, list) else ():
             function = call.get("function") if isinstance(call, dict) else None
             if isinstance(function, dict):
                 chars += len(str(function.get("name", ""))) + len(
