@@ -12,6 +12,7 @@ import pytest
 from aiohttp import web
 from yarl import URL
 
+from gateway.wire.chunk import read_chunk
 from gateway.wire.event_stream import PING, EventStream
 from gateway.wire.sinks import StreamSink
 
@@ -103,7 +104,9 @@ async def test_the_end_of_a_stream_takes_two_writes(
 
     async def handler(request: web.Request) -> web.StreamResponse:
         sink = StreamSink(request, response_id="chatcmpl-1", include_usage=True, headers={})
-        await sink.emit({"model": "m", "choices": [{"index": 0, "delta": {"content": "hi"}}]})
+        await sink.emit(
+            read_chunk({"model": "m", "choices": [{"index": 0, "delta": {"content": "hi"}}]})
+        )
         transport = request.transport
         assert transport is not None
         write, writelines = transport.write, transport.writelines
