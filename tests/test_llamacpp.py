@@ -220,8 +220,9 @@ SPECULATIVE = {
 }
 SPEC_PROMPT = "Describe the sea in three sentences."
 SPEC_MAX_TOKENS = 32  # a draft well past the 8-token window, and quick to generate
-# A verifier answer that shares nothing with any English draft.
-UNRELATED = " ".join(["ZQX"] * 40)
+# A verifier answer that shares nothing with any English draft; long enough (about 7 s at 15
+# tokens/s) that a draft starved of CPU still fills its window before the verifier finishes.
+UNRELATED = " ".join(["ZQX"] * 100)
 
 
 def slow_verifier(sim: SimServer, answer: str, tps: float) -> None:
@@ -255,7 +256,9 @@ async def test_speculative_accepts_real_draft_when_verifier_agrees(
     """speculative_decoding, accept path: the verifier agrees with the real greedy draft; the
     client gets the draft once, in order, and the verify stream is cancelled at the verdict."""
     draft = await _greedy_draft(llama_server.root)
-    slow_verifier(cerebras_sim, draft, tps=5.0)  # cancelled at the verdict, so slow costs nothing
+    # Cancelled at the verdict, so slow costs nothing; slow enough that a draft starved of CPU
+    # still fills its window before the verifier has finished (else `verify_complete` decides).
+    slow_verifier(cerebras_sim, draft, tps=3.0)
     gw = await real_gateway("speculative_decoding", speculative_decoding=SPECULATIVE)
     async with aiohttp.ClientSession() as session:
         reply = await post_stream(
