@@ -5,6 +5,7 @@ restart. The Cline loop without node: the recorded turns replayed through the ga
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import logging
 from pathlib import Path
@@ -52,6 +53,17 @@ def test_fingerprint_differs_by_first_message_and_system_prompt() -> None:
     later = [*base, {"role": "assistant", "content": "hi"}, {"role": "user", "content": "more"}]
     assert fingerprint(base) == fingerprint(later)
     assert len({fingerprint(base), fingerprint(other_ask), fingerprint(other_system)}) == 3
+
+
+def test_fingerprint_keeps_the_keys_learning_db_already_holds() -> None:
+    """The system prompt's hash is cached across requests; keys must stay what they were."""
+    messages = [{"role": "system", "content": "S é"}, {"role": "user", "content": "say hello"}]
+    expected = hashlib.sha256("S é\x00say hello\x00".encode()).hexdigest()[:32]
+    assert fingerprint(messages) == "fp:" + expected
+    again = [{"role": "system", "content": "".join(["S", " é"])}, messages[1]]  # a new str
+    assert fingerprint(again) == "fp:" + expected
+    other = [messages[0], {"role": "user", "content": "say goodbye"}]
+    assert fingerprint(other) != fingerprint(messages)
 
 
 def test_fingerprint_reads_text_parts() -> None:

@@ -10,6 +10,7 @@ resets what was known about the key (gateway.router.escalation).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from collections.abc import Mapping, Sequence
@@ -30,6 +31,16 @@ def _digest(*parts: str) -> str:
     return h.hexdigest()[:32]
 
 
+@functools.lru_cache(maxsize=64)
+def _system_state(system: str) -> hashlib._Hash:
+    """The sha256 state after the system prompt: an agent resends the same ~40 KB prompt on
+    every turn, so it is hashed once (a str's own hash and equality are far cheaper)."""
+    h = hashlib.sha256()
+    h.update(system.encode("utf-8", "surrogatepass"))
+    h.update(b"\x00")
+    return h
+
+
 def fingerprint(messages: Sequence[Any]) -> str:
     """A stable hash of the system prompt(s) before the first user message and that message."""
     system: list[str] = []
@@ -43,7 +54,10 @@ def fingerprint(messages: Sequence[Any]) -> str:
         elif role == "user":
             first_user = message_text(message.get("content"))
             break
-    return "fp:" + _digest("\n".join(system), first_user)
+    h = _system_state("\n".join(system)).copy()
+    h.update(first_user.encode("utf-8", "surrogatepass"))
+    h.update(b"\x00")
+    return "fp:" + h.hexdigest()[:32]
 
 
 def conversation_key(body: Mapping[str, Any], headers: Mapping[str, str] | None = None) -> str:
