@@ -14,7 +14,7 @@ import pytest
 
 from gateway.accounting.ledger import Ledger, LedgerError
 from gateway.accounting.records import RequestRecord
-from gateway.router.labels import LINGER_S, ConversationRow, LearningStore, TurnRow
+from gateway.router.labels import LearningStore, TurnRow
 from gateway.router.store import RouterStore
 from gateway.storage.connection import connect
 from gateway.storage.writer import Write, WriteBehind
@@ -218,51 +218,3 @@ def test_a_failed_after_batch_step_keeps_the_writes_and_the_thread(
     writer.put(Write(INSERT, ("next",)))
     writer.stop()
     assert names(path) == ["kept", "next"]
-
-
-async def test_learning_rows_of_many_requests_share_one_commit_within_the_linger(
-    tmp_path: Path,
-) -> None:
-    """Turn and conversation rows change on every request: under a running loop they wait up to
-    LINGER_S, the newest per row, and then commit together; flush and close write them at once."""
-    path = str(tmp_path / "learning.db")
-    store = LearningStore(path)
-    store.load(ttl_seconds=3600, max_rows=1000)
-    writer = store._writer
-    assert writer is not None
-    now = time.time()
-    for i in range(40):  # 40 requests of one conversation: a turn each, the conversation twice
-        store.put_conversation(ConversationRow("conv", None, None, i, None, None, now))
-        store.put_turn(TurnRow(f"r{i}", "conv", i + 1, "local", now))
-        store.put_conversation(ConversationRow("conv", f"r{i}", "local", i + 1, None, None, now))
-    await asyncio.sleep(0.05)
-    assert writer.commits == 0, "nothing is written before the linger ends"
-    await asyncio.sleep(LINGER_S + 0.5)
-    await asyncio.to_thread(writer.flush_blocking, 10)
-    assert writer.commits == 1, "one commit for every row that changed"
-    store.put_turn(TurnRow("late", "conv", 41, "local", now))
-    store.flush()  # at once, without waiting for the linger
-    assert writer.commits == 2
-    store.put_conversation(ConversationRow("conv", "last", "cerebras", 42, None, None, now))
-    store.close()
-    reopened = LearningStore(path)
-    loaded = reopened.load(ttl_seconds=3600, max_rows=1000)
-    reopened.close()
-    assert sorted(t.request_id for t in loaded.turns) == sorted(
-        [f"r{i}" for i in range(40)] + ["late"]
-    )
-    [conversation] = loaded.conversations
-    assert (conversation.last_request_id, conversation.last_turn) == ("last", 42)
-
-
-async def test_a_dropped_conversation_is_not_written_back_by_the_linger(tmp_path: Path) -> None:
-    path = str(tmp_path / "learning.db")
-    store = LearningStore(path)
-    store.load(ttl_seconds=3600, max_rows=1000)
-    store.put_conversation(ConversationRow("gone", None, None, 1, None, None, time.time()))
-    store.drop_conversation("gone")
-    store.close()
-    reopened = LearningStore(path)
-    loaded = reopened.load(ttl_seconds=3600, max_rows=1000)
-    reopened.close()
-    assert loaded.conversations == []

@@ -9,16 +9,13 @@ Tables:
 Durability is the ledger's: WAL mode, `synchronous=NORMAL`, the shared write-behind thread
 (gateway.storage.writer) that commits what is queued in one transaction, so the event loop never
 waits on SQLite, and skips a write that fails rather than its whole batch; a `kill -9` loses
-nothing that was committed, a power loss may lose the last commits. Turn and conversation rows,
-which change on every request, are queued at most LINGER_S late, the newest per row, so a request
-costs no commit of its own; a crash loses at most that long of them. Reads happen once, at
+nothing that was committed, a power loss may lose the last commits. Reads happen once, at
 start-up (`load`). Rows older than the TTL are deleted at start-up, and at most `max_rows` turns
 are kept; labels, a record of what the router learned from, are kept up to MAX_LABELS, the newest.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -32,8 +29,6 @@ from gateway.storage.writer import Write, WriteBehind
 log = logging.getLogger("gateway.router.labels")
 
 STORE_NAME = "learning.db"
-# How late a turn or conversation row may be queued for writing (see the module docstring).
-LINGER_S = 1.0
 SOURCES = ("agent_loop", "feedback", "verify_sample")
 
 _SCHEMA = """
@@ -96,9 +91,6 @@ class LearningStore:
     def __init__(self, path: str) -> None:
         self.path = path
         self._writer: WriteBehind | None = None
-        # Rows waiting for the linger timer, the newest per (table, key).
-        self._lingering: dict[tuple[str, str], Write] = {}
-        self._timer: asyncio.TimerHandle | None = None
 
     @property
     def persistent(self) -> bool:
@@ -149,15 +141,13 @@ class LearningStore:
         return LoadedState(turns, conversations, counts)
 
     def put_turn(self, row: TurnRow) -> None:
-        self._put_later(
-            "turns",
+        self._put(
             "INSERT OR REPLACE INTO turns VALUES (?, ?, ?, ?, ?)",
             (row.request_id, row.conversation, row.turn, row.model_used, row.time),
         )
 
     def put_conversation(self, row: ConversationRow) -> None:
-        self._put_later(
-            "conversations",
+        self._put(
             "INSERT OR REPLACE INTO conversations VALUES (?, ?, ?, ?, ?, ?, ?)",
             (
                 row.key,
@@ -171,7 +161,6 @@ class LearningStore:
         )
 
     def drop_conversation(self, key: str) -> None:
-        self._lingering.pop(("conversations", key), None)
         self._put("DELETE FROM conversations WHERE key = ?", (key,))
 
     def put_label(
@@ -194,42 +183,12 @@ class LearningStore:
         if self._writer is not None:
             self._writer.put(Write(sql, params, str(params[0])))
 
-    def _put_later(self, table: str, sql: str, params: tuple[Any, ...]) -> None:
-        """Queue the row within LINGER_S, replacing an older version of it still waiting; at
-        once when no event loop runs (scripts, start-up)."""
-        if self._writer is None:
-            return
-        self._lingering[(table, str(params[0]))] = Write(sql, params, str(params[0]))
-        if self._timer is not None:
-            return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            self.write_lingering()
-            return
-        self._timer = loop.call_later(LINGER_S, self._linger_over)
-
-    def _linger_over(self) -> None:
-        self._timer = None
-        self.write_lingering()
-
-    def write_lingering(self) -> None:
-        """Queue every row still waiting for the linger timer, for the writer's next batch."""
-        lingering, self._lingering = self._lingering, {}
-        if self._writer is not None:
-            for write in lingering.values():
-                self._writer.put(write)
-
     def flush(self) -> None:
-        """Block until everything put so far is committed (tests, shutdown)."""
-        self.write_lingering()
+        """Block until everything queued so far is committed (tests, shutdown)."""
         if self._writer is not None:
             self._writer.flush_blocking(10)
 
     def close(self) -> None:
-        """Commit everything put so far and stop the writer (any thread; a pending linger timer
-        then finds nothing to write)."""
-        self.write_lingering()
         writer, self._writer = self._writer, None
         if writer is not None:
             writer.close()
