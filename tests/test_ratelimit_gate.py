@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 import gateway.quota
-from gateway.accounting.tokens import estimate_prompt_tokens
+from gateway.accounting.ratio import CharsPerToken
+from gateway.accounting.tokens import estimate_prompt_tokens, once
 from gateway.config import BudgetConfig, parse_config
 from gateway.errors import UpstreamHTTPError, UpstreamRateLimited
 from gateway.quota.admission import Refusal
@@ -534,3 +535,30 @@ def test_an_upstream_with_no_known_limit_skips_the_prompt_estimate(
     tokens_window(gate, limit=100_000, remaining=90_000)
     with pytest.raises(AssertionError, match="no known limit"):
         gate.admit("cerebras", BODY)  # a reported limit: the estimate is needed again
+
+
+def test_switch_checks_with_the_estimate_admission_will_use() -> None:
+    """A learned characters-per-token ratio below the rule of thumb's 4 makes a long prompt
+    dearer: the switch must see what admission will see, or it says "cerebras" and the call is
+    then refused (or goes local for a cool-down that admission would not have imposed)."""
+    body = {"model": "m", "messages": [{"role": "user", "content": "word " * 8_000}]}
+    ratio = CharsPerToken()
+    for _ in range(40):
+        ratio.learn(once(body), estimate_prompt_tokens(body) * 2)  # 2 characters per token
+    learned = ratio.estimate(once(body))
+    assert learned() > 1.8 * estimate_prompt_tokens(body)
+
+    def fresh(remaining: float) -> tuple[AdaptiveSwitch, RateLimitGate]:
+        switch, gate, _ = make_switch()
+        tokens_window(gate, 60_000, remaining, reset=50)
+        return switch, gate
+
+    remaining = 35_000  # the 20 % threshold keeps 12,000: ~18,200 fits, ~28,200 does not
+    _, gate = fresh(remaining)
+    assert isinstance(gate.admit("cerebras", body, learned), Refusal), "the learned one won't fit"
+    _, gate = fresh(remaining)
+    assert not isinstance(gate.admit("cerebras", body), Refusal), "the rule of thumb's would"
+    switch, _ = fresh(remaining)
+    assert switch.decide(body, learned)[0] == "local"
+    switch, _ = fresh(remaining)
+    assert switch.decide(body)[0] == "cerebras"

@@ -245,9 +245,14 @@ class RateLimitGate:
             for name, w in gated.watcher.windows.items()
         }
 
-    def check(self, upstream: UpstreamName, body: Mapping[str, Any]) -> Refusal | None:
-        """What `admit` would refuse with right now, reserving nothing."""
-        return self._check(upstream, body, True)[1]
+    def check(
+        self,
+        upstream: UpstreamName,
+        body: Mapping[str, Any],
+        prompt_tokens: PromptEstimate | None = None,
+    ) -> Refusal | None:
+        """What `admit` with the same estimate would refuse with right now, reserving nothing."""
+        return self._check(upstream, body, True, prompt_tokens)[1]
 
     def observe_failure(self, upstream: UpstreamName, error: UpstreamError) -> None:
         """After a 429: no call to `upstream` until its reset (every strategy obeys).

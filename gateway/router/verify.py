@@ -33,7 +33,7 @@ from typing import Any, Final
 
 from gateway.accounting.bill import Bill
 from gateway.accounting.records import RequestRecord
-from gateway.accounting.tokens import estimate_text_tokens
+from gateway.accounting.tokens import estimate_text_tokens, once
 from gateway.config import GatewayConfig
 from gateway.errors import UpstreamError
 from gateway.quota.admission import Refusal, UpstreamGate, settled
@@ -181,7 +181,8 @@ class VerifySampler:
         body.pop("max_tokens", None)
         body.pop("n", None)
         body["max_completion_tokens"] = sample.cap
-        admission = await settled(self.gate.admit(name, body))
+        estimate = self.upstream.chars_per_token.estimate(once(body))
+        admission = await settled(self.gate.admit(name, body, estimate))
         if isinstance(admission, Refusal):
             self.counts["refused"] += 1
             log.info("req=%s verification sample skipped: %s", sample.request_id,

@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from gateway.accounting.records import UpstreamCall, UpstreamName
+from gateway.accounting.tokens import once
 from gateway.accounting.usage import client_usage
 from gateway.errors import UpstreamError
 from gateway.quota.admission import Refusal, settled
@@ -129,7 +130,8 @@ async def continue_stream(ex: Exchange, failed: UpstreamError) -> bool:
     body: dict[str, Any] = {}
     if why is None:
         body = continuation_body(ex.body, prefill, at_tokens)
-        admission = await settled(ex.gate.admit(target, body))
+        estimate = ex.upstreams[target].chars_per_token.estimate(once(body))
+        admission = await settled(ex.gate.admit(target, body, estimate))
         if isinstance(admission, Refusal):
             why = admission.reason
     if why is not None:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from gateway.accounting.records import RequestRecord, UpstreamName
-from gateway.accounting.tokens import PromptMemo, once
+from gateway.accounting.tokens import PromptEstimate, PromptMemo, once
 from gateway.config import GatewayConfig, ThinkingMode
 from gateway.quota.admission import OpenGate, UpstreamGate
 from gateway.upstreams import Upstream
@@ -47,6 +47,11 @@ class Exchange:
 
     def __post_init__(self) -> None:
         self.prompt_tokens = once(self.body)
+
+    def prompt_estimate(self, name: UpstreamName) -> PromptEstimate:
+        """`body`'s prompt tokens as `name` counts them (its learned characters per token): the
+        one estimate every admission of this request to `name` uses."""
+        return self.upstreams[name].chars_per_token.estimate(self.prompt_tokens)
 
     @property
     def thinking(self) -> ThinkingMode | None:

@@ -51,8 +51,7 @@ async def serve(ex: Exchange, route: Sequence[UpstreamName], *, reason: str) -> 
             continue
         if failures and not ex.fallback_allowed(name):
             continue
-        estimate = upstream.chars_per_token.estimate(ex.prompt_tokens)
-        admission = await settled(ex.gate.admit(name, ex.body, estimate))
+        admission = await settled(ex.gate.admit(name, ex.body, ex.prompt_estimate(name)))
         if isinstance(admission, Refusal):
             log.info("%s skipping %s: %s", ex.request_id, name, admission.reason)
             failures.append(admission)

@@ -150,7 +150,7 @@ class Speculation:
         upstream = self.ex.upstreams[name]
         if not upstream.enabled:
             return None
-        estimate = upstream.chars_per_token.estimate(self.ex.prompt_tokens)
+        estimate = self.ex.prompt_estimate(name)
         return await settled(self.ex.gate.admit(upstream.name, self.ex.body, estimate))
 
     def _start_draft(self, race: Race, index: int, admission: Ticket | Refusal | None) -> Lane:

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
 from gateway.accounting.records import UpstreamName
+from gateway.accounting.tokens import PromptEstimate
 from gateway.config import AdaptiveConfig
 from gateway.quota.gate import RateLimitGate
 from gateway.serving.exchange import Exchange
@@ -79,11 +80,14 @@ class AdaptiveSwitch:
         reset = remote.get("reset_at")
         self.reset_at = None if reset is None else float(reset) + offset
 
-    def decide(self, body: Mapping[str, Any]) -> tuple[UpstreamName, str]:
-        """The upstream to try first for this request and the reason (for metadata and log)."""
+    def decide(
+        self, body: Mapping[str, Any], prompt_tokens: PromptEstimate | None = None
+    ) -> tuple[UpstreamName, str]:
+        """The upstream to try first for this request and the reason (for metadata and log);
+        `prompt_tokens` is the estimate the request's admission will use."""
         now = self.gate.clock()
         if self.state == "cerebras":
-            refusal = self.gate.check(self.upstream, body)
+            refusal = self.gate.check(self.upstream, body, prompt_tokens)
             if refusal is None:
                 return self.upstream, f"adaptive_cerebras: cerebras ({self._headroom()})"
             self._to_local(now, refusal.reason, refusal.retry_after)
@@ -105,7 +109,7 @@ class AdaptiveSwitch:
                 f"local, cool-down over; waiting for fresh rate-limit headers or the reset "
                 f"in {wait:.1f}s"
             )
-        refusal = self.gate.check(self.upstream, body)
+        refusal = self.gate.check(self.upstream, body, prompt_tokens)
         if refusal is not None:
             self._to_local(now, f"still limited: {refusal.reason}", refusal.retry_after)
             return self._local(f"stays local for {self.cool_down:g}s ({self.reason})")
@@ -193,7 +197,8 @@ class AdaptiveCerebras:
     async def run(self, ex: Exchange) -> None:
         if self.switch.shared:  # another replica may have switched meanwhile
             await self.switch.pull()
-        first, reason = self.switch.decide(ex.body)
+        estimate = ex.prompt_estimate(self.switch.upstream)
+        first, reason = self.switch.decide(ex.body, estimate)
         route: tuple[UpstreamName, ...] = (
             ("cerebras", "local") if first == "cerebras" else ("local", "cerebras")
         )
