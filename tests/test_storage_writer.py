@@ -113,6 +113,28 @@ async def test_a_write_that_rolls_the_transaction_back_fails_only_what_it_took(
     assert writer.committed[INSERT] == 1 and writer.errors == 2
 
 
+async def test_a_batch_that_cannot_begin_wakes_every_waiter_with_the_error(
+    db: tuple[str, sqlite3.Connection],
+) -> None:
+    """When BEGIN itself fails, writes not yet run must still be failed, not left waiting (the
+    request would never get its [DONE]); the next batch writes normally."""
+    path, conn = db
+    writer = WriteBehind(conn, name="test", thread_name="test-writer")
+    conn.execute("BEGIN")  # a transaction left open: the writer's BEGIN fails
+    loop = asyncio.get_running_loop()
+    futures = [loop.create_future() for _ in range(3)]
+    for i, fut in enumerate(futures):
+        writer.put(Write(INSERT, (f"lost{i}",), f"lost{i}", fut))
+    writer.start()
+    results = await asyncio.wait_for(asyncio.gather(*futures, return_exceptions=True), 5)
+    assert all(isinstance(r, Exception) and "commit failed" in str(r) for r in results), results
+    after: asyncio.Future[int] = loop.create_future()
+    writer.put(Write(INSERT, ("kept",), "kept", after))
+    assert await asyncio.wait_for(after, 5) > 0
+    await asyncio.to_thread(writer.stop)
+    assert names(path) == ["kept"]
+
+
 def test_a_many_write_is_all_or_nothing(db: tuple[str, sqlite3.Connection]) -> None:
     path, conn = db
     writer = WriteBehind(conn, name="test", thread_name="test-writer")

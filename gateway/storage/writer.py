@@ -168,11 +168,15 @@ class WriteBehind:
                 if self._after_batch is not None:
                     self._run_after_batch(conn, [w for w, _, _ in executed])
                 self._commit(conn)
-            except Exception as exc:
-                log.exception("%s: commit of %d writes failed", self.name, len(executed))
+            except Exception as exc:  # BEGIN, the after-batch step or COMMIT
+                log.exception("%s: a batch of %d writes failed", self.name, len(batch))
                 with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
-                failed += self._reject(executed, f"commit failed: {exc}")
+                # Every write not already failed goes with it, those not yet run included, so
+                # that no waiter is left waiting.
+                settled = {id(write) for write, _, _ in failed}
+                pending = [(write, 0, None) for write in batch if id(write) not in settled]
+                failed += self._reject(pending, f"commit failed: {exc}")
                 executed = []
         self.commits += any(w.sql is not None for w, _, _ in executed)
         self.committed.update(w.sql for w, _, _ in executed if w.sql is not None)
