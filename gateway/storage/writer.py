@@ -175,7 +175,7 @@ class WriteBehind:
                 # Every write not already failed goes with it, those not yet run included, so
                 # that no waiter is left waiting.
                 settled = {id(write) for write, _, _ in failed}
-                pending = [(write, 0, None) for write in batch if id(write) not in settled]
+                pending: list[Done] = [(w, 0, None) for w in batch if id(w) not in settled]
                 failed += self._reject(pending, f"commit failed: {exc}")
                 executed = []
         self.commits += any(w.sql is not None for w, _, _ in executed)
