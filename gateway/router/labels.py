@@ -6,12 +6,13 @@ Tables:
 - `conversations`: per conversation key, the last answered turn and the escalation, if any;
 - `labels`: every label (request_id, source, bad, weight, score, whether the learner took it).
 
-Durability is the ledger's: WAL mode, `synchronous=NORMAL`, the shared write-behind thread
-(gateway.storage.writer) that commits what is queued in one transaction, so the event loop never
-waits on SQLite, and skips a write that fails rather than its whole batch; a `kill -9` loses
-nothing that was committed, a power loss may lose the last commits. Reads happen once, at
-start-up (`load`). Rows older than the TTL are deleted at start-up, and at most `max_rows` turns
-are kept; labels, a record of what the router learned from, are kept up to MAX_LABELS, the newest.
+Durability is the ledger's: WAL mode, `synchronous=NORMAL`, its own thread of the shared
+write-behind writer (gateway.storage.writer) that commits what is queued in one transaction, so the
+event loop never waits on SQLite, and skips a write that fails rather than its whole batch; a
+`kill -9` loses nothing that was committed, a power loss may lose the last commits. Reads happen
+once, at start-up (`load`). Rows older than the TTL are deleted at start-up, and at most `max_rows`
+turns are kept; labels, a record of what the router learned from, are kept up to MAX_LABELS, the
+newest.
 """
 
 from __future__ import annotations

@@ -4,9 +4,9 @@ Tables: `scores` (the calibration windows and routed decisions), `features` (the
 recent requests, keyed by request_id, so a later label can be learned from), `labels` (every
 label learned: request_id, source, label, weight, time), `weights` (online updates over the
 shipped weights, per model and index), `counters` and `meta`. Everything is read once at
-start-up; writes go through the shared write-behind thread (gateway.storage.writer), so the
-event loop never waits on SQLite and a write that fails is skipped, not its whole batch. The
-file path ":memory:" (or None) keeps nothing.
+start-up; writes go through its own thread of the shared write-behind writer
+(gateway.storage.writer), so the event loop never waits on SQLite and a write that fails is skipped,
+not its whole batch. The file path ":memory:" (or None) keeps nothing.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ lose the last few commits (WAL is not fsynced on every commit with NORMAL); that
 by design, in exchange for cheap commits.
 
 Layout: `schema` (tables, row types, opening older ledgers), `rows` (record -> row, coercing bad
-values), `writer` (queued writes on the shared `gateway.storage.writer` thread), `reader`
+values), `writer` (queued writes on its own thread of the shared `gateway.storage.writer`), `reader`
 (synchronous reads on their own connection), `store` (the `Ledger` that joins them).
 """
 

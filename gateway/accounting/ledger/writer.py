@@ -1,4 +1,4 @@
-"""Writing the ledger: rows and events queued to the shared write-behind thread.
+"""Writing the ledger: rows and events queued to its write-behind thread (gateway.storage.writer).
 
 `append`/`submit` resolve with the row id only after the transaction holding the row committed
 (rows queued together share one commit); the `*_nowait` writes and events commit with the next
