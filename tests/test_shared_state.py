@@ -292,7 +292,9 @@ async def test_budget_alerts_fire_once_for_the_fleet(
         await asyncio.sleep(0.02)
     await asyncio.sleep(0.2)  # a duplicate, if any, would land meanwhile
     found = alerts()
-    assert [re.search(r"reached (\d+)%", m)[1] for m in found] == ["50", "80", "100"], found
+    # Once each for the fleet; two replicas' claims may be logged in either order.
+    percents = sorted(int(re.search(r"reached (\d+)%", m)[1]) for m in found)
+    assert percents == [50, 80, 100], found
     assert all("daily the fleet's Cerebras spend" in m for m in found)
     store = aioredis.Redis.from_url(redis_server.url)
     claims = await store.keys("glm:budget:alert:daily:*")
