@@ -1,7 +1,8 @@
 """Configuration: parsed once from YAML into frozen dataclasses, validated naming the key.
 
-The spec's keys (`models.local`, `models.cerebras`, `routing`, `speculative_decoding`) keep their
-meaning, so a config written for the spec works unchanged; new keys sit beside them. Strings of the
+The original GLM Token Saver keys (`models.local`, `models.cerebras`, `routing`,
+`speculative_decoding`) keep their meaning, so a config written for the original project loads
+unchanged (tests/test_config.py keeps one verbatim); new keys sit beside them. Strings of the
 form `${VAR}` or `${VAR:-default}` are replaced from the environment; the Cerebras key falls back to
 `CEREBRAS_API_KEY` when the config leaves it empty.
 """
@@ -195,8 +196,8 @@ class RoutingConfig:
 
 @dataclass(frozen=True, slots=True)
 class SpeculativeConfig:
-    """The spec's keys, then the verdict's own (see gateway.speculation and
-    gateway.speculation.verdict).
+    """The original project's keys (`enabled` .. `draft_timeout`), then the verdict's own (see
+    gateway.speculation and gateway.speculation.verdict).
 
     `verify_start`: concurrent | after_draft. `scorer`: a name in
     gateway.speculation.verdict.SCORERS. Probabilities (`logprob_min_*`) are token probabilities in

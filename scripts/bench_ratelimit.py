@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
 """A burst of 50 concurrent streaming requests against a small Cerebras quota, three ways.
 
-Simulated upstreams on 127.0.0.1: Cerebras with the free tier of the wire contract (5 requests
+Simulated upstreams on 127.0.0.1: Cerebras with Cerebras' free tier (5 requests
 and 30,000 tokens per minute, reservations of prompt + max_completion_tokens, unused tokens
 refunded when an answer ends; fast: 0.15 s to first token, 1,000 tokens/s) and a local llama.cpp
 (0.3 s to first token, 50 tokens/s). Each scenario starts from a fresh quota and a fresh gateway:
 
-- always_cerebras without fallback (`routing.fallback.to_local: false`): the spec's "fails on
-  limit"; it skips predictive admission, so the burst meets the quota as 429s;
+- always_cerebras without fallback (`routing.fallback.to_local: false`): "fails on limit", as
+  the original project describes it; it skips predictive admission, so the burst meets the quota
+  as 429s;
 - reactive fallback: always_cerebras as shipped, falling back to local only after a 429;
 - adaptive_cerebras with the plan configured (`rate_limits.cerebras`): predicted from the first
   request on, no call is made that the quota would refuse;

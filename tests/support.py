@@ -123,7 +123,8 @@ def chat(content: str = "hello", **extra: Any) -> dict[str, Any]:
     return body
 
 
-# Every strategy of the spec; tests that sweep them compare this with the registry.
+# The seven strategies of the original project; tests that sweep them compare this with the
+# registry.
 ALL_STRATEGIES = [
     "always_local",
     "always_cerebras",

@@ -17,7 +17,7 @@ from gateway.dev.sim import SimServer
 from gateway.dev.sim.server import update_options
 
 BURST = 50
-# The free tier of the wire contract: 5 requests and 30k tokens per minute.
+# Cerebras' free tier: 5 requests and 30k tokens per minute.
 PLAN = {"requests_per_minute": 5, "tokens_per_minute": 30_000}
 
 

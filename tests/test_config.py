@@ -1,4 +1,5 @@
-"""Configuration: defaults, the spec's config unchanged, endpoints, ${VAR}, errors, secrets."""
+"""Configuration: defaults, the original project's config unchanged, endpoints, ${VAR}, errors,
+secrets."""
 
 from __future__ import annotations
 
@@ -28,7 +29,8 @@ from gateway.config import (
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "csk-secret-9d8c7b6a5f4e"
 
-# The "Configuration" section of the spec, with the `...` of the keyword list removed.
+# The config of the original GLM Token Saver README ("Configuration" section), verbatim but for
+# the `...` of its keyword list: it must load unchanged (docs/configuration.md promises it).
 SPEC_YAML = """\
 models:
   local:
@@ -115,7 +117,7 @@ def test_default_cerebras_key_comes_from_the_env() -> None:
     assert parse_config(None, env={"CEREBRAS_API_KEY": SECRET}).local.api_key == ""
 
 
-# --- the spec's config --------------------------------------------------------------------------
+# --- the original project's config --------------------------------------------------------------
 
 
 def check_spec_config(cfg: GatewayConfig) -> None:

@@ -1,4 +1,4 @@
-"""Errors and fallback (wire-contract.md "Errors"): before the first byte the other upstream
+"""Errors and fallback (docs/wire.md, "Errors"): before the first byte the other upstream
 serves or the client gets a real HTTP status; after it, one error event and a clean close."""
 
 from __future__ import annotations

@@ -8,7 +8,8 @@ is the scorer's agreement between the two answers; AUROC 0.5 is chance. Measured
   on the first ~100 tokens only (400 characters, a verdict window) levenshtein 0.69.
 - MT-Bench (label: local judge score >= 8): levenshtein 0.51, token_set 0.37.
 
-So the seed's whole-answer similarity is weak on math and no signal on open-ended prompts.
+So the original project's whole-answer similarity (levenshtein) is weak on math and no signal on
+open-ended prompts.
 """
 
 from __future__ import annotations

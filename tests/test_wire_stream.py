@@ -1,5 +1,6 @@
-"""The stream format the gateway emits (wire-contract.md, "Stream format the gateway must emit"),
-through a real gateway in front of the simulated llama.cpp and Cerebras servers."""
+"""The stream format the gateway emits (docs/wire.md, "What a client sees on the wire"): one id,
+the role chunk first, finish_reason in its own chunk, one usage chunk only when asked for, one
+`data: [DONE]`; through a real gateway in front of the simulated llama.cpp and Cerebras servers."""
 
 from __future__ import annotations
 

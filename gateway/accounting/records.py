@@ -46,7 +46,9 @@ class UpstreamCall:
 
 @dataclass(slots=True)
 class SpeculativeRecord:
-    """The verdict of a speculative request (the spec's response metadata plus `decided_by`)."""
+    """The verdict of a speculative request: the original project's response metadata
+    (`draft_tokens`, `verified_tokens`, `accepted`, `spilled_over`, `similarity`) plus
+    `decided_by`."""
 
     draft_tokens: int = 0
     verified_tokens: int = 0

@@ -1,4 +1,6 @@
-"""The spec's StatisticsTracker: aggregates fed by RequestRecords, rebuilt from the ledger.
+"""The StatisticsTracker of the original project's API: aggregates fed by RequestRecords,
+rebuilt from the ledger. `/stats` keeps the original shape key for key (pinned by SPEC_KEYS in
+tests/test_app_endpoints.py) and adds keys beside it.
 
 Every request goes through `record()`, which prices it, applies it to the aggregates and awaits
 its ledger row. At start-up `load_from_ledger()` replays the ledger from the latest `reset` (or
@@ -21,7 +23,8 @@ Formulas (all sums run over the records and events since the latest marker):
   delivered requests) - Cerebras tokens actually billed; tokens_saved_percent = tokens_saved /
   counterfactual tokens * 100. Both can be negative.
 - total_drafts = requests with a speculative verdict + `record_speculative_decoding()` calls;
-  total_verifications = verify-role calls (+ spec-method calls with verified_tokens > 0);
+  total_verifications = verify-role calls (+ `record_speculative_decoding()` calls with
+  verified_tokens > 0);
   drafts_accepted / drafts_rejected from the verdict; acceptance_rate_percent = accepted /
   total_drafts * 100; total_draft_tokens / total_verification_tokens sum the verdicts'
   draft_tokens / verified_tokens.
@@ -297,7 +300,7 @@ def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
 
 
 class StatisticsTracker:
-    """Thread-safe usage statistics in the spec's `/stats` shape, persisted through a Ledger.
+    """Thread-safe usage statistics in the original `/stats` shape, persisted through a Ledger.
 
     Call `await load_from_ledger()` once at start-up, before serving requests.
     """
@@ -375,7 +378,7 @@ class StatisticsTracker:
         if self._ledger is not None:
             self._ledger.append_event("refusals", data={"minute": minute, "by_status": by_status})
 
-    # the spec's synchronous methods
+    # the original project's synchronous methods (record_request, record_error ...)
 
     def record_request(self, model: str, response_data: Mapping[str, Any]) -> None:
         """Count a request answered by `model` with `response_data["usage"]` tokens.
@@ -459,7 +462,7 @@ class StatisticsTracker:
             self._totals = totals
 
     def get_statistics(self, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """The spec's `/stats` JSON, key for key, with extra keys beside the spec's ones.
+        """The original `/stats` JSON, key for key, with extra keys beside the original ones.
 
         `extra`'s top-level dicts are merged one level deep (e.g. `rate_limits.headroom`).
         """
@@ -624,7 +627,7 @@ def set_stats(tracker: StatisticsTracker) -> None:
 
 
 def get_stats() -> StatisticsTracker:
-    """The process-wide tracker (the spec's `get_stats()`); a ledger-less one until set."""
+    """The process-wide tracker (the original project's `get_stats()`); ledger-less until set."""
     global _default
     if _default is None:
         _default = StatisticsTracker({"cerebras": Prices(2.25, 2.75)})

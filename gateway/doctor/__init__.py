@@ -2,7 +2,8 @@
 
 - `report`: checks and verdicts; `options`: waits, timeouts and token limits;
 - `probes`: the network calls; `local`, `cerebras`: each upstream's checks;
-- `prompts`: the seed prompts through an in-process gateway; `runner`: all of it in order;
+- `prompts`: the original project's three test prompts through an in-process gateway;
+  `runner`: all of it in order;
 - `render`: text or JSON, secrets scrubbed; `cli`: the command line.
 """
 

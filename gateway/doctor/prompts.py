@@ -1,5 +1,6 @@
-"""The seed's three prompts through an in-process gateway (strategy `speculative_decoding`),
-reporting the verdict each one got from the final chunk's metadata."""
+"""The original project's three test prompts (simple, explanation, code) through an in-process
+gateway (strategy `speculative_decoding`), reporting the verdict each one got from the final
+chunk's metadata."""
 
 from __future__ import annotations
 
@@ -55,7 +56,7 @@ def doctor_gateway_config(
 
 
 async def check_prompts(config: GatewayConfig, options: DoctorOptions) -> list[Check]:
-    """Start the gateway on a free 127.0.0.1 port, ask each seed prompt once, stop it."""
+    """Start the gateway on a free 127.0.0.1 port, ask each prompt once, stop it."""
     with tempfile.TemporaryDirectory(prefix="glm-doctor-") as tmp:
         app = create_app(
             doctor_gateway_config(config, Path(tmp), options.prompt_max_tokens)

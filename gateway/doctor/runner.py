@@ -1,5 +1,5 @@
 """Run every check against one config: the config itself, both upstreams side by side, then the
-seed prompts through an in-process gateway."""
+original project's test prompts through an in-process gateway."""
 
 from __future__ import annotations
 

@@ -384,7 +384,8 @@ class RateLimitGate:
     # --- reporting ------------------------------------------------------------------------------
 
     def snapshot(self) -> dict[str, Any]:
-        """The gate's part of `/stats` `rate_limits` (merged beside the spec's `total_hits`)."""
+        """The gate's part of `/stats` `rate_limits` (merged beside `total_hits`, the original
+        `/stats` key)."""
         now = self.clock()
         by_reason = {
             "predicted": self.refused["predicted"],

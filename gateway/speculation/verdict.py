@@ -2,7 +2,8 @@
 
 Every scorer maps two answers to a similarity in 0..1. Text scorers:
 
-- `levenshtein` (the spec's): python-Levenshtein's normalized indel ratio of the two texts.
+- `levenshtein` (the original project's similarity): python-Levenshtein's normalized indel
+  ratio of the two texts.
 - `token_set`: Jaccard overlap of the sets of lower-cased words; blind to order and repetition.
 - `final_answer`: agreement of the last number in each text (1.0 or 0.0). It only applies when
   both texts contain a number; otherwise `levenshtein` decides. It needs whole answers.
