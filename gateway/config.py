@@ -164,7 +164,8 @@ class LearnConfig:
     """`routing.learn`: labels from outcomes. `agent_loop`: learn from agent-loop signals;
     `agent_loop_ok_weight`: weight of the "good" label for a local turn the next request shows
     no failure for (0: none); `verify_sample`: share (0..1) of local answers also asked of
-    Cerebras afterwards and compared (gateway.router.verify); 0 never calls Cerebras."""
+    Cerebras afterwards and compared (gateway.speculation.verify_sample); 0 never calls
+    Cerebras."""
 
     agent_loop: bool = True
     agent_loop_ok_weight: float = 0.2

@@ -30,7 +30,7 @@ from gateway.quota.gate import RateLimitGate
 from gateway.router import Router, RouterCollector
 from gateway.router.feedback import LEARNING_KEY
 from gateway.router.learning import Learning
-from gateway.router.verify import VerifySampler
+from gateway.speculation.verify_sample import VerifySampler
 from gateway.state import open_store
 from gateway.strategies import StrategyContext, create_strategies
 from gateway.strategies.adaptive import AdaptiveSwitch

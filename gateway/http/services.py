@@ -22,7 +22,7 @@ from gateway.quota.gate import RateLimitGate
 from gateway.ratelimit import RateLimitWatcher
 from gateway.router import Router
 from gateway.router.learning import Learning
-from gateway.router.verify import VerifySampler
+from gateway.speculation.verify_sample import VerifySampler
 from gateway.state import StateStore
 from gateway.strategies import Strategy
 from gateway.strategies.adaptive import AdaptiveSwitch

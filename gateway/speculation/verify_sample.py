@@ -45,7 +45,7 @@ from gateway.upstreams import Upstream
 from gateway.wire.assembly import Assembly, ChoiceParts
 from gateway.wire.sinks import CollectSink, KeepingStreamSink, Sink
 
-log = logging.getLogger("gateway.router.verify")
+log = logging.getLogger("gateway.speculation.verify_sample")
 
 SOURCE: Final = "verify_sample"
 CLOSE_GRACE_S = 5.0
