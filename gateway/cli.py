@@ -19,7 +19,13 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from gateway import __version__
-from gateway.config import ConfigError, GatewayConfig, load_config
+from gateway.config import (
+    DEFAULT_CONFIG_PATH,
+    ConfigError,
+    GatewayConfig,
+    config_path,
+    load_config,
+)
 from gateway.dashboard.demo_traffic import DemoTraffic, dashboard_url
 from gateway.dev.llama_server import LocalModelError
 from gateway.dev.local_model import local_model_upstreams
@@ -27,14 +33,13 @@ from gateway.http.app import create_app
 from gateway.http.guard import Guard
 from gateway.http.services import GUARD_KEY
 from gateway.logs import setup_logging
-from gateway.strategies import strategy_names
+from gateway.strategies import known_names, strategy_names
 
 if TYPE_CHECKING:
     from gateway.dev.sim import ScriptedAnswer
 
 log = logging.getLogger("gateway.cli")
 
-DEFAULT_CONFIG = Path("conf/gateway.yaml")
 DEMO_API_KEY = "demo-key-not-secret"
 DEMO_LEDGER = "data/demo_ledger.db"
 DEMO_UPSTREAMS_FLAG = "--demo-upstreams"  # a demo worker: the parent runs the simulators
@@ -53,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--config",
         type=Path,
         default=None,
-        help=f"YAML config (default: {DEFAULT_CONFIG} if present, else built-in)",
+        help=f"YAML config (default: {DEFAULT_CONFIG_PATH} if present, else built-in)",
     )
     parser.add_argument("--host", default=None, help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=None, help="port to bind (default 8000)")
@@ -95,10 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def resolve_config(args: argparse.Namespace) -> GatewayConfig:
-    path = args.config
-    if path is None and DEFAULT_CONFIG.exists():
-        path = DEFAULT_CONFIG
-    config = load_config(path)
+    config = load_config(config_path(args.config), names=known_names())
     server = config.server
     if args.host is not None:
         server = replace(server, host=args.host)
@@ -383,7 +385,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if words[:2] == ["config", "check"]:
         from gateway.config_check import main as config_check_main
 
-        return config_check_main(words[2:], DEFAULT_CONFIG)
+        return config_check_main(words[2:])
     parser = build_parser()
     args = parser.parse_args(words)
     args.demo = args.demo or args.demo_traffic  # simulated traffic only ever goes to simulators

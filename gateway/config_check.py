@@ -15,12 +15,19 @@ from typing import Any
 
 import yaml
 
-from gateway.config import ConfigError, GatewayConfig, load_config
+from gateway.config import (
+    DEFAULT_CONFIG_PATH,
+    ConfigError,
+    GatewayConfig,
+    config_path,
+    load_config,
+)
+from gateway.strategies import known_names
 
 MASK = "***"
 
 
-def build_parser(default_config: Path) -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="glm-gateway config check",
         description="Validate the config as start-up does and print the effective values with "
@@ -30,7 +37,7 @@ def build_parser(default_config: Path) -> argparse.ArgumentParser:
         "--config",
         type=Path,
         default=None,
-        help=f"YAML config (default: {default_config} if present, else built-in)",
+        help=f"YAML config (default: {DEFAULT_CONFIG_PATH} if present, else built-in)",
     )
     return parser
 
@@ -56,14 +63,11 @@ def render(config: GatewayConfig) -> str:
     return f"# {config.source}: valid\n{body}"
 
 
-def main(argv: Sequence[str], default_config: Path) -> int:
+def main(argv: Sequence[str]) -> int:
     """`config check`: argv is what follows the two words. Returns the exit status."""
-    args = build_parser(default_config).parse_args(list(argv))
-    path = args.config
-    if path is None and default_config.exists():
-        path = default_config
+    args = build_parser().parse_args(list(argv))
     try:
-        config = load_config(path)
+        config = load_config(config_path(args.config), names=known_names())
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return 2

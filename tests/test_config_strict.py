@@ -13,6 +13,7 @@ import yaml
 
 from gateway.cli import main
 from gateway.config import ConfigError, parse_config
+from gateway.strategies import known_names
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "csk-secret-9d8c7b6a5f4e"
@@ -88,7 +89,7 @@ def test_an_unknown_strategy_names_the_closest() -> None:
         ConfigError,
         match="routing.strategy: unknown strategy 'smart_routng'; did you mean 'smart_routing'",
     ):
-        parse_config({"routing": {"strategy": "smart_routng"}}, env={})
+        parse_config({"routing": {"strategy": "smart_routng"}}, env={}, names=known_names())
 
 
 # --- glm-gateway config check ---------------------------------------------------------------
@@ -168,3 +169,15 @@ def test_config_check_as_a_real_process(tmp_path: Path) -> None:
     )
     assert run.returncode == 2
     assert "did you mean speculative_decoding.min_confidence?" in run.stderr
+
+
+def test_registry_names_are_checked_where_the_app_is_built() -> None:
+    """parse_config without names leaves them to create_app's check, which names the key."""
+    from gateway.http.app import check_strategy
+
+    config = parse_config({"speculative_decoding": {"scorer": "bleu"}}, env={})
+    with pytest.raises(ConfigError, match=r"speculative_decoding\.scorer: must be one of"):
+        check_strategy(config)
+    config = parse_config({"rate_limits": {"reactive_strategies": ["always_nowhere"]}}, env={})
+    with pytest.raises(ConfigError, match=r"rate_limits\.reactive_strategies: unknown strategy"):
+        check_strategy(config)

@@ -23,6 +23,7 @@ from gateway.speculation.verdict import (
     tool_calls_similarity,
 )
 from gateway.speculation.window import Window
+from gateway.strategies import known_names
 from gateway.wire.chunk import Chunk, read_chunk
 
 
@@ -217,4 +218,6 @@ def test_speculative_config_keys() -> None:
 )
 def test_speculative_config_errors_name_the_key(section: dict, key: str) -> None:
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
-        parse_config({"speculative_decoding": section}, source="conf.yaml", env={})
+        parse_config(
+            {"speculative_decoding": section}, source="conf.yaml", env={}, names=known_names()
+        )

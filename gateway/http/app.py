@@ -32,7 +32,7 @@ from gateway.router.feedback import LEARNING_KEY
 from gateway.router.learning import Learning
 from gateway.speculation.verify_sample import VerifySampler
 from gateway.state import open_store
-from gateway.strategies import StrategyContext, create_strategies
+from gateway.strategies import StrategyContext, create_strategies, known_names
 from gateway.strategies.adaptive import AdaptiveSwitch
 from gateway.upstreams import Upstream, build_upstream
 from gateway.upstreams.client import open_session
@@ -41,8 +41,8 @@ log = logging.getLogger("gateway.http.app")
 
 
 def check_strategy(config: GatewayConfig) -> None:
-    """The strategy names the config gives exist; raise ConfigError naming the key."""
-    cross_check(config)
+    """The strategy and scorer names the config gives exist; raise ConfigError naming the key."""
+    cross_check(config, known_names())
 
 
 def replica_id(config: GatewayConfig) -> str:
