@@ -8,6 +8,7 @@ from fractions import Fraction
 import pytest
 
 from gateway.config import ConfigError, Prices, SpeculativeConfig, parse_config
+from gateway.router.answer import final_number, logprob_confidence
 from gateway.speculation.cost import prompt_cost_share
 from gateway.speculation.verdict import (
     SCORERS,
@@ -16,9 +17,7 @@ from gateway.speculation.verdict import (
     agreement,
     arguments_similarity,
     final_answer,
-    final_number,
     levenshtein,
-    logprob_confidence,
     token_set,
     tool_calls_similarity,
 )

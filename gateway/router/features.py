@@ -17,8 +17,8 @@ from collections.abc import Iterable, Sequence
 from fractions import Fraction
 
 from gateway.accounting.tokens import estimate_text_tokens
+from gateway.router.answer import final_number, logprob_confidence
 from gateway.router.classifier import _CODE, _LIST_ITEM, _REASONING
-from gateway.speculation.verdict import final_number, logprob_confidence
 
 HASH_BITS = 12
 HASH_SIZE = 1 << HASH_BITS

@@ -34,13 +34,14 @@ from gateway.config import GatewayConfig
 from gateway.errors import UpstreamEmptyResponse, UpstreamError, UpstreamRateLimited
 from gateway.quota.admission import Refusal, Ticket, settled
 from gateway.router import Router, hedges
+from gateway.router.answer import logprob_confidence
 from gateway.router.choice import Route, RouteChoice, choose_route
 from gateway.serving.continuation import continue_stream
 from gateway.serving.exchange import Exchange
 from gateway.serving.relay import complete, no_upstream_error, serve
 from gateway.speculation.cost import prompt_cost_share
 from gateway.speculation.race import Lane, Race
-from gateway.speculation.verdict import SCORER_NAMES, SCORERS, Score, agreement, logprob_confidence
+from gateway.speculation.verdict import SCORER_NAMES, SCORERS, Score, agreement
 from gateway.speculation.window import Window
 from gateway.wire.sinks import StreamSink
 
