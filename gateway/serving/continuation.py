@@ -25,6 +25,7 @@ from gateway.accounting.usage import client_usage
 from gateway.errors import UpstreamError
 from gateway.quota.admission import Refusal, settled
 from gateway.serving.exchange import Exchange
+from gateway.upstreams.errors import failed_call
 from gateway.wire.chunk import Chunk, read_chunk
 
 log = logging.getLogger("gateway.serving.continuation")
@@ -125,7 +126,7 @@ async def continue_stream(ex: Exchange, failed: UpstreamError) -> bool:
     prefill = ""
     if why is None:
         prefill, why = ex.sink.partial_answer()
-    first: UpstreamCall | None = failed.call
+    first = failed_call(failed)
     at_tokens = first.completion_tokens if first is not None else 0
     body: dict[str, Any] = {}
     if why is None:

@@ -81,6 +81,12 @@ def tag(exc: UpstreamError, call: UpstreamCall) -> UpstreamError:
     return exc
 
 
+def failed_call(exc: UpstreamError) -> UpstreamCall | None:
+    """The call `tag` attached to `exc`, or None when none was."""
+    call = exc.call
+    return call if isinstance(call, UpstreamCall) else None
+
+
 def reason(exc: BaseException) -> str:
     """The OS's words for a failed connection, else the exception's type name."""
     os_error = getattr(exc, "os_error", None)
