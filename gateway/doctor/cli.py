@@ -15,12 +15,13 @@ import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from gateway.cli import DEMO_API_KEY, demo_upstreams, loop_factory
 from gateway.config import DEFAULT_CONFIG_PATH, ConfigError, GatewayConfig, config_path
+from gateway.dev.demo import DEMO_API_KEY, demo_upstreams
 from gateway.doctor.options import LOADING_WAIT_S, PROBE_TIMEOUT_S, DoctorOptions
 from gateway.doctor.render import render_json, render_text
 from gateway.doctor.report import Report
 from gateway.doctor.runner import config_failure, load_checked_config, run_checks
+from gateway.loop import loop_factory
 
 
 def build_parser() -> argparse.ArgumentParser:
