@@ -23,6 +23,7 @@ from gateway.config import (
     GatewayConfig,
     config_path,
     load_config,
+    mask_url,
 )
 from gateway.dashboard.demo_traffic import DemoTraffic, dashboard_url
 from gateway.dev.demo import (
@@ -220,8 +221,9 @@ async def serve(
         cerebras = config.cerebras
         print(
             f"GLM Token Saver {__version__} listening on http://{host}:{port}/v1 "
-            f"(strategy {config.routing.strategy}); local={config.local.endpoint} "
-            f"cerebras={cerebras.endpoint} ({'key set' if cerebras.api_key else 'no key'})",
+            f"(strategy {config.routing.strategy}); local={mask_url(config.local.endpoint)} "
+            f"cerebras={mask_url(cerebras.endpoint)} "
+            f"({'key set' if cerebras.api_key else 'no key'})",
             flush=True,
         )
         print(f"dashboard: {dashboard_url(host, port)}", flush=True)

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import yaml
 
@@ -338,12 +338,55 @@ class GatewayConfig:
 
     def secrets(self) -> list[str]:
         """Every secret this config holds, for redaction: the upstreams' API keys, the client
-        keys and the password of `state.redis_url`."""
+        keys and the passwords inside its URLs (the upstreams' endpoints, `state.redis_url`)."""
         found = [m.api_key for m in self.models.values()] + list(self.auth.api_keys)
-        password = urlsplit(self.state.redis_url).password if self.state.redis_url else None
-        if password:
-            found.append(password)
-        return [secret for secret in found if secret]
+        for url in [m.endpoint for m in self.models.values()] + [self.state.redis_url]:
+            found += url_passwords(url)
+        return list(dict.fromkeys(secret for secret in found if secret))
+
+
+URL_MASK = "***"
+# Query parameters that carry a password (redis-py reads `?password=` from redis and unix URLs).
+_PASSWORD_PARAMS = frozenset({"password"})
+
+
+def url_passwords(url: str) -> list[str]:
+    """The passwords written in `url` (user info and `password=` query parameters), as written
+    and percent-decoded."""
+    if not url:
+        return []
+    try:
+        parts = urlsplit(url)
+        written = [parts.password or ""]
+    except ValueError:  # e.g. a port that is not a number: nothing reliable to find
+        return []
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    written += [value for key, value in query if key in _PASSWORD_PARAMS]
+    found = []
+    for password in written:
+        found += [password, unquote(password)]
+    return list(dict.fromkeys(p for p in found if p))
+
+
+def mask_url(url: str) -> str:
+    """`url` for showing: each password in it (see url_passwords) replaced by URL_MASK."""
+    if not url_passwords(url):
+        return url
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if parts.password:
+        userinfo, _, host = netloc.rpartition("@")
+        netloc = f"{userinfo.partition(':')[0]}:{URL_MASK}@{host}"
+    # Other parameters stay exactly as written.
+    query = "&".join(
+        f"{key}={URL_MASK}" if unquote(key) in _PASSWORD_PARAMS else piece
+        for piece in parts.query.split("&")
+        for key in [piece.partition("=")[0]]
+    )
+    # Rebuilt by hand: urlunsplit drops the empty authority of unix:///path URLs.
+    masked = f"{parts.scheme}://{netloc}{parts.path}"
+    masked += f"?{query}" if query else ""
+    return masked + (f"#{parts.fragment}" if parts.fragment else "")
 
 
 # Per-upstream defaults: what differs between the two upstreams. Everything else defaults in

@@ -118,6 +118,81 @@ def test_config_check_prints_the_effective_config_with_secrets_masked(
     assert shown["routing"]["strategy"] == "smart_routing"  # defaults are shown too
 
 
+REDIS_PASSWORD = "redis-pass-4c3b2a19"
+ENDPOINT_PASSWORD = "endpoint-pass-8f7e6d"
+
+
+def test_config_check_masks_passwords_inside_urls(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CEREBRAS_API_KEY", SECRET)
+    monkeypatch.delenv("GATEWAY_REDIS_URL", raising=False)
+    path = write(
+        tmp_path,
+        {
+            "state": {"redis_url": f"redis://:{REDIS_PASSWORD}@127.0.0.1:6379/0"},
+            "models": {"local": {"endpoint": f"http://user:{ENDPOINT_PASSWORD}@127.0.0.1:9/v1"}},
+            # A secret pasted where no secret belongs is masked too.
+            "storage": {"log_path": f"logs/{SECRET}.log"},
+        },
+    )
+    assert main(["config", "check", "--config", str(path)]) == 0
+    out = capsys.readouterr().out
+    for secret in (REDIS_PASSWORD, ENDPOINT_PASSWORD, SECRET):
+        assert secret not in out
+    shown = yaml.safe_load(out)
+    assert shown["state"]["redis_url"] == "redis://:***@127.0.0.1:6379/0"
+    assert shown["models"]["local"]["endpoint"] == "http://user:***@127.0.0.1:9/v1"
+    assert shown["models"]["cerebras"]["api_key"] == "*** (set)"
+    assert shown["storage"]["log_path"] == "logs/***.log"
+
+
+def test_config_check_masks_the_redis_password_given_by_the_environment(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(
+        "GATEWAY_REDIS_URL", f"unix:///run/redis.sock?db=1&password={REDIS_PASSWORD}"
+    )
+    assert main(["config", "check", "--config", str(write(tmp_path, {}))]) == 0
+    out = capsys.readouterr().out
+    assert REDIS_PASSWORD not in out
+    assert yaml.safe_load(out)["state"]["redis_url"] == "unix:///run/redis.sock?db=1&password=***"
+
+
+def test_secrets_lists_the_passwords_inside_urls() -> None:
+    config = parse_config(
+        {
+            "models": {"cerebras": {"api_key": SECRET, "endpoint": "https://u:p%40ss@h/v1"}},
+            "state": {"redis_url": f"rediss://:{REDIS_PASSWORD}@h:6380/0"},
+            "auth": {"api_keys": [CLIENT_KEY]},
+        },
+        env={},
+    )
+    assert set(config.secrets()) == {SECRET, CLIENT_KEY, "p%40ss", "p@ss", REDIS_PASSWORD}
+
+
+def test_the_other_places_that_show_the_config_mask_url_passwords() -> None:
+    from aiohttp import web
+
+    from gateway.dashboard.routes import REDACTOR_KEY, setup_dashboard
+    from gateway.doctor.runner import config_ok
+
+    config = parse_config(
+        {
+            "models": {"local": {"endpoint": f"http://u:{ENDPOINT_PASSWORD}@127.0.0.1:9/v1"}},
+            "state": {"redis_url": f"redis://:{REDIS_PASSWORD}@127.0.0.1:6379/0"},
+        },
+        env={},
+    )
+    assert ENDPOINT_PASSWORD not in config_ok(config).detail
+    app = web.Application()
+    setup_dashboard(app, config, lambda running: running)  # no request: never called
+    redacted = app[REDACTOR_KEY].text(
+        f"failed: redis://:{REDIS_PASSWORD}@h and {ENDPOINT_PASSWORD}"
+    )
+    assert REDIS_PASSWORD not in redacted and ENDPOINT_PASSWORD not in redacted
+
+
 def test_config_check_without_keys_says_not_set(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -212,8 +212,7 @@ def setup_dashboard(app: web.Application, config: GatewayConfig, sources: Source
     """Register the page, its files and the JSON endpoints on `app`; `sources(app)` gives what
     the endpoints read."""
     app[SOURCES_KEY] = sources
-    secrets = [m.api_key for m in config.models.values()] + list(config.auth.api_keys)
-    app[REDACTOR_KEY] = requests_mod.Redactor(secrets)
+    app[REDACTOR_KEY] = requests_mod.Redactor(config.secrets())
     app[FILES_KEY] = _load_files(bool(config.auth.api_keys))
     app.router.add_get(PAGE_PATH, page)
     app.router.add_get(STATIC_PREFIX + "{name}", static)

@@ -7,7 +7,7 @@ import asyncio
 import re
 from pathlib import Path
 
-from gateway.config import ConfigError, GatewayConfig, load_config
+from gateway.config import ConfigError, GatewayConfig, load_config, mask_url
 from gateway.doctor.cerebras import CerebrasDoctor
 from gateway.doctor.local import LocalDoctor
 from gateway.doctor.options import DoctorOptions
@@ -41,7 +41,7 @@ def config_failure(error: ConfigError, source: str) -> Report:
 
 def config_ok(config: GatewayConfig) -> Check:
     states = ", ".join(
-        f"{name} {'at ' + m.endpoint if m.enabled else 'disabled'}"
+        f"{name} {'at ' + mask_url(m.endpoint) if m.enabled else 'disabled'}"
         for name, m in config.models.items()
     )
     return ok(
