@@ -103,7 +103,6 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
         app[SERVICES_KEY] = Services(
             config=config,
             upstreams=upstreams,
-            watchers=watchers,
             strategies=strategies,
             gate=gate,
             adaptive=adaptive,

@@ -19,7 +19,6 @@ from gateway.config import GatewayConfig
 from gateway.http.guard import Guard
 from gateway.quota.budget import Budget
 from gateway.quota.gate import RateLimitGate
-from gateway.ratelimit import RateLimitWatcher
 from gateway.router import Router
 from gateway.router.learning import Learning
 from gateway.speculation.verify_sample import VerifySampler
@@ -39,7 +38,6 @@ class Services:
 
     config: GatewayConfig
     upstreams: dict[UpstreamName, Upstream]
-    watchers: dict[UpstreamName, RateLimitWatcher]
     strategies: dict[str, Strategy]
     gate: RateLimitGate
     adaptive: AdaptiveSwitch  # adaptive_cerebras' switch, listening to `gate`

@@ -13,7 +13,7 @@ import ast
 import math
 import re
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from fractions import Fraction
 
 from gateway.accounting.tokens import estimate_text_tokens
@@ -361,9 +361,3 @@ def combine(*parts: Features) -> Features:
 
 def dense_index(name: str) -> int:
     return _INDEX[name]
-
-
-def names_of(indices: Iterable[int]) -> list[str]:
-    """Readable names of dense indices (hashed ones as `#n`), for the model card."""
-    names = {v: k for k, v in _INDEX.items()}
-    return [names.get(i, f"#{i}") for i in indices]
