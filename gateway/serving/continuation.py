@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from gateway.accounting.records import UpstreamCall, UpstreamName
-from gateway.accounting.tokens import once
+from gateway.accounting.tokens import COMPLETION_LIMIT_KEYS, once
 from gateway.accounting.usage import client_usage
 from gateway.errors import UpstreamError
 from gateway.quota.admission import Refusal, settled
@@ -29,8 +29,6 @@ from gateway.upstreams.errors import failed_call
 from gateway.wire.chunk import Chunk, read_chunk
 
 log = logging.getLogger("gateway.serving.continuation")
-
-_LIMIT_KEYS = ("max_tokens", "max_completion_tokens")
 
 
 def other_upstream(name: str) -> UpstreamName:
@@ -88,7 +86,7 @@ def continuation_body(body: Mapping[str, Any], prefill: str, sent_tokens: int) -
     messages = list(body.get("messages") or ())
     messages.append({"role": "assistant", "content": prefill})
     out = {**body, "messages": messages}
-    for key in _LIMIT_KEYS:
+    for key in COMPLETION_LIMIT_KEYS:
         limit = out.get(key)
         if isinstance(limit, int) and not isinstance(limit, bool):
             out[key] = max(1, limit - sent_tokens)

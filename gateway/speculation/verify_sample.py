@@ -33,13 +33,12 @@ from typing import Any, Final
 
 from gateway.accounting.bill import Bill
 from gateway.accounting.records import RequestRecord
-from gateway.accounting.tokens import estimate_text_tokens, once
+from gateway.accounting.tokens import completion_limit, estimate_text_tokens, once
 from gateway.config import GatewayConfig
 from gateway.errors import UpstreamError
 from gateway.quota.admission import Refusal, UpstreamGate, settled
 from gateway.router.labels import LabelBook
 from gateway.serving.exchange import Exchange
-from gateway.speculation.cost import completion_limit
 from gateway.speculation.verdict import SCORERS, Answer, Score, ToolCall, agreement
 from gateway.upstreams import Upstream
 from gateway.wire.assembly import Assembly, ChoiceParts
