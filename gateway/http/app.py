@@ -23,6 +23,7 @@ from gateway.accounting.stats import StatisticsTracker
 from gateway.config import GatewayConfig, Prices, cross_check
 from gateway.dashboard import setup_dashboard
 from gateway.errors import error_body
+from gateway.http.feedback import LEARNING_KEY
 from gateway.http.guard import CHAT_PATHS, Guard
 from gateway.http.routes import drain_background, setup_routes
 from gateway.http.services import CONFIG_KEY, GUARD_KEY, SERVICES_KEY, Services
@@ -30,7 +31,6 @@ from gateway.quota.budget import Budget
 from gateway.quota.gate import RateLimitGate
 from gateway.responses import request_id_of
 from gateway.router import Router, RouterCollector
-from gateway.router.feedback import LEARNING_KEY
 from gateway.router.learning import Learning
 from gateway.speculation.verify_sample import VerifySampler
 from gateway.state import open_store

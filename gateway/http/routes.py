@@ -16,10 +16,10 @@ from gateway.accounting.metrics import fleet_exposition
 from gateway.accounting.records import RequestRecord
 from gateway.accounting.refusals import HANDLED
 from gateway.errors import GatewayError
+from gateway.http.feedback import setup_feedback
 from gateway.http.services import GUARD_KEY, MODEL_ALIAS, SERVICES_KEY, Services
 from gateway.http.validation import check_content_type, parse_body, validate_chat_request
 from gateway.responses import error_response, json_response, request_id_of
-from gateway.router.feedback import setup_feedback
 from gateway.serving.exchange import Exchange
 from gateway.strategies import describe
 from gateway.wire.sinks import CollectSink, KeepingStreamSink, Sink, StreamSink

@@ -2,7 +2,7 @@
 StrategyContext.learning).
 
 - agent-loop signals and escalation: gateway.router.escalation.ConversationTracker;
-- explicit feedback: `feedback(request_id, score)` (the HTTP side is gateway.router.feedback);
+- explicit feedback: `feedback(request_id, score)` (the HTTP side is gateway.http.feedback);
 - verification samples (`routing.learn.verify_sample`):
   gateway.speculation.verify_sample.VerifySampler, which labels through `labels` below (source
   `verify_sample`);
