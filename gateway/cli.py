@@ -7,37 +7,42 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
-import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import Sequence
+from contextlib import AsyncExitStack
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from gateway import __version__
-from gateway.config import ConfigError, GatewayConfig, load_config
+from gateway.config import (
+    DEFAULT_CONFIG_PATH,
+    ConfigError,
+    GatewayConfig,
+    config_path,
+    load_config,
+    mask_url,
+)
 from gateway.dashboard.demo_traffic import DemoTraffic, dashboard_url
+from gateway.dev.demo import (
+    DEMO_LEDGER,
+    DEMO_UPSTREAMS_FLAG,
+    demo_upstreams,
+    with_demo_upstreams,
+)
 from gateway.dev.llama_server import LocalModelError
 from gateway.dev.local_model import local_model_upstreams
 from gateway.http.app import create_app
 from gateway.http.guard import Guard
 from gateway.http.services import GUARD_KEY
 from gateway.logs import setup_logging
-from gateway.strategies import strategy_names
-
-if TYPE_CHECKING:
-    from gateway.dev.sim import ScriptedAnswer
+from gateway.loop import loop_factory
+from gateway.strategies import known_names, strategy_names
 
 log = logging.getLogger("gateway.cli")
 
-DEFAULT_CONFIG = Path("conf/gateway.yaml")
-DEMO_API_KEY = "demo-key-not-secret"
-DEMO_LEDGER = "data/demo_ledger.db"
-DEMO_UPSTREAMS_FLAG = "--demo-upstreams"  # a demo worker: the parent runs the simulators
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--config",
         type=Path,
         default=None,
-        help=f"YAML config (default: {DEFAULT_CONFIG} if present, else built-in)",
+        help=f"YAML config (default: {DEFAULT_CONFIG_PATH} if present, else built-in)",
     )
     parser.add_argument("--host", default=None, help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=None, help="port to bind (default 8000)")
@@ -95,10 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def resolve_config(args: argparse.Namespace) -> GatewayConfig:
-    path = args.config
-    if path is None and DEFAULT_CONFIG.exists():
-        path = DEFAULT_CONFIG
-    config = load_config(path)
+    config = load_config(config_path(args.config), names=known_names())
     server = config.server
     if args.host is not None:
         server = replace(server, host=args.host)
@@ -166,94 +168,6 @@ def _run_demo_workers(words: list[str], config: GatewayConfig) -> int:
         return 1
 
 
-_DEMO_DRAFT_SEARCH = """def binary_search(items, target):
-    lo, hi = 0, len(items)
-    while lo <= hi:
-        mid = (lo + hi) // 2
-        if items[mid] == target:
-            return mid
-        lo, hi = (mid, hi) if items[mid] < target else (lo, mid)
-    return -1"""
-_DEMO_CEREBRAS_SEARCH = """Here is an iterative binary search:
-
-```python
-def binary_search(items: list[int], target: int) -> int:
-    \"\"\"Index of target in the sorted list items, or -1.\"\"\"
-    lo, hi = 0, len(items) - 1
-    while lo <= hi:
-        mid = (lo + hi) // 2
-        if items[mid] == target:
-            return mid
-        if items[mid] < target:
-            lo = mid + 1
-        else:
-            hi = mid - 1
-    return -1
-```
-
-Each step halves the range: O(log n) time, O(1) space."""
-
-
-def _demo_scripts() -> tuple[dict[str, ScriptedAnswer], dict[str, ScriptedAnswer]]:
-    """Scripted demo answers (local, Cerebras): with `speculative_decoding`, the short local
-    answer is accepted before Cerebras' first token, the faulty local binary search is not."""
-    from gateway.dev.sim import ScriptedAnswer
-
-    local = {
-        "What is 2+2?": ScriptedAnswer("It's 4."),
-        "Write a binary search in Python.": ScriptedAnswer(_DEMO_DRAFT_SEARCH),
-    }
-    cerebras = {
-        "What is 2+2?": ScriptedAnswer("2 + 2 = 4."),
-        "Write a binary search in Python.": ScriptedAnswer(_DEMO_CEREBRAS_SEARCH),
-    }
-    return local, cerebras
-
-
-@asynccontextmanager
-async def demo_upstreams_running() -> AsyncIterator[tuple[str, str]]:
-    """Start simulated llama.cpp and Cerebras servers; yield their URLs (local, cerebras)."""
-    from gateway.dev.sim import SimOptions, running_sim
-
-    local_script, cerebras_script = _demo_scripts()
-    local_opts = SimOptions(
-        profile="llamacpp", ttft=0.2, tps=40.0, answer_tokens=60, script=local_script
-    )
-    cerebras_opts = SimOptions(
-        profile="cerebras",
-        ttft=0.3,
-        tps=600.0,
-        answer_tokens=80,
-        script=cerebras_script,
-        api_key=DEMO_API_KEY,
-        quota_requests_per_minute=30,
-        quota_tokens_per_minute=200_000,
-    )
-    async with running_sim(local_opts) as local, running_sim(cerebras_opts) as cerebras:
-        print(
-            f"demo: simulated llama.cpp at {local.url}, simulated Cerebras at {cerebras.url}",
-            flush=True,
-        )
-        yield local.url, cerebras.url
-
-
-def with_demo_upstreams(config: GatewayConfig, local_url: str, cerebras_url: str) -> GatewayConfig:
-    """`config` pointing at the demo's simulators."""
-    models = dict(config.models)
-    models["local"] = replace(models["local"], enabled=True, endpoint=local_url, model="sim-local")
-    models["cerebras"] = replace(
-        models["cerebras"], enabled=True, endpoint=cerebras_url, api_key=DEMO_API_KEY
-    )
-    return replace(config, models=models)
-
-
-@asynccontextmanager
-async def demo_upstreams(config: GatewayConfig) -> AsyncIterator[GatewayConfig]:
-    """Start simulated llama.cpp and Cerebras servers; yield the config pointing at them."""
-    async with demo_upstreams_running() as (local_url, cerebras_url):
-        yield with_demo_upstreams(config, local_url, cerebras_url)
-
-
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -307,8 +221,9 @@ async def serve(
         cerebras = config.cerebras
         print(
             f"GLM Token Saver {__version__} listening on http://{host}:{port}/v1 "
-            f"(strategy {config.routing.strategy}); local={config.local.endpoint} "
-            f"cerebras={cerebras.endpoint} ({'key set' if cerebras.api_key else 'no key'})",
+            f"(strategy {config.routing.strategy}); local={mask_url(config.local.endpoint)} "
+            f"cerebras={mask_url(cerebras.endpoint)} "
+            f"({'key set' if cerebras.api_key else 'no key'})",
             flush=True,
         )
         print(f"dashboard: {dashboard_url(host, port)}", flush=True)
@@ -352,26 +267,6 @@ async def drain(guard: Guard, grace: float, again: asyncio.Event) -> None:
     log.info("shutting down")
 
 
-LOOP_ENV = "GLM_GATEWAY_LOOP"
-
-
-def loop_factory(choice: str | None = None) -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop when installed (measurably faster relay on Linux), else asyncio's own loop.
-
-    `GLM_GATEWAY_LOOP=asyncio` forces the standard loop; `uvloop` insists on uvloop."""
-    choice = (choice or os.environ.get(LOOP_ENV) or "auto").lower()
-    if choice == "asyncio":
-        return None
-    try:
-        import uvloop
-    except ImportError:
-        if choice == "uvloop":
-            raise
-        return None
-    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
-    return factory
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
     if words[:1] == ["doctor"] or "--doctor" in words:
@@ -383,7 +278,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if words[:2] == ["config", "check"]:
         from gateway.config_check import main as config_check_main
 
-        return config_check_main(words[2:], DEFAULT_CONFIG)
+        return config_check_main(words[2:])
     parser = build_parser()
     args = parser.parse_args(words)
     args.demo = args.demo or args.demo_traffic  # simulated traffic only ever goes to simulators

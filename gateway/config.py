@@ -5,6 +5,10 @@ The original GLM Token Saver keys (`models.local`, `models.cerebras`, `routing`,
 unchanged (tests/test_config.py keeps one verbatim); new keys sit beside them. Strings of the
 form `${VAR}` or `${VAR:-default}` are replaced from the environment; the Cerebras key falls back to
 `CEREBRAS_API_KEY` when the config leaves it empty.
+
+This module is the ground of the package graph: it imports nothing from the gateway. Names that
+packages above define (strategies, verdict scorers) are passed in as `KnownNames` by the caller
+that loads the config (gateway.strategies.known_names()).
 """
 
 from __future__ import annotations
@@ -15,23 +19,56 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Literal
-from urllib.parse import urlsplit
+from typing import Any, Literal, TypeVar, get_args
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import yaml
 
-from gateway.accounting.records import UPSTREAM_NAMES, UpstreamName
-from gateway.speculation.verdict import SCORER_NAMES
-
 CHAT_COMPLETIONS_PATH = "/chat/completions"
+# The file the commands read when no --config is given and it exists (see `config_path`).
+DEFAULT_CONFIG_PATH = Path("conf/gateway.yaml")
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _PLACEHOLDER_KEYS = {"", "your-api-key", "changeme"}
-VERIFY_STARTS = ("concurrent", "after_draft")
-ROUTER_KINDS = ("learned", "heuristic")
+
+# The two upstreams, by the names used in config keys, records and the ledger.
+UpstreamName = Literal["local", "cerebras"]
+UPSTREAM_NAMES: tuple[UpstreamName, ...] = get_args(UpstreamName)
+ModelKind = Literal["llamacpp", "cerebras", "openai"]
+MODEL_KINDS: tuple[ModelKind, ...] = get_args(ModelKind)
+VerifyStart = Literal["concurrent", "after_draft"]
+VERIFY_STARTS: tuple[VerifyStart, ...] = get_args(VerifyStart)
+RouterKind = Literal["learned", "heuristic"]
+ROUTER_KINDS: tuple[RouterKind, ...] = get_args(RouterKind)
+MidStreamMode = Literal["continue", "error"]
+MID_STREAM_MODES: tuple[MidStreamMode, ...] = get_args(MidStreamMode)
+BudgetAction = Literal["local", "reject"]
+BUDGET_ACTIONS: tuple[BudgetAction, ...] = get_args(BudgetAction)
+StateFallback = Literal["local", "fail_closed"]
+STATE_ON_UNAVAILABLE: tuple[StateFallback, ...] = get_args(StateFallback)
+_Choice = TypeVar("_Choice", bound=str)
 
 
 class ConfigError(ValueError):
     """A config value is missing or wrong; the message names the file and the key."""
+
+
+@dataclass(frozen=True, slots=True)
+class KnownNames:
+    """The names a config may give that packages above this one define: the registered
+    strategies (`routing.strategy`, `routing.client_strategies`,
+    `rate_limits.reactive_strategies`) and the verdict's scorers (`speculative_decoding.scorer`).
+    """
+
+    strategies: tuple[str, ...]
+    scorers: tuple[str, ...]
+
+
+def config_path(given: str | Path | None) -> Path | None:
+    """The config file a command reads: `given`, else DEFAULT_CONFIG_PATH when it exists, else
+    None (the built-in defaults)."""
+    if given is not None:
+        return Path(given)
+    return DEFAULT_CONFIG_PATH if DEFAULT_CONFIG_PATH.exists() else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,8 +107,8 @@ class Prices:
 class ModelConfig:
     """One upstream. `endpoint` is the base URL (ending in /v1); `api_key` is never logged."""
 
-    name: str
-    kind: str
+    name: UpstreamName
+    kind: ModelKind
     enabled: bool
     endpoint: str
     model: str
@@ -108,16 +145,13 @@ class RateLimitsConfig:
     cerebras: PlanLimits = PlanLimits()
 
 
-BUDGET_ACTIONS = ("local", "reject")
-
-
 @dataclass(frozen=True, slots=True)
 class BudgetConfig:
     """Cerebras spend limits in US dollars per UTC day / month; None = no limit."""
 
     daily_usd: float | None = None
     monthly_usd: float | None = None
-    on_exhausted: str = "local"
+    on_exhausted: BudgetAction = "local"
 
 
 _DEFAULT_KEYWORDS: tuple[str, ...] = (
@@ -136,8 +170,8 @@ _DEFAULT_KEYWORDS: tuple[str, ...] = (
 
 # `off`: send the upstream's own "do not think" parameter; `default`: send nothing (GLM 4.7 thinks
 # by default on both upstreams). No effort levels: neither upstream documents one for GLM 4.7.
-THINKING_MODES = ("off", "default")
 ThinkingMode = Literal["off", "default"]
+THINKING_MODES: tuple[ThinkingMode, ...] = get_args(ThinkingMode)
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,7 +199,8 @@ class LearnConfig:
     """`routing.learn`: labels from outcomes. `agent_loop`: learn from agent-loop signals;
     `agent_loop_ok_weight`: weight of the "good" label for a local turn the next request shows
     no failure for (0: none); `verify_sample`: share (0..1) of local answers also asked of
-    Cerebras afterwards and compared (gateway.router.verify); 0 never calls Cerebras."""
+    Cerebras afterwards and compared (gateway.speculation.verify_sample); 0 never calls
+    Cerebras."""
 
     agent_loop: bool = True
     agent_loop_ok_weight: float = 0.2
@@ -181,13 +216,13 @@ class RoutingConfig:
     fallback_to_cerebras: bool = True
     # After content reached the client: `continue` on the other upstream (assistant prefill),
     # or `error` (one error event, the stream ends).
-    fallback_mid_stream: str = "continue"
+    fallback_mid_stream: MidStreamMode = "continue"
     # Strategies a client may pick per request (model name or x-gateway-strategy); None = all.
     client_strategies: tuple[str, ...] | None = None
     adaptive_cerebras: AdaptiveConfig = AdaptiveConfig()
     thinking: ThinkingConfig = ThinkingConfig()
     # gateway.router: `learned` (logistic model) or `heuristic` (keyword/length classifier).
-    router: str = "heuristic"
+    router: RouterKind = "heuristic"
     # Share of requests to send to Cerebras (0..1); None = the scorer's own threshold.
     target_cloud_share: float | None = None
     escalation: EscalationConfig = EscalationConfig()
@@ -200,8 +235,8 @@ class SpeculativeConfig:
     gateway.speculation and gateway.speculation.verdict).
 
     `verify_start`: concurrent | after_draft. `scorer`: a name in
-    gateway.speculation.verdict.SCORERS. Probabilities (`logprob_min_*`) are token probabilities in
-    0..1, not log-probabilities.
+    gateway.speculation.engine.SCORER_CHOICES (checked by `cross_check`). Probabilities
+    (`logprob_min_*`) are token probabilities in 0..1, not log-probabilities.
     `cost_skip_ratio`: skip speculation when the prompt's share of a full Cerebras answer's
     cost (answer of `expected_answer_tokens`) is above it; 1.0 never skips.
     `announce_after`: seconds before the role chunk goes out if no upstream has accepted the
@@ -216,7 +251,7 @@ class SpeculativeConfig:
     parallel_enabled: bool = True
     max_concurrent_drafts: int = 3
     draft_timeout: float = 5.0
-    verify_start: str = "concurrent"
+    verify_start: VerifyStart = "concurrent"
     scorer: str = "levenshtein"
     accept_short_drafts: bool = True
     tool_call_min_similarity: float = 0.9
@@ -240,9 +275,6 @@ class ServerConfig:
     workers: int = 1
 
 
-STATE_ON_UNAVAILABLE = ("local", "fail_closed")
-
-
 @dataclass(frozen=True, slots=True)
 class StateConfig:
     """Shared state (gateway.state). No `redis_url`: this process's memory only.
@@ -252,7 +284,7 @@ class StateConfig:
 
     redis_url: str = field(default="", repr=False)
     timeout_ms: float = 50.0
-    on_unavailable: str = "local"
+    on_unavailable: StateFallback = "local"
     reservation_ttl_s: float = 120.0
     key_prefix: str = "glm"
     replica_id: str = ""
@@ -305,17 +337,57 @@ class GatewayConfig:
     def cerebras(self) -> ModelConfig:
         return self.models["cerebras"]
 
-    def with_overrides(self, **changes: Any) -> GatewayConfig:
-        return replace(self, **changes)
-
     def secrets(self) -> list[str]:
         """Every secret this config holds, for redaction: the upstreams' API keys, the client
-        keys and the password of `state.redis_url`."""
+        keys and the passwords inside its URLs (the upstreams' endpoints, `state.redis_url`)."""
         found = [m.api_key for m in self.models.values()] + list(self.auth.api_keys)
-        password = urlsplit(self.state.redis_url).password if self.state.redis_url else None
-        if password:
-            found.append(password)
-        return [secret for secret in found if secret]
+        for url in [m.endpoint for m in self.models.values()] + [self.state.redis_url]:
+            found += url_passwords(url)
+        return list(dict.fromkeys(secret for secret in found if secret))
+
+
+URL_MASK = "***"
+# Query parameters that carry a password (redis-py reads `?password=` from redis and unix URLs).
+_PASSWORD_PARAMS = frozenset({"password"})
+
+
+def url_passwords(url: str) -> list[str]:
+    """The passwords written in `url` (user info and `password=` query parameters), as written
+    and percent-decoded."""
+    if not url:
+        return []
+    try:
+        parts = urlsplit(url)
+        written = [parts.password or ""]
+    except ValueError:  # e.g. a port that is not a number: nothing reliable to find
+        return []
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    written += [value for key, value in query if key in _PASSWORD_PARAMS]
+    found = []
+    for password in written:
+        found += [password, unquote(password)]
+    return list(dict.fromkeys(p for p in found if p))
+
+
+def mask_url(url: str) -> str:
+    """`url` for showing: each password in it (see url_passwords) replaced by URL_MASK."""
+    if not url_passwords(url):
+        return url
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if parts.password:
+        userinfo, _, host = netloc.rpartition("@")
+        netloc = f"{userinfo.partition(':')[0]}:{URL_MASK}@{host}"
+    # Other parameters stay exactly as written.
+    query = "&".join(
+        f"{key}={URL_MASK}" if unquote(key) in _PASSWORD_PARAMS else piece
+        for piece in parts.query.split("&")
+        for key in [piece.partition("=")[0]]
+    )
+    # Rebuilt by hand: urlunsplit drops the empty authority of unix:///path URLs.
+    masked = f"{parts.scheme}://{netloc}{parts.path}"
+    masked += f"?{query}" if query else ""
+    return masked + (f"#{parts.fragment}" if parts.fragment else "")
 
 
 # Per-upstream defaults: what differs between the two upstreams. Everything else defaults in
@@ -337,8 +409,6 @@ _MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
         "max_completion_tokens_cap": 8192,
     },
 }
-MODEL_KINDS = ("llamacpp", "cerebras", "openai")
-MID_STREAM_MODES = ("continue", "error")
 
 
 def expand_env(value: Any, env: Mapping[str, str]) -> Any:
@@ -430,11 +500,14 @@ class _Reader:
             raise self.error(key, f"must be between {low} and {high}, got {value}")
         return None if value is None else int(value)
 
-    def choice(self, key: str, allowed: tuple[str, ...]) -> str | None:
+    def choice(self, key: str, allowed: tuple[_Choice, ...]) -> _Choice | None:
         value: str | None = self.get(key, str)
-        if value is not None and value not in allowed:
-            raise self.error(key, f"must be one of {', '.join(allowed)}, got {value!r}")
-        return value
+        if value is None:
+            return None
+        for option in allowed:
+            if value == option:
+                return option
+        raise self.error(key, f"must be one of {', '.join(allowed)}, got {value!r}")
 
     def strings(self, key: str, what: str) -> tuple[str, ...] | None:
         value = self.get(key, list)
@@ -484,7 +557,9 @@ def _prices(r: _Reader) -> Prices:
     return replace(result, cached_input_per_million=result.cached_rate)
 
 
-def _model(name: str, r: _Reader, env: Mapping[str, str], timeouts: Timeouts) -> ModelConfig:
+def _model(
+    name: UpstreamName, r: _Reader, env: Mapping[str, str], timeouts: Timeouts
+) -> ModelConfig:
     defaults = _MODEL_DEFAULTS[name]
     r.data = expand_env({**defaults, **{k: v for k, v in r.data.items() if v is not None}}, env)
     try:
@@ -546,15 +621,15 @@ def _speculative(r: _Reader) -> SpeculativeConfig:
     result: SpeculativeConfig = _fill(
         base,
         enabled=r.get("enabled", bool),
-        draft_model="local" if draft == "local" else "cerebras",
-        verify_model="local" if verify == "local" else "cerebras",
+        draft_model=draft,
+        verify_model=verify,
         max_draft_tokens=r.integer("max_draft_tokens", low=1, high=1_000_000),
         min_confidence=r.number("min_confidence", low=0, high=1),
         parallel_enabled=r.get("parallel_enabled", bool),
         max_concurrent_drafts=r.integer("max_concurrent_drafts", low=1, high=64),
         draft_timeout=r.number("draft_timeout", low=0.001, high=3600),
         verify_start=r.choice("verify_start", VERIFY_STARTS),
-        scorer=r.choice("scorer", (*SCORER_NAMES, "learned")),
+        scorer=r.get("scorer", str),
         accept_short_drafts=r.get("accept_short_drafts", bool),
         tool_call_min_similarity=r.number("tool_call_min_similarity", low=0, high=1),
         logprob_signal=r.get("logprob_signal", bool),
@@ -687,15 +762,19 @@ def _storage(r: _Reader) -> StorageConfig:
     return result
 
 
-def cross_check(config: GatewayConfig) -> None:
-    """Checks between keys and against the strategy registry; raise ConfigError naming the key.
+def cross_check(config: GatewayConfig, names: KnownNames) -> None:
+    """Check the names `config` gives against `names`; raise ConfigError naming the key.
 
-    parse_config runs it; create_app runs it again for configs changed after parsing (--strategy).
+    parse_config runs it when given the names; create_app runs it again for configs changed
+    after parsing (--strategy).
     """
-    # Imported here: the strategies import this module.
-    from gateway.strategies import strategy_names
-
-    known = strategy_names()
+    scorer = config.speculative_decoding.scorer
+    if scorer not in names.scorers:
+        raise ConfigError(
+            f"{config.source}: speculative_decoding.scorer: must be one of "
+            f"{', '.join(names.scorers)}, got {scorer!r}"
+        )
+    known = sorted(names.strategies)
     reactive = config.rate_limits.reactive_strategies
     named = [("routing.strategy", config.routing.strategy)]
     named += [("routing.client_strategies", n) for n in config.routing.client_strategies or ()]
@@ -732,11 +811,13 @@ def parse_config(
     *,
     source: str = "<config>",
     env: Mapping[str, str] | None = None,
+    names: KnownNames | None = None,
 ) -> GatewayConfig:
     """Build a validated GatewayConfig from parsed YAML (None means all defaults).
 
     One pass: types and bounds while reading, then every key never read is refused (naming the
-    closest known one), then the cross-checks. Raises ConfigError naming file and key path.
+    closest known one), then, given `names`, the names the config gives (`cross_check`; without
+    them the caller runs it, as create_app does). Raises ConfigError naming file and key path.
     """
     env = os.environ if env is None else env
     top = _Reader(expand_env(data or {}, env), "", source)
@@ -760,14 +841,21 @@ def parse_config(
     unknown = [message for reader in top.readers for message in reader.unknown_keys()]
     if unknown:
         raise ConfigError("\n".join(unknown))
-    cross_check(config)
+    if names is not None:
+        cross_check(config, names)
     return config
 
 
-def load_config(path: str | Path | None, env: Mapping[str, str] | None = None) -> GatewayConfig:
-    """Read and validate a YAML config file; None gives the built-in defaults."""
+def load_config(
+    path: str | Path | None,
+    env: Mapping[str, str] | None = None,
+    *,
+    names: KnownNames | None = None,
+) -> GatewayConfig:
+    """Read and validate a YAML config file (see parse_config); None gives the built-in
+    defaults."""
     if path is None:
-        return parse_config(None, source="<defaults>", env=env)
+        return parse_config(None, source="<defaults>", env=env, names=names)
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
@@ -777,4 +865,4 @@ def load_config(path: str | Path | None, env: Mapping[str, str] | None = None) -
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{p}: invalid YAML: {exc}") from None
-    return parse_config(data, source=str(p), env=env)
+    return parse_config(data, source=str(p), env=env, names=names)

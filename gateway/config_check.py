@@ -1,7 +1,8 @@
 """`glm-gateway config check [--config F]`: validate a config as start-up does and print the
 effective values, secrets masked. Exit 0 when valid, 2 on any error (the message names the key).
 
-Secrets (upstream API keys, client keys) are never printed: only whether they are set.
+Secrets (upstream API keys, client keys, passwords inside URLs) are never printed: keys show
+only whether they are set, URLs show `***` for their password (GatewayConfig.secrets).
 """
 
 from __future__ import annotations
@@ -15,12 +16,23 @@ from typing import Any
 
 import yaml
 
-from gateway.config import ConfigError, GatewayConfig, load_config
+from gateway.config import (
+    DEFAULT_CONFIG_PATH,
+    ConfigError,
+    GatewayConfig,
+    config_path,
+    load_config,
+    mask_url,
+)
+from gateway.strategies import known_names
 
 MASK = "***"
+# Shorter secrets are masked where they sit (keys, URLs) but not searched for in other values:
+# they would mask ordinary words.
+_MIN_SEARCHED = 4
 
 
-def build_parser(default_config: Path) -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="glm-gateway config check",
         description="Validate the config as start-up does and print the effective values with "
@@ -30,7 +42,7 @@ def build_parser(default_config: Path) -> argparse.ArgumentParser:
         "--config",
         type=Path,
         default=None,
-        help=f"YAML config (default: {default_config} if present, else built-in)",
+        help=f"YAML config (default: {DEFAULT_CONFIG_PATH} if present, else built-in)",
     )
     return parser
 
@@ -40,14 +52,32 @@ def _masked_key(key: str) -> str:
 
 
 def effective(config: GatewayConfig) -> dict[str, Any]:
-    """The config as plain data, every secret replaced by whether it is set."""
+    """The config as plain data: keys replaced by whether they are set, passwords in URLs by
+    MASK, and any other value that holds a secret of the config masked too."""
     data = asdict(config)
     del data["raw"]  # as written: may hold a literal key
     for name, model in config.models.items():
         data["models"][name]["api_key"] = _masked_key(model.api_key)
+        data["models"][name]["endpoint"] = mask_url(model.endpoint)
     keys = config.auth.api_keys
     data["auth"]["api_keys"] = f"{MASK} ({len(keys)} set)" if keys else "(none set)"
-    return data
+    data["state"]["redis_url"] = mask_url(config.state.redis_url)
+    secrets = sorted((s for s in config.secrets() if len(s) >= _MIN_SEARCHED), key=len)
+    scrubbed: dict[str, Any] = _scrub(data, secrets[::-1])
+    return scrubbed
+
+
+def _scrub(value: Any, secrets: list[str]) -> Any:
+    """`value` with every occurrence of a secret in its strings replaced by MASK."""
+    if isinstance(value, str):
+        for secret in secrets:
+            value = value.replace(secret, MASK)
+        return value
+    if isinstance(value, dict):
+        return {k: _scrub(v, secrets) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_scrub(v, secrets) for v in value]
+    return value
 
 
 def render(config: GatewayConfig) -> str:
@@ -56,14 +86,11 @@ def render(config: GatewayConfig) -> str:
     return f"# {config.source}: valid\n{body}"
 
 
-def main(argv: Sequence[str], default_config: Path) -> int:
+def main(argv: Sequence[str]) -> int:
     """`config check`: argv is what follows the two words. Returns the exit status."""
-    args = build_parser(default_config).parse_args(list(argv))
-    path = args.config
-    if path is None and default_config.exists():
-        path = default_config
+    args = build_parser().parse_args(list(argv))
     try:
-        config = load_config(path)
+        config = load_config(config_path(args.config), names=known_names())
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return 2

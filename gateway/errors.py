@@ -16,14 +16,15 @@
 
 Library errors (aiohttp, sqlite, orjson) are mapped into this tree at the edge, inside the module
 that talks to the library; nothing else catches them.
+
+This module is the ground of the package graph with gateway.config: it imports nothing from the
+gateway. What an error carries from the layers above (the failed call's record) is opaque here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
-
-from gateway.accounting.records import UpstreamCall
 
 
 class GatewayError(Exception):
@@ -123,8 +124,9 @@ class UpstreamError(GatewayError):
     def __init__(self, upstream: str, message: str, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
         self.upstream = upstream
-        # The call that failed, once the upstream tagged it (a continuation bills its tokens).
-        self.call: UpstreamCall | None = None
+        # The record of the call that failed, once the upstream tagged it (a continuation bills
+        # its tokens): set by gateway.upstreams.errors.tag, read by its `failed_call`.
+        self.call: object | None = None
 
 
 class UpstreamConnectError(UpstreamError):

@@ -145,7 +145,7 @@ async def test_warm_burst_without_plan_uses_the_headers(
     gw = await adaptive_gateway(make_gateway, clock, rate_limits={})
     first = await post_stream(client, gw.url, chat("warm up", stream=True))
     assert first.chunks[-1]["model_used"] == "cerebras"
-    assert gw.services.watchers["cerebras"].windows["tokens-minute"].limit == 100_000
+    assert gw.services.upstreams["cerebras"].watcher.windows["tokens-minute"].limit == 100_000
 
     replies = await burst(client, gw.url, 20)
     assert all(r.status == 200 for r in replies)

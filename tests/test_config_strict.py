@@ -13,6 +13,7 @@ import yaml
 
 from gateway.cli import main
 from gateway.config import ConfigError, parse_config
+from gateway.strategies import known_names
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "csk-secret-9d8c7b6a5f4e"
@@ -88,7 +89,7 @@ def test_an_unknown_strategy_names_the_closest() -> None:
         ConfigError,
         match="routing.strategy: unknown strategy 'smart_routng'; did you mean 'smart_routing'",
     ):
-        parse_config({"routing": {"strategy": "smart_routng"}}, env={})
+        parse_config({"routing": {"strategy": "smart_routng"}}, env={}, names=known_names())
 
 
 # --- glm-gateway config check ---------------------------------------------------------------
@@ -115,6 +116,81 @@ def test_config_check_prints_the_effective_config_with_secrets_masked(
     assert shown["auth"]["api_keys"] == "*** (2 set)"
     assert shown["budget"]["daily_usd"] == 3.0
     assert shown["routing"]["strategy"] == "smart_routing"  # defaults are shown too
+
+
+REDIS_PASSWORD = "redis-pass-4c3b2a19"
+ENDPOINT_PASSWORD = "endpoint-pass-8f7e6d"
+
+
+def test_config_check_masks_passwords_inside_urls(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CEREBRAS_API_KEY", SECRET)
+    monkeypatch.delenv("GATEWAY_REDIS_URL", raising=False)
+    path = write(
+        tmp_path,
+        {
+            "state": {"redis_url": f"redis://:{REDIS_PASSWORD}@127.0.0.1:6379/0"},
+            "models": {"local": {"endpoint": f"http://user:{ENDPOINT_PASSWORD}@127.0.0.1:9/v1"}},
+            # A secret pasted where no secret belongs is masked too.
+            "storage": {"log_path": f"logs/{SECRET}.log"},
+        },
+    )
+    assert main(["config", "check", "--config", str(path)]) == 0
+    out = capsys.readouterr().out
+    for secret in (REDIS_PASSWORD, ENDPOINT_PASSWORD, SECRET):
+        assert secret not in out
+    shown = yaml.safe_load(out)
+    assert shown["state"]["redis_url"] == "redis://:***@127.0.0.1:6379/0"
+    assert shown["models"]["local"]["endpoint"] == "http://user:***@127.0.0.1:9/v1"
+    assert shown["models"]["cerebras"]["api_key"] == "*** (set)"
+    assert shown["storage"]["log_path"] == "logs/***.log"
+
+
+def test_config_check_masks_the_redis_password_given_by_the_environment(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(
+        "GATEWAY_REDIS_URL", f"unix:///run/redis.sock?db=1&password={REDIS_PASSWORD}"
+    )
+    assert main(["config", "check", "--config", str(write(tmp_path, {}))]) == 0
+    out = capsys.readouterr().out
+    assert REDIS_PASSWORD not in out
+    assert yaml.safe_load(out)["state"]["redis_url"] == "unix:///run/redis.sock?db=1&password=***"
+
+
+def test_secrets_lists_the_passwords_inside_urls() -> None:
+    config = parse_config(
+        {
+            "models": {"cerebras": {"api_key": SECRET, "endpoint": "https://u:p%40ss@h/v1"}},
+            "state": {"redis_url": f"rediss://:{REDIS_PASSWORD}@h:6380/0"},
+            "auth": {"api_keys": [CLIENT_KEY]},
+        },
+        env={},
+    )
+    assert set(config.secrets()) == {SECRET, CLIENT_KEY, "p%40ss", "p@ss", REDIS_PASSWORD}
+
+
+def test_the_other_places_that_show_the_config_mask_url_passwords() -> None:
+    from aiohttp import web
+
+    from gateway.dashboard.routes import REDACTOR_KEY, setup_dashboard
+    from gateway.doctor.runner import config_ok
+
+    config = parse_config(
+        {
+            "models": {"local": {"endpoint": f"http://u:{ENDPOINT_PASSWORD}@127.0.0.1:9/v1"}},
+            "state": {"redis_url": f"redis://:{REDIS_PASSWORD}@127.0.0.1:6379/0"},
+        },
+        env={},
+    )
+    assert ENDPOINT_PASSWORD not in config_ok(config).detail
+    app = web.Application()
+    setup_dashboard(app, config, lambda running: running)  # no request: never called
+    redacted = app[REDACTOR_KEY].text(
+        f"failed: redis://:{REDIS_PASSWORD}@h and {ENDPOINT_PASSWORD}"
+    )
+    assert REDIS_PASSWORD not in redacted and ENDPOINT_PASSWORD not in redacted
 
 
 def test_config_check_without_keys_says_not_set(
@@ -168,3 +244,15 @@ def test_config_check_as_a_real_process(tmp_path: Path) -> None:
     )
     assert run.returncode == 2
     assert "did you mean speculative_decoding.min_confidence?" in run.stderr
+
+
+def test_registry_names_are_checked_where_the_app_is_built() -> None:
+    """parse_config without names leaves them to create_app's check, which names the key."""
+    from gateway.http.app import check_strategy
+
+    config = parse_config({"speculative_decoding": {"scorer": "bleu"}}, env={})
+    with pytest.raises(ConfigError, match=r"speculative_decoding\.scorer: must be one of"):
+        check_strategy(config)
+    config = parse_config({"rate_limits": {"reactive_strategies": ["always_nowhere"]}}, env={})
+    with pytest.raises(ConfigError, match=r"rate_limits\.reactive_strategies: unknown strategy"):
+        check_strategy(config)

@@ -41,7 +41,7 @@ from support import Gateway, chat, gateway_config, post_stream
 from gateway.dev.llama_server import LlamaServer, free_port
 from gateway.dev.sim import ScriptedAnswer, SimServer
 from gateway.http.app import create_app
-from gateway.speculation.verdict import logprob_confidence
+from gateway.router.answer import logprob_confidence
 from gateway.upstreams import build_upstream
 
 pytestmark = pytest.mark.llamacpp

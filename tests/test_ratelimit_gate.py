@@ -507,6 +507,7 @@ def test_rate_limits_config_errors_name_the_key(section: dict, message: str) -> 
 
 def test_unknown_reactive_strategy_is_refused_at_start(tmp_path) -> None:
     from gateway.config import ConfigError
+    from gateway.strategies import known_names
 
     with pytest.raises(ConfigError, match="rate_limits.reactive_strategies: unknown strategy"):
         parse_config(
@@ -516,6 +517,7 @@ def test_unknown_reactive_strategy_is_refused_at_start(tmp_path) -> None:
             },
             source="<test>",
             env={},
+            names=known_names(),
         )
 
 

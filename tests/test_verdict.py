@@ -8,6 +8,7 @@ from fractions import Fraction
 import pytest
 
 from gateway.config import ConfigError, Prices, SpeculativeConfig, parse_config
+from gateway.router.answer import final_number, logprob_confidence
 from gateway.speculation.cost import prompt_cost_share
 from gateway.speculation.verdict import (
     SCORERS,
@@ -16,13 +17,12 @@ from gateway.speculation.verdict import (
     agreement,
     arguments_similarity,
     final_answer,
-    final_number,
     levenshtein,
-    logprob_confidence,
     token_set,
     tool_calls_similarity,
 )
 from gateway.speculation.window import Window
+from gateway.strategies import known_names
 from gateway.wire.chunk import Chunk, read_chunk
 
 
@@ -217,4 +217,6 @@ def test_speculative_config_keys() -> None:
 )
 def test_speculative_config_errors_name_the_key(section: dict, key: str) -> None:
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
-        parse_config({"speculative_decoding": section}, source="conf.yaml", env={})
+        parse_config(
+            {"speculative_decoding": section}, source="conf.yaml", env={}, names=known_names()
+        )

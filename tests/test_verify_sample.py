@@ -17,8 +17,8 @@ from support import chat, post_stream
 
 from gateway.config import ConfigError, parse_config
 from gateway.dev.sim import ScriptedAnswer, ToolCallSpec
-from gateway.router.verify import MIN_CAP, verify_cap
 from gateway.speculation.verdict import Answer, ToolCall
+from gateway.speculation.verify_sample import MIN_CAP, verify_cap
 
 HELLO = "Hello! How can I help you with your project today?"
 OTHER = "The capital of France is Paris, which lies on the Seine in the north of the country."

@@ -11,13 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-UpstreamName = Literal["local", "cerebras"]
+from gateway.config import UPSTREAM_NAMES as UPSTREAM_NAMES
+from gateway.config import UpstreamName as UpstreamName
+
 CallRole = Literal["answer", "draft", "verify", "verify_sample"]
 CallStatus = Literal["ok", "cancelled", "error", "rate_limited"]
 Outcome = Literal["ok", "error", "client_disconnected", "rejected"]
 # The outcome of a request refused before any upstream call (gateway.accounting.refusals).
 REFUSED: Literal["rejected"] = "rejected"
-UPSTREAM_NAMES: tuple[UpstreamName, ...] = ("local", "cerebras")
 
 
 @dataclass(slots=True)

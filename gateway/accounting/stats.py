@@ -615,20 +615,3 @@ def _read_snapshot(path: Path) -> _Totals:
     if data.get("version") != SNAPSHOT_VERSION:
         raise StatsFileError(f"{path}: unsupported snapshot version {data.get('version')!r}")
     return _Totals.from_json(data.get("totals"), str(path))
-
-
-_default: StatisticsTracker | None = None
-
-
-def set_stats(tracker: StatisticsTracker) -> None:
-    """Install the process-wide tracker returned by `get_stats()`."""
-    global _default
-    _default = tracker
-
-
-def get_stats() -> StatisticsTracker:
-    """The process-wide tracker (the original project's `get_stats()`); ledger-less until set."""
-    global _default
-    if _default is None:
-        _default = StatisticsTracker({"cerebras": Prices(2.25, 2.75)})
-    return _default

@@ -5,6 +5,9 @@ few tokens per message); once an upstream has reported usage, its own learned ch
 token replace it for prompts (gateway.accounting.ratio). Streamed completions are counted as at
 least one token per content-bearing event, since both llama.cpp and Cerebras stream about one
 token per event. Estimated counts are always flagged.
+
+`completion_limit` reads the answer-token limit a chat request states, for every module that
+needs it (admission, the upstreams' bodies, continuations, verification samples).
 """
 
 from __future__ import annotations
@@ -18,6 +21,19 @@ import orjson
 
 CHARS_PER_TOKEN = 4
 _MESSAGE_OVERHEAD_TOKENS = 4
+# The keys that limit an answer's tokens, the current one first (OpenAI deprecated `max_tokens`
+# for `max_completion_tokens`; clients send either).
+COMPLETION_LIMIT_KEYS = ("max_completion_tokens", "max_tokens")
+
+
+def completion_limit(body: Mapping[str, Any]) -> int | None:
+    """The answer-token limit `body` states: `max_completion_tokens`, else `max_tokens`; a
+    value that is not a positive integer counts as not stated. None: no limit."""
+    for key in COMPLETION_LIMIT_KEYS:
+        value = body.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
 
 
 def estimate_text_tokens(chars: int) -> int:

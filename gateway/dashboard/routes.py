@@ -4,6 +4,9 @@ The page and its static files carry no data, so the guard lets a browser load th
 key (a browser cannot send a header on navigation, and a key must never be in a URL). Every
 number on the page comes from the JSON endpoints below, which need the client key like any
 other endpoint; the page sends the key it keeps in sessionStorage as `Authorization: Bearer`.
+
+The app that mounts the dashboard (gateway.http.app) passes in its config and how to reach what
+the endpoints read (`Sources`); the dashboard imports nothing from gateway.http.
 """
 
 from __future__ import annotations
@@ -12,19 +15,21 @@ import asyncio
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from aiohttp import web
 
-from gateway.accounting.ledger import LedgerError
+from gateway.accounting.ledger import Ledger, LedgerError
+from gateway.config import GatewayConfig
 from gateway.dashboard import history as history_mod
 from gateway.dashboard import requests as requests_mod
 from gateway.dashboard import summary as summary_mod
 from gateway.dashboard.params import choice_param, int_param
 from gateway.errors import GatewayError
-from gateway.http.guard import request_id_of
-from gateway.http.routes import error_response, json_response
-from gateway.http.services import CONFIG_KEY, SERVICES_KEY
+from gateway.quota.budget import Budget
+from gateway.quota.gate import RateLimitGate
+from gateway.responses import error_response, json_response, request_id_of
+from gateway.strategies.adaptive import AdaptiveSwitch
 
 STATIC_DIR = Path(__file__).with_name("static")
 PAGE_PATH = "/dashboard"
@@ -52,8 +57,30 @@ _SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
 }
+
+
+class Sources(Protocol):
+    """What the JSON endpoints read from the running app (its Services, once started)."""
+
+    @property
+    def ledger(self) -> Ledger: ...
+
+    @property
+    def gate(self) -> RateLimitGate: ...
+
+    @property
+    def adaptive(self) -> AdaptiveSwitch: ...
+
+    @property
+    def budget(self) -> Budget: ...
+
+
+# The app's Sources, looked up per request: they exist only once the app has started.
+SourcesOf = Callable[[web.Application], Sources]
+
 REDACTOR_KEY = web.AppKey("dashboard_redactor", requests_mod.Redactor)
 FILES_KEY = web.AppKey("dashboard_files", dict)
+SOURCES_KEY: web.AppKey[SourcesOf] = web.AppKey("dashboard_sources")
 
 T = TypeVar("T")
 
@@ -117,7 +144,7 @@ def _guarded(
 async def get_history(request: web.Request) -> web.Response:
     name = choice_param(request.query, "window", history_mod.WINDOWS, default="1h")
     assert name is not None
-    services = request.app[SERVICES_KEY]
+    services = _sources(request)
     body = await _read(
         request, history_mod.history, services.ledger, history_mod.WINDOWS[name], time.time()
     )
@@ -134,7 +161,7 @@ async def get_requests(request: web.Request) -> web.Response:
     before = int_param(query, "before", default=None, low=1, high=2**62)
     upstream = choice_param(query, "upstream", requests_mod.UPSTREAM_FILTERS, default=None)
     outcome = choice_param(query, "outcome", requests_mod.OUTCOMES, default=None)
-    services = request.app[SERVICES_KEY]
+    services = _sources(request)
     body = await _read(
         request,
         requests_mod.list_requests,
@@ -151,7 +178,7 @@ async def get_requests(request: web.Request) -> web.Response:
 @_guarded
 async def get_request(request: web.Request) -> web.Response:
     ident = request.match_info["id"]
-    services = request.app[SERVICES_KEY]
+    services = _sources(request)
     found = await _read(
         request, requests_mod.find_request, services.ledger, ident, request.app[REDACTOR_KEY]
     )
@@ -168,7 +195,7 @@ async def get_request(request: web.Request) -> web.Response:
 
 @_guarded
 async def get_summary(request: web.Request) -> web.Response:
-    services = request.app[SERVICES_KEY]
+    services = _sources(request)
     body = await _read(request, summary_mod.today, services.ledger, time.time())
     body["rate_limits"] = summary_mod.rate_limits(services.gate, services.adaptive)
     body["budget"] = summary_mod.budget(services.budget)
@@ -177,11 +204,15 @@ async def get_summary(request: web.Request) -> web.Response:
     return json_response(body)
 
 
-def setup_dashboard(app: web.Application) -> None:
-    """Register the page, its files and the JSON endpoints on `app`."""
-    config = app[CONFIG_KEY]
-    secrets = [m.api_key for m in config.models.values()] + list(config.auth.api_keys)
-    app[REDACTOR_KEY] = requests_mod.Redactor(secrets)
+def _sources(request: web.Request) -> Sources:
+    return request.app[SOURCES_KEY](request.app)
+
+
+def setup_dashboard(app: web.Application, config: GatewayConfig, sources: SourcesOf) -> None:
+    """Register the page, its files and the JSON endpoints on `app`; `sources(app)` gives what
+    the endpoints read."""
+    app[SOURCES_KEY] = sources
+    app[REDACTOR_KEY] = requests_mod.Redactor(config.secrets())
     app[FILES_KEY] = _load_files(bool(config.auth.api_keys))
     app.router.add_get(PAGE_PATH, page)
     app.router.add_get(STATIC_PREFIX + "{name}", static)

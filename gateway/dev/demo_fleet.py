@@ -20,6 +20,8 @@ import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from gateway.dev.demo import DEMO_UPSTREAMS_FLAG, demo_upstreams_running
+
 REDIS_ENV = "GATEWAY_REDIS_URL"
 SETUP_HINT = "scripts/setup_redis.sh installs it (scripts/run_gateway.sh runs it for you)"
 
@@ -99,8 +101,6 @@ async def demo_redis() -> AsyncIterator[str]:
 
 async def run_demo_workers(words: list[str], workers: int, redis_url: str) -> int:
     """Serve `words` (a `--demo` command line) with `workers` processes; see the module doc."""
-    from gateway.cli import DEMO_UPSTREAMS_FLAG, demo_upstreams_running
-
     async with contextlib.AsyncExitStack() as stack:
         if not redis_url:
             redis_url = await stack.enter_async_context(demo_redis())

@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
 
-from gateway.config import GatewayConfig
+from gateway.config import GatewayConfig, mask_url
 from gateway.dev.llama_server import (
     DEFAULT_CTX,
     DEFAULT_THREADS,
@@ -91,7 +91,10 @@ async def _cerebras(config: GatewayConfig) -> AsyncIterator[GatewayConfig]:
     """The real Cerebras when a key is configured, else a simulated one (said at start-up)."""
     cerebras = config.cerebras
     if cerebras.api_key:
-        print(f"local-model: Cerebras is the REAL API at {cerebras.endpoint} (key set)", flush=True)
+        print(
+            f"local-model: Cerebras is the REAL API at {mask_url(cerebras.endpoint)} (key set)",
+            flush=True,
+        )
         yield config
         return
     from gateway.dev.sim import SimOptions, running_sim

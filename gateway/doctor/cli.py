@@ -15,12 +15,13 @@ import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from gateway.cli import DEFAULT_CONFIG, DEMO_API_KEY, demo_upstreams, loop_factory
-from gateway.config import ConfigError, GatewayConfig
+from gateway.config import DEFAULT_CONFIG_PATH, ConfigError, GatewayConfig, config_path
+from gateway.dev.demo import DEMO_API_KEY, demo_upstreams
 from gateway.doctor.options import LOADING_WAIT_S, PROBE_TIMEOUT_S, DoctorOptions
 from gateway.doctor.render import render_json, render_text
 from gateway.doctor.report import Report
 from gateway.doctor.runner import config_failure, load_checked_config, run_checks
+from gateway.loop import loop_factory
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--config",
         type=Path,
         default=None,
-        help=f"YAML config (default: {DEFAULT_CONFIG} if present, else built-in)",
+        help=f"YAML config (default: {DEFAULT_CONFIG_PATH} if present, else built-in)",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     parser.add_argument(
@@ -84,9 +85,7 @@ async def amain(argv: Sequence[str] | None = None) -> int:
     """Parse `argv`, run the checks, print the report to stdout; return the exit status."""
     args = build_parser().parse_args(argv)
     options = DoctorOptions(loading_wait=max(0.0, args.wait), probe_timeout=max(0.1, args.timeout))
-    path = args.config
-    if path is None and DEFAULT_CONFIG.exists():
-        path = DEFAULT_CONFIG
+    path = config_path(args.config)
     config: GatewayConfig | None = None
     try:
         config = load_checked_config(path)

@@ -7,13 +7,13 @@ import asyncio
 import re
 from pathlib import Path
 
-from gateway.config import ConfigError, GatewayConfig, load_config
+from gateway.config import ConfigError, GatewayConfig, load_config, mask_url
 from gateway.doctor.cerebras import CerebrasDoctor
 from gateway.doctor.local import LocalDoctor
 from gateway.doctor.options import DoctorOptions
 from gateway.doctor.prompts import check_prompts, skipped_prompts
 from gateway.doctor.report import Check, Report, fail, ok
-from gateway.http.app import check_strategy
+from gateway.strategies import known_names
 from gateway.upstreams import build_upstream
 from gateway.upstreams.client import open_session
 
@@ -22,11 +22,9 @@ _KEYED = re.compile(r"^(?P<source>.+?): (?P<key>[A-Za-z_][\w.]*): ")
 
 
 def load_checked_config(path: Path | None) -> GatewayConfig:
-    """Load and validate exactly as start-up does (`load_config`, then the strategy names
-    `create_app` checks); raise ConfigError naming the key."""
-    config = load_config(path)
-    check_strategy(config)
-    return config
+    """Load and validate exactly as start-up does (`load_config` with the registry's names);
+    raise ConfigError naming the key."""
+    return load_config(path, names=known_names())
 
 
 def config_failure(error: ConfigError, source: str) -> Report:
@@ -43,7 +41,7 @@ def config_failure(error: ConfigError, source: str) -> Report:
 
 def config_ok(config: GatewayConfig) -> Check:
     states = ", ".join(
-        f"{name} {'at ' + m.endpoint if m.enabled else 'disabled'}"
+        f"{name} {'at ' + mask_url(m.endpoint) if m.enabled else 'disabled'}"
         for name, m in config.models.items()
     )
     return ok(

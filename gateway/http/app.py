@@ -21,18 +21,20 @@ from gateway.accounting.records import UPSTREAM_NAMES, UpstreamName
 from gateway.accounting.refusals import HANDLED, RefusalRecorder
 from gateway.accounting.stats import StatisticsTracker
 from gateway.config import GatewayConfig, Prices, cross_check
+from gateway.dashboard import setup_dashboard
 from gateway.errors import error_body
-from gateway.http.guard import CHAT_PATHS, Guard, request_id_of
+from gateway.http.feedback import LEARNING_KEY
+from gateway.http.guard import CHAT_PATHS, Guard
 from gateway.http.routes import drain_background, setup_routes
 from gateway.http.services import CONFIG_KEY, GUARD_KEY, SERVICES_KEY, Services
 from gateway.quota.budget import Budget
 from gateway.quota.gate import RateLimitGate
+from gateway.responses import request_id_of
 from gateway.router import Router, RouterCollector
-from gateway.router.feedback import LEARNING_KEY
 from gateway.router.learning import Learning
-from gateway.router.verify import VerifySampler
+from gateway.speculation.verify_sample import VerifySampler
 from gateway.state import open_store
-from gateway.strategies import StrategyContext, create_strategies
+from gateway.strategies import StrategyContext, create_strategies, known_names
 from gateway.strategies.adaptive import AdaptiveSwitch
 from gateway.upstreams import Upstream, build_upstream
 from gateway.upstreams.client import open_session
@@ -41,8 +43,8 @@ log = logging.getLogger("gateway.http.app")
 
 
 def check_strategy(config: GatewayConfig) -> None:
-    """The strategy names the config gives exist; raise ConfigError naming the key."""
-    cross_check(config)
+    """The strategy and scorer names the config gives exist; raise ConfigError naming the key."""
+    cross_check(config, known_names())
 
 
 def replica_id(config: GatewayConfig) -> str:
@@ -101,7 +103,6 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
         app[SERVICES_KEY] = Services(
             config=config,
             upstreams=upstreams,
-            watchers=watchers,
             strategies=strategies,
             gate=gate,
             adaptive=adaptive,
@@ -206,8 +207,6 @@ async def openai_errors(request: web.Request, handler: Any) -> web.StreamRespons
 
 def create_app(config: GatewayConfig) -> web.Application:
     """Build the app; upstream session, ledger and stats open on startup, close on cleanup."""
-    from gateway.dashboard import setup_dashboard
-
     check_strategy(config)
     guard = Guard(config.auth, config.limits)
     app = web.Application(
@@ -218,7 +217,7 @@ def create_app(config: GatewayConfig) -> web.Application:
     app[GUARD_KEY] = guard
     app.cleanup_ctx.append(_services_ctx)
     setup_routes(app)
-    setup_dashboard(app)
+    setup_dashboard(app, config, lambda running: running[SERVICES_KEY])
     log.info(
         "gateway %s configured from %s, strategy %s",
         __version__,

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import re
-import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -32,15 +30,6 @@ OPEN_PREFIXES = ("/dashboard/static/",)
 CHAT_PATHS = frozenset({"/v1/chat/completions", "/chat/completions"})
 CLIENT_KEY = web.RequestKey("client_key", str)
 ANONYMOUS = "anonymous"
-_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
-
-
-def request_id_of(request: web.Request) -> str:
-    """Honour a well-formed incoming `x-request-id`; otherwise make one."""
-    incoming = request.headers.get("x-request-id", "")
-    if _REQUEST_ID.fullmatch(incoming):
-        return incoming
-    return uuid.uuid4().hex
 
 
 def _reply(status: int, message: str, error_type: str, code: str, **headers: str) -> web.Response:

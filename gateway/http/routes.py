@@ -8,7 +8,6 @@ import time
 import uuid
 from typing import Any
 
-import orjson
 from aiohttp import web
 
 from gateway import __version__
@@ -17,10 +16,10 @@ from gateway.accounting.metrics import fleet_exposition
 from gateway.accounting.records import RequestRecord
 from gateway.accounting.refusals import HANDLED
 from gateway.errors import GatewayError
-from gateway.http.guard import request_id_of
+from gateway.http.feedback import setup_feedback
 from gateway.http.services import GUARD_KEY, MODEL_ALIAS, SERVICES_KEY, Services
 from gateway.http.validation import check_content_type, parse_body, validate_chat_request
-from gateway.router.feedback import setup_feedback
+from gateway.responses import error_response, json_response, request_id_of
 from gateway.serving.exchange import Exchange
 from gateway.strategies import describe
 from gateway.wire.sinks import CollectSink, KeepingStreamSink, Sink, StreamSink
@@ -29,20 +28,6 @@ log = logging.getLogger("gateway.requests")
 
 STRATEGY_HEADER = "x-gateway-strategy"
 _background: set[asyncio.Task[None]] = set()
-
-
-def json_response(
-    data: Any, *, status: int = 200, headers: dict[str, str] | None = None
-) -> web.Response:
-    return web.Response(
-        status=status, body=orjson.dumps(data), content_type="application/json", headers=headers
-    )
-
-
-def error_response(error: GatewayError, request_id: str) -> web.Response:
-    headers = error.headers()
-    headers["x-request-id"] = request_id
-    return json_response(error.body(), status=error.status, headers=headers)
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:

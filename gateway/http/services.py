@@ -19,10 +19,9 @@ from gateway.config import GatewayConfig
 from gateway.http.guard import Guard
 from gateway.quota.budget import Budget
 from gateway.quota.gate import RateLimitGate
-from gateway.ratelimit import RateLimitWatcher
 from gateway.router import Router
 from gateway.router.learning import Learning
-from gateway.router.verify import VerifySampler
+from gateway.speculation.verify_sample import VerifySampler
 from gateway.state import StateStore
 from gateway.strategies import Strategy
 from gateway.strategies.adaptive import AdaptiveSwitch
@@ -39,7 +38,6 @@ class Services:
 
     config: GatewayConfig
     upstreams: dict[UpstreamName, Upstream]
-    watchers: dict[UpstreamName, RateLimitWatcher]
     strategies: dict[str, Strategy]
     gate: RateLimitGate
     adaptive: AdaptiveSwitch  # adaptive_cerebras' switch, listening to `gate`

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from gateway.accounting.tokens import PromptEstimate, estimate_prompt_tokens
+from gateway.accounting.tokens import PromptEstimate, completion_limit, estimate_prompt_tokens
 from gateway.ratelimit import RateLimitWatcher, Unit
 
 # What Cerebras reserves for zai-glm-4.7 when a request sets no limit (its maximum output); only
@@ -50,8 +50,8 @@ def estimate_reservation(
 ) -> Reservation:
     """One request, the prompt's estimated tokens and the completion limit the upstream is sent."""
     sent = upstream.build_body(body)
-    limit = sent.get("max_completion_tokens", sent.get("max_tokens"))
-    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
+    limit = completion_limit(sent)
+    if limit is None:
         limit = UNCAPPED_COMPLETION_RESERVATION
     prompt = prompt_tokens() if prompt_tokens is not None else estimate_prompt_tokens(body)
     return Reservation(requests=1.0, tokens=float(prompt + limit))

@@ -114,14 +114,24 @@ class TaskClassifier:
             return Classification(
                 True, f"complex: ask of ~{tokens} tokens > {self.threshold}", tokens
             )
-        if _CODE.search(ask):
-            return Classification(True, "complex: code or error trace in the ask", tokens)
-        match = _REASONING.search(ask)
-        if match:
-            phrase = " ".join(match.group(0).split())[:40].lower()
-            return Classification(True, f"complex: multi-step reasoning ('{phrase}')", tokens)
-        if len(_LIST_ITEM.findall(ask)) >= _MIN_LIST_ITEMS:
-            return Classification(True, "complex: a list of several requirements", tokens)
-        if ask.count("?") >= _MIN_QUESTIONS:
-            return Classification(True, "complex: several questions at once", tokens)
+        reason = content_signal(ask)
+        if reason is not None:
+            return Classification(True, reason, tokens)
         return Classification(False, f"simple: ~{tokens}-token ask, no complexity signal", tokens)
+
+
+def content_signal(ask: str) -> str | None:
+    """The classifier's reason to call `ask` complex from its content alone (neither keyword nor
+    length): code or an error trace, multi-step reasoning, a list of several requirements,
+    several questions. None when no such signal is present."""
+    if _CODE.search(ask):
+        return "complex: code or error trace in the ask"
+    match = _REASONING.search(ask)
+    if match:
+        phrase = " ".join(match.group(0).split())[:40].lower()
+        return f"complex: multi-step reasoning ('{phrase}')"
+    if len(_LIST_ITEM.findall(ask)) >= _MIN_LIST_ITEMS:
+        return "complex: a list of several requirements"
+    if ask.count("?") >= _MIN_QUESTIONS:
+        return "complex: several questions at once"
+    return None

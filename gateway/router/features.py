@@ -13,12 +13,12 @@ import ast
 import math
 import re
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from fractions import Fraction
 
 from gateway.accounting.tokens import estimate_text_tokens
-from gateway.router.classifier import _CODE, _LIST_ITEM, _REASONING
-from gateway.speculation.verdict import final_number, logprob_confidence
+from gateway.router.answer import final_number, logprob_confidence
+from gateway.router.classifier import _CODE, _LIST_ITEM, _REASONING, content_signal
 
 HASH_BITS = 12
 HASH_SIZE = 1 << HASH_BITS
@@ -251,15 +251,9 @@ def arithmetic_check(text: str) -> tuple[int, int, list[Fraction]]:
 
 
 def heuristic_signal(ask: str, keyword_hits: int = 0) -> bool:
-    """The heuristic classifier's length-free reasons for "complex": a keyword, code or an
-    error trace, multi-step-reasoning phrases, a list of several items, several questions."""
-    return bool(
-        keyword_hits
-        or _CODE.search(ask)
-        or _REASONING.search(ask)
-        or len(_LIST_ITEM.findall(ask)) >= 3
-        or ask.count("?") >= 3
-    )
+    """The heuristic classifier's length-free reasons for "complex": a keyword, or one of its
+    content signals (gateway.router.classifier.content_signal)."""
+    return keyword_hits > 0 or content_signal(ask) is not None
 
 
 def ask_features(ask: str, keyword_hits: int = 0) -> Features:
@@ -361,9 +355,3 @@ def combine(*parts: Features) -> Features:
 
 def dense_index(name: str) -> int:
     return _INDEX[name]
-
-
-def names_of(indices: Iterable[int]) -> list[str]:
-    """Readable names of dense indices (hashed ones as `#n`), for the model card."""
-    names = {v: k for k, v in _INDEX.items()}
-    return [names.get(i, f"#{i}") for i in indices]

@@ -30,7 +30,6 @@ from gateway.storage.writer import Write, WriteBehind
 log = logging.getLogger("gateway.router.labels")
 
 STORE_NAME = "learning.db"
-SOURCES = ("agent_loop", "feedback", "verify_sample")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS turns (

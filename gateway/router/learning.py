@@ -2,9 +2,10 @@
 StrategyContext.learning).
 
 - agent-loop signals and escalation: gateway.router.escalation.ConversationTracker;
-- explicit feedback: `feedback(request_id, score)` (the HTTP side is gateway.router.feedback);
-- verification samples (`routing.learn.verify_sample`): gateway.router.verify.VerifySampler,
-  which labels through `labels` below (source `verify_sample`);
+- explicit feedback: `feedback(request_id, score)` (the HTTP side is gateway.http.feedback);
+- verification samples (`routing.learn.verify_sample`):
+  gateway.speculation.verify_sample.VerifySampler, which labels through `labels` below (source
+  `verify_sample`);
 - labels: gateway.router.labels.LabelBook, handed to the `learner` (the app's Router.learn).
 
 Everything is persisted in `learning.db` beside the ledger.

@@ -20,16 +20,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from gateway.accounting.records import UpstreamCall, UpstreamName
-from gateway.accounting.tokens import once
+from gateway.accounting.tokens import COMPLETION_LIMIT_KEYS, once
 from gateway.accounting.usage import client_usage
 from gateway.errors import UpstreamError
 from gateway.quota.admission import Refusal, settled
 from gateway.serving.exchange import Exchange
+from gateway.upstreams.errors import failed_call
 from gateway.wire.chunk import Chunk, read_chunk
 
 log = logging.getLogger("gateway.serving.continuation")
-
-_LIMIT_KEYS = ("max_tokens", "max_completion_tokens")
 
 
 def other_upstream(name: str) -> UpstreamName:
@@ -87,7 +86,7 @@ def continuation_body(body: Mapping[str, Any], prefill: str, sent_tokens: int) -
     messages = list(body.get("messages") or ())
     messages.append({"role": "assistant", "content": prefill})
     out = {**body, "messages": messages}
-    for key in _LIMIT_KEYS:
+    for key in COMPLETION_LIMIT_KEYS:
         limit = out.get(key)
         if isinstance(limit, int) and not isinstance(limit, bool):
             out[key] = max(1, limit - sent_tokens)
@@ -125,7 +124,7 @@ async def continue_stream(ex: Exchange, failed: UpstreamError) -> bool:
     prefill = ""
     if why is None:
         prefill, why = ex.sink.partial_answer()
-    first: UpstreamCall | None = failed.call
+    first = failed_call(failed)
     at_tokens = first.completion_tokens if first is not None else 0
     body: dict[str, Any] = {}
     if why is None:

@@ -11,17 +11,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from gateway.accounting.bill import price
-from gateway.accounting.tokens import estimate_prompt_tokens
+from gateway.accounting.tokens import completion_limit, estimate_prompt_tokens
 from gateway.config import Prices
-
-
-def completion_limit(body: Mapping[str, Any]) -> int | None:
-    """The client's own answer-token limit (`max_completion_tokens`, else `max_tokens`)."""
-    for key in ("max_completion_tokens", "max_tokens"):
-        value = body.get(key)
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-            return value
-    return None
 
 
 def prompt_cost_share(

@@ -34,17 +34,23 @@ from gateway.config import GatewayConfig
 from gateway.errors import UpstreamEmptyResponse, UpstreamError, UpstreamRateLimited
 from gateway.quota.admission import Refusal, Ticket, settled
 from gateway.router import Router, hedges
+from gateway.router.answer import logprob_confidence
 from gateway.router.choice import Route, RouteChoice, choose_route
 from gateway.serving.continuation import continue_stream
 from gateway.serving.exchange import Exchange
 from gateway.serving.relay import complete, no_upstream_error, serve
 from gateway.speculation.cost import prompt_cost_share
 from gateway.speculation.race import Lane, Race
-from gateway.speculation.verdict import SCORERS, Score, agreement, logprob_confidence
+from gateway.speculation.verdict import SCORER_NAMES, SCORERS, Score, agreement
 from gateway.speculation.window import Window
 from gateway.wire.sinks import StreamSink
 
 log = logging.getLogger("gateway.speculation")
+
+# `speculative_decoding.scorer: learned`: the router judges the draft itself (Router.judge_draft).
+LEARNED_SCORER = "learned"
+# Every name `speculative_decoding.scorer` accepts (gateway.strategies.known_names).
+SCORER_CHOICES: tuple[str, ...] = (*SCORER_NAMES, LEARNED_SCORER)
 
 Verify = Lane | Refusal | None
 
@@ -63,7 +69,7 @@ class Speculator:
         # The app's shared router; a private in-memory one when none is given (unit use).
         self.router = router if router is not None else Router(config, store_path=None)
         # `learned` judges the draft itself; window comparisons then use levenshtein.
-        self.learned = self.cfg.scorer == "learned"
+        self.learned = self.cfg.scorer == LEARNED_SCORER
         self.scorer = SCORERS["levenshtein" if self.learned else self.cfg.scorer]
         self.prices = config.models[self.cfg.verify_model].prices
 

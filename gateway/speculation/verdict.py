@@ -12,23 +12,23 @@ When either answer holds tool calls, `tool_calls` decides instead: same tool nam
 order, arguments compared parsed (each argument's similarity, the least one counts), so a
 different file path is a different call even when the rest of the arguments match.
 
-`logprob_confidence` summarises llama.cpp token logprobs (mean and low-quantile probability).
+The readings of a single answer they use (its final number; the confidence of its tokens) are in
+gateway.router.answer, shared with the router's features.
 """
 
 from __future__ import annotations
 
-import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from fractions import Fraction
 from typing import Any
 
 import Levenshtein
 import orjson
 
+from gateway.router.answer import final_number
+
 _WORD = re.compile(r"\w+")
-_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:/\d+)?")
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,16 +64,6 @@ def token_set(a: str, b: str) -> float:
     words_a, words_b = set(_WORD.findall(a.lower())), set(_WORD.findall(b.lower()))
     union = words_a | words_b
     return len(words_a & words_b) / len(union) if union else 1.0
-
-
-def final_number(text: str) -> Fraction | None:
-    """The last number written in `text` (commas as thousands separators, a/b fractions)."""
-    for match in reversed(list(_NUMBER.finditer(text))):
-        try:
-            return Fraction(match.group(0).replace(",", ""))
-        except (ValueError, ZeroDivisionError):
-            continue
-    return None
 
 
 def final_answer(a: str, b: str) -> float | None:
@@ -169,12 +159,3 @@ def value_similarity(a: Any, b: Any) -> float:
     if isinstance(a, str) and isinstance(b, str):
         return levenshtein(a, b)
     return 0.0
-
-
-def logprob_confidence(logprobs: Sequence[float], low_quantile: float) -> tuple[float, float]:
-    """(mean token probability, probability at `low_quantile`, nearest rank); (0, 0) if none."""
-    if not logprobs:
-        return 0.0, 0.0
-    probs = sorted(math.exp(min(0.0, lp)) for lp in logprobs)
-    rank = max(1, math.ceil(low_quantile * len(probs)))
-    return sum(probs) / len(probs), probs[rank - 1]

@@ -9,13 +9,20 @@ from gateway.strategies import (  # noqa: F401  (registration by import)
     speculative,
 )
 from gateway.strategies.base import Strategy, StrategyContext
-from gateway.strategies.registry import create_strategies, describe, register, strategy_names
+from gateway.strategies.registry import (
+    create_strategies,
+    describe,
+    known_names,
+    register,
+    strategy_names,
+)
 
 __all__ = [
     "Strategy",
     "StrategyContext",
     "create_strategies",
     "describe",
+    "known_names",
     "register",
     "strategy_names",
 ]

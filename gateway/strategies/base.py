@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, Protocol
 
@@ -45,6 +45,3 @@ class Strategy(Protocol):
     description: ClassVar[str]
 
     async def run(self, ex: Exchange) -> None: ...
-
-
-StrategyFactory = Callable[[StrategyContext], Strategy]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
+from gateway.config import KnownNames
+from gateway.speculation.engine import SCORER_CHOICES
 from gateway.strategies.base import Strategy, StrategyContext
 
 _REGISTRY: dict[str, Any] = {}
@@ -23,6 +25,11 @@ def register(cls: type[T]) -> type[T]:
 
 def strategy_names() -> list[str]:
     return sorted(_REGISTRY)
+
+
+def known_names() -> KnownNames:
+    """The strategy and scorer names a config may give, for gateway.config's checks."""
+    return KnownNames(strategies=tuple(strategy_names()), scorers=SCORER_CHOICES)
 
 
 def describe() -> dict[str, str]:

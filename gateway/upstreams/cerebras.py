@@ -23,6 +23,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from gateway.accounting.tokens import completion_limit
 from gateway.errors import UpstreamError, UpstreamHTTPError
 from gateway.upstreams.base import OpenAICompatibleUpstream
 from gateway.upstreams.health import Health
@@ -42,15 +43,11 @@ class CerebrasUpstream(OpenAICompatibleUpstream):
 
     def build_body(self, client_body: Mapping[str, Any]) -> dict[str, Any]:
         body = super().build_body(client_body)
-        legacy = body.pop("max_tokens", None)
-        limit = body.get("max_completion_tokens")
-        if limit is None:
-            limit = legacy
+        limit = completion_limit(body)
+        body.pop("max_tokens", None)
         cap = self.config.max_completion_tokens_cap
         if cap is not None:
-            limit = (
-                cap if not isinstance(limit, int) or isinstance(limit, bool) else min(limit, cap)
-            )
+            limit = cap if limit is None else min(limit, cap)
         if limit is not None:
             body["max_completion_tokens"] = limit
         temperature = body.get("temperature")

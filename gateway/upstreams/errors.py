@@ -3,7 +3,6 @@ gateway's own error types; every error is tagged onto the call it ended."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
 from typing import Any
 
 import aiohttp
@@ -18,8 +17,6 @@ from gateway.errors import (
 )
 
 MAX_ERROR_BODY = 64 * 1024
-
-FallbackRule = Callable[[int, Mapping[str, Any]], bool]
 
 
 def error_object(name: str, status: int, payload: Any) -> dict[str, Any]:
@@ -79,6 +76,12 @@ def tag(exc: UpstreamError, call: UpstreamCall) -> UpstreamError:
     call.error = exc.message
     exc.call = call
     return exc
+
+
+def failed_call(exc: UpstreamError) -> UpstreamCall | None:
+    """The call `tag` attached to `exc`, or None when none was."""
+    call = exc.call
+    return call if isinstance(call, UpstreamCall) else None
 
 
 def reason(exc: BaseException) -> str:

@@ -133,8 +133,9 @@ class FakeUpstream:
         if not replies:
             raise ValueError("a FakeUpstream needs at least one Reply")
         self.name = name
+        # `kind` is a config choice; the fake answers like a plain OpenAI-compatible server.
         self.config = ModelConfig(
-            name=name, kind="fake", enabled=enabled, endpoint="fake://" + name, model=name
+            name=name, kind="openai", enabled=enabled, endpoint="fake://" + name, model=name
         )
         self.watcher = RateLimitWatcher(name)
         self.chars_per_token = CharsPerToken()

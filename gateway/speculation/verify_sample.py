@@ -33,19 +33,18 @@ from typing import Any, Final
 
 from gateway.accounting.bill import Bill
 from gateway.accounting.records import RequestRecord
-from gateway.accounting.tokens import estimate_text_tokens, once
+from gateway.accounting.tokens import completion_limit, estimate_text_tokens, once
 from gateway.config import GatewayConfig
 from gateway.errors import UpstreamError
 from gateway.quota.admission import Refusal, UpstreamGate, settled
 from gateway.router.labels import LabelBook
 from gateway.serving.exchange import Exchange
-from gateway.speculation.cost import completion_limit
 from gateway.speculation.verdict import SCORERS, Answer, Score, ToolCall, agreement
 from gateway.upstreams import Upstream
 from gateway.wire.assembly import Assembly, ChoiceParts
 from gateway.wire.sinks import CollectSink, KeepingStreamSink, Sink
 
-log = logging.getLogger("gateway.router.verify")
+log = logging.getLogger("gateway.speculation.verify_sample")
 
 SOURCE: Final = "verify_sample"
 CLOSE_GRACE_S = 5.0

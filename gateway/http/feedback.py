@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any
 
 import orjson
 from aiohttp import web
 
 from gateway.errors import BadRequest, GatewayError
+from gateway.responses import json_response
 from gateway.router.learning import SCORE_MAX, SCORE_MIN, Learning
 
-log = logging.getLogger("gateway.router.feedback")
+log = logging.getLogger("gateway.http.feedback")
 
 LEARNING_KEY = web.AppKey("learning", Learning)
 MAX_BODY = 64 * 1024
@@ -31,12 +31,8 @@ class UnknownRequest(GatewayError):
     error_type = "not_found_error"
 
 
-def _reply(data: Any, status: int = 200) -> web.Response:
-    return web.Response(status=status, body=orjson.dumps(data), content_type="application/json")
-
-
 def _error(error: GatewayError) -> web.Response:
-    return _reply(error.body(), error.status)
+    return json_response(error.body(), status=error.status)
 
 
 def parse_feedback(raw: bytes) -> tuple[str, float]:
@@ -97,7 +93,7 @@ async def post_feedback(request: web.Request) -> web.Response:
         "feedback req=%s score=%g model_used=%s applied=%s escalated=%s",
         request_id, score, result.model_used, result.applied, result.escalated,
     )  # fmt: skip
-    return _reply(
+    return json_response(
         {
             "status": "recorded",
             "request_id": request_id,

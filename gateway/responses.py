@@ -1,0 +1,38 @@
+"""JSON responses, OpenAI-shaped error responses and the request id, shared by the API
+(gateway.http) and the dashboard (gateway.dashboard), which both sit above this module."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from gateway.errors import GatewayError
+
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
+def request_id_of(request: web.Request) -> str:
+    """Honour a well-formed incoming `x-request-id`; otherwise make one."""
+    incoming = request.headers.get("x-request-id", "")
+    if _REQUEST_ID.fullmatch(incoming):
+        return incoming
+    return uuid.uuid4().hex
+
+
+def json_response(
+    data: Any, *, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    return web.Response(
+        status=status, body=orjson.dumps(data), content_type="application/json", headers=headers
+    )
+
+
+def error_response(error: GatewayError, request_id: str) -> web.Response:
+    """`error`'s OpenAI-shaped body, status and headers, with `x-request-id`."""
+    headers = error.headers()
+    headers["x-request-id"] = request_id
+    return json_response(error.body(), status=error.status, headers=headers)
