@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import yaml
+from paths import REPO_ROOT as ROOT
 
 from gateway.config import (
     AdaptiveConfig,
@@ -26,7 +27,6 @@ from gateway.config import (
     parse_config,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
 SECRET = "csk-secret-9d8c7b6a5f4e"
 
 # The config of the original GLM Token Saver README ("Configuration" section), verbatim but for

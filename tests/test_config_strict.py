@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 import yaml
+from paths import REPO_ROOT as ROOT
 
 from gateway.cli import main
 from gateway.config import ConfigError, parse_config
 from gateway.strategies import known_names
 
-ROOT = Path(__file__).resolve().parents[1]
 SECRET = "csk-secret-9d8c7b6a5f4e"
 CLIENT_KEY = "client-key-5e4d3c2b1a"
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from paths import REPO_ROOT
 from support import CEREBRAS_KEY, chat, post_stream
 
 from gateway.accounting.bill import price
@@ -376,7 +377,7 @@ async def test_demo_traffic_flag_prints_the_dashboard_and_sends(tmp_path, client
         "--port",
         str(port),
         cwd=tmp_path,  # the demo's ledger and log land in tmp_path
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)},
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.DEVNULL,
     )

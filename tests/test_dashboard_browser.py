@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 from cdp import Browser, Page, find_chromium
+from paths import REPO_ROOT as ROOT
 from support import CEREBRAS_KEY, chat, post_stream
 
-ROOT = Path(__file__).resolve().parent.parent
 CLIENT_KEY = "browser-client-key-93be41"
 AUTH = {"Authorization": f"Bearer {CLIENT_KEY}"}
 WIDE, NARROW = 1366, 420

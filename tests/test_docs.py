@@ -10,8 +10,8 @@ import re
 from pathlib import Path
 
 import pytest
+from paths import REPO_ROOT as ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 README_LIMIT = 15_000  # bytes: what a newcomer reads in five minutes
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 # The journal records what was measured on a date, with the paths of that date.

@@ -16,13 +16,13 @@ import orjson
 import pytest
 import yaml
 from aiohttp import web
+from paths import REPO_ROOT as ROOT
 from support import CEREBRAS_KEY
 
 from gateway.dev.llama_server import free_port
 from gateway.dev.sim import SimOptions, SimServer, running_sim
 from gateway.doctor import amain
 
-ROOT = Path(__file__).resolve().parent.parent
 WRONG_KEY = "csk-wrong-key-9d8c7b6a5f"
 LOCAL_CHECKS = [
     "local.health",

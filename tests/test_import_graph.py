@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from paths import REPO_ROOT as ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 GROUND = ("config", "errors")
 
 

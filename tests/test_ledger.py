@@ -15,13 +15,12 @@ from dataclasses import fields, replace
 from pathlib import Path
 
 import pytest
+from paths import REPO_ROOT as ROOT
 
 from gateway.accounting.ledger import Ledger, LedgerError, LedgerRow, flatten
 from gateway.accounting.ledger.rows import call_json
 from gateway.accounting.records import RequestRecord, SpeculativeRecord, UpstreamCall
 from gateway.storage.writer import Write
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def make_record(rid: str = "r", **changes: object) -> RequestRecord:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from llamacpp_support import launch_llama
+from paths import REPO_ROOT as ROOT
 
 from gateway.dev.llama_server import (
     LlamaServer,
@@ -21,8 +22,6 @@ from gateway.dev.llama_server import (
     describe_exit,
     smoke_check,
 )
-
-ROOT = Path(__file__).resolve().parents[1]
 
 # What a binary built for a CPU feature the host refuses does: die by SIGILL at once.
 SIGILL_SCRIPT = "#!/bin/sh\nkill -ILL $$\n"

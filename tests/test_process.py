@@ -14,13 +14,12 @@ from pathlib import Path
 import aiohttp
 import orjson
 import pytest
+from paths import REPO_ROOT as ROOT
 from support import CEREBRAS_KEY, chat, post_stream
 
 from gateway.accounting.ledger import Ledger
 from gateway.cli import exposure_warning
 from gateway.dev.sim import SimServer
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def free_port() -> int:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from paths import FIXTURES
 
 from gateway.accounting.records import RequestRecord
 from gateway.config import GatewayConfig, parse_config
@@ -16,7 +17,7 @@ from gateway.router.learning import Learning
 from gateway.serving.exchange import Exchange
 from gateway.wire.sinks import CollectSink
 
-FIXTURE = Path(__file__).parent / "fixtures" / "cline_3.0.65.json"
+FIXTURE = FIXTURES / "cline_3.0.65.json"
 
 
 def config(**routing: object) -> GatewayConfig:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from paths import FIXTURES
 from support import CEREBRAS_KEY, gateway_config, post_stream
 
 from gateway.config import EscalationConfig, LearnConfig
@@ -21,7 +22,7 @@ from gateway.router.escalation import ConversationTracker
 from gateway.router.labels import LabelBook, LearningStore
 from gateway.router.signals import detect
 
-FIXTURE = Path(__file__).parent / "fixtures" / "cline_3.0.65.json"
+FIXTURE = FIXTURES / "cline_3.0.65.json"
 SCENARIOS: dict[str, Any] = json.loads(FIXTURE.read_text())["scenarios"]
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
+from paths import REPO_ROOT as ROOT
 
 from gateway.dev.sim import (
     Profile,
@@ -27,7 +28,6 @@ from gateway.dev.sim import (
     start_sim,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
 DONE = b"data: [DONE]\n\n"
 RATE_HEADERS = (
     "x-ratelimit-limit-requests-day",

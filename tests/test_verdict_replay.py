@@ -22,18 +22,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+from paths import REPO_ROOT
 
 from gateway.speculation.verdict import SCORERS, Answer, agreement
 
-DATA = Path(
-    os.environ.get(
-        "ROUTELLM_DATA", Path(__file__).resolve().parents[1] / "bench" / "data" / "routellm"
-    )
-)
+DATA = Path(os.environ.get("ROUTELLM_DATA", REPO_ROOT / "bench" / "data" / "routellm"))
 LOCAL = "mistralai/Mixtral-8x7B-Instruct-v0.1"
 CLOUD = "gpt-4-1106-preview"
 WINDOW_CHARS = 400  # about max_draft_tokens = 100
-
 
 
 def auroc(scores: Sequence[float], labels: Sequence[bool]) -> float:
