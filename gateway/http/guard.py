@@ -30,7 +30,7 @@ from gateway.doors.base import Door, DoorName
 from gateway.errors import GatewayError
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-OPEN_PATHS = frozenset({"/health", "/dashboard"})
+OPEN_PATHS = frozenset({"/", "/health", "/dashboard"})
 # The dashboard's page and static files hold no data (every number comes from key-protected JSON
 # endpoints), and a browser cannot send a header when it navigates to them.
 OPEN_PREFIXES = ("/dashboard/static/",)

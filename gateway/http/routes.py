@@ -17,9 +17,18 @@ from gateway.accounting.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from gateway.accounting.metrics import fleet_exposition
 from gateway.accounting.records import RequestRecord
 from gateway.accounting.refusals import HANDLED
+from gateway.doors.anthropic.decode import DecodeOptions
+from gateway.doors.anthropic.door import MessagesDoor
 from gateway.doors.base import Door
 from gateway.doors.chat import ChatDoor, openai_error_response
 from gateway.errors import GatewayError
+from gateway.http.anthropic import (
+    MESSAGES_DOOR_KEY,
+    VERSION_HEADER,
+    anthropic_models,
+    count_tokens,
+    head_root,
+)
 from gateway.http.guard import DOOR_PATHS, ERROR_SHAPES_KEY, ErrorShapes, request_id_of
 from gateway.http.services import CONFIG_KEY, GUARD_KEY, MODEL_ALIAS, SERVICES_KEY, Services
 from gateway.router.conversation import HEADER as CONVERSATION_HEADER
@@ -62,9 +71,12 @@ async def serve(request: web.Request, door: Door) -> web.StreamResponse:
     request[HANDLED] = True  # recorded from here on; before, as a refusal (gateway.http.app)
 
     body = decoded.body
-    strategy = services.strategy_for(
-        request.headers.get(STRATEGY_HEADER) or (body.get("model") if body.get("model") else None)
+    strategy, hinted = services.strategy_for_request(
+        request.headers.get(STRATEGY_HEADER) or (body.get("model") if body.get("model") else None),
+        decoded.model,
     )
+    if hinted:
+        log.info("req=%s strategy %s: %s", request_id, strategy.name, hinted)
     stream = decoded.stream
     headers = {"x-request-id": request_id, "x-gateway-strategy": strategy.name}
     # Drawn now so that only a sampled stream keeps its answer (KeepingStreamSink).
@@ -252,6 +264,8 @@ async def list_models(request: web.Request) -> web.Response:
     created = int(services.started)
     entries = [(MODEL_ALIAS, f"default strategy ({services.config.routing.strategy})")]
     entries += list(describe().items())
+    if VERSION_HEADER in request.headers:
+        return anthropic_models(services, entries)
     data = [
         {
             "id": name,
@@ -355,7 +369,21 @@ def setup_routes(app: web.Application) -> None:
     for path in DOOR_PATHS["chat"]:
         app.router.add_post(path, chat)
     # The chat door's errors are the default (OpenAI) shape; other doors claim their paths.
-    app[ERROR_SHAPES_KEY] = ErrorShapes()
+    shapes = app[ERROR_SHAPES_KEY] = ErrorShapes()
+    messages = MessagesDoor(
+        DecodeOptions(
+            max_messages=config.server.max_messages,
+            strip_billing_header=config.doors.anthropic.strip_billing_header,
+        )
+    )
+    app[MESSAGES_DOOR_KEY] = messages
+    for path in DOOR_PATHS["messages"]:
+        app.router.add_post(path, bind(messages))
+        shapes.by_path[path] = messages
+    app.router.add_post("/v1/messages/count_tokens", count_tokens)
+    shapes.by_path["/v1/messages/count_tokens"] = messages
+    shapes.by_header[VERSION_HEADER] = messages
+    app.router.add_route("HEAD", "/", head_root)
     app.router.add_get("/v1/models", list_models)
     app.router.add_get("/health", health)
     app.router.add_get("/stats", get_stats)

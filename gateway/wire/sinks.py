@@ -35,6 +35,9 @@ class Sink(Protocol):
     def response(self) -> web.StreamResponse | None: ...
 
     committed: bool
+    # True once the sink has the whole answer before the upstream ended (a door's stop
+    # sequence matched): the relay stops reading, which stops the upstream generating.
+    satisfied: bool
     model_used: str | None
     first_content_at: float | None
 
@@ -77,6 +80,8 @@ def _not_continuable(tool_calls: bool, choices: int, text: bool, in_reasoning: b
 
 class StreamSink:
     """Writes the client's SSE stream; headers go out lazily, with the first answer content."""
+
+    satisfied = False
 
     def __init__(
         self,
@@ -295,6 +300,8 @@ class KeepingStreamSink(StreamSink):
 
 class CollectSink:
     """Assembles the answer and answers with one `chat.completion` JSON body at `finish`."""
+
+    satisfied = False
 
     def __init__(self, *, response_id: str, headers: dict[str, str]) -> None:
         self.response_id = response_id
