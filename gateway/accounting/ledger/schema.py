@@ -59,7 +59,9 @@ CREATE TABLE IF NOT EXISTS requests (
     local_reasoning_tokens INTEGER NOT NULL DEFAULT 0,
     cerebras_reasoning_tokens INTEGER NOT NULL DEFAULT 0,
     told_not_to_think INTEGER NOT NULL DEFAULT 0,
-    door TEXT NOT NULL DEFAULT 'chat'
+    door TEXT NOT NULL DEFAULT 'chat',
+    local_cached_tokens INTEGER NOT NULL DEFAULT 0,
+    cerebras_cached_tokens INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS requests_started_at ON requests (started_at);
 CREATE TABLE IF NOT EXISTS events (
@@ -79,6 +81,8 @@ ADDED_COLUMNS: tuple[tuple[str, str], ...] = (
     ("cerebras_reasoning_tokens", "INTEGER NOT NULL DEFAULT 0"),
     ("told_not_to_think", "INTEGER NOT NULL DEFAULT 0"),
     ("door", "TEXT NOT NULL DEFAULT 'chat'"),
+    ("local_cached_tokens", "INTEGER NOT NULL DEFAULT 0"),
+    ("cerebras_cached_tokens", "INTEGER NOT NULL DEFAULT 0"),
 )
 
 
@@ -133,6 +137,10 @@ class LedgerRow:
     cerebras_reasoning_tokens: int = 0
     told_not_to_think: bool = False
     door: str = "chat"
+    # Prompt tokens the upstreams served from their prompt caches (llama.cpp `cache_n`,
+    # Cerebras `prompt_tokens_details.cached_tokens`), summed over the request's calls.
+    local_cached_tokens: int = 0
+    cerebras_cached_tokens: int = 0
 
     def upstream_calls(self) -> list[UpstreamCall]:
         """The stored calls, rebuilt (unknown keys ignored)."""
