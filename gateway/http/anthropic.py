@@ -10,21 +10,24 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
 from aiohttp import web
 
 from gateway.accounting.tokens import once
-from gateway.doors.anthropic.decode import decode_request
+from gateway.doors.anthropic.decode import DecodeOptions, decode_request
 from gateway.doors.anthropic.door import MessagesDoor
+from gateway.doors.base import Door
 from gateway.errors import GatewayError
-from gateway.http.guard import request_id_of
-from gateway.http.services import SERVICES_KEY, Services
+from gateway.http.guard import DOOR_PATHS, ERROR_SHAPES_KEY, request_id_of
+from gateway.http.services import CONFIG_KEY, SERVICES_KEY, Services
 from gateway.wire.validation import check_content_type, parse_body
 
 log = logging.getLogger("gateway.requests")
 
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 COUNT_HEADER = "x-gateway-token-count"
 COUNT_TIMEOUT_S = 5.0
 VERSION_HEADER = "anthropic-version"
@@ -77,3 +80,26 @@ async def head_root(request: web.Request) -> web.Response:
     """`HEAD /`: 200, so that a client probing the base URL finds the gateway."""
     del request
     return web.Response(status=200)
+
+
+def setup_messages(app: web.Application, bind: Callable[[Door], Handler]) -> None:
+    """Bind the Messages door (`bind`: the generic handler's, gateway.http.routes.bind) and its
+    side endpoints; its errors take the Anthropic shape on its paths and for any request that
+    carries `anthropic-version`."""
+    config = app[CONFIG_KEY]
+    door = MessagesDoor(
+        DecodeOptions(
+            max_messages=config.server.max_messages,
+            strip_billing_header=config.doors.anthropic.strip_billing_header,
+        )
+    )
+    app[MESSAGES_DOOR_KEY] = door
+    shapes = app[ERROR_SHAPES_KEY]
+    handler = bind(door)
+    for path in DOOR_PATHS["messages"]:
+        app.router.add_post(path, handler)
+        shapes.by_path[path] = door
+    app.router.add_post("/v1/messages/count_tokens", count_tokens)
+    shapes.by_path["/v1/messages/count_tokens"] = door
+    shapes.by_header[VERSION_HEADER] = door
+    app.router.add_route("HEAD", "/", head_root)

@@ -17,18 +17,10 @@ from gateway.accounting.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from gateway.accounting.metrics import fleet_exposition
 from gateway.accounting.records import RequestRecord
 from gateway.accounting.refusals import HANDLED
-from gateway.doors.anthropic.decode import DecodeOptions
-from gateway.doors.anthropic.door import MessagesDoor
 from gateway.doors.base import Door
 from gateway.doors.chat import ChatDoor, openai_error_response
 from gateway.errors import GatewayError
-from gateway.http.anthropic import (
-    MESSAGES_DOOR_KEY,
-    VERSION_HEADER,
-    anthropic_models,
-    count_tokens,
-    head_root,
-)
+from gateway.http.anthropic import VERSION_HEADER, anthropic_models, setup_messages
 from gateway.http.guard import DOOR_PATHS, ERROR_SHAPES_KEY, ErrorShapes, request_id_of
 from gateway.http.services import CONFIG_KEY, GUARD_KEY, MODEL_ALIAS, SERVICES_KEY, Services
 from gateway.router.conversation import HEADER as CONVERSATION_HEADER
@@ -369,24 +361,11 @@ def setup_routes(app: web.Application) -> None:
     for path in DOOR_PATHS["chat"]:
         app.router.add_post(path, chat)
     # The chat door's errors are the default (OpenAI) shape; other doors claim their paths.
-    shapes = app[ERROR_SHAPES_KEY] = ErrorShapes()
-    messages = MessagesDoor(
-        DecodeOptions(
-            max_messages=config.server.max_messages,
-            strip_billing_header=config.doors.anthropic.strip_billing_header,
-        )
-    )
-    app[MESSAGES_DOOR_KEY] = messages
-    for path in DOOR_PATHS["messages"]:
-        app.router.add_post(path, bind(messages))
-        shapes.by_path[path] = messages
-    app.router.add_post("/v1/messages/count_tokens", count_tokens)
-    shapes.by_path["/v1/messages/count_tokens"] = messages
-    shapes.by_header[VERSION_HEADER] = messages
-    app.router.add_route("HEAD", "/", head_root)
+    app[ERROR_SHAPES_KEY] = ErrorShapes()
     app.router.add_get("/v1/models", list_models)
     app.router.add_get("/health", health)
     app.router.add_get("/stats", get_stats)
     app.router.add_post("/stats/reset", reset_stats)
     app.router.add_get("/metrics", get_metrics)
+    setup_messages(app, bind)
     setup_feedback(app)
