@@ -333,3 +333,63 @@ async def test_every_strategy_through_the_door(
                 text = "".join(b.get("text", "") for b in message["content"])
         assert text == "The answer is four."
     await asyncio.sleep(0)
+
+
+async def test_long_wait_for_the_first_token_announces_the_message_and_pings(
+    make_gateway, local_sim, client
+) -> None:
+    """A prompt the local model takes long to read: message_start and pings go out before the
+    first content, and the SDK reads the stream as usual."""
+    script(local_sim, slow=ScriptedAnswer(content="finally"))
+    local_sim.options.ttft = 0.4
+    gw = await make_gateway("always_local")
+    gw.app[MESSAGES_DOOR_KEY].keepalive_interval = 0.05
+    body = {
+        "model": "m",
+        "max_tokens": 50,
+        "stream": True,
+        "messages": [{"role": "user", "content": "slow"}],
+    }
+    async with client.post(gw.root + "/v1/messages", json=body) as resp:
+        raw = await resp.read()
+    events = parse_events(raw)
+    names = [name for name, _ in events]
+    assert names[0] == "message_start" and names[1] == "ping"
+    assert names.index("content_block_start") > 2  # several pings while waiting
+    assert check_grammar(events) == [{"type": "text", "text": "finally"}]
+    async with sdk(gw) as sdk_client:
+        message = await sdk_client.messages.create(**{**body, "stream": False})
+        async with sdk_client.messages.stream(
+            **{k: v for k, v in body.items() if k != "stream"}
+        ) as s:
+            streamed = await s.get_final_message()
+    assert message.content[0].text == streamed.content[0].text == "finally"
+
+
+async def test_failure_after_the_announcement_is_one_error_event(
+    make_gateway, local_sim, client
+) -> None:
+    gw = await make_gateway(
+        "always_local",
+        timeouts={"connect": 1, "first_token": 0.3, "idle": 1},
+        routing={"fallback": {"to_cerebras": False}},
+    )
+    gw.app[MESSAGES_DOOR_KEY].keepalive_interval = 0.05
+    local_sim.inject("slow_first_token", delay=2.0)
+    body = {
+        "model": "m",
+        "max_tokens": 50,
+        "stream": True,
+        "messages": [{"role": "user", "content": "hi"}],
+    }
+    async with client.post(gw.root + "/v1/messages", json=body) as resp:
+        assert resp.status == 200
+        events = parse_events(await resp.read())
+    names = [name for name, _ in events]
+    assert names[0] == "message_start" and names[-1] == "error"
+    assert set(names[1:-1]) <= {"ping"}
+    assert events[-1][1]["error"]["type"] == "timeout_error"
+    await asyncio.sleep(0.1)  # the record is written after the response ended
+    await gw.services.ledger.flush()
+    (row,) = gw.services.ledger.rows()
+    assert (row.outcome, row.http_status, row.door) == ("error", 200, "messages")

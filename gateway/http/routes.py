@@ -172,6 +172,7 @@ async def _fail(ex: Exchange, error: GatewayError, door: Door) -> web.StreamResp
     record, sink = ex.record, ex.sink
     record.outcome = "error"
     record.error_type = error.error_type
+    await sink.quiesce()
     if not _stream_started(sink):
         record.http_status = error.status
         return door.error_response(error, ex.request_id)

@@ -67,6 +67,11 @@ class Sink(Protocol):
         """Stop background work tied to the response (keepalive pings); idempotent."""
         ...
 
+    async def quiesce(self) -> None:
+        """Start no more background writes, and wait for one in flight (before the handler
+        decides whether the response already started)."""
+        ...
+
 
 def _not_continuable(tool_calls: bool, choices: int, text: bool, in_reasoning: bool) -> str | None:
     if tool_calls:
@@ -280,6 +285,9 @@ class StreamSink:
         if self.response is not None:
             self.response.stop_keepalive()
 
+    async def quiesce(self) -> None:
+        return None
+
 
 class KeepingStreamSink(StreamSink):
     """A StreamSink that also assembles the answer it streams (`kept`), for requests drawn as
@@ -384,4 +392,7 @@ class CollectSink:
         raise error
 
     def release(self) -> None:
+        return None
+
+    async def quiesce(self) -> None:
         return None

@@ -6,6 +6,7 @@ reading the upstream (which then stops generating and billing)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -36,7 +37,11 @@ Estimate = Callable[[], int]
 
 class MessagesStreamSink(StreamSink):
     """Writes the Anthropic event stream; headers and `message_start` go out with the first
-    content (or at `begin`), so a failure before it still gets a real HTTP status."""
+    content (or at `begin`), so a failure before it still gets a real HTTP status. A wait longer
+    than the keepalive interval for the first content (a long prompt on the local model, a
+    queue) sends them anyway, and `event: ping` from then on, as the Anthropic API does: an
+    upstream may still be switched (nothing was committed), but a failure is then told as an
+    `event: error`."""
 
     def __init__(
         self,
@@ -62,6 +67,46 @@ class MessagesStreamSink(StreamSink):
         self.kept: Assembly | None = Assembly() if keep_answer else None
         self.satisfied = False
         self._estimated: int | None = None
+        self._announcing: asyncio.Task[None] | None = None
+        self._announce_timer: asyncio.TimerHandle | None = None
+        if keepalive_interval is not None:
+            self._announce_timer = asyncio.get_running_loop().call_later(
+                keepalive_interval, self._announce_due
+            )
+
+    def _announce_due(self) -> None:
+        self._announce_timer = None
+        if self.response is None:
+            self._announcing = asyncio.get_running_loop().create_task(self._announce())
+
+    async def _announce(self) -> None:
+        try:
+            await self.begin()
+        except (ConnectionError, RuntimeError):  # the client left; the handler finds out
+            return
+        finally:
+            self._announcing = None
+
+    def release(self) -> None:
+        if self._announce_timer is not None:
+            self._announce_timer.cancel()
+            self._announce_timer = None
+        announcing = self._announcing
+        # One already writing the headers finishes (quiesce waits for it); cut short, it would
+        # leave half a response on the connection.
+        if announcing is not None and not self._prepare_lock.locked():
+            announcing.cancel()
+            self._announcing = None
+        super().release()
+
+    async def quiesce(self) -> None:
+        """No announcement from now on, and one in flight has finished."""
+        if self._announce_timer is not None:
+            self._announce_timer.cancel()
+            self._announce_timer = None
+        announcing = self._announcing
+        if announcing is not None and announcing is not asyncio.current_task():
+            await asyncio.wait([announcing])
 
     def input_estimate(self) -> int:
         if self._estimated is None:
