@@ -393,3 +393,31 @@ async def test_failure_after_the_announcement_is_one_error_event(
     await gw.services.ledger.flush()
     (row,) = gw.services.ledger.rows()
     assert (row.outcome, row.http_status, row.door) == ("error", 200, "messages")
+
+
+@pytest.mark.parametrize("stream", [True, False], ids=["stream", "whole-body"])
+async def test_verification_samples_read_the_doors_answer(
+    make_gateway, client, local_sim, cerebras_sim, stream
+) -> None:
+    """A local answer drawn as a verification sample through the Messages door is compared with
+    Cerebras' like any other (the door's sinks keep the answer they send)."""
+    answer = "Hello there, friend."
+    script(local_sim, cerebras_sim, say_hello=ScriptedAnswer(content=answer))
+    gw = await make_gateway("smart_routing", routing={"learn": {"verify_sample": 1.0}})
+    body = {
+        "model": "glm-4.7",
+        "max_tokens": 50,
+        "stream": stream,
+        "messages": [{"role": "user", "content": "say hello"}],
+    }
+    async with client.post(gw.root + "/v1/messages", json=body) as resp:
+        assert resp.status == 200
+        assert resp.headers["x-gateway-model-used"] == "local"
+        await resp.read()
+    verifier = gw.services.verifier
+    assert verifier is not None
+    await verifier.drain()
+    assert len(cerebras_sim.requests) == 1
+    assert cerebras_sim.requests[0].body["messages"] == [{"role": "user", "content": "say hello"}]
+    samples = verifier.snapshot()
+    assert samples["samples"] == 1 and samples["good"] == 1
