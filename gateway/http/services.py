@@ -84,10 +84,6 @@ class Services:
         block["fallbacks"] += routed_local
         return {**block, **self.adaptive.snapshot(self.gate.clock())}
 
-    def strategy_for(self, requested: str | None) -> Strategy:
-        """The strategy a request names (header or model), else the configured default."""
-        return self.named_strategy(requested) or self.strategies[self.config.routing.strategy]
-
     def named_strategy(self, requested: str | None) -> Strategy | None:
         """The strategy a request names (header or model) when the client may pick it."""
         if requested:
