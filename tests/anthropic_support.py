@@ -10,8 +10,15 @@ from typing import Any
 
 import orjson
 
-FIXTURE = Path(__file__).parent / "fixtures" / "anthropic_door.json"
-TRANSCRIPTS: dict[str, Any] = json.loads(FIXTURE.read_text())
+FIXTURES = Path(__file__).parent / "fixtures"
+TRANSCRIPTS: dict[str, Any] = json.loads((FIXTURES / "anthropic_door.json").read_text())
+# Real Claude Code 2.1.332 requests, recorded on 127.0.0.1 (scripts/record_agent_fixtures.py).
+CLAUDE_CODE: dict[str, Any] = json.loads((FIXTURES / "claude_code_2.1.332.json").read_text())
+CLAUDE_CODE_REQUESTS: list[tuple[str, dict[str, Any]]] = [
+    (f"{name}[{i}]", exchange["request"])
+    for name, scenario in CLAUDE_CODE["scenarios"].items()
+    for i, exchange in enumerate(scenario["exchanges"])
+]
 
 
 def transcript(name: str) -> Any:
