@@ -421,3 +421,27 @@ async def test_verification_samples_read_the_doors_answer(
     assert cerebras_sim.requests[0].body["messages"] == [{"role": "user", "content": "say hello"}]
     samples = verifier.snapshot()
     assert samples["samples"] == 1 and samples["good"] == 1
+
+
+async def test_cerebras_cut_mid_answer_is_continued_by_local_in_the_same_block(
+    make_gateway, local_sim, cerebras_sim, client
+) -> None:
+    """Cerebras breaks after text reached the client: local finishes the same message from the
+    partial answer, in the same text block, and the stream ends as any other."""
+    cerebras_sim.inject("cut", after_chunks=4)
+    gw = await make_gateway("always_cerebras")
+    body = {
+        "model": "glm-4.7",
+        "max_tokens": 200,
+        "stream": True,
+        "messages": [{"role": "user", "content": "Explain deadlocks step by step."}],
+    }
+    async with client.post(gw.root + "/v1/messages", json=body) as resp:
+        assert resp.status == 200
+        events = parse_events(await resp.read())
+    blocks = check_grammar(events)
+    (continued,) = [r for r in local_sim.requests if r.prefill]
+    assert blocks == [{"type": "text", "text": continued.prefill + continued.planned_content}]
+    assert next(d for n, d in events if n == "message_delta")["delta"]["stop_reason"] == "end_turn"
+    rows = gw.services.ledger.rows()
+    assert [(r.outcome, r.model_used, r.door) for r in rows] == [("ok", "local", "messages")]

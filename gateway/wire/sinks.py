@@ -181,11 +181,7 @@ class StreamSink:
         """The client event for an upstream chunk, or None when it carries nothing to send
         (role-only deltas; finish_reason is held back for the final chunk)."""
         if chunk.plain_text:
-            if 0 not in self.answer_choices:
-                self.answer_choices.add(0)
-                self.content_choices.add(0)
-            self.text_parts.append(chunk.text)
-            self.in_reasoning = False
+            self._note_text(chunk.text)
         elif not self._note(chunk):
             return None
         data = chunk.data
@@ -200,6 +196,14 @@ class StreamSink:
         if self.include_usage:
             data["usage"] = None
         return b"data: " + orjson.dumps(data) + b"\n\n"
+
+    def _note_text(self, text: str) -> None:
+        """Take note of a plain answer-text chunk of choice 0 (a TextChunk)."""
+        if 0 not in self.answer_choices:
+            self.answer_choices.add(0)
+            self.content_choices.add(0)
+        self.text_parts.append(text)
+        self.in_reasoning = False
 
     def _note(self, chunk: Chunk) -> bool:
         """Take note of any chunk's facts; False when it shows the client nothing."""

@@ -129,11 +129,7 @@ class MessagesStreamSink(StreamSink):
         if self.kept is not None:
             self.kept.add_chunk(chunk.data)
         if chunk.plain_text:
-            if 0 not in self.answer_choices:
-                self.answer_choices.add(0)
-                self.content_choices.add(0)
-            self.text_parts.append(chunk.text)
-            self.in_reasoning = False
+            self._note_text(chunk.text)  # the chat sink's facts: continuation reads them
             out = self.encoder.text(chunk.text) if not self.encoder.ended else b""
         elif not self._note(chunk):
             return None
