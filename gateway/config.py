@@ -207,6 +207,14 @@ class LearnConfig:
     verify_sample: float = 0.0
 
 
+# `routing.model_routes` values: an upstream (served by always_local / always_cerebras, the other
+# one still a fallback), or `strategy` (the strategy's own choice).
+MODEL_ROUTES = ("local", "cerebras", "strategy")
+# Claude Code's haiku-tier calls are background work (titles, summaries): local by default, under
+# smart_routing only (a configured map applies under any default strategy).
+DEFAULT_MODEL_ROUTES: tuple[tuple[str, str], ...] = (("*haiku*", "local"),)
+
+
 @dataclass(frozen=True, slots=True)
 class RoutingConfig:
     strategy: str = "smart_routing"
@@ -227,6 +235,10 @@ class RoutingConfig:
     target_cloud_share: float | None = None
     escalation: EscalationConfig = EscalationConfig()
     learn: LearnConfig = LearnConfig()
+    # Model-name patterns (shell globs, case-insensitive) -> a route in MODEL_ROUTES, first match
+    # wins; None: DEFAULT_MODEL_ROUTES under smart_routing. Never overrides a strategy the
+    # client named (x-gateway-strategy or a model `glm-token-saver/<strategy>`).
+    model_routes: tuple[tuple[str, str], ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,6 +318,22 @@ class LimitsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class AnthropicDoorConfig:
+    """`doors.anthropic` (gateway.doors.anthropic). `strip_billing_header`: drop Claude Code's
+    per-prompt billing line (`x-anthropic-billing-header: cc_version=...;`) from the start of the
+    system prompt, so that the upstreams' prefix caches can reuse the rest of it."""
+
+    strip_billing_header: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class DoorsConfig:
+    """`doors`: settings of the client protocols other than chat completions."""
+
+    anthropic: AnthropicDoorConfig = AnthropicDoorConfig()
+
+
+@dataclass(frozen=True, slots=True)
 class StorageConfig:
     ledger_path: str = "data/ledger.db"
     log_path: str = "logs/api_server.log"
@@ -326,6 +354,7 @@ class GatewayConfig:
     rate_limits: RateLimitsConfig = RateLimitsConfig()
     budget: BudgetConfig = BudgetConfig()
     state: StateConfig = StateConfig()
+    doors: DoorsConfig = DoorsConfig()
     source: str = "<defaults>"
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
@@ -672,6 +701,24 @@ def _amount(r: _Reader, key: str) -> float | None:
     return value
 
 
+def _model_routes(r: _Reader, key: str) -> tuple[tuple[str, str], ...] | None:
+    value = r.raw(key)
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise r.error(key, "must map model-name patterns to local, cerebras or strategy")
+    routes = []
+    for pattern, route in value.items():
+        if not isinstance(pattern, str) or not pattern:
+            raise r.error(key, f"pattern {pattern!r} must be a non-empty string")
+        if route not in MODEL_ROUTES:
+            raise r.error(
+                f"{key}.{pattern}", f"must be one of {', '.join(MODEL_ROUTES)}, got {route!r}"
+            )
+        routes.append((pattern, str(route)))
+    return tuple(routes)
+
+
 def _routing(r: _Reader) -> RoutingConfig:
     keywords = r.strings("complexity_keywords", "strings")
     fallback = r.section("fallback")
@@ -695,6 +742,7 @@ def _routing(r: _Reader) -> RoutingConfig:
         target_cloud_share=r.number("target_cloud_share", low=0.0, high=1.0),
         escalation=_escalation(r.section("escalation")),
         learn=_learn(r.section("learn")),
+        model_routes=_model_routes(r, "model_routes"),
     )
     return result
 
@@ -762,8 +810,19 @@ def _storage(r: _Reader) -> StorageConfig:
     return result
 
 
+def _doors(r: _Reader) -> DoorsConfig:
+    anthropic = r.section("anthropic")
+    return DoorsConfig(
+        anthropic=_fill(
+            AnthropicDoorConfig(),
+            strip_billing_header=anthropic.get("strip_billing_header", bool),
+        )
+    )
+
+
 def cross_check(config: GatewayConfig, names: KnownNames) -> None:
-    """Check the names `config` gives against `names`; raise ConfigError naming the key.
+    """Checks between keys and against the given strategy and scorer names; raise ConfigError
+    naming the key.
 
     parse_config runs it when given the names; create_app runs it again for configs changed
     after parsing (--strategy).
@@ -835,6 +894,7 @@ def parse_config(
         rate_limits=_rate_limits(top.section("rate_limits")),
         budget=_budget(top.section("budget")),
         state=_state(top.section("state"), env),
+        doors=_doors(top.section("doors")),
         source=source,
         raw=dict(data or {}),
     )

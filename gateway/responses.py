@@ -15,7 +15,7 @@ from gateway.errors import GatewayError
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
-def request_id_of(request: web.Request) -> str:
+def request_id_of(request: web.BaseRequest) -> str:
     """Honour a well-formed incoming `x-request-id`; otherwise make one."""
     incoming = request.headers.get("x-request-id", "")
     if _REQUEST_ID.fullmatch(incoming):

@@ -3,7 +3,9 @@
 Whatever breaks, the client gets a complete stream ending in [DONE], or exactly one error event
 after content (no [DONE]), or a clean OpenAI-shaped HTTP error before the first byte; within the
 configured timeouts plus one second; and the ledger records the request exactly once with the
-outcome the client saw.
+outcome the client saw. Through the Anthropic Messages door the same holds in its own shape: a
+stream ending in message_stop, or one `event: error` after message_start, or an
+Anthropic-shaped HTTP error.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import time
 
 import orjson
 import pytest
+from anthropic_support import check_grammar, parse_events
 from support import ALL_STRATEGIES, chat, gateway_config, post_stream
 
 from gateway.http.app import create_app
@@ -230,3 +233,69 @@ async def test_mid_stream_error_mode_keeps_the_error_event(
     assert errors == [data[-1]] and "[DONE]" not in data
     assert not [r for r in local_sim.requests]
     assert rows[0].outcome == "error"
+
+
+@pytest.mark.parametrize("where", ["local", "cerebras"])
+@pytest.mark.parametrize("fault", list(FAULTS))
+@pytest.mark.parametrize("strategy", STRATEGIES)
+async def test_fault_through_the_messages_door(
+    aiohttp_server, client, tmp_path, local_sim, cerebras_sim, strategy, fault, where
+) -> None:
+    sims = {"local": local_sim, "cerebras": cerebras_sim}
+    urls = {name: sim.url for name, sim in sims.items()}
+    if fault == "refused":
+        urls[where] = closed_port_url()
+    else:
+        sims[where].inject(fault, **FAULTS[fault])
+    config = gateway_config(
+        tmp_path,
+        urls["local"],
+        urls["cerebras"],
+        strategy=strategy,
+        timeouts={"connect": TIMEOUT, "first_token": TIMEOUT, "idle": TIMEOUT},
+        speculative_decoding={"draft_timeout": DRAFT_TIMEOUT},
+    )
+    app = create_app(config)
+    server = await aiohttp_server(app)
+    body = {
+        "model": "claude-sonnet-4-5",
+        "max_tokens": 200,
+        "stream": True,
+        "messages": [
+            {
+                "role": "user",
+                "content": "Explain step by step why this code deadlocks: ```lock(a); lock(b)```",
+            }
+        ],
+    }
+    started = time.monotonic()
+    async with client.post(str(server.make_url("/v1/messages?beta=true")), json=body) as resp:
+        status, raw = resp.status, await resp.read()
+    elapsed = time.monotonic() - started
+    assert elapsed < BOUND_S, f"took {elapsed:.2f}s"
+
+    if status == 200:
+        events = parse_events(raw)
+        names = [name for name, _ in events]
+        assert names[0] == "message_start"
+        if names[-1] == "message_stop":
+            assert "error" not in names
+            blocks = check_grammar(events)
+            assert any(b["type"] in ("text", "tool_use") for b in blocks)
+            expected_outcome = "ok"
+        else:
+            assert names.count("error") == 1 and names[-1] == "error"
+            error = events[-1][1]
+            assert set(error) == {"type", "error"} and set(error["error"]) == {"type", "message"}
+            expected_outcome = "error"
+    else:
+        assert 400 <= status < 600
+        error = orjson.loads(raw)
+        assert error["type"] == "error" and set(error["error"]) == {"type", "message"}
+        expected_outcome = "error"
+
+    ledger = app[SERVICES_KEY].ledger
+    await ledger.flush()
+    rows = ledger.rows()
+    assert len(rows) == 1, rows
+    assert (rows[0].outcome, rows[0].door) == (expected_outcome, "messages")

@@ -1,4 +1,5 @@
-"""Hostile input: generated bodies never produce a 5xx or a crash; every refusal is OpenAI-shaped.
+"""Hostile input: generated bodies never produce a 5xx or a crash; every refusal is in the shape of
+the door it came through (OpenAI for chat completions, Anthropic for /v1/messages).
 
 The gateway and both simulated upstreams run in a background thread's event loop on 127.0.0.1;
 hypothesis drives a blocking HTTP client against them. More than 2,000 bodies per run.
@@ -87,12 +88,17 @@ def gateway_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
 SENT = {"bodies": 0}
 
 
-def send(port: int, body: bytes, content_type: str = "application/json") -> tuple[int, bytes, str]:
+def send(
+    port: int,
+    body: bytes,
+    content_type: str = "application/json",
+    path: str = "/v1/chat/completions",
+) -> tuple[int, bytes, str]:
     SENT["bodies"] += 1
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     headers = {"Content-Type": content_type} if content_type else {}
     try:
-        conn.request("POST", "/v1/chat/completions", body=body, headers=headers)
+        conn.request("POST", path, body=body, headers=headers)
         resp = conn.getresponse()
         return resp.status, resp.read(), resp.getheader("Content-Type", "")
     finally:
@@ -235,3 +241,113 @@ def test_malformed_headers_are_refused(gateway_port: int, header: bytes) -> None
             reply += chunk
     status = int(reply.split(b" ", 2)[1])
     assert 400 <= status < 500, reply[:200]
+
+
+# --- the Anthropic Messages door -----------------------------------------------------------------
+
+MESSAGES_PATHS = ["/v1/messages", "/v1/messages?beta=true", "/v1/messages/count_tokens"]
+
+
+def check_anthropic_reply(status: int, raw: bytes, content_type: str, path: str) -> None:
+    assert status < 500, (status, raw[:500])
+    if status >= 400:
+        body = json.loads(raw)
+        assert set(body) == {"type", "error", "request_id"}, body
+        assert body["type"] == "error"
+        assert set(body["error"]) == {"type", "message"}, body
+        assert body["error"]["message"]
+        return
+    assert status == 200
+    if path.endswith("count_tokens"):
+        assert json.loads(raw)["input_tokens"] >= 1
+    elif content_type.startswith("text/event-stream"):
+        assert raw.endswith(b"\n\n")
+        last = raw[:-2].split(b"\n\n")[-1]
+        assert last.startswith((b"event: message_stop\n", b"event: error\n")), last[-300:]
+        assert raw.startswith(b"event: message_start\n")
+    else:
+        assert json.loads(raw)["type"] == "message"
+
+
+BLOCK_TYPES = ["text", "image", "tool_use", "tool_result", "thinking", "document", "video", ""]
+block = st.fixed_dictionaries(
+    {"type": st.sampled_from(BLOCK_TYPES) | json_value},
+    optional={
+        "text": st.text(max_size=40) | json_value,
+        "source": st.fixed_dictionaries(
+            {"type": st.sampled_from(["base64", "url", "text", "file"]) | json_value},
+            optional={"media_type": json_value, "data": json_value, "url": json_value},
+        )
+        | json_value,
+        "id": st.text(max_size=12) | json_value,
+        "name": st.text(max_size=12) | json_value,
+        "input": json_value,
+        "tool_use_id": st.text(max_size=12) | json_value,
+        "content": st.text(max_size=40) | st.lists(json_value, max_size=3) | json_value,
+        "is_error": json_value,
+        "thinking": json_value,
+        "cache_control": json_value,
+    },
+)
+anthropic_message = st.fixed_dictionaries(
+    {"role": st.sampled_from(["user", "assistant", "system", "tool", ""]) | json_value},
+    optional={"content": st.text(max_size=80) | st.lists(block, max_size=4) | json_value},
+)
+anthropic_tool = st.fixed_dictionaries(
+    {"name": st.text(max_size=12) | json_value},
+    optional={
+        "type": st.sampled_from(["custom", "web_search_20250305", "bash_20250124"]) | json_value,
+        "description": json_value,
+        "input_schema": st.just({"type": "object", "properties": {}}) | json_value,
+    },
+)
+anthropic_body = st.fixed_dictionaries(
+    {"messages": st.lists(anthropic_message, max_size=4) | json_value},
+    optional={
+        "model": st.just("claude-sonnet-4-5") | json_value,
+        "max_tokens": st.integers(min_value=-5, max_value=50) | json_value,
+        "stream": st.booleans() | json_value,
+        "system": st.text(max_size=60) | st.lists(block, max_size=3) | json_value,
+        "tools": st.lists(anthropic_tool, max_size=3) | json_value,
+        "tool_choice": st.fixed_dictionaries(
+            {"type": st.sampled_from(["auto", "any", "tool", "none", "x"])},
+            optional={"name": json_value, "disable_parallel_tool_use": json_value},
+        )
+        | json_value,
+        "thinking": st.fixed_dictionaries(
+            {"type": st.sampled_from(["enabled", "adaptive", "disabled", "x"])},
+            optional={"budget_tokens": json_value, "display": json_value},
+        )
+        | json_value,
+        "stop_sequences": st.lists(st.text(max_size=5), max_size=3) | json_value,
+        "temperature": st.floats(min_value=-1, max_value=3) | json_value,
+        "top_p": json_value,
+        "top_k": json_value,
+        "metadata": st.fixed_dictionaries({"user_id": st.text(max_size=60) | json_value})
+        | json_value,
+    },
+)
+
+
+@settings(max_examples=500, deadline=None, derandomize=True)
+@given(body=anthropic_body, path=st.sampled_from(MESSAGES_PATHS))
+def test_generated_messages_bodies(gateway_port: int, body: dict[str, Any], path: str) -> None:
+    check_anthropic_reply(*send(gateway_port, json.dumps(body).encode(), path=path), path)
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(
+    raw=st.one_of(
+        st.binary(max_size=300),
+        json_value.map(lambda v: json.dumps(v).encode()),
+        anthropic_body.map(lambda b: json.dumps(b).encode()).flatmap(
+            lambda raw: st.integers(min_value=0, max_value=max(0, len(raw) - 1)).map(
+                lambda cut: raw[:cut]
+            )
+        ),
+    ),
+    content_type=st.sampled_from(CONTENT_TYPES),
+    path=st.sampled_from(MESSAGES_PATHS),
+)
+def test_messages_raw_bytes(gateway_port: int, raw: bytes, content_type: str, path: str) -> None:
+    check_anthropic_reply(*send(gateway_port, raw, content_type, path), path)

@@ -455,9 +455,11 @@ async def test_llamacpp_timings_removed_and_usage_captured(
     assert all("timings" not in c and "usage" not in c for c in chunks)
     assert chunks[1]["choices"][0]["delta"] == {"reasoning_content": "hmm"}
     assert stream.extras["timings"] == timings
-    assert stream.usage == usage
+    # cache_n is reported the standard way (the usage had no prompt_tokens_details)
+    assert stream.usage == {**usage, "prompt_tokens_details": {"cached_tokens": 3}}
     assert calls[0].status == "ok"
     assert (calls[0].prompt_tokens, calls[0].completion_tokens) == (17, 2)
+    assert calls[0].cached_tokens == 3
     assert calls[0].estimated is False
 
 
@@ -839,3 +841,21 @@ async def test_leaving_early_settles_the_call_as_cancelled(
             break
     assert calls[0].status == "cancelled"
     assert calls[0].estimated is True
+
+
+def test_cerebras_gets_history_reasoning_as_its_reasoning_field() -> None:
+    from gateway.config import parse_config
+    from gateway.upstreams.cerebras import CerebrasUpstream
+
+    config = parse_config({"models": {"cerebras": {"api_key": "csk-x"}}}, env={})
+    upstream = CerebrasUpstream("cerebras", config.cerebras, session=None)  # type: ignore[arg-type]
+    history = [
+        {"role": "user", "content": "q"},
+        {"role": "assistant", "content": "a", "reasoning_content": "thought"},
+        {"role": "user", "content": "q2"},
+    ]
+    body = upstream.build_body({"messages": history})
+    assert body["messages"][1] == {"role": "assistant", "content": "a", "reasoning": "thought"}
+    assert history[1]["reasoning_content"] == "thought"  # the client's body is untouched
+    plain = [{"role": "user", "content": "q"}]
+    assert upstream.build_body({"messages": plain})["messages"] is plain

@@ -27,6 +27,9 @@ import pytest
 
 TIERS = ("unit", "integration", "system")
 _INET = (socket.AF_INET, socket.AF_INET6)
+# Fixtures that hold a real process for the whole session: the test that starts it is the only
+# one the probe sees starting it, but every test that uses one depends on a process.
+PROCESS_FIXTURES = frozenset({"llama_install", "llama_server", "redis_session", "redis_server"})
 _HERE = Path(__file__).resolve().parent
 
 
@@ -113,6 +116,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         tier = tier_of(Path(str(item.fspath)))
         if tier is not None:
             item.add_marker(getattr(pytest.mark, tier))
+        if PROCESS_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            _report.setdefault(item.nodeid, ["process"])
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -121,7 +126,7 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     with _probe.watching(item.nodeid, forbid):
         yield
     if _probe.used:
-        _report[item.nodeid] = sorted(_probe.used)
+        _report[item.nodeid] = sorted(_probe.used | set(_report.get(item.nodeid, ())))
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

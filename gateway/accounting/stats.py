@@ -19,6 +19,8 @@ Formulas (all sums run over the records and events since the latest marker):
 - tokens.reasoning.<upstream> = the part of those completion tokens spent thinking (reported
   `completion_tokens_details.reasoning_tokens`, else estimated from streamed reasoning text);
   thinking.told_not_to_think = requests with a call that carried the no-thinking parameter.
+- tokens.cached.<upstream> = the part of those prompt tokens the upstream served from its prompt
+  cache (llama.cpp `timings.cache_n`, Cerebras `usage.prompt_tokens_details.cached_tokens`).
 - speculative_decoding.tokens_saved = counterfactual Cerebras tokens (prompt + completion, of
   delivered requests) - Cerebras tokens actually billed; tokens_saved_percent = tokens_saved /
   counterfactual tokens * 100. Both can be negative.
@@ -28,7 +30,8 @@ Formulas (all sums run over the records and events since the latest marker):
   drafts_accepted / drafts_rejected from the verdict; acceptance_rate_percent = accepted /
   total_drafts * 100; total_draft_tokens / total_verification_tokens sum the verdicts'
   draft_tokens / verified_tokens.
-- requests.by_model counts requests by the upstream that produced the answer (`model_used`).
+- requests.by_model counts requests by the upstream that produced the answer (`model_used`);
+  requests.by_door by the client protocol they came through (gateway.doors).
 - errors.by_model counts calls that ended `error` or `rate_limited`, plus `record_error()`.
 - rate_limits.total_hits counts `rate_limited` calls plus `record_rate_limit()`.
 - performance.avg_tokens_per_request = all tokens / requests; ttft_ms and duration_ms are
@@ -95,11 +98,13 @@ _COUNTER_FIELDS = (
     "by_model",
     "by_outcome",
     "by_strategy",
+    "by_door",
     "prompt_tokens",
     "completion_tokens",
     "errors",
     "reasoning_tokens",
     "refusals_by_status",
+    "cached_tokens",
 )
 _RESERVOIR_FIELDS = ("ttft_s", "duration_s")
 # Totals added after snapshot version 1: an older snapshot lacks them and loads them as zero.
@@ -108,6 +113,8 @@ _ADDED_TOTALS: dict[str, Any] = {
     "reasoning_tokens": {},
     "refusals": 0,
     "refusals_by_status": {},
+    "by_door": {},
+    "cached_tokens": {},
 }
 
 
@@ -119,6 +126,7 @@ class _Totals:
     by_model: dict[str, int] = field(default_factory=_zeros)
     by_outcome: dict[str, int] = field(default_factory=dict)
     by_strategy: dict[str, int] = field(default_factory=dict)
+    by_door: dict[str, int] = field(default_factory=dict)
     fallbacks: int = 0
     prompt_tokens: dict[str, int] = field(default_factory=_zeros)
     completion_tokens: dict[str, int] = field(default_factory=_zeros)
@@ -136,6 +144,7 @@ class _Totals:
     rate_limit_hits: int = 0
     estimated_requests: int = 0
     reasoning_tokens: dict[str, int] = field(default_factory=_zeros)
+    cached_tokens: dict[str, int] = field(default_factory=_zeros)
     told_not_to_think: int = 0
     refusals: int = 0  # refused requests: never counted as served ones
     refusals_by_status: dict[str, int] = field(default_factory=dict)
@@ -151,6 +160,7 @@ class _Totals:
             _bump(self.by_model, row.model_used)
         _bump(self.by_outcome, row.outcome)
         _bump(self.by_strategy, row.strategy)
+        _bump(self.by_door, row.door)
         self.fallbacks += row.fallback
         self.prompt_tokens["local"] += row.local_prompt_tokens
         self.completion_tokens["local"] += row.local_completion_tokens
@@ -172,6 +182,8 @@ class _Totals:
         self.estimated_requests += row.estimated
         self.reasoning_tokens["local"] += row.local_reasoning_tokens
         self.reasoning_tokens["cerebras"] += row.cerebras_reasoning_tokens
+        self.cached_tokens["local"] += row.local_cached_tokens
+        self.cached_tokens["cerebras"] += row.cerebras_cached_tokens
         self.told_not_to_think += row.told_not_to_think
         if row.ttft_s is not None:
             self.ttft_s.append(row.ttft_s)
@@ -531,6 +543,7 @@ class StatisticsTracker:
                 "by_model": dict(t.by_model),
                 "by_outcome": dict(t.by_outcome),
                 "by_strategy": dict(t.by_strategy),
+                "by_door": dict(t.by_door),
                 "fallbacks": t.fallbacks,
             },
             "tokens": {
@@ -541,6 +554,10 @@ class StatisticsTracker:
                 "reasoning": {
                     **{name: t.reasoning_tokens.get(name, 0) for name in UPSTREAM_NAMES},
                     "total": sum(t.reasoning_tokens.values()),
+                },
+                "cached": {
+                    **{name: t.cached_tokens.get(name, 0) for name in UPSTREAM_NAMES},
+                    "total": sum(t.cached_tokens.values()),
                 },
             },
             "thinking": {"told_not_to_think": t.told_not_to_think},

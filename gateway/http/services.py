@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -15,7 +16,7 @@ from gateway.accounting.ratio import RatioStore
 from gateway.accounting.records import RequestRecord, UpstreamName
 from gateway.accounting.refusals import RefusalRecorder
 from gateway.accounting.stats import StatisticsTracker
-from gateway.config import GatewayConfig
+from gateway.config import DEFAULT_MODEL_ROUTES, GatewayConfig
 from gateway.http.guard import Guard
 from gateway.quota.budget import Budget
 from gateway.quota.gate import RateLimitGate
@@ -81,15 +82,41 @@ class Services:
         block["fallbacks"] += routed_local
         return {**block, **self.adaptive.snapshot(self.gate.clock())}
 
-    def strategy_for(self, requested: str | None) -> Strategy:
-        """The strategy a request names (header or model), else the configured default."""
+    def named_strategy(self, requested: str | None) -> Strategy | None:
+        """The strategy a request names (header or model) when the client may pick it."""
         if requested:
             name = requested.removeprefix(MODEL_ALIAS + "/")
             strategy = self.strategies.get(name)
             allowed = self.config.routing.client_strategies
             if strategy is not None and (allowed is None or name in allowed):
                 return strategy
-        return self.strategies[self.config.routing.strategy]
+        return None
+
+    def model_routes(self) -> tuple[tuple[str, str], ...]:
+        """`routing.model_routes`, or the default map when the default strategy is
+        smart_routing and none is configured."""
+        routing = self.config.routing
+        if routing.model_routes is not None:
+            return routing.model_routes
+        return DEFAULT_MODEL_ROUTES if routing.strategy == "smart_routing" else ()
+
+    def strategy_for_request(self, requested: str | None, model: str) -> tuple[Strategy, str]:
+        """The strategy for a request (a strategy it names, else its model name's route in
+        `routing.model_routes`, else the default) and a note saying why when a route chose it."""
+        named = self.named_strategy(requested)
+        if named is not None:
+            return named, ""
+        lowered = model.lower()
+        for pattern, route in self.model_routes():
+            if fnmatch.fnmatchcase(lowered, pattern.lower()):
+                if route == "strategy":
+                    break
+                name = "always_local" if route == "local" else "always_cerebras"
+                return (
+                    self.strategies[name],
+                    f"model {model[:80]!r} matches routing.model_routes {pattern!r}: {route}",
+                )
+        return self.strategies[self.config.routing.strategy], ""
 
 
 CONFIG_KEY = web.AppKey("config", GatewayConfig)

@@ -140,6 +140,8 @@ async def relay_stream(ex: Exchange, upstream: Upstream, ticket: Ticket = NO_TIC
         ticket.release(stream.headers)
         async for batch in stream.batches():
             await sink.emit_many(batch)
+            if sink.satisfied:  # e.g. a stop sequence matched: stop the upstream generating
+                break
     if not sink.has_answer():
         stream.call.error = "empty answer"
         raise UpstreamEmptyResponse(

@@ -313,6 +313,11 @@ class OpenAICompatibleUpstream:
         )
         return probed if isinstance(probed, Health) else self.health_from(probed)
 
+    async def count_tokens(self, client_body: Mapping[str, Any], timeout: float) -> int | None:
+        """None: an OpenAI-compatible API has no tokenizer endpoint (llama.cpp overrides)."""
+        del client_body, timeout
+        return None
+
     async def get_json(self, url: str, timeout: float) -> JsonReply | None:
         return await get_json(self.session, url, self.probe_headers(), timeout)
 

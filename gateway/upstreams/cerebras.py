@@ -3,7 +3,9 @@
 - `max_tokens` is deprecated there: it is sent as `max_completion_tokens`, capped by config so that
   a request without a limit does not reserve the model's whole output window from the rate limit.
 - `temperature` is accepted from 0 to 1.5 only; higher values are clamped rather than refused.
-- Reasoning streams as `delta.reasoning`; clients read `reasoning_content`, so it is renamed.
+- Reasoning streams as `delta.reasoning`; clients read `reasoning_content`, so it is renamed. In
+  the history it goes back the same way: an assistant message's `reasoning_content` is sent as
+  `reasoning` (the Anthropic door puts thinking blocks there; clients may too).
 - Chunks may carry `time_info`, kept aside; error bodies are flat objects (wrapped by the base).
 - Without an API key no call is made at all.
 - Thinking off is `reasoning_effort: "none"`. Cerebras' reasoning guide
@@ -53,6 +55,11 @@ class CerebrasUpstream(OpenAICompatibleUpstream):
         temperature = body.get("temperature")
         if isinstance(temperature, int | float) and temperature > MAX_TEMPERATURE:
             body["temperature"] = MAX_TEMPERATURE
+        messages = body.get("messages")
+        if isinstance(messages, list) and any(
+            isinstance(m, dict) and "reasoning_content" in m for m in messages
+        ):
+            body["messages"] = [_reasoning_renamed(m) for m in messages]
         return body
 
     def normalize_chunk(self, chunk: dict[str, Any], stream: UpstreamStream) -> None:
@@ -97,3 +104,13 @@ class CerebrasUpstream(OpenAICompatibleUpstream):
         health = await super().health()
         self._health_cache = (now, health)
         return health
+
+
+def _reasoning_renamed(message: Any) -> Any:
+    """`message` with `reasoning_content` sent as Cerebras' `reasoning` (a copy; the client's
+    body is never changed)."""
+    if not isinstance(message, dict) or "reasoning_content" not in message:
+        return message
+    renamed = {k: v for k, v in message.items() if k != "reasoning_content"}
+    renamed.setdefault("reasoning", message["reasoning_content"])
+    return renamed

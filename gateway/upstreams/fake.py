@@ -204,6 +204,10 @@ class FakeUpstream:
         """Nothing answers: a fake upstream has no read-only endpoints."""
         return None
 
+    async def count_tokens(self, client_body: Mapping[str, Any], timeout: float) -> int | None:
+        """None: a fake upstream has no tokenizer."""
+        return None
+
 
 if TYPE_CHECKING:  # mypy checks here that the fake keeps to the protocol the callers use
     _CONFORMS: Upstream = FakeUpstream("local", Reply())

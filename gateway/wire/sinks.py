@@ -36,6 +36,9 @@ class Sink(Protocol):
     def response(self) -> web.StreamResponse | None: ...
 
     committed: bool
+    # True once the sink has the whole answer before the upstream ended (a door's stop
+    # sequence matched): the relay stops reading, which stops the upstream generating.
+    satisfied: bool
     model_used: str | None
     first_content_at: float | None
 
@@ -65,6 +68,11 @@ class Sink(Protocol):
         """Stop background work tied to the response (keepalive pings); idempotent."""
         ...
 
+    async def quiesce(self) -> None:
+        """Start no more background writes, and wait for one in flight (before the handler
+        decides whether the response already started)."""
+        ...
+
 
 def _not_continuable(tool_calls: bool, choices: int, text: bool, in_reasoning: bool) -> str | None:
     if tool_calls:
@@ -78,6 +86,8 @@ def _not_continuable(tool_calls: bool, choices: int, text: bool, in_reasoning: b
 
 class StreamSink:
     """Writes the client's SSE stream; headers go out lazily, with the first answer content."""
+
+    satisfied = False
 
     def __init__(
         self,
@@ -172,11 +182,7 @@ class StreamSink:
         """The client event for an upstream chunk, or None when it carries nothing to send
         (role-only deltas; finish_reason is held back for the final chunk)."""
         if chunk.plain_text:
-            if 0 not in self.answer_choices:
-                self.answer_choices.add(0)
-                self.content_choices.add(0)
-            self.text_parts.append(chunk.text)
-            self.in_reasoning = False
+            self._note_text(chunk.text)
         elif not self._note(chunk):
             return None
         data = chunk.data
@@ -191,6 +197,14 @@ class StreamSink:
         if self.include_usage:
             data["usage"] = None
         return b"data: " + orjson.dumps(data) + b"\n\n"
+
+    def _note_text(self, text: str) -> None:
+        """Take note of a plain answer-text chunk of choice 0 (a TextChunk)."""
+        if 0 not in self.answer_choices:
+            self.answer_choices.add(0)
+            self.content_choices.add(0)
+        self.text_parts.append(text)
+        self.in_reasoning = False
 
     def _note(self, chunk: Chunk) -> bool:
         """Take note of any chunk's facts; False when it shows the client nothing."""
@@ -276,6 +290,9 @@ class StreamSink:
         if self.response is not None:
             self.response.stop_keepalive()
 
+    async def quiesce(self) -> None:
+        return None
+
 
 class KeepingStreamSink(StreamSink):
     """A StreamSink that also assembles the answer it streams (`kept`), for requests drawn as
@@ -296,6 +313,8 @@ class KeepingStreamSink(StreamSink):
 
 class CollectSink:
     """Assembles the answer and answers with one `chat.completion` JSON body at `finish`."""
+
+    satisfied = False
 
     def __init__(self, *, response_id: str, headers: dict[str, str]) -> None:
         self.response_id = response_id
@@ -378,4 +397,7 @@ class CollectSink:
         raise error
 
     def release(self) -> None:
+        return None
+
+    async def quiesce(self) -> None:
         return None

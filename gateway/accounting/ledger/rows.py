@@ -84,10 +84,12 @@ class _UpstreamSums:
     prompt: int = 0
     completion: int = 0
     reasoning: int = 0
+    cached: int = 0
     errors: int = 0
 
     def add(self, call: UpstreamCall) -> None:
         self.prompt += as_int(call.prompt_tokens, "prompt_tokens")
+        self.cached += as_int(call.cached_tokens, "cached_tokens")
         self.completion += as_int(call.completion_tokens, "completion_tokens")
         self.reasoning += as_int(call.reasoning_tokens, "reasoning_tokens")
         self.errors += call.status in ("error", "rate_limited")
@@ -194,6 +196,9 @@ def flatten(
         local_reasoning_tokens=sums.local.reasoning,
         cerebras_reasoning_tokens=sums.cerebras.reasoning,
         told_not_to_think=sums.told_not_to_think,
+        door=str(record.door),
+        local_cached_tokens=sums.local.cached,
+        cerebras_cached_tokens=sums.cerebras.cached,
     )
 
 

@@ -58,7 +58,10 @@ CREATE TABLE IF NOT EXISTS requests (
     calls TEXT NOT NULL,
     local_reasoning_tokens INTEGER NOT NULL DEFAULT 0,
     cerebras_reasoning_tokens INTEGER NOT NULL DEFAULT 0,
-    told_not_to_think INTEGER NOT NULL DEFAULT 0
+    told_not_to_think INTEGER NOT NULL DEFAULT 0,
+    door TEXT NOT NULL DEFAULT 'chat',
+    local_cached_tokens INTEGER NOT NULL DEFAULT 0,
+    cerebras_cached_tokens INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS requests_started_at ON requests (started_at);
 CREATE TABLE IF NOT EXISTS events (
@@ -77,6 +80,9 @@ ADDED_COLUMNS: tuple[tuple[str, str], ...] = (
     ("local_reasoning_tokens", "INTEGER NOT NULL DEFAULT 0"),
     ("cerebras_reasoning_tokens", "INTEGER NOT NULL DEFAULT 0"),
     ("told_not_to_think", "INTEGER NOT NULL DEFAULT 0"),
+    ("door", "TEXT NOT NULL DEFAULT 'chat'"),
+    ("local_cached_tokens", "INTEGER NOT NULL DEFAULT 0"),
+    ("cerebras_cached_tokens", "INTEGER NOT NULL DEFAULT 0"),
 )
 
 
@@ -130,6 +136,11 @@ class LedgerRow:
     local_reasoning_tokens: int = 0
     cerebras_reasoning_tokens: int = 0
     told_not_to_think: bool = False
+    door: str = "chat"
+    # Prompt tokens the upstreams served from their prompt caches (llama.cpp `cache_n`,
+    # Cerebras `prompt_tokens_details.cached_tokens`), summed over the request's calls.
+    local_cached_tokens: int = 0
+    cerebras_cached_tokens: int = 0
 
     def upstream_calls(self) -> list[UpstreamCall]:
         """The stored calls, rebuilt (unknown keys ignored)."""

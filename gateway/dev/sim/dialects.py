@@ -232,7 +232,7 @@ class LlamaCpp(Dialect):
             "predicted_per_second": (
                 stats.completion_tokens * 1000.0 / predicted_ms if predicted_ms > 0 else 0.0
             ),
-            "cache_n": 0,
+            "cache_n": stats.cached_tokens,
         }
 
     def final(self, finish: FinishReason, stats: Stats) -> bytes:

@@ -16,6 +16,7 @@ from gateway.dev.sim.chat import handle_chat
 from gateway.dev.sim.options import SimOptions, SimRequestLog, script_from_json
 from gateway.dev.sim.quota import Quota
 from gateway.dev.sim.state import STATE_KEY, SimState, quota_for
+from gateway.dev.sim.tokenize import handle_apply_template, handle_tokenize
 
 SHUTDOWN_TIMEOUT = 0.5
 _FLOAT_OPTIONS = {"ttft", "tps", "loading_seconds", "logprob", "cached_prompt_share"}
@@ -141,6 +142,8 @@ def create_sim_app(options: SimOptions) -> tuple[web.Application, SimState]:
     if options.profile == "llamacpp":
         app.router.add_get("/slots", handle_slots)
         app.router.add_get("/props", handle_props)
+        app.router.add_post("/apply-template", handle_apply_template)
+        app.router.add_post("/tokenize", handle_tokenize)
     app.router.add_post("/_sim/inject", handle_inject)
     app.router.add_post("/_sim/options", handle_options)
     app.router.add_get("/_sim/requests", handle_requests)
