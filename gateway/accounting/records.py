@@ -71,6 +71,8 @@ class RequestRecord:
     started_at: float
     strategy: str
     stream: bool
+    # The client protocol it came through (gateway.doors): chat, messages, responses.
+    door: str = "chat"
     outcome: Outcome = "ok"
     http_status: int = 200
     model_used: UpstreamName | None = None

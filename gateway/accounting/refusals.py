@@ -38,7 +38,9 @@ class RefusalRecorder:
         self._rows = 0
         self._overflow: Counter[str] = Counter()
 
-    def refuse(self, request_id: str, status: int, error_type: str | None) -> None:
+    def refuse(
+        self, request_id: str, status: int, error_type: str | None, door: str = "chat"
+    ) -> None:
         """Record one refused request (a row, or a count once this minute's rows are spent)."""
         now = self.clock()
         minute = now // 60 * 60
@@ -48,7 +50,7 @@ class RefusalRecorder:
         if self._rows < self.rows_per_minute:
             self._rows += 1
             record = RequestRecord(
-                request_id=request_id, started_at=now, strategy="none", stream=False
+                request_id=request_id, started_at=now, strategy="none", stream=False, door=door
             )
             record.outcome, record.http_status, record.error_type = REFUSED, status, error_type
             self.stats.record_refusal(record)

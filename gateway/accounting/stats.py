@@ -25,7 +25,8 @@ Formulas (all sums run over the records and events since the latest marker):
   drafts_accepted / drafts_rejected from the verdict; acceptance_rate_percent = accepted /
   total_drafts * 100; total_draft_tokens / total_verification_tokens sum the verdicts'
   draft_tokens / verified_tokens.
-- requests.by_model counts requests by the upstream that produced the answer (`model_used`).
+- requests.by_model counts requests by the upstream that produced the answer (`model_used`);
+  requests.by_door by the client protocol they came through (gateway.doors).
 - errors.by_model counts calls that ended `error` or `rate_limited`, plus `record_error()`.
 - rate_limits.total_hits counts `rate_limited` calls plus `record_rate_limit()`.
 - performance.avg_tokens_per_request = all tokens / requests; ttft_ms and duration_ms are
@@ -92,6 +93,7 @@ _COUNTER_FIELDS = (
     "by_model",
     "by_outcome",
     "by_strategy",
+    "by_door",
     "prompt_tokens",
     "completion_tokens",
     "errors",
@@ -105,6 +107,7 @@ _ADDED_TOTALS: dict[str, Any] = {
     "reasoning_tokens": {},
     "refusals": 0,
     "refusals_by_status": {},
+    "by_door": {},
 }
 
 
@@ -116,6 +119,7 @@ class _Totals:
     by_model: dict[str, int] = field(default_factory=_zeros)
     by_outcome: dict[str, int] = field(default_factory=dict)
     by_strategy: dict[str, int] = field(default_factory=dict)
+    by_door: dict[str, int] = field(default_factory=dict)
     fallbacks: int = 0
     prompt_tokens: dict[str, int] = field(default_factory=_zeros)
     completion_tokens: dict[str, int] = field(default_factory=_zeros)
@@ -148,6 +152,7 @@ class _Totals:
             _bump(self.by_model, row.model_used)
         _bump(self.by_outcome, row.outcome)
         _bump(self.by_strategy, row.strategy)
+        _bump(self.by_door, row.door)
         self.fallbacks += row.fallback
         self.prompt_tokens["local"] += row.local_prompt_tokens
         self.completion_tokens["local"] += row.local_completion_tokens
@@ -528,6 +533,7 @@ class StatisticsTracker:
                 "by_model": dict(t.by_model),
                 "by_outcome": dict(t.by_outcome),
                 "by_strategy": dict(t.by_strategy),
+                "by_door": dict(t.by_door),
                 "fallbacks": t.fallbacks,
             },
             "tokens": {

@@ -1,2 +1,2 @@
-"""Client protocols ("doors"): each decodes its requests into the one internal chat request and
-encodes the one internal chunk stream back into its own events (see gateway.doors.base)."""
+"""Front doors: each client protocol decoded into the one internal chat request and the internal
+stream encoded back (gateway.doors.base)."""

@@ -21,8 +21,14 @@ from gateway.accounting.records import UPSTREAM_NAMES, UpstreamName
 from gateway.accounting.refusals import HANDLED, RefusalRecorder
 from gateway.accounting.stats import StatisticsTracker
 from gateway.config import GatewayConfig, Prices, cross_check
-from gateway.errors import error_body
-from gateway.http.guard import CHAT_PATHS, Guard, request_id_of
+from gateway.http.guard import (
+    CHAT_PATHS,
+    Guard,
+    ReplyError,
+    door_of_path,
+    error_reply,
+    request_id_of,
+)
 from gateway.http.routes import drain_background, setup_routes
 from gateway.http.services import CONFIG_KEY, GUARD_KEY, SERVICES_KEY, Services
 from gateway.quota.budget import Budget
@@ -155,7 +161,12 @@ async def record_refusals(request: web.Request, handler: Any) -> web.StreamRespo
     ):
         services = request.app.get(SERVICES_KEY)
         if services is not None:
-            services.refusals.refuse(request_id_of(request), response.status, _error_code(response))
+            services.refusals.refuse(
+                request_id_of(request),
+                response.status,
+                _error_code(response),
+                door_of_path(request.path),
+            )
     return response
 
 
@@ -174,7 +185,8 @@ def _error_code(response: web.StreamResponse) -> str | None:
 
 @web.middleware
 async def openai_errors(request: web.Request, handler: Any) -> web.StreamResponse:
-    """Every error a client sees is in the OpenAI shape, aiohttp's own included."""
+    """Every error a client sees is in its door's shape (OpenAI unless a door claims the
+    request, gateway.http.guard.ErrorShapes), aiohttp's own included."""
     try:
         response: web.StreamResponse = await handler(request)
         return response
@@ -186,22 +198,19 @@ async def openai_errors(request: web.Request, handler: Any) -> web.StreamRespons
             405: "method_not_allowed",
             413: "request_too_large",
         }
-        body = error_body(
+        headers = {k: v for k, v in exc.headers.items() if k.lower() == "allow"}
+        error = ReplyError(
+            exc.status,
             exc.reason if exc.status != 413 else "request body exceeds the configured size limit",
             kinds.get(exc.status, "invalid_request_error"),
-            code=str(exc.status),
+            str(exc.status),
+            headers,
         )
-        headers = {k: v for k, v in exc.headers.items() if k.lower() == "allow"}
-        return web.Response(
-            status=exc.status,
-            body=orjson.dumps(body),
-            content_type="application/json",
-            headers=headers,
-        )
+        return error_reply(request, error)
     except Exception:
         log.exception("unhandled error serving %s %s", request.method, request.path)
-        body = error_body("internal gateway error", "server_error", code="internal_error")
-        return web.Response(status=500, body=orjson.dumps(body), content_type="application/json")
+        error = ReplyError(500, "internal gateway error", "server_error", "internal_error", {})
+        return error_reply(request, error)
 
 
 def create_app(config: GatewayConfig) -> web.Application:

@@ -2,10 +2,14 @@
 
 - Client keys (`auth.api_keys`, `GATEWAY_API_KEYS`): when any is configured, every endpoint but
   `/health` (and the dashboard's data-free page and static files) needs `Authorization: Bearer
-  <key>`; keys are compared in constant time.
-- Concurrency: chat requests in flight, overall and per client key; beyond a limit the client gets
-  429 with `retry-after` (the request was never started, so retrying soon is safe).
-- Draining: after SIGTERM new chat requests get 503 with `retry-after` while in-flight ones finish.
+  <key>` or `x-api-key: <key>` (what the Anthropic SDK and Claude Code send); keys are compared
+  in constant time.
+- Concurrency: requests in flight on the doors' paths (`CHAT_PATHS`), overall and per client key;
+  beyond a limit the client gets 429 with `retry-after` (the request was never started, so
+  retrying soon is safe).
+- Draining: after SIGTERM new door requests get 503 with `retry-after` while in-flight ones
+  finish.
+- Every refusal is in the shape of the door the request came through (`ErrorShapes`).
 """
 
 from __future__ import annotations
@@ -22,20 +26,38 @@ import orjson
 from aiohttp import web
 
 from gateway.config import AuthConfig, LimitsConfig
-from gateway.errors import error_body
+from gateway.doors.base import Door, DoorName
+from gateway.errors import GatewayError
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 OPEN_PATHS = frozenset({"/health", "/dashboard"})
 # The dashboard's page and static files hold no data (every number comes from key-protected JSON
 # endpoints), and a browser cannot send a header when it navigates to them.
 OPEN_PREFIXES = ("/dashboard/static/",)
-CHAT_PATHS = frozenset({"/v1/chat/completions", "/chat/completions"})
+# The paths each door serves its answers on (POST).
+DOOR_PATHS: dict[DoorName, tuple[str, ...]] = {
+    "chat": ("/v1/chat/completions", "/chat/completions"),
+    "messages": ("/v1/messages",),
+    "responses": ("/v1/responses",),
+}
+# Requests that run a strategy: limited, drained and counted as refusals when refused.
+CHAT_PATHS = frozenset(path for paths in DOOR_PATHS.values() for path in paths)
+_DOOR_OF_PATH: dict[str, DoorName] = {
+    path: door for door, paths in DOOR_PATHS.items() for path in paths
+}
+
+
+def door_of_path(path: str) -> DoorName:
+    """The door serving `path` (`chat` for any other path)."""
+    return _DOOR_OF_PATH.get(path, "chat")
+
+
 CLIENT_KEY = web.RequestKey("client_key", str)
 ANONYMOUS = "anonymous"
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
-def request_id_of(request: web.Request) -> str:
+def request_id_of(request: web.BaseRequest) -> str:
     """Honour a well-formed incoming `x-request-id`; otherwise make one."""
     incoming = request.headers.get("x-request-id", "")
     if _REQUEST_ID.fullmatch(incoming):
@@ -43,13 +65,69 @@ def request_id_of(request: web.Request) -> str:
     return uuid.uuid4().hex
 
 
-def _reply(status: int, message: str, error_type: str, code: str, **headers: str) -> web.Response:
+@dataclass(slots=True)
+class ErrorShapes:
+    """Which door's shape an error reply takes: by path first, then by a header the request
+    carries (e.g. `anthropic-version`); the OpenAI shape otherwise."""
+
+    by_path: dict[str, Door] = field(default_factory=dict)
+    by_header: dict[str, Door] = field(default_factory=dict)
+
+    def door_for(self, request: web.BaseRequest) -> Door | None:
+        door = self.by_path.get(request.path)
+        if door is not None:
+            return door
+        for header, candidate in self.by_header.items():
+            if header in request.headers:
+                return candidate
+        return None
+
+    def render(self, request: web.BaseRequest, error: GatewayError) -> web.Response:
+        """`error` in the request's door shape (a door's reply carries `x-request-id`)."""
+        door = self.door_for(request)
+        if door is None:
+            return openai_reply(error)
+        return door.error_response(error, request_id_of(request))
+
+
+ERROR_SHAPES_KEY = web.AppKey("error_shapes", ErrorShapes)
+
+
+def error_reply(request: web.BaseRequest, error: GatewayError) -> web.Response:
+    """`error` in the shape the request's door answers in (OpenAI when no door claims it)."""
+    shapes = request.app.get(ERROR_SHAPES_KEY) if isinstance(request, web.Request) else None
+    if shapes is None:
+        return openai_reply(error)
+    return shapes.render(request, error)
+
+
+def openai_reply(error: GatewayError) -> web.Response:
+    """The OpenAI-shaped reply of the guard and aiohttp's own errors (no request id)."""
     return web.Response(
-        status=status,
-        body=orjson.dumps(error_body(message, error_type, code=code)),
+        status=error.status,
+        body=orjson.dumps(error.body()),
         content_type="application/json",
-        headers=headers,
+        headers=error.headers(),
     )
+
+
+class ReplyError(GatewayError):
+    """An error raised outside the tree (a guard refusal, aiohttp's own), with its headers."""
+
+    def __init__(
+        self, status: int, message: str, error_type: str, code: str, headers: dict[str, str]
+    ) -> None:
+        super().__init__(message, status=status, error_type=error_type, code=code)
+        self._headers = headers
+
+    def headers(self) -> dict[str, str]:
+        return dict(self._headers)
+
+
+def _reply(
+    request: web.Request, status: int, message: str, error_type: str, code: str, **headers: str
+) -> web.Response:
+    return error_reply(request, ReplyError(status, message, error_type, code, headers))
 
 
 def key_id(key: str) -> str:
@@ -72,7 +150,9 @@ class Guard:
             return ANONYMOUS
         header = request.headers.get("Authorization", "")
         scheme, _, presented = header.partition(" ")
-        if scheme.lower() != "bearer" or not presented:
+        if scheme.lower() != "bearer" or not presented.strip():
+            presented = request.headers.get("x-api-key", "")
+        if not presented.strip():
             return None
         given = presented.strip().encode()
         match: str | None = None
@@ -96,8 +176,9 @@ class Guard:
         client = self.identify(request)
         if client is None:
             return _reply(
+                request,
                 401,
-                "missing or invalid API key: send Authorization: Bearer <key>",
+                "missing or invalid API key: send Authorization: Bearer <key> or x-api-key: <key>",
                 "authentication_error",
                 "invalid_api_key",
                 **{"WWW-Authenticate": "Bearer"},
@@ -107,6 +188,7 @@ class Guard:
             return await handler(request)
         if self.draining:
             return _reply(
+                request,
                 503,
                 "the gateway is shutting down; retry shortly",
                 "service_unavailable",
@@ -116,6 +198,7 @@ class Guard:
         refusal = self.over_limit(client)
         if refusal is not None:
             return _reply(
+                request,
                 429,
                 refusal,
                 "rate_limit_error",

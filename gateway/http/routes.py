@@ -1,4 +1,4 @@
-"""HTTP endpoints: chat completions, models, health, stats."""
+"""HTTP endpoints: the doors (chat completions, ...) through one handler, models, health, stats."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import orjson
@@ -16,14 +17,17 @@ from gateway.accounting.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from gateway.accounting.metrics import fleet_exposition
 from gateway.accounting.records import RequestRecord
 from gateway.accounting.refusals import HANDLED
+from gateway.doors.base import Door
+from gateway.doors.chat import ChatDoor, openai_error_response
 from gateway.errors import GatewayError
-from gateway.http.guard import request_id_of
-from gateway.http.services import GUARD_KEY, MODEL_ALIAS, SERVICES_KEY, Services
-from gateway.http.validation import check_content_type, parse_body, validate_chat_request
+from gateway.http.guard import DOOR_PATHS, ERROR_SHAPES_KEY, ErrorShapes, request_id_of
+from gateway.http.services import CONFIG_KEY, GUARD_KEY, MODEL_ALIAS, SERVICES_KEY, Services
+from gateway.router.conversation import HEADER as CONVERSATION_HEADER
 from gateway.router.feedback import setup_feedback
 from gateway.serving.exchange import Exchange
 from gateway.strategies import describe
-from gateway.wire.sinks import CollectSink, KeepingStreamSink, Sink, StreamSink
+from gateway.wire.sinks import Sink
+from gateway.wire.validation import check_content_type, parse_body
 
 log = logging.getLogger("gateway.requests")
 
@@ -40,64 +44,66 @@ def json_response(
 
 
 def error_response(error: GatewayError, request_id: str) -> web.Response:
-    headers = error.headers()
-    headers["x-request-id"] = request_id
-    return json_response(error.body(), status=error.status, headers=headers)
+    """An OpenAI-shaped error (the chat door's, and every non-door endpoint's)."""
+    return openai_error_response(error, request_id)
 
 
-async def chat_completions(request: web.Request) -> web.StreamResponse:
+async def serve(request: web.Request, door: Door) -> web.StreamResponse:
+    """Serve one request through `door`: decode it into the internal chat request, run the
+    strategy with the door's sink, answer errors in the door's shape. Door-blind otherwise."""
     services = request.app[SERVICES_KEY]
     request_id = request_id_of(request)
     try:
         check_content_type(request.headers.get("Content-Type", ""))
-        body = parse_body(await request.read())
-        validate_chat_request(body, max_messages=services.config.server.max_messages)
+        decoded = door.decode(parse_body(await request.read()), request.headers)
     except GatewayError as exc:
         log.info("req=%s rejected status=%d %s", request_id, exc.status, exc.message)
-        return error_response(exc, request_id)
+        return door.error_response(exc, request_id)
     request[HANDLED] = True  # recorded from here on; before, as a refusal (gateway.http.app)
 
+    body = decoded.body
     strategy = services.strategy_for(
         request.headers.get(STRATEGY_HEADER) or (body.get("model") if body.get("model") else None)
     )
-    stream = bool(body.get("stream"))
-    options = body.get("stream_options")
-    include_usage = bool(stream and isinstance(options, dict) and options.get("include_usage"))
-    response_id = "chatcmpl-" + uuid.uuid4().hex
+    stream = decoded.stream
     headers = {"x-request-id": request_id, "x-gateway-strategy": strategy.name}
-    sink: Sink
     # Drawn now so that only a sampled stream keeps its answer (KeepingStreamSink).
     verifier = services.verifier
     sampled = verifier is not None and verifier.draw()
-    if stream:
-        sink = (KeepingStreamSink if sampled else StreamSink)(
-            request, response_id=response_id, include_usage=include_usage, headers=headers
-        )
-    else:
-        sink = CollectSink(response_id=response_id, headers=headers)
+    sink = door.sink(
+        request, decoded, response_id=uuid.uuid4().hex, headers=headers, keep_answer=sampled
+    )
     record = RequestRecord(
-        request_id=request_id, started_at=time.time(), strategy=strategy.name, stream=stream
+        request_id=request_id,
+        started_at=time.time(),
+        strategy=strategy.name,
+        stream=stream,
+        door=door.name,
     )
     ex = Exchange(
         request_id=request_id,
         body=body,
         stream=stream,
-        include_usage=include_usage,
+        include_usage=decoded.include_usage,
         sink=sink,
         record=record,
         upstreams=services.upstreams,
         config=services.config,
         recorder=services.record,
         gate=services.gate.for_strategy(strategy.name),
+        client_thinking=decoded.thinking,
     )
     learning = services.learning
     if learning is not None:  # agent-loop signals of the previous turn; escalation for this one
-        learning.tracker.begin(request_id, body, request.headers)
+        conversation: Mapping[str, str] = request.headers
+        if decoded.conversation_id is not None:
+            conversation = {CONVERSATION_HEADER: decoded.conversation_id}
+        learning.tracker.begin(request_id, body, conversation)
     cancelled = False  # then the record is written in the background
     try:
         await strategy.run(ex)
     except GatewayError as exc:
-        return await _fail(ex, exc)
+        return await _fail(ex, exc, door)
     except asyncio.CancelledError:
         cancelled = True
         # While draining, a cancellation is the shutdown's: aiohttp closes the connection
@@ -116,7 +122,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         internal = GatewayError(
             f"internal gateway error ({type(exc).__name__})", code="internal_error"
         )
-        return await _fail(ex, internal)
+        return await _fail(ex, internal, door)
     finally:
         sink.release()
         if not cancelled and record.outcome != "client_disconnected":
@@ -132,6 +138,16 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     return response
 
 
+def bind(door: Door) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """The aiohttp handler serving `door`."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return await serve(request, door)
+
+    handler.__name__ = f"serve_{door.name}"
+    return handler
+
+
 async def _deliver(request: web.Request, response: web.StreamResponse) -> None:
     """Send a response that aiohttp would send after the handler returns (a non-stream body)
     now, so that background work started next never precedes it; a stream is already ended.
@@ -141,15 +157,20 @@ async def _deliver(request: web.Request, response: web.StreamResponse) -> None:
         await response.write_eof()
 
 
-async def _fail(ex: Exchange, error: GatewayError) -> web.StreamResponse:
+def _stream_started(sink: Sink) -> bool:
+    """Whether the sink's stream sent its headers (a whole-body answer is a web.Response)."""
+    response = sink.response
+    return response is not None and not isinstance(response, web.Response) and response.prepared
+
+
+async def _fail(ex: Exchange, error: GatewayError, door: Door) -> web.StreamResponse:
     """Report a failure: an HTTP error before the stream started, else one error event."""
     record, sink = ex.record, ex.sink
     record.outcome = "error"
     record.error_type = error.error_type
-    prepared = isinstance(sink, StreamSink) and sink.prepared
-    if not prepared:
+    if not _stream_started(sink):
         record.http_status = error.status
-        return error_response(error, ex.request_id)
+        return door.error_response(error, ex.request_id)
     record.http_status = 200  # what the client saw; the error went out as an event
     try:
         await sink.fail(error)
@@ -209,9 +230,10 @@ def _log_request(ex: Exchange) -> None:
         for c in r.calls
     )
     log.info(
-        "req=%s strategy=%s model_used=%s outcome=%s status=%d stream=%s ttft_ms=%s "
+        "req=%s door=%s strategy=%s model_used=%s outcome=%s status=%d stream=%s ttft_ms=%s "
         "duration_ms=%.1f fallback=%s reason=%s calls=[%s]",
         r.request_id,
+        r.door,
         r.strategy,
         r.model_used,
         r.outcome,
@@ -328,8 +350,12 @@ async def get_metrics(request: web.Request) -> web.Response:
 
 
 def setup_routes(app: web.Application) -> None:
-    app.router.add_post("/v1/chat/completions", chat_completions)
-    app.router.add_post("/chat/completions", chat_completions)
+    config = app[CONFIG_KEY]
+    chat = bind(ChatDoor(max_messages=config.server.max_messages))
+    for path in DOOR_PATHS["chat"]:
+        app.router.add_post(path, chat)
+    # The chat door's errors are the default (OpenAI) shape; other doors claim their paths.
+    app[ERROR_SHAPES_KEY] = ErrorShapes()
     app.router.add_get("/v1/models", list_models)
     app.router.add_get("/health", health)
     app.router.add_get("/stats", get_stats)

@@ -77,14 +77,18 @@ def answer_of(parts: ChoiceParts) -> Answer:
 
 
 def kept_answer(sink: Sink) -> Answer | None:
-    """The committed answer a sink kept (choice 0), or None when it keeps none."""
+    """The committed answer a sink kept (choice 0), or None when it keeps none. Any door's sink
+    keeps one by exposing an Assembly as `kept` (a stream) or `assembly` (a whole body)."""
     assembly: Assembly
     if isinstance(sink, KeepingStreamSink):
         assembly = sink.kept
     elif isinstance(sink, CollectSink):
         assembly = sink.assembly
     else:
-        return None
+        found = getattr(sink, "kept", None) or getattr(sink, "assembly", None)
+        if not isinstance(found, Assembly):
+            return None
+        assembly = found
     if not assembly.has_answer():
         return None
     return answer_of(assembly.first())

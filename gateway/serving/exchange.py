@@ -40,6 +40,8 @@ class Exchange:
     recorded: bool = False
     # Set by strategies that classify the ask; None (the others) leaves thinking untouched.
     route_kind: Literal["simple", "complex"] | None = None
+    # The client's own thinking wish (a door's decoded `thinking`), overriding the route kind's.
+    client_thinking: ThinkingMode | None = None
     # The prompt size of `body`, measured at most once (admission, cancelled calls, calls
     # without reported usage and the learned token ratios need it); `body` is never changed in
     # place.
@@ -55,7 +57,10 @@ class Exchange:
 
     @property
     def thinking(self) -> ThinkingMode | None:
-        """`routing.thinking` for this request's route kind; None when no kind was set."""
+        """The client's own wish when its door decoded one, else `routing.thinking` for this
+        request's route kind; None when neither was set."""
+        if self.client_thinking is not None:
+            return self.client_thinking
         if self.route_kind is None:
             return None
         modes = self.config.routing.thinking

@@ -194,6 +194,7 @@ def flatten(
         local_reasoning_tokens=sums.local.reasoning,
         cerebras_reasoning_tokens=sums.cerebras.reasoning,
         told_not_to_think=sums.told_not_to_think,
+        door=str(record.door),
     )
 
 

@@ -58,7 +58,8 @@ CREATE TABLE IF NOT EXISTS requests (
     calls TEXT NOT NULL,
     local_reasoning_tokens INTEGER NOT NULL DEFAULT 0,
     cerebras_reasoning_tokens INTEGER NOT NULL DEFAULT 0,
-    told_not_to_think INTEGER NOT NULL DEFAULT 0
+    told_not_to_think INTEGER NOT NULL DEFAULT 0,
+    door TEXT NOT NULL DEFAULT 'chat'
 );
 CREATE INDEX IF NOT EXISTS requests_started_at ON requests (started_at);
 CREATE TABLE IF NOT EXISTS events (
@@ -77,6 +78,7 @@ ADDED_COLUMNS: tuple[tuple[str, str], ...] = (
     ("local_reasoning_tokens", "INTEGER NOT NULL DEFAULT 0"),
     ("cerebras_reasoning_tokens", "INTEGER NOT NULL DEFAULT 0"),
     ("told_not_to_think", "INTEGER NOT NULL DEFAULT 0"),
+    ("door", "TEXT NOT NULL DEFAULT 'chat'"),
 )
 
 
@@ -130,6 +132,7 @@ class LedgerRow:
     local_reasoning_tokens: int = 0
     cerebras_reasoning_tokens: int = 0
     told_not_to_think: bool = False
+    door: str = "chat"
 
     def upstream_calls(self) -> list[UpstreamCall]:
         """The stored calls, rebuilt (unknown keys ignored)."""
