@@ -31,7 +31,7 @@ from gateway.errors import (
     UpstreamHTTPError,
     UpstreamStreamError,
 )
-from gateway.http.validation import validate_chat_request
+from gateway.wire.validation import validate_chat_request
 
 
 def parse_events(raw: bytes) -> list[tuple[str, dict[str, Any]]]:
@@ -185,7 +185,7 @@ def test_string_input_and_images() -> None:
 
 @pytest.mark.parametrize(
     ("effort", "thinking"),
-    [(None, None), ("none", "off"), ("minimal", "off"), ("low", "on"), ("high", "on")],
+    [(None, None), ("none", "off"), ("minimal", "off"), ("low", "default"), ("high", "default")],
 )
 def test_reasoning_effort_maps_to_the_thinking_control(
     effort: str | None, thinking: str | None
@@ -195,6 +195,7 @@ def test_reasoning_effort_maps_to_the_thinking_control(
         reasoning["effort"] = effort
     decoded = decode({"input": "hi", "reasoning": reasoning}, {})
     assert decoded.context.thinking == thinking
+    assert decoded.thinking == thinking
     assert "reasoning" not in decoded.body and "reasoning_effort" not in decoded.body
 
 

@@ -19,8 +19,6 @@ from gateway.doors.responses.sink import (
 from gateway.errors import GatewayError
 from gateway.wire.sinks import Sink
 
-PATHS = ("/v1/responses", "/responses")
-
 
 class ResponsesDoor:
     name: Literal["responses"] = "responses"

@@ -17,8 +17,10 @@ What maps where (the same choices as llama.cpp's own `/v1/responses`, server-cha
   non-function tool type is refused with a 400 naming it.
 - `previous_response_id` is refused: nothing is stored, the client sends the whole conversation
   (Codex does, with `store: false`).
-- `reasoning.effort`: `none`/`minimal` ask for no thinking; any other effort asks for thinking;
-  absent leaves the gateway's thinking control to decide (`Decoded.context.thinking`).
+- `reasoning.effort` is the client's thinking wish (`Decoded.thinking`, which the gateway's
+  thinking control obeys before the route's mode, each upstream with its own switch):
+  `none`/`minimal` -> `off`; any other effort -> `default` (think as the model does unasked);
+  absent -> None (the strategy's route decides). No reasoning field enters the internal body.
 - `max_output_tokens` -> `max_tokens`; `text.format` json_schema/json_object -> `response_format`.
 - The conversation id is the `session-id` header, else `prompt_cache_key`.
 """
@@ -28,8 +30,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
+from gateway.config import ThinkingMode
 from gateway.doors.base import Decoded
 from gateway.errors import BadRequest
 
@@ -44,7 +47,6 @@ _EFFORTS = frozenset({"none", "minimal", "low", "medium", "high", "xhigh"})
 # Sampling fields with the same name and meaning in both APIs.
 _PASSED = ("temperature", "top_p", "parallel_tool_calls", "user", "seed", "top_logprobs")
 SESSION_HEADERS = ("session-id", "session_id")
-Thinking = Literal["off", "on"] | None
 
 
 @dataclass(slots=True)
@@ -52,7 +54,7 @@ class ResponsesContext:
     """What the Responses encoder needs: the request's own fields it echoes back."""
 
     model: str
-    thinking: Thinking = None
+    thinking: ThinkingMode | None = None
     instructions: str | None = None
     tools: list[dict[str, Any]] = field(default_factory=list)
     tool_choice: Any = "auto"
@@ -153,6 +155,7 @@ def decode(body: dict[str, Any], headers: Mapping[str, str]) -> Decoded:
         conversation_id=_conversation_id(body, headers),
         model=model or "",
         context=context,
+        thinking=context.thinking,
     )
 
 
@@ -204,7 +207,10 @@ def _list(value: Any) -> list[dict[str, Any]]:
     return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
 
 
-def _reasoning(value: Any) -> tuple[Thinking, dict[str, Any] | None]:
+def _reasoning(value: Any) -> tuple[ThinkingMode | None, dict[str, Any] | None]:
+    """The thinking wish `reasoning.effort` states: `off` for none/minimal, `default` (the
+    model thinks as it does unasked, overriding a route's `off`) for any other effort, None when
+    no effort was given (the gateway's routing decides)."""
     if value is None:
         return None, None
     if not isinstance(value, dict):
@@ -218,7 +224,7 @@ def _reasoning(value: Any) -> tuple[Thinking, dict[str, Any] | None]:
             f"{_short(effort)}",
             "reasoning.effort",
         )
-    return ("off" if effort in _NO_THINKING_EFFORTS else "on"), value
+    return ("off" if effort in _NO_THINKING_EFFORTS else "default"), value
 
 
 def _response_format(fmt: Any) -> dict[str, Any] | None:

@@ -122,7 +122,9 @@ class ResponseEvents:
         self.response_id = response_id
         self.context = context
         self.created_at = int(time.time())
-        self.seq = 0
+        # 0 and 1 are `response.created` and `response.in_progress`, which go out with the
+        # headers, possibly after the first content event was built.
+        self.seq = 2
         self.items: list[dict[str, Any]] = []  # every item opened, by output_index
         self._tag = response_id.removeprefix("resp_")[:24]
         self._reasoning: list[str] | None = None  # the open reasoning item's text
@@ -142,11 +144,12 @@ class ResponseEvents:
     def start(self) -> bytes:
         """`response.created` and `response.in_progress`."""
         out = b""
-        for kind in ("response.created", "response.in_progress"):
+        for seq, kind in enumerate(("response.created", "response.in_progress")):
             body = response_object(
                 self.response_id, self.created_at, self.context, status="in_progress", output=[]
             )
-            out += self._typed(kind, response=body)
+            payload = {"type": kind, "response": body, "sequence_number": seq}
+            out += b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(payload) + b"\n\n"
         return out
 
     def text(self, delta: str) -> bytes:
