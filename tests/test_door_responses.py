@@ -254,6 +254,7 @@ def test_conversation_id_from_header_else_prompt_cache_key() -> None:
         ({"input": 3}, "input", "string or an array"),
         ({"input": []}, "input", "no message"),
         ({"input": [{"role": "robot", "content": "x"}]}, "input[0].role", "robot"),
+        ({"input": [{"role": ["user"], "content": "x"}]}, "input[0].role", "one of"),
         ({"input": [{"type": "function_call", "name": "f"}]}, "input[0].call_id", "string"),
         ({"input": "x", "max_output_tokens": 0}, "max_output_tokens", "at least 1"),
         ({"input": "x", "temperature": "hot"}, "temperature", "number"),
@@ -498,3 +499,18 @@ def test_error_codes_codex_acts_on() -> None:
             "code": "invalid_value",
         }
     }
+
+
+def test_json_too_deep_to_forward_is_a_400() -> None:
+    deep: dict[str, Any] = {"type": "object"}
+    for _ in range(300):
+        deep = {"a": deep}
+    body = {"input": "x", "tools": [{"type": "function", "name": "f", "parameters": deep}]}
+    with pytest.raises(BadRequest) as caught:
+        decode(body, {})
+    assert caught.value.code == "invalid_json" and "deep" in caught.value.message
+    # Echoed fields never carry what cannot be written back.
+    decoded = decode(
+        {"input": "x", "metadata": {"a": "b", "c": deep}, "reasoning": {"summary": deep}}, {}
+    )
+    assert decoded.context.metadata == {"a": "b"}

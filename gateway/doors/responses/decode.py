@@ -32,6 +32,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from gateway.config import ThinkingMode
 from gateway.doors.base import Decoded
 from gateway.errors import BadRequest
@@ -146,6 +148,7 @@ def decode(body: dict[str, Any], headers: Mapping[str, str]) -> Decoded:
         if response_format is not None:
             chat["response_format"] = response_format
     _tolerated(body, context)
+    _forwardable([chat, context.tools, context.tool_choice, context.text])
     context.temperature = chat.get("temperature")
     context.top_p = chat.get("top_p")
     return Decoded(
@@ -187,11 +190,25 @@ def _tolerated(body: dict[str, Any], context: ResponsesContext) -> None:
     if include is not None and not isinstance(include, list):
         raise _bad("'include' must be an array", "include", "invalid_type")
     metadata = body.get("metadata")
-    if isinstance(metadata, dict):
-        context.metadata = metadata
+    if isinstance(metadata, dict):  # echoed back: string pairs only, as the API defines it
+        context.metadata = {
+            k: v for k, v in metadata.items() if isinstance(k, str) and isinstance(v, str)
+        }
     key = body.get("prompt_cache_key")
     if isinstance(key, str):
         context.prompt_cache_key = key
+
+
+def _forwardable(parts: list[Any]) -> None:
+    """Refuse what cannot be sent on or echoed back: JSON parses up to 1024 levels deep but
+    serialises only to 254 (orjson), so a deeper tool schema would fail later, mid-request."""
+    try:
+        orjson.dumps(parts)
+    except TypeError:
+        raise _bad(
+            "the request nests JSON too deeply to forward (more than 254 levels)",
+            code="invalid_json",
+        ) from None
 
 
 def _conversation_id(body: dict[str, Any], headers: Mapping[str, str]) -> str | None:
@@ -370,7 +387,7 @@ class _Builder:
     def _message(self, index: int, item: dict[str, Any]) -> None:
         param = f"input[{index}]"
         role = item.get("role")
-        if role not in _ROLES:
+        if not isinstance(role, str) or role not in _ROLES:
             raise _bad(
                 f"{param}.role must be one of {', '.join(sorted(_ROLES))}, got {_short(role)}",
                 f"{param}.role",

@@ -79,6 +79,7 @@ def response_object(
 ) -> dict[str, Any]:
     """The `response` object: the request's own settings echoed, as the OpenAI API does."""
     reasoning = context.reasoning or {}
+    effort, summary = reasoning.get("effort"), reasoning.get("summary")
     return {
         "id": response_id,
         "object": "response",
@@ -93,7 +94,10 @@ def response_object(
         "output": output,
         "parallel_tool_calls": context.parallel_tool_calls,
         "previous_response_id": None,
-        "reasoning": {"effort": reasoning.get("effort"), "summary": reasoning.get("summary")},
+        "reasoning": {
+            "effort": effort if isinstance(effort, str) else None,
+            "summary": summary if isinstance(summary, str) else None,
+        },
         "store": False,  # nothing is ever stored, whatever was asked
         "temperature": context.temperature,
         "text": context.text or {"format": {"type": "text"}},
