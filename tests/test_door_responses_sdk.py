@@ -4,6 +4,7 @@ every strategy of the registry."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -272,3 +273,61 @@ async def test_every_strategy_through_the_door(make_gateway, local_sim, cerebras
     assert text == "Hi there."
     assert final is not None and final.output_text == "Hi there."
     assert response.output_text == "Hi there."
+
+
+@pytest.mark.parametrize("stream", [True, False])
+async def test_verification_samples_read_the_door_answer(
+    make_gateway, local_sim, cerebras_sim, stream
+):
+    """A sampled local answer through the Responses door is kept and compared like a chat one."""
+    hello = "Hello! How can I help you with your project today?"
+    _script((local_sim, cerebras_sim), "say hello", ScriptedAnswer(content=hello))
+    gw = await make_gateway("smart_routing", routing={"learn": {"verify_sample": 1.0}})
+    labels = gw.services.learning.labels
+    real = labels.learner
+    learned: list[tuple[str, bool, str]] = []
+
+    def learner(request_id: str, bad: bool, source: str, weight: float) -> bool:
+        learned.append((request_id, bad, source))
+        return bool(real(request_id, bad, source, weight))
+
+    labels.learner = learner
+    body = {"model": "glm-token-saver", "input": "say hello", "stream": stream}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(gw.url + "/responses", json=body) as resp,
+    ):
+        assert resp.status == 200
+        request_id = resp.headers["x-request-id"]
+        assert hello.encode() in await resp.read()
+    await gw.services.verifier.drain()
+    assert len(cerebras_sim.requests) == 1
+    assert learned == [(request_id, False, "verify_sample")]
+
+
+@pytest.mark.parametrize("strategy", ["always_local", "speculative_decoding"])
+async def test_a_client_leaving_mid_stream_stops_the_upstream(
+    make_gateway, local_sim, cerebras_sim, strategy
+):
+    for sim in (local_sim, cerebras_sim):
+        sim.options.tps, sim.options.answer_tokens = 100.0, 200
+    gw = await make_gateway(strategy)
+    body = {"model": "glm-token-saver", "input": "Explain why the build fails.", "stream": True}
+    session = aiohttp.ClientSession()
+    resp = await session.post(gw.url + "/responses", json=body)
+    deltas = 0
+    async for line in resp.content:
+        if line.startswith(b"event: response.output_text.delta"):
+            deltas += 1
+            if deltas == 5:
+                break
+    resp.close()
+    await session.close()
+    await asyncio.sleep(0.3)
+    for sim in (local_sim, cerebras_sim):
+        for log in sim.requests:
+            assert log.finished or log.disconnected_at is not None
+    ledger = gw.services.ledger
+    await ledger.flush()
+    (row,) = ledger.rows()
+    assert (row.outcome, row.door, row.http_status) == ("client_disconnected", "responses", 499)
