@@ -242,6 +242,8 @@ def test_conversation_id_from_header_else_prompt_cache_key() -> None:
     ("body", "param", "words"),
     [
         ({"input": "x", "previous_response_id": "resp_1"}, "previous_response_id", "stores no"),
+        ({"input": "x", "conversation": "conv_1"}, "conversation", "stores no"),
+        ({"input": "x", "background": True}, "background", "stores none"),
         ({"input": "x", "tools": [{"type": "file_search"}]}, "tools[0].type", "'file_search'"),
         ({"input": "x", "tools": [{"type": "custom", "name": "p"}]}, "tools[0].type", "'custom'"),
         ({"input": [{"type": "item_reference", "id": "m"}]}, "input[0].type", "item_reference"),

@@ -15,8 +15,8 @@ What maps where (the same choices as llama.cpp's own `/v1/responses`, server-cha
 - Function tools are flattened into chat tools. Tool types Codex sends by default and the
   upstreams cannot run (`web_search`, `namespace`, ...) are dropped with a log line; any other
   non-function tool type is refused with a 400 naming it.
-- `previous_response_id` is refused: nothing is stored, the client sends the whole conversation
-  (Codex does, with `store: false`).
+- `previous_response_id`, `conversation` and `background: true` are refused: nothing is stored,
+  the client sends the whole conversation (Codex does, with `store: false`).
 - `reasoning.effort` is the client's thinking wish (`Decoded.thinking`, which the gateway's
   thinking control obeys before the route's mode, each upstream with its own switch):
   `none`/`minimal` -> `off`; any other effort -> `default` (think as the model does unasked);
@@ -47,7 +47,8 @@ _ROLES = frozenset({"system", "developer", "user", "assistant"})
 _NO_THINKING_EFFORTS = frozenset({"none", "minimal"})
 _EFFORTS = frozenset({"none", "minimal", "low", "medium", "high", "xhigh"})
 # Sampling fields with the same name and meaning in both APIs.
-_PASSED = ("temperature", "top_p", "parallel_tool_calls", "user", "seed", "top_logprobs")
+# (`top_logprobs` is not: the events carry no logprobs.)
+_PASSED = ("temperature", "top_p", "parallel_tool_calls", "user", "seed")
 SESSION_HEADERS = ("session-id", "session_id")
 
 
@@ -94,6 +95,13 @@ def decode(body: dict[str, Any], headers: Mapping[str, str]) -> Decoded:
             "'conversation' is not supported: this gateway stores no conversations; send the "
             "whole conversation in 'input'.",
             "conversation",
+            "unsupported_parameter",
+        )
+    if body.get("background") is True:
+        raise _bad(
+            "'background' mode is not supported: it needs stored responses to poll, and this "
+            "gateway stores none; stream the response instead",
+            "background",
             "unsupported_parameter",
         )
     model = body.get("model")
@@ -168,7 +176,6 @@ _KINDS: dict[str, tuple[tuple[type, ...], str]] = {
     "parallel_tool_calls": ((bool,), "a boolean"),
     "user": ((str,), "a string"),
     "seed": ((int,), "an integer"),
-    "top_logprobs": ((int,), "an integer"),
 }
 
 
