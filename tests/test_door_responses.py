@@ -466,6 +466,9 @@ def test_non_stream_output_items() -> None:
     calls = [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]
     assert [i["type"] for i in output_of("why", "", calls, "t")] == ["reasoning", "function_call"]
     assert [i["type"] for i in output_of("", "", [], "t")] == ["message"]  # never empty
+    unnamed = [{"function": {"name": "f", "arguments": "{}"}}] * 2
+    ids = [i["call_id"] for i in output_of("", "", unnamed, "t")]
+    assert len(set(ids)) == 2, "calls without an id still get distinct call_ids"
     assert usage_of({"prompt_tokens": True})["input_tokens"] == 0
 
 

@@ -427,7 +427,9 @@ def output_of(
                 "id": f"fc_{tag}{len(items)}",
                 "type": "function_call",
                 "status": "completed",
-                "call_id": call_id if isinstance(call_id, str) and call_id else "call_" + tag,
+                "call_id": call_id
+                if isinstance(call_id, str) and call_id
+                else f"call_{tag}{len(items)}",
                 "name": fn.get("name") or "",
                 "arguments": fn.get("arguments") or "",
             }

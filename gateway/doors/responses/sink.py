@@ -98,7 +98,6 @@ class ResponsesCollectSink(CollectSink):
     def __init__(self, *, context: ResponsesContext, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.context = context
-        self.response_id = kwargs["response_id"]
 
     async def finish(
         self, usage: dict[str, Any], metadata: dict[str, Any], before_done: BeforeDone
