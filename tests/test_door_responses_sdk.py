@@ -331,3 +331,37 @@ async def test_a_client_leaving_mid_stream_stops_the_upstream(
     await ledger.flush()
     (row,) = ledger.rows()
     assert (row.outcome, row.door, row.http_status) == ("client_disconnected", "responses", 499)
+
+
+async def test_guard_and_aiohttp_errors_on_the_door_path(make_gateway, local_sim):
+    """Client keys (Bearer, as Codex sends its env_key), and aiohttp's own 405, on
+    /v1/responses: OpenAI-shaped, with the request id; a refused request is recorded as the
+    door's."""
+    key = "sk-door-key-0001"
+    gw = await make_gateway("always_local", auth={"api_keys": [key]})
+    body = {"model": "m", "input": "hi"}
+    async with aiohttp.ClientSession() as session:
+        async with session.post(gw.url + "/responses", json=body) as resp:
+            assert resp.status == 401
+            error = (await resp.json())["error"]
+            assert error["code"] == "invalid_api_key" and "x-api-key" in error["message"]
+            assert resp.headers["x-request-id"]
+        headers = {"Authorization": f"Bearer {key}"}
+        async with session.post(gw.url + "/responses", json=body, headers=headers) as resp:
+            assert resp.status == 200
+            assert (await resp.json())["object"] == "response"
+        async with session.get(gw.url + "/responses", headers=headers) as resp:
+            assert resp.status == 405
+            assert set((await resp.json())["error"]) == {"message", "type", "param", "code"}
+    stats = await _stats_with(gw, key)
+    assert stats["requests"]["by_door"]["responses"] == 1
+
+
+async def _stats_with(gw: Any, key: str) -> dict[str, Any]:
+    headers = {"Authorization": f"Bearer {key}"}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(gw.root + "/stats", headers=headers) as resp,
+    ):
+        result: dict[str, Any] = await resp.json()
+        return result
