@@ -36,10 +36,13 @@ from gateway.wire.validation import validate_chat_request
 
 def parse_events(raw: bytes) -> list[tuple[str, dict[str, Any]]]:
     """Split an SSE body into (event name, data) pairs; each frame must be exactly
-    `event: <type>\\ndata: <json>` with the type repeated in the data."""
+    `event: <type>\\ndata: <json>` with the type repeated in the data, or a `: ping` comment
+    (the keepalive during a long wait), which is skipped."""
     assert raw.endswith(b"\n\n")
     events = []
     for frame in raw[:-2].split(b"\n\n"):
+        if frame == b": ping":
+            continue
         head, _, data = frame.partition(b"\n")
         assert head.startswith(b"event: "), frame
         assert data.startswith(b"data: "), frame
