@@ -1,7 +1,9 @@
 """A Responses API request (`POST /v1/responses`, as Codex CLI sends it) as the internal chat
 request.
 
-What maps where (the same choices as llama.cpp's own `/v1/responses`, server-chat.cpp):
+What maps where (modelled on llama.cpp's own `/v1/responses`, server-chat.cpp; this door also
+merges system and user turns, drops reasoning items and skips hosted tools, which llama.cpp does
+not):
 - `instructions` and leading `developer`/`system` messages become one leading system message;
   later ones stay `system` messages in place. Consecutive `user` messages are merged (Codex sends
   its environment context and the prompt as two), since strict chat templates insist on
@@ -13,7 +15,8 @@ What maps where (the same choices as llama.cpp's own `/v1/responses`, server-cha
   templates strip it from history anyway, and Cerebras documents no reasoning field on input
   messages), so a prompt does not change with what the last answer thought.
 - Function tools are flattened into chat tools. Tool types Codex sends by default and the
-  upstreams cannot run (`web_search`, `namespace`, ...) are dropped with a log line; any other
+  upstreams cannot run (`web_search`, `namespace`, ...) are dropped with a log line (INFO the
+  first time a set of types is seen, DEBUG after: Codex sends them on every turn); any other
   non-function tool type is refused with a 400 naming it.
 - `previous_response_id`, `conversation` and `background: true` are refused: nothing is stored,
   the client sends the whole conversation (Codex does, with `store: false`).
@@ -124,7 +127,7 @@ def decode(body: dict[str, Any], headers: Mapping[str, str]) -> Decoded:
     context.dropped_tools = dropped
     context.tools = [t for t in _list(body.get("tools")) if t.get("type") == "function"]
     if dropped:
-        log.info("responses door: dropped tool types the upstreams cannot run: %s", dropped)
+        _log_dropped(dropped)
     if tools:
         chat["tools"] = tools
         choice = body.get("tool_choice")
@@ -183,6 +186,17 @@ def _check(key: str, value: Any) -> None:
     kinds, what = _KINDS[key]
     if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
         raise _bad(f"'{key}' must be {what}", key, "invalid_type")
+
+
+_LOGGED: set[frozenset[str]] = set()
+
+
+def _log_dropped(dropped: list[str]) -> None:
+    kinds = frozenset(dropped)
+    level = logging.DEBUG if kinds in _LOGGED else logging.INFO
+    if len(_LOGGED) < 64:  # a bound: tool types come from clients
+        _LOGGED.add(kinds)
+    log.log(level, "responses door: dropped tool types no upstream can run: %s", sorted(kinds))
 
 
 def _tolerated(body: dict[str, Any], context: ResponsesContext) -> None:
