@@ -12,7 +12,7 @@ Contracts:
   renders it with `error_response`.
 - `sink(...)` gets a bare 32-hex `response_id`; the door adds its own prefix (`chatcmpl-`,
   `msg_`, `resp_`). `keep_answer`: the request was drawn as a verification sample, so a stream
-  sink must keep the answer it streams (gateway.router.verify.kept_answer).
+  sink must keep the answer it streams (gateway.speculation.verify_sample.kept_answer).
 - `error_response(error, request_id)`: the error in the door's own shape and status, with the
   error's headers and `x-request-id`.
 - A sink's `fail(error)` after the stream started writes the door's own error event.

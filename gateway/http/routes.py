@@ -18,6 +18,7 @@ from gateway.accounting.records import RequestRecord
 from gateway.accounting.refusals import HANDLED
 from gateway.doors.base import Door
 from gateway.doors.chat import ChatDoor
+from gateway.doors.responses import DOOR as RESPONSES_DOOR
 from gateway.errors import GatewayError
 from gateway.http.anthropic import VERSION_HEADER, anthropic_models, setup_messages
 from gateway.http.feedback import setup_feedback
@@ -343,6 +344,14 @@ async def get_metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": METRICS_CONTENT_TYPE})
 
 
+def _bind_responses(app: web.Application) -> None:
+    """`POST /v1/responses` through the Responses door, its errors in that door's shape."""
+    handler = bind(RESPONSES_DOOR)
+    for path in DOOR_PATHS["responses"]:
+        app.router.add_post(path, handler)
+        app[ERROR_SHAPES_KEY].by_path[path] = RESPONSES_DOOR
+
+
 def setup_routes(app: web.Application) -> None:
     config = app[CONFIG_KEY]
     chat = bind(ChatDoor(max_messages=config.server.max_messages))
@@ -350,6 +359,7 @@ def setup_routes(app: web.Application) -> None:
         app.router.add_post(path, chat)
     # The chat door's errors are the default (OpenAI) shape; other doors claim their paths.
     app[ERROR_SHAPES_KEY] = ErrorShapes()
+    _bind_responses(app)
     app.router.add_get("/v1/models", list_models)
     app.router.add_get("/health", health)
     app.router.add_get("/stats", get_stats)
