@@ -19,6 +19,8 @@ from gateway.dev.llama_server import LlamaServer
 from gateway.dev.sim import SimOptions, SimServer, running_sim
 from gateway.http.app import create_app
 
+pytest_plugins = ["checkout_guard"]
+
 
 @pytest.fixture
 async def local_sim() -> AsyncIterator[SimServer]:

@@ -51,8 +51,10 @@ def write_config(
 
 @asynccontextmanager
 async def gateway_process(config: Path, *extra: str) -> AsyncIterator[asyncio.subprocess.Process]:
+    """`python -m gateway` run in the config's folder, where relative paths (--demo's) land."""
     env = dict(os.environ)
     env.pop("CEREBRAS_API_KEY", None)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -60,7 +62,7 @@ async def gateway_process(config: Path, *extra: str) -> AsyncIterator[asyncio.su
         "--config",
         str(config),
         *extra,
-        cwd=ROOT,
+        cwd=config.parent,
         env=env,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
@@ -170,6 +172,8 @@ async def test_demo_serves_a_stream(tmp_path, client) -> None:
         assert reply.data[-1] == "[DONE]"
         assert reply.text
         assert reply.chunks[-1]["usage"]["completion_tokens"] > 0
+    # the demo's ledger is relative to the working directory: here, not the checkout
+    assert (tmp_path / "data" / "demo_ledger.db").exists()
 
 
 @pytest.mark.parametrize(
