@@ -609,6 +609,22 @@ async def test_stall_then_resume(session: aiohttp.ClientSession, llama: SimServe
     assert llama.requests[-1].finished
 
 
+async def test_hold_keeps_answers_until_released(
+    session: aiohttp.ClientSession, llama: SimServer
+) -> None:
+    release = llama.hold()
+    streamed = asyncio.create_task(stream(session, llama, chat("hello")))
+    answered = asyncio.create_task(post(session, llama, chat("hello")))
+    await eventually(lambda: len(llama.requests) == 2, "both requests arrive")
+    assert not streamed.done() and not answered.done()
+    assert all(log.first_byte_at is None for log in llama.requests), "nothing sent while held"
+    release.set()
+    assert text_of(chunks(await streamed)) == "Hi there, friend."
+    status, _, raw = await answered
+    assert status == 200 and orjson.loads(raw)["choices"][0]["message"]["content"]
+    assert all(log.finished for log in llama.requests)
+
+
 async def test_cut(session: aiohttp.ClientSession, sim: SimServer) -> None:
     sim.inject("cut", after_chunks=3)
     received = b""
