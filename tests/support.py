@@ -154,8 +154,11 @@ async def read_then_leave(
     return time.monotonic()
 
 
-async def eventually(condition: Callable[[], object], what: str, timeout: float = 10.0) -> None:
-    """Wait until `condition()` is true; fail saying `what` did not happen within `timeout` s.
+async def eventually(
+    condition: Callable[[], object], what: str | Callable[[], str], timeout: float = 10.0
+) -> None:
+    """Wait until `condition()` is true; fail saying `what` (called then, if callable: the state
+    at the deadline) did not happen within `timeout` s.
 
     For events another task brings about: the deadline only bounds a failure (it is far above
     the time the event takes, also on a loaded machine), the test never measures it.
@@ -163,7 +166,8 @@ async def eventually(condition: Callable[[], object], what: str, timeout: float 
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout:g} s: {what}")
+            said = what() if callable(what) else what
+            raise AssertionError(f"not within {timeout:g} s: {said}")
         await asyncio.sleep(0.01)
 
 

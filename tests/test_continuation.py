@@ -143,7 +143,7 @@ async def test_disconnect_during_continuation_closes_both_calls(
     def leftover() -> set[asyncio.Task[object]]:
         return {t for t in asyncio.all_tasks() - before if t is not asyncio.current_task()}
 
-    await eventually(lambda: not leftover(), f"no task of the request stays alive: {leftover()}")
+    await eventually(lambda: not leftover(), lambda: f"tasks left: {leftover()}")
     ledger = gw.services.ledger
     await ledger.flush()
     (row,) = ledger.rows()

@@ -57,10 +57,10 @@ async def test_disconnect_leaves_nothing(
     assert streams(), "the request reached an upstream"
     await eventually(
         lambda: all(log.ended_at is not None for _, log in streams()),
-        f"every upstream stream ends after the client left: {describe(streams())}",
+        lambda: f"every upstream stream ends after the client left: {describe(streams())}",
     )
     # the simulators' handlers are tasks too: none left means no stream opened later either
-    await eventually(lambda: not leftover(), f"no task of the request stays alive: {leftover()}")
+    await eventually(lambda: not leftover(), lambda: f"tasks left: {leftover()}")
     for profile, log in streams():
         # complete: only a short call (a draft within its max_tokens), never a whole answer
         assert log.finished or log.disconnected_at is not None, (profile, log)
