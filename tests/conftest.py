@@ -19,7 +19,7 @@ from gateway.dev.llama_server import LlamaServer
 from gateway.dev.sim import SimOptions, SimServer, running_sim
 from gateway.http.app import create_app
 
-pytest_plugins = ["tiers"]
+pytest_plugins = ["tiers", "checkout_guard"]
 
 
 @pytest.fixture

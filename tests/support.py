@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -140,8 +143,6 @@ async def read_then_leave(
     session: aiohttp.ClientSession, url: str, body: dict[str, Any], events: int
 ) -> float:
     """Stream a request, read `events` data events, close the connection; return when."""
-    import time
-
     resp = await session.post(url + "/chat/completions", json=body)
     assert resp.status == 200
     seen = 0
@@ -152,6 +153,23 @@ async def read_then_leave(
                 break
     resp.close()
     return time.monotonic()
+
+
+async def eventually(
+    condition: Callable[[], object], what: str | Callable[[], str], timeout: float = 10.0
+) -> None:
+    """Wait until `condition()` is true; fail saying `what` (called then, if callable: the state
+    at the deadline) did not happen within `timeout` s.
+
+    For events another task brings about: the deadline only bounds a failure (it is far above
+    the time the event takes, also on a loaded machine), the test never measures it.
+    """
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            said = what() if callable(what) else what
+            raise AssertionError(f"not within {timeout:g} s: {said}")
+        await asyncio.sleep(0.01)
 
 
 @dataclass

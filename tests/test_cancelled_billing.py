@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import aiohttp
-from support import CEREBRAS_KEY, chat, gateway_config
+from support import CEREBRAS_KEY, chat, eventually, gateway_config
 
 from gateway.accounting.records import UpstreamCall
 from gateway.dev.sim import SimOptions, running_sim
 from gateway.upstreams import build_upstream
 
 
-async def leave_after_first_batch(tmp_path: Path, *, settle_s: float) -> tuple[UpstreamCall, int]:
-    """Read one batch of a 300-token answer (streamed in 75 ms), wait `settle_s`, leave; (the
+async def leave_after_first_batch(tmp_path: Path) -> tuple[UpstreamCall, int]:
+    """Read one batch of a 300-token answer, wait until the rest has arrived unread, leave; (the
     call, what the simulated Cerebras sent)."""
     options = SimOptions(profile="cerebras", answer_tokens=300, tps=4000, api_key=CEREBRAS_KEY)
     async with running_sim(options) as sim, aiohttp.ClientSession() as session:
@@ -24,13 +23,15 @@ async def leave_after_first_batch(tmp_path: Path, *, settle_s: float) -> tuple[U
         async with upstream.open_stream(chat("count me"), calls=calls) as stream:
             async for _ in stream.batches():
                 break
-            await asyncio.sleep(settle_s)
-        await asyncio.sleep(0.2)  # the simulator notices the disconnect
-        return calls[0], sim.requests[-1].completion_tokens_sent
+            content = stream.response.content
+            await eventually(content.is_eof, "the whole answer arrives (unread)")
+        (log,) = sim.requests
+        await eventually(lambda: log.ended_at is not None, "the simulator ends the request")
+        return calls[0], log.completion_tokens_sent
 
 
 async def test_an_answer_that_arrived_unread_is_billed_as_reported(tmp_path: Path) -> None:
-    call, sent = await leave_after_first_batch(tmp_path, settle_s=1.0)
+    call, sent = await leave_after_first_batch(tmp_path)
     assert call.status == "cancelled"
     assert sent == 300
     assert call.estimated is False, "its usage had arrived: the upstream's own count"

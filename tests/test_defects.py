@@ -9,7 +9,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from support import chat, gateway_config, post_stream
+from support import chat, eventually, gateway_config, post_stream
 
 from gateway.accounting.records import UpstreamCall
 from gateway.config import parse_config
@@ -21,21 +21,21 @@ from gateway.wire.chunk import read_chunk
 from gateway.wire.sinks import StreamSink
 
 
-async def wait_for(predicate: Any, what: str) -> None:
-    for _ in range(500):
-        if predicate():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 async def test_a_call_cancelled_while_its_error_body_is_read_is_cancelled(
-    session: aiohttp.ClientSession, local_sim: SimServer
+    session: aiohttp.ClientSession, local_sim: SimServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     local_sim.inject("slow_error_body")
     config = parse_config({"models": {"local": {"endpoint": local_sim.url}}}, env={})
     upstream = build_upstream("local", config.local, session, max_event_bytes=1 << 20)
     calls: list[UpstreamCall] = []
+    reading = asyncio.Event()  # the 500's headers arrived; its body is being read
+    read_error = upstream._http_error
+
+    async def reading_error(response: aiohttp.ClientResponse, call: UpstreamCall) -> Any:
+        reading.set()
+        return await read_error(response, call)
+
+    monkeypatch.setattr(upstream, "_http_error", reading_error)
 
     async def call() -> None:
         async with upstream.open_stream(
@@ -44,8 +44,7 @@ async def test_a_call_cancelled_while_its_error_body_is_read_is_cancelled(
             raise AssertionError("a 500 never opens a stream")
 
     task = asyncio.create_task(call())
-    await wait_for(lambda: local_sim.requests and local_sim.requests[0].status == 500, "the 500")
-    await asyncio.sleep(0.05)  # the gateway is now reading the error body
+    await asyncio.wait_for(reading.wait(), 10)
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     [settled] = calls
@@ -63,7 +62,7 @@ async def test_a_client_leaving_before_the_headers_is_a_499_without_an_error_log
     gw = await make_gateway("always_local")
     body = chat("hello", stream=True)
     request = asyncio.create_task(client.post(gw.url + "/chat/completions", json=body))
-    await wait_for(lambda: local_sim.requests, "the upstream call")
+    await eventually(lambda: local_sim.requests, "the upstream call")
     request.cancel()  # the client leaves; the gateway learns it at its first write
     await asyncio.gather(request, return_exceptions=True)
     ledger = gw.services.ledger
@@ -97,7 +96,7 @@ async def test_a_request_cancelled_by_shutdown_is_not_logged_as_a_client_disconn
     body = chat("hello", stream=True)
     url = f"http://{server.host}:{server.port}/v1/chat/completions"
     request = asyncio.create_task(client.post(url, json=body))
-    await wait_for(lambda: local_sim.requests, "the upstream call")
+    await eventually(lambda: local_sim.requests, "the upstream call")
     server.app[GUARD_KEY].draining = True  # as the CLI's shutdown does before its grace period
     await server.close()  # the grace period ends with the client still connected
     await asyncio.gather(request, return_exceptions=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from typing import Any
 
 import aiohttp
@@ -29,26 +30,35 @@ async def serve(aiohttp_server: Any, handler: Any) -> str:
 async def test_headers_events_and_pings_on_the_wire(
     aiohttp_server: Any, client: aiohttp.ClientSession
 ) -> None:
+    pinged = asyncio.Event()  # the client saw two pings while the stream was idle
+
     async def handler(request: web.Request) -> web.StreamResponse:
         response = EventStream(headers={"x-request-id": "r1"}, keepalive_interval=0.05)
         await response.prepare(request)
         await response.write(EVENT)
-        await asyncio.sleep(0.3)
+        await asyncio.wait_for(pinged.wait(), 10)
         await response.write(EVENT)
         await response.write_eof()
         assert not response.keeping_alive
         return response
 
+    started = time.monotonic()
     async with client.post(await serve(aiohttp_server, handler)) as reply:
-        raw = await reply.read()
+        raw = b""
+        while raw.count(PING) < 2:
+            raw += await asyncio.wait_for(reply.content.readuntil(b"\n\n"), 10)
+        pinged.set()
+        raw += await reply.read()
         headers = reply.headers
+    elapsed = time.monotonic() - started
     assert headers["Content-Type"] == "text/event-stream"
     assert headers["Cache-Control"] == "no-cache"
     assert headers["X-Accel-Buffering"] == "no"
     assert headers["x-request-id"] == "r1"
     assert "Content-Encoding" not in headers
     assert raw.startswith(EVENT) and raw.endswith(EVENT)
-    assert 2 <= raw.count(PING) <= 6  # every 50 ms over 300 ms, allowing for a slow machine
+    # one ping per 50 ms idle at most: a machine slower than that only sends fewer
+    assert 2 <= raw.count(PING) <= elapsed / 0.05 + 1
     assert raw.replace(PING, b"") == EVENT * 2
 
 

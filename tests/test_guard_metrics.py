@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import pytest
 from multidict import CIMultiDict
-from support import CEREBRAS_KEY, chat, post_stream
+from support import CEREBRAS_KEY, chat, eventually, post_stream
 
 from gateway.config import parse_config
 
@@ -74,7 +75,7 @@ async def test_client_key_never_reaches_an_upstream(
 
 
 async def test_concurrency_limits_overall_and_per_key(make_gateway, client, local_sim) -> None:
-    local_sim.options.ttft = 0.5
+    release = local_sim.hold()  # admitted calls stay in flight until released
     keys = ["client-key-aaaaaaaa", "client-key-bbbbbbbb"]
     gw = await make_gateway(
         "always_local",
@@ -90,14 +91,25 @@ async def test_concurrency_limits_overall_and_per_key(make_gateway, client, loca
             await resp.read()
             return resp.status, CIMultiDict(resp.headers)
 
+    async def refused(key: str) -> tuple[int, CIMultiDict[str]]:
+        try:  # a call admitted past a limit waits at the held upstream: no answer
+            return await asyncio.wait_for(call(key), 10)
+        except TimeoutError:
+            pytest.fail("admitted past the limit")
+
+    def arrived(n: int) -> Callable[[], bool]:
+        return lambda: len(local_sim.requests) == n
+
     first = [asyncio.create_task(call(keys[0])) for _ in range(2)]
-    await asyncio.sleep(0.15)
-    status, headers = await call(keys[0])
+    await eventually(arrived(2), "both calls of the first key reach the upstream")
+    status, headers = await refused(keys[0])
     assert status == 429 and headers["retry-after"] == "1"
     third = asyncio.create_task(call(keys[1]))
-    await asyncio.sleep(0.15)
-    status, _ = await call(keys[1])
+    await eventually(arrived(3), "the second key's call reaches the upstream")
+    status, _ = await refused(keys[1])
     assert status == 429, "overall limit of 3 reached"
+    assert len(local_sim.requests) == 3, "refused calls never reach an upstream"
+    release.set()
     results = await asyncio.gather(*first, third)
     assert [s for s, _ in results] == [200, 200, 200]
     status, _ = await call(keys[1])

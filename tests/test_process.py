@@ -15,7 +15,7 @@ import aiohttp
 import orjson
 import pytest
 from paths import REPO_ROOT as ROOT
-from support import CEREBRAS_KEY, chat, post_stream
+from support import CEREBRAS_KEY, chat, eventually, post_stream
 
 from gateway.accounting.ledger import Ledger
 from gateway.cli import exposure_warning
@@ -50,8 +50,10 @@ def write_config(
 
 @asynccontextmanager
 async def gateway_process(config: Path, *extra: str) -> AsyncIterator[asyncio.subprocess.Process]:
+    """`python -m gateway` run in the config's folder, where relative paths (--demo's) land."""
     env = dict(os.environ)
     env.pop("CEREBRAS_API_KEY", None)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -59,7 +61,7 @@ async def gateway_process(config: Path, *extra: str) -> AsyncIterator[asyncio.su
         "--config",
         str(config),
         *extra,
-        cwd=ROOT,
+        cwd=config.parent,
         env=env,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
@@ -70,6 +72,16 @@ async def gateway_process(config: Path, *extra: str) -> AsyncIterator[asyncio.su
         if proc.returncode is None:
             proc.kill()
         await proc.wait()
+
+
+async def wait_for_output(proc: asyncio.subprocess.Process, text: bytes) -> None:
+    """Read the process's output until a line holds `text`."""
+    assert proc.stdout is not None
+    seen: list[bytes] = []
+    while not seen or text not in seen[-1]:
+        line = await asyncio.wait_for(proc.stdout.readline(), 30)
+        assert line, f"the process ended before printing {text!r}: {b''.join(seen)!r}"
+        seen.append(line)
 
 
 async def wait_healthy(url: str, proc: asyncio.subprocess.Process) -> None:
@@ -126,24 +138,23 @@ async def test_kill_9_loses_no_completed_request(tmp_path, local_sim, cerebras_s
 async def test_sigterm_drains_in_flight_and_refuses_new(
     tmp_path, local_sim, cerebras_sim, client
 ) -> None:
-    local_sim.options.tps = 20.0
-    local_sim.options.answer_tokens = 30
+    release = local_sim.hold()  # the in-flight request stays in flight until released
     port = free_port()
     root = f"http://127.0.0.1:{port}"
     config = write_config(tmp_path, local_sim, cerebras_sim, port, shutdown_grace_seconds=10)
     async with gateway_process(config) as proc:
         await wait_healthy(root, proc)
         in_flight = asyncio.create_task(post_stream(client, root + "/v1", chat(stream=True)))
-        for _ in range(100):
-            if local_sim.requests and local_sim.requests[-1].completion_tokens_sent >= 3:
-                break
-            await asyncio.sleep(0.02)
+        await eventually(lambda: local_sim.requests, "the request reaches the upstream")
         proc.send_signal(signal.SIGTERM)
-        await asyncio.sleep(0.2)
-        async with client.post(root + "/v1/chat/completions", json=chat()) as resp:
+        await wait_for_output(proc, b"draining: 1 request(s) in flight")
+        async with asyncio.timeout(10), client.post(  # admitted, it would wait at the upstream
+            root + "/v1/chat/completions", json=chat()
+        ) as resp:
             assert resp.status == 503
             assert int(resp.headers["retry-after"]) >= 1
             assert set((await resp.json())["error"]) == {"message", "type", "param", "code"}
+        release.set()
         reply = await in_flight
         assert reply.data[-1] == "[DONE]", "the in-flight stream was allowed to finish"
         assert await asyncio.wait_for(proc.wait(), 15) == 0
@@ -169,6 +180,8 @@ async def test_demo_serves_a_stream(tmp_path, client) -> None:
         assert reply.data[-1] == "[DONE]"
         assert reply.text
         assert reply.chunks[-1]["usage"]["completion_tokens"] > 0
+    # the demo's ledger is relative to the working directory: here, not the checkout
+    assert (tmp_path / "data" / "demo_ledger.db").exists()
 
 
 @pytest.mark.parametrize(

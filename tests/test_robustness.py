@@ -4,10 +4,9 @@ strategies."""
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 
-from support import chat, post_stream, read_then_leave
+from support import chat, eventually, post_stream, read_then_leave
 
 from gateway.dev.sim import ScriptedAnswer
 from gateway.wire.chunk import read_chunk
@@ -76,11 +75,10 @@ async def test_disconnect_counts_the_partial_answer_as_delivered(
     cerebras_sim.options.answer_tokens = 300
     gw = await make_gateway("always_cerebras")
     await read_then_leave(client, gw.url, chat(stream=True), 11)
-    for _ in range(100):
-        stats = gw.services.stats.get_statistics()
-        if stats["requests"]["total"]:
-            break
-        await asyncio.sleep(0.02)
+    await eventually(
+        lambda: gw.services.stats.get_statistics()["requests"]["total"], "the request is recorded"
+    )
+    stats = gw.services.stats.get_statistics()
     assert stats["requests"]["by_outcome"] == {"client_disconnected": 1}
     assert stats["requests"]["by_model"]["cerebras"] == 1
     assert stats["costs"]["total_cost_usd"] > 0

@@ -46,10 +46,13 @@ def shared_config(
 
 
 async def start(config: Path, *extra: str) -> asyncio.subprocess.Process:
+    """`python -m gateway` run in the config's folder: any relative path lands there."""
     env = {k: v for k, v in os.environ.items() if k != "CEREBRAS_API_KEY"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     return await asyncio.create_subprocess_exec(
         sys.executable, "-m", "gateway", "--config", str(config), *extra,
-        cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        cwd=config.parent, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
         start_new_session=True,  # the workers are its children: one group to stop
     )  # fmt: skip
 

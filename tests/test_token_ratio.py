@@ -12,7 +12,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from support import CEREBRAS_KEY, Gateway, chat, gateway_config, post_stream
+from support import CEREBRAS_KEY, Gateway, chat, eventually, gateway_config, post_stream
 
 from gateway.accounting.ratio import (
     CEILING,
@@ -210,7 +210,7 @@ async def test_a_call_cancelled_before_its_headers_uses_the_learned_ratio(tmp_pa
                 pass
 
         task = asyncio.create_task(call())
-        await asyncio.sleep(0.3)
+        await eventually(lambda: sim.requests, "the call reaches the upstream (it waits 5 s)")
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task

@@ -230,6 +230,7 @@ class _Exchange:
         started = time.monotonic()
         if ttft > 0:
             await asyncio.sleep(ttft)
+        await self._held()
         first_at = time.monotonic()
         if generation > 0:
             await asyncio.sleep(generation)
@@ -259,6 +260,7 @@ class _Exchange:
         started = time.monotonic()
         if ttft > 0:
             await asyncio.sleep(ttft)
+        await self._held()
         response = web.StreamResponse(headers={**SSE_HEADERS, **self._quota_headers()})
         await response.prepare(self.request)
         self.log.status = 200
@@ -309,6 +311,12 @@ class _Exchange:
         if include_usage:
             yield encoder.usage(stats), 0
         yield DONE, 0
+
+    async def _held(self) -> None:
+        """Wait while the server holds its answers (`SimServer.hold`)."""
+        hold = self.state.hold
+        if hold is not None:
+            await hold.wait()
 
     async def _mid_stream_fault(
         self, response: web.StreamResponse, encoder: Dialect

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
 from collections.abc import AsyncIterator
@@ -191,6 +192,12 @@ class SimServer:
 
     def clear(self) -> None:
         self.state.clear()
+
+    def hold(self) -> asyncio.Event:
+        """Chat answers wait before their first byte (after ttft) until the event returned is
+        set: a test decides when requests in flight end, instead of guessing with a delay."""
+        self.state.hold = asyncio.Event()
+        return self.state.hold
 
     async def close(self) -> None:
         """Stop serving; handlers still running are cancelled after SHUTDOWN_TIMEOUT."""

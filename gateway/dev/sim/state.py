@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,7 +27,8 @@ def quota_for(options: SimOptions) -> Quota:
 
 @dataclass
 class SimState:
-    """Everything the handlers share. `loading_origin` is when the loading window started."""
+    """Everything the handlers share. `loading_origin` is when the loading window started;
+    `hold`, when set, is an event chat answers wait for before their first byte."""
 
     options: SimOptions
     requests: list[SimRequestLog] = field(default_factory=list)
@@ -35,6 +37,7 @@ class SimState:
     loading_origin: float = field(default_factory=time.monotonic)
     active: int = 0
     closing: bool = False
+    hold: asyncio.Event | None = None
 
     def __post_init__(self) -> None:
         self.quota = quota_for(self.options)
