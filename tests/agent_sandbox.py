@@ -23,6 +23,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 LOOPBACK = "127.0.0.1"
@@ -191,3 +192,13 @@ async def run_agent(
     finally:
         end_leftovers(marker, name)
     return AgentRun(code, time.monotonic() - started, out, err, list(proxy.seen), timed_out)
+
+
+async def door_missing(session: Any, root: str, path: str) -> str | None:
+    """Why the gateway at `root` has no door at `path` (it answers 404 or 405 to an empty
+    JSON POST), else None. An existing door refuses the empty body with its own 4xx."""
+    async with session.post(root + path, json={}, headers={"anthropic-version": "2023-06-01"}) as r:
+        await r.read()
+        if r.status in (404, 405):
+            return f"the gateway has no {path} door yet (it answers {r.status}; issue 19)"
+    return None

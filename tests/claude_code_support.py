@@ -85,6 +85,7 @@ async def run_claude_code(
     key_as: str = "bearer",
     model: str | None = None,
     essential_only: bool = True,
+    extra_env: dict[str, str] | None = None,
 ) -> AgentRun:
     """Run `claude -p prompt` once in `workdir/work` with a private home `workdir/home`.
 
@@ -97,6 +98,7 @@ async def run_claude_code(
         env = claude_code_env(
             home, base_url, proxy.url, key_as=key_as, model=model, essential_only=essential_only
         )
+        env.update(extra_env or {})
         argv = [str(claude), "-p", prompt, "--max-turns", str(max_turns)]
         if allowed_tools:
             argv += ["--allowedTools", ",".join(allowed_tools)]
