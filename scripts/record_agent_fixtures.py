@@ -272,6 +272,24 @@ def scrub(value: Any, replacements: list[tuple[str, str]]) -> Any:
     return json.loads(text)
 
 
+def shown_env(env: dict[str, str], key: str) -> dict[str, str]:
+    """The run's environment as stored: the key redacted, PATH (this machine's) left out."""
+    return {
+        k: (REDACTED if v == key else "<inherited>" if k == "PATH" else v) for k, v in env.items()
+    }
+
+
+def home_files(prepare: Callable[[Path], None]) -> dict[str, str]:
+    """The files `prepare` writes into a fresh home, by their path under /home/agent."""
+    with tempfile.TemporaryDirectory() as tmp:
+        prepare(Path(tmp))
+        return {
+            f"{HOME}/{p.relative_to(tmp)}": p.read_text()
+            for p in sorted(Path(tmp).rglob("*"))
+            if p.is_file()
+        }
+
+
 def describe_run(run: AgentRun) -> dict[str, Any]:
     return {
         "returncode": run.returncode,
@@ -396,7 +414,8 @@ async def main() -> int:
                 "version": cc.CLAUDE_CODE_VERSION,
                 "how": "scripts/record_agent_fixtures.py (recording server on 127.0.0.1)",
                 "argv": ["claude", "-p", "<prompt>", "--max-turns", "4", "--allowedTools", "Write"],
-                "env": scrub(env, [(cc.CLIENT_KEY, REDACTED), (str(Path.cwd()), "<cwd>")]),
+                "env": shown_env(env, cc.CLIENT_KEY),
+                "home_files": home_files(cc.prepare_home),
                 "scenarios": await record_claude_code(claude),
             }
             path = args.out_dir / f"claude_code_{cc.CLAUDE_CODE_VERSION}.json"
@@ -424,9 +443,7 @@ async def main() -> int:
                     "<prompt>",
                 ],
                 "config_toml": cx.codex_config("http://127.0.0.1:PORT/v1"),
-                "env": scrub(
-                    cx.codex_env(Path(HOME), "http://127.0.0.1:PROXY"), [(cx.CLIENT_KEY, REDACTED)]
-                ),
+                "env": shown_env(cx.codex_env(Path(HOME), "http://127.0.0.1:PROXY"), cx.CLIENT_KEY),
                 "scenarios": await record_codex(codex),
             }
             path = args.out_dir / f"codex_{cx.CODEX_VERSION}.json"
