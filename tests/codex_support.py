@@ -6,6 +6,8 @@ key read from the env variable named by `env_key`). Everything else is cut off a
 
 - `check_for_update_on_startup = false`, `[analytics] enabled = false`,
   `[feedback] enabled = false`, no OpenTelemetry exporter (config); `DO_NOT_TRACK=1` (env);
+- `[features] plugins = false` (with it on, 0.171.0 reaches for github.com, api.github.com and
+  chatgpt.com at start: the plugin marketplace), and `remote_plugin`, `apps` off too;
 - HOME and CODEX_HOME are private to the run;
 - every proxy variable points at a loopback stub that answers 403 and records the request line
   (tests/agent_sandbox.py), with NO_PROXY = 127.0.0.1 only: any other host is listed in
