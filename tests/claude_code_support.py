@@ -7,7 +7,7 @@
 - `CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1` (no auto-update, release notes, model
   capabilities, feedback), `DISABLE_TELEMETRY`, `DISABLE_ERROR_REPORTING`, `DISABLE_AUTOUPDATER`,
   `DISABLE_BUG_COMMAND`, `CLAUDE_CODE_DISABLE_FEEDBACK_SURVEY` (env) and `autoUpdates: false`
-  (settings);
+  (settings); without the first, 2.1.332 reaches for api.anthropic.com:443 once per run;
 - HOME and CLAUDE_CONFIG_DIR are private to the run, with onboarding marked done
   (`hasCompletedOnboarding`), so nothing interactive is asked;
 - every proxy variable points at a loopback stub that answers 403 and records the request line
