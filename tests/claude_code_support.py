@@ -86,6 +86,7 @@ async def run_claude_code(
     model: str | None = None,
     essential_only: bool = True,
     extra_env: dict[str, str] | None = None,
+    extra_args: tuple[str, ...] = (),
 ) -> AgentRun:
     """Run `claude -p prompt` once in `workdir/work` with a private home `workdir/home`.
 
@@ -102,6 +103,7 @@ async def run_claude_code(
         argv = [str(claude), "-p", prompt, "--max-turns", str(max_turns)]
         if allowed_tools:
             argv += ["--allowedTools", ",".join(allowed_tools)]
+        argv += extra_args
         return await run_agent(
             argv, env, cwd, proxy, timeout=timeout, marker=str(workdir), name="claude"
         )

@@ -12,6 +12,7 @@ only 127.0.0.1 (tests/claude_code_support.py says how); each run is bounded in t
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,9 +32,12 @@ DOOR = "/v1/messages"
 STRATEGIES = ["always_local", "smart_routing", "speculative_decoding"]
 RUN_TIMEOUT = 120.0
 CONTENT = "hello from claude code through the gateway\n"
-# Claude Code's first request is ~12k tokens (system prompt and tool schemas): more than the
-# session llama-server's 2048, so the real-model test runs its own with room to spare.
-LLAMA_CTX = 32768
+# The real-model run drops Claude Code's tools, 7 KB system prompt and environment notes (`--bare
+# --tools "" --system-prompt`): with them its first request is ~12k tokens (minutes of prompt
+# processing on 2 cores), and a 270M model given the environment notes last rambles on about them.
+LLAMA_CTX = 4096
+SHORT_SYSTEM = "You are a terse assistant. Reply with exactly one word and nothing else."
+MAX_OUTPUT_TOKENS = 12  # per answer; Claude Code resumes a cut answer ~3 times
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +113,7 @@ def big_llama(
 
 
 @pytest.mark.llamacpp
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(420)
 async def test_claude_code_gets_a_text_answer_from_the_real_llama_server(
     claude_bin: Path,
     big_llama: LlamaServer,
@@ -118,6 +122,11 @@ async def test_claude_code_gets_a_text_answer_from_the_real_llama_server(
     client: Any,
     tmp_path: Path,
 ) -> None:
+    """The project's Gemma 3 270M is a base model: its GGUF has no chat template that ends a
+    turn, so every answer stops at max_tokens. Claude Code then asks to resume ("Output token
+    limit hit") a few times and ends with exit 1 and "exceeded the N output token maximum".
+    So the check is the text of its assistant messages (stream-json), all from llama-server,
+    and an exit that is 0 or that error."""
     config = gateway_config(
         tmp_path,
         big_llama.url,
@@ -132,15 +141,32 @@ async def test_claude_code_gets_a_text_answer_from_the_real_llama_server(
     run = await run_claude_code(
         claude_bin,
         gw.root,
-        "Say hello in one short sentence.",
+        "Reply with the single word: hello",
         tmp_path / "claude",
         allowed_tools=(),
         max_turns=1,
-        timeout=480,
-        extra_env={"CLAUDE_CODE_MAX_OUTPUT_TOKENS": "48"},
-    )
+        timeout=300,
+        extra_env={"CLAUDE_CODE_MAX_OUTPUT_TOKENS": str(MAX_OUTPUT_TOKENS)},
+        extra_args=(
+            "--bare", "--tools", "", "--system-prompt", SHORT_SYSTEM,
+            "--output-format", "stream-json", "--verbose",
+        ),
+    )  # fmt: skip
 
-    assert run.returncode == 0, f"{run.stdout[-2000:]}\n{run.stderr[-2000:]}"
-    assert run.stdout.strip()
-    assert cerebras_sim.requests == []
+    assert not run.timed_out, run.stderr[-2000:]
+    events = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
+    texts = [
+        block.get("text", "")
+        for event in events
+        if event.get("type") == "assistant"
+        for block in event["message"]["content"]
+        if block.get("type") == "text"
+    ]
+    assert any(text.strip() for text in texts), run.stdout[-3000:]
+    if run.returncode != 0:
+        assert run.returncode == 1 and "output token maximum" in run.stdout, run.stdout[-3000:]
+    assert cerebras_sim.requests == []  # every answer came from llama-server
+    await gw.services.ledger.flush()
+    # (The door probe's refused request is a row without a model.)
+    assert {r.model_used for r in gw.services.ledger.rows()} - {None} == {"local"}
     assert run.blocked == []
