@@ -31,9 +31,10 @@ LOOP = AgentLoop(
 )
 
 
-def exchanges(fixture: dict[str, Any]) -> list[tuple[str, int, dict[str, Any]]]:
+def exchanges(fixture: dict[str, Any]) -> list[Any]:
+    """(scenario, turn index, recorded request) of every exchange, with readable test ids."""
     return [
-        (name, index, exchange["request"])
+        pytest.param(name, index, exchange["request"], id=f"{name}-{index}")
         for name, scenario in fixture["scenarios"].items()
         for index, exchange in enumerate(scenario["exchanges"])
     ]
@@ -83,9 +84,7 @@ def script(*sims: SimServer) -> None:
         sim.options.agent_loop = LOOP
 
 
-@pytest.mark.parametrize(
-    ("scenario", "index", "request_"), exchanges(CLAUDE_CODE), ids=lambda v: str(v)[:24]
-)
+@pytest.mark.parametrize(("scenario", "index", "request_"), exchanges(CLAUDE_CODE))
 async def test_claude_code_requests_replayed_through_the_messages_door(
     scenario: str,
     index: int,
@@ -126,9 +125,7 @@ async def test_claude_code_requests_replayed_through_the_messages_door(
         assert (stop, text) == ("end_turn", "Replayed.")
 
 
-@pytest.mark.parametrize(
-    ("scenario", "index", "request_"), exchanges(CODEX), ids=lambda v: str(v)[:24]
-)
+@pytest.mark.parametrize(("scenario", "index", "request_"), exchanges(CODEX))
 async def test_codex_requests_replayed_through_the_responses_door(
     scenario: str,
     index: int,
