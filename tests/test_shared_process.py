@@ -65,6 +65,7 @@ async def stop(proc: asyncio.subprocess.Process, sig: int = signal.SIGTERM) -> N
             await proc.wait()
 
 
+
 async def fleet_stats_from_both_workers(url: str, *, total: int) -> dict[str, Any]:
     """/stats once both workers have answered it and the fleet counts `total` requests.
 
@@ -81,7 +82,6 @@ async def fleet_stats_from_both_workers(url: str, *, total: int) -> dict[str, An
         await asyncio.sleep(0.02)
     assert len(answered_by) == 2, "both workers serve the port"
     return stats
-
 
 async def test_two_workers_serve_one_port_with_shared_state(
     tmp_path, client, local_sim, cerebras_sim, redis_server: RedisServer

@@ -72,6 +72,7 @@ async def fleet_stats(client: Any, gw: Gateway, total: int) -> dict[str, Any]:
     return stats
 
 
+
 async def budgeted_replicas(
     aiohttp_server: Any,
     tmp_path: Path,
@@ -90,7 +91,6 @@ async def budgeted_replicas(
         models={"cerebras": {"prices": prices}},
         budget={"daily_usd": 0.2},
     )
-
 
 async def test_burst_split_across_two_replicas_gets_no_429(
     aiohttp_server, tmp_path, client, local_sim, cerebras_sim, redis_server

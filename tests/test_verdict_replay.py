@@ -34,6 +34,7 @@ CLOUD = "gpt-4-1106-preview"
 WINDOW_CHARS = 400  # about max_draft_tokens = 100
 
 
+
 def auroc(scores: Sequence[float], labels: Sequence[bool]) -> float:
     """Probability that a positive outranks a negative (ties count half), by average ranks."""
     order = sorted(range(len(scores)), key=lambda i: scores[i])
