@@ -50,9 +50,9 @@ class SimOptions:
 
     `script` maps the text of the last user message (or "*") to an answer. `agent_loop`
     (gateway.dev.sim.agents) answers a recognised coding agent's turns with its own tool call
-    and then text; it goes before `script`. `model=None` picks the
-    profile's default. Quota limits of None are unlimited. `n_slots` is what /slots and /props
-    report; it does not limit concurrency. `tool_calls_supported`: an unscripted request whose
+    and then text; it goes before `script`. `model=None` picks the profile's default. Quota
+    limits of None are unlimited. `n_slots` is what /slots and /props report; it does not limit
+    concurrency. `tool_calls_supported`: an unscripted request whose
     `tool_choice` is "required" (or names a function) gets a call to that tool, as llama-server
     with `--jinja` answers; False plays a server without tool support: `tools` are ignored and
     only text is answered (scripted tool calls are dropped).
