@@ -5,12 +5,20 @@ async with running_sim(SimOptions(profile="cerebras", tps=50)) as sim:
 """
 
 from gateway.dev.sim.faults import FAULTS
-from gateway.dev.sim.options import Profile, ScriptedAnswer, SimOptions, SimRequestLog, ToolCallSpec
+from gateway.dev.sim.options import (
+    AgentLoop,
+    Profile,
+    ScriptedAnswer,
+    SimOptions,
+    SimRequestLog,
+    ToolCallSpec,
+)
 from gateway.dev.sim.quota import Quota, TokenBucket
 from gateway.dev.sim.server import SimServer, create_sim_app, running_sim, start_sim
 from gateway.dev.sim.state import SimState
 
 __all__ = [
+    "AgentLoop",
     "FAULTS",
     "Profile",
     "Quota",

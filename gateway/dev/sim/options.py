@@ -31,13 +31,28 @@ class ScriptedAnswer:
     logprob: float | None = None
 
 
+@dataclass(slots=True)
+class AgentLoop:
+    """What a coding agent's turns get (gateway.dev.sim.agents). `write_path`/`write_content`:
+    Claude Code's Write call (an absolute path); `command`: the shell command Codex (and Cline)
+    run; `final_text`: the answer once the tool result is back. An action left None is not
+    scripted for that agent."""
+
+    write_path: str | None = None
+    write_content: str = "hello\n"
+    command: str | None = None
+    final_text: str = "Done."
+
+
 @dataclass
 class SimOptions:
     """How a simulated upstream behaves; mutable, read afresh by every request.
 
-    `script` maps the text of the last user message (or "*") to an answer. `model=None` picks the
-    profile's default. Quota limits of None are unlimited. `n_slots` is what /slots and /props
-    report; it does not limit concurrency. `tool_calls_supported`: an unscripted request whose
+    `script` maps the text of the last user message (or "*") to an answer. `agent_loop`
+    (gateway.dev.sim.agents) answers a recognised coding agent's turns with its own tool call
+    and then text; it goes before `script`. `model=None` picks the profile's default. Quota
+    limits of None are unlimited. `n_slots` is what /slots and /props report; it does not limit
+    concurrency. `tool_calls_supported`: an unscripted request whose
     `tool_choice` is "required" (or names a function) gets a call to that tool, as llama-server
     with `--jinja` answers; False plays a server without tool support: `tools` are ignored and
     only text is answered (scripted tool calls are dropped).
@@ -49,6 +64,7 @@ class SimOptions:
     tps: float = 0.0
     answer_tokens: int = 40
     script: dict[str, ScriptedAnswer] | None = None
+    agent_loop: AgentLoop | None = None
     api_key: str | None = None
     loading_seconds: float = 0.0
     n_ctx: int = 1_000_000

@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from gateway.dev.sim.agents import agent_loop_from_json
 from gateway.dev.sim.chat import handle_chat
 from gateway.dev.sim.options import SimOptions, SimRequestLog, script_from_json
 from gateway.dev.sim.quota import Quota
@@ -94,7 +95,11 @@ def update_options(state: SimState, changes: dict[str, Any]) -> None:
     """Apply a partial options update; a loading_seconds change restarts the loading window."""
     options = state.options
     unknown = set(changes) - (
-        _FLOAT_OPTIONS | _INT_OPTIONS | _OPTIONAL_STR_OPTIONS | _QUOTA_OPTIONS | {"script"}
+        _FLOAT_OPTIONS
+        | _INT_OPTIONS
+        | _OPTIONAL_STR_OPTIONS
+        | _QUOTA_OPTIONS
+        | {"script", "agent_loop"}
     )
     if unknown:
         raise ValueError(f"unknown or read-only option(s): {sorted(unknown)}")
@@ -106,6 +111,8 @@ def update_options(state: SimState, changes: dict[str, Any]) -> None:
         elif key in _OPTIONAL_STR_OPTIONS or key in _QUOTA_OPTIONS:
             is_str = key in _OPTIONAL_STR_OPTIONS
             setattr(options, key, None if value is None else str(value) if is_str else float(value))
+        elif key == "agent_loop":
+            options.agent_loop = None if value is None else agent_loop_from_json(value)
         else:
             options.script = None if value is None else script_from_json(value)
     if "loading_seconds" in changes:

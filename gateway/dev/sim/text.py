@@ -16,6 +16,7 @@ from typing import Any, Literal, NamedTuple
 
 import orjson
 
+from gateway.dev.sim.agents import agent_turn
 from gateway.dev.sim.options import ScriptedAnswer, SimOptions
 from gateway.dev.sim.thinking import thinks
 
@@ -220,7 +221,9 @@ def plan_answer(body: dict[str, Any], options: SimOptions) -> AnswerPlan:
     if prefill:
         body = {**body, "messages": messages[:-1]}
         messages = messages[:-1]
-    script = find_script(options, messages)
+    script = agent_turn(body, options.agent_loop) if options.agent_loop is not None else None
+    if script is None:
+        script = find_script(options, messages)
     pieces: list[Piece] = []
     logprob = options.logprob
     forced = forced_tool(body) if options.tool_calls_supported else None
