@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import copy
 import json
-from pathlib import Path
 from typing import Any
 
 import orjson
+from paths import FIXTURES
 
-FIXTURES = Path(__file__).parent / "fixtures"
 TRANSCRIPTS: dict[str, Any] = json.loads((FIXTURES / "anthropic_door.json").read_text())
 # Real Claude Code 2.1.332 requests, recorded on 127.0.0.1 (scripts/record_agent_fixtures.py).
 CLAUDE_CODE: dict[str, Any] = json.loads((FIXTURES / "claude_code_2.1.332.json").read_text())

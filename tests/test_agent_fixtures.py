@@ -8,12 +8,11 @@ and that no secret or private path of the recording run is left in them.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
+from paths import FIXTURES
 
-FIXTURES = Path(__file__).parent / "fixtures"
 CLAUDE_CODE = json.loads((FIXTURES / "claude_code_2.1.332.json").read_text())
 CODEX = json.loads((FIXTURES / "codex_0.171.0.json").read_text())
 

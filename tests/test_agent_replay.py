@@ -10,16 +10,15 @@ result the final text. Skips while the gateway has no such door (it answers 404)
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 from agent_sandbox import door_missing
+from paths import FIXTURES
 
 from gateway.dev.sim import AgentLoop, SimServer
 
-FIXTURES = Path(__file__).parent / "fixtures"
 CLAUDE_CODE = json.loads((FIXTURES / "claude_code_2.1.332.json").read_text())
 CODEX = json.loads((FIXTURES / "codex_0.171.0.json").read_text())
 DROPPED_HEADERS = {"host", "content-length", "accept-encoding", "connection"}

@@ -5,15 +5,15 @@ sockets; test_anthropic_recorded_replay.py sends them through a gateway."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
+from paths import FIXTURES
 
 from gateway.doors.anthropic.decode import DecodeOptions
 from gateway.doors.anthropic.door import MessagesDoor
 
-FIXTURE = json.loads((Path(__file__).parent / "fixtures" / "claude_code_2.1.332.json").read_text())
+FIXTURE = json.loads((FIXTURES / "claude_code_2.1.332.json").read_text())
 REQUESTS = [
     (f"{name}[{i}]", exchange["request"])
     for name, scenario in FIXTURE["scenarios"].items()

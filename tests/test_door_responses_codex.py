@@ -7,18 +7,18 @@ accepted in the recording, event type by event type."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+from paths import FIXTURES
 from test_door_responses import parse_events
 
 from gateway.dev.sim import ScriptedAnswer, ToolCallSpec
 from gateway.doors.responses.decode import decode
 from gateway.wire.validation import validate_chat_request
 
-CODEX = json.loads((Path(__file__).parent / "fixtures" / "codex_0.171.0.json").read_text())
+CODEX = json.loads((FIXTURES / "codex_0.171.0.json").read_text())
 FUNCTIONS = [
     "exec_command",
     "write_stdin",

@@ -7,18 +7,16 @@ door would: Claude Code 2.1.332, Codex 0.171.0 and Cline 3.0.65.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import orjson
 import pytest
+from paths import FIXTURES
 from support import SSEReply, post_stream
 
 from gateway.dev.sim import AgentLoop, Profile, ScriptedAnswer, SimOptions, running_sim
 from gateway.dev.sim.agents import after_tool_result, agent_turn, detect_agent
-
-FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def _function(name: str, description: str = "", parameters: Any = None) -> dict[str, Any]:
