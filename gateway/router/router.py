@@ -19,6 +19,7 @@ from gateway.config import GatewayConfig
 from gateway.router.calibration import WINDOW, ShareCalibrator
 from gateway.router.classifier import TaskClassifier, current_ask
 from gateway.router.features import Features, ask_features, combine, draft_features
+from gateway.router.heuristic import COMPLEX, HeuristicScore
 from gateway.router.model import LinearModel
 from gateway.router.store import RouterStore
 from gateway.storage.connection import MEMORY
@@ -26,6 +27,8 @@ from gateway.storage.connection import MEMORY
 log = logging.getLogger("gateway.router")
 
 MODELS = ("ask", "draft")  # "ask": the ask alone; "draft": ask and local draft together
+HEURISTIC = "heuristic"  # the calibration window of the heuristic's continuous score
+FORCED = 1.0  # the score a keyword-forced ask adds to a window: it ranks above every other
 REMEMBER = 5000  # requests whose features are kept for a later label
 LEARN_RATE = 0.5
 STORE_NAME = "router.db"
@@ -82,6 +85,7 @@ class Router:
         self.kind: str = routing.router
         self.target: float | None = routing.target_cloud_share
         self.classifier = TaskClassifier(routing.complexity_keywords, routing.simple_task_threshold)
+        self.heuristic = HeuristicScore(self.classifier)
         self.low_quantile = config.speculative_decoding.logprob_low_quantile
         path = weights_path or shipped_weights_path()
         try:
@@ -105,6 +109,9 @@ class Router:
             )
             for name in MODELS
         }
+        self.calibrators[HEURISTIC] = ShareCalibrator(
+            self.target, COMPLEX, scores=[s for s, _ in loaded.scores.get(HEURISTIC, [])]
+        )
         # Decisions over the last WINDOW routed requests (True = Cerebras), for the measured share.
         self.routed: deque[bool] = deque(
             (cloud for _, cloud in loaded.scores.get("routed", [])), maxlen=WINDOW
@@ -162,24 +169,50 @@ class Router:
         return self.calibrators[model].threshold()
 
     def route(self, request_id: str, body: Mapping[str, Any]) -> Decision:
-        """Local or Cerebras for one ask (`routing.router` decides how)."""
+        """Local or Cerebras for one ask (`routing.router` decides how).
+
+        A configured keyword forces Cerebras under every kind; with `target_cloud_share` set,
+        such an ask enters the calibration window as the highest score, so the share sent to
+        Cerebras, forced asks included, stays near the target (while keywords are rarer)."""
         ask = self.ask_text(body)  # read out of the history once per decision
         vector = self._ask_features(ask)
-        if self.kind == "heuristic":
-            verdict = self.classifier.classify_ask(ask)
-            self.routed.append(verdict.complex)
-            self.store.put_score("routed", 0.0, verdict.complex)
-            self._remember(request_id, "ask", vector)
-            return Decision(verdict.complex, verdict.reason)
-        decision = self._decide("ask", request_id, vector)
         forced = self.classifier.keyword(ask)
-        if forced is not None:
-            decision = Decision(
-                True, f"learned: keyword '{forced}' forces cerebras", decision.score
-            )
+        if self.kind == "heuristic":
+            decision = self._heuristic(ask, forced)
+            self._remember(request_id, "ask", vector)
+        else:
+            decision = self._decide("ask", request_id, vector, forced=forced is not None)
+            if forced is not None:
+                decision = Decision(
+                    True, f"learned: keyword '{forced}' forces cerebras", decision.score
+                )
         self.routed.append(decision.cloud)
         self.store.put_score("routed", decision.score or 0.0, decision.cloud)
         return decision
+
+    def _heuristic(self, ask: str, forced: str | None) -> Decision:
+        """The classifier's verdict; with a target share, its continuous score against the
+        running quantile (the verdict itself until the window holds enough scores)."""
+        verdict = self.classifier.classify_ask(ask)
+        if self.target is None:
+            return Decision(verdict.complex, verdict.reason)
+        calibrator = self.calibrators[HEURISTIC]
+        calibrated = calibrator.calibrated
+        threshold = calibrator.threshold()  # before this score joins the window
+        score = self.heuristic.score(ask)
+        observed = FORCED if forced is not None else score
+        calibrator.observe(observed)
+        by_verdict = forced is not None or not calibrated
+        cloud = verdict.complex if by_verdict else score >= threshold
+        self.store.put_score(HEURISTIC, observed, cloud)
+        if by_verdict:
+            return Decision(cloud, verdict.reason, score)
+        relation = ">=" if cloud else "<"
+        reason = (
+            f"heuristic: score {score:.2f} {relation} threshold {threshold:.2f} "
+            f"(target share {self.target:g}; {verdict.reason})"
+        )
+        return Decision(cloud, reason, score)
 
     def judge_draft(
         self,
@@ -203,12 +236,15 @@ class Router:
         )
         return self._decide("draft", request_id, vector)
 
-    def _decide(self, model: str, request_id: str, vector: Features) -> Decision:
+    def _decide(
+        self, model: str, request_id: str, vector: Features, *, forced: bool = False
+    ) -> Decision:
         calibrator = self.calibrators[model]
         threshold = calibrator.threshold()  # before this score joins the window
         p = self.models[model].score(vector)
-        calibrator.observe(p)
-        self.store.put_score(model, p, p >= threshold)
+        observed = FORCED if forced else p
+        calibrator.observe(observed)
+        self.store.put_score(model, observed, p >= threshold)
         self._remember(request_id, model, vector)
         cloud = p >= threshold
         target = f" (target share {self.target:g})" if calibrator.calibrated else ""
@@ -271,7 +307,7 @@ class Router:
         share = self.cloud_share()
         return {
             "kind": self.kind,
-            "threshold": round(self.threshold("ask"), 4) if self.kind == "learned" else None,
+            "threshold": self._route_threshold(),
             "draft_threshold": round(self.threshold("draft"), 4),
             "target_cloud_share": self.target,
             "cloud_share": None if share is None else round(share, 4),
@@ -283,6 +319,14 @@ class Router:
             "escalations": self.escalations,
             "told_not_to_think": self.no_think,
         }
+
+    def _route_threshold(self) -> float | None:
+        """The routing threshold in force: the learned model's, or the calibrated heuristic's
+        (None while the heuristic's plain verdict decides)."""
+        if self.kind == "learned":
+            return round(self.threshold("ask"), 4)
+        calibrator = self.calibrators[HEURISTIC]
+        return round(calibrator.threshold(), 4) if calibrator.calibrated else None
 
     def flush(self) -> None:
         """Block until everything is persisted (tests)."""
