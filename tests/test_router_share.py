@@ -63,7 +63,9 @@ CASES = [
 def test_score_at_half_is_exactly_the_classifiers_complex(threshold: int) -> None:
     classifier = TaskClassifier(["debug"], threshold)
     scorer = HeuristicScore(classifier)
-    asks = CASES + ["a" * n for n in range(1, 4 * threshold + 12, max(1, threshold // 7))]
+    edges = [4 * threshold + d for d in (-1, 0, 1, 2) if 4 * threshold + d > 0]
+    lengths = [*range(1, 4 * threshold + 12, max(1, threshold // 7)), *edges]
+    asks = CASES + ["a" * n for n in lengths]
     for ask in asks:
         score = scorer.score(ask)
         assert 0.0 <= score < 1.0

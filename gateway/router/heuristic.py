@@ -5,8 +5,9 @@ to Cerebras first when only a share of them may. `HeuristicScore.score(ask)` rea
 classifier reads (keywords, length, code, reasoning phrases, lists, questions) and maps it into
 [0, 1):
 
-- length: `L = tokens / (tokens + simple_task_threshold + 0.5)`, so `L >= 0.5` exactly when the
-  ask is longer than `simple_task_threshold` (the classifier's length rule);
+- length: `L = t / (t + simple_task_threshold + 1/8)` with `t` = characters / 4 (the token
+  estimate before rounding up, so asks of nearly equal length still rank), so `L >= 0.5` exactly
+  when the ask is longer than `simple_task_threshold` estimated tokens (the classifier's rule);
 - a length-free complexity signal (code or a trace, reasoning phrases, a list of several items,
   several questions): at least `0.5 + 0.5 * L`;
 - a configured keyword: at least `0.75 + 0.25 * L`.
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import sys
 
-from gateway.accounting.tokens import estimate_text_tokens
+from gateway.accounting.tokens import CHARS_PER_TOKEN
 from gateway.router.classifier import TaskClassifier
 
 COMPLEX = 0.5  # the score at and above which the classifier says "complex"
@@ -36,8 +37,9 @@ class HeuristicScore:
 
     def length(self, ask: str) -> float:
         """The length part alone, in [0, 1); >= 0.5 when the ask is over the threshold."""
-        tokens = estimate_text_tokens(len(ask))
-        return tokens / (tokens + self.classifier.threshold + 0.5)
+        tokens = len(ask) / CHARS_PER_TOKEN
+        # Lengths step by 1/CHARS_PER_TOKEN: half a step keeps "over the threshold" at >= 0.5.
+        return tokens / (tokens + self.classifier.threshold + 0.5 / CHARS_PER_TOKEN)
 
     def score(self, ask: str) -> float:
         """The ask's score in [0, 1); 0.0 for an empty ask."""
