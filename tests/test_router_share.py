@@ -141,3 +141,29 @@ def test_heuristic_window_survives_a_restart(tmp_path: Path) -> None:
     assert second.snapshot()["threshold"] == threshold
     assert second.route("x", body("name a colour")).reason.startswith("heuristic: score ")
     second.close()
+
+
+def test_share_holds_while_the_learned_model_learns() -> None:
+    """Labels move every score (here: all "good", at the agent loop's weight, so scores fall);
+    the window is re-scored with the new weights, so the threshold follows the model and the
+    share stays on target."""
+    router = Router(config("learned", target_cloud_share=0.5), store_path=None)
+    asks = plain_asks(600, seed=2)
+    cloud = []
+    for i, ask in enumerate(asks):
+        cloud.append(router.route(f"r{i}", body(ask)).cloud)
+        if i % 3 == 0:
+            assert router.learn(f"r{i}", False, "test", weight=0.2)
+    late = cloud[300:]
+    assert abs(sum(late) / len(late) - 0.5) <= 0.05
+    router.close()
+
+
+@pytest.mark.parametrize("kind", ROUTER_KINDS)
+def test_a_short_stream_keeps_the_target_from_its_start(kind: str) -> None:
+    """The scorer's own rule decides only the first few asks: over 100 asks the share is on
+    target (the heuristic's own rule would send every one of these asks local)."""
+    router = Router(config(kind, target_cloud_share=0.8), store_path=None)
+    cloud = [router.route(f"r{i}", body(a)).cloud for i, a in enumerate(plain_asks(100, 3))]
+    assert abs(sum(cloud) / len(cloud) - 0.8) <= 0.05
+    router.close()

@@ -29,6 +29,9 @@ log = logging.getLogger("gateway.router")
 MODELS = ("ask", "draft")  # "ask": the ask alone; "draft": ask and local draft together
 HEURISTIC = "heuristic"  # the calibration window of the heuristic's continuous score
 FORCED = 1.0  # the score a keyword-forced ask adds to a window: it ranks above every other
+# A window re-scored after learning at most once per this many decisions: a re-score of 1,000
+# vectors takes tens of milliseconds, and a few labels move the threshold only a little.
+RESCORE_EVERY = 10
 REMEMBER = 5000  # requests whose features are kept for a later label
 LEARN_RATE = 0.5
 STORE_NAME = "router.db"
@@ -112,6 +115,15 @@ class Router:
         self.calibrators[HEURISTIC] = ShareCalibrator(
             self.target, COMPLEX, scores=[s for s, _ in loaded.scores.get(HEURISTIC, [])]
         )
+        # What each calibration window's scores were computed from, oldest first: the ask or
+        # draft vector, or None for a keyword-forced ask (always FORCED) or a score loaded from
+        # the store (kept as it is). A model that learned is re-scored from these (`_rescore`).
+        self.window_vectors: dict[str, deque[Features | None]] = {
+            name: deque((None for _ in range(len(self.calibrators[name]))), maxlen=WINDOW)
+            for name in MODELS
+        }
+        self.stale: set[str] = set()
+        self.since_rescore = dict.fromkeys(MODELS, 0)
         # Decisions over the last WINDOW routed requests (True = Cerebras), for the measured share.
         self.routed: deque[bool] = deque(
             (cloud for _, cloud in loaded.scores.get("routed", [])), maxlen=WINDOW
@@ -240,10 +252,14 @@ class Router:
         self, model: str, request_id: str, vector: Features, *, forced: bool = False
     ) -> Decision:
         calibrator = self.calibrators[model]
+        self.since_rescore[model] += 1
+        if model in self.stale and self.since_rescore[model] >= RESCORE_EVERY:
+            self._rescore(model)
         threshold = calibrator.threshold()  # before this score joins the window
         p = self.models[model].score(vector)
         observed = FORCED if forced else p
         calibrator.observe(observed)
+        self.window_vectors[model].append(None if forced else vector)
         self.store.put_score(model, observed, p >= threshold)
         self._remember(request_id, model, vector)
         cloud = p >= threshold
@@ -251,6 +267,23 @@ class Router:
         relation = ">=" if cloud else "<"
         reason = f"learned: p(local fails)={p:.2f} {relation} threshold {threshold:.2f}{target}"
         return Decision(cloud, reason, p)
+
+    def _rescore(self, model: str) -> None:
+        """Re-score `model`'s calibration window with the current weights (it learned since):
+        old scores from the weights before would hold the threshold where the model no longer
+        scores, and the share would drift off the target."""
+        self.stale.discard(model)
+        self.since_rescore[model] = 0
+        calibrator = self.calibrators[model]
+        scored = self.models[model].score
+        old = calibrator.scores()
+        vectors = list(self.window_vectors[model])
+        # The window and its vectors have the same length unless a store held more scores.
+        offset = len(old) - len(vectors)
+        calibrator.reset(
+            old[i] if i < offset or vectors[i - offset] is None else scored(vectors[i - offset])
+            for i, _ in enumerate(old)
+        )
 
     # --- learning -----------------------------------------------------------------------------
 
@@ -274,6 +307,8 @@ class Router:
             model: self.models[model].sgd_step(vector, bad, rate=LEARN_RATE, weight=weight)
             for model, vector in entry.items()
         }
+        if self.target is not None:
+            self.stale.update(model for model, c in changed.items() if c)
         self.online_updates += sum(len(c) for c in changed.values())
         self.labels[source] = self.labels.get(source, 0) + 1
         self.store.put_label(request_id, source, bad, weight, changed)
