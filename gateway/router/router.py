@@ -277,12 +277,12 @@ class Router:
         calibrator = self.calibrators[model]
         scored = self.models[model].score
         old = calibrator.scores()
-        vectors = list(self.window_vectors[model])
         # The window and its vectors have the same length unless a store held more scores.
-        offset = len(old) - len(vectors)
+        vectors: list[Features | None] = [None] * (len(old) - len(self.window_vectors[model]))
+        vectors += self.window_vectors[model]
         calibrator.reset(
-            old[i] if i < offset or vectors[i - offset] is None else scored(vectors[i - offset])
-            for i, _ in enumerate(old)
+            score if vector is None else scored(vector)
+            for score, vector in zip(old, vectors, strict=True)
         )
 
     # --- learning -----------------------------------------------------------------------------
