@@ -187,7 +187,7 @@ class RoutingConfig:
     thinking: ThinkingConfig = ThinkingConfig()
     # gateway.router: `learned` (logistic model) or `heuristic` (keyword/length classifier).
     router: str = "heuristic"
-    # Share of requests to send to Cerebras (0..1); None = the scorer's own threshold.
+    # Share of requests to send to Cerebras (0..1) under either router; None = its own rule.
     target_cloud_share: float | None = None
     escalation: EscalationConfig = EscalationConfig()
     learn: LearnConfig = LearnConfig()
