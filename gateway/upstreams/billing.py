@@ -82,12 +82,17 @@ class Billable(Protocol):
 
     def settle(self, status: str) -> UpstreamCall: ...
 
+    async def collect_arrived(self) -> None:
+        """Take in what the upstream already sent, before a call left early is settled."""
+        ...
+
 
 @asynccontextmanager
 async def settled_on_exit(stream: Billable) -> AsyncIterator[None]:
     """Settle `stream`'s call when the block exits: `ok` when the upstream finished the answer,
     the error's status when an UpstreamError ends it (tagged onto the call), else `cancelled`
-    (the caller left early). An error the call already carries is kept."""
+    (the caller left early; what the upstream already sent is taken in first, see
+    `collect_arrived`). An error the call already carries is kept."""
     status = "cancelled"
     call = stream.call
     try:
@@ -98,8 +103,12 @@ async def settled_on_exit(stream: Billable) -> AsyncIterator[None]:
         raise tag(exc, call) from exc.__cause__
     finally:
         error = call.error
-        stream.settle(status)
-        call.error = error
+        try:
+            if status == "cancelled":
+                await stream.collect_arrived()
+        finally:  # settled even if cancelled again while collecting
+            stream.settle(status)
+            call.error = error
 
 
 def bill_unanswered(call: UpstreamCall, prompt: PromptMemo, ratio: CharsPerToken) -> None:
