@@ -297,6 +297,15 @@ def variants(quick: bool) -> list[Variant]:
     out += confidence_sweep(
         "smart_speculative", "smart_speculative (after_draft)", (0.5, 0.7, 0.9), after
     )
+    out += [
+        Variant(
+            "smart_routing",
+            "smart_routing (judged draft)",
+            "own threshold" if t is None else f"target_cloud_share {t:g}",
+            routing={"judge_draft": True, "target_cloud_share": t},
+        )
+        for t in (None, *SHARE_TARGETS)
+    ]
     for kind in ("heuristic", "learned"):
         out += [
             Variant(
@@ -319,8 +328,7 @@ def share_summary(runs: Sequence[VariantRun]) -> list[str]:
         return []
     lines = []
     for run in runs:
-        target = run.variant.routing.get("target_cloud_share")
-        if target is None:
+        if "target_cloud_share" not in run.variant.routing:
             continue
         cells = []
         for name in ("all", *DATASET_TITLES):

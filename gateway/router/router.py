@@ -87,6 +87,8 @@ class Router:
         routing = config.routing
         self.kind: str = routing.router
         self.target: float | None = routing.target_cloud_share
+        # With `judge_draft` the target share is the draft scorer's: asks route by their own rule.
+        self.ask_target = None if routing.judge_draft else self.target
         self.classifier = TaskClassifier(routing.complexity_keywords, routing.simple_task_threshold)
         self.heuristic = HeuristicScore(self.classifier)
         self.low_quantile = config.speculative_decoding.logprob_low_quantile
@@ -94,7 +96,8 @@ class Router:
         try:
             self.models, digest = load_weights(path)
         except RouterError:
-            if self.kind == "learned" or config.speculative_decoding.scorer == "learned":
+            needs = routing.judge_draft or config.speculative_decoding.scorer == "learned"
+            if self.kind == "learned" or needs:
                 raise
             log.warning("router: no usable weights in %s; learning starts from zero", path)
             self.models, digest = {name: LinearModel() for name in MODELS}, "none"
@@ -106,14 +109,14 @@ class Router:
         self.online_updates = sum(len(u) for u in loaded.weights.values())
         self.calibrators = {
             name: ShareCalibrator(
-                self.target,
+                self.ask_target if name == "ask" else self.target,
                 self.models[name].threshold,
                 scores=[s for s, _ in loaded.scores.get(name, [])],
             )
             for name in MODELS
         }
         self.calibrators[HEURISTIC] = ShareCalibrator(
-            self.target, COMPLEX, scores=[s for s, _ in loaded.scores.get(HEURISTIC, [])]
+            self.ask_target, COMPLEX, scores=[s for s, _ in loaded.scores.get(HEURISTIC, [])]
         )
         # What each calibration window's scores were computed from, oldest first: the ask or
         # draft vector, or None for a keyword-forced ask (always FORCED) or a score loaded from
@@ -206,7 +209,7 @@ class Router:
         """The classifier's verdict; with a target share, its continuous score against the
         running quantile (the verdict itself until the window holds enough scores)."""
         verdict = self.classifier.classify_ask(ask)
-        if self.target is None:
+        if self.ask_target is None:
             return Decision(verdict.complex, verdict.reason)
         calibrator = self.calibrators[HEURISTIC]
         calibrated = calibrator.calibrated
@@ -222,7 +225,7 @@ class Router:
         relation = ">=" if cloud else "<"
         reason = (
             f"heuristic: score {score:.2f} {relation} threshold {threshold:.2f} "
-            f"(target share {self.target:g}; {verdict.reason})"
+            f"(target share {calibrator.target:g}; {verdict.reason})"
         )
         return Decision(cloud, reason, score)
 
@@ -263,7 +266,7 @@ class Router:
         self.store.put_score(model, observed, p >= threshold)
         self._remember(request_id, model, vector)
         cloud = p >= threshold
-        target = f" (target share {self.target:g})" if calibrator.calibrated else ""
+        target = f" (target share {calibrator.target:g})" if calibrator.calibrated else ""
         relation = ">=" if cloud else "<"
         reason = f"learned: p(local fails)={p:.2f} {relation} threshold {threshold:.2f}{target}"
         return Decision(cloud, reason, p)
