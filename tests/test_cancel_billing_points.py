@@ -57,8 +57,10 @@ async def sent(sim: SimServer) -> tuple[int, int]:
     return log.prompt_tokens, log.completion_tokens_sent
 
 
-def near(billed: int, counted: int) -> bool:
-    return abs(billed - counted) <= TOLERANCE * max(counted, 1)
+def near(billed: int, counted: int, *, in_flight: int = 0) -> bool:
+    """Within 2 %, give or take `in_flight` tokens the simulator may still write between the
+    gateway's last read and the close (they never reach the gateway)."""
+    return abs(billed - counted) <= TOLERANCE * max(counted, 1) + in_flight
 
 
 async def test_left_before_the_response_headers(tmp_path: Path) -> None:
@@ -116,7 +118,10 @@ async def test_left_mid_answer(tmp_path: Path, words: int) -> None:
         (billed,) = calls
         assert billed.status == "cancelled" and billed.estimated
         assert 0 < completion < 300
-        assert near(billed.completion_tokens, completion), (billed.completion_tokens, completion)
+        assert near(billed.completion_tokens, completion, in_flight=2), (
+            billed.completion_tokens,
+            completion,
+        )
         assert near(billed.prompt_tokens, prompt)
 
 
