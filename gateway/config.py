@@ -231,8 +231,12 @@ class RoutingConfig:
     thinking: ThinkingConfig = ThinkingConfig()
     # gateway.router: `learned` (logistic model) or `heuristic` (keyword/length classifier).
     router: RouterKind = "heuristic"
-    # Share of requests to send to Cerebras (0..1); None = the scorer's own threshold.
+    # Share of requests to send to Cerebras (0..1) under either router; None = its own rule.
     target_cloud_share: float | None = None
+    # smart_routing only: an ask routed local is drafted for `max_draft_tokens` and the learned
+    # draft scorer accepts the draft or escalates it to Cerebras (the draft withheld); the
+    # target share then applies to those escalations, not to the ask routing.
+    judge_draft: bool = False
     escalation: EscalationConfig = EscalationConfig()
     learn: LearnConfig = LearnConfig()
     # Model-name patterns (shell globs, case-insensitive) -> a route in MODEL_ROUTES, first match
@@ -740,6 +744,7 @@ def _routing(r: _Reader) -> RoutingConfig:
         thinking=_thinking(r.section("thinking")),
         router=r.choice("router", ROUTER_KINDS),
         target_cloud_share=r.number("target_cloud_share", low=0.0, high=1.0),
+        judge_draft=r.get("judge_draft", bool),
         escalation=_escalation(r.section("escalation")),
         learn=_learn(r.section("learn")),
         model_routes=_model_routes(r, "model_routes"),

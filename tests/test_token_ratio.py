@@ -218,3 +218,33 @@ async def test_a_call_cancelled_before_its_headers_uses_the_learned_ratio(tmp_pa
     built = upstream.build_body(body)
     assert calls[0].prompt_tokens == PromptMemo(built).size().tokens(2.0)
     assert calls[0].prompt_tokens != estimate_prompt_tokens(built)
+
+
+# --- the completion side --------------------------------------------------------------------------
+
+
+def test_completion_ratio_learns_estimates_and_persists(tmp_path: Path) -> None:
+    learner = CharsPerToken()
+    assert learner.completion_tokens(100, 3) == 25, "the rule of thumb until a completed call"
+    learner.learn_completion(10, MIN_TOKENS - 1)  # a short answer teaches nothing
+    assert learner.completion_ratio is None
+    learner.learn_completion(1100, 100)  # 11 characters a token
+    assert learner.completion_ratio == pytest.approx(11.0)
+    assert learner.completion_tokens(110, 3) == 10
+    assert learner.completion_tokens(110, 40) == 40, "never below one token per event"
+    path = tmp_path / "token_ratios.json"
+    RatioStore(path, {"cerebras": learner}).save()
+    resumed = CharsPerToken()
+    RatioStore(path, {"cerebras": resumed}).load()
+    assert resumed.completion_ratio == pytest.approx(11.0)
+
+
+def test_a_file_without_the_completion_side_still_loads(tmp_path: Path) -> None:
+    path = tmp_path / "token_ratios.json"
+    path.write_text(
+        '{"format": "glm-token-saver-token-ratios", "version": 1, "upstreams": '
+        '{"cerebras": {"chars": 3000, "tokens": 1000, "observations": 1}}}'
+    )
+    resumed = CharsPerToken()
+    RatioStore(path, {"cerebras": resumed}).load()
+    assert resumed.ratio == pytest.approx(3.0) and resumed.completion_ratio is None

@@ -7,6 +7,12 @@ prompts weigh most), kept within `FLOOR`..`CEILING`. Until an upstream has repor
 prompts are estimated by the rule of thumb. The estimate of a cancelled call's prompt, and the
 admission gate's reservation, then use the learned ratio.
 
+The completion side is learned the same way, from the characters a completed call streamed
+(answer, reasoning and tool-call text) and the completion tokens it reported: a cancelled
+call's completion is then estimated at the upstream's own characters per completion token, not
+at the rule of thumb (four characters a token over-counts an upstream whose tokens are longer,
+and under-counts one whose tokens are shorter). Never fewer than one token per streamed event.
+
 Measuring a prompt serialises its tool schemas, so a call whose prompt was not measured anyway
 is observed only while the ratio is young (`WARMUP` observations), then one call in
 `SAMPLE_EVERY`.
@@ -27,7 +33,12 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from gateway.accounting.tokens import PromptEstimate, PromptMemo, PromptSize
+from gateway.accounting.tokens import (
+    PromptEstimate,
+    PromptMemo,
+    PromptSize,
+    estimate_completion_tokens,
+)
 
 log = logging.getLogger(__name__)
 
@@ -41,17 +52,28 @@ SAVE_EVERY_S = 60.0
 FILE_NAME = "token_ratios.json"
 FORMAT = "glm-token-saver-token-ratios"
 VERSION = 1
+COMPLETION_KEYS = ("completion_chars", "completion_tokens")
 
 
 class CharsPerToken:
     """One upstream's learned characters per prompt token (None until it reported usage)."""
 
-    __slots__ = ("_calls", "chars", "observations", "tokens")
+    __slots__ = ("_calls", "chars", "observations", "out_chars", "out_tokens", "tokens")
 
-    def __init__(self, chars: float = 0.0, tokens: float = 0.0, observations: int = 0) -> None:
+    def __init__(
+        self,
+        chars: float = 0.0,
+        tokens: float = 0.0,
+        observations: int = 0,
+        out_chars: float = 0.0,
+        out_tokens: float = 0.0,
+    ) -> None:
         self.chars = chars
         self.tokens = tokens
         self.observations = observations
+        # The completion side: streamed characters and reported completion tokens (decayed).
+        self.out_chars = out_chars
+        self.out_tokens = out_tokens
         self._calls = 0
 
     @property
@@ -59,6 +81,29 @@ class CharsPerToken:
         if self.tokens <= 0:
             return None
         return min(CEILING, max(FLOOR, self.chars / self.tokens))
+
+    @property
+    def completion_ratio(self) -> float | None:
+        """Characters per completion token (None until a completed call taught it)."""
+        if self.out_tokens <= 0:
+            return None
+        return min(CEILING, max(FLOOR, self.out_chars / self.out_tokens))
+
+    def completion_tokens(self, chars: int, events: int) -> int:
+        """Estimated completion tokens of `chars` characters streamed in `events` events: at
+        the learned ratio, else the rule of thumb; at least one per event."""
+        ratio = self.completion_ratio
+        if ratio is None:
+            return estimate_completion_tokens(chars, events)
+        return max(events, math.ceil(chars / ratio))
+
+    def learn_completion(self, chars: int, reported_tokens: int) -> None:
+        """Learn from a completed call that streamed `chars` characters and reported
+        `reported_tokens` completion tokens (short answers teach nothing)."""
+        if reported_tokens < MIN_TOKENS or chars <= 0:
+            return
+        self.out_chars = self.out_chars * DECAY + chars
+        self.out_tokens = self.out_tokens * DECAY + reported_tokens
 
     def prompt_tokens(self, size: PromptSize) -> int:
         """Estimated prompt tokens of a prompt of this size sent to this upstream."""
@@ -82,7 +127,13 @@ class CharsPerToken:
         self.observations += 1
 
     def to_json(self) -> dict[str, Any]:
-        return {"chars": self.chars, "tokens": self.tokens, "observations": self.observations}
+        return {
+            "chars": self.chars,
+            "tokens": self.tokens,
+            "observations": self.observations,
+            "completion_chars": self.out_chars,
+            "completion_tokens": self.out_tokens,
+        }
 
     @classmethod
     def from_json(cls, data: Any) -> CharsPerToken:
@@ -90,7 +141,15 @@ class CharsPerToken:
         if not isinstance(data, dict):
             raise ValueError("expected an object")
         observations = _amount(data, "observations")
-        return cls(_amount(data, "chars"), _amount(data, "tokens"), int(observations))
+        # The completion side came later: a file without it starts it from zero.
+        out = {k: _amount(data, k) if k in data else 0.0 for k in COMPLETION_KEYS}
+        return cls(
+            _amount(data, "chars"),
+            _amount(data, "tokens"),
+            int(observations),
+            out["completion_chars"],
+            out["completion_tokens"],
+        )
 
 
 def _amount(data: dict[str, Any], key: str) -> float:
@@ -150,6 +209,7 @@ class RatioStore:
             learner = self.learners[name]
             learner.chars, learner.tokens = learned.chars, learned.tokens
             learner.observations = learned.observations
+            learner.out_chars, learner.out_tokens = learned.out_chars, learned.out_tokens
         self._saved = self._snapshot()
 
     def _snapshot(self) -> dict[str, Any]:

@@ -11,6 +11,9 @@
   escalate a local draft (`speculative_decoding.scorer: learned`), from ask and draft features.
 - `threshold(model)`: the model's own threshold, or with `routing.target_cloud_share` set, the
   (1 - target) quantile of the last 1,000 scores, so the share sent to Cerebras follows the target.
+  The target applies under every router kind: `heuristic` then routes on the classifier's
+  continuous score (gateway.router.heuristic) against its own window. A keyword-forced ask
+  enters the windows as the top score; a model that learned has its window re-scored.
 - `learn(request_id: str, bad: bool, source: str, weight: float = 1.0) -> bool`: one SGD step on
   every model that scored that request (its features are remembered for the last 5,000
   requests), with the label "the local answer was (or would have been) not good enough" = `bad`.

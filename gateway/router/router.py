@@ -19,6 +19,7 @@ from gateway.config import GatewayConfig
 from gateway.router.calibration import WINDOW, ShareCalibrator
 from gateway.router.classifier import TaskClassifier, current_ask
 from gateway.router.features import Features, ask_features, combine, draft_features
+from gateway.router.heuristic import COMPLEX, HeuristicScore
 from gateway.router.model import LinearModel
 from gateway.router.store import RouterStore
 from gateway.storage.connection import MEMORY
@@ -26,6 +27,11 @@ from gateway.storage.connection import MEMORY
 log = logging.getLogger("gateway.router")
 
 MODELS = ("ask", "draft")  # "ask": the ask alone; "draft": ask and local draft together
+HEURISTIC = "heuristic"  # the calibration window of the heuristic's continuous score
+FORCED = 1.0  # the score a keyword-forced ask adds to a window: it ranks above every other
+# A window re-scored after learning at most once per this many decisions: a re-score of 1,000
+# vectors takes tens of milliseconds, and a few labels move the threshold only a little.
+RESCORE_EVERY = 10
 REMEMBER = 5000  # requests whose features are kept for a later label
 LEARN_RATE = 0.5
 STORE_NAME = "router.db"
@@ -81,13 +87,17 @@ class Router:
         routing = config.routing
         self.kind: str = routing.router
         self.target: float | None = routing.target_cloud_share
+        # With `judge_draft` the target share is the draft scorer's: asks route by their own rule.
+        self.ask_target = None if routing.judge_draft else self.target
         self.classifier = TaskClassifier(routing.complexity_keywords, routing.simple_task_threshold)
+        self.heuristic = HeuristicScore(self.classifier)
         self.low_quantile = config.speculative_decoding.logprob_low_quantile
         path = weights_path or shipped_weights_path()
         try:
             self.models, digest = load_weights(path)
         except RouterError:
-            if self.kind == "learned" or config.speculative_decoding.scorer == "learned":
+            needs = routing.judge_draft or config.speculative_decoding.scorer == "learned"
+            if self.kind == "learned" or needs:
                 raise
             log.warning("router: no usable weights in %s; learning starts from zero", path)
             self.models, digest = {name: LinearModel() for name in MODELS}, "none"
@@ -99,12 +109,24 @@ class Router:
         self.online_updates = sum(len(u) for u in loaded.weights.values())
         self.calibrators = {
             name: ShareCalibrator(
-                self.target,
+                self.ask_target if name == "ask" else self.target,
                 self.models[name].threshold,
                 scores=[s for s, _ in loaded.scores.get(name, [])],
             )
             for name in MODELS
         }
+        self.calibrators[HEURISTIC] = ShareCalibrator(
+            self.ask_target, COMPLEX, scores=[s for s, _ in loaded.scores.get(HEURISTIC, [])]
+        )
+        # What each calibration window's scores were computed from, oldest first: the ask or
+        # draft vector, or None for a keyword-forced ask (always FORCED) or a score loaded from
+        # the store (kept as it is). A model that learned is re-scored from these (`_rescore`).
+        self.window_vectors: dict[str, deque[Features | None]] = {
+            name: deque((None for _ in range(len(self.calibrators[name]))), maxlen=WINDOW)
+            for name in MODELS
+        }
+        self.stale: set[str] = set()
+        self.since_rescore = dict.fromkeys(MODELS, 0)
         # Decisions over the last WINDOW routed requests (True = Cerebras), for the measured share.
         self.routed: deque[bool] = deque(
             (cloud for _, cloud in loaded.scores.get("routed", [])), maxlen=WINDOW
@@ -162,24 +184,50 @@ class Router:
         return self.calibrators[model].threshold()
 
     def route(self, request_id: str, body: Mapping[str, Any]) -> Decision:
-        """Local or Cerebras for one ask (`routing.router` decides how)."""
+        """Local or Cerebras for one ask (`routing.router` decides how).
+
+        A configured keyword forces Cerebras under every kind; with `target_cloud_share` set,
+        such an ask enters the calibration window as the highest score, so the share sent to
+        Cerebras, forced asks included, stays near the target (while keywords are rarer)."""
         ask = self.ask_text(body)  # read out of the history once per decision
         vector = self._ask_features(ask)
-        if self.kind == "heuristic":
-            verdict = self.classifier.classify_ask(ask)
-            self.routed.append(verdict.complex)
-            self.store.put_score("routed", 0.0, verdict.complex)
-            self._remember(request_id, "ask", vector)
-            return Decision(verdict.complex, verdict.reason)
-        decision = self._decide("ask", request_id, vector)
         forced = self.classifier.keyword(ask)
-        if forced is not None:
-            decision = Decision(
-                True, f"learned: keyword '{forced}' forces cerebras", decision.score
-            )
+        if self.kind == "heuristic":
+            decision = self._heuristic(ask, forced)
+            self._remember(request_id, "ask", vector)
+        else:
+            decision = self._decide("ask", request_id, vector, forced=forced is not None)
+            if forced is not None:
+                decision = Decision(
+                    True, f"learned: keyword '{forced}' forces cerebras", decision.score
+                )
         self.routed.append(decision.cloud)
         self.store.put_score("routed", decision.score or 0.0, decision.cloud)
         return decision
+
+    def _heuristic(self, ask: str, forced: str | None) -> Decision:
+        """The classifier's verdict; with a target share, its continuous score against the
+        running quantile (the verdict itself until the window holds enough scores)."""
+        verdict = self.classifier.classify_ask(ask)
+        if self.ask_target is None:
+            return Decision(verdict.complex, verdict.reason)
+        calibrator = self.calibrators[HEURISTIC]
+        calibrated = calibrator.calibrated
+        threshold = calibrator.threshold()  # before this score joins the window
+        score = self.heuristic.score(ask)
+        observed = FORCED if forced is not None else score
+        calibrator.observe(observed)
+        by_verdict = forced is not None or not calibrated
+        cloud = verdict.complex if by_verdict else score >= threshold
+        self.store.put_score(HEURISTIC, observed, cloud)
+        if by_verdict:
+            return Decision(cloud, verdict.reason, score)
+        relation = ">=" if cloud else "<"
+        reason = (
+            f"heuristic: score {score:.2f} {relation} threshold {threshold:.2f} "
+            f"(target share {calibrator.target:g}; {verdict.reason})"
+        )
+        return Decision(cloud, reason, score)
 
     def judge_draft(
         self,
@@ -203,18 +251,42 @@ class Router:
         )
         return self._decide("draft", request_id, vector)
 
-    def _decide(self, model: str, request_id: str, vector: Features) -> Decision:
+    def _decide(
+        self, model: str, request_id: str, vector: Features, *, forced: bool = False
+    ) -> Decision:
         calibrator = self.calibrators[model]
+        self.since_rescore[model] += 1
+        if model in self.stale and self.since_rescore[model] >= RESCORE_EVERY:
+            self._rescore(model)
         threshold = calibrator.threshold()  # before this score joins the window
         p = self.models[model].score(vector)
-        calibrator.observe(p)
-        self.store.put_score(model, p, p >= threshold)
+        observed = FORCED if forced else p
+        calibrator.observe(observed)
+        self.window_vectors[model].append(None if forced else vector)
+        self.store.put_score(model, observed, p >= threshold)
         self._remember(request_id, model, vector)
         cloud = p >= threshold
-        target = f" (target share {self.target:g})" if calibrator.calibrated else ""
+        target = f" (target share {calibrator.target:g})" if calibrator.calibrated else ""
         relation = ">=" if cloud else "<"
         reason = f"learned: p(local fails)={p:.2f} {relation} threshold {threshold:.2f}{target}"
         return Decision(cloud, reason, p)
+
+    def _rescore(self, model: str) -> None:
+        """Re-score `model`'s calibration window with the current weights (it learned since):
+        old scores from the weights before would hold the threshold where the model no longer
+        scores, and the share would drift off the target."""
+        self.stale.discard(model)
+        self.since_rescore[model] = 0
+        calibrator = self.calibrators[model]
+        scored = self.models[model].score
+        old = calibrator.scores()
+        # The window and its vectors have the same length unless a store held more scores.
+        vectors: list[Features | None] = [None] * (len(old) - len(self.window_vectors[model]))
+        vectors += self.window_vectors[model]
+        calibrator.reset(
+            score if vector is None else scored(vector)
+            for score, vector in zip(old, vectors, strict=True)
+        )
 
     # --- learning -----------------------------------------------------------------------------
 
@@ -238,6 +310,8 @@ class Router:
             model: self.models[model].sgd_step(vector, bad, rate=LEARN_RATE, weight=weight)
             for model, vector in entry.items()
         }
+        if self.target is not None:
+            self.stale.update(model for model, c in changed.items() if c)
         self.online_updates += sum(len(c) for c in changed.values())
         self.labels[source] = self.labels.get(source, 0) + 1
         self.store.put_label(request_id, source, bad, weight, changed)
@@ -271,7 +345,7 @@ class Router:
         share = self.cloud_share()
         return {
             "kind": self.kind,
-            "threshold": round(self.threshold("ask"), 4) if self.kind == "learned" else None,
+            "threshold": self._route_threshold(),
             "draft_threshold": round(self.threshold("draft"), 4),
             "target_cloud_share": self.target,
             "cloud_share": None if share is None else round(share, 4),
@@ -283,6 +357,14 @@ class Router:
             "escalations": self.escalations,
             "told_not_to_think": self.no_think,
         }
+
+    def _route_threshold(self) -> float | None:
+        """The routing threshold in force: the learned model's, or the calibrated heuristic's
+        (None while the heuristic's plain verdict decides)."""
+        if self.kind == "learned":
+            return round(self.threshold("ask"), 4)
+        calibrator = self.calibrators[HEURISTIC]
+        return round(calibrator.threshold(), 4) if calibrator.calibrated else None
 
     def flush(self) -> None:
         """Block until everything is persisted (tests)."""

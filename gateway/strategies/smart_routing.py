@@ -7,17 +7,28 @@ It goes into the response metadata (`routing_reason`) and the log. Either route 
 other upstream on a failure before the client saw content; a complex ask goes to Cerebras only if
 the admission gate lets it (budget, 429 cool-down, predicted rate-limit headroom), else it is
 served locally with the gate's reason appended.
+
+With `routing.judge_draft: true`, an ask routed local is not streamed at once: the speculation
+engine drafts it locally for `speculative_decoding.max_draft_tokens` with `verify_start:
+after_draft` and `scorer: learned` (whatever those keys say for the speculative strategies).
+The router's draft model accepts the draft, which then streams on, or escalates it: the draft
+is withheld and Cerebras answers. `routing.target_cloud_share` then sets the share of drafts
+escalated; the asks themselves route by the router's own rule. An ask routed to Cerebras, and
+an escalated conversation turn, go there directly.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import ClassVar
 
+from gateway.config import GatewayConfig
 from gateway.router import Router
 from gateway.router.choice import RouteChoice, choose_route
 from gateway.serving.exchange import Exchange
 from gateway.serving.relay import serve
+from gateway.speculation.engine import Speculator
 from gateway.strategies.base import StrategyContext
 from gateway.strategies.registry import register
 
@@ -44,7 +55,23 @@ class SmartRouting:
         # `routing.router` decides: the heuristic classifier or the learned scorer.
         self.router = ctx.router if ctx.router is not None else Router(ctx.config)
         self.learning = ctx.learning
+        judging = ctx.config.routing.judge_draft
+        self.judge = Speculator(judge_config(ctx.config), self.router) if judging else None
 
     async def run(self, ex: Exchange) -> None:
         choice = choose_route(ex, self.router, self.learning)
-        await serve_routed(ex, choice, self.name)
+        if self.judge is None or choice.cloud or choice.escalated:
+            await serve_routed(ex, choice, self.name)
+            return
+        label = f"{self.name} (judged draft; {choice.reason})"
+        log.info("%s %s", ex.request_id, label)
+        await self.judge.serve(ex, drafts=1, label=label, choice=choice)
+
+
+def judge_config(config: GatewayConfig) -> GatewayConfig:
+    """`config` with the speculation settings of `judge_draft`: a local draft judged by the
+    learned draft scorer, Cerebras started only when it escalates."""
+    speculative = dataclasses.replace(
+        config.speculative_decoding, verify_start="after_draft", scorer="learned"
+    )
+    return dataclasses.replace(config, speculative_decoding=speculative)

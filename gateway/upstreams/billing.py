@@ -1,9 +1,9 @@
 """What one upstream call is billed for: the upstream's reported usage, else an estimate.
 
-The estimates are gateway.accounting.tokens' own (a cancelled or cut call reports no usage): the
-prompt from the request body's size at the upstream's learned characters per token
-(gateway.accounting.ratio), the completion from what was streamed. A completed call's reported
-usage teaches the ratio.
+The estimates (a cancelled or cut call reports no usage): the prompt from the request body's size
+at the upstream's learned characters per token (gateway.accounting.ratio), the completion from
+the characters streamed at its learned characters per completion token, at least one token per
+streamed event. A completed call's reported usage teaches both ratios.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from gateway.accounting.ratio import CharsPerToken
 from gateway.accounting.records import UpstreamCall
-from gateway.accounting.tokens import PromptMemo, estimate_completion_tokens
+from gateway.accounting.tokens import PromptMemo
 from gateway.errors import UpstreamError
 from gateway.upstreams.errors import tag
 from gateway.wire.chunk import Chunk
@@ -60,13 +60,12 @@ def bill(
         call.estimated = False
         if status == "ok":
             ratio.learn(prompt, call.prompt_tokens)
+            ratio.learn_completion(tally.content_chars, call.completion_tokens)
     else:
         call.prompt_tokens = ratio.prompt_tokens(prompt.size())
-        call.completion_tokens = estimate_completion_tokens(
-            tally.content_chars, tally.content_events
-        )
+        call.completion_tokens = ratio.completion_tokens(tally.content_chars, tally.content_events)
         call.estimated = True
-    call.reasoning_tokens = _reasoning_tokens(usage, tally, call.completion_tokens)
+    call.reasoning_tokens = _reasoning_tokens(usage, tally, call.completion_tokens, ratio)
     return call
 
 
@@ -83,12 +82,17 @@ class Billable(Protocol):
 
     def settle(self, status: str) -> UpstreamCall: ...
 
+    async def collect_arrived(self) -> None:
+        """Take in what the upstream already sent, before a call left early is settled."""
+        ...
+
 
 @asynccontextmanager
 async def settled_on_exit(stream: Billable) -> AsyncIterator[None]:
     """Settle `stream`'s call when the block exits: `ok` when the upstream finished the answer,
     the error's status when an UpstreamError ends it (tagged onto the call), else `cancelled`
-    (the caller left early). An error the call already carries is kept."""
+    (the caller left early; what the upstream already sent is taken in first, see
+    `collect_arrived`). An error the call already carries is kept."""
     status = "cancelled"
     call = stream.call
     try:
@@ -99,8 +103,12 @@ async def settled_on_exit(stream: Billable) -> AsyncIterator[None]:
         raise tag(exc, call) from exc.__cause__
     finally:
         error = call.error
-        stream.settle(status)
-        call.error = error
+        try:
+            if status == "cancelled":
+                await stream.collect_arrived()
+        finally:  # settled even if cancelled again while collecting
+            stream.settle(status)
+            call.error = error
 
 
 def bill_unanswered(call: UpstreamCall, prompt: PromptMemo, ratio: CharsPerToken) -> None:
@@ -111,7 +119,9 @@ def bill_unanswered(call: UpstreamCall, prompt: PromptMemo, ratio: CharsPerToken
     call.estimated = True
 
 
-def _reasoning_tokens(usage: dict[str, Any] | None, tally: Tally, completion_tokens: int) -> int:
+def _reasoning_tokens(
+    usage: dict[str, Any] | None, tally: Tally, completion_tokens: int, ratio: CharsPerToken
+) -> int:
     """The upstream's reasoning_tokens when its usage has them, else estimated from the
     streamed reasoning text; never more than the completion."""
     details = (usage or {}).get("completion_tokens_details")
@@ -120,7 +130,7 @@ def _reasoning_tokens(usage: dict[str, Any] | None, tally: Tally, completion_tok
         return min(reported, completion_tokens)
     if not tally.reasoning_chars:
         return 0
-    estimate = estimate_completion_tokens(tally.reasoning_chars, tally.reasoning_events)
+    estimate = ratio.completion_tokens(tally.reasoning_chars, tally.reasoning_events)
     return min(estimate, completion_tokens)
 
 

@@ -114,6 +114,9 @@ class FakeStream(ChunkStream):
     def settle(self, status: str) -> UpstreamCall:
         return bill(self.call, status, self.usage, self.tally, self._prompt_tokens, self._ratio)
 
+    async def collect_arrived(self) -> None:
+        """Nothing is in flight in a scripted reply."""
+
 
 class FakeUpstream:
     """An upstream that answers each call with the next scripted `Reply` (the last one repeats).

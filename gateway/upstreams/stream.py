@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 
 # How long to wait for the end of the HTTP body after `[DONE]` before closing the connection.
 _TAIL_WAIT_S = 0.05
+# Event-loop turns a call left early spends taking in what already arrived (collect_arrived).
+COLLECT_TURNS = 4
 
 
 class ChunkStream(ABC):
@@ -216,16 +218,31 @@ class UpstreamStream(ChunkStream):
             self.finish_reasons.update(chunk.finish)
         return chunk
 
-    def _read_arrived(self) -> None:
+    def _read_arrived(self) -> bool:
         """Parse the events that arrived but were never read: a call left early is billed for
-        them too, and the upstream's usage may be among them. Best effort."""
+        them too, and the upstream's usage may be among them. Best effort; True once the end
+        (`[DONE]`) or an error was read, when nothing more can come."""
         try:
             for payload in self._decoder.feed(self.response.content.read_nowait()):
                 if payload == DONE:
-                    return
+                    self.saw_done = True
+                    return True
                 self._parse(payload)
         except (UpstreamError, EventTooLarge, aiohttp.ClientError, OSError, RuntimeError):
-            return
+            return True
+        return self.response.content.at_eof()
+
+    async def collect_arrived(self) -> None:
+        """Before a call left early is closed: take in what already reached this host.
+
+        The upstream kept sending while the gateway decided; those events sit in the socket
+        (and, past aiohttp's buffer limit, unread in the kernel). A few turns of the event loop
+        move them into the buffer without waiting for the network, so the bill counts them:
+        the upstream generated and bills them. No timer: nothing here waits for new data."""
+        for _ in range(COLLECT_TURNS):
+            if self._read_arrived():
+                return
+            await asyncio.sleep(0)
 
     def settle(self, status: str) -> UpstreamCall:
         """Fill `call` with billed tokens: reported usage, or an estimate of what was streamed
