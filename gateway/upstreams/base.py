@@ -27,7 +27,7 @@ from gateway.accounting.tokens import PromptMemo, once
 from gateway.config import ModelConfig
 from gateway.errors import UpstreamError, UpstreamHTTPError, UpstreamTimeout
 from gateway.ratelimit import RateLimitWatcher
-from gateway.upstreams import errors
+from gateway.upstreams import client, errors
 from gateway.upstreams.billing import bill_unanswered, settled_on_exit
 from gateway.upstreams.client import request_timeout
 from gateway.upstreams.health import (
@@ -130,6 +130,11 @@ class OpenAICompatibleUpstream:
     # False: every call asks for `Connection: close`, so no connection is pooled (a provider
     # whose server drops kept-alive connections).
     reuse_connections: bool = True
+
+    # True: a call that went out on a pooled connection the server had already closed (it fails
+    # before any byte of a response) is sent once more on a new one (gateway.upstreams.client).
+    # Only for a server where a repeated request can cost no money.
+    retries_stale_connections: bool = False
 
     # Whether the server continues a trailing assistant message (assistant prefill), so that a
     # stream broken elsewhere can be finished here; and whether its stream then starts by
@@ -267,8 +272,13 @@ class OpenAICompatibleUpstream:
     async def _post(
         self, body: Mapping[str, Any], headers: Mapping[str, str]
     ) -> aiohttp.ClientResponse:
-        response = await self.session.post(
-            self.config.chat_url, data=orjson.dumps(body), headers=headers, timeout=self._timeout
+        response = await client.post(
+            self.session,
+            self.config.chat_url,
+            orjson.dumps(body),
+            headers,
+            self._timeout,
+            retry_stale=self.retries_stale_connections,
         )
         self.watcher.observe(response.headers)
         return response

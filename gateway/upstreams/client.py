@@ -1,18 +1,97 @@
 """The one aiohttp client of the upstream calls: its session, connector settings and timeouts.
 
-The gateway opens one pooled session for its lifetime (`open_session`) and closes it at shutdown;
-each upstream decides per call whether its connection may be reused (llama.cpp's may not, see
-gateway.upstreams.llamacpp).
+The gateway opens one pooled session for its lifetime (`open_session`) and closes it at shutdown.
+Its connector counts the bytes each connection has received, so that a call may tell a stale
+pooled connection (the server closed it while it sat in the pool: the request fails on the write,
+or the connection closes before any byte of a response) from a failure of the server itself;
+`post` retries only the former, once, on a fresh connection, and only when the caller asks
+(an upstream whose server drops kept-alive connections, see gateway.upstreams.llamacpp).
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Mapping
+from contextvars import ContextVar
+from typing import Any, cast
+
 import aiohttp
+from aiohttp.client_proto import ResponseHandler
+from aiohttp.connector import Connection
 
 from gateway.config import ModelConfig
 
 # Seconds a resolved upstream host name is kept (the endpoints are fixed by config).
 DNS_CACHE_S = 300
+
+
+class CountingHandler(ResponseHandler):
+    """aiohttp's response protocol, counting the bytes its connection has received."""
+
+    received = 0
+
+    def data_received(self, data: bytes) -> None:
+        self.received += len(data)
+        super().data_received(data)
+
+
+class Attempt:
+    """One request's connection, as the connector handed it out (set by `post`)."""
+
+    __slots__ = ("protocol", "received_before", "fresh")
+
+    def __init__(self, *, fresh: bool = False) -> None:
+        self.protocol: CountingHandler | None = None
+        self.received_before = 0
+        # True: a pooled connection is not taken; a new one is opened.
+        self.fresh = fresh
+
+    @property
+    def stale(self) -> bool:
+        """The request went out on a reused connection and no byte of its response arrived:
+        the server had closed that connection before it read the request."""
+        protocol = self.protocol
+        return (
+            protocol is not None
+            and self.received_before > 0
+            and protocol.received == self.received_before
+        )
+
+
+_ATTEMPT: ContextVar[Attempt | None] = ContextVar("upstream_attempt", default=None)
+
+
+class UpstreamConnector(aiohttp.TCPConnector):
+    """A TCPConnector whose connections count received bytes and that tells `post` which
+    connection a request went out on."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        # aiohttp builds each connection's protocol with this factory (an attribute since 3.0;
+        # tests/test_upstream_client.py checks that it is still used).
+        self._factory = cast(
+            "functools.partial[ResponseHandler]",
+            functools.partial(CountingHandler, loop=self._loop),
+        )
+
+    async def connect(
+        self, req: aiohttp.ClientRequest, traces: list[Any], timeout: aiohttp.ClientTimeout
+    ) -> Connection:
+        conn = await super().connect(req, traces, timeout)
+        attempt = _ATTEMPT.get()
+        if attempt is None:
+            return conn
+        protocol = conn.protocol
+        while attempt.fresh and isinstance(protocol, CountingHandler) and protocol.received:
+            # A pooled connection, when the retry wants a new one: its idle siblings were most
+            # likely dropped by the same server, so it is closed rather than put back.
+            conn.close()
+            conn = await super().connect(req, traces, timeout)
+            protocol = conn.protocol
+        if isinstance(protocol, CountingHandler):
+            attempt.protocol = protocol
+            attempt.received_before = protocol.received
+        return conn
 
 
 def open_session(*, pooled: bool = True) -> aiohttp.ClientSession:
@@ -21,13 +100,49 @@ def open_session(*, pooled: bool = True) -> aiohttp.ClientSession:
     Pooled: no limit on connections (the gate and the upstreams' own limits bound them) and
     closed TLS transports cleaned up. Not pooled: a fresh connection per request (the doctor's
     probes, one-off checks)."""
+    connector: aiohttp.TCPConnector
     if pooled:
-        connector = aiohttp.TCPConnector(
+        connector = UpstreamConnector(
             limit=0, ttl_dns_cache=DNS_CACHE_S, enable_cleanup_closed=True
         )
     else:
         connector = aiohttp.TCPConnector(force_close=True)
     return aiohttp.ClientSession(connector=connector)
+
+
+async def post(
+    session: aiohttp.ClientSession,
+    url: str,
+    data: bytes,
+    headers: Mapping[str, str],
+    timeout: aiohttp.ClientTimeout,
+    *,
+    retry_stale: bool = False,
+) -> aiohttp.ClientResponse:
+    """POST `data` and return the response once its headers arrived.
+
+    `retry_stale`: when the request went out on a pooled connection that the server had already
+    closed (the write fails, or the connection closes before any byte of a response), send it
+    once more on a new connection. The server never answered the first, so at most it spent the
+    work of reading it; a failure after any response byte, or on a new connection, is raised.
+    Only a session from `open_session` can tell; with another the call is never repeated."""
+    if not retry_stale:
+        return await session.post(url, data=data, headers=headers, timeout=timeout)
+    attempt = Attempt()
+    token = _ATTEMPT.set(attempt)
+    try:
+        try:
+            return await session.post(url, data=data, headers=headers, timeout=timeout)
+        except TimeoutError:
+            raise
+        except (aiohttp.ClientConnectionError, OSError):
+            if not attempt.stale:
+                raise
+        retry = Attempt(fresh=True)
+        _ATTEMPT.set(retry)
+        return await session.post(url, data=data, headers=headers, timeout=timeout)
+    finally:
+        _ATTEMPT.reset(token)
 
 
 def request_timeout(config: ModelConfig) -> aiohttp.ClientTimeout:

@@ -31,12 +31,14 @@ CONTEXT_OVERFLOW_TYPE = "exceed_context_size_error"
 
 
 class LlamaCppUpstream(OpenAICompatibleUpstream):
-    # llama-server (cpp-httplib) sends `Keep-Alive: timeout=5, max=100` and then closes the
-    # connection right after a streamed answer. A request written on it at once fails ("Can not
-    # write request body") and would be served by the paid fallback, so every call asks for
-    # `Connection: close` and gets a fresh connection: a loopback connect costs well under a
-    # millisecond.
-    reuse_connections = False
+    # llama-server (cpp-httplib) sends `Keep-Alive: timeout=5, max=100` but may close the
+    # connection right after a streamed answer. A request written on it fails ("Can not write
+    # request body", or the server disconnects with no response), which the paid fallback would
+    # otherwise serve. Connections are pooled all the same (a fresh loopback connect is a large
+    # part of a request's CPU), and a call that meets such a closed connection before any byte
+    # of a response is sent once more on a new one: the server never saw it, so it costs at
+    # most local compute.
+    retries_stale_connections = True
     continues_prefill = True
     echoes_prefill = True
     no_think_names = ("chat_template_kwargs", "enable_thinking")
