@@ -28,8 +28,13 @@ from gateway.config import ModelConfig, parse_config
 from gateway.dev.sim import SimServer
 from gateway.errors import UpstreamError
 from gateway.http.app import create_app
-from gateway.upstreams import build_upstream
-from gateway.upstreams.client import CountingHandler, UpstreamConnector, open_session
+from gateway.upstreams import Upstream, build_upstream
+from gateway.upstreams.client import (
+    STALE_LIMIT,
+    CountingHandler,
+    UpstreamConnector,
+    open_session,
+)
 
 AfterAnswer = Literal["close", "keep"]
 OnRequest = Literal["answer", "drop", "reset", "partial"]
@@ -63,6 +68,7 @@ class KeepAliveDropper:
     on_first: OnRequest = "answer"
     connections: int = 0
     answered: int = 0
+    closes_asked: list[bool] = field(default_factory=list)  # `Connection: close` per request
     failed: list[str] = field(default_factory=list)  # what happened to each unanswered request
     _server: asyncio.Server | None = None
 
@@ -85,17 +91,20 @@ class KeepAliveDropper:
         served = 0
         try:
             while True:
+                first = await reader.read(1)  # the next request starts to arrive
+                if not first:
+                    return
                 action = self.on_reuse if served else self.on_first
                 if action == "reset":
-                    if not await reader.read(1):
-                        return
                     sock = writer.get_extra_info("socket")
                     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                     self.failed.append("reset")
                     writer.transport.abort()
                     return
-                if not await self._read_request(reader):
+                head = await self._read_request(reader, first)
+                if head is None:
                     return
+                self.closes_asked.append(b"\r\nconnection: close\r\n" in head.lower())
                 if action == "drop":
                     self.failed.append("drop")
                     return
@@ -104,10 +113,11 @@ class KeepAliveDropper:
                     await writer.drain()
                     self.failed.append("partial")
                     return
-                await self._answer(writer, f"answer {self.answered + 1}")
+                close = self.closes_asked[-1]
+                await self._answer(writer, f"answer {self.answered + 1}", close)
                 self.answered += 1
                 served += 1
-                if self.after_answer == "close":
+                if self.after_answer == "close" or close:
                     return
         except (ConnectionError, asyncio.IncompleteReadError):
             return
@@ -117,24 +127,25 @@ class KeepAliveDropper:
                 await writer.wait_closed()
 
     @staticmethod
-    async def _read_request(reader: asyncio.StreamReader) -> bool:
+    async def _read_request(reader: asyncio.StreamReader, first: bytes) -> bytes | None:
         try:
-            head = await reader.readuntil(b"\r\n\r\n")
+            head = first + await reader.readuntil(b"\r\n\r\n")
         except asyncio.IncompleteReadError:
-            return False
+            return None
         length = 0
         for line in head.split(b"\r\n")[1:]:
             name, _, value = line.partition(b":")
             if name.strip().lower() == b"content-length":
                 length = int(value)
         await reader.readexactly(length)
-        return True
+        return head
 
     @staticmethod
-    async def _answer(writer: asyncio.StreamWriter, text: str) -> None:
+    async def _answer(writer: asyncio.StreamWriter, text: str, close: bool) -> None:
+        connection = b"Connection: close" if close else b"Keep-Alive: timeout=5, max=100"
         writer.write(
-            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
-            b"Keep-Alive: timeout=5, max=100\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n%s\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n" % connection
         )
         for event in sse_answer(text):
             writer.write(b"%x\r\n%s\r\n" % (len(event), event))
@@ -160,10 +171,12 @@ def model_config(name: str, url: str) -> ModelConfig:
 BODY = {"messages": [{"role": "user", "content": "hi"}]}
 
 
-async def one_call(session: aiohttp.ClientSession, name: str, url: str) -> str:
-    """One streamed call through the upstream; the text it streamed."""
-    config = model_config(name, url)
-    upstream = build_upstream(name, config, session, max_event_bytes=1 << 20)
+async def one_call(
+    session: aiohttp.ClientSession, name: str, url: str, upstream: Upstream | None = None
+) -> str:
+    """One streamed call through `upstream` (a new one by default); the text it streamed."""
+    if upstream is None:
+        upstream = build_upstream(name, model_config(name, url), session, max_event_bytes=1 << 20)
     text = ""
     async with upstream.open_stream(BODY) as stream:
         async for chunk in stream:
@@ -209,6 +222,40 @@ async def test_llama_server_closing_after_each_answer_loses_no_call() -> None:
         texts += await asyncio.gather(*(one_call(session, "local", server.url) for _ in range(8)))
         texts += [await one_call(session, "local", server.url) for _ in range(4)]
     assert len(texts) == 22 and server.answered == 22
+
+
+async def test_a_server_that_keeps_no_connection_is_no_longer_offered_one() -> None:
+    """A server that drops every reused connection makes pooling a loss (a failed write, then
+    a new connection anyway): after STALE_LIMIT such calls the upstream asks for
+    `Connection: close` and stops meeting closed connections."""
+    calls = STALE_LIMIT + 4
+    async with dropper(on_reuse="drop") as server, open_session() as session:
+        upstream = build_upstream(
+            "local", model_config("local", server.url), session, max_event_bytes=1 << 20
+        )
+        for _ in range(calls):
+            await one_call(session, "local", server.url, upstream)
+    assert server.answered == calls
+    assert server.failed == ["drop"] * STALE_LIMIT
+    # The stale calls' retries and every later call ask for a connection of their own.
+    assert server.closes_asked[-(calls - STALE_LIMIT) :] == [True] * (calls - STALE_LIMIT)
+    assert not any(server.closes_asked[: STALE_LIMIT + 1])
+
+
+async def test_a_server_that_answers_on_reused_connections_keeps_the_pool() -> None:
+    """One stale hit (the server dropped an idle connection) does not stop pooling when reused
+    connections were answered on before."""
+    async with dropper() as server, open_session() as session:
+        upstream = build_upstream(
+            "local", model_config("local", server.url), session, max_event_bytes=1 << 20
+        )
+        for _ in range(3):
+            await one_call(session, "local", server.url, upstream)
+        server.on_reuse = "drop"
+        for _ in range(STALE_LIMIT + 1):
+            await one_call(session, "local", server.url, upstream)
+    assert server.failed == ["drop"] * (STALE_LIMIT + 1)
+    assert not any(server.closes_asked)
 
 
 async def test_no_retry_once_a_byte_of_the_answer_arrived() -> None:

@@ -6,6 +6,10 @@ pooled connection (the server closed it while it sat in the pool: the request fa
 or the connection closes before any byte of a response) from a failure of the server itself;
 `post` retries only the former, once, on a fresh connection, and only when the caller asks
 (an upstream whose server drops kept-alive connections, see gateway.upstreams.llamacpp).
+
+A server may also drop every connection after a streamed answer (llama-server does): then pooling
+saves nothing and each stale hit costs a failed write. `ConnectionReuse` counts both outcomes so
+that the caller can stop pooling for such a server (it then asks for `Connection: close`).
 """
 
 from __future__ import annotations
@@ -56,6 +60,26 @@ class Attempt:
             and self.received_before > 0
             and protocol.received == self.received_before
         )
+
+
+# Stale hits with no reused connection ever answering, after which pooling is given up.
+STALE_LIMIT = 3
+
+
+class ConnectionReuse:
+    """How one upstream's server treats kept-alive connections, as `post` saw it."""
+
+    __slots__ = ("answered", "stale")
+
+    def __init__(self) -> None:
+        self.answered = 0  # calls answered on a reused connection
+        self.stale = 0  # calls that met a connection the server had closed
+
+    @property
+    def worth_pooling(self) -> bool:
+        """False once the server dropped STALE_LIMIT pooled connections and never answered on a
+        reused one: it closes every connection, so each call may as well ask for a new one."""
+        return self.answered > 0 or self.stale < STALE_LIMIT
 
 
 _ATTEMPT: ContextVar[Attempt | None] = ContextVar("upstream_attempt", default=None)
@@ -118,6 +142,7 @@ async def post(
     timeout: aiohttp.ClientTimeout,
     *,
     retry_stale: bool = False,
+    reuse: ConnectionReuse | None = None,
 ) -> aiohttp.ClientResponse:
     """POST `data` and return the response once its headers arrived.
 
@@ -125,19 +150,28 @@ async def post(
     closed (the write fails, or the connection closes before any byte of a response), send it
     once more on a new connection. The server never answered the first, so at most it spent the
     work of reading it; a failure after any response byte, or on a new connection, is raised.
-    Only a session from `open_session` can tell; with another the call is never repeated."""
+    Only a session from `open_session` can tell; with another the call is never repeated.
+    `reuse` counts what the stale check saw (with `retry_stale` only)."""
     if not retry_stale:
         return await session.post(url, data=data, headers=headers, timeout=timeout)
     attempt = Attempt()
     token = _ATTEMPT.set(attempt)
     try:
         try:
-            return await session.post(url, data=data, headers=headers, timeout=timeout)
+            response = await session.post(url, data=data, headers=headers, timeout=timeout)
         except TimeoutError:
             raise
         except (aiohttp.ClientConnectionError, OSError):
             if not attempt.stale:
                 raise
+        else:
+            if reuse is not None and attempt.received_before:
+                reuse.answered += 1
+            return response
+        if reuse is not None:
+            reuse.stale += 1
+            if not reuse.worth_pooling:  # this one's connection is not kept either
+                headers = {**headers, "Connection": "close"}
         retry = Attempt(fresh=True)
         _ATTEMPT.set(retry)
         return await session.post(url, data=data, headers=headers, timeout=timeout)
