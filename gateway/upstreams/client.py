@@ -29,6 +29,9 @@ from gateway.config import ModelConfig
 DNS_CACHE_S = 300
 
 
+_data_received = ResponseHandler.data_received  # called directly: cheaper than super() per read
+
+
 class CountingHandler(ResponseHandler):
     """aiohttp's response protocol, counting the bytes its connection has received."""
 
@@ -36,7 +39,7 @@ class CountingHandler(ResponseHandler):
 
     def data_received(self, data: bytes) -> None:
         self.received += len(data)
-        super().data_received(data)
+        _data_received(self, data)
 
 
 class Attempt:
