@@ -124,7 +124,7 @@ class UpstreamConnector(aiohttp.TCPConnector):
             or kwargs.keys() - _PLAIN_KWARGS
             or kwargs.get("ssl")
             or kwargs.get("server_hostname") is not None
-            or self._local_addr_infos
+            or getattr(self, "_local_addr_infos", None)
         ):
             return await super()._wrap_create_connection(
                 *args,
