@@ -33,6 +33,7 @@ class ListSink:
     """A stream sink that keeps what it is handed: committed on the first answer content."""
 
     response = None
+    satisfied = False
 
     def __init__(self) -> None:
         self.chunks: list[Chunk] = []
@@ -72,6 +73,9 @@ class ListSink:
 
     async def fail(self, error: Any) -> None:
         raise error
+
+    async def quiesce(self) -> None:
+        return None
 
     def release(self) -> None:
         return None
