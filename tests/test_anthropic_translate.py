@@ -12,7 +12,7 @@ from anthropic_support import check_grammar, parse_events, transcript
 
 from gateway.doors.anthropic.decode import DecodeOptions, conversation_id, strip_billing
 from gateway.doors.anthropic.door import MessagesDoor
-from gateway.doors.anthropic.encode import MESSAGE_STOP, StreamEncoder, message_start
+from gateway.doors.anthropic.encode import MESSAGE_STOP, StreamEncoder, message_start, usage_of
 from gateway.doors.anthropic.errors import error_event, error_response
 from gateway.doors.anthropic.stop import StopMatcher
 from gateway.errors import (
@@ -335,11 +335,25 @@ def test_text_stream_event_order_bytes() -> None:
 def test_usage_real_counts_and_cache_reads_in_message_delta() -> None:
     usage = final(parse_events(encode("text")))["usage"]
     assert usage == {
-        "input_tokens": 1200,  # not reduced by the cached part
+        "input_tokens": 1200 - 1024,  # Anthropic's input_tokens excludes cache reads
         "cache_creation_input_tokens": 0,
         "cache_read_input_tokens": 1024,
         "output_tokens": 34,
     }
+
+
+def test_usage_without_cache_reads_or_upstream_counts() -> None:
+    assert usage_of({"prompt_tokens": 50, "completion_tokens": 3}, 40) == {
+        "input_tokens": 50,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": 0,
+        "output_tokens": 3,
+    }
+    # No upstream prompt count: the estimate stands for the uncached prompt, never 0.
+    assert usage_of(None, 0)["input_tokens"] == 1
+    bad = {"prompt_tokens": 10, "prompt_tokens_details": {"cached_tokens": 99}}
+    assert usage_of(bad, 10)["input_tokens"] == 0
+    assert usage_of(bad, 10)["cache_read_input_tokens"] == 10
 
 
 def test_thinking_block_before_text_with_signature() -> None:

@@ -19,8 +19,9 @@ Stop reasons: a matched stop sequence -> `stop_sequence` (with the sequence); `l
 
 Usage: `message_start` carries the prompt estimate as `input_tokens` (never 0: Claude Code's
 context display reads it); `message_delta` carries what the upstream reported: `input_tokens`
-(not reduced by cached tokens), `output_tokens`, `cache_read_input_tokens` from the upstream's
-cached tokens (llama.cpp `cache_n`, Cerebras `prompt_tokens_details.cached_tokens`).
+(the prompt less its cached part, as Anthropic counts), `output_tokens`,
+`cache_read_input_tokens` from the upstream's cached tokens (llama.cpp `cache_n`, Cerebras
+`prompt_tokens_details.cached_tokens`); the two sum to the upstream's prompt tokens.
 """
 
 from __future__ import annotations
@@ -64,16 +65,27 @@ def stop_reason(finish: str | None, tool_used: bool, matched: str | None) -> tup
 
 
 def usage_of(usage: dict[str, Any] | None, estimate: int) -> dict[str, Any]:
-    """The Anthropic usage object of an internal usage (prompt/completion/cached tokens)."""
+    """The Anthropic usage object of an internal usage (prompt/completion/cached tokens).
+
+    Anthropic's `input_tokens` excludes cache reads (the context is `input_tokens +
+    cache_read_input_tokens + cache_creation_input_tokens`; Claude Code sums them), so the
+    cached part of the prompt moves from one to the other. Without an upstream prompt count
+    the estimate stands for the uncached prompt."""
     usage = usage or {}
     prompt = usage.get("prompt_tokens")
     completion = usage.get("completion_tokens")
     details = usage.get("prompt_tokens_details")
     cached = details.get("cached_tokens") if isinstance(details, dict) else None
+    cached = cached if isinstance(cached, int) and cached > 0 else 0
+    if isinstance(prompt, int) and prompt > 0:
+        cached = min(cached, prompt)
+        uncached = prompt - cached
+    else:
+        uncached = max(estimate - cached, 1)
     return {
-        "input_tokens": prompt if isinstance(prompt, int) and prompt > 0 else max(estimate, 1),
+        "input_tokens": uncached,
         "cache_creation_input_tokens": 0,
-        "cache_read_input_tokens": cached if isinstance(cached, int) else 0,
+        "cache_read_input_tokens": cached,
         "output_tokens": completion if isinstance(completion, int) else 0,
     }
 
