@@ -35,8 +35,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
 from gateway.config import ThinkingMode
 from gateway.doors.base import Decoded
 from gateway.errors import BadRequest
@@ -159,7 +157,6 @@ def decode(body: dict[str, Any], headers: Mapping[str, str]) -> Decoded:
         if response_format is not None:
             chat["response_format"] = response_format
     _tolerated(body, context)
-    _forwardable([chat, context.tools, context.tool_choice, context.text])
     context.temperature = chat.get("temperature")
     context.top_p = chat.get("top_p")
     return Decoded(
@@ -218,18 +215,6 @@ def _tolerated(body: dict[str, Any], context: ResponsesContext) -> None:
     key = body.get("prompt_cache_key")
     if isinstance(key, str):
         context.prompt_cache_key = key
-
-
-def _forwardable(parts: list[Any]) -> None:
-    """Refuse what cannot be sent on or echoed back: JSON parses up to 1024 levels deep but
-    serialises only to 254 (orjson), so a deeper tool schema would fail later, mid-request."""
-    try:
-        orjson.dumps(parts)
-    except TypeError:
-        raise _bad(
-            "the request nests JSON too deeply to forward (more than 254 levels)",
-            code="invalid_json",
-        ) from None
 
 
 def _conversation_id(body: dict[str, Any], headers: Mapping[str, str]) -> str | None:
