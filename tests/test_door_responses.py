@@ -521,3 +521,30 @@ def test_echoed_fields_never_carry_what_cannot_be_written_back() -> None:
         {"input": "x", "metadata": {"a": "b", "c": deep}, "reasoning": {"summary": deep}}, {}
     )
     assert decoded.context.metadata == {"a": "b"}
+
+
+async def test_server_max_messages_holds_the_input_items(
+    make_gateway: Any, client: Any, local_sim: Any
+) -> None:
+    """`server.max_messages` counts the client's own `input` items, told in this door's words."""
+    gw = await make_gateway("always_local", server={"max_messages": 5})
+    items: list[dict[str, Any]] = []
+    for i in range(3):
+        items += [{"role": "user", "content": f"u{i}"}, {"role": "assistant", "content": f"a{i}"}]
+    async with client.post(gw.root + "/v1/responses", json={"input": items}) as resp:
+        assert resp.status == 400
+        error = (await resp.json())["error"]
+    assert error["param"] == "input" and error["code"] == "too_many_messages"
+    assert error["message"] == "'input' has 6 items; the limit is 5"
+    assert local_sim.requests == []
+    # Instructions add a system message, which the client did not send: not counted.
+    body = {"input": items[:5], "instructions": "be brief"}
+    async with client.post(gw.root + "/v1/responses", json=body) as resp:
+        assert resp.status == 200
+
+
+def test_the_decoded_body_passes_the_seams_validation() -> None:
+    with pytest.raises(BadRequest, match="'input' has 3 items; the limit is 2"):
+        decode({"input": ["a", "b", "c"]}, {}, max_messages=2)
+    decoded = decode({"input": "hi", "instructions": "be brief"}, {}, max_messages=1)
+    validate_chat_request(decoded.body, max_messages=2)

@@ -111,8 +111,11 @@ def _check_message(index: int, message: Any) -> None:
             )
 
 
-def validate_chat_request(body: dict[str, Any], *, max_messages: int) -> None:
-    """Raise BadRequest naming the offending parameter, or return when the body is usable."""
+def validate_chat_request(body: dict[str, Any], *, max_messages: int | None) -> None:
+    """Raise BadRequest naming the offending parameter, or return when the body is usable.
+
+    `max_messages`: the limit on `messages`; None when a door already held the client's own
+    list to it (its translation may hold more or fewer chat messages)."""
     messages = body.get("messages")
     if messages is None:
         raise _bad("'messages' is required", "messages", "missing_required_parameter")
@@ -120,7 +123,7 @@ def validate_chat_request(body: dict[str, Any], *, max_messages: int) -> None:
         raise _bad("'messages' must be an array", "messages", "invalid_type")
     if not messages:
         raise _bad("'messages' must contain at least one message", "messages", "empty_array")
-    if len(messages) > max_messages:
+    if max_messages is not None and len(messages) > max_messages:
         raise _bad(
             f"'messages' has {len(messages)} entries; the limit is {max_messages}",
             "messages",
