@@ -511,3 +511,22 @@ def test_error_event_mid_stream() -> None:
             },
         )
     ]
+
+
+def test_max_messages_counts_the_clients_messages_not_their_translation() -> None:
+    """Six tool results in one user message become six chat messages: three client messages
+    stay within a limit of 3, and a fourth is refused in this door's words."""
+    calls = [{"type": "tool_use", "id": f"t{i}", "name": "f", "input": {}} for i in range(6)]
+    results = [{"type": "tool_result", "tool_use_id": f"t{i}", "content": "ok"} for i in range(6)]
+    messages = [
+        {"role": "user", "content": "a"},
+        {"role": "assistant", "content": calls},
+        {"role": "user", "content": [*results, {"type": "text", "text": "go"}]},
+    ]
+    door = MessagesDoor(DecodeOptions(max_messages=3))
+    body = {"model": "m", "max_tokens": 5, "system": "s", "messages": messages}
+    decoded = door.decode(body, {})
+    assert len(decoded.body["messages"]) > 3
+    extra = {**body, "messages": [*messages, {"role": "assistant", "content": "done"}]}
+    with pytest.raises(BadRequest, match=r"^messages: 4 entries; the limit is 3$"):
+        door.decode(extra, {})
