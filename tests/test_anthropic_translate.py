@@ -16,6 +16,7 @@ from gateway.doors.anthropic.encode import MESSAGE_STOP, StreamEncoder, message_
 from gateway.doors.anthropic.errors import error_event, error_response
 from gateway.doors.anthropic.stop import StopMatcher
 from gateway.errors import (
+    CONTEXT_LENGTH_EXCEEDED,
     BadRequest,
     BudgetExhausted,
     GatewayError,
@@ -479,6 +480,8 @@ def test_error_bodies(error: GatewayError, status: int, kind: str) -> None:
 
 
 def test_context_overflow_says_prompt_is_too_long() -> None:
+    """The door reads the upstream module's tag, not the wording (tests/test_doors_overflow.py
+    has the upstreams' own errors)."""
     llama = UpstreamHTTPError(
         "local",
         400,
@@ -488,6 +491,8 @@ def test_context_overflow_says_prompt_is_too_long() -> None:
         },
         fallback_ok=True,
     )
+    assert not _error_reply(llama)[1]["error"]["message"].startswith("prompt is too long")
+    llama.condition = CONTEXT_LENGTH_EXCEEDED
     _, body, _ = _error_reply(llama)
     assert body["error"]["type"] == "invalid_request_error"
     assert body["error"]["message"].startswith("prompt is too long: request (9000 tokens)")
@@ -497,6 +502,7 @@ def test_context_overflow_says_prompt_is_too_long() -> None:
         {"message": "Please reduce the length of the messages or completion"},
         fallback_ok=False,
     )
+    cerebras.condition = CONTEXT_LENGTH_EXCEEDED
     assert _error_reply(cerebras)[1]["error"]["message"].startswith("prompt is too long")
 
 

@@ -25,6 +25,7 @@ from gateway.doors.responses.decode import _LOGGED, ResponsesContext, decode
 from gateway.doors.responses.encode import ResponseEvents, output_of, usage_of
 from gateway.doors.responses.errors import code_of, error_body, failed_error
 from gateway.errors import (
+    CONTEXT_LENGTH_EXCEEDED,
     BadRequest,
     BudgetExhausted,
     RateLimited,
@@ -489,6 +490,8 @@ def test_error_codes_codex_acts_on() -> None:
         {"message": "request exceeds the context size", "type": "exceed_context_size_error"},
         fallback_ok=True,
     )
+    assert code_of(overflow) == "exceed_context_size_error"  # untagged: its own type
+    overflow.condition = CONTEXT_LENGTH_EXCEEDED  # as the upstream's module tags it
     assert code_of(overflow) == "context_length_exceeded"
     cerebras = UpstreamHTTPError(
         "cerebras",
@@ -496,6 +499,7 @@ def test_error_codes_codex_acts_on() -> None:
         {"message": "Please reduce the length of the messages or completion."},
         fallback_ok=False,
     )
+    cerebras.condition = CONTEXT_LENGTH_EXCEEDED
     assert code_of(cerebras) == "context_length_exceeded"
     assert code_of(BudgetExhausted("spent")) == "insufficient_quota"
     limited = RateLimited("busy", retry_after=2.5, should_retry=True)
