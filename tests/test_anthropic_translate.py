@@ -536,3 +536,52 @@ def test_max_messages_counts_the_clients_messages_not_their_translation() -> Non
     extra = {**body, "messages": [*messages, {"role": "assistant", "content": "done"}]}
     with pytest.raises(BadRequest, match=r"^messages: 4 entries; the limit is 3$"):
         door.decode(extra, {})
+
+
+def _stream_of(deltas: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    encoder = StreamEncoder(decode({"model": "m", "max_tokens": 5, "messages": MSGS}).context)
+    raw = message_start("msg_1", "m", 1)
+    raw += b"".join(encoder.delta(d) for d in deltas) + encoder.finish("tool_calls", {}, 1)
+    return check_grammar(parse_events(raw + MESSAGE_STOP))
+
+
+def _call(index: int, name: str | None = None, arguments: str = "") -> dict[str, Any]:
+    fn: dict[str, Any] = {"arguments": arguments}
+    if name is not None:
+        fn["name"] = name
+    call: dict[str, Any] = {"index": index, "function": fn}
+    if name is not None:
+        call["id"] = f"call_{index}"
+    return {"tool_calls": [call]}
+
+
+MSGS = [{"role": "user", "content": "q"}]
+
+
+def test_interleaved_tool_call_fragments_keep_every_argument() -> None:
+    """A server may send call 1's name before call 0's arguments: call 1 is held whole until
+    call 0's block closes, so no fragment is dropped."""
+    blocks = _stream_of(
+        [
+            _call(0, "Read"),
+            _call(1, "Write"),
+            _call(0, arguments='{"p":'),
+            _call(1, arguments='{"q":2}'),
+            _call(0, arguments="1}"),
+        ]
+    )
+    assert [(b["name"], b["id"], b["input"]) for b in blocks] == [
+        ("Read", "call_0", {"p": 1}),
+        ("Write", "call_1", {"q": 2}),
+    ]
+
+
+def test_held_calls_go_out_before_text_that_follows() -> None:
+    blocks = _stream_of(
+        [_call(0, "A", "{}"), _call(1, "B", '{"x":'), _call(1, arguments="1}"), {"content": "ok"}]
+    )
+    assert [(b["type"], b.get("input", b.get("text"))) for b in blocks] == [
+        ("tool_use", {}),
+        ("tool_use", {"x": 1}),
+        ("text", "ok"),
+    ]
