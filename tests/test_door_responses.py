@@ -421,10 +421,13 @@ def test_reasoning_then_parallel_tool_calls() -> None:
     ]
 
 
-def test_text_after_a_call_closes_it_first() -> None:
+def test_text_after_a_call_follows_it_once_it_closed() -> None:
+    """The text waits (the call's fragments may resume after it) and goes out after the call's
+    item is done, at the end."""
     events = _events()
     raw = events.delta({"tool_calls": [{"index": 0, "id": "c", "function": {"name": "f"}}]})
-    raw += events.text("done")
+    assert events.text("done") == b""
+    raw += events.finish()
     names = [name for name, _ in parse_events(raw)]
     assert names[:3] == [
         "response.output_item.added",
@@ -552,3 +555,25 @@ def test_the_decoded_body_passes_the_seams_validation() -> None:
         decode({"input": ["a", "b", "c"]}, {}, max_messages=2)
     decoded = decode({"input": "hi", "instructions": "be brief"}, {}, max_messages=1)
     validate_chat_request(decoded.body, max_messages=2)
+
+
+def test_a_call_resumed_after_text_stays_one_item() -> None:
+    """Text between two fragments of one call waits until the calls close: the call is one
+    item with all its arguments, and the text follows it."""
+    events = ResponseEvents("resp_x", ResponsesContext(model="m"))
+
+    def call(arguments: str, name: str | None = None) -> dict[str, Any]:
+        fn: dict[str, Any] = {"arguments": arguments}
+        if name is not None:
+            fn["name"] = name
+        return {"tool_calls": [{"index": 0, "id": "a" if name else None, "function": fn}]}
+
+    raw = b"".join(events.delta(d) for d in (call('{"a"', "f"), {"content": "hm"}, call(":1}")))
+    raw += events.finish()
+    assert [(i["type"], i.get("arguments"), i.get("call_id")) for i in events.items] == [
+        ("function_call", '{"a":1}', "a"),
+        ("message", None, None),
+    ]
+    assert events.items[1]["content"][0]["text"] == "hm"
+    assert raw.count(b"event: response.output_item.added") == 2
+    assert raw.count(b"event: response.output_item.done") == 2
