@@ -382,6 +382,8 @@ class GatewayConfig:
 URL_MASK = "***"
 # Query parameters that carry a password (redis-py reads `?password=` from redis and unix URLs).
 _PASSWORD_PARAMS = frozenset({"password"})
+# The password of a URL's user info, for URLs urlsplit cannot parse.
+_USERINFO_PASSWORD = re.compile(r"(//[^/?#@:]*:)([^/?#@]*)@")
 
 
 def url_passwords(url: str) -> list[str]:
@@ -391,11 +393,12 @@ def url_passwords(url: str) -> list[str]:
         return []
     try:
         parts = urlsplit(url)
+    except ValueError:  # unparseable (a stray '['): the user info's password, if any
+        written = [m.group(2) for m in _USERINFO_PASSWORD.finditer(url)]
+    else:
+        query = parse_qsl(parts.query, keep_blank_values=True)
         written = [parts.password or ""]
-    except ValueError:  # e.g. a port that is not a number: nothing reliable to find
-        return []
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    written += [value for key, value in query if key in _PASSWORD_PARAMS]
+        written += [value for key, value in query if key in _PASSWORD_PARAMS]
     found = []
     for password in written:
         found += [password, unquote(password)]
@@ -404,9 +407,12 @@ def url_passwords(url: str) -> list[str]:
 
 def mask_url(url: str) -> str:
     """`url` for showing: each password in it (see url_passwords) replaced by URL_MASK."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # unparseable (a stray '['): mask whatever follows a user name's ':'
+        return _USERINFO_PASSWORD.sub(lambda m: f"{m.group(1)}{URL_MASK}@", url)
     if not url_passwords(url):
         return url
-    parts = urlsplit(url)
     netloc = parts.netloc
     if parts.password:
         userinfo, _, host = netloc.rpartition("@")
@@ -469,7 +475,7 @@ def normalize_endpoint(url: str) -> str:
     if url.endswith(CHAT_COMPLETIONS_PATH):
         url = url[: -len(CHAT_COMPLETIONS_PATH)]
     if not url.startswith(("http://", "https://")):
-        raise ValueError(f"not an http(s) URL: {url!r}")
+        raise ValueError(f"not an http(s) URL: {mask_url(url)!r}")
     return url
 
 

@@ -26,12 +26,21 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+# The normalised condition of an upstream's "the prompt does not fit the context" (see
+# GatewayError.condition).
+CONTEXT_LENGTH_EXCEEDED = "context_length_exceeded"
+
 
 class GatewayError(Exception):
-    """An error with an HTTP status and an OpenAI-shaped body."""
+    """An error with an HTTP status and an OpenAI-shaped body.
+
+    `condition`: what the error means whatever the provider's wording, set once by the upstream
+    module that read it (CONTEXT_LENGTH_EXCEEDED); the doors read it, never the wording. The
+    body keeps the upstream's own type, code and message."""
 
     status: int = 500
     error_type: str = "server_error"
+    condition: str | None = None
 
     def __init__(
         self,

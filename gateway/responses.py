@@ -13,14 +13,18 @@ from aiohttp import web
 from gateway.errors import GatewayError
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+REQUEST_ID_KEY = web.RequestKey("request_id", str)
 
 
 def request_id_of(request: web.BaseRequest) -> str:
-    """Honour a well-formed incoming `x-request-id`; otherwise make one."""
+    """Honour a well-formed incoming `x-request-id`; otherwise make one. Kept on the request, so
+    every caller (handler, refusal record, error shape) names the request by the same id."""
+    if REQUEST_ID_KEY in request:
+        return request[REQUEST_ID_KEY]
     incoming = request.headers.get("x-request-id", "")
-    if _REQUEST_ID.fullmatch(incoming):
-        return incoming
-    return uuid.uuid4().hex
+    request_id = incoming if _REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
+    request[REQUEST_ID_KEY] = request_id
+    return request_id
 
 
 def json_response(

@@ -12,10 +12,11 @@ from anthropic_support import check_grammar, parse_events, transcript
 
 from gateway.doors.anthropic.decode import DecodeOptions, conversation_id, strip_billing
 from gateway.doors.anthropic.door import MessagesDoor
-from gateway.doors.anthropic.encode import MESSAGE_STOP, StreamEncoder, message_start
+from gateway.doors.anthropic.encode import MESSAGE_STOP, StreamEncoder, message_start, usage_of
 from gateway.doors.anthropic.errors import error_event, error_response
 from gateway.doors.anthropic.stop import StopMatcher
 from gateway.errors import (
+    CONTEXT_LENGTH_EXCEEDED,
     BadRequest,
     BudgetExhausted,
     GatewayError,
@@ -335,11 +336,25 @@ def test_text_stream_event_order_bytes() -> None:
 def test_usage_real_counts_and_cache_reads_in_message_delta() -> None:
     usage = final(parse_events(encode("text")))["usage"]
     assert usage == {
-        "input_tokens": 1200,  # not reduced by the cached part
+        "input_tokens": 1200 - 1024,  # Anthropic's input_tokens excludes cache reads
         "cache_creation_input_tokens": 0,
         "cache_read_input_tokens": 1024,
         "output_tokens": 34,
     }
+
+
+def test_usage_without_cache_reads_or_upstream_counts() -> None:
+    assert usage_of({"prompt_tokens": 50, "completion_tokens": 3}, 40) == {
+        "input_tokens": 50,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": 0,
+        "output_tokens": 3,
+    }
+    # No upstream prompt count: the estimate stands for the uncached prompt, never 0.
+    assert usage_of(None, 0)["input_tokens"] == 1
+    bad = {"prompt_tokens": 10, "prompt_tokens_details": {"cached_tokens": 99}}
+    assert usage_of(bad, 10)["input_tokens"] == 0
+    assert usage_of(bad, 10)["cache_read_input_tokens"] == 10
 
 
 def test_thinking_block_before_text_with_signature() -> None:
@@ -465,6 +480,8 @@ def test_error_bodies(error: GatewayError, status: int, kind: str) -> None:
 
 
 def test_context_overflow_says_prompt_is_too_long() -> None:
+    """The door reads the upstream module's tag, not the wording (tests/test_doors_overflow.py
+    has the upstreams' own errors)."""
     llama = UpstreamHTTPError(
         "local",
         400,
@@ -474,6 +491,8 @@ def test_context_overflow_says_prompt_is_too_long() -> None:
         },
         fallback_ok=True,
     )
+    assert not _error_reply(llama)[1]["error"]["message"].startswith("prompt is too long")
+    llama.condition = CONTEXT_LENGTH_EXCEEDED
     _, body, _ = _error_reply(llama)
     assert body["error"]["type"] == "invalid_request_error"
     assert body["error"]["message"].startswith("prompt is too long: request (9000 tokens)")
@@ -483,6 +502,7 @@ def test_context_overflow_says_prompt_is_too_long() -> None:
         {"message": "Please reduce the length of the messages or completion"},
         fallback_ok=False,
     )
+    cerebras.condition = CONTEXT_LENGTH_EXCEEDED
     assert _error_reply(cerebras)[1]["error"]["message"].startswith("prompt is too long")
 
 
@@ -496,4 +516,72 @@ def test_error_event_mid_stream() -> None:
                 "error": {"type": "overloaded_error", "message": "both upstreams failed"},
             },
         )
+    ]
+
+
+def test_max_messages_counts_the_clients_messages_not_their_translation() -> None:
+    """Six tool results in one user message become six chat messages: three client messages
+    stay within a limit of 3, and a fourth is refused in this door's words."""
+    calls = [{"type": "tool_use", "id": f"t{i}", "name": "f", "input": {}} for i in range(6)]
+    results = [{"type": "tool_result", "tool_use_id": f"t{i}", "content": "ok"} for i in range(6)]
+    messages = [
+        {"role": "user", "content": "a"},
+        {"role": "assistant", "content": calls},
+        {"role": "user", "content": [*results, {"type": "text", "text": "go"}]},
+    ]
+    door = MessagesDoor(DecodeOptions(max_messages=3))
+    body = {"model": "m", "max_tokens": 5, "system": "s", "messages": messages}
+    decoded = door.decode(body, {})
+    assert len(decoded.body["messages"]) > 3
+    extra = {**body, "messages": [*messages, {"role": "assistant", "content": "done"}]}
+    with pytest.raises(BadRequest, match=r"^messages: 4 entries; the limit is 3$"):
+        door.decode(extra, {})
+
+
+def _stream_of(deltas: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    encoder = StreamEncoder(decode({"model": "m", "max_tokens": 5, "messages": MSGS}).context)
+    raw = message_start("msg_1", "m", 1)
+    raw += b"".join(encoder.delta(d) for d in deltas) + encoder.finish("tool_calls", {}, 1)
+    return check_grammar(parse_events(raw + MESSAGE_STOP))
+
+
+def _call(index: int, name: str | None = None, arguments: str = "") -> dict[str, Any]:
+    fn: dict[str, Any] = {"arguments": arguments}
+    if name is not None:
+        fn["name"] = name
+    call: dict[str, Any] = {"index": index, "function": fn}
+    if name is not None:
+        call["id"] = f"call_{index}"
+    return {"tool_calls": [call]}
+
+
+MSGS = [{"role": "user", "content": "q"}]
+
+
+def test_interleaved_tool_call_fragments_keep_every_argument() -> None:
+    """A server may send call 1's name before call 0's arguments: call 1 is held whole until
+    call 0's block closes, so no fragment is dropped."""
+    blocks = _stream_of(
+        [
+            _call(0, "Read"),
+            _call(1, "Write"),
+            _call(0, arguments='{"p":'),
+            _call(1, arguments='{"q":2}'),
+            _call(0, arguments="1}"),
+        ]
+    )
+    assert [(b["name"], b["id"], b["input"]) for b in blocks] == [
+        ("Read", "call_0", {"p": 1}),
+        ("Write", "call_1", {"q": 2}),
+    ]
+
+
+def test_held_calls_go_out_before_text_that_follows() -> None:
+    blocks = _stream_of(
+        [_call(0, "A", "{}"), _call(1, "B", '{"x":'), _call(1, arguments="1}"), {"content": "ok"}]
+    )
+    assert [(b["type"], b.get("input", b.get("text"))) for b in blocks] == [
+        ("tool_use", {}),
+        ("tool_use", {"x": 1}),
+        ("text", "ok"),
     ]

@@ -13,7 +13,7 @@ import yaml
 from paths import REPO_ROOT as ROOT
 
 from gateway.cli import main
-from gateway.config import ConfigError, parse_config
+from gateway.config import ConfigError, mask_url, parse_config, url_passwords
 from gateway.strategies import known_names
 
 SECRET = "csk-secret-9d8c7b6a5f4e"
@@ -256,3 +256,24 @@ def test_registry_names_are_checked_where_the_app_is_built() -> None:
     config = parse_config({"rate_limits": {"reactive_strategies": ["always_nowhere"]}}, env={})
     with pytest.raises(ConfigError, match=r"rate_limits\.reactive_strategies: unknown strategy"):
         check_strategy(config)
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    [
+        f"htp://user:{ENDPOINT_PASSWORD}@host:8080/v1",
+        f"ftp://:{ENDPOINT_PASSWORD}@host/v1",
+        f"htp://user:{ENDPOINT_PASSWORD}@[::1/v1",  # not even parseable
+    ],
+)
+def test_a_bad_endpoint_is_named_without_its_password(endpoint: str) -> None:
+    with pytest.raises(ConfigError, match="models.local.endpoint: not an http") as caught:
+        parse_config({"models": {"local": {"endpoint": endpoint}}}, env={})
+    assert ENDPOINT_PASSWORD not in str(caught.value)
+    assert ":***@" in str(caught.value)
+
+
+def test_an_unparseable_url_still_has_its_password_found_and_masked() -> None:
+    url = f"http://u:{ENDPOINT_PASSWORD}@[::1/v1"
+    assert url_passwords(url) == [ENDPOINT_PASSWORD]
+    assert mask_url(url) == "http://u:***@[::1/v1"

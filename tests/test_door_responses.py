@@ -25,6 +25,7 @@ from gateway.doors.responses.decode import _LOGGED, ResponsesContext, decode
 from gateway.doors.responses.encode import ResponseEvents, output_of, usage_of
 from gateway.doors.responses.errors import code_of, error_body, failed_error
 from gateway.errors import (
+    CONTEXT_LENGTH_EXCEEDED,
     BadRequest,
     BudgetExhausted,
     RateLimited,
@@ -420,10 +421,13 @@ def test_reasoning_then_parallel_tool_calls() -> None:
     ]
 
 
-def test_text_after_a_call_closes_it_first() -> None:
+def test_text_after_a_call_follows_it_once_it_closed() -> None:
+    """The text waits (the call's fragments may resume after it) and goes out after the call's
+    item is done, at the end."""
     events = _events()
     raw = events.delta({"tool_calls": [{"index": 0, "id": "c", "function": {"name": "f"}}]})
-    raw += events.text("done")
+    assert events.text("done") == b""
+    raw += events.finish()
     names = [name for name, _ in parse_events(raw)]
     assert names[:3] == [
         "response.output_item.added",
@@ -489,6 +493,8 @@ def test_error_codes_codex_acts_on() -> None:
         {"message": "request exceeds the context size", "type": "exceed_context_size_error"},
         fallback_ok=True,
     )
+    assert code_of(overflow) == "exceed_context_size_error"  # untagged: its own type
+    overflow.condition = CONTEXT_LENGTH_EXCEEDED  # as the upstream's module tags it
     assert code_of(overflow) == "context_length_exceeded"
     cerebras = UpstreamHTTPError(
         "cerebras",
@@ -496,6 +502,7 @@ def test_error_codes_codex_acts_on() -> None:
         {"message": "Please reduce the length of the messages or completion."},
         fallback_ok=False,
     )
+    cerebras.condition = CONTEXT_LENGTH_EXCEEDED
     assert code_of(cerebras) == "context_length_exceeded"
     assert code_of(BudgetExhausted("spent")) == "insufficient_quota"
     limited = RateLimited("busy", retry_after=2.5, should_retry=True)
@@ -513,16 +520,60 @@ def test_error_codes_codex_acts_on() -> None:
     }
 
 
-def test_json_too_deep_to_forward_is_a_400() -> None:
+def test_echoed_fields_never_carry_what_cannot_be_written_back() -> None:
     deep: dict[str, Any] = {"type": "object"}
     for _ in range(300):
         deep = {"a": deep}
-    body = {"input": "x", "tools": [{"type": "function", "name": "f", "parameters": deep}]}
-    with pytest.raises(BadRequest) as caught:
-        decode(body, {})
-    assert caught.value.code == "invalid_json" and "deep" in caught.value.message
-    # Echoed fields never carry what cannot be written back.
     decoded = decode(
         {"input": "x", "metadata": {"a": "b", "c": deep}, "reasoning": {"summary": deep}}, {}
     )
     assert decoded.context.metadata == {"a": "b"}
+
+
+async def test_server_max_messages_holds_the_input_items(
+    make_gateway: Any, client: Any, local_sim: Any
+) -> None:
+    """`server.max_messages` counts the client's own `input` items, told in this door's words."""
+    gw = await make_gateway("always_local", server={"max_messages": 5})
+    items: list[dict[str, Any]] = []
+    for i in range(3):
+        items += [{"role": "user", "content": f"u{i}"}, {"role": "assistant", "content": f"a{i}"}]
+    async with client.post(gw.root + "/v1/responses", json={"input": items}) as resp:
+        assert resp.status == 400
+        error = (await resp.json())["error"]
+    assert error["param"] == "input" and error["code"] == "too_many_messages"
+    assert error["message"] == "'input' has 6 items; the limit is 5"
+    assert local_sim.requests == []
+    # Instructions add a system message, which the client did not send: not counted.
+    body = {"input": items[:5], "instructions": "be brief"}
+    async with client.post(gw.root + "/v1/responses", json=body) as resp:
+        assert resp.status == 200
+
+
+def test_the_decoded_body_passes_the_seams_validation() -> None:
+    with pytest.raises(BadRequest, match="'input' has 3 items; the limit is 2"):
+        decode({"input": ["a", "b", "c"]}, {}, max_messages=2)
+    decoded = decode({"input": "hi", "instructions": "be brief"}, {}, max_messages=1)
+    validate_chat_request(decoded.body, max_messages=2)
+
+
+def test_a_call_resumed_after_text_stays_one_item() -> None:
+    """Text between two fragments of one call waits until the calls close: the call is one
+    item with all its arguments, and the text follows it."""
+    events = ResponseEvents("resp_x", ResponsesContext(model="m"))
+
+    def call(arguments: str, name: str | None = None) -> dict[str, Any]:
+        fn: dict[str, Any] = {"arguments": arguments}
+        if name is not None:
+            fn["name"] = name
+        return {"tool_calls": [{"index": 0, "id": "a" if name else None, "function": fn}]}
+
+    raw = b"".join(events.delta(d) for d in (call('{"a"', "f"), {"content": "hm"}, call(":1}")))
+    raw += events.finish()
+    assert [(i["type"], i.get("arguments"), i.get("call_id")) for i in events.items] == [
+        ("function_call", '{"a":1}', "a"),
+        ("message", None, None),
+    ]
+    assert events.items[1]["content"][0]["text"] == "hm"
+    assert raw.count(b"event: response.output_item.added") == 2
+    assert raw.count(b"event: response.output_item.done") == 2

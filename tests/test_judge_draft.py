@@ -78,3 +78,23 @@ async def test_off_by_default_and_checked() -> None:
     assert parse_config({}, env={}).routing.judge_draft is False
     with pytest.raises(ConfigError, match="judge_draft"):
         parse_config({"routing": {"judge_draft": "yes"}}, env={})
+
+
+async def test_a_long_prompt_is_still_judged(
+    make_gateway: Any, client: Any, local_sim: SimServer, cerebras_sim: SimServer
+) -> None:
+    """An agent turn carries a system prompt of many thousand tokens: the draft is judged all
+    the same, whatever `enabled` and `cost_skip_ratio` say for the speculative strategies
+    (Cerebras is paid only when the draft escalates, so there is no cost to skip)."""
+    script(local_sim, "colours?", LOCAL)
+    gw = await judged(make_gateway, 0.0, enabled=False, cost_skip_ratio=0.1)
+    body = chat("colours?", stream=True)
+    body["messages"].insert(0, {"role": "system", "content": "You are a coding agent. " * 4000})
+    reply = await post_stream(client, gw.url, body)
+    final = reply.chunks[-1]
+    assert final["model_used"] == "local"
+    assert reply.text == LOCAL
+    assert final["speculative_decoding"]["decided_by"] == "learned"
+    assert "speculation skipped" not in final["routing_reason"]
+    assert "speculation disabled" not in final["routing_reason"]
+    assert cerebras_sim.requests == []

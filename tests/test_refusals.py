@@ -94,3 +94,21 @@ async def test_a_flood_of_refusals_is_rows_up_to_a_rate_then_counts_per_minute(
     await replayed.load_from_ledger()
     assert replayed.get_statistics()["refusals"] == expected
     await ledger.close()
+
+
+async def test_a_refusals_row_has_the_request_id_the_client_got(
+    make_gateway: Any, client: aiohttp.ClientSession
+) -> None:
+    """No x-request-id sent: the id the gateway made is the one in the client's headers and in
+    the ledger row, on each door."""
+    gw = await make_gateway("always_local")
+    given = []
+    for path in ("/v1/chat/completions", "/v1/messages", "/v1/responses"):
+        async with client.post(gw.root + path, data=b"{") as resp:
+            assert resp.status == 400
+            given.append(resp.headers["x-request-id"])
+    ledger = gw.services.ledger
+    await ledger.flush()
+    rows = ledger.rows()
+    assert [r.outcome for r in rows] == ["rejected"] * 3
+    assert sorted(r.request_id for r in rows) == sorted(given)

@@ -18,7 +18,7 @@ from gateway.accounting.records import RequestRecord
 from gateway.accounting.refusals import HANDLED
 from gateway.doors.base import Door
 from gateway.doors.chat import ChatDoor
-from gateway.doors.responses import DOOR as RESPONSES_DOOR
+from gateway.doors.responses import ResponsesDoor
 from gateway.errors import GatewayError
 from gateway.http.anthropic import VERSION_HEADER, anthropic_models, setup_messages
 from gateway.http.feedback import setup_feedback
@@ -346,10 +346,11 @@ async def get_metrics(request: web.Request) -> web.Response:
 
 def _bind_responses(app: web.Application) -> None:
     """`POST /v1/responses` through the Responses door, its errors in that door's shape."""
-    handler = bind(RESPONSES_DOOR)
+    door = ResponsesDoor(max_messages=app[CONFIG_KEY].server.max_messages)
+    handler = bind(door)
     for path in DOOR_PATHS["responses"]:
         app.router.add_post(path, handler)
-        app[ERROR_SHAPES_KEY].by_path[path] = RESPONSES_DOOR
+        app[ERROR_SHAPES_KEY].by_path[path] = door
 
 
 def setup_routes(app: web.Application) -> None:

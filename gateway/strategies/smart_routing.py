@@ -10,7 +10,8 @@ served locally with the gate's reason appended.
 
 With `routing.judge_draft: true`, an ask routed local is not streamed at once: the speculation
 engine drafts it locally for `speculative_decoding.max_draft_tokens` with `verify_start:
-after_draft` and `scorer: learned` (whatever those keys say for the speculative strategies).
+after_draft` and `scorer: learned`, speculation enabled and no cost skip (whatever those keys
+say for the speculative strategies).
 The router's draft model accepts the draft, which then streams on, or escalates it: the draft
 is withheld and Cerebras answers. `routing.target_cloud_share` then sets the share of drafts
 escalated; the asks themselves route by the router's own rule. An ask routed to Cerebras, and
@@ -70,8 +71,15 @@ class SmartRouting:
 
 def judge_config(config: GatewayConfig) -> GatewayConfig:
     """`config` with the speculation settings of `judge_draft`: a local draft judged by the
-    learned draft scorer, Cerebras started only when it escalates."""
+    learned draft scorer, Cerebras started only when it escalates.
+
+    Speculation is on and its cost skip off whatever those keys say: with `after_draft` Cerebras
+    is paid only on escalation, so a long prompt (every agent turn) has no cost to skip."""
     speculative = dataclasses.replace(
-        config.speculative_decoding, verify_start="after_draft", scorer="learned"
+        config.speculative_decoding,
+        enabled=True,
+        verify_start="after_draft",
+        scorer="learned",
+        cost_skip_ratio=1.0,
     )
     return dataclasses.replace(config, speculative_decoding=speculative)

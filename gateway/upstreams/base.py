@@ -25,7 +25,12 @@ from gateway.accounting.ratio import CharsPerToken
 from gateway.accounting.records import CallRole, UpstreamCall, UpstreamName
 from gateway.accounting.tokens import PromptMemo, once
 from gateway.config import ModelConfig
-from gateway.errors import UpstreamError, UpstreamHTTPError, UpstreamTimeout
+from gateway.errors import (
+    CONTEXT_LENGTH_EXCEEDED,
+    UpstreamError,
+    UpstreamHTTPError,
+    UpstreamTimeout,
+)
 from gateway.ratelimit import RateLimitWatcher
 from gateway.upstreams import client, errors
 from gateway.upstreams.billing import bill_unanswered, settled_on_exit
@@ -167,6 +172,11 @@ class OpenAICompatibleUpstream:
     def error_from_body(self, status: int, payload: Any) -> dict[str, Any]:
         """The error object of a non-2xx body, whatever shape the upstream used."""
         return errors.error_object(self.name, status, payload)
+
+    def context_overflow(self, error: Mapping[str, Any]) -> bool:
+        """Whether an error object this upstream sent says the prompt does not fit its context
+        (OpenAI's code here; each upstream's module knows its own wording)."""
+        return error.get("code") == CONTEXT_LENGTH_EXCEEDED
 
     def may_fall_back(self, status: int, error: Mapping[str, Any]) -> bool:
         """Whether another upstream may serve a request this one refused with `status`."""
@@ -321,6 +331,8 @@ class OpenAICompatibleUpstream:
             retry_after=self.watcher.retry_after() if status == 429 else None,
             fallback_ok=self.may_fall_back(status, error),
         )
+        if self.context_overflow(error):
+            exc.condition = CONTEXT_LENGTH_EXCEEDED
         return errors.tag(exc, call)
 
     async def health(self) -> Health:

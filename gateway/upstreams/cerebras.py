@@ -8,6 +8,8 @@
   `reasoning` (the Anthropic door puts thinking blocks there; clients may too).
 - Chunks may carry `time_info`, kept aside; error bodies are flat objects (wrapped by the base).
 - Without an API key no call is made at all.
+- A prompt that does not fit: 400 `context_length_exceeded`, "Please reduce the length of the
+  messages or completion." (either one is taken), tagged CONTEXT_LENGTH_EXCEEDED for the doors.
 - Thinking off is `reasoning_effort: "none"`. Cerebras' reasoning guide
   (https://inference-docs.cerebras.ai/capabilities/reasoning, "GLM: reasoning_effort and
   disable_reasoning"): "Reasoning is enabled by default on zai-glm-4.7. Use
@@ -30,6 +32,8 @@ from gateway.errors import UpstreamError, UpstreamHTTPError
 from gateway.upstreams.base import OpenAICompatibleUpstream
 from gateway.upstreams.health import Health
 from gateway.upstreams.stream import UpstreamStream
+
+_CONTEXT_OVERFLOW_WORDS = "reduce the length of the messages"
 
 MAX_TEMPERATURE = 1.5
 HEALTH_CACHE_S = 10.0
@@ -77,6 +81,11 @@ class CerebrasUpstream(OpenAICompatibleUpstream):
                 reasoning = delta.pop("reasoning")
                 if reasoning is not None and "reasoning_content" not in delta:
                     delta["reasoning_content"] = reasoning
+
+    def context_overflow(self, error: Mapping[str, Any]) -> bool:
+        if super().context_overflow(error):
+            return True
+        return _CONTEXT_OVERFLOW_WORDS in str(error.get("message") or "").lower()
 
     def precheck(self) -> UpstreamError | None:
         if self.config.api_key:

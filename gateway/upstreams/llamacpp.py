@@ -7,8 +7,9 @@
   closed pooled connection before any answer byte is sent once more, and after a few such calls
   the upstream stops pooling (gateway.upstreams.client).
 - `/health` lives at the server root and answers 503 "Loading model" while the model loads.
-- A context overflow (`exceed_context_size_error`) may be served by an upstream with a larger
-  context, so it allows fallback; its wording reaches the client unchanged otherwise.
+- A context overflow (`exceed_context_size_error`, or older builds' "exceeds the available context
+  size") may be served by an upstream with a larger context, so it allows fallback; it is tagged
+  CONTEXT_LENGTH_EXCEEDED for the doors, its wording reaches the client unchanged otherwise.
 - Thinking is switched by the chat template: the server README documents `chat_template_kwargs`
   ("Allows sending additional parameters to the json templating system. For example:
   `{"enable_thinking": false}`"), merged per request over the server's `--chat-template-kwargs`.
@@ -43,6 +44,8 @@ from gateway.upstreams.stream import UpstreamStream
 log = logging.getLogger("gateway.upstream")
 
 CONTEXT_OVERFLOW_TYPE = "exceed_context_size_error"
+# Its wording for the same, from builds that sent no such type.
+_CONTEXT_OVERFLOW_WORDS = ("exceeds the available context size", "context size")
 # What /apply-template takes from a chat body (the rest steers sampling, not the prompt).
 _TEMPLATE_FIELDS = ("messages", "tools", "tool_choice", "chat_template_kwargs")
 
@@ -128,8 +131,14 @@ class LlamaCppUpstream(OpenAICompatibleUpstream):
                 raise ValueError(f"{path} answered HTTP {response.status}")
             return orjson.loads(raw)
 
+    def context_overflow(self, error: Mapping[str, Any]) -> bool:
+        if error.get("type") == CONTEXT_OVERFLOW_TYPE:
+            return True
+        message = str(error.get("message") or "").lower()
+        return any(words in message for words in _CONTEXT_OVERFLOW_WORDS)
+
     def may_fall_back(self, status: int, error: Mapping[str, Any]) -> bool:
-        if status == 400 and error.get("type") == CONTEXT_OVERFLOW_TYPE:
+        if status == 400 and self.context_overflow(error):
             return True
         return super().may_fall_back(status, error)
 

@@ -18,6 +18,7 @@ import orjson
 from gateway.accounting.records import UpstreamCall, UpstreamName
 from gateway.accounting.tokens import PromptMemo
 from gateway.errors import (
+    CONTEXT_LENGTH_EXCEEDED,
     UpstreamError,
     UpstreamProtocolError,
     UpstreamStreamError,
@@ -195,9 +196,11 @@ class UpstreamStream(ChunkStream):
             raise UpstreamProtocolError(name, f"{name}: stream event is not a JSON object")
         error = data.get("error")
         if error is not None:
-            raise UpstreamStreamError(
-                name, error if isinstance(error, dict) else {"message": str(error)}
-            )
+            error = error if isinstance(error, dict) else {"message": str(error)}
+            exc = UpstreamStreamError(name, error)
+            if self.upstream.context_overflow(error):
+                exc.condition = CONTEXT_LENGTH_EXCEEDED
+            raise exc
         usage = data.pop("usage", None)
         if isinstance(usage, dict):
             self.usage = usage

@@ -15,6 +15,11 @@ from gateway.errors import BadRequest
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 _JSON_TYPES = ("application/json", "text/json")
 _LENIENT_TYPES = ("", "application/octet-stream", "application/x-www-form-urlencoded")
+# orjson reads JSON 1024 levels deep but writes only 254. A door may put a value of the body a
+# few levels deeper than the client did (an SSE event around an echoed response, a tool schema
+# under `function`), so a body must serialise with this many levels to spare.
+_NESTING_SPARE = 16
+MAX_NESTING = 254 - _NESTING_SPARE
 
 
 def _bad(message: str, param: str | None = None, code: str = "invalid_value") -> BadRequest:
@@ -43,7 +48,23 @@ def parse_body(raw: bytes) -> dict[str, Any]:
         raise _bad(f"request body is not valid JSON: {exc}", code="invalid_json") from None
     if not isinstance(body, dict):
         raise _bad("request body must be a JSON object", code="invalid_json")
+    check_forwardable(body)
     return body
+
+
+def check_forwardable(body: dict[str, Any]) -> None:
+    """Refuse a body nested too deeply to be sent on or echoed back, which would otherwise fail
+    mid-request; every door's body passes here (parse_body), once."""
+    wrapped: Any = body
+    for _ in range(_NESTING_SPARE):
+        wrapped = [wrapped]
+    try:
+        orjson.dumps(wrapped)
+    except TypeError:
+        raise _bad(
+            f"the request nests JSON too deeply to forward (more than {MAX_NESTING} levels)",
+            code="invalid_json",
+        ) from None
 
 
 def _check_type(body: dict[str, Any], key: str, kinds: tuple[type, ...], what: str) -> None:
@@ -90,8 +111,11 @@ def _check_message(index: int, message: Any) -> None:
             )
 
 
-def validate_chat_request(body: dict[str, Any], *, max_messages: int) -> None:
-    """Raise BadRequest naming the offending parameter, or return when the body is usable."""
+def validate_chat_request(body: dict[str, Any], *, max_messages: int | None) -> None:
+    """Raise BadRequest naming the offending parameter, or return when the body is usable.
+
+    `max_messages`: the limit on `messages`; None when a door already held the client's own
+    list to it (its translation may hold more or fewer chat messages)."""
     messages = body.get("messages")
     if messages is None:
         raise _bad("'messages' is required", "messages", "missing_required_parameter")
@@ -99,7 +123,7 @@ def validate_chat_request(body: dict[str, Any], *, max_messages: int) -> None:
         raise _bad("'messages' must be an array", "messages", "invalid_type")
     if not messages:
         raise _bad("'messages' must contain at least one message", "messages", "empty_array")
-    if len(messages) > max_messages:
+    if max_messages is not None and len(messages) > max_messages:
         raise _bad(
             f"'messages' has {len(messages)} entries; the limit is {max_messages}",
             "messages",

@@ -490,5 +490,7 @@ def decode_request(
     ctx.stop_sequences = _stop_sequences(body.get("stop_sequences"))
     if ctx.dropped:
         log.info("anthropic door: dropped server-tool history blocks %s", ", ".join(ctx.dropped))
-    validate_chat_request(chat, max_messages=options.max_messages + 1)
+    # The client's own list was held to max_messages (_messages); tool results expand into
+    # several chat messages, which are not counted again.
+    validate_chat_request(chat, max_messages=None)
     return chat, ctx, thinking

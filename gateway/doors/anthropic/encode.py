@@ -19,8 +19,9 @@ Stop reasons: a matched stop sequence -> `stop_sequence` (with the sequence); `l
 
 Usage: `message_start` carries the prompt estimate as `input_tokens` (never 0: Claude Code's
 context display reads it); `message_delta` carries what the upstream reported: `input_tokens`
-(not reduced by cached tokens), `output_tokens`, `cache_read_input_tokens` from the upstream's
-cached tokens (llama.cpp `cache_n`, Cerebras `prompt_tokens_details.cached_tokens`).
+(the prompt less its cached part, as Anthropic counts), `output_tokens`,
+`cache_read_input_tokens` from the upstream's cached tokens (llama.cpp `cache_n`, Cerebras
+`prompt_tokens_details.cached_tokens`); the two sum to the upstream's prompt tokens.
 """
 
 from __future__ import annotations
@@ -64,16 +65,27 @@ def stop_reason(finish: str | None, tool_used: bool, matched: str | None) -> tup
 
 
 def usage_of(usage: dict[str, Any] | None, estimate: int) -> dict[str, Any]:
-    """The Anthropic usage object of an internal usage (prompt/completion/cached tokens)."""
+    """The Anthropic usage object of an internal usage (prompt/completion/cached tokens).
+
+    Anthropic's `input_tokens` excludes cache reads (the context is `input_tokens +
+    cache_read_input_tokens + cache_creation_input_tokens`; Claude Code sums them), so the
+    cached part of the prompt moves from one to the other. Without an upstream prompt count
+    the estimate stands for the uncached prompt."""
     usage = usage or {}
     prompt = usage.get("prompt_tokens")
     completion = usage.get("completion_tokens")
     details = usage.get("prompt_tokens_details")
     cached = details.get("cached_tokens") if isinstance(details, dict) else None
+    cached = cached if isinstance(cached, int) and cached > 0 else 0
+    if isinstance(prompt, int) and prompt > 0:
+        cached = min(cached, prompt)
+        uncached = prompt - cached
+    else:
+        uncached = max(estimate - cached, 1)
     return {
-        "input_tokens": prompt if isinstance(prompt, int) and prompt > 0 else max(estimate, 1),
+        "input_tokens": uncached,
         "cache_creation_input_tokens": 0,
-        "cache_read_input_tokens": cached if isinstance(cached, int) else 0,
+        "cache_read_input_tokens": cached,
         "output_tokens": completion if isinstance(completion, int) else 0,
     }
 
@@ -103,12 +115,13 @@ def message_start(message_id: str, model: str, input_tokens: int) -> bytes:
 
 
 class _PendingTool:
-    """A tool call whose name has not arrived yet."""
+    """A tool call not yet sent: its name has not arrived, or another call's block is open."""
 
-    __slots__ = ("id", "arguments")
+    __slots__ = ("id", "name", "arguments")
 
     def __init__(self) -> None:
         self.id: str | None = None
+        self.name = ""
         self.arguments: list[str] = []
 
 
@@ -171,14 +184,18 @@ class StreamEncoder:
             text = self.stop.feed(text)
         if not text:
             return b""
-        out = b"" if self.open == "text" else self._start("text", {"type": "text", "text": ""})
+        out = b""
+        if self.open != "text":
+            out = self._flush_tools() + self._start("text", {"type": "text", "text": ""})
         return out + self._text_prefix + orjson.dumps(text) + b"}}\n\n"
 
     def thinking(self, text: str) -> bytes:
         out = b""
         if self.open != "thinking":
-            out = self._flush_text() + self._start(
-                "thinking", {"type": "thinking", "thinking": "", "signature": ""}
+            out = (
+                self._flush_text()
+                + self._flush_tools()
+                + self._start("thinking", {"type": "thinking", "thinking": "", "signature": ""})
             )
         if not self.ctx.thinking_shown:
             return out
@@ -214,15 +231,34 @@ class StreamEncoder:
             pending.id = fragment["id"]
         if arguments:
             pending.arguments.append(arguments)
-        if not isinstance(name, str) or not name:
+        if isinstance(name, str) and name:
+            pending.name = name
+        if not pending.name:
             return b""  # held until the name arrives (or the answer ends)
-        return self._open_tool(key, name)
+        if self.open == "tool":
+            # Another call's block is open and its fragments may still come (some servers
+            # interleave calls): this one is held whole until the next block or the end.
+            return b""
+        return self._open_tool(key)
 
-    def _open_tool(self, key: int, name: str) -> bytes:
+    def _flush_tools(self) -> bytes:
+        """The held calls that have a name, in index order, before another kind of block."""
+        out = b""
+        for key in sorted(self.pending):
+            if self.pending[key].name:
+                out += self._open_tool(key)
+        return out
+
+    def _open_tool(self, key: int) -> bytes:
         pending = self.pending.pop(key)
         self.tools_seen.add(key)
         self.tool_used = True
-        block = {"type": "tool_use", "id": pending.id or tool_id(), "name": name, "input": {}}
+        block = {
+            "type": "tool_use",
+            "id": pending.id or tool_id(),
+            "name": pending.name,
+            "input": {},
+        }
         out = self._flush_text() + self._start("tool", block)
         self.tool_key = key
         return out + self._arguments("".join(pending.arguments))
@@ -256,8 +292,8 @@ class StreamEncoder:
         out = b""
         if self.stop is not None and not self.ended:
             out += self._flush_text()
-        for key in sorted(self.pending):  # tool calls whose name never came
-            out += self._open_tool(key, "")
+        for key in sorted(self.pending):  # held calls, and those whose name never came
+            out += self._open_tool(key)
         out += self._close()
         matched = self.stop.matched if self.stop is not None else None
         reason, sequence = stop_reason(finish, self.tool_used, matched)

@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from gateway.errors import GatewayError
+from gateway.errors import CONTEXT_LENGTH_EXCEEDED, GatewayError
 
 _KIND_BY_STATUS = {
     400: "invalid_request_error",
@@ -35,21 +35,12 @@ _KIND_BY_STATUS = {
     529: "overloaded_error",
 }
 OVERLOADED = 529
-# How the upstreams word a prompt that does not fit (llama.cpp's type, OpenAI's and Cerebras'
-# codes and wording).
-_OVERFLOW_TYPES = ("exceed_context_size_error",)
-_OVERFLOW_CODES = ("context_length_exceeded",)
-_OVERFLOW_WORDS = ("reduce the length", "context length", "context size", "too long")
 PROMPT_TOO_LONG = "prompt is too long"
 
 
 def is_context_overflow(error: GatewayError) -> bool:
-    if error.status != 400:
-        return False
-    if error.error_type in _OVERFLOW_TYPES or error.code in _OVERFLOW_CODES:
-        return True
-    message = error.message.lower()
-    return any(words in message for words in _OVERFLOW_WORDS)
+    """The upstream module found the prompt too long for the context (its own wording)."""
+    return error.condition == CONTEXT_LENGTH_EXCEEDED
 
 
 def status_and_kind(error: GatewayError) -> tuple[int, str]:

@@ -8,7 +8,7 @@ from typing import Any, Literal
 from aiohttp import web
 
 from gateway.doors.base import Decoded
-from gateway.doors.responses.decode import ResponsesContext, decode
+from gateway.doors.responses.decode import MAX_MESSAGES, ResponsesContext, decode
 from gateway.doors.responses.encode import response_id_for
 from gateway.doors.responses.errors import error_response
 from gateway.doors.responses.sink import (
@@ -21,10 +21,15 @@ from gateway.wire.sinks import Sink
 
 
 class ResponsesDoor:
+    """`max_messages`: the most `input` items a request may hold (`server.max_messages`)."""
+
     name: Literal["responses"] = "responses"
 
+    def __init__(self, *, max_messages: int = MAX_MESSAGES) -> None:
+        self.max_messages = max_messages
+
     def decode(self, body: dict[str, Any], headers: Mapping[str, str]) -> Decoded:
-        return decode(body, headers)
+        return decode(body, headers, max_messages=self.max_messages)
 
     def sink(
         self,
@@ -44,6 +49,3 @@ class ResponsesDoor:
 
     def error_response(self, error: GatewayError, request_id: str) -> web.Response:
         return error_response(error, request_id)
-
-
-DOOR = ResponsesDoor()

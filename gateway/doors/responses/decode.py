@@ -35,14 +35,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
-from gateway.config import ThinkingMode
+from gateway.config import ServerConfig, ThinkingMode
 from gateway.doors.base import Decoded
 from gateway.errors import BadRequest
+from gateway.wire.validation import validate_chat_request
 
 log = logging.getLogger("gateway.doors.responses")
 
+MAX_MESSAGES = ServerConfig().max_messages  # for a door built without the config (unit use)
 # Tool types Codex 0.171.0 sends on every turn that no upstream here can run: dropped, logged.
 DROPPED_TOOL_TYPES = frozenset({"web_search", "web_search_preview", "namespace"})
 _SYSTEM_ROLES = frozenset({"system", "developer"})
@@ -84,8 +84,13 @@ def _short(value: Any) -> str:
     return repr(value)[:60]
 
 
-def decode(body: dict[str, Any], headers: Mapping[str, str]) -> Decoded:
-    """The internal chat request for a Responses body; BadRequest naming the offending field."""
+def decode(
+    body: dict[str, Any], headers: Mapping[str, str], *, max_messages: int = MAX_MESSAGES
+) -> Decoded:
+    """The internal chat request for a Responses body; BadRequest naming the offending field.
+
+    `max_messages`: the most `input` items (`server.max_messages`); the chat request it becomes
+    passes validate_chat_request."""
     if body.get("previous_response_id") is not None:
         raise _bad(
             "'previous_response_id' is not supported: this gateway stores no responses. Send the "
@@ -117,7 +122,7 @@ def decode(body: dict[str, Any], headers: Mapping[str, str]) -> Decoded:
     if instructions is not None and not isinstance(instructions, str):
         raise _bad("'instructions' must be a string", "instructions", "invalid_type")
 
-    messages = _messages(body.get("input"), instructions)
+    messages = _messages(body.get("input"), instructions, max_messages)
     chat: dict[str, Any] = {"messages": messages}
     if model:
         chat["model"] = model
@@ -159,9 +164,10 @@ def decode(body: dict[str, Any], headers: Mapping[str, str]) -> Decoded:
         if response_format is not None:
             chat["response_format"] = response_format
     _tolerated(body, context)
-    _forwardable([chat, context.tools, context.tool_choice, context.text])
     context.temperature = chat.get("temperature")
     context.top_p = chat.get("top_p")
+    # The seam's contract; the client's own list was held to max_messages above.
+    validate_chat_request(chat, max_messages=None)
     return Decoded(
         body=chat,
         stream=bool(stream),
@@ -218,18 +224,6 @@ def _tolerated(body: dict[str, Any], context: ResponsesContext) -> None:
     key = body.get("prompt_cache_key")
     if isinstance(key, str):
         context.prompt_cache_key = key
-
-
-def _forwardable(parts: list[Any]) -> None:
-    """Refuse what cannot be sent on or echoed back: JSON parses up to 1024 levels deep but
-    serialises only to 254 (orjson), so a deeper tool schema would fail later, mid-request."""
-    try:
-        orjson.dumps(parts)
-    except TypeError:
-        raise _bad(
-            "the request nests JSON too deeply to forward (more than 254 levels)",
-            code="invalid_json",
-        ) from None
 
 
 def _conversation_id(body: dict[str, Any], headers: Mapping[str, str]) -> str | None:
@@ -481,7 +475,7 @@ class _Builder:
         self.messages.append({"role": "tool", "tool_call_id": call_id, "content": text})
 
 
-def _messages(value: Any, instructions: str | None) -> list[dict[str, Any]]:
+def _messages(value: Any, instructions: str | None, max_messages: int) -> list[dict[str, Any]]:
     if value is None:
         raise _bad("'input' is required", "input", "missing_required_parameter")
     builder = _Builder(instructions)
@@ -490,6 +484,12 @@ def _messages(value: Any, instructions: str | None) -> list[dict[str, Any]]:
         return builder.finish()
     if not isinstance(value, list):
         raise _bad("'input' must be a string or an array of items", "input", "invalid_type")
+    if len(value) > max_messages:
+        raise _bad(
+            f"'input' has {len(value)} items; the limit is {max_messages}",
+            "input",
+            "too_many_messages",
+        )
     for index, item in enumerate(value):
         if not isinstance(item, dict):
             raise _bad(f"input[{index}] must be an object", f"input[{index}]", "invalid_type")

@@ -135,6 +135,9 @@ class ResponseEvents:
         self._text: list[str] | None = None  # the open message item's text
         self._text_prefix = b""
         self._calls: dict[int, _Call] = {}  # the open function calls, by chat tool-call index
+        # Text and reasoning that came while calls were open: a call's fragments may resume
+        # after them, so they wait until the calls close at the end.
+        self._held: list[tuple[str, str]] = []
 
     # -- events ------------------------------------------------------------------------------
     def event(self, kind: str, payload: dict[str, Any]) -> bytes:
@@ -158,6 +161,9 @@ class ResponseEvents:
 
     def text(self, delta: str) -> bytes:
         """An `output_text.delta` (opening the message item first when needed)."""
+        if self._calls:
+            self._held.append(("text", delta))
+            return b""
         out = b""
         if self._text is None:
             out = self._open_message()
@@ -175,6 +181,9 @@ class ResponseEvents:
         )
 
     def reasoning(self, delta: str) -> bytes:
+        if self._calls:
+            self._held.append(("reasoning", delta))
+            return b""
         out = b""
         if self._reasoning is None:
             out = self._close_all() + self._open_reasoning()
@@ -206,8 +215,12 @@ class ResponseEvents:
         return out
 
     def finish(self) -> bytes:
-        """Close every open item (before the final event)."""
-        return self._close_all()
+        """Close every open item (before the final event), then send what was held."""
+        out = self._close_all()
+        held, self._held = self._held, []
+        for kind, delta in held:
+            out += self.text(delta) if kind == "text" else self.reasoning(delta)
+        return out + self._close_all()
 
     def completed(
         self, usage: dict[str, Any], finish_reason: str | None, extra: dict[str, Any]

@@ -15,11 +15,13 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from gateway.errors import BudgetExhausted, GatewayError, RateLimited, UpstreamRateLimited
-
-# llama.cpp's context overflow type, and Cerebras' wording for the same.
-_CONTEXT_TYPES = frozenset({"exceed_context_size_error", "context_length_exceeded"})
-_CONTEXT_WORDS = ("reduce the length of the messages", "context length", "context size")
+from gateway.errors import (
+    CONTEXT_LENGTH_EXCEEDED,
+    BudgetExhausted,
+    GatewayError,
+    RateLimited,
+    UpstreamRateLimited,
+)
 
 
 def code_of(error: GatewayError) -> str | None:
@@ -28,11 +30,8 @@ def code_of(error: GatewayError) -> str | None:
         return "insufficient_quota"
     if isinstance(error, RateLimited | UpstreamRateLimited):
         return "rate_limit_exceeded"
-    if error.error_type in _CONTEXT_TYPES or error.code == "context_length_exceeded":
-        return "context_length_exceeded"
-    lowered = error.message.lower()
-    if error.status == 400 and any(words in lowered for words in _CONTEXT_WORDS):
-        return "context_length_exceeded"
+    if error.condition == CONTEXT_LENGTH_EXCEEDED:  # tagged by the upstream's module
+        return CONTEXT_LENGTH_EXCEEDED
     return str(error.code) if error.code is not None else error.error_type
 
 
