@@ -292,6 +292,7 @@ async def _stats_body(services: Services) -> dict[str, Any]:
         extra["learning"]["verify_samples"] = (
             verifier.snapshot() if verifier is not None else {"share": 0.0, "samples": 0}
         )
+    extra["memory"] = services.memory()
     if accounts is not None:
         body = services.stats.fleet_statistics(accounts, extra)
         body["fleet"]["replica_id"] = state.replica_id
