@@ -34,8 +34,16 @@ class BoundedLRU(Generic[K, V]):
     an entry's bytes; without it every entry counts SLOT_BYTES. `on_evict(key, value)` hears
     every eviction made to keep the bounds (not `pop`s)."""
 
-    __slots__ = ("_data", "_sizes", "bytes", "evicted", "max_bytes", "max_items", "on_evict",
-                 "sizeof")  # fmt: skip
+    __slots__ = (
+        "_data",
+        "_sizes",
+        "bytes",
+        "evicted",
+        "max_bytes",
+        "max_items",
+        "on_evict",
+        "sizeof",
+    )
 
     def __init__(
         self,

@@ -44,8 +44,11 @@ def first_messages(conversation: int, prompt_bytes: int) -> list[dict[str, Any]]
 def follow_up(messages: list[dict[str, Any]], answer: str, turn: int) -> list[dict[str, Any]]:
     """The history an agent sends next: the answer it got and the result of its tool."""
     result = f"[read_file] Result: file {turn} read, {40 + turn} lines, nothing unexpected."
-    return [*messages, {"role": "assistant", "content": answer or "ok"},
-            {"role": "user", "content": result}]  # fmt: skip
+    return [
+        *messages,
+        {"role": "assistant", "content": answer or "ok"},
+        {"role": "user", "content": result},
+    ]
 
 
 async def ask(
@@ -57,13 +60,20 @@ async def ask(
     stream: bool,
 ) -> tuple[str, str]:
     """Send one turn; (outcome, answer text). Outcomes as scripts/soak.py classifies them."""
-    body: dict[str, Any] = {"model": model, "messages": messages, "stream": stream,
-                            "max_tokens": 60}  # fmt: skip
+    body: dict[str, Any] = {
+        "model": model,
+        "messages": messages,
+        "stream": stream,
+        "max_tokens": 60,
+    }
     if stream:
         body["stream_options"] = {"include_usage": True}
     try:
-        async with session.post(url + "/v1/chat/completions", data=orjson.dumps(body),
-                                headers={"Content-Type": "application/json"}) as resp:  # fmt: skip
+        async with session.post(
+            url + "/v1/chat/completions",
+            data=orjson.dumps(body),
+            headers={"Content-Type": "application/json"},
+        ) as resp:
             raw = await resp.read()
     except (aiohttp.ClientError, TimeoutError) as exc:
         return f"unexpected: {type(exc).__name__}", ""

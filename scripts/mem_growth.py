@@ -95,9 +95,14 @@ async def drive(
         async def client() -> None:
             for conversation in ids:
                 for outcome in await converse(
-                    session, url, conversation, turns=args.turns,
-                    prompt_bytes=args.prompt_bytes, model=args.strategy, rng=rng,
-                ):  # fmt: skip
+                    session,
+                    url,
+                    conversation,
+                    turns=args.turns,
+                    prompt_bytes=args.prompt_bytes,
+                    model=args.strategy,
+                    rng=rng,
+                ):
                     outcomes[outcome] += 1
 
         await asyncio.gather(*(client() for _ in range(args.clients)))
@@ -114,8 +119,9 @@ def rss_mib() -> float:
 async def run(args: argparse.Namespace) -> None:
     rng = random.Random(args.seed)
     local = spawn_sim("llamacpp", "--tps", "0", "--answer-tokens", "30")
-    cerebras = spawn_sim("cerebras", "--tps", "0", "--answer-tokens", "30",
-                         "--api-key", CEREBRAS_KEY)  # fmt: skip
+    cerebras = spawn_sim(
+        "cerebras", "--tps", "0", "--answer-tokens", "30", "--api-key", CEREBRAS_KEY
+    )
     runner: web.AppRunner | None = None
     try:
         with tempfile.TemporaryDirectory(prefix="mem-growth-") as tmp:
@@ -125,9 +131,11 @@ async def run(args: argparse.Namespace) -> None:
                     "cerebras": {"endpoint": cerebras.url + "/v1", "api_key": CEREBRAS_KEY},
                 },
                 "routing": {"strategy": args.strategy},
-                "storage": {"ledger_path": str(Path(tmp) / "ledger.db"),
-                            "log_path": str(Path(tmp) / "gateway.log"),
-                            "log_level": "WARNING"},  # fmt: skip
+                "storage": {
+                    "ledger_path": str(Path(tmp) / "ledger.db"),
+                    "log_path": str(Path(tmp) / "gateway.log"),
+                    "log_level": "WARNING",
+                },
             }
             if args.bounds == "small":
                 for key, value in SMALL_BOUNDS.items():
@@ -157,30 +165,42 @@ async def run(args: argparse.Namespace) -> None:
             elapsed = time.monotonic() - started
             conversations = args.conversations * args.rounds
             requests = sum(outcomes.values()) * conversations / (first or 1)
-            print(f"mem_growth: {first} conversations ({args.warmup} warm-up), "
-                  f"{sum(outcomes.values())} requests in {elapsed:.0f} s, strategy "
-                  f"{args.strategy}, {args.clients} clients, {args.turns} turns, "
-                  f"~{args.prompt_bytes} B system prompts, bounds {args.bounds}")  # fmt: skip
+            print(
+                f"mem_growth: {first} conversations ({args.warmup} warm-up), "
+                f"{sum(outcomes.values())} requests in {elapsed:.0f} s, strategy "
+                f"{args.strategy}, {args.clients} clients, {args.turns} turns, "
+                f"~{args.prompt_bytes} B system prompts, bounds {args.bounds}"
+            )
             print("outcomes:", dict(sorted(outcomes.items())))
             traced = [sum(s.size for s in snap.statistics("filename")) for snap in snapshots]
-            print("traced MiB after the warm-up and each round: "
-                  + ", ".join(f"{t / 2**20:.2f}" for t in traced))  # fmt: skip
-            print("process RSS MiB (tracemalloc's own memory included): "
-                  + ", ".join(f"{r:.1f}" for r in rss))  # fmt: skip
+            print(
+                "traced MiB after the warm-up and each round: "
+                + ", ".join(f"{t / 2**20:.2f}" for t in traced)
+            )
+            print(
+                "process RSS MiB (tracemalloc's own memory included): "
+                + ", ".join(f"{r:.1f}" for r in rss)
+            )
             total = traced[-1] - traced[0]
-            print(f"growth over {conversations} conversations: {total / 1024:.1f} KiB, "
-                  f"{total / conversations:.0f} B per conversation, "
-                  f"{total / max(1.0, requests):.0f} B per request")  # fmt: skip
+            print(
+                f"growth over {conversations} conversations: {total / 1024:.1f} KiB, "
+                f"{total / conversations:.0f} B per conversation, "
+                f"{total / max(1.0, requests):.0f} B per request"
+            )
             grown = growth(snapshots[0], snapshots[-1])
             last_round = growth(snapshots[-2], snapshots[-1]) if args.rounds > 1 else grown
-            print(f"\ntop {args.top} growers (B per conversation over the run; "
-                  "last round's share in brackets):")  # fmt: skip
+            print(
+                f"\ntop {args.top} growers (B per conversation over the run; "
+                "last round's share in brackets):"
+            )
             for place, size in grown.most_common(args.top):
                 if size <= 0:
                     break
                 late = last_round.get(place, 0)
-                print(f"  {size / conversations:9.1f} B/conv  {size / 1024:9.1f} KiB  "
-                      f"[{late / 1024:8.1f} KiB]  {place}")  # fmt: skip
+                print(
+                    f"  {size / conversations:9.1f} B/conv  {size / 1024:9.1f} KiB  "
+                    f"[{late / 1024:8.1f} KiB]  {place}"
+                )
             async with aiohttp.ClientSession() as session:
                 async with session.get(url + "/stats") as resp:
                     stats = await resp.json()

@@ -134,15 +134,20 @@ class LearningStore:
         counts = self._label_counts(conn)
         self.retention = Retention(
             [
-                TableLimit("turns", "time", max_rows, frozenset({INSERT_TURN}), "time",
-                           ttl_seconds),  # fmt: skip
                 TableLimit(
-                    "conversations", "updated",
+                    "turns", "time", max_rows, frozenset({INSERT_TURN}), "time", ttl_seconds
+                ),
+                TableLimit(
+                    "conversations",
+                    "updated",
                     max_rows if max_conversations is None else max_conversations,
-                    frozenset({UPSERT_CONVERSATION}), "updated", ttl_seconds,
-                ),  # fmt: skip
-                TableLimit("labels", "id", max_labels, frozenset({INSERT_LABEL}), "time",
-                           label_ttl_seconds),  # fmt: skip
+                    frozenset({UPSERT_CONVERSATION}),
+                    "updated",
+                    ttl_seconds,
+                ),
+                TableLimit(
+                    "labels", "id", max_labels, frozenset({INSERT_LABEL}), "time", label_ttl_seconds
+                ),
             ]
         )
         self.retention.start(conn)

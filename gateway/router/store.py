@@ -91,10 +91,17 @@ class RouterStore:
         self.remember = remember
         self.retention = Retention(
             [
-                TableLimit("features", "time", remember, frozenset({INSERT_FEATURES}), "time",
-                           feature_ttl_seconds),  # fmt: skip
-                TableLimit("labels", "id", max_labels, frozenset({INSERT_LABEL}), "time",
-                           label_ttl_seconds),  # fmt: skip
+                TableLimit(
+                    "features",
+                    "time",
+                    remember,
+                    frozenset({INSERT_FEATURES}),
+                    "time",
+                    feature_ttl_seconds,
+                ),
+                TableLimit(
+                    "labels", "id", max_labels, frozenset({INSERT_LABEL}), "time", label_ttl_seconds
+                ),
             ]
         )
         self._writer: WriteBehind | None = None
