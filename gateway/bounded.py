@@ -32,7 +32,12 @@ class BoundedLRU(Generic[K, V]):
     bound). `put` inserts or replaces an entry as the most recent, then evicts the least recently
     used ones until both bounds hold; `get` marks an entry recent. `sizeof(key, value)` estimates
     an entry's bytes; without it every entry counts SLOT_BYTES. `on_evict(key, value)` hears
-    every eviction made to keep the bounds (not `pop`s)."""
+    every eviction made to keep the bounds (not `pop`s).
+
+    An entry's size is estimated when it is put and again when it leaves, so a value must not
+    change size while held unless it is taken out and put back; with `mutable=True` each
+    entry's size is remembered instead (about 100 bytes more per entry), for values changed in
+    place and then `put` again."""
 
     __slots__ = (
         "_data",
@@ -52,6 +57,7 @@ class BoundedLRU(Generic[K, V]):
         max_bytes: int | None = None,
         sizeof: Callable[[K, V], int] | None = None,
         on_evict: Callable[[K, V], None] | None = None,
+        mutable: bool = False,
     ) -> None:
         if max_items < 1:
             raise ValueError("max_items must be >= 1")
@@ -60,7 +66,7 @@ class BoundedLRU(Generic[K, V]):
         self.sizeof = sizeof
         self.on_evict = on_evict
         self._data: OrderedDict[K, V] = OrderedDict()
-        self._sizes: dict[K, int] = {}
+        self._sizes: dict[K, int] | None = {} if mutable else None
         self.bytes = 0
         self.evicted = 0
 
@@ -95,10 +101,23 @@ class BoundedLRU(Generic[K, V]):
             return item
         return None
 
+    def _size(self, key: K, value: V) -> int:
+        return SLOT_BYTES + (self.sizeof(key, value) if self.sizeof is not None else 0)
+
+    def _held(self, key: K, value: V) -> int:
+        """The size counted for an entry being removed or replaced."""
+        if self._sizes is not None:
+            return self._sizes.pop(key, 0)
+        return self._size(key, value)
+
     def put(self, key: K, value: V) -> None:
-        size = SLOT_BYTES + (self.sizeof(key, value) if self.sizeof is not None else 0)
-        self.bytes += size - self._sizes.get(key, 0)
-        self._sizes[key] = size
+        old = self._data.get(key)
+        if old is not None:
+            self.bytes -= self._held(key, old)
+        size = self._size(key, value)
+        self.bytes += size
+        if self._sizes is not None:
+            self._sizes[key] = size
         self._data[key] = value
         self._data.move_to_end(key)
         self._enforce()
@@ -111,12 +130,14 @@ class BoundedLRU(Generic[K, V]):
 
     def pop(self, key: K) -> V | None:
         value = self._data.pop(key, None)
-        self.bytes -= self._sizes.pop(key, 0)
+        if value is not None:
+            self.bytes -= self._held(key, value)
         return value
 
     def clear(self) -> None:
         self._data.clear()
-        self._sizes.clear()
+        if self._sizes is not None:
+            self._sizes.clear()
         self.bytes = 0
 
     def _over(self) -> bool:
@@ -129,7 +150,7 @@ class BoundedLRU(Generic[K, V]):
         # the bound is the caller's to refuse (see `fits`).
         while len(self._data) > 1 and self._over():
             key, value = self._data.popitem(last=False)
-            self.bytes -= self._sizes.pop(key, 0)
+            self.bytes -= self._held(key, value)
             self.evicted += 1
             if self.on_evict is not None:
                 self.on_evict(key, value)

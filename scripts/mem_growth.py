@@ -43,11 +43,8 @@ GATEWAY_DIR = str(Path(__file__).resolve().parent.parent / "gateway")
 
 # Small bounds, so that a short run fills every structure and shows it level off.
 SMALL_BOUNDS: dict[str, Any] = {
-    "routing": {"escalation": {"max_conversations": 500}},
-    "memory": {
-        "router_remembered": 1000,
-        "fingerprint_cache": 16,
-    },
+    "escalation": {"max_conversations": 300, "max_turns": 600, "fingerprint_cache": 16},
+    "learn": {"remember_requests": 600},
 }
 
 
@@ -138,10 +135,7 @@ async def run(args: argparse.Namespace) -> None:
                 },
             }
             if args.bounds == "small":
-                for key, value in SMALL_BOUNDS.items():
-                    section = data.setdefault(key, {})
-                    for k, v in value.items():
-                        section[k] = {**section.get(k, {}), **v} if isinstance(v, dict) else v
+                data["routing"].update(SMALL_BOUNDS)
             config = parse_config(data, source="<mem_growth>", env={})
             for proc in (local, cerebras):
                 await wait_ready(proc.url + "/health")

@@ -119,12 +119,14 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         return await _fail(ex, internal)
     finally:
         sink.release()
-        if not cancelled and record.outcome != "client_disconnected":
-            await _finalize(ex)
+        # Before the await below: a client that leaves during it cancels this handler there,
+        # and the tracker would keep the request as in flight for ever.
         if learning is not None:
             learning.tracker.finish(
                 request_id, record.model_used if record.outcome == "ok" else None
             )
+        if not cancelled and record.outcome != "client_disconnected":
+            await _finalize(ex)
     response = _response_of(sink)
     if sampled and verifier is not None and record.outcome == "ok":
         await _deliver(request, response)

@@ -69,7 +69,7 @@ class ConversationTracker:
         self.clock = clock
         self.on_escalated_turn = on_escalated_turn
         self.conversations: BoundedLRU[str, ConversationRow] = BoundedLRU(
-            escalation.max_conversations, sizeof=_conversation_bytes
+            escalation.max_conversations, sizeof=_conversation_bytes, mutable=True
         )
         self.turns: BoundedLRU[str, TurnRow] = BoundedLRU(escalation.max_turns, sizeof=_turn_bytes)
         self.pending: dict[str, _Pending] = {}

@@ -52,7 +52,7 @@ class Retention:
         self,
         limits: Iterable[TableLimit],
         *,
-        ttl_every: float = 60.0,
+        ttl_every: float = 15.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.limits = list(limits)
