@@ -15,7 +15,7 @@ import pytest
 from support import chat, gateway_config, post_stream
 
 from gateway.bounded import SLOT_BYTES, BoundedLRU
-from gateway.config import ConfigError, EscalationConfig, LearnConfig, parse_config
+from gateway.config import ConfigError, EscalationConfig, LearnConfig, load_config, parse_config
 from gateway.http.app import create_app
 from gateway.router.conversation import CACHE, FingerprintCache, fingerprint
 from gateway.router.escalation import ConversationTracker
@@ -411,3 +411,19 @@ async def test_stats_and_metrics_show_every_bounded_structure(
     assert 'glm_gateway_memory_entries_bound{structure="turns"} 3.0' in metrics
     assert 'glm_gateway_memory_bytes_bound{structure="router_remembered"} 1.6777216e+07' in metrics
     assert 'glm_gateway_memory_evictions_total{structure="conversations"} 2.0' in metrics
+
+
+def test_shipped_config_states_the_default_bounds() -> None:
+    """conf/gateway.yaml is the reference: every bound it states is the default."""
+    shipped = load_config(Path(__file__).parent.parent / "conf" / "gateway.yaml", env={})
+    defaults = parse_config(None, env={})
+    raw = shipped.raw["routing"]
+    for section, keys in (
+        ("escalation", ("max_conversations", "ttl_seconds", "max_turns", "fingerprint_cache")),
+        ("learn", ("remember_requests", "remember_bytes", "max_labels", "label_ttl_seconds")),
+    ):
+        for key in keys:
+            assert key in raw[section], f"routing.{section}.{key} is not in conf/gateway.yaml"
+            assert getattr(getattr(shipped.routing, section), key) == getattr(
+                getattr(defaults.routing, section), key
+            ), key
