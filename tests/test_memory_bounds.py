@@ -26,6 +26,8 @@ from gateway.router.store import RouterStore
 from gateway.storage.connection import connect
 from gateway.storage.retention import Retention, TableLimit
 from gateway.storage.writer import Write
+from gateway.wire.chunk import read_chunk
+from gateway.wire.sinks import StreamSink
 
 # --- the bounded map --------------------------------------------------------------------------
 
@@ -427,3 +429,29 @@ def test_shipped_config_states_the_default_bounds() -> None:
             assert getattr(getattr(shipped.routing, section), key) == getattr(
                 getattr(defaults.routing, section), key
             ), key
+
+
+# --- the answer text a stream keeps ------------------------------------------------------------
+
+
+def _delta(text: str) -> Any:
+    return read_chunk({"choices": [{"index": 0, "delta": {"content": text}}], "model": "m"})
+
+
+@pytest.mark.parametrize("keep_text", [True, False])
+def test_a_stream_keeps_its_text_only_when_it_may_be_continued(keep_text: bool) -> None:
+    sink = StreamSink(
+        None,  # type: ignore[arg-type]  # no I/O: only the encoding is exercised
+        response_id="r",
+        include_usage=False,
+        headers={},
+        keep_text=keep_text,
+    )
+    for word in ("Hello", ", ", "world"):
+        assert sink._encode(_delta(word)) is not None
+    text, why = sink.partial_answer()
+    if keep_text:
+        assert (text, why) == ("Hello, world", None)
+    else:
+        assert sink.text_parts == [] and text == ""
+        assert why is not None and "mid_stream" in why

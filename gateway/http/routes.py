@@ -71,7 +71,11 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     sampled = verifier is not None and verifier.draw()
     if stream:
         sink = (KeepingStreamSink if sampled else StreamSink)(
-            request, response_id=response_id, include_usage=include_usage, headers=headers
+            request,
+            response_id=response_id,
+            include_usage=include_usage,
+            headers=headers,
+            keep_text=services.config.routing.fallback_mid_stream == "continue",
         )
     else:
         sink = CollectSink(response_id=response_id, headers=headers)
