@@ -111,16 +111,23 @@ class BoundedLRU(Generic[K, V]):
         return self._size(key, value)
 
     def put(self, key: K, value: V) -> None:
-        old = self._data.get(key)
-        if old is not None:
-            self.bytes -= self._held(key, old)
-        size = self._size(key, value)
+        # On every request's path: inlined rather than split into helpers.
+        data, sizes = self._data, self._sizes
+        size = SLOT_BYTES + (self.sizeof(key, value) if self.sizeof is not None else 0)
+        if key in data:
+            if sizes is not None:
+                self.bytes -= sizes.get(key, 0)
+            else:
+                self.bytes -= self._size(key, data[key])
+            data.move_to_end(key)
         self.bytes += size
-        if self._sizes is not None:
-            self._sizes[key] = size
-        self._data[key] = value
-        self._data.move_to_end(key)
-        self._enforce()
+        if sizes is not None:
+            sizes[key] = size
+        data[key] = value
+        if len(data) > self.max_items or (
+            self.max_bytes is not None and self.bytes > self.max_bytes
+        ):
+            self._enforce()
 
     def resize(self, key: K) -> None:
         """Re-estimate an entry whose value changed in place, then enforce the bounds."""

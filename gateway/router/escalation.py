@@ -74,6 +74,7 @@ class ConversationTracker:
         self.turns: BoundedLRU[str, TurnRow] = BoundedLRU(escalation.max_turns, sizeof=_turn_bytes)
         self.pending: dict[str, _Pending] = {}
         self.escalated_turns = 0
+        self._trimmed = float("-inf")
         for row in loaded.conversations:
             self.conversations.put(row.key, row)
         for turn in loaded.turns:
@@ -86,8 +87,13 @@ class ConversationTracker:
     # --- bounded state --------------------------------------------------------------------------
 
     def _trim(self) -> None:
-        """Forget what is older than the TTL (the count bounds hold on every put)."""
-        cutoff = self.clock() - self.cfg.ttl_seconds
+        """Forget what is older than the TTL (the count bounds hold on every put); at most once
+        a second, which is far finer than any TTL."""
+        now = self.clock()
+        if now < self._trimmed + 1.0:
+            return
+        self._trimmed = now
+        cutoff = now - self.cfg.ttl_seconds
         while (oldest := self.conversations.oldest()) is not None and oldest[1].updated < cutoff:
             self.conversations.pop(oldest[0])
         while (first := self.turns.oldest()) is not None and first[1].time < cutoff:
