@@ -234,6 +234,13 @@ async def run(args: argparse.Namespace) -> int:
             # `--clients` concurrent streams and growth after it means a leak, not a warm cache.
             async with new_session() as session:
                 await load(session, gateway, sims, strategies, args, args.warmup, rng)
+                warmed = args.warmup
+                # --fill: warm up until every bounded structure is full (the steady state of a
+                # gateway that has run a while), a minute at a time.
+                while args.fill and warmed < args.fill_max and not await full(session, gateway):
+                    await load(session, gateway, sims, strategies, args, 60.0, rng)
+                    warmed += 60.0
+            print(f"warm-up: {warmed:.0f} s")
             await asyncio.sleep(args.settle)
             rss_start, fds_start = gateway.rss_kib(), gateway.open_fds()
             async with new_session() as session:
@@ -265,7 +272,7 @@ async def run(args: argparse.Namespace) -> int:
         f"({growth:+.1f} %)"
     )
     print(
-        f"gateway RSS before the {args.warmup:.0f} s warm-up: {rss_cold / 1024:.1f} MiB; "
+        f"gateway RSS before the {warmed:.0f} s warm-up: {rss_cold / 1024:.1f} MiB; "
         "every minute of the run (MiB): " + ", ".join(f"{kib / 1024:.1f}" for kib in rss_series)
     )
     print(
@@ -277,7 +284,7 @@ async def run(args: argparse.Namespace) -> int:
         for name, block in memory.items():
             held = f", {block['bytes'] / 1024:.0f} KiB" if block.get("bytes") is not None else ""
             print(f"  {name}: {block['size']}/{block['bound']}{held}")
-        print_per_conversation(memory)
+        print_per_conversation(memory, args.turns)
     ok = unexpected == 0 and growth < 10 and fds_end <= fds_start
     print(
         f"targets (0 unexpected, RSS growth < 10 %, fds back to baseline): "
@@ -286,18 +293,32 @@ async def run(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
-def print_per_conversation(memory: dict[str, dict[str, Any]]) -> None:
-    """Estimated memory per remembered conversation: its row, its answers, their remembered
-    router features and its cached system prompt state, over the conversations remembered."""
-    conversations = memory.get("conversations", {}).get("size") or 0
-    if not conversations:
+async def full(session: aiohttp.ClientSession, gateway: Proc) -> bool:
+    """Whether every structure that evicts (an LRU) holds as many entries as its bound."""
+    async with session.get(gateway.url + "/stats") as resp:
+        memory = (await resp.json()).get("memory", {})
+    lrus = [b for b in memory.values() if "evicted" in b]
+    return bool(lrus) and all(b["size"] >= b["bound"] for b in lrus)
+
+
+def print_per_conversation(memory: dict[str, dict[str, Any]], turns: int) -> None:
+    """Estimated bytes per entry of each per-conversation structure, and per conversation
+    remembered with `turns` answers: its row, its cached system prompt state, and per answer
+    the turn row and the router's remembered features."""
+    per: dict[str, float] = {}
+    for name in ("conversations", "fingerprint_cache", "turns", "router_remembered"):
+        block = memory.get(name, {})
+        if block.get("size") and block.get("bytes") is not None:
+            per[name] = block["bytes"] / block["size"]
+    if len(per) < 4:
         return
-    parts = ("conversations", "turns", "router_remembered", "fingerprint_cache")
-    held = sum(memory.get(name, {}).get("bytes") or 0 for name in parts)
-    print(
-        f"memory per remembered conversation (estimated, {' + '.join(parts)}): "
-        f"{held / conversations:.0f} B over {conversations} conversations"
+    print("estimated bytes per entry: " + ", ".join(f"{k} {v:.0f}" for k, v in per.items()))
+    whole = (
+        per["conversations"]
+        + per["fingerprint_cache"]
+        + turns * (per["turns"] + per["router_remembered"])
     )
+    print(f"memory per remembered conversation of {turns} turns (estimated): {whole:.0f} B")
 
 
 def main() -> int:
@@ -335,6 +356,12 @@ def main() -> int:
         default="default",
         help="the gateway's memory bounds: its defaults, or small ones a warm-up fills",
     )
+    parser.add_argument(
+        "--fill",
+        action="store_true",
+        help="extend the warm-up until every bounded structure is full (see /stats memory)",
+    )
+    parser.add_argument("--fill-max", type=float, default=900.0, help="seconds (with --fill)")
     parser.add_argument(
         "--no-faults", dest="faults", action="store_false", help="inject no upstream faults"
     )
