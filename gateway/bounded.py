@@ -110,10 +110,14 @@ class BoundedLRU(Generic[K, V]):
             return self._sizes.pop(key, 0)
         return self._size(key, value)
 
-    def put(self, key: K, value: V) -> None:
+    def put(self, key: K, value: V, size: int | None = None) -> None:
+        """Insert or replace `key` as the most recent entry; `size`: its `sizeof`, when the
+        caller has it already."""
         # On every request's path: inlined rather than split into helpers.
         data, sizes = self._data, self._sizes
-        size = SLOT_BYTES + (self.sizeof(key, value) if self.sizeof is not None else 0)
+        if size is None:
+            size = self.sizeof(key, value) if self.sizeof is not None else 0
+        size += SLOT_BYTES
         if key in data:
             if sizes is not None:
                 self.bytes -= sizes.get(key, 0)

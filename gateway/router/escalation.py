@@ -32,7 +32,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.bounded import BoundedLRU, str_bytes
+from gateway.bounded import BoundedLRU
 from gateway.config import EscalationConfig, LearnConfig
 from gateway.router.conversation import TurnView, view
 from gateway.router.labels import ConversationRow, LabelBook, LearningStore, LoadedState, TurnRow
@@ -246,11 +246,13 @@ _FLOAT = sys.getsizeof(0.0)
 
 
 def _conversation_bytes(key: str, row: ConversationRow) -> int:
-    return (
-        _CONVERSATION_ROW + str_bytes(row.key) + str_bytes(row.last_request_id)
-        + str_bytes(row.escalated) + _FLOAT
-    )  # fmt: skip
+    size = _CONVERSATION_ROW + _FLOAT + sys.getsizeof(row.key)
+    if row.last_request_id is not None:
+        size += sys.getsizeof(row.last_request_id)
+    if row.escalated is not None:
+        size += sys.getsizeof(row.escalated)
+    return size
 
 
 def _turn_bytes(request_id: str, row: TurnRow) -> int:
-    return _TURN_ROW + str_bytes(row.request_id) + _FLOAT
+    return _TURN_ROW + _FLOAT + sys.getsizeof(request_id)

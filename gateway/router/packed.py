@@ -19,7 +19,8 @@ _TUPLE = sys.getsizeof((0, 0))
 
 
 def pack(vector: Features) -> Packed:
-    return array(_INDEX_TYPE, vector.keys()), array("d", vector.values())
+    # From lists: faster than from the views, and the arrays are allocated to their exact size.
+    return array(_INDEX_TYPE, list(vector)), array("d", list(vector.values()))
 
 
 def unpack(packed: Packed) -> Features:

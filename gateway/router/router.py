@@ -236,8 +236,9 @@ class Router:
     ) -> None:
         entry = self.remembered.pop(request_id) or {}
         entry[model] = pack(vector)
-        if self.remembered.fits(remembered_bytes(request_id, entry)):
-            self.remembered.put(request_id, entry)
+        size = remembered_bytes(request_id, entry)
+        if self.remembered.fits(size):
+            self.remembered.put(request_id, entry, size)
         if persist:
             self.store.put_features(request_id, model, vector)
 

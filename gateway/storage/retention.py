@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -67,9 +68,9 @@ class Retention:
         self._expire(conn)
 
     def after_batch(self, conn: sqlite3.Connection, writes: list[Write]) -> None:
+        written = Counter(w.sql for w in writes)
         for limit in self.limits:
-            added = sum(1 for w in writes if w.sql in limit.inserts)
-            self.rows[limit.table] += added
+            self.rows[limit.table] += sum(written[sql] for sql in limit.inserts)
         if self.clock() >= self._ttl_due:
             self._expire(conn)
             return
