@@ -237,7 +237,10 @@ async def run(args: argparse.Namespace) -> int:
                 warmed = args.warmup
                 # --fill: warm up until every bounded structure is full (the steady state of a
                 # gateway that has run a while), a minute at a time.
-                while args.fill and warmed < args.fill_max and not await full(session, gateway):
+                seen: dict[str, int] = {}
+                while (
+                    args.fill and warmed < args.fill_max and not await full(session, gateway, seen)
+                ):
                     await load(session, gateway, sims, strategies, args, 60.0, rng)
                     warmed += 60.0
             print(f"warm-up: {warmed:.0f} s")
@@ -293,12 +296,15 @@ async def run(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
-async def full(session: aiohttp.ClientSession, gateway: Proc) -> bool:
-    """Whether every structure that evicts (an LRU) holds as many entries as its bound."""
+async def full(session: aiohttp.ClientSession, gateway: Proc, seen: dict[str, int]) -> bool:
+    """Whether every structure that evicts (an LRU) holds as many entries as its bound, or no
+    more than at the previous call (`seen`: the sizes then; a mode may never fill one)."""
     async with session.get(gateway.url + "/stats") as resp:
         memory = (await resp.json()).get("memory", {})
-    lrus = [b for b in memory.values() if "evicted" in b]
-    return bool(lrus) and all(b["size"] >= b["bound"] for b in lrus)
+    lrus = {name: b for name, b in memory.items() if "evicted" in b}
+    done = all(b["size"] >= b["bound"] or b["size"] <= seen.get(n, -1) for n, b in lrus.items())
+    seen.update({name: b["size"] for name, b in lrus.items()})
+    return bool(lrus) and done
 
 
 def print_per_conversation(memory: dict[str, dict[str, Any]], turns: int) -> None:
