@@ -186,12 +186,17 @@ class ThinkingConfig:
 class EscalationConfig:
     """`routing.escalation` (gateway.router.escalation): after a failed local turn, the
     conversation's next `turns` requests go to Cerebras (None: until the task ends). State is
-    kept for `max_conversations` conversations, each for `ttl_seconds` after its last turn."""
+    kept for `max_conversations` conversations, each for `ttl_seconds` after its last turn, in
+    memory and in learning.db. `max_turns`: answers remembered (in memory and learning.db rows)
+    so that feedback and agent-loop labels can find them. `fingerprint_cache`: system prompts
+    whose hash is cached, keyed by a digest (gateway.router.conversation)."""
 
     enabled: bool = True
     turns: int | None = None
     max_conversations: int = 10_000
     ttl_seconds: float = 86_400.0
+    max_turns: int = 20_000
+    fingerprint_cache: int = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,11 +205,19 @@ class LearnConfig:
     `agent_loop_ok_weight`: weight of the "good" label for a local turn the next request shows
     no failure for (0: none); `verify_sample`: share (0..1) of local answers also asked of
     Cerebras afterwards and compared (gateway.speculation.verify_sample); 0 never calls
-    Cerebras."""
+    Cerebras.
+    `remember_requests` / `remember_bytes`: requests whose router features are kept for a later
+    label, at most that many and that many bytes in memory (router.db keeps as many rows).
+    `max_labels`: label rows kept in learning.db and in router.db (the newest), each deleted
+    `label_ttl_seconds` after it was written."""
 
     agent_loop: bool = True
     agent_loop_ok_weight: float = 0.2
     verify_sample: float = 0.0
+    remember_requests: int = 5_000
+    remember_bytes: int = 16 * 1024 * 1024
+    max_labels: int = 100_000
+    label_ttl_seconds: float = 90 * 86_400.0
 
 
 # `routing.model_routes` values: an upstream (served by always_local / always_cerebras, the other
@@ -689,6 +702,8 @@ def _escalation(r: _Reader) -> EscalationConfig:
         turns=r.integer("turns", low=1, high=1_000_000),
         max_conversations=r.integer("max_conversations", low=1, high=10_000_000),
         ttl_seconds=r.number("ttl_seconds", low=1, high=365 * 86_400),
+        max_turns=r.integer("max_turns", low=1, high=10_000_000),
+        fingerprint_cache=r.integer("fingerprint_cache", low=1, high=1_000_000),
     )
     return result
 
@@ -699,6 +714,10 @@ def _learn(r: _Reader) -> LearnConfig:
         agent_loop=r.get("agent_loop", bool),
         agent_loop_ok_weight=r.number("agent_loop_ok_weight", low=0, high=1),
         verify_sample=r.number("verify_sample", low=0, high=1),
+        remember_requests=r.integer("remember_requests", low=1, high=10_000_000),
+        remember_bytes=r.integer("remember_bytes", low=64 * 1024, high=2**40),
+        max_labels=r.integer("max_labels", low=1, high=100_000_000),
+        label_ttl_seconds=r.number("label_ttl_seconds", low=1, high=10 * 365 * 86_400),
     )
     return result
 

@@ -18,6 +18,11 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
+# glibc's malloc: a fixed mmap threshold, so that a large transient buffer (a 1 MB stream event)
+# is returned to the system when freed instead of raising the threshold and fragmenting the heap,
+# and two arenas for the writer threads; RSS then stays flat under faults (docs/bench/memory.md).
+export MALLOC_ARENA_MAX="${MALLOC_ARENA_MAX:-2}"
+export MALLOC_MMAP_THRESHOLD_="${MALLOC_MMAP_THRESHOLD_:-131072}"
 # shellcheck source=scripts/_venv.sh
 . "$ROOT/scripts/_venv.sh"
 ensure_venv

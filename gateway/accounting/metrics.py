@@ -52,6 +52,58 @@ class _LiveCollector(Collector):
         )
 
 
+MemoryUsage = Callable[[], Mapping[str, Mapping[str, Any]]]
+"""What `Services.memory` returns: per structure `{"size", "bound", "bytes"?, ...}`."""
+
+
+class MemoryCollector(Collector):
+    """The `/stats` memory block as gauges, read when scraped: entries (or rows) and bytes of
+    each bounded structure, their bounds, and what was evicted to keep them."""
+
+    def __init__(self, usage: MemoryUsage) -> None:
+        self.usage = usage
+
+    def collect(self) -> Iterable[Metric]:
+        prefix = "glm_gateway_memory_"
+        families = {
+            "size": GaugeMetricFamily(
+                prefix + "entries",
+                "Entries (SQLite tables: rows) a bounded structure holds now",
+                labels=["structure"],
+            ),
+            "bound": GaugeMetricFamily(
+                prefix + "entries_bound",
+                "Most entries (rows) a structure may hold",
+                labels=["structure"],
+            ),
+            "bytes": GaugeMetricFamily(
+                prefix + "bytes",
+                "Estimated bytes a structure holds (where entries vary in size)",
+                labels=["structure"],
+            ),
+            "bytes_bound": GaugeMetricFamily(
+                prefix + "bytes_bound",
+                "Most estimated bytes a structure may hold",
+                labels=["structure"],
+            ),
+        }
+        evicted = CounterMetricFamily(
+            prefix + "evictions",
+            "Entries (rows) dropped to keep a structure within its bounds or TTL",
+            labels=["structure"],
+        )
+        for name, block in self.usage().items():
+            for key, family in families.items():
+                value = block.get(key)
+                if isinstance(value, int | float) and not isinstance(value, bool):
+                    family.add_metric([name], value)
+            dropped = block.get("evicted", block.get("deleted"))
+            if isinstance(dropped, int):
+                evicted.add_metric([name], dropped)
+        yield from families.values()
+        yield evicted
+
+
 class Metrics:
     def __init__(
         self,

@@ -487,6 +487,12 @@ class StatisticsTracker:
         stats["ledger"] = self._ledger_info()
         return _merge(stats, extra) if extra else stats
 
+    def latency_usage(self) -> dict[str, int]:
+        """Size and bound of the latency reservoirs (`/stats` memory block)."""
+        with self._lock:
+            size = len(self._totals.ttft_s) + len(self._totals.duration_s)
+        return {"size": size, "bound": RESERVOIR_SIZE * len(_RESERVOIR_FIELDS)}
+
     def shareable_totals(self) -> dict[str, Any]:
         """This replica's totals for the shared store (latency reservoirs stay local)."""
         with self._lock:

@@ -74,8 +74,11 @@ class Door(Protocol):
         response_id: str,
         headers: dict[str, str],
         keep_answer: bool,
+        keep_text: bool = True,
     ) -> Sink:
-        """Where the answer goes: stream -> the door's events; non-stream -> one JSON body."""
+        """Where the answer goes: stream -> the door's events; non-stream -> one JSON body.
+        `keep_text`: a stream keeps the answer text it sent, for a continuation's prefill (only
+        worth its memory when `routing.fallback.mid_stream` may continue)."""
         ...
 
     def error_response(self, error: GatewayError, request_id: str) -> web.Response:

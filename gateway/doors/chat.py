@@ -46,11 +46,16 @@ class ChatDoor:
         response_id: str,
         headers: dict[str, str],
         keep_answer: bool,
+        keep_text: bool = True,
     ) -> Sink:
         rid = ID_PREFIX + response_id
         if decoded.stream:
             return (KeepingStreamSink if keep_answer else StreamSink)(
-                request, response_id=rid, include_usage=decoded.include_usage, headers=headers
+                request,
+                response_id=rid,
+                include_usage=decoded.include_usage,
+                headers=headers,
+                keep_text=keep_text,
             )
         return CollectSink(response_id=rid, headers=headers)
 

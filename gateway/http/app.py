@@ -15,7 +15,7 @@ from aiohttp import web
 
 from gateway import __version__
 from gateway.accounting.ledger import Ledger
-from gateway.accounting.metrics import Metrics
+from gateway.accounting.metrics import MemoryCollector, Metrics
 from gateway.accounting.ratio import RatioStore, store_path_for
 from gateway.accounting.records import UPSTREAM_NAMES, UpstreamName
 from gateway.accounting.refusals import HANDLED, RefusalRecorder
@@ -124,6 +124,7 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
             ratios=ratios,
         )
         services = app[SERVICES_KEY]
+        metrics.registry.register(MemoryCollector(services.memory))
         if state.shared:
             state.publish_stats(stats.shareable_totals)
         if config.routing.learn.verify_sample > 0:

@@ -63,7 +63,12 @@ async def serve(request: web.Request, door: Door) -> web.StreamResponse:
     verifier = services.verifier
     sampled = verifier is not None and verifier.draw()
     sink = door.sink(
-        request, decoded, response_id=uuid.uuid4().hex, headers=headers, keep_answer=sampled
+        request,
+        decoded,
+        response_id=uuid.uuid4().hex,
+        headers=headers,
+        keep_answer=sampled,
+        keep_text=services.config.routing.fallback_mid_stream == "continue",
     )
     record = RequestRecord(
         request_id=request_id,
@@ -117,12 +122,14 @@ async def serve(request: web.Request, door: Door) -> web.StreamResponse:
         return await _fail(ex, internal, door)
     finally:
         sink.release()
-        if not cancelled and record.outcome != "client_disconnected":
-            await _finalize(ex)
+        # Before the await below: a client that leaves during it cancels this handler there,
+        # and the tracker would keep the request as in flight for ever.
         if learning is not None:
             learning.tracker.finish(
                 request_id, record.model_used if record.outcome == "ok" else None
             )
+        if not cancelled and record.outcome != "client_disconnected":
+            await _finalize(ex)
     response = _response_of(sink)
     if sampled and verifier is not None and record.outcome == "ok":
         await _deliver(request, response)
@@ -309,6 +316,7 @@ async def _stats_body(services: Services) -> dict[str, Any]:
         extra["learning"]["verify_samples"] = (
             verifier.snapshot() if verifier is not None else {"share": 0.0, "samples": 0}
         )
+    extra["memory"] = services.memory()
     if accounts is not None:
         body = services.stats.fleet_statistics(accounts, extra)
         body["fleet"]["replica_id"] = state.replica_id

@@ -82,6 +82,25 @@ class Services:
         block["fallbacks"] += routed_local
         return {**block, **self.adaptive.snapshot(self.gate.clock())}
 
+    def memory(self) -> dict[str, dict[str, Any]]:
+        """The `/stats` memory block: each structure that grows with conversations, requests,
+        client keys or time, as `{"size", "bound"}` (None: bounded only by requests in flight),
+        with `bytes` / `bytes_bound` where entries vary in size and `evicted` / `deleted` where
+        entries are dropped to keep the bound. SQLite tables report rows."""
+        limit = self.config.limits.max_concurrent_requests or None
+        keys = len(self.config.auth.api_keys)
+        block: dict[str, dict[str, Any]] = {}
+        if self.learning is not None:
+            block.update(self.learning.usage())
+            block["requests_in_flight"]["bound"] = limit
+        if self.router is not None:
+            block.update(self.router.usage())
+        block["latency_samples"] = self.stats.latency_usage()
+        block["in_flight_per_key"] = {"size": len(self.guard.per_key), "bound": keys or 1}
+        if self.verifier is not None:
+            block["verify_samples_in_flight"] = {"size": self.verifier.in_flight, "bound": None}
+        return dict(sorted(block.items()))
+
     def named_strategy(self, requested: str | None) -> Strategy | None:
         """The strategy a request names (header or model) when the client may pick it."""
         if requested:

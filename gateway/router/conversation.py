@@ -10,13 +10,14 @@ resets what was known about the key (gateway.router.escalation).
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import re
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.bounded import BoundedLRU
 from gateway.router.classifier import message_text
 
 HEADER = "x-conversation-id"
@@ -31,14 +32,44 @@ def _digest(*parts: str) -> str:
     return h.hexdigest()[:32]
 
 
-@functools.lru_cache(maxsize=64)
-def _system_state(system: str) -> hashlib._Hash:
-    """The sha256 state after the system prompt: an agent resends the same ~40 KB prompt on
-    every turn, so it is hashed once (a str's own hash and equality are far cheaper)."""
-    h = hashlib.sha256()
-    h.update(system.encode("utf-8", "surrogatepass"))
-    h.update(b"\x00")
-    return h
+class FingerprintCache:
+    """The sha256 state after each recent system prompt: an agent resends the same ~40 KB
+    prompt on every turn, so it is hashed once.
+
+    Keyed by a digest of the prompt, never the prompt: (length, Python's own str hash), which a
+    fresh str computes for about a tenth of sha256's cost. The str hash is salted per process
+    (PYTHONHASHSEED), so a collision is a 2**-64 accident no client can aim at; it would give two
+    conversations the same key, which costs escalation memory, never an answer. At most
+    `routing.escalation.fingerprint_cache` entries of a few hundred bytes each."""
+
+    def __init__(self, max_items: int) -> None:
+        self.entries: BoundedLRU[tuple[int, int], hashlib._Hash] = BoundedLRU(
+            max_items, sizeof=_state_bytes
+        )
+
+    def state(self, system: str) -> hashlib._Hash:
+        key = (len(system), hash(system))
+        state = self.entries.get(key)
+        if state is None:
+            state = hashlib.sha256()
+            state.update(system.encode("utf-8", "surrogatepass"))
+            state.update(b"\x00")
+            self.entries.put(key, state)
+        return state
+
+    def resize(self, max_items: int) -> None:
+        """Take a new bound (the app's config); entries over it go, oldest first."""
+        if max_items != self.entries.max_items:
+            self.entries.max_items = max_items
+            self.entries.clear()
+
+
+def _state_bytes(key: tuple[int, int], state: hashlib._Hash) -> int:
+    return sys.getsizeof(key) + 2 * sys.getsizeof(2**62) + sys.getsizeof(state)
+
+
+CACHE = FingerprintCache(1024)
+"""The process's cache (a pure function's memo: apps in one process may share it)."""
 
 
 def fingerprint(messages: Sequence[Any]) -> str:
@@ -54,7 +85,7 @@ def fingerprint(messages: Sequence[Any]) -> str:
         elif role == "user":
             first_user = message_text(message.get("content"))
             break
-    h = _system_state("\n".join(system)).copy()
+    h = CACHE.state("\n".join(system)).copy()
     h.update(first_user.encode("utf-8", "surrogatepass"))
     h.update(b"\x00")
     return "fp:" + h.hexdigest()[:32]

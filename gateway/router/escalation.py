@@ -18,18 +18,21 @@ request:
 `routing.escalation.turns`: None keeps the conversation on Cerebras until its task ends (a new
 task of the same key, or the TTL); an int, for that many requests. State is an LRU of at most
 `max_conversations` keys, each forgotten `ttl_seconds` after its last turn, persisted in
-`learning.db` (gateway.router.labels) so an escalation survives a restart.
+`learning.db` (gateway.router.labels) so an escalation survives a restart. Answers (`turns`, for
+feedback) are an LRU of at most `max_turns`. A forgotten conversation loses its escalation and
+the judging of its last answer; its requests are served as any other.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.bounded import BoundedLRU
 from gateway.config import EscalationConfig, LearnConfig
 from gateway.router.conversation import TurnView, view
 from gateway.router.labels import ConversationRow, LabelBook, LearningStore, LoadedState, TurnRow
@@ -65,49 +68,50 @@ class ConversationTracker:
         self.labels = labels
         self.clock = clock
         self.on_escalated_turn = on_escalated_turn
-        self.conversations: OrderedDict[str, ConversationRow] = OrderedDict()
-        self.turns: OrderedDict[str, TurnRow] = OrderedDict()
+        self.conversations: BoundedLRU[str, ConversationRow] = BoundedLRU(
+            escalation.max_conversations, sizeof=_conversation_bytes, mutable=True
+        )
+        self.turns: BoundedLRU[str, TurnRow] = BoundedLRU(escalation.max_turns, sizeof=_turn_bytes)
         self.pending: dict[str, _Pending] = {}
         self.escalated_turns = 0
+        self._trimmed = float("-inf")
         for row in loaded.conversations:
-            self.conversations[row.key] = row
+            self.conversations.put(row.key, row)
         for turn in loaded.turns:
-            self.turns[turn.request_id] = turn
+            known = self.conversations.peek(turn.conversation)
+            if known is not None:  # one str per key, shared by its turns
+                turn.conversation = known.key
+            self.turns.put(turn.request_id, turn)
         self._trim()
 
     # --- bounded state --------------------------------------------------------------------------
 
-    def _max_turns(self) -> int:
-        return self.cfg.max_conversations * 10
-
     def _trim(self) -> None:
-        cutoff = self.clock() - self.cfg.ttl_seconds
-        while self.conversations:
-            key, row = next(iter(self.conversations.items()))
-            if len(self.conversations) <= self.cfg.max_conversations and row.updated >= cutoff:
-                break
-            del self.conversations[key]
-        while self.turns:
-            request_id, turn = next(iter(self.turns.items()))
-            if len(self.turns) <= self._max_turns() and turn.time >= cutoff:
-                break
-            del self.turns[request_id]
+        """Forget what is older than the TTL (the count bounds hold on every put); at most once
+        a second, which is far finer than any TTL."""
+        now = self.clock()
+        if now < self._trimmed + 1.0:
+            return
+        self._trimmed = now
+        cutoff = now - self.cfg.ttl_seconds
+        while (oldest := self.conversations.oldest()) is not None and oldest[1].updated < cutoff:
+            self.conversations.pop(oldest[0])
+        while (first := self.turns.oldest()) is not None and first[1].time < cutoff:
+            self.turns.pop(first[0])
 
     def _get(self, key: str) -> ConversationRow | None:
         row = self.conversations.get(key)
         if row is None:
             return None
         if row.updated < self.clock() - self.cfg.ttl_seconds:
-            del self.conversations[key]
+            self.conversations.pop(key)
             self.store.drop_conversation(key)
             return None
-        self.conversations.move_to_end(key)
         return row
 
     def _save(self, row: ConversationRow) -> None:
         row.updated = self.clock()
-        self.conversations[row.key] = row
-        self.conversations.move_to_end(row.key)
+        self.conversations.put(row.key, row)
         self.store.put_conversation(row)
         self._trim()
 
@@ -193,10 +197,10 @@ class ConversationTracker:
             return
         turn = pending.view
         now = self.clock()
-        self.turns[request_id] = TurnRow(request_id, turn.key, turn.turn, model_used, now)
-        self.turns.move_to_end(request_id)
-        self.store.put_turn(self.turns[request_id])
         row = self._get(turn.key) or ConversationRow(turn.key, None, None, 0, None, None, now)
+        answered = TurnRow(request_id, row.key, turn.turn, model_used, now)
+        self.turns.put(request_id, answered)
+        self.store.put_turn(answered)
         row.last_request_id = request_id
         row.last_model = model_used
         row.last_turn = turn.turn
@@ -216,6 +220,14 @@ class ConversationTracker:
         self._save(row)
         return True
 
+    def usage(self) -> dict[str, dict[str, Any]]:
+        """Sizes and bounds of the tracker's state (`/stats` memory block)."""
+        return {
+            "conversations": self.conversations.usage(),
+            "turns": self.turns.usage(),
+            "requests_in_flight": {"size": len(self.pending), "bound": None},
+        }
+
     def snapshot(self) -> dict[str, Any]:
         return {
             "conversations": len(self.conversations),
@@ -224,3 +236,23 @@ class ConversationTracker:
             ),
             "escalated_turns": self.escalated_turns,
         }
+
+
+# Estimated bytes of one remembered conversation and one answer. The key str is counted with
+# the conversation; an answer shares it.
+_CONVERSATION_ROW = sys.getsizeof(ConversationRow("", None, None, 0, None, None, 0.0))
+_TURN_ROW = sys.getsizeof(TurnRow("", "", 0, None, 0.0))
+_FLOAT = sys.getsizeof(0.0)
+
+
+def _conversation_bytes(key: str, row: ConversationRow) -> int:
+    size = _CONVERSATION_ROW + _FLOAT + sys.getsizeof(row.key)
+    if row.last_request_id is not None:
+        size += sys.getsizeof(row.last_request_id)
+    if row.escalated is not None:
+        size += sys.getsizeof(row.escalated)
+    return size
+
+
+def _turn_bytes(request_id: str, row: TurnRow) -> int:
+    return _TURN_ROW + _FLOAT + sys.getsizeof(request_id)

@@ -10,14 +10,17 @@ Durability is the ledger's: WAL mode, `synchronous=NORMAL`, its own thread of th
 write-behind writer (gateway.storage.writer) that commits what is queued in one transaction, so the
 event loop never waits on SQLite, and skips a write that fails rather than its whole batch; a
 `kill -9` loses nothing that was committed, a power loss may lose the last commits. Reads happen
-once, at start-up (`load`). Rows older than the TTL are deleted at start-up, and at most `max_rows`
-turns are kept; labels, a record of what the router learned from, are kept up to MAX_LABELS, the
-newest.
+once, at start-up (`load`). Every table stays within its row limit while the gateway runs
+(gateway.storage.retention): turns older than the TTL and beyond `max_rows` go, conversations
+older than the TTL and beyond `max_conversations`, labels (a record of what the router learned
+from) older than `label_ttl_seconds` and beyond `max_labels`, the oldest first. The counts of
+applied labels live in `counters`, so deleting old label rows does not change them.
 """
 
 from __future__ import annotations
 
 import logging
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.storage.connection import MEMORY, connect
+from gateway.storage.retention import Retention, TableLimit
 from gateway.storage.writer import Write, WriteBehind
 
 log = logging.getLogger("gateway.router.labels")
@@ -43,9 +47,22 @@ CREATE TABLE IF NOT EXISTS labels (
     id INTEGER PRIMARY KEY AUTOINCREMENT, request_id TEXT NOT NULL, source TEXT NOT NULL,
     bad INTEGER NOT NULL, weight REAL NOT NULL, score REAL, applied INTEGER NOT NULL,
     detail TEXT, time REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS conversations_updated ON conversations (updated);
+CREATE INDEX IF NOT EXISTS labels_time ON labels (time);
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
 
 MAX_LABELS = 100_000
+LABEL_TTL_SECONDS = 90 * 86_400.0
+APPLIED = "applied:"  # counters: applied labels per source
+
+INSERT_TURN = "INSERT OR REPLACE INTO turns VALUES (?, ?, ?, ?, ?)"
+UPSERT_CONVERSATION = "INSERT OR REPLACE INTO conversations VALUES (?, ?, ?, ?, ?, ?, ?)"
+INSERT_LABEL = (
+    "INSERT INTO labels (request_id, source, bad, weight, score, applied, detail, time)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+UPSERT_COUNTER = "INSERT OR REPLACE INTO counters (name, value) VALUES (?, ?)"
 
 Learner = Callable[[str, bool, str, float], bool]
 """`learner(request_id, bad, source, weight) -> applied`: Router.learn's signature."""
@@ -91,30 +108,48 @@ class LearningStore:
     def __init__(self, path: str) -> None:
         self.path = path
         self._writer: WriteBehind | None = None
+        self.retention: Retention | None = None
 
     @property
     def persistent(self) -> bool:
         return self.path != MEMORY
 
-    def load(self, *, ttl_seconds: float, max_rows: int) -> LoadedState:
-        """Open the file (creating it), drop expired rows, read the state, start the writer."""
+    def load(
+        self,
+        *,
+        ttl_seconds: float,
+        max_rows: int,
+        max_conversations: int | None = None,
+        max_labels: int = MAX_LABELS,
+        label_ttl_seconds: float = LABEL_TTL_SECONDS,
+    ) -> LoadedState:
+        """Open the file (creating it), apply the row limits, read the state, start the writer.
+
+        `max_rows` bounds the turns, `max_conversations` the conversations (None: `max_rows`)."""
         if not self.persistent:
             return LoadedState([], [], {})
         conn = connect(self.path)
         conn.executescript(_SCHEMA)
-        cutoff = time.time() - ttl_seconds
-        conn.execute("DELETE FROM turns WHERE time < ?", (cutoff,))
-        conn.execute(
-            "DELETE FROM turns WHERE request_id IN (SELECT request_id FROM turns"
-            " ORDER BY time DESC LIMIT -1 OFFSET ?)",
-            (max_rows,),
+        counts = self._label_counts(conn)
+        self.retention = Retention(
+            [
+                TableLimit(
+                    "turns", "time", max_rows, frozenset({INSERT_TURN}), "time", ttl_seconds
+                ),
+                TableLimit(
+                    "conversations",
+                    "updated",
+                    max_rows if max_conversations is None else max_conversations,
+                    frozenset({UPSERT_CONVERSATION}),
+                    "updated",
+                    ttl_seconds,
+                ),
+                TableLimit(
+                    "labels", "id", max_labels, frozenset({INSERT_LABEL}), "time", label_ttl_seconds
+                ),
+            ]
         )
-        conn.execute("DELETE FROM conversations WHERE updated < ?", (cutoff,))
-        conn.execute(
-            "DELETE FROM labels WHERE id IN (SELECT id FROM labels ORDER BY id DESC"
-            " LIMIT -1 OFFSET ?)",
-            (MAX_LABELS,),
-        )
+        self.retention.start(conn)
         turns = [
             TurnRow(*row)
             for row in conn.execute(
@@ -128,27 +163,44 @@ class LearningStore:
                 " updated FROM conversations ORDER BY updated"
             )
         ]
+        self._writer = WriteBehind(
+            conn,
+            name=f"learning store {self.path}",
+            thread_name="learning-writer",
+            after_batch=self.retention.after_batch,
+        )
+        self._writer.start()
+        return LoadedState(turns, conversations, counts)
+
+    @staticmethod
+    def _label_counts(conn: sqlite3.Connection) -> dict[str, int]:
+        """Applied labels per source: from `counters`; a file written before it had them
+        counts its label rows once and keeps the result there."""
+        counts = {
+            str(name)[len(APPLIED) :]: int(value)
+            for name, value in conn.execute(
+                "SELECT name, value FROM counters WHERE name LIKE ?", (APPLIED + "%",)
+            )
+        }
+        if counts:
+            return counts
         counts = {
             str(source): int(n)
             for source, n in conn.execute(
                 "SELECT source, COUNT(*) FROM labels WHERE applied = 1 GROUP BY source"
             )
         }
-        self._writer = WriteBehind(
-            conn, name=f"learning store {self.path}", thread_name="learning-writer"
-        )
-        self._writer.start()
-        return LoadedState(turns, conversations, counts)
+        conn.executemany(UPSERT_COUNTER, [(APPLIED + k, v) for k, v in counts.items()])
+        return counts
 
     def put_turn(self, row: TurnRow) -> None:
         self._put(
-            "INSERT OR REPLACE INTO turns VALUES (?, ?, ?, ?, ?)",
-            (row.request_id, row.conversation, row.turn, row.model_used, row.time),
+            INSERT_TURN, (row.request_id, row.conversation, row.turn, row.model_used, row.time)
         )
 
     def put_conversation(self, row: ConversationRow) -> None:
         self._put(
-            "INSERT OR REPLACE INTO conversations VALUES (?, ?, ?, ?, ?, ?, ?)",
+            UPSERT_CONVERSATION,
             (
                 row.key,
                 row.last_request_id,
@@ -174,14 +226,22 @@ class LearningStore:
         detail: str,
     ) -> None:
         self._put(
-            "INSERT INTO labels (request_id, source, bad, weight, score, applied, detail, time)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            INSERT_LABEL,
             (request_id, source, int(bad), weight, score, int(applied), detail, time.time()),
         )
+
+    def put_applied_count(self, source: str, count: int) -> None:
+        self._put(UPSERT_COUNTER, (APPLIED + source, count))
 
     def _put(self, sql: str, params: tuple[Any, ...]) -> None:
         if self._writer is not None:
             self._writer.put(Write(sql, params, str(params[0])))
+
+    def usage(self) -> dict[str, dict[str, Any]]:
+        """Row counts and caps of the bounded tables (`/stats` memory block)."""
+        if self.retention is None:
+            return {}
+        return {f"learning_db_{name}": block for name, block in self.retention.usage().items()}
 
     def flush(self) -> None:
         """Block until everything queued so far is committed (tests, shutdown)."""
@@ -221,6 +281,7 @@ class LabelBook:
                 log.exception("learner failed on req=%s source=%s", request_id, source)
         if applied:
             self.counts[source] = self.counts.get(source, 0) + 1
+            self.store.put_applied_count(source, self.counts[source])
         self.store.put_label(request_id, source, bad, weight, score, applied, detail)
         log.info(
             "label req=%s source=%s bad=%s weight=%g applied=%s %s",

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.config import GatewayConfig
+from gateway.router.conversation import CACHE
 from gateway.router.escalation import ConversationTracker
 from gateway.router.labels import LabelBook, Learner, LearningStore, store_path_beside
 
@@ -54,9 +55,14 @@ class Learning:
         self.config = config
         path = store_path or store_path_beside(config.storage.ledger_path)
         self.store = LearningStore(path)
+        escalation, learn = routing.escalation, routing.learn
+        CACHE.resize(escalation.fingerprint_cache)
         loaded = self.store.load(
-            ttl_seconds=routing.escalation.ttl_seconds,
-            max_rows=routing.escalation.max_conversations * 10,
+            ttl_seconds=escalation.ttl_seconds,
+            max_rows=escalation.max_turns,
+            max_conversations=escalation.max_conversations,
+            max_labels=learn.max_labels,
+            label_ttl_seconds=learn.label_ttl_seconds,
         )
         self.labels = LabelBook(self.store, learner, dict(loaded.label_counts))
         self.tracker = ConversationTracker(
@@ -102,6 +108,14 @@ class Learning:
         return {
             **self.tracker.snapshot(),
             "labels_applied": dict(sorted(self.labels.counts.items())),
+        }
+
+    def usage(self) -> dict[str, dict[str, Any]]:
+        """Sizes and bounds of the conversation state and learning.db (`/stats` memory)."""
+        return {
+            "fingerprint_cache": CACHE.entries.usage(),
+            **self.tracker.usage(),
+            **self.store.usage(),
         }
 
     def flush(self) -> None:

@@ -8,20 +8,22 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from gateway.bounded import BoundedLRU
 from gateway.config import GatewayConfig
 from gateway.router.calibration import WINDOW, ShareCalibrator
 from gateway.router.classifier import TaskClassifier, current_ask
 from gateway.router.features import Features, ask_features, combine, draft_features
 from gateway.router.heuristic import COMPLEX, HeuristicScore
 from gateway.router.model import LinearModel
-from gateway.router.store import RouterStore
+from gateway.router.packed import Packed, pack, remembered_bytes, unpack
+from gateway.router.store import LABELS, RouterStore
 from gateway.storage.connection import MEMORY
 
 log = logging.getLogger("gateway.router")
@@ -32,7 +34,7 @@ FORCED = 1.0  # the score a keyword-forced ask adds to a window: it ranks above 
 # A window re-scored after learning at most once per this many decisions: a re-score of 1,000
 # vectors takes tens of milliseconds, and a few labels move the threshold only a little.
 RESCORE_EVERY = 10
-REMEMBER = 5000  # requests whose features are kept for a later label
+REMEMBER = 5000  # requests whose features are kept for a later label (routing.learn's default)
 LEARN_RATE = 0.5
 STORE_NAME = "router.db"
 
@@ -101,7 +103,15 @@ class Router:
                 raise
             log.warning("router: no usable weights in %s; learning starts from zero", path)
             self.models, digest = {name: LinearModel() for name in MODELS}, "none"
-        self.store = RouterStore(store_path, window=WINDOW, remember=REMEMBER)
+        learn = routing.learn
+        self.store = RouterStore(
+            store_path,
+            window=WINDOW,
+            remember=learn.remember_requests,
+            feature_ttl_seconds=routing.escalation.ttl_seconds,
+            max_labels=learn.max_labels,
+            label_ttl_seconds=learn.label_ttl_seconds,
+        )
         loaded = self.store.load(digest)
         for name, updates in loaded.weights.items():
             if name in self.models:
@@ -131,7 +141,10 @@ class Router:
         self.routed: deque[bool] = deque(
             (cloud for _, cloud in loaded.scores.get("routed", [])), maxlen=WINDOW
         )
-        self.remembered: OrderedDict[str, dict[str, Features]] = OrderedDict()
+        # Packed (gateway.router.packed): a dict of floats costs several times the numbers.
+        self.remembered: BoundedLRU[str, dict[str, Packed]] = BoundedLRU(
+            learn.remember_requests, max_bytes=learn.remember_bytes, sizeof=remembered_bytes
+        )
         for request_id, name, vector in loaded.features:
             self._remember(request_id, name, vector, persist=False)
         self.labels: dict[str, int] = dict(loaded.labels)
@@ -293,11 +306,11 @@ class Router:
     def _remember(
         self, request_id: str, model: str, vector: Features, *, persist: bool = True
     ) -> None:
-        entry = self.remembered.pop(request_id, {})
-        entry[model] = vector
-        self.remembered[request_id] = entry
-        while len(self.remembered) > REMEMBER:
-            self.remembered.popitem(last=False)
+        entry = self.remembered.pop(request_id) or {}
+        entry[model] = pack(vector)
+        size = remembered_bytes(request_id, entry)
+        if self.remembered.fits(size):
+            self.remembered.put(request_id, entry, size)
         if persist:
             self.store.put_features(request_id, model, vector)
 
@@ -307,13 +320,15 @@ class Router:
         if entry is None:
             return False
         changed = {
-            model: self.models[model].sgd_step(vector, bad, rate=LEARN_RATE, weight=weight)
-            for model, vector in entry.items()
-        }
+            model: self.models[model].sgd_step(unpack(packed), bad, rate=LEARN_RATE,
+                                               weight=weight)
+            for model, packed in entry.items()
+        }  # fmt: skip
         if self.target is not None:
             self.stale.update(model for model, c in changed.items() if c)
         self.online_updates += sum(len(c) for c in changed.values())
         self.labels[source] = self.labels.get(source, 0) + 1
+        self.store.put_counter(LABELS + source, self.labels[source])
         self.store.put_label(request_id, source, bad, weight, changed)
         log.info(
             "router learned req=%s bad=%s source=%s weight=%g", request_id, bad, source, weight
@@ -322,8 +337,8 @@ class Router:
 
     def score(self, request_id: str, model: str = "ask") -> float | None:
         """The current model's score for a remembered request (None if unknown)."""
-        vector = self.remembered.get(request_id, {}).get(model)
-        return None if vector is None else self.models[model].score(vector)
+        packed = (self.remembered.peek(request_id) or {}).get(model)
+        return None if packed is None else self.models[model].score(unpack(packed))
 
     # --- counters and statistics --------------------------------------------------------------
 
@@ -365,6 +380,14 @@ class Router:
             return round(self.threshold("ask"), 4)
         calibrator = self.calibrators[HEURISTIC]
         return round(calibrator.threshold(), 4) if calibrator.calibrated else None
+
+    def usage(self) -> dict[str, dict[str, Any]]:
+        """Sizes and bounds of what the router keeps (`/stats` memory block)."""
+        return {
+            "router_remembered": self.remembered.usage(),
+            "router_routed_window": {"size": len(self.routed), "bound": self.routed.maxlen},
+            **self.store.usage(),
+        }
 
     def flush(self) -> None:
         """Block until everything is persisted (tests)."""

@@ -6,7 +6,12 @@ label learned: request_id, source, label, weight, time), `weights` (online updat
 shipped weights, per model and index), `counters` and `meta`. Everything is read once at
 start-up; writes go through its own thread of the shared write-behind writer
 (gateway.storage.writer), so the event loop never waits on SQLite and a write that fails is skipped,
-not its whole batch. The file path ":memory:" (or None) keeps nothing.
+not its whole batch. The file path ":memory:" (or None) keeps nothing past the process.
+
+Row limits hold while the gateway runs: the last `window` scores of each kind, the newest
+`remember` feature rows (none older than `feature_ttl_seconds`: no label can come for them), the
+newest `max_labels` labels (none older than `label_ttl_seconds`; gateway.storage.retention). The
+label counts by source live in `counters` ("labels:<source>"), so old label rows can go.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from typing import Any
 
 from gateway.router.features import Features
 from gateway.storage.connection import MEMORY, connect
+from gateway.storage.retention import Retention, TableLimit
 from gateway.storage.writer import Write, WriteBehind
 
 log = logging.getLogger("gateway.router.store")
@@ -41,7 +47,10 @@ CREATE TABLE IF NOT EXISTS labels (
 CREATE TABLE IF NOT EXISTS weights (
     model TEXT NOT NULL, idx INTEGER NOT NULL, value REAL NOT NULL, PRIMARY KEY (model, idx));
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS labels_time ON labels (time);
 """
+
+LABELS = "labels:"  # counters: labels learned per source
 
 
 @dataclass(slots=True)
@@ -67,10 +76,34 @@ UPSERT_COUNTER = "INSERT OR REPLACE INTO counters (name, value) VALUES (?, ?)"
 class RouterStore:
     """Write-behind persistence; `load()` first, then the `put_*` calls, `flush()`, `close()`."""
 
-    def __init__(self, path: str | Path | None, *, window: int, remember: int) -> None:
+    def __init__(
+        self,
+        path: str | Path | None,
+        *,
+        window: int,
+        remember: int,
+        feature_ttl_seconds: float | None = None,
+        max_labels: int = 100_000,
+        label_ttl_seconds: float | None = None,
+    ) -> None:
         self.path = MEMORY if path is None else str(path)
         self.window = window
         self.remember = remember
+        self.retention = Retention(
+            [
+                TableLimit(
+                    "features",
+                    "time",
+                    remember,
+                    frozenset({INSERT_FEATURES}),
+                    "time",
+                    feature_ttl_seconds,
+                ),
+                TableLimit(
+                    "labels", "id", max_labels, frozenset({INSERT_LABEL}), "time", label_ttl_seconds
+                ),
+            ]
+        )
         self._writer: WriteBehind | None = None
 
     @property
@@ -93,6 +126,17 @@ class RouterStore:
             "INSERT OR REPLACE INTO meta (key, value) VALUES ('weights_digest', ?)",
             (weights_digest,),
         )
+        for name, value in conn.execute("SELECT name, value FROM counters"):
+            out.counters[str(name)] = int(value)
+        labels = {k[len(LABELS) :]: v for k, v in out.counters.items() if k.startswith(LABELS)}
+        if not labels:  # a file from before the counters: count the rows once, keep the result
+            for source, count in conn.execute(
+                "SELECT source, COUNT(*) FROM labels GROUP BY source"
+            ):
+                labels[str(source)] = int(count)
+                conn.execute(UPSERT_COUNTER, (LABELS + str(source), int(count)))
+        out.labels = labels
+        self.retention.start(conn)
         for kind, score, cloud in conn.execute("SELECT kind, score, cloud FROM scores ORDER BY id"):
             out.scores.setdefault(kind, []).append((float(score), bool(cloud)))
         for kind in out.scores:
@@ -104,12 +148,8 @@ class RouterStore:
             parsed = {int(i): float(v) for i, v in json.loads(vector)}
             out.features.append((str(request_id), str(kind), parsed))
         out.features.reverse()
-        for source, count in conn.execute("SELECT source, COUNT(*) FROM labels GROUP BY source"):
-            out.labels[str(source)] = int(count)
         for model, idx, value in conn.execute("SELECT model, idx, value FROM weights"):
             out.weights.setdefault(str(model), {})[int(idx)] = float(value)
-        for name, value in conn.execute("SELECT name, value FROM counters"):
-            out.counters[str(name)] = int(value)
         self._writer = WriteBehind(
             conn,
             name=f"router store {self.path}",
@@ -153,9 +193,13 @@ class RouterStore:
         if writer is not None:
             writer.close()
 
+    def usage(self) -> dict[str, dict[str, Any]]:
+        """Row counts and caps of the bounded tables (`/stats` memory block)."""
+        return {f"router_db_{name}": block for name, block in self.retention.usage().items()}
+
     def _trim(self, conn: sqlite3.Connection, writes: list[Write]) -> None:
-        """Keep the last `window` scores of each kind written and the newest `remember`
-        feature vectors (run inside each batch's transaction)."""
+        """Keep the last `window` scores of each kind written, and the row limits of features
+        and labels (run inside each batch's transaction)."""
         kinds = {w.params[0] for w in writes if w.sql == INSERT_SCORE}
         for kind in kinds:
             conn.execute(
@@ -163,9 +207,4 @@ class RouterStore:
                 "WHERE kind = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
                 (kind, kind, self.window),
             )
-        if any(w.sql == INSERT_FEATURES for w in writes):
-            conn.execute(
-                "DELETE FROM features WHERE time < (SELECT time FROM features "
-                "ORDER BY time DESC LIMIT 1 OFFSET ?)",
-                (self.remember,),
-            )
+        self.retention.after_batch(conn, writes)

@@ -97,6 +97,7 @@ class StreamSink:
         include_usage: bool,
         headers: dict[str, str],
         keepalive_interval: float | None = 15.0,
+        keep_text: bool = True,
     ) -> None:
         self.request = request
         self.response_id = response_id
@@ -119,6 +120,10 @@ class StreamSink:
         # content was reasoning; a list of the deltas' own strings, joined only when needed.
         self.text_parts: list[str] = []
         self.in_reasoning = False
+        # False (routing.fallback.mid_stream: error): nothing will continue the answer, so its
+        # text is not kept; only whether there was some.
+        self.keep_text = keep_text
+        self.saw_text = False
 
     @property
     def prepared(self) -> bool:
@@ -203,7 +208,7 @@ class StreamSink:
         if 0 not in self.answer_choices:
             self.answer_choices.add(0)
             self.content_choices.add(0)
-        self.text_parts.append(text)
+        self._keep(text)
         self.in_reasoning = False
 
     def _note(self, chunk: Chunk) -> bool:
@@ -216,9 +221,14 @@ class StreamSink:
         self.answer_choices.update(chunk.answer)
         self.tool_call_indexes.update(chunk.tools)
         if chunk.text:
-            self.text_parts.append(chunk.text)
+            self._keep(chunk.text)
         self.in_reasoning = chunk.in_reasoning
         return True
+
+    def _keep(self, text: str) -> None:
+        self.saw_text = True
+        if self.keep_text:
+            self.text_parts.append(text)
 
     async def _write_content(self, data: bytes) -> None:
         if not self.committed:
@@ -235,8 +245,11 @@ class StreamSink:
     def partial_answer(self) -> tuple[str, str | None]:
         text = "".join(self.text_parts)
         why = _not_continuable(
-            bool(self.tool_call_indexes), len(self.content_choices), bool(text), self.in_reasoning
-        )
+            bool(self.tool_call_indexes), len(self.content_choices), self.saw_text,
+            self.in_reasoning,
+        )  # fmt: skip
+        if why is None and not self.keep_text:
+            why = "the answer's text was not kept (routing.fallback.mid_stream is error)"
         return text, why
 
     def reset(self) -> None:
@@ -245,6 +258,7 @@ class StreamSink:
         self.finish_reasons.clear()
         self.tool_call_indexes.clear()
         self.text_parts.clear()
+        self.saw_text = False
         self.in_reasoning = False
         if self.response is None:  # else the role chunk named the model: keep telling the same
             self.model_name = ""

@@ -57,6 +57,7 @@ class MessagesDoor:
         response_id: str,
         headers: dict[str, str],
         keep_answer: bool,
+        keep_text: bool = True,
     ) -> Sink:
         ctx: MessagesContext = decoded.context
         body = decoded.body
@@ -74,6 +75,7 @@ class MessagesDoor:
                 context=ctx,
                 estimate=estimate,
                 keep_answer=keep_answer,
+                keep_text=keep_text,
                 keepalive_interval=self.keepalive_interval,
             )
         return MessagesCollectSink(response_id=rid, headers=headers, context=ctx, estimate=estimate)

@@ -52,6 +52,7 @@ class MessagesStreamSink(StreamSink):
         context: MessagesContext,
         estimate: Estimate,
         keep_answer: bool = False,
+        keep_text: bool = True,
         keepalive_interval: float | None = 15.0,
     ) -> None:
         super().__init__(
@@ -60,6 +61,7 @@ class MessagesStreamSink(StreamSink):
             include_usage=True,
             headers=headers,
             keepalive_interval=keepalive_interval,
+            keep_text=keep_text,
         )
         self.context = context
         self.estimate = estimate

@@ -39,13 +39,21 @@ class ResponsesDoor:
         response_id: str,
         headers: dict[str, str],
         keep_answer: bool,
+        keep_text: bool = True,
     ) -> Sink:
         context: ResponsesContext = decoded.context
         rid = response_id_for(response_id)
         if not decoded.stream:
             return ResponsesCollectSink(context=context, response_id=rid, headers=headers)
         kind = KeepingResponsesStreamSink if keep_answer else ResponsesStreamSink
-        return kind(request, context=context, response_id=rid, include_usage=False, headers=headers)
+        return kind(
+            request,
+            context=context,
+            response_id=rid,
+            include_usage=False,
+            headers=headers,
+            keep_text=keep_text,
+        )
 
     def error_response(self, error: GatewayError, request_id: str) -> web.Response:
         return error_response(error, request_id)

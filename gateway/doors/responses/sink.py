@@ -49,11 +49,7 @@ class ResponsesStreamSink(StreamSink):
 
     def _encode(self, chunk: Chunk) -> bytes | None:
         if chunk.plain_text:
-            if 0 not in self.answer_choices:
-                self.answer_choices.add(0)
-                self.content_choices.add(0)
-            self.text_parts.append(chunk.text)
-            self.in_reasoning = False
+            self._note_text(chunk.text)
             return self.events.text(chunk.text)
         if not self._note(chunk) or 0 not in chunk.shown:
             return None  # a Responses answer has one choice: index 0
