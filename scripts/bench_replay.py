@@ -19,7 +19,12 @@ For each strategy with its defaults, and for a sweep of each one's main threshol
 - local share, draft acceptance, time to first content token and total time, p50 and p95, in
   scaled time (multiply by the speed factor for real time);
 - baselines computed from the data: a random router at the same cost, the oracle (the cheapest
-  correct choice per prompt) and the cheapest oracle choice that reaches 95 % quality.
+  correct choice per prompt), the cheapest oracle choice that reaches 95 % quality, and the
+  prompt length alone (the longest asks to Cerebras at what it billed for them).
+
+The cost knobs run as gateway modes too: `routing.target_cloud_share` under the heuristic and
+the learned router, and `routing.judge_draft`. The image plots the held-out turns, since the
+learned models were trained on the tuning split, and marks every shipped default's point.
 
 Tokens: both simulators count the same way. A prompt is ceil(characters / 4) tokens over the
 message texts; a completion token is one whitespace-delimited word (one streamed chunk).
@@ -29,10 +34,10 @@ Nothing is tuned on these questions: the strategies run with the shipped default
 sweeps. The "best setting" of the closing note is chosen on a stated tuning split (MT-Bench
 question ids 81-120, GSM8K rows 0-659) and reported on the held-out rest.
 
-Run: `.venv/bin/python scripts/bench_replay.py` (about five minutes on 2 cores). It writes the
-tables into docs/benchmarks.md (between marker comments) and the plot to docs/img/; the plot
-needs the `bench` extra (`.venv/bin/pip install -e '.[bench]'`). Figures only: nothing is
-asserted.
+Run: `.venv/bin/python scripts/bench_replay.py` (54 gateway runs, about 12 minutes on 2 busy
+cores). It writes the tables into docs/benchmarks.md (between marker comments) and the plot to
+docs/img/; the plot needs the `bench` extra (`.venv/bin/pip install -e '.[bench]'`). Figures
+only: nothing is asserted.
 """
 
 from __future__ import annotations
