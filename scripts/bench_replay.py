@@ -19,7 +19,12 @@ For each strategy with its defaults, and for a sweep of each one's main threshol
 - local share, draft acceptance, time to first content token and total time, p50 and p95, in
   scaled time (multiply by the speed factor for real time);
 - baselines computed from the data: a random router at the same cost, the oracle (the cheapest
-  correct choice per prompt) and the cheapest oracle choice that reaches 95 % quality.
+  correct choice per prompt), the cheapest oracle choice that reaches 95 % quality, and the
+  prompt length alone (the longest asks to Cerebras at what it billed for them).
+
+The cost knobs run as gateway modes too: `routing.target_cloud_share` under the heuristic and
+the learned router, and `routing.judge_draft`. The image plots the held-out turns, since the
+learned models were trained on the tuning split, and marks every shipped default's point.
 
 Tokens: both simulators count the same way. A prompt is ceil(characters / 4) tokens over the
 message texts; a completion token is one whitespace-delimited word (one streamed chunk).
@@ -29,10 +34,10 @@ Nothing is tuned on these questions: the strategies run with the shipped default
 sweeps. The "best setting" of the closing note is chosen on a stated tuning split (MT-Bench
 question ids 81-120, GSM8K rows 0-659) and reported on the held-out rest.
 
-Run: `.venv/bin/python scripts/bench_replay.py` (about five minutes on 2 cores). It writes the
-tables into docs/benchmarks.md (between marker comments) and the plot to docs/img/; the plot
-needs the `bench` extra (`.venv/bin/pip install -e '.[bench]'`). Figures only: nothing is
-asserted.
+Run: `.venv/bin/python scripts/bench_replay.py` (54 gateway runs, about 12 minutes on 2 busy
+cores). It writes the tables into docs/benchmarks.md (between marker comments) and the plot to
+docs/img/; the plot needs the `bench` extra (`.venv/bin/pip install -e '.[bench]'`). Figures
+only: nothing is asserted.
 """
 
 from __future__ import annotations
@@ -61,6 +66,8 @@ import aiohttp
 import orjson
 from benchlib import ROOT, Proc, pct, spawn_gateway, spawn_sim, wait_ready
 
+from gateway.router.classifier import current_ask
+
 LOCAL_MODEL = "mistralai/Mixtral-8x7B-Instruct-v0.1"
 CLOUD_MODEL = "gpt-4-1106-preview"
 INPUT_PER_MILLION = 2.25
@@ -77,6 +84,7 @@ GSM8K_TUNING_ROWS = 660  # rows 0-659 may be used to choose; rows 660-1318 are h
 MT_BENCH_TUNING_IDS = range(81, 121)  # question ids 81-120 may be used to choose; 121-160 held out
 TARGET_QUALITY = 0.95
 SHARE_TARGETS = (0.2, 0.5, 0.8)  # routing.target_cloud_share values replayed under each router
+SHARE_SWEEP = (0.1, 0.2, 0.35, 0.5, 0.65, 0.8)  # the same, in a full run (not --quick)
 TARGET_COST = {"mt_bench": 0.20, "gsm8k": 0.60}
 LEDGER_TARGET = 0.02  # the gateway's ledger within 2 % of what the simulated Cerebras billed
 DATASET_TITLES = {"mt_bench": "MT-Bench", "gsm8k": "GSM8K"}
@@ -297,6 +305,7 @@ def variants(quick: bool) -> list[Variant]:
     out += confidence_sweep(
         "smart_speculative", "smart_speculative (after_draft)", (0.5, 0.7, 0.9), after
     )
+    shares = SHARE_TARGETS if quick else SHARE_SWEEP
     out += [
         Variant(
             "smart_routing",
@@ -304,17 +313,19 @@ def variants(quick: bool) -> list[Variant]:
             "own threshold" if t is None else f"target_cloud_share {t:g}",
             routing={"judge_draft": True, "target_cloud_share": t},
         )
-        for t in (None, *SHARE_TARGETS)
+        for t in (None, *shares)
     ]
     for kind in ("heuristic", "learned"):
+        # The learned router's own threshold; the heuristic's is smart_routing's default above.
+        own: tuple[float | None, ...] = (None,) if kind == "learned" else ()
         out += [
             Variant(
                 "smart_routing",
                 f"smart_routing ({kind}, target share)",
-                f"target_cloud_share {t:g}",
+                "own threshold" if t is None else f"target_cloud_share {t:g}",
                 routing={"router": kind, "target_cloud_share": t},
             )
-            for t in SHARE_TARGETS
+            for t in (*own, *shares)
         ]
     return out
 
@@ -688,6 +699,45 @@ def oracle(turns: list[Turn], costs: dict[str, float], ref: Reference) -> Oracle
     return Oracle(oracle_cost, best / ref.quality, len(better) / n, at_target)
 
 
+LENGTH_SHARES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+
+
+@dataclass(frozen=True, slots=True)
+class LengthPoint:
+    """The prompt-length baseline at one share: cost and quality, all turns and held out."""
+
+    share: float
+    cost: float
+    quality: float
+    held_cost: float
+    held_quality: float
+
+
+def length_choice(turns: list[Turn], costs: dict[str, float], share: float) -> tuple[float, float]:
+    """(cost, quality) as fractions of always_cerebras when the `share` of `turns` with the
+    longest asks go to Cerebras (each at what Cerebras billed for it in the always_cerebras run)
+    and the rest are answered locally. Not a gateway mode: the baseline no scorer should fall
+    below, computed from the replay's own bills and the labels."""
+    ranked = sorted(
+        turns, key=lambda t: (-len(current_ask([{"role": "user", "content": t.prompt}])), t.key)
+    )
+    chosen = {t.key for t in ranked[: round(share * len(turns))]}
+    total = sum(costs[t.key] for t in turns)
+    cloud = sum(t.cloud_quality for t in turns)
+    quality = sum(t.cloud_quality if t.key in chosen else t.local_quality for t in turns)
+    return sum(costs[k] for k in chosen) / total, quality / cloud
+
+
+def length_curve(turns: list[Turn], costs: dict[str, float]) -> list[LengthPoint]:
+    held = [t for t in turns if t.split == "held_out"]
+    points = []
+    for share in LENGTH_SHARES:
+        cost, quality = length_choice(turns, costs, share)
+        held_cost, held_quality = length_choice(held, costs, share) if held else (0.0, 0.0)
+        points.append(LengthPoint(share, cost, quality, held_cost, held_quality))
+    return points
+
+
 @dataclass(slots=True)
 class Report:
     """Everything the page and the plot show, per dataset."""
@@ -695,8 +745,11 @@ class Report:
     rows: dict[str, list[tuple[Variant, Figures, Figures, Figures]]]  # all, tuning, held_out
     oracles: dict[str, dict[str, Oracle]]
     references: dict[str, dict[str, Reference]]
+    length: dict[str, list[LengthPoint]] = field(default_factory=dict)  # the baseline, computed
     ledger_deviation: tuple[float, float] = (0.0, 0.0)  # gateway ledger / billed - 1, min & max
     ledger_on_target: tuple[int, int] = (0, 0)  # runs (per dataset) within LEDGER_TARGET, of all
+    # The same per run, both datasets together: min, max, within target, runs billed anything.
+    run_ledger: tuple[float, float, int, int] = (0.0, 0.0, 0, 0)
     problems: int = 0  # turns that failed or did not match the committed model's answer
 
 
@@ -720,6 +773,7 @@ def build_report(runs: list[VariantRun], turns: list[Turn]) -> Report:
             )
             for name, s in SPLITS.items()
         }
+        report.length[dataset] = length_curve([t for t in turns if t.dataset == dataset], costs)
         report.rows[dataset] = [
             (
                 run.variant,
@@ -738,6 +792,17 @@ def build_report(runs: list[VariantRun], turns: list[Turn]) -> Report:
     report.ledger_deviation = (min(deviations, default=0.0), max(deviations, default=0.0))
     on_target = sum(abs(d) <= LEDGER_TARGET for d in deviations)
     report.ledger_on_target = (on_target, len(deviations))
+    per_run = [
+        sum(o.ledger_usd for o in r.outcomes) / billed - 1
+        for r in runs
+        if (billed := sum(o.billed_usd for o in r.outcomes)) > 0
+    ]
+    report.run_ledger = (
+        min(per_run, default=0.0),
+        max(per_run, default=0.0),
+        sum(abs(d) <= LEDGER_TARGET for d in per_run),
+        len(per_run),
+    )
     report.problems = sum(
         o.error is not None or not o.matches_script for r in runs for o in r.outcomes
     )
@@ -750,6 +815,7 @@ def headline(report: Report, dataset: str) -> list[str]:
     rows = report.rows[dataset]
     title = DATASET_TITLES[dataset]
     lines = []
+    rows = [r for r in rows if not trained_on_tuning(r[0])]
     reaching = [r for r in rows if r[2].quality >= TARGET_QUALITY]
     if reaching:
         variant, _, tune, held = min(reaching, key=lambda r: (r[2].cost, -r[2].quality))
@@ -777,6 +843,12 @@ def headline(report: Report, dataset: str) -> list[str]:
             f"router needs {random_cost_for(report.references[dataset]['held_out']):.0%}."
         )
     return lines
+
+
+def trained_on_tuning(variant: Variant) -> bool:
+    """The learned router and the draft scorer were trained on the tuning split: choosing them
+    on it would be choosing on their training data."""
+    return variant.routing.get("router") == "learned" or bool(variant.routing.get("judge_draft"))
 
 
 def random_cost_for(ref: Reference) -> float:
@@ -831,6 +903,24 @@ def table(report: Report, dataset: str) -> list[str]:
     return lines
 
 
+def length_table(report: Report, dataset: str) -> list[str]:
+    lines = [
+        f"Prompt length alone on {DATASET_TITLES[dataset]} (computed, not a gateway mode: the "
+        "given share of the turns with the longest asks go to Cerebras at what it billed for "
+        "each in the always_cerebras run, the rest are answered locally; quality from the labels; "
+        "the held-out columns rank the held-out turns alone):",
+        "",
+        "| share to Cerebras | cost | quality | held-out cost | held-out quality |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    for p in report.length[dataset]:
+        lines.append(
+            f"| {p.share:.0%} | {p.cost:.0%} | {p.quality:.1%} | {p.held_cost:.0%} "
+            f"| {p.held_quality:.1%} |"
+        )
+    return lines
+
+
 def run_parameters(
     args: argparse.Namespace, turns: list[Turn], wall: float, report: Report
 ) -> list[str]:
@@ -838,6 +928,7 @@ def run_parameters(
     f = args.speed_factor
     low, high = report.ledger_deviation
     on_target, runs = report.ledger_on_target
+    run_low, run_high, run_on, run_n = report.run_ledger
     return [
         f"Run of {dt.date.today().isoformat()}, {wall / 60:.1f} minutes wall time, "
         f"{os.cpu_count()} CPUs, Python {platform.python_version()}.",
@@ -858,8 +949,9 @@ def run_parameters(
         f"- Prices: Cerebras ${INPUT_PER_MILLION} / ${OUTPUT_PER_MILLION} per million input / "
         "output tokens; local free. Cost = what the simulated Cerebras billed (prompt plus every "
         "token it sent before a cancellation reached it). The gateway's own ledger, which "
-        f"estimates cancelled calls, was {low:+.1%} to {high:+.1%} off that total per run and "
-        f"dataset ({on_target} of {runs} within the {LEDGER_TARGET:.0%} target).",
+        f"estimates cancelled calls, was {run_low:+.1%} to {run_high:+.1%} off that total per "
+        f"run ({run_on} of {run_n} runs that billed anything within the {LEDGER_TARGET:.0%} "
+        f"target); per run and dataset {low:+.1%} to {high:+.1%} ({on_target} of {runs}).",
         f"- Turns that failed or did not arrive as the committed model's exact answer: "
         f"{report.problems}.",
         "- Times include CPU queueing of this run (simulators, gateway and client share the "
@@ -870,7 +962,11 @@ def run_parameters(
 
 def markdown(report: Report, args: argparse.Namespace, turns: list[Turn], wall: float) -> str:
     lines = [MARK_BEGIN, "", *run_parameters(args, turns, wall, report), ""]
-    lines.append("Against the targets (choice on the tuning split, figures held out):")
+    lines.append(
+        "Against the targets (choice on the tuning split, figures held out; the learned router "
+        "and the judged draft are left out of this choice, their models being trained on the "
+        "tuning split: compare them on the held-out columns and the image):"
+    )
     lines.append("")
     for dataset in report.rows:
         lines += headline(report, dataset)
@@ -885,6 +981,8 @@ def markdown(report: Report, args: argparse.Namespace, turns: list[Turn], wall: 
             f"${ref.cost_usd:.4f})",
             "",
             *table(report, dataset),
+            "",
+            *length_table(report, dataset),
         ]
     lines += ["", "![quality against cost](img/replay_frontier.png)", "", MARK_END]
     return "\n".join(lines)
@@ -920,12 +1018,24 @@ STRATEGY_MARKERS = {
     "parallel_speculative": "v",
     "smart_speculative": "D",
 }
+# The cost knobs' curves, drawn heavier than the strategies' threshold sweeps.
+SHIPPED_STRATEGY = "smart_routing"  # routing.strategy in conf/gateway.yaml
+KNOB_FAMILIES = ("target share", "judged draft")
+# Strong colours of their own, so the knobs stand out from the tab20 sweeps.
+KNOB_COLOURS = {
+    "smart_routing (heuristic, target share)": "#0033cc",
+    "smart_routing (learned, target share)": "#cc00cc",
+    "smart_routing (judged draft)": "#008800",
+}
 NEAR = 0.006  # points closer than this (in both fractions) to a baseline are listed, not drawn
+LENGTH_LABEL = "prompt length alone (computed, not a gateway mode)"
 
 
 def plot(report: Report, path: Path) -> bool:
-    """Quality against cost per dataset: one curve per strategy variant across its sweep,
-    baselines dashed; variants that collapse onto always_cerebras or always_local are listed."""
+    """Quality against cost per dataset on the held-out turns (the learned models were trained
+    on the tuning split): one curve per strategy variant across its sweep,
+    baselines dashed, the prompt-length baseline dotted; every shipped default is a labelled
+    star; variants that collapse onto another curve are listed."""
     try:
         import matplotlib
 
@@ -939,27 +1049,29 @@ def plot(report: Report, path: Path) -> bool:
         return False
     palette = [plt.get_cmap("tab20")(i) for i in [*range(0, 20, 2), *range(1, 20, 2)]]
     families = list(dict.fromkeys(v.family for rows in report.rows.values() for v, *_ in rows))
-    colours = {f: palette[i % len(palette)] for i, f in enumerate(families)}
+    others = [f for f in families if f not in KNOB_COLOURS]
+    colours = {f: palette[i % len(palette)] for i, f in enumerate(others)}
+    colours.update(KNOB_COLOURS)
     datasets = list(report.rows)
-    fig, axes = plt.subplots(1, len(datasets), figsize=(6.4 * len(datasets), 6.4), squeeze=False)
+    fig, axes = plt.subplots(1, len(datasets), figsize=(8.0 * len(datasets), 8.6), squeeze=False)
     legend: dict[str, Any] = {}
     for ax, dataset in zip(axes[0], datasets, strict=True):
         draw_dataset(ax, report, dataset, colours)
         for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
             legend.setdefault(label, handle)
-    fig.legend(legend.values(), legend.keys(), loc="lower center", ncol=3, fontsize=7.5)
-    fig.tight_layout(rect=(0, 0.15, 1, 1))
+    fig.legend(legend.values(), legend.keys(), loc="lower center", ncol=3, fontsize=9)
+    fig.tight_layout(rect=(0, 0.17, 1, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=85)
+    fig.savefig(path, dpi=90)
     plt.close(fig)
     return True
 
 
 def draw_dataset(ax: Any, report: Report, dataset: str, colours: dict[str, Any]) -> None:
-    ref = report.references[dataset]["all"]
+    ref = report.references[dataset]["held_out"]
     local = ref.local_quality / ref.quality
     target_cost = TARGET_COST[dataset]
-    oracle_ = report.oracles[dataset]["all"]
+    oracle_ = report.oracles[dataset]["held_out"]
     ax.fill_between(
         [0, target_cost], TARGET_QUALITY, 1.2, color="#2ca02c", alpha=0.08, lw=0, label="target"
     )
@@ -969,9 +1081,21 @@ def draw_dataset(ax: Any, report: Report, dataset: str, colours: dict[str, Any])
         xs.insert(1, oracle_.cost_at_target)
         ys.insert(1, TARGET_QUALITY)
     ax.plot(xs, ys, "--", color="grey", marker="D", ms=4, lw=1, label="oracle")
+    length = report.length.get(dataset, [])
+    if length:
+        ax.plot(
+            [0.0, *(p.held_cost for p in length), 1.0],
+            [local, *(p.held_quality for p in length), 1.0],
+            ":",
+            color="black",
+            marker=".",
+            ms=6,
+            lw=1.6,
+            label=LENGTH_LABEL,
+        )
     families: dict[str, list[tuple[Variant, Figures]]] = {}
-    for variant, everything, _, _ in report.rows[dataset]:
-        families.setdefault(variant.family, []).append((variant, everything))
+    for variant, _, _, held in report.rows[dataset]:
+        families.setdefault(variant.family, []).append((variant, held))
     drawn: dict[str, list[tuple[float, float]]] = {}
     collapsed: dict[str, list[str]] = {}
     for family, points in families.items():
@@ -981,16 +1105,54 @@ def draw_dataset(ax: Any, report: Report, dataset: str, colours: dict[str, Any])
             continue
         draw_family(ax, family, sorted(points, key=lambda p: p[1].cost), colours[family])
         drawn[family] = [(f.cost, f.quality) for _, f in points]
-    notes = ["star = defaults; hidden under another curve:"]
-    notes += [textwrap.fill(f"{', '.join(v)} = {k}", 58) for k, v in collapsed.items()]
-    ax.text(0.98, 0.02, "\n".join(notes), transform=ax.transAxes, fontsize=6.5, ha="right")
-    ax.set_title(f"{DATASET_TITLES[dataset]}: target >= 95 % quality at <= {target_cost:.0%} cost")
+    label_defaults(ax, [(v, f) for v, _, _, f in report.rows[dataset] if v.default])
+    notes = ["hidden under another curve:"]
+    notes += [textwrap.fill(f"{', '.join(v)} = {k}", 64) for k, v in collapsed.items()]
+    ax.text(0.98, 0.02, "\n".join(notes), transform=ax.transAxes, fontsize=7.5, ha="right")
+    n = report.rows[dataset][0][3].n
+    ax.set_title(
+        f"{DATASET_TITLES[dataset]}, {n} held-out turns: target >= 95 % quality at "
+        f"<= {target_cost:.0%} cost",
+        fontsize=11,
+    )
     ax.set_xlabel("Cerebras dollars billed, fraction of always_cerebras")
     ax.set_ylabel("quality received, fraction of always_cerebras")
     ax.set_xlim(-0.03, 1.05)
-    lowest = min(f.quality for _, f, _, _ in report.rows[dataset])
+    lowest = min(f.quality for _, _, _, f in report.rows[dataset])
     ax.set_ylim(min(lowest, local) - 0.06, max(1.03, oracle_.quality + 0.02))
     ax.grid(alpha=0.3)
+
+
+def label_defaults(ax: Any, points: list[tuple[Variant, Figures]]) -> None:
+    """A star on each shipped default's point, labelled with every strategy whose defaults land
+    there (several land on always_cerebras or on smart_routing's point)."""
+    groups: list[tuple[float, float, list[str]]] = []
+    for variant, f in points:
+        for x, y, names in groups:
+            if near(f.cost, f.quality, x, y):
+                names.append(strategy_name(variant.strategy))
+                break
+        else:
+            groups.append((f.cost, f.quality, [strategy_name(variant.strategy)]))
+    for x, y, names in groups:
+        ax.plot(x, y, marker="*", ms=17, color="gold", mec="black", mew=0.8, zorder=5)
+        right = x < 0.6
+        ax.annotate(
+            textwrap.fill("default of " + ", ".join(dict.fromkeys(names)), 34),
+            (x, y),
+            xytext=(14, 22) if right else (-14, -48),
+            textcoords="offset points",
+            ha="left" if right else "right",
+            fontsize=8,
+            bbox={"boxstyle": "round,pad=0.25", "fc": "white", "ec": "0.6", "alpha": 0.9},
+            arrowprops={"arrowstyle": "-", "color": "0.4", "lw": 0.8},
+            zorder=6,
+        )
+
+
+def strategy_name(strategy: str) -> str:
+    """The strategy's name, marked when it is the one conf/gateway.yaml ships."""
+    return f"{strategy} (the shipped strategy)" if strategy == SHIPPED_STRATEGY else strategy
 
 
 def collapses_onto(
@@ -1009,21 +1171,31 @@ def near(x1: float, y1: float, x2: float, y2: float) -> bool:
 
 def draw_family(ax: Any, family: str, points: list[tuple[Variant, Figures]], colour: Any) -> None:
     marker = STRATEGY_MARKERS.get(points[0][0].strategy, "o")
+    knob = any(k in family for k in KNOB_FAMILIES)
     xs = [f.cost for _, f in points]
     ys = [f.quality for _, f in points]
-    ax.plot(xs, ys, "-", marker=marker, ms=4, lw=1.3, color=colour, label=family)
+    ax.plot(
+        xs,
+        ys,
+        "-",
+        marker=marker,
+        ms=5 if knob else 4,
+        lw=2.4 if knob else 1.1,
+        alpha=1.0 if knob else 0.75,
+        color=colour,
+        label=family,
+        zorder=4 if knob else 2,
+    )
     labelled: list[tuple[float, float]] = []
     for variant, f in points:
-        if variant.default:
-            ax.plot(f.cost, f.quality, marker="*", ms=13, color=colour, mec="black", mew=0.6)
         if len(points) > 1 and not any(near(f.cost, f.quality, x, y) for x, y in labelled):
             labelled.append((f.cost, f.quality))
             value = variant.setting.split()[-1]
             ax.annotate(
-                value,
+                "own" if value == "threshold" else value,
                 (f.cost, f.quality),
-                fontsize=6,
-                xytext=(3, -8),
+                fontsize=6.5,
+                xytext=(3, -9),
                 textcoords="offset points",
                 color=colour,
             )
@@ -1068,9 +1240,18 @@ def print_report(report: Report) -> None:
         random_cost = random_cost_for(report.references[dataset]["all"])
         print(f"random router reaches 95 % at {random_cost:.0%}")
         print("\n".join(headline(report, dataset)))
+    for dataset, points in report.length.items():
+        print(f"\nprompt length alone, {DATASET_TITLES[dataset]} (computed from the bills):")
+        for p in points:
+            print(
+                f"  share {p.share:.0%}: cost {p.cost:.0%} quality {p.quality:.1%}; held out "
+                f"cost {p.held_cost:.0%} quality {p.held_quality:.1%}"
+            )
     (low, high), (on_target, runs) = report.ledger_deviation, report.ledger_on_target
+    run_low, run_high, run_on, run_n = report.run_ledger
     print(
-        f"\nledger against billed, per run and dataset: {low:+.1%} to {high:+.1%}; "
+        f"\nledger against billed, per run: {run_low:+.1%} to {run_high:+.1%}; {run_on} of "
+        f"{run_n} within {LEDGER_TARGET:.0%}; per run and dataset: {low:+.1%} to {high:+.1%}; "
         f"{on_target} of {runs} within {LEDGER_TARGET:.0%}"
     )
 
