@@ -2,9 +2,9 @@
 
 The original GLM Token Saver keys (`models.local`, `models.cerebras`, `routing`,
 `speculative_decoding`) keep their meaning, so a config written for the original project loads
-unchanged (tests/test_config.py keeps one verbatim); new keys sit beside them. Strings of the
-form `${VAR}` or `${VAR:-default}` are replaced from the environment; the Cerebras key falls back to
-`CEREBRAS_API_KEY` when the config leaves it empty.
+unchanged (tests/unit/config/test_config.py keeps one verbatim); new keys sit beside them.
+Strings of the form `${VAR}` or `${VAR:-default}` are replaced from the environment; the Cerebras
+key falls back to `CEREBRAS_API_KEY` when the config leaves it empty.
 
 This module is the ground of the package graph: it imports nothing from the gateway. Names that
 packages above define (strategies, verdict scorers) are passed in as `KnownNames` by the caller

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install Debian's chromium (headless browser for tests/test_dashboard_browser.py) when missing.
+# Install Debian's chromium (headless browser for tests/system/test_dashboard_browser.py) when missing.
 # Idempotent: does nothing when a chromium binary is already on PATH (or GLM_CHROMIUM points at
 # one). Needs root or passwordless sudo for apt-get; otherwise it says so and exits 1, and the
 # browser test skips with that reason (GLM_REQUIRE_BROWSER=1 turns the skip into a failure).

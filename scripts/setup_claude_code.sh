@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install the real Claude Code CLI (npm `@anthropic-ai/claude-code@2.1.332`) for the Claude Code
-# loop test (tests/test_claude_code_loop.py) and print the path of its `claude` binary.
+# loop test (tests/system/test_claude_code_loop.py) and print the path of its `claude` binary.
 #
 # It goes into $GLM_CLAUDE_CODE_DIR (default .venv/claude-code), never globally; a second run that
 # finds the right version installed does nothing. The native binary comes in the optional

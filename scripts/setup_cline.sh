@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install the real Cline CLI (npm `cline@3.0.65`) for the Cline loop integration test
-# (tests/test_cline_loop.py) and print the path of its `cline` binary.
+# (tests/system/test_cline_loop.py) and print the path of its `cline` binary.
 #
 # It goes into $GLM_CLINE_DIR (default .venv/cline), never globally; a second run that finds the
 # right version installed does nothing. Needs Node.js 20+ and npm on PATH.

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install the real Codex CLI (npm `@openai/codex@0.171.0`) for the Codex loop test
-# (tests/test_codex_loop.py) and print the path of its `codex` binary.
+# (tests/system/test_codex_loop.py) and print the path of its `codex` binary.
 #
 # It goes into $GLM_CODEX_DIR (default .venv/codex), never globally; a second run that finds the
 # right version installed does nothing. The native binary comes in an optional platform

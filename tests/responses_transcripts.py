@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 THREAD = "0199a6c2-5b1e-7a40-9d52-3f0f1c0ffee0"
 HEADERS = {"session-id": THREAD, "thread-id": THREAD, "originator": "codex_exec"}
 
@@ -135,3 +137,22 @@ def second_turn() -> dict[str, Any]:
         },
     ]
     return body
+
+
+def parse_events(raw: bytes) -> list[tuple[str, dict[str, Any]]]:
+    """Split an SSE body into (event name, data) pairs; each frame must be exactly
+    `event: <type>\\ndata: <json>` with the type repeated in the data, or a `: ping` comment
+    (the keepalive during a long wait), which is skipped."""
+    assert raw.endswith(b"\n\n")
+    events = []
+    for frame in raw[:-2].split(b"\n\n"):
+        if frame == b": ping":
+            continue
+        head, _, data = frame.partition(b"\n")
+        assert head.startswith(b"event: "), frame
+        assert data.startswith(b"data: "), frame
+        name = head[len(b"event: ") :].decode()
+        payload = orjson.loads(data[len(b"data: ") :])
+        assert payload["type"] == name
+        events.append((name, payload))
+    return events

@@ -1,6 +1,6 @@
 """The StatisticsTracker of the original project's API: aggregates fed by RequestRecords,
 rebuilt from the ledger. `/stats` keeps the original shape key for key (pinned by SPEC_KEYS in
-tests/test_app_endpoints.py) and adds keys beside it.
+tests/integration/test_app_endpoints.py) and adds keys beside it.
 
 Every request goes through `record()`, which prices it, applies it to the aggregates and awaits
 its ledger row. At start-up `load_from_ledger()` replays the ledger from the latest `reset` (or

@@ -99,7 +99,7 @@ class UpstreamConnector(aiohttp.TCPConnector):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         # aiohttp builds each connection's protocol with this factory (an attribute since 3.0;
-        # tests/test_upstream_client.py checks that it is still used).
+        # tests/integration/test_upstream_client.py checks that it is still used).
         self._factory = cast(
             "functools.partial[ResponseHandler]",
             functools.partial(CountingHandler, loop=self._loop),

@@ -1,5 +1,5 @@
 """Where an answer goes: an SSE stream or one JSON body, in the format of docs/wire.md
-(tests/test_wire_stream.py pins it).
+(tests/integration/test_wire_stream.py pins it).
 
 A sink is handed the committed upstream's normalised chunks (gateway.wire.chunk), whose facts it
 reads instead of walking their choices again. It owns everything the client sees:

@@ -1,0 +1,99 @@
+"""The real Codex CLI 0.171.0 through the gateway's Responses door (issue 19).
+
+On the simulators, under always_local, smart_routing and speculative_decoding: `codex exec` asks
+for a command to be run, the upstream (scripted by gateway.dev.sim.agents) answers with Codex's
+own `exec_command` call, Codex runs it (the command leaves a file behind as proof), sends the
+function_call_output back, gets the final text and exits 0.
+
+Skips with the reason when node/npm/codex are missing (GLM_REQUIRE_CODEX=1 makes that a
+failure), and while the gateway has no /v1/responses door (it answers 404). Codex reaches only
+127.0.0.1 (tests/codex_support.py says how); each run is bounded in time.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from agent_sandbox import door_missing
+from codex_support import find_codex, run_codex
+from support import Gateway
+
+from gateway.dev.sim import AgentLoop, SimServer
+
+DOOR = "/v1/responses"
+
+
+STRATEGIES = ["always_local", "smart_routing", "speculative_decoding"]
+
+
+RUN_TIMEOUT = 120.0
+
+
+COMMAND = "echo codex-was-here > proof.txt && echo done"
+
+
+@pytest.fixture(scope="module")
+def codex_bin() -> Path:
+    codex, why = find_codex()
+    if codex is None:
+        if os.environ.get("GLM_REQUIRE_CODEX") == "1":
+            pytest.fail(f"GLM_REQUIRE_CODEX=1 but Codex is unavailable: {why}")
+        pytest.skip(f"Codex CLI unavailable: {why}")
+    return codex
+
+
+async def require_door(client: Any, gw: Gateway) -> None:
+    why = await door_missing(client, gw.root, DOOR)
+    if why is not None:
+        pytest.skip(why)
+
+
+def tool_results(sims: list[SimServer]) -> list[dict[str, Any]]:
+    """The role "tool" messages the gateway forwarded to the simulators."""
+    return [
+        message
+        for sim in sims
+        for request in sim.requests
+        for message in request.body.get("messages") or []
+        if isinstance(message, dict) and message.get("role") == "tool"
+    ]
+
+
+@pytest.mark.timeout(RUN_TIMEOUT + 60)
+@pytest.mark.parametrize("strategy", STRATEGIES)
+async def test_codex_runs_a_command_through_the_gateway(
+    strategy: str,
+    codex_bin: Path,
+    make_gateway: Any,
+    local_sim: SimServer,
+    cerebras_sim: SimServer,
+    client: Any,
+    tmp_path: Path,
+) -> None:
+    gw = await make_gateway(strategy)
+    await require_door(client, gw)
+    run_dir = tmp_path / "codex"
+    loop = AgentLoop(command=COMMAND, final_text="The command ran.")
+    local_sim.options.agent_loop = cerebras_sim.options.agent_loop = loop
+
+    run = await run_codex(
+        codex_bin, gw.url, "Leave a proof file by running a command.", run_dir,
+        timeout=RUN_TIMEOUT,
+    )  # fmt: skip
+
+    assert run.returncode == 0, f"{run.stdout[-2000:]}\n{run.stderr[-2000:]}"
+    assert (run_dir / "work" / "proof.txt").read_text() == "codex-was-here\n"
+    assert "The command ran." in run.stdout
+    # The exec_command output came back through the door as a tool message.
+    results = tool_results([local_sim, cerebras_sim])
+    assert results, "no tool result reached the upstream"
+    assert "done" in str(results[-1].get("content"))
+    if strategy == "always_local":
+        assert cerebras_sim.requests == []
+    await gw.services.ledger.flush()
+    assert len(gw.services.ledger.rows()) >= 2
+    # Only loopback: nothing reached the refusing proxy stub.
+    assert run.blocked == []
