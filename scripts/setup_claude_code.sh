@@ -11,43 +11,17 @@
 # $GLM_CLAUDE_CODE_DIR/.unavailable (the test shows it when it skips).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+TOOL="setup_claude_code"
 PACKAGE="@anthropic-ai/claude-code"
 VERSION="2.1.332"
 DIR="${GLM_CLAUDE_CODE_DIR:-$ROOT/.venv/claude-code}"
 BIN="$DIR/node_modules/.bin/claude"
-NOTE="$DIR/.unavailable"
-
-fail() {
-    mkdir -p "$DIR"
-    echo "setup_claude_code: $*" | tee "$NOTE" >&2
-    exit 1
-}
-
-command -v node >/dev/null 2>&1 || fail "node is not installed (Node.js 20 or newer is needed)"
-command -v npm >/dev/null 2>&1 || fail "npm is not installed"
-major="$(node -p 'process.versions.node.split(".")[0]')"
-[ "$major" -ge 20 ] || fail "Node.js $(node --version) is too old (20 or newer is needed)"
-
-installed=""
-if [ -f "$DIR/node_modules/$PACKAGE/package.json" ]; then
-    installed="$(node -p "require('$DIR/node_modules/$PACKAGE/package.json').version" \
-        2>/dev/null || true)"
+CHECK_ENV="DISABLE_AUTOUPDATER=1"
+# shellcheck source=scripts/_npm_cli.sh
+. "$ROOT/scripts/_npm_cli.sh"
+npm_cli_install
+if ! npm_cli_runs; then
+    (cd "$DIR/node_modules/$PACKAGE" && node install.cjs >&2) ||
+        npm_cli_fail "$PACKAGE's install.cjs could not put the native binary for $(uname -m) in place"
 fi
-if [ "$installed" != "$VERSION" ] || [ ! -x "$BIN" ]; then
-    mkdir -p "$DIR"
-    echo "setup_claude_code: installing $PACKAGE@$VERSION into $DIR" >&2
-    if ! npm install --prefix "$DIR" --no-audit --no-fund --ignore-scripts --loglevel=error \
-        "$PACKAGE@$VERSION" >&2; then
-        fail "npm install $PACKAGE@$VERSION failed (see the npm output above)"
-    fi
-fi
-PKG_DIR="$DIR/node_modules/$PACKAGE"
-if ! DISABLE_AUTOUPDATER=1 "$BIN" --version >/dev/null 2>&1; then
-    (cd "$PKG_DIR" && node install.cjs >&2) \
-        || fail "$PACKAGE's install.cjs could not put the native binary for $(uname -m) in place"
-fi
-[ -x "$BIN" ] || fail "$BIN is missing after the install"
-DISABLE_AUTOUPDATER=1 "$BIN" --version >/dev/null 2>&1 \
-    || fail "$BIN --version does not run (is the native package for $(uname -m) installed?)"
-rm -f "$NOTE"
-echo "$BIN"
+npm_cli_done

@@ -10,38 +10,12 @@
 # $GLM_CODEX_DIR/.unavailable (the test shows it when it skips).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+TOOL="setup_codex"
 PACKAGE="@openai/codex"
 VERSION="0.171.0"
 DIR="${GLM_CODEX_DIR:-$ROOT/.venv/codex}"
 BIN="$DIR/node_modules/.bin/codex"
-NOTE="$DIR/.unavailable"
-
-fail() {
-    mkdir -p "$DIR"
-    echo "setup_codex: $*" | tee "$NOTE" >&2
-    exit 1
-}
-
-command -v node >/dev/null 2>&1 || fail "node is not installed (Node.js 20 or newer is needed)"
-command -v npm >/dev/null 2>&1 || fail "npm is not installed"
-major="$(node -p 'process.versions.node.split(".")[0]')"
-[ "$major" -ge 20 ] || fail "Node.js $(node --version) is too old (20 or newer is needed)"
-
-installed=""
-if [ -f "$DIR/node_modules/$PACKAGE/package.json" ]; then
-    installed="$(node -p "require('$DIR/node_modules/$PACKAGE/package.json').version" \
-        2>/dev/null || true)"
-fi
-if [ "$installed" != "$VERSION" ] || [ ! -x "$BIN" ]; then
-    mkdir -p "$DIR"
-    echo "setup_codex: installing $PACKAGE@$VERSION into $DIR" >&2
-    if ! npm install --prefix "$DIR" --no-audit --no-fund --ignore-scripts --loglevel=error \
-        "$PACKAGE@$VERSION" >&2; then
-        fail "npm install $PACKAGE@$VERSION failed (see the npm output above)"
-    fi
-fi
-[ -x "$BIN" ] || fail "$BIN is missing after the install"
-"$BIN" --version >/dev/null 2>&1 \
-    || fail "$BIN --version does not run (is the native package for $(uname -m) installed?)"
-rm -f "$NOTE"
-echo "$BIN"
+# shellcheck source=scripts/_npm_cli.sh
+. "$ROOT/scripts/_npm_cli.sh"
+npm_cli_install
+npm_cli_done
