@@ -25,7 +25,7 @@ from aiohttp import web
 from gateway.errors import GatewayError
 from gateway.wire.assembly import Assembly
 from gateway.wire.chunk import Chunk, sent_choices
-from gateway.wire.event_stream import EventStream
+from gateway.wire.event_stream import PING, EventStream
 
 BeforeDone = Callable[[], Awaitable[None]]
 _DONE_EVENT = b"data: [DONE]\n\n"
@@ -142,13 +142,22 @@ class StreamSink:
             elif first:
                 await self.response.write(first)
 
+    # The keepalive written during long waits (a door may send its own event instead).
+    ping: bytes = PING
+
     async def _prepare_now(self, first: bytes) -> None:
         headers = self.headers
         if self.model_used:
             headers = {**headers, "x-gateway-model-used": self.model_used}
-        response = EventStream(headers=headers, keepalive_interval=self.keepalive_interval)
+        response = EventStream(
+            headers=headers, keepalive_interval=self.keepalive_interval, ping=self.ping
+        )
         await response.prepare(self.request)
         self.response = response
+        await response.write(self._opening() + first)
+
+    def _opening(self) -> bytes:
+        """The events that open the stream, before any content (here: the role chunk)."""
         role = self._envelope(
             [
                 {
@@ -159,7 +168,7 @@ class StreamSink:
                 }
             ]
         )
-        await response.write(b"data: " + orjson.dumps(role) + b"\n\n" + first)
+        return b"data: " + orjson.dumps(role) + b"\n\n"
 
     def _envelope(self, choices: list[dict[str, Any]]) -> dict[str, Any]:
         chunk: dict[str, Any] = {
@@ -399,6 +408,10 @@ class CollectSink:
         }
         body.update(metadata)
         await before_done()
+        self._respond(body)
+
+    def _respond(self, body: dict[str, Any]) -> None:
+        """Commit to `body` as the whole answer (sent once the handler returns)."""
         headers = dict(self.headers)
         if self.model_used:
             headers["x-gateway-model-used"] = self.model_used

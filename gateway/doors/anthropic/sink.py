@@ -10,7 +10,6 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-import orjson
 from aiohttp import web
 
 from gateway.doors.anthropic.decode import MessagesContext
@@ -29,7 +28,6 @@ from gateway.doors.anthropic.stop import StopMatcher
 from gateway.errors import GatewayError
 from gateway.wire.assembly import Assembly
 from gateway.wire.chunk import Chunk
-from gateway.wire.event_stream import EventStream
 from gateway.wire.sinks import BeforeDone, CollectSink, StreamSink
 
 Estimate = Callable[[], int]
@@ -115,17 +113,10 @@ class MessagesStreamSink(StreamSink):
             self._estimated = max(self.estimate(), 1)
         return self._estimated
 
-    async def _prepare_now(self, first: bytes) -> None:
-        headers = self.headers
-        if self.model_used:
-            headers = {**headers, "x-gateway-model-used": self.model_used}
-        response = EventStream(
-            headers=headers, keepalive_interval=self.keepalive_interval, ping=PING_EVENT
-        )
-        await response.prepare(self.request)
-        self.response = response
-        start = message_start(self.response_id, self.context.model, self.input_estimate())
-        await response.write(start + first)
+    ping = PING_EVENT
+
+    def _opening(self) -> bytes:
+        return message_start(self.response_id, self.context.model, self.input_estimate())
 
     def _encode(self, chunk: Chunk) -> bytes | None:
         if self.kept is not None:
@@ -255,10 +246,4 @@ class MessagesCollectSink(CollectSink):
         del metadata
         body = self.body(usage)
         await before_done()
-        headers = dict(self.headers)
-        if self.model_used:
-            headers["x-gateway-model-used"] = self.model_used
-        self.committed = True
-        self.response = web.Response(
-            body=orjson.dumps(body), content_type="application/json", headers=headers
-        )
+        self._respond(body)

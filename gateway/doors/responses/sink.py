@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from aiohttp import web
 
 from gateway.doors.responses.decode import ResponsesContext
@@ -25,7 +24,6 @@ from gateway.doors.responses.encode import (
 from gateway.doors.responses.errors import failed_error
 from gateway.errors import GatewayError
 from gateway.wire.chunk import Chunk
-from gateway.wire.event_stream import EventStream
 from gateway.wire.sinks import BeforeDone, CollectSink, KeepingStreamSink, StreamSink
 
 
@@ -38,14 +36,8 @@ class ResponsesStreamSink(StreamSink):
         self.events = ResponseEvents(self.response_id, context)
         self.model_name = context.model
 
-    async def _prepare_now(self, first: bytes) -> None:
-        headers = self.headers
-        if self.model_used:
-            headers = {**headers, "x-gateway-model-used": self.model_used}
-        response = EventStream(headers=headers, keepalive_interval=self.keepalive_interval)
-        await response.prepare(self.request)
-        self.response = response
-        await response.write(self.events.start() + first)
+    def _opening(self) -> bytes:
+        return self.events.start()
 
     def _encode(self, chunk: Chunk) -> bytes | None:
         if chunk.plain_text:
@@ -115,10 +107,4 @@ class ResponsesCollectSink(CollectSink):
         for key, value in metadata.items():
             body.setdefault(key, value)
         await before_done()
-        headers = dict(self.headers)
-        if self.model_used:
-            headers["x-gateway-model-used"] = self.model_used
-        self.committed = True
-        self.response = web.Response(
-            body=orjson.dumps(body), content_type="application/json", headers=headers
-        )
+        self._respond(body)
