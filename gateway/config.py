@@ -16,7 +16,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args
@@ -416,6 +416,29 @@ def url_passwords(url: str) -> list[str]:
     for password in written:
         found += [password, unquote(password)]
     return list(dict.fromkeys(p for p in found if p))
+
+
+# Shorter secrets are not searched for in shown text: they would mask ordinary words.
+MIN_REDACTED_SECRET = 4
+
+
+def redact(value: Any, secrets: Iterable[str], mask: str) -> Any:
+    """`value` (a string, or dicts and lists of them, keys included) with every secret of
+    MIN_REDACTED_SECRET characters or more replaced by `mask`, the longest first."""
+    keys = sorted({s for s in secrets if len(s) >= MIN_REDACTED_SECRET}, key=len, reverse=True)
+    return _redact(value, keys, mask)
+
+
+def _redact(value: Any, keys: list[str], mask: str) -> Any:
+    if isinstance(value, str):
+        for key in keys:
+            value = value.replace(key, mask)
+        return value
+    if isinstance(value, dict):
+        return {_redact(k, keys, mask): _redact(v, keys, mask) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redact(v, keys, mask) for v in value]
+    return value
 
 
 def mask_url(url: str) -> str:

@@ -23,13 +23,11 @@ from gateway.config import (
     config_path,
     load_config,
     mask_url,
+    redact,
 )
 from gateway.strategies import known_names
 
 MASK = "***"
-# Shorter secrets are masked where they sit (keys, URLs) but not searched for in other values:
-# they would mask ordinary words.
-_MIN_SEARCHED = 4
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,22 +60,8 @@ def effective(config: GatewayConfig) -> dict[str, Any]:
     keys = config.auth.api_keys
     data["auth"]["api_keys"] = f"{MASK} ({len(keys)} set)" if keys else "(none set)"
     data["state"]["redis_url"] = mask_url(config.state.redis_url)
-    secrets = sorted((s for s in config.secrets() if len(s) >= _MIN_SEARCHED), key=len)
-    scrubbed: dict[str, Any] = _scrub(data, secrets[::-1])
+    scrubbed: dict[str, Any] = redact(data, config.secrets(), MASK)
     return scrubbed
-
-
-def _scrub(value: Any, secrets: list[str]) -> Any:
-    """`value` with every occurrence of a secret in its strings replaced by MASK."""
-    if isinstance(value, str):
-        for secret in secrets:
-            value = value.replace(secret, MASK)
-        return value
-    if isinstance(value, dict):
-        return {k: _scrub(v, secrets) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_scrub(v, secrets) for v in value]
-    return value
 
 
 def render(config: GatewayConfig) -> str:

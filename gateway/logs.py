@@ -16,7 +16,7 @@ import queue
 from collections.abc import Iterable
 from pathlib import Path
 
-from gateway.config import StorageConfig
+from gateway.config import MIN_REDACTED_SECRET, StorageConfig
 
 REDACTED = "[REDACTED]"
 _FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
@@ -24,10 +24,12 @@ _OWN_HANDLER = "_glm_gateway_handler"
 
 
 class RedactSecrets:
-    """Replaces every configured secret (4 characters or more) in a text."""
+    """Replaces every configured secret in a text, as gateway.config.redact does for data (a
+    log line is a plain string, so this keeps the sorted secrets instead of sorting per line)."""
 
     def __init__(self, secrets: Iterable[str]) -> None:
-        self.secrets = tuple(s for s in secrets if s and len(s) >= 4)
+        kept = {s for s in secrets if len(s) >= MIN_REDACTED_SECRET}
+        self.secrets = tuple(sorted(kept, key=len, reverse=True))
 
     def redact(self, text: str) -> str:
         for secret in self.secrets:

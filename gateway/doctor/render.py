@@ -12,29 +12,16 @@ from typing import Any
 
 import orjson
 
+from gateway.config import redact
 from gateway.doctor.report import Report
 
 REDACTED = "[redacted]"
 _WIDTH = 100
-_MIN_SECRET = 4  # shorter strings would redact ordinary words
 
 
 def scrub(value: Any, secrets: Iterable[str]) -> Any:
     """`value` (a string, or lists and dicts of them) with every secret replaced."""
-    keys = sorted({s for s in secrets if len(s) >= _MIN_SECRET}, key=len, reverse=True)
-    return _scrub(value, keys)
-
-
-def _scrub(value: Any, keys: list[str]) -> Any:
-    if isinstance(value, str):
-        for key in keys:
-            value = value.replace(key, REDACTED)
-        return value
-    if isinstance(value, dict):
-        return {_scrub(k, keys): _scrub(v, keys) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_scrub(v, keys) for v in value]
-    return value
+    return redact(value, secrets, REDACTED)
 
 
 def render_json(report: Report, secrets: Iterable[str]) -> str:
