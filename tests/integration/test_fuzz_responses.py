@@ -14,7 +14,9 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from integration.test_fuzz import CONTENT_TYPES, SENT, json_value
+from integration.test_fuzz import CONTENT_TYPES, SENT, gateway_port, json_value
+
+__all__ = ["gateway_port"]  # the module-scoped gateway fixture, shared with test_fuzz
 
 SETTINGS = settings(
     max_examples=500,

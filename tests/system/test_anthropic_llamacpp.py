@@ -17,6 +17,8 @@ from gateway.dev.llama_server import LlamaServer
 from gateway.dev.sim import SimServer
 from gateway.http.app import create_app
 
+pytestmark = pytest.mark.llamacpp
+
 TIMEOUTS = {"connect": 2, "first_token": 30, "idle": 15}
 
 

@@ -14,6 +14,8 @@ from gateway.dev.sim import running_sim
 from gateway.doctor import amain
 from system.test_doctor import cerebras_options, write_config
 
+pytestmark = pytest.mark.llamacpp
+
 
 async def test_doctor_passes_the_local_checks_of_a_real_llama_server(
     capsys: pytest.CaptureFixture[str], tmp_path, llama_server: LlamaServer

@@ -9,6 +9,7 @@ from typing import Any
 
 import aiohttp
 import orjson
+import pytest
 from llamacpp_support import GREEDY, timings_of
 from openai import AsyncOpenAI
 from responses_transcripts import HEADERS, first_turn, parse_events
@@ -19,6 +20,8 @@ from system.test_llamacpp import (  # noqa: F401  (fixtures)
     real_gateway,
     tiny_llama_server,
 )
+
+pytestmark = pytest.mark.llamacpp
 
 
 async def test_sdk_stream_with_llamacpp_counts(real_gateway, llama_tap):  # noqa: F811

@@ -46,6 +46,8 @@ from gateway.router.answer import logprob_confidence
 from gateway.upstreams import build_upstream
 from gateway.upstreams.client import DNS_CACHE_S, STALE_LIMIT, UpstreamConnector
 
+pytestmark = pytest.mark.llamacpp
+
 TINY_CTX = 256
 
 

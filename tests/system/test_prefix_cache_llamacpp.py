@@ -19,6 +19,8 @@ from support import Gateway, gateway_config
 from gateway.dev.sim import SimServer
 from gateway.http.app import create_app
 
+pytestmark = pytest.mark.llamacpp
+
 TIMEOUTS = {"connect": 2, "first_token": 120, "idle": 60}
 
 

@@ -102,6 +102,7 @@ async def stats(session: aiohttp.ClientSession, root: str) -> dict:
     async with session.get(root + "/stats") as resp:
         body = await resp.json()
     body.pop("uptime")
+    body.pop("memory")  # what this process holds in memory, not what it recorded
     return body
 
 
