@@ -21,9 +21,12 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 LOOPBACK = "127.0.0.1"
@@ -202,3 +205,21 @@ async def door_missing(session: Any, root: str, path: str) -> str | None:
         if r.status in (404, 405):
             return f"the gateway has no {path} door yet (it answers {r.status}; issue 19)"
     return None
+
+
+async def require_door(session: Any, root: str, path: str) -> None:
+    """Skip the test, saying why, when the gateway at `root` has no door at `path`."""
+    why = await door_missing(session, root, path)
+    if why is not None:
+        pytest.skip(why)
+
+
+def tool_results(sims: Iterable[Any]) -> list[dict[str, Any]]:
+    """The role "tool" messages the gateway forwarded to the simulators (SimServer)."""
+    return [
+        message
+        for sim in sims
+        for request in sim.requests
+        for message in request.body.get("messages") or []
+        if isinstance(message, dict) and message.get("role") == "tool"
+    ]

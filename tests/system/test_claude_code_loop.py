@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from agent_sandbox import door_missing
+from agent_sandbox import require_door, tool_results
 from claude_code_support import find_claude_code, run_claude_code
 from llamacpp_support import running_llama
 from support import Gateway, gateway_config
@@ -62,23 +62,6 @@ def claude_bin() -> Path:
     return claude
 
 
-async def require_door(client: Any, gw: Gateway) -> None:
-    why = await door_missing(client, gw.root, DOOR)
-    if why is not None:
-        pytest.skip(why)
-
-
-def tool_results(sims: list[SimServer]) -> list[dict[str, Any]]:
-    """The role "tool" messages the gateway forwarded to the simulators."""
-    return [
-        message
-        for sim in sims
-        for request in sim.requests
-        for message in request.body.get("messages") or []
-        if isinstance(message, dict) and message.get("role") == "tool"
-    ]
-
-
 @pytest.mark.timeout(RUN_TIMEOUT + 60)
 @pytest.mark.parametrize("strategy", STRATEGIES)
 async def test_claude_code_writes_a_file_through_the_gateway(
@@ -91,7 +74,7 @@ async def test_claude_code_writes_a_file_through_the_gateway(
     tmp_path: Path,
 ) -> None:
     gw = await make_gateway(strategy)
-    await require_door(client, gw)
+    await require_door(client, gw.root, DOOR)
     run_dir = tmp_path / "claude"
     target = run_dir / "work" / "hello.txt"
     loop = AgentLoop(write_path=str(target), write_content=CONTENT, final_text="Wrote hello.txt.")
@@ -148,7 +131,7 @@ async def test_claude_code_gets_a_text_answer_from_the_real_llama_server(
     )
     app = create_app(config)
     gw = Gateway(await aiohttp_server(app), app, config)
-    await require_door(client, gw)
+    await require_door(client, gw.root, DOOR)
 
     run = await run_claude_code(
         claude_bin,

@@ -17,9 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from agent_sandbox import door_missing
+from agent_sandbox import require_door, tool_results
 from codex_support import find_codex, run_codex
-from support import Gateway
 
 from gateway.dev.sim import AgentLoop, SimServer
 
@@ -45,23 +44,6 @@ def codex_bin() -> Path:
     return codex
 
 
-async def require_door(client: Any, gw: Gateway) -> None:
-    why = await door_missing(client, gw.root, DOOR)
-    if why is not None:
-        pytest.skip(why)
-
-
-def tool_results(sims: list[SimServer]) -> list[dict[str, Any]]:
-    """The role "tool" messages the gateway forwarded to the simulators."""
-    return [
-        message
-        for sim in sims
-        for request in sim.requests
-        for message in request.body.get("messages") or []
-        if isinstance(message, dict) and message.get("role") == "tool"
-    ]
-
-
 @pytest.mark.timeout(RUN_TIMEOUT + 60)
 @pytest.mark.parametrize("strategy", STRATEGIES)
 async def test_codex_runs_a_command_through_the_gateway(
@@ -74,7 +56,7 @@ async def test_codex_runs_a_command_through_the_gateway(
     tmp_path: Path,
 ) -> None:
     gw = await make_gateway(strategy)
-    await require_door(client, gw)
+    await require_door(client, gw.root, DOOR)
     run_dir = tmp_path / "codex"
     loop = AgentLoop(command=COMMAND, final_text="The command ran.")
     local_sim.options.agent_loop = cerebras_sim.options.agent_loop = loop
