@@ -18,6 +18,7 @@ import pytest
 from anthropic_support import check_grammar, parse_events
 from support import ALL_STRATEGIES, chat, gateway_config, post_stream
 
+from gateway.dev.sim import SimServer
 from gateway.http.app import create_app
 from gateway.http.services import SERVICES_KEY
 from gateway.strategies import strategy_names
@@ -59,6 +60,19 @@ def closed_port_url() -> str:
     return f"http://127.0.0.1:{port}/v1"
 
 
+def broken_upstream_urls(
+    local_sim: SimServer, cerebras_sim: SimServer, fault: str, where: str
+) -> dict[str, str]:
+    """Both upstreams' URLs with `fault` injected into `where` (`refused`: a closed port)."""
+    sims = {"local": local_sim, "cerebras": cerebras_sim}
+    urls = {name: sim.url for name, sim in sims.items()}
+    if fault == "refused":
+        urls[where] = closed_port_url()
+    else:
+        sims[where].inject(fault, **FAULTS[fault])
+    return urls
+
+
 def test_matrix_covers_every_registered_strategy() -> None:
     assert sorted(STRATEGIES) == strategy_names()
 
@@ -69,12 +83,7 @@ def test_matrix_covers_every_registered_strategy() -> None:
 async def test_fault(
     aiohttp_server, client, tmp_path, local_sim, cerebras_sim, strategy, fault, where
 ) -> None:
-    sims = {"local": local_sim, "cerebras": cerebras_sim}
-    urls = {name: sim.url for name, sim in sims.items()}
-    if fault == "refused":
-        urls[where] = closed_port_url()
-    else:
-        sims[where].inject(fault, **FAULTS[fault])
+    urls = broken_upstream_urls(local_sim, cerebras_sim, fault, where)
     config = gateway_config(
         tmp_path,
         urls["local"],
@@ -250,12 +259,7 @@ async def test_mid_stream_error_mode_keeps_the_error_event(
 async def test_fault_through_the_messages_door(
     aiohttp_server, client, tmp_path, local_sim, cerebras_sim, strategy, fault, where
 ) -> None:
-    sims = {"local": local_sim, "cerebras": cerebras_sim}
-    urls = {name: sim.url for name, sim in sims.items()}
-    if fault == "refused":
-        urls[where] = closed_port_url()
-    else:
-        sims[where].inject(fault, **FAULTS[fault])
+    urls = broken_upstream_urls(local_sim, cerebras_sim, fault, where)
     config = gateway_config(
         tmp_path,
         urls["local"],

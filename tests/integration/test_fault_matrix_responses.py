@@ -29,7 +29,7 @@ from integration.test_fault_matrix import (
     FAULTS,
     MID_STREAM,
     TIMEOUT,
-    closed_port_url,
+    broken_upstream_urls,
 )
 
 QUESTION = "Explain step by step why this code deadlocks: ```lock(a); lock(b)```"
@@ -102,12 +102,7 @@ async def _app(aiohttp_server, tmp_path, local_url, cerebras_url, **config):
 async def test_fault(
     aiohttp_server, client, tmp_path, local_sim, cerebras_sim, strategy, fault, where
 ) -> None:
-    sims = {"local": local_sim, "cerebras": cerebras_sim}
-    urls = {name: sim.url for name, sim in sims.items()}
-    if fault == "refused":
-        urls[where] = closed_port_url()
-    else:
-        sims[where].inject(fault, **FAULTS[fault])
+    urls = broken_upstream_urls(local_sim, cerebras_sim, fault, where)
     app, url = await _app(
         aiohttp_server, tmp_path, urls["local"], urls["cerebras"], routing={"strategy": strategy}
     )

@@ -7,14 +7,14 @@ front of both simulators) and its JSON generators.
 
 from __future__ import annotations
 
-import http.client
 import json
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from integration.test_fuzz import CONTENT_TYPES, SENT, gateway_port, json_value
+from integration.test_fuzz import CONTENT_TYPES, gateway_port, json_value
+from integration.test_fuzz import send as fuzz_send
 
 __all__ = ["gateway_port"]  # the module-scoped gateway fixture, shared with test_fuzz
 
@@ -30,15 +30,7 @@ FINAL = (b"response.completed", b"response.incomplete", b"response.failed")
 
 
 def send(port: int, body: bytes, content_type: str = "application/json") -> tuple[int, bytes, str]:
-    SENT["bodies"] += 1
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    headers = {"Content-Type": content_type} if content_type else {}
-    try:
-        conn.request("POST", "/v1/responses", body=body, headers=headers)
-        resp = conn.getresponse()
-        return resp.status, resp.read(), resp.getheader("Content-Type", "")
-    finally:
-        conn.close()
+    return fuzz_send(port, body, content_type, path="/v1/responses")
 
 
 def check_reply(status: int, raw: bytes, content_type: str) -> None:
