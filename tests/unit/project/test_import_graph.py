@@ -131,12 +131,22 @@ def describe_cycle(cycle: list[str], edges: dict[tuple[str, str], list[Import]])
 
 
 def ground_violations(root: Path, top: str = "gateway") -> list[str]:
-    """Imports of anything from `top` in the ground modules."""
+    """Imports of anything from `top` in the ground, a module or a package (whose modules may
+    import each other)."""
     found = []
     for name in GROUND:
-        imports = imports_of(root / top / f"{name}.py", root)
+        package = root / top / name
+        paths = sorted(package.rglob("*.py")) if package.is_dir() else [package.with_suffix(".py")]
+        own = f"{top}.{name}"
+        imports = [imp for path in paths for imp in imports_of(path, root)]
         found += statements(
-            [imp for imp in imports if imp.target == top or imp.target.startswith(top + ".")]
+            [
+                imp
+                for imp in imports
+                if (imp.target == top or imp.target.startswith(top + "."))
+                and imp.target != own
+                and not imp.target.startswith(own + ".")
+            ]
         )
     return found
 
@@ -216,3 +226,22 @@ def test_the_checker_accepts_layers_that_point_down(tmp_path: Path) -> None:
     assert set(edges) == {("a", "b"), ("a", "config"), ("a", "gateway"), ("b", "errors")}
     assert find_cycle(edges) is None
     assert ground_violations(tmp_path) == []
+
+
+def test_a_ground_package_may_import_itself_but_nothing_else(tmp_path: Path) -> None:
+    _write(
+        tmp_path,
+        {
+            "gateway/__init__.py": "",
+            "gateway/config/__init__.py": "from gateway.config.load import f\n",
+            "gateway/config/load.py": "from .schema import S\nfrom gateway.config import schema\n"
+            "def f():\n    from gateway.a import x\n",
+            "gateway/config/schema.py": "import os\n",
+            "gateway/errors.py": "",
+            "gateway/a/__init__.py": "",
+            "gateway/a/x.py": "from gateway.config import S\n",
+        },
+    )
+    edges = package_graph(tmp_path)
+    assert set(edges) == {("a", "config"), ("config", "a")}  # none from config to itself
+    assert ground_violations(tmp_path) == ["gateway/config/load.py:4 imports gateway.a"]
