@@ -19,6 +19,7 @@ from aiohttp import web
 from gateway import __version__
 from gateway.config import (
     DEFAULT_CONFIG_PATH,
+    LOG_LEVELS,
     ConfigError,
     GatewayConfig,
     config_path,
@@ -94,7 +95,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument(DEMO_UPSTREAMS_FLAG, default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING ...")
+    parser.add_argument(
+        "--log-level",
+        type=str.upper,
+        choices=LOG_LEVELS,
+        metavar="LEVEL",
+        default=None,
+        help="DEBUG, INFO, WARNING ...",
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser
 
@@ -113,7 +121,7 @@ def resolve_config(args: argparse.Namespace) -> GatewayConfig:
         routing = replace(routing, strategy=args.strategy)
     storage = config.storage
     if args.log_level is not None:
-        storage = replace(storage, log_level=args.log_level.upper())
+        storage = replace(storage, log_level=args.log_level)
     if args.demo:
         storage = replace(storage, ledger_path=DEMO_LEDGER)
     if args.worker_index:  # each worker keeps its own ledger (SQLite has one writer)

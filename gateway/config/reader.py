@@ -98,8 +98,10 @@ class Reader:
 
     def choice(self, key: str, allowed: tuple[_Choice, ...]) -> _Choice | None:
         value: str | None = self.get(key, str)
-        if value is None:
-            return None
+        return None if value is None else self.one_of(key, value, allowed)
+
+    def one_of(self, key: str, value: object, allowed: tuple[_Choice, ...]) -> _Choice:
+        """`value` as the allowed choice it equals, else ConfigError listing the choices."""
         for option in allowed:
             if value == option:
                 return option

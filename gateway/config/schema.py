@@ -190,10 +190,11 @@ class LearnConfig:
 
 # `routing.model_routes` values: an upstream (served by always_local / always_cerebras, the other
 # one still a fallback), or `strategy` (the strategy's own choice).
-MODEL_ROUTES = ("local", "cerebras", "strategy")
+ModelRoute = Literal["local", "cerebras", "strategy"]
+MODEL_ROUTES: tuple[ModelRoute, ...] = get_args(ModelRoute)
 # Claude Code's haiku-tier calls are background work (titles, summaries): local by default, under
 # smart_routing only (a configured map applies under any default strategy).
-DEFAULT_MODEL_ROUTES: tuple[tuple[str, str], ...] = (("*haiku*", "local"),)
+DEFAULT_MODEL_ROUTES: tuple[tuple[str, ModelRoute], ...] = (("*haiku*", "local"),)
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,7 +224,7 @@ class RoutingConfig:
     # Model-name patterns (shell globs, case-insensitive) -> a route in MODEL_ROUTES, first match
     # wins; None: DEFAULT_MODEL_ROUTES under smart_routing. Never overrides a strategy the
     # client named (x-gateway-strategy or a model `glm-token-saver/<strategy>`).
-    model_routes: tuple[tuple[str, str], ...] | None = None
+    model_routes: tuple[tuple[str, ModelRoute], ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -318,13 +319,18 @@ class DoorsConfig:
     anthropic: AnthropicDoorConfig = AnthropicDoorConfig()
 
 
+# `storage.log_level`: the names the logging module knows (case-insensitive in the file).
+LogLevel = Literal["CRITICAL", "FATAL", "ERROR", "WARN", "WARNING", "INFO", "DEBUG", "NOTSET"]
+LOG_LEVELS: tuple[LogLevel, ...] = get_args(LogLevel)
+
+
 @dataclass(frozen=True, slots=True)
 class StorageConfig:
     ledger_path: str = "data/ledger.db"
     log_path: str = "logs/api_server.log"
     log_max_bytes: int = 10 * 1024 * 1024
     log_backups: int = 5
-    log_level: str = "INFO"
+    log_level: LogLevel = "INFO"
 
 
 @dataclass(frozen=True, slots=True)

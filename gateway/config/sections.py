@@ -10,6 +10,7 @@ from gateway.config.reader import Reader, expand_env, fill
 from gateway.config.schema import (
     BUDGET_ACTIONS,
     CHAT_COMPLETIONS_PATH,
+    LOG_LEVELS,
     MID_STREAM_MODES,
     MODEL_KINDS,
     MODEL_ROUTES,
@@ -28,6 +29,7 @@ from gateway.config.schema import (
     LearnConfig,
     LimitsConfig,
     ModelConfig,
+    ModelRoute,
     PlanLimits,
     Prices,
     RateLimitsConfig,
@@ -219,7 +221,7 @@ def _amount(r: Reader, key: str) -> float | None:
     return value
 
 
-def _model_routes(r: Reader, key: str) -> tuple[tuple[str, str], ...] | None:
+def _model_routes(r: Reader, key: str) -> tuple[tuple[str, ModelRoute], ...] | None:
     value = r.raw(key)
     if value is None:
         return None
@@ -229,11 +231,7 @@ def _model_routes(r: Reader, key: str) -> tuple[tuple[str, str], ...] | None:
     for pattern, route in value.items():
         if not isinstance(pattern, str) or not pattern:
             raise r.error(key, f"pattern {pattern!r} must be a non-empty string")
-        if route not in MODEL_ROUTES:
-            raise r.error(
-                f"{key}.{pattern}", f"must be one of {', '.join(MODEL_ROUTES)}, got {route!r}"
-            )
-        routes.append((pattern, str(route)))
+        routes.append((pattern, r.one_of(f"{key}.{pattern}", route, MODEL_ROUTES)))
     return tuple(routes)
 
 
@@ -324,7 +322,7 @@ def _storage(r: Reader) -> StorageConfig:
         log_path=r.get("log_path", str),
         log_max_bytes=r.integer("log_max_bytes", low=1024, high=2**40),
         log_backups=r.integer("log_backups", low=0, high=1000),
-        log_level=None if level is None else level.upper(),
+        log_level=None if level is None else r.one_of("log_level", level.upper(), LOG_LEVELS),
     )
     return result
 

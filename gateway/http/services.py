@@ -16,7 +16,7 @@ from gateway.accounting.ratio import RatioStore
 from gateway.accounting.records import RequestRecord, UpstreamName
 from gateway.accounting.refusals import RefusalRecorder
 from gateway.accounting.stats import StatisticsTracker
-from gateway.config import DEFAULT_MODEL_ROUTES, GatewayConfig
+from gateway.config import DEFAULT_MODEL_ROUTES, GatewayConfig, ModelRoute
 from gateway.http.guard import Guard
 from gateway.quota.budget import Budget
 from gateway.quota.gate import RateLimitGate
@@ -111,7 +111,7 @@ class Services:
                 return strategy
         return None
 
-    def model_routes(self) -> tuple[tuple[str, str], ...]:
+    def model_routes(self) -> tuple[tuple[str, ModelRoute], ...]:
         """`routing.model_routes`, or the default map when the default strategy is
         smart_routing and none is configured."""
         routing = self.config.routing
