@@ -1,16 +1,26 @@
 """Reading parsed YAML: `${VAR}` expansion from the environment, and typed access into one
-mapping that raises ConfigError naming the file and the key path."""
+mapping that raises ConfigError naming the file and the key path. A schema dataclass is read
+field by field from the types the schema gives (`Reader.fields`)."""
 
 from __future__ import annotations
 
 import difflib
+import functools
 import re
+import types
 from collections.abc import Mapping
-from dataclasses import replace
-from typing import Any, TypeVar
+from dataclasses import is_dataclass, replace
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
+from typing import get_type_hints as _get_type_hints
+
+from gateway.config.schema import Within
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _Choice = TypeVar("_Choice", bound=str)
+_Record = TypeVar("_Record", bound="DataclassInstance")
 
 
 class ConfigError(ValueError):
@@ -84,17 +94,17 @@ class Reader:
             raise self.error(key, f"expected {kind.__name__}, got {type(value).__name__}")
         return value
 
-    def number(self, key: str, *, low: float, high: float) -> float | None:
-        value = self.get(key, float)
-        if value is not None and not low <= value <= high:
-            raise self.error(key, f"must be between {low} and {high}, got {value}")
-        return None if value is None else float(value)
-
-    def integer(self, key: str, *, low: int, high: int) -> int | None:
-        value = self.get(key, int)
-        if value is not None and not low <= value <= high:
-            raise self.error(key, f"must be between {low} and {high}, got {value}")
-        return None if value is None else int(value)
+    def number(self, key: str, kind: type[float], within: Within) -> float | None:
+        """An int or float key (`kind`; an int is read as a float for a float key) within its
+        bounds."""
+        value: float | None = self.get(key, kind)
+        if value is None:
+            return None
+        if not within.low <= value <= within.high:
+            raise self.error(key, f"must be between {within.low} and {within.high}, got {value}")
+        if within.positive and value <= 0:
+            raise self.error(key, "must be > 0 (or null for no limit)")
+        return value
 
     def choice(self, key: str, allowed: tuple[_Choice, ...]) -> _Choice | None:
         value: str | None = self.get(key, str)
@@ -106,6 +116,32 @@ class Reader:
             if value == option:
                 return option
         raise self.error(key, f"must be one of {', '.join(allowed)}, got {value!r}")
+
+    def fields(self, base: _Record, **given: Any) -> _Record:
+        """`base` (a schema dataclass) with each field read from the key of its name by the
+        type the schema gives it: bool, str, a Literal choice, a number `Annotated` with its
+        Within bounds, or a dataclass read from the section of that name. Fields of any other
+        type, and those the caller reads itself, are in `given`. A value that is absent or null
+        (None in `given`) keeps base's."""
+        values = {
+            name: given[name] if name in given else self._field(name, hint, getattr(base, name))
+            for name, hint in _type_hints(type(base)).items()
+        }
+        return replace(base, **{k: v for k, v in values.items() if v is not None})
+
+    def _field(self, key: str, hint: Any, current: Any) -> Any:
+        if get_origin(hint) in (Union, types.UnionType):  # `X | None`: read as X
+            (hint,) = [arg for arg in get_args(hint) if arg is not type(None)]
+        if get_origin(hint) is Annotated:
+            kind, within = get_args(hint)
+            return self.number(key, kind, within)
+        if get_origin(hint) is Literal:
+            return self.choice(key, get_args(hint))
+        if hint is bool or hint is str:
+            return self.get(key, hint)
+        if is_dataclass(hint):
+            return self.section(key).fields(current)
+        raise TypeError(f"{self._key(key)}: the caller reads {hint} (pass it in `given`)")
 
     def strings(self, key: str, what: str) -> tuple[str, ...] | None:
         value = self.get(key, list)
@@ -129,6 +165,7 @@ class Reader:
         return messages
 
 
-def fill(base: Any, **values: Any) -> Any:
-    """`base` with the values that were given (None = not given: keep base's default)."""
-    return replace(base, **{k: v for k, v in values.items() if v is not None})
+@functools.cache
+def _type_hints(record: type) -> dict[str, Any]:
+    """A schema dataclass's field types, `Annotated` bounds kept."""
+    return _get_type_hints(record, include_extras=True)

@@ -1,11 +1,12 @@
-"""The config's shape: frozen dataclasses, each default written once, and the names of its
-choices (`Literal` types with their tuples of allowed values)."""
+"""The config's shape: frozen dataclasses with each key's type, bounds and default, each written
+once. A choice is a `Literal` type (with the tuple of its values); a number key is
+`Annotated` with its `Within` bounds; gateway.config.reader reads a section by these types."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
 from gateway.config.secrets import url_passwords
 
@@ -28,6 +29,26 @@ StateFallback = Literal["local", "fail_closed"]
 STATE_ON_UNAVAILABLE: tuple[StateFallback, ...] = get_args(StateFallback)
 
 
+# eq=False: typing caches Annotated by its arguments, and Within(0, 1) == Within(0.0, 1.0), but
+# the message shows the bounds as written here.
+@dataclass(frozen=True, slots=True, eq=False)
+class Within:
+    """The bounds of a number key, both included, as the error message shows them
+    (`Annotated[int, Within(1, 64)]`). `positive`: 0 is refused too (a limit; null: none)."""
+
+    low: float
+    high: float
+    positive: bool = False
+
+
+# A share or a token probability.
+Share = Annotated[float, Within(0, 1)]
+# A positive limit (US dollars, requests, tokens); None: no limit.
+Amount = Annotated[float, Within(0.0, 1e12, positive=True)]
+Seconds = Annotated[float, Within(0.001, 86400)]
+Count = Annotated[int, Within(1, 10_000_000)]
+
+
 @dataclass(frozen=True, slots=True)
 class KnownNames:
     """The names a config may give that packages above this one define: the registered
@@ -43,14 +64,17 @@ class KnownNames:
 class Timeouts:
     """Seconds. `first_token`: wait for the first streamed event; `idle`: each gap after it."""
 
-    connect: float = 5.0
-    first_token: float = 120.0
-    idle: float = 60.0
+    connect: Annotated[float, Within(0.001, 3600)] = 5.0
+    first_token: Seconds = 120.0
+    idle: Seconds = 60.0
 
     def __post_init__(self) -> None:
         for f in fields(self):
             if getattr(self, f.name) <= 0:
                 raise ValueError(f"{f.name} must be > 0")
+
+
+PerMillion = Annotated[float, Within(0, 1e6)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,9 +84,9 @@ class Prices:
     `cached_input_per_million` prices the prompt tokens an upstream reports as served from its
     cache; None: the input price."""
 
-    input_per_million: float = 0.0
-    output_per_million: float = 0.0
-    cached_input_per_million: float | None = None
+    input_per_million: PerMillion = 0.0
+    output_per_million: PerMillion = 0.0
+    cached_input_per_million: PerMillion | None = None
 
     @property
     def cached_rate(self) -> float:
@@ -83,7 +107,8 @@ class ModelConfig:
     api_key: str = field(default="", repr=False)
     timeouts: Timeouts = Timeouts()
     prices: Prices = Prices()
-    max_completion_tokens_cap: int | None = None
+    # 0 in the file turns the cap off (null means the default, like every other key).
+    max_completion_tokens_cap: Annotated[int, Within(0, 10_000_000)] | None = None
 
     @property
     def chat_url(self) -> str:
@@ -92,17 +117,17 @@ class ModelConfig:
 
 @dataclass(frozen=True, slots=True)
 class AdaptiveConfig:
-    cool_down_duration: float = 60.0
-    rate_limit_threshold: float = 0.2
+    cool_down_duration: Annotated[float, Within(0, 86400)] = 60.0
+    rate_limit_threshold: Share = 0.2
 
 
 @dataclass(frozen=True, slots=True)
 class PlanLimits:
     """An upstream's quota as its plan states it; None = unknown (headers alone tell)."""
 
-    requests_per_minute: float | None = None
-    tokens_per_minute: float | None = None
-    requests_per_day: float | None = None
+    requests_per_minute: Amount | None = None
+    tokens_per_minute: Amount | None = None
+    requests_per_day: Amount | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,8 +142,8 @@ class RateLimitsConfig:
 class BudgetConfig:
     """Cerebras spend limits in US dollars per UTC day / month; None = no limit."""
 
-    daily_usd: float | None = None
-    monthly_usd: float | None = None
+    daily_usd: Amount | None = None
+    monthly_usd: Amount | None = None
     on_exhausted: BudgetAction = "local"
 
 
@@ -160,11 +185,11 @@ class EscalationConfig:
     whose hash is cached, keyed by a digest (gateway.router.conversation)."""
 
     enabled: bool = True
-    turns: int | None = None
-    max_conversations: int = 10_000
-    ttl_seconds: float = 86_400.0
-    max_turns: int = 20_000
-    fingerprint_cache: int = 1024
+    turns: Annotated[int, Within(1, 1_000_000)] | None = None
+    max_conversations: Count = 10_000
+    ttl_seconds: Annotated[float, Within(1, 365 * 86_400)] = 86_400.0
+    max_turns: Count = 20_000
+    fingerprint_cache: Annotated[int, Within(1, 1_000_000)] = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,12 +205,12 @@ class LearnConfig:
     `label_ttl_seconds` after it was written."""
 
     agent_loop: bool = True
-    agent_loop_ok_weight: float = 0.2
-    verify_sample: float = 0.0
-    remember_requests: int = 5_000
-    remember_bytes: int = 16 * 1024 * 1024
-    max_labels: int = 100_000
-    label_ttl_seconds: float = 90 * 86_400.0
+    agent_loop_ok_weight: Share = 0.2
+    verify_sample: Share = 0.0
+    remember_requests: Count = 5_000
+    remember_bytes: Annotated[int, Within(64 * 1024, 2**40)] = 16 * 1024 * 1024
+    max_labels: Annotated[int, Within(1, 100_000_000)] = 100_000
+    label_ttl_seconds: Annotated[float, Within(1, 10 * 365 * 86_400)] = 90 * 86_400.0
 
 
 # `routing.model_routes` values: an upstream (served by always_local / always_cerebras, the other
@@ -200,7 +225,7 @@ DEFAULT_MODEL_ROUTES: tuple[tuple[str, ModelRoute], ...] = (("*haiku*", "local")
 @dataclass(frozen=True, slots=True)
 class RoutingConfig:
     strategy: str = "smart_routing"
-    simple_task_threshold: int = 1000
+    simple_task_threshold: Annotated[int, Within(0, 10_000_000)] = 1000
     complexity_keywords: tuple[str, ...] = _DEFAULT_KEYWORDS
     fallback_to_local: bool = True
     fallback_to_cerebras: bool = True
@@ -214,7 +239,7 @@ class RoutingConfig:
     # gateway.router: `learned` (logistic model) or `heuristic` (keyword/length classifier).
     router: RouterKind = "heuristic"
     # Share of requests to send to Cerebras (0..1) under either router; None = its own rule.
-    target_cloud_share: float | None = None
+    target_cloud_share: Annotated[float, Within(0.0, 1.0)] | None = None
     # smart_routing only: an ask routed local is drafted for `max_draft_tokens` and the learned
     # draft scorer accepts the draft or escalates it to Cerebras (the draft withheld); the
     # target share then applies to those escalations, not to the ask routing.
@@ -244,33 +269,36 @@ class SpeculativeConfig:
     enabled: bool = True
     draft_model: UpstreamName = "local"
     verify_model: UpstreamName = "cerebras"
-    max_draft_tokens: int = 100
-    min_confidence: float = 0.7
+    max_draft_tokens: Annotated[int, Within(1, 1_000_000)] = 100
+    min_confidence: Share = 0.7
     parallel_enabled: bool = True
-    max_concurrent_drafts: int = 3
-    draft_timeout: float = 5.0
+    max_concurrent_drafts: Annotated[int, Within(1, 64)] = 3
+    draft_timeout: Annotated[float, Within(0.001, 3600)] = 5.0
     verify_start: VerifyStart = "concurrent"
     scorer: str = "levenshtein"
     accept_short_drafts: bool = True
-    tool_call_min_similarity: float = 0.9
+    tool_call_min_similarity: Share = 0.9
     logprob_signal: bool = False
-    logprob_min_mean: float = 0.8
-    logprob_min_low: float = 0.3
-    logprob_low_quantile: float = 0.1
-    cost_skip_ratio: float = 0.9
-    expected_answer_tokens: int = 500
-    announce_after: float = 0.25
+    logprob_min_mean: Share = 0.8
+    logprob_min_low: Share = 0.3
+    logprob_low_quantile: Share = 0.1
+    cost_skip_ratio: Share = 0.9
+    expected_answer_tokens: Count = 500
+    announce_after: Annotated[float, Within(0, 60)] = 0.25
+
+
+Bytes = Annotated[int, Within(1024, 2**31)]
 
 
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
     host: str = "127.0.0.1"
-    port: int = 8000
-    max_body_bytes: int = 10 * 1024 * 1024
-    max_messages: int = 10_000
-    max_event_bytes: int = 8 * 1024 * 1024
-    shutdown_grace_seconds: float = 30.0
-    workers: int = 1
+    port: Annotated[int, Within(0, 65535)] = 8000
+    max_body_bytes: Bytes = 10 * 1024 * 1024
+    max_messages: Count = 10_000
+    max_event_bytes: Bytes = 8 * 1024 * 1024
+    shutdown_grace_seconds: Annotated[float, Within(0, 3600)] = 30.0
+    workers: Annotated[int, Within(1, 256)] = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,9 +309,9 @@ class StateConfig:
     own state; `fail_closed` refuses Cerebras (requests are served by the local model)."""
 
     redis_url: str = field(default="", repr=False)
-    timeout_ms: float = 50.0
+    timeout_ms: Annotated[float, Within(1, 60_000)] = 50.0
     on_unavailable: StateFallback = "local"
-    reservation_ttl_s: float = 120.0
+    reservation_ttl_s: Annotated[float, Within(1, 86_400)] = 120.0
     key_prefix: str = "glm"
     replica_id: str = ""
 
@@ -295,12 +323,15 @@ class AuthConfig:
     api_keys: tuple[str, ...] = field(default=(), repr=False)
 
 
+InFlight = Annotated[int, Within(0, 10**6)]
+
+
 @dataclass(frozen=True, slots=True)
 class LimitsConfig:
     """Concurrent chat requests in flight, overall and per client key (0 = unlimited)."""
 
-    max_concurrent_requests: int = 512
-    max_concurrent_per_key: int = 0
+    max_concurrent_requests: InFlight = 512
+    max_concurrent_per_key: InFlight = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -328,8 +359,8 @@ LOG_LEVELS: tuple[LogLevel, ...] = get_args(LogLevel)
 class StorageConfig:
     ledger_path: str = "data/ledger.db"
     log_path: str = "logs/api_server.log"
-    log_max_bytes: int = 10 * 1024 * 1024
-    log_backups: int = 5
+    log_max_bytes: Annotated[int, Within(1024, 2**40)] = 10 * 1024 * 1024
+    log_backups: Annotated[int, Within(0, 1000)] = 5
     log_level: LogLevel = "INFO"
 
 
