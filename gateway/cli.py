@@ -18,14 +18,15 @@ from aiohttp import web
 
 from gateway import __version__
 from gateway.config import (
-    DEFAULT_CONFIG_PATH,
     LOG_LEVELS,
     ConfigError,
     GatewayConfig,
+    command_parser,
     config_path,
-    load_config,
     mask_url,
 )
+from gateway.config_check import load_checked_config
+from gateway.config_check import main as config_check_main
 from gateway.dashboard.demo_traffic import DemoTraffic, dashboard_url
 from gateway.dev.demo import (
     DEMO_LEDGER,
@@ -40,26 +41,20 @@ from gateway.http.guard import Guard
 from gateway.http.services import GUARD_KEY
 from gateway.logs import setup_logging
 from gateway.loop import loop_factory
-from gateway.strategies import known_names, strategy_names
+from gateway.strategies import strategy_names
 
 log = logging.getLogger("gateway.cli")
 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="glm-gateway",
-        description="OpenAI-compatible gateway between a local llama.cpp server and Cerebras.",
+    parser = command_parser(
+        "glm-gateway",
+        "OpenAI-compatible gateway between a local llama.cpp server and Cerebras.",
         epilog="glm-gateway doctor [--config F] [--json] (or --doctor): check the config and "
         "both upstreams with a few tokens each, then exit (doctor --help for more). "
         "glm-gateway config check [--config F]: validate the config and print the effective "
         "values, secrets masked.",
-    )
-    parser.add_argument(
-        "--config",
-        type=Path,
-        default=None,
-        help=f"YAML config (default: {DEFAULT_CONFIG_PATH} if present, else built-in)",
     )
     parser.add_argument("--host", default=None, help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=None, help="port to bind (default 8000)")
@@ -108,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def resolve_config(args: argparse.Namespace) -> GatewayConfig:
-    config = load_config(config_path(args.config), names=known_names())
+    config = load_checked_config(config_path(args.config))
     server = config.server
     if args.host is not None:
         server = replace(server, host=args.host)
@@ -284,8 +279,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             words[1:] if words[:1] == ["doctor"] else [w for w in words if w != "--doctor"]
         )
     if words[:2] == ["config", "check"]:
-        from gateway.config_check import main as config_check_main
-
         return config_check_main(words[2:])
     parser = build_parser()
     args = parser.parse_args(words)

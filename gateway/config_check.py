@@ -17,9 +17,9 @@ from typing import Any
 import yaml
 
 from gateway.config import (
-    DEFAULT_CONFIG_PATH,
     ConfigError,
     GatewayConfig,
+    command_parser,
     config_path,
     load_config,
     mask_url,
@@ -31,18 +31,17 @@ MASK = "***"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="glm-gateway config check",
-        description="Validate the config as start-up does and print the effective values with "
-        "secrets masked; exit 0 when valid, 2 on any error.",
+    return command_parser(
+        "glm-gateway config check",
+        "Validate the config as start-up does and print the effective values with secrets "
+        "masked; exit 0 when valid, 2 on any error.",
     )
-    parser.add_argument(
-        "--config",
-        type=Path,
-        default=None,
-        help=f"YAML config (default: {DEFAULT_CONFIG_PATH} if present, else built-in)",
-    )
-    return parser
+
+
+def load_checked_config(path: Path | None) -> GatewayConfig:
+    """Load and validate exactly as start-up does (`load_config` with the registry's names);
+    raise ConfigError naming the key."""
+    return load_config(path, names=known_names())
 
 
 def _masked_key(key: str) -> str:
@@ -74,7 +73,7 @@ def main(argv: Sequence[str]) -> int:
     """`config check`: argv is what follows the two words. Returns the exit status."""
     args = build_parser().parse_args(list(argv))
     try:
-        config = load_config(config_path(args.config), names=known_names())
+        config = load_checked_config(config_path(args.config))
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return 2

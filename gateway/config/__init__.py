@@ -18,7 +18,7 @@ that loads the config (gateway.strategies.known_names()).
 """
 
 from gateway.config.load import cross_check, load_config, parse_config
-from gateway.config.paths import DEFAULT_CONFIG_PATH, config_path
+from gateway.config.paths import DEFAULT_CONFIG_PATH, command_parser, config_path
 from gateway.config.reader import ConfigError, expand_env
 from gateway.config.schema import (
     BUDGET_ACTIONS,
@@ -113,6 +113,7 @@ __all__ = [
     "Timeouts",
     "UPSTREAM_NAMES",
     "URL_MASK",
+    "command_parser",
     "UpstreamName",
     "VERIFY_STARTS",
     "VerifyStart",

@@ -13,28 +13,22 @@ import logging
 import os
 import sys
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 
-from gateway.config import DEFAULT_CONFIG_PATH, ConfigError, GatewayConfig, config_path
+from gateway.config import ConfigError, GatewayConfig, command_parser, config_path
+from gateway.config_check import load_checked_config
 from gateway.dev.demo import DEMO_API_KEY, demo_upstreams
 from gateway.doctor.options import LOADING_WAIT_S, PROBE_TIMEOUT_S, DoctorOptions
 from gateway.doctor.render import render_json, render_text
 from gateway.doctor.report import Report
-from gateway.doctor.runner import config_failure, load_checked_config, run_checks
+from gateway.doctor.runner import config_failure, run_checks
 from gateway.loop import loop_factory
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="glm-gateway doctor",
-        description="Check the config and both upstreams (a few tokens each), print a report "
-        "and exit: 0 all serving, 1 an enabled upstream cannot serve, 2 invalid config.",
-    )
-    parser.add_argument(
-        "--config",
-        type=Path,
-        default=None,
-        help=f"YAML config (default: {DEFAULT_CONFIG_PATH} if present, else built-in)",
+    parser = command_parser(
+        "glm-gateway doctor",
+        "Check the config and both upstreams (a few tokens each), print a report and exit: 0 "
+        "all serving, 1 an enabled upstream cannot serve, 2 invalid config.",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     parser.add_argument(

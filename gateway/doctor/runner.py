@@ -5,26 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import re
-from pathlib import Path
 
-from gateway.config import ConfigError, GatewayConfig, load_config, mask_url
+from gateway.config import ConfigError, GatewayConfig, mask_url
 from gateway.doctor.cerebras import CerebrasDoctor
 from gateway.doctor.local import LocalDoctor
 from gateway.doctor.options import DoctorOptions
 from gateway.doctor.prompts import check_prompts, skipped_prompts
 from gateway.doctor.report import Check, Report, fail, ok
-from gateway.strategies import known_names
 from gateway.upstreams import build_upstream
 from gateway.upstreams.client import open_session
 
 # ConfigError wording: "<file>: <dotted.key>: <why>".
 _KEYED = re.compile(r"^(?P<source>.+?): (?P<key>[A-Za-z_][\w.]*): ")
-
-
-def load_checked_config(path: Path | None) -> GatewayConfig:
-    """Load and validate exactly as start-up does (`load_config` with the registry's names);
-    raise ConfigError naming the key."""
-    return load_config(path, names=known_names())
 
 
 def config_failure(error: ConfigError, source: str) -> Report:
