@@ -10,8 +10,17 @@ import re
 import types
 from collections.abc import Mapping
 from dataclasses import is_dataclass, replace
-from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
-from typing import get_type_hints as _get_type_hints
+from typing import (
+    TYPE_CHECKING,
+    Annotated,
+    Any,
+    Literal,
+    TypeVar,
+    Union,
+    get_args,
+    get_origin,
+    get_type_hints,
+)
 
 from gateway.config.schema import Within
 
@@ -123,9 +132,12 @@ class Reader:
         Within bounds, or a dataclass read from the section of that name. Fields of any other
         type, and those the caller reads itself, are in `given`. A value that is absent or null
         (None in `given`) keeps base's."""
+        hints = _type_hints(type(base))
+        if not given.keys() <= hints.keys():
+            raise TypeError(f"{type(base).__name__} has no field {sorted(given.keys() - hints)}")
         values = {
             name: given[name] if name in given else self._field(name, hint, getattr(base, name))
-            for name, hint in _type_hints(type(base)).items()
+            for name, hint in hints.items()
         }
         return replace(base, **{k: v for k, v in values.items() if v is not None})
 
@@ -168,4 +180,4 @@ class Reader:
 @functools.cache
 def _type_hints(record: type) -> dict[str, Any]:
     """A schema dataclass's field types, `Annotated` bounds kept."""
-    return _get_type_hints(record, include_extras=True)
+    return get_type_hints(record, include_extras=True)

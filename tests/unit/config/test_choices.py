@@ -79,6 +79,8 @@ def test_a_field_the_schema_gives_no_reading_for_is_left_to_the_caller() -> None
         reader.fields(Unbounded())
     assert reader.fields(Unbounded(), count=7) == Unbounded(7)
     assert reader.fields(Unbounded(), count=None) == Unbounded(1)  # None keeps the default
+    with pytest.raises(TypeError, match="no field"):
+        reader.fields(Unbounded(), count=7, cuont=8)
 
 
 @pytest.mark.parametrize(
