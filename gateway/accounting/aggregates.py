@@ -118,10 +118,8 @@ class Totals:
         _bump(self.by_strategy, row.strategy)
         _bump(self.by_door, row.door)
         self.fallbacks += row.fallback
-        self.prompt_tokens["local"] += row.local_prompt_tokens
-        self.completion_tokens["local"] += row.local_completion_tokens
-        self.prompt_tokens["cerebras"] += row.cerebras_prompt_tokens
-        self.completion_tokens["cerebras"] += row.cerebras_completion_tokens
+        _split(self.prompt_tokens, row.local_prompt_tokens, row.cerebras_prompt_tokens)
+        _split(self.completion_tokens, row.local_completion_tokens, row.cerebras_completion_tokens)
         self.cost_usd += row.cost_usd
         self.cerebras_cost_usd += row.cerebras_cost_usd
         self.counterfactual_usd += row.counterfactual_usd
@@ -132,14 +130,11 @@ class Totals:
         self.verifications += row.verify_calls
         if row.accepted is not None:
             self._verdict(row.draft_tokens or 0, row.verified_tokens or 0, row.accepted)
-        self.errors["local"] += row.errors_local
-        self.errors["cerebras"] += row.errors_cerebras
+        _split(self.errors, row.errors_local, row.errors_cerebras)
         self.rate_limit_hits += row.rate_limit_hits
         self.estimated_requests += row.estimated
-        self.reasoning_tokens["local"] += row.local_reasoning_tokens
-        self.reasoning_tokens["cerebras"] += row.cerebras_reasoning_tokens
-        self.cached_tokens["local"] += row.local_cached_tokens
-        self.cached_tokens["cerebras"] += row.cerebras_cached_tokens
+        _split(self.reasoning_tokens, row.local_reasoning_tokens, row.cerebras_reasoning_tokens)
+        _split(self.cached_tokens, row.local_cached_tokens, row.cerebras_cached_tokens)
         self.told_not_to_think += row.told_not_to_think
         if row.ttft_s is not None:
             self.ttft_s.append(row.ttft_s)
@@ -219,6 +214,12 @@ class Totals:
 
 def _bump(counter: dict[str, int], key: str, by: int = 1) -> None:
     counter[key] = counter.get(key, 0) + by
+
+
+def _split(counter: dict[str, int], local: int, cerebras: int) -> None:
+    """Add a row's per-upstream pair (the ledger keeps one column per upstream)."""
+    counter["local"] += local
+    counter["cerebras"] += cerebras
 
 
 def _check_int(data: dict[str, Any], name: str, where: str) -> int:

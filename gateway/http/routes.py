@@ -16,7 +16,7 @@ from gateway.accounting.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from gateway.accounting.metrics import fleet_exposition
 from gateway.accounting.records import RequestRecord
 from gateway.accounting.refusals import HANDLED
-from gateway.doors.base import Door
+from gateway.doors.base import Door, SinkOrder
 from gateway.doors.chat import ChatDoor
 from gateway.doors.responses import ResponsesDoor
 from gateway.errors import GatewayError
@@ -63,12 +63,14 @@ async def serve(request: web.Request, door: Door) -> web.StreamResponse:
     verifier = services.verifier
     sampled = verifier is not None and verifier.draw()
     sink = door.sink(
-        request,
-        decoded,
-        response_id=uuid.uuid4().hex,
-        headers=headers,
-        keep_answer=sampled,
-        keep_text=services.config.routing.fallback_mid_stream == "continue",
+        SinkOrder(
+            request,
+            decoded,
+            response_id=uuid.uuid4().hex,
+            headers=headers,
+            keep_answer=sampled,
+            keep_text=services.config.routing.fallback_mid_stream == "continue",
+        )
     )
     record = RequestRecord(
         request_id=request_id,
