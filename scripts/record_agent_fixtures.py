@@ -23,7 +23,8 @@ import asyncio
 import json
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -300,6 +301,32 @@ def describe_run(run: AgentRun) -> dict[str, Any]:
     }
 
 
+@asynccontextmanager
+async def recording(label: str, decide: Decide) -> AsyncIterator[tuple[Recorder, Path]]:
+    """A Recorder answering with `decide`, its agent's workspace (`rec.cwd`) inside a fresh run
+    folder (yielded with it, where the agent's home goes too); removed afterwards."""
+    print(f"recording {label} ...", file=sys.stderr)
+    with tempfile.TemporaryDirectory(prefix="agent-fixture-") as tmp:
+        work = Path(tmp) / "run"
+        cwd = work / "work"
+        cwd.mkdir(parents=True)
+        async with Recorder(decide, cwd) as rec:
+            yield rec, work
+
+
+def scrubbed_fixture(rec: Recorder, work: Path, client_key: str, **fields: Any) -> dict[str, Any]:
+    """`fields` and the recorded exchanges, with the run's paths and client key scrubbed."""
+    exchanges = [{"request": e.request, "response": e.response} for e in rec.exchanges]
+    replacements = [
+        (str(rec.cwd), WORKSPACE),
+        (str(work / "home"), HOME),
+        (str(work), "/run"),
+        (client_key, REDACTED),
+    ]
+    scrubbed: dict[str, Any] = scrub({**fields, "exchanges": exchanges}, replacements)
+    return scrubbed
+
+
 async def record_claude_code(claude: Path) -> dict[str, Any]:
     hello = "Say hello in one short sentence."
     write_file = {"file_path": "hello.txt", "content": "hello\n"}
@@ -326,34 +353,19 @@ async def record_claude_code(claude: Path) -> dict[str, Any]:
     }
     out: dict[str, Any] = {}
     for name, (prompt, write, what, options) in scenarios.items():
-        print(f"recording claude_code/{name} ...", file=sys.stderr)
-        with tempfile.TemporaryDirectory(prefix=f"cc-{name}-") as tmp:
-            work = Path(tmp) / "run"
-            cwd = work / "work"
-            cwd.mkdir(parents=True)
-            async with Recorder(claude_code_decider(write), cwd) as rec:
-                run = await cc.run_claude_code(
-                    claude, rec.url, prompt, work, timeout=120, **options
-                )
-            written = (cwd / "hello.txt").read_text() if (cwd / "hello.txt").exists() else None
-            repl = [
-                (str(cwd), WORKSPACE),
-                (str(work / "home"), HOME),
-                (str(work), "/run"),
-                (cc.CLIENT_KEY, REDACTED),
-            ]
-            out[name] = scrub(
-                {
-                    "what": what,
-                    "prompt": prompt,
-                    "options": options,
-                    **describe_run(run),
-                    "file_written": written,
-                    "exchanges": [
-                        {"request": e.request, "response": e.response} for e in rec.exchanges
-                    ],
-                },
-                repl,
+        async with recording(f"claude_code/{name}", claude_code_decider(write)) as (rec, work):
+            run = await cc.run_claude_code(claude, rec.url, prompt, work, timeout=120, **options)
+            written_path = rec.cwd / "hello.txt"
+            written = written_path.read_text() if written_path.exists() else None
+            out[name] = scrubbed_fixture(
+                rec,
+                work,
+                cc.CLIENT_KEY,
+                what=what,
+                prompt=prompt,
+                options=options,
+                **describe_run(run),
+                file_written=written,
             )
     return out
 
@@ -369,29 +381,10 @@ async def record_codex(codex: Path) -> dict[str, Any]:
     }
     out: dict[str, Any] = {}
     for name, (prompt, command, what) in scenarios.items():
-        print(f"recording codex/{name} ...", file=sys.stderr)
-        with tempfile.TemporaryDirectory(prefix=f"codex-{name}-") as tmp:
-            work = Path(tmp) / "run"
-            cwd = work / "work"
-            cwd.mkdir(parents=True)
-            async with Recorder(codex_decider(command), cwd) as rec:
-                run = await cx.run_codex(codex, rec.url + "/v1", prompt, work, timeout=120)
-            repl = [
-                (str(cwd), WORKSPACE),
-                (str(work / "home"), HOME),
-                (str(work), "/run"),
-                (cx.CLIENT_KEY, REDACTED),
-            ]
-            out[name] = scrub(
-                {
-                    "what": what,
-                    "prompt": prompt,
-                    **describe_run(run),
-                    "exchanges": [
-                        {"request": e.request, "response": e.response} for e in rec.exchanges
-                    ],
-                },
-                repl,
+        async with recording(f"codex/{name}", codex_decider(command)) as (rec, work):
+            run = await cx.run_codex(codex, rec.url + "/v1", prompt, work, timeout=120)
+            out[name] = scrubbed_fixture(
+                rec, work, cx.CLIENT_KEY, what=what, prompt=prompt, **describe_run(run)
             )
     return out
 
