@@ -225,6 +225,18 @@ async def require_door(session: Any, root: str, path: str) -> None:
         pytest.skip(why)
 
 
+async def loop_gateway(
+    make_gateway: Any, client: Any, sims: tuple[Any, Any], strategy: str, door: str, loop: Any
+) -> Any:
+    """A gateway under `strategy` whose simulators (`sims`) play the agent `loop`; skips while
+    it has no `door`."""
+    gw = await make_gateway(strategy)
+    await require_door(client, gw.root, door)
+    for sim in sims:
+        sim.options.agent_loop = loop
+    return gw
+
+
 async def check_agent_loop(
     run: AgentRun, gw: Any, sims: tuple[Any, Any], strategy: str, tool_output: str
 ) -> None:

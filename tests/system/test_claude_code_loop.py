@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from agent_sandbox import check_agent_loop, require_agent, require_door
+from agent_sandbox import check_agent_loop, loop_gateway, require_agent, require_door
 from claude_code_support import find_claude_code, run_claude_code
 from llamacpp_support import running_llama
 from support import Gateway, gateway_config
@@ -67,19 +67,18 @@ async def test_claude_code_writes_a_file_through_the_gateway(
     client: Any,
     tmp_path: Path,
 ) -> None:
-    gw = await make_gateway(strategy)
-    await require_door(client, gw.root, DOOR)
     run_dir = tmp_path / "claude"
     target = run_dir / "work" / "hello.txt"
     loop = AgentLoop(write_path=str(target), write_content=CONTENT, final_text="Wrote hello.txt.")
-    local_sim.options.agent_loop = cerebras_sim.options.agent_loop = loop
+    sims = (local_sim, cerebras_sim)
+    gw = await loop_gateway(make_gateway, client, sims, strategy, DOOR, loop)
 
     run = await run_claude_code(
         claude_bin, gw.root, "Create hello.txt with a greeting.", run_dir, timeout=RUN_TIMEOUT
     )
 
     # The Write call's result came back through the door as a tool message.
-    await check_agent_loop(run, gw, (local_sim, cerebras_sim), strategy, "hello.txt")
+    await check_agent_loop(run, gw, sims, strategy, "hello.txt")
     assert target.read_text() == CONTENT
     assert "Wrote hello.txt." in run.stdout
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from agent_sandbox import check_agent_loop, require_agent, require_door
+from agent_sandbox import check_agent_loop, loop_gateway, require_agent
 from codex_support import find_codex, run_codex
 
 from gateway.dev.sim import AgentLoop, SimServer
@@ -49,11 +49,10 @@ async def test_codex_runs_a_command_through_the_gateway(
     client: Any,
     tmp_path: Path,
 ) -> None:
-    gw = await make_gateway(strategy)
-    await require_door(client, gw.root, DOOR)
     run_dir = tmp_path / "codex"
     loop = AgentLoop(command=COMMAND, final_text="The command ran.")
-    local_sim.options.agent_loop = cerebras_sim.options.agent_loop = loop
+    sims = (local_sim, cerebras_sim)
+    gw = await loop_gateway(make_gateway, client, sims, strategy, DOOR, loop)
 
     run = await run_codex(
         codex_bin, gw.url, "Leave a proof file by running a command.", run_dir,
@@ -61,6 +60,6 @@ async def test_codex_runs_a_command_through_the_gateway(
     )  # fmt: skip
 
     # The exec_command output came back through the door as a tool message.
-    await check_agent_loop(run, gw, (local_sim, cerebras_sim), strategy, "done")
+    await check_agent_loop(run, gw, sims, strategy, "done")
     assert (run_dir / "work" / "proof.txt").read_text() == "codex-was-here\n"
     assert "The command ran." in run.stdout
