@@ -170,6 +170,16 @@ class Metrics:
         return generate_latest(self.registry)
 
 
+def _counter_by(
+    name: str, doc: str, label: str, counts: Mapping[str, float]
+) -> CounterMetricFamily:
+    """A counter family with one sample per `counts` entry, labelled `label`."""
+    family = CounterMetricFamily(name, doc, labels=[label])
+    for key, value in counts.items():
+        family.add_metric([key], value)
+    return family
+
+
 class _FleetCollector(Collector):
     """The fleet's totals from a `/stats` body built by `fleet_statistics`, and the fleet's
     budget spend per period (None when the store could not say)."""
@@ -185,18 +195,18 @@ class _FleetCollector(Collector):
             "Replicas whose published account the fleet figures sum",
             value=stats["fleet"]["replicas_reported"],
         )
-        requests = CounterMetricFamily(
-            prefix + "requests", "Fleet client requests by serving upstream", labels=["upstream"]
+        yield _counter_by(
+            prefix + "requests",
+            "Fleet client requests by serving upstream",
+            "upstream",
+            stats["requests"]["by_model"],
         )
-        for upstream, count in stats["requests"]["by_model"].items():
-            requests.add_metric([upstream], count)
-        yield requests
-        outcomes = CounterMetricFamily(
-            prefix + "requests_by_outcome", "Fleet client requests by outcome", labels=["outcome"]
+        yield _counter_by(
+            prefix + "requests_by_outcome",
+            "Fleet client requests by outcome",
+            "outcome",
+            stats["requests"]["by_outcome"],
         )
-        for outcome, count in stats["requests"]["by_outcome"].items():
-            outcomes.add_metric([outcome], count)
-        yield outcomes
         tokens = CounterMetricFamily(
             prefix + "tokens",
             "Fleet tokens billed by upstream and kind",
@@ -206,18 +216,19 @@ class _FleetCollector(Collector):
             for kind in ("prompt", "completion"):
                 tokens.add_metric([upstream, kind], counts[kind])
         yield tokens
-        cost = CounterMetricFamily(
-            prefix + "cost_dollars", "Fleet US dollars billed", labels=["upstream"]
+        costs = stats["costs"]
+        yield _counter_by(
+            prefix + "cost_dollars",
+            "Fleet US dollars billed",
+            "upstream",
+            {"all": costs["total_cost_usd"], "cerebras": costs["cerebras_cost_usd"]},
         )
-        cost.add_metric(["all"], stats["costs"]["total_cost_usd"])
-        cost.add_metric(["cerebras"], stats["costs"]["cerebras_cost_usd"])
-        yield cost
-        errors = CounterMetricFamily(
-            prefix + "errors", "Fleet upstream errors by upstream", labels=["upstream"]
+        yield _counter_by(
+            prefix + "errors",
+            "Fleet upstream errors by upstream",
+            "upstream",
+            stats["errors"]["by_model"],
         )
-        for upstream, count in stats["errors"]["by_model"].items():
-            errors.add_metric([upstream], count)
-        yield errors
         yield CounterMetricFamily(
             prefix + "rate_limit_hits",
             "Fleet upstream 429 answers",
