@@ -40,7 +40,6 @@ from gateway.http.services import GUARD_KEY
 from gateway.logs import setup_logging
 from gateway.loop import loop_factory
 from gateway.strategies import known_names, strategy_names
-from gateway.workers import run_workers
 
 log = logging.getLogger("gateway.cli")
 
@@ -284,6 +283,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if config.server.workers > 1 and args.worker_index is None:
         if args.demo:
             return _run_demo_workers(words, config)
+        from gateway.workers import run_workers
+
         with asyncio.Runner(loop_factory=loop_factory()) as runner:
             return runner.run(run_workers(words, config.server.workers))
     try:
