@@ -41,7 +41,7 @@ from bench_floor import (
     ratio_row,
     spawn_bare_relay,
 )
-from benchlib import Proc, pct, spawn_local_gateway, spawn_sim, split_cores, wait_ready
+from benchlib import Proc, pct, spawn_gateway, spawn_sim, split_cores, wait_ready
 
 BODY = {
     "model": "bench",
@@ -67,7 +67,14 @@ def processes(loop_impl: str, relay_close: bool = False) -> Iterator[Setup]:
     with tempfile.TemporaryDirectory(prefix="bench-overhead-") as tmp_name:
         tmp = Path(tmp_name)
         sim = spawn_sim("llamacpp", "--answer-tokens", "20", cpus=other_cpus)
-        gateway = spawn_local_gateway(sim, tmp, cpus=gateway_cpus, env=env)
+        config = {
+            "models": {
+                "local": {"endpoint": sim.url + "/v1", "model": "sim"},
+                "cerebras": {"enabled": False, "api_key": ""},
+            },
+            "routing": {"strategy": "always_local"},
+        }
+        gateway = spawn_gateway(config, tmp, cpus=gateway_cpus, env=env)
         relay = spawn_bare_relay(sim.url, cpus=gateway_cpus, close=relay_close)
         try:
             yield Setup(sim, gateway, relay, tmp, {"gateway": gateway_cpus or set()})

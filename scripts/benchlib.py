@@ -88,18 +88,6 @@ def spawn(
     return Proc(popen, url)
 
 
-def split_cores() -> tuple[set[int] | None, set[int] | None]:
-    """(the gateway's core, the other cores) with two cores or more, else (None, None); this
-    process (the client) moves to the other cores, off the gateway's."""
-    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
-    if len(cores) < 2:
-        return None, None
-    gateway, other = {cores[0]}, set(cores[1:])
-    if hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, other)
-    return gateway, other
-
-
 def spawn_sim(profile: str, *extra: str, cpus: set[int] | None = None) -> Proc:
     port = free_port()
     args = [sys.executable, "-m", "gateway.dev.sim", "--profile", profile, "--port", str(port)]
@@ -153,3 +141,15 @@ def spawn_local_gateway(
         "routing": {"strategy": "always_local"},
     }
     return spawn_gateway(config, workdir, cpus=cpus, env=env)
+
+
+def split_cores() -> tuple[set[int] | None, set[int] | None]:
+    """(the gateway's core, the other cores) with two cores or more, else (None, None); this
+    process (the client) moves to the other cores, off the gateway's."""
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if len(cores) < 2:
+        return None, None
+    gateway, other = {cores[0]}, set(cores[1:])
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, other)
+    return gateway, other
