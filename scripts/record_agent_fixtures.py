@@ -389,6 +389,14 @@ async def record_codex(codex: Path) -> dict[str, Any]:
     return out
 
 
+def write_fixture(path: Path, agent: str, version: str, **fields: Any) -> None:
+    """Write one agent's fixture file: who, which version, how it was recorded, then `fields`."""
+    how = "scripts/record_agent_fixtures.py (recording server on 127.0.0.1)"
+    fixture = {"agent": agent, "version": version, "how": how, **fields}
+    path.write_text(json.dumps(fixture, indent=1) + "\n")
+    print(f"wrote {path}", file=sys.stderr)
+
+
 async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--agent", choices=("claude_code", "codex", "both"), default="both")
@@ -402,29 +410,26 @@ async def main() -> int:
             failed = True
         else:
             env = cc.claude_code_env(Path(HOME), "http://127.0.0.1:PORT", "http://127.0.0.1:PROXY")
-            fixture = {
-                "agent": "claude-code",
-                "version": cc.CLAUDE_CODE_VERSION,
-                "how": "scripts/record_agent_fixtures.py (recording server on 127.0.0.1)",
-                "argv": ["claude", "-p", "<prompt>", "--max-turns", "4", "--allowedTools", "Write"],
-                "env": shown_env(env, cc.CLIENT_KEY),
-                "home_files": home_files(cc.prepare_home),
-                "scenarios": await record_claude_code(claude),
-            }
-            path = args.out_dir / f"claude_code_{cc.CLAUDE_CODE_VERSION}.json"
-            path.write_text(json.dumps(fixture, indent=1) + "\n")
-            print(f"wrote {path}", file=sys.stderr)
+            write_fixture(
+                args.out_dir / f"claude_code_{cc.CLAUDE_CODE_VERSION}.json",
+                "claude-code",
+                cc.CLAUDE_CODE_VERSION,
+                argv=["claude", "-p", "<prompt>", "--max-turns", "4", "--allowedTools", "Write"],
+                env=shown_env(env, cc.CLIENT_KEY),
+                home_files=home_files(cc.prepare_home),
+                scenarios=await record_claude_code(claude),
+            )
     if args.agent in ("codex", "both"):
         codex, why = cx.find_codex()
         if codex is None:
             print(f"cannot record Codex: {why}", file=sys.stderr)
             failed = True
         else:
-            fixture = {
-                "agent": "codex",
-                "version": cx.CODEX_VERSION,
-                "how": "scripts/record_agent_fixtures.py (recording server on 127.0.0.1)",
-                "argv": [
+            write_fixture(
+                args.out_dir / f"codex_{cx.CODEX_VERSION}.json",
+                "codex",
+                cx.CODEX_VERSION,
+                argv=[
                     "codex",
                     "exec",
                     "--skip-git-repo-check",
@@ -435,13 +440,10 @@ async def main() -> int:
                     WORKSPACE,
                     "<prompt>",
                 ],
-                "config_toml": cx.codex_config("http://127.0.0.1:PORT/v1"),
-                "env": shown_env(cx.codex_env(Path(HOME), "http://127.0.0.1:PROXY"), cx.CLIENT_KEY),
-                "scenarios": await record_codex(codex),
-            }
-            path = args.out_dir / f"codex_{cx.CODEX_VERSION}.json"
-            path.write_text(json.dumps(fixture, indent=1) + "\n")
-            print(f"wrote {path}", file=sys.stderr)
+                config_toml=cx.codex_config("http://127.0.0.1:PORT/v1"),
+                env=shown_env(cx.codex_env(Path(HOME), "http://127.0.0.1:PROXY"), cx.CLIENT_KEY),
+                scenarios=await record_codex(codex),
+            )
     return 1 if failed else 0
 
 
