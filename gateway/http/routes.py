@@ -62,16 +62,15 @@ async def serve(request: web.Request, door: Door) -> web.StreamResponse:
     # Drawn now so that only a sampled stream keeps its answer (KeepingStreamSink).
     verifier = services.verifier
     sampled = verifier is not None and verifier.draw()
-    sink = door.sink(
-        SinkOrder(
-            request,
-            decoded,
-            response_id=uuid.uuid4().hex,
-            headers=headers,
-            keep_answer=sampled,
-            keep_text=services.config.routing.fallback_mid_stream == "continue",
-        )
+    order = SinkOrder(
+        request,
+        decoded,
+        response_id=uuid.uuid4().hex,
+        headers=headers,
+        keep_answer=sampled,
+        keep_text=services.config.routing.fallback_mid_stream == "continue",
     )
+    sink = door.sink(order)
     record = RequestRecord(
         request_id=request_id,
         started_at=time.time(),
