@@ -10,7 +10,6 @@ Imports nothing from the gateway, so any module may use it.
 
 from __future__ import annotations
 
-import sys
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
@@ -20,11 +19,6 @@ V = TypeVar("V")
 
 # What one OrderedDict slot costs beyond its key and value (hash table entry and linked node).
 SLOT_BYTES = 104
-
-
-def str_bytes(text: str | None) -> int:
-    """The bytes a str holds (0 for None, which is a shared object)."""
-    return 0 if text is None else sys.getsizeof(text)
 
 
 class BoundedLRU(Generic[K, V]):

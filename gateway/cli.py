@@ -46,7 +46,6 @@ from gateway.strategies import strategy_names
 log = logging.getLogger("gateway.cli")
 
 
-
 def build_parser() -> argparse.ArgumentParser:
     parser = command_parser(
         "glm-gateway",
@@ -135,27 +134,6 @@ def check_workers(config: GatewayConfig, *, demo: bool = False) -> str | None:
             "without it each worker would admit Cerebras calls and spend budget on its own"
         )
     return None
-
-
-def run_workers(words: list[str], workers: int) -> int:
-    """Start `workers` gateway processes on one port (SO_REUSEPORT); wait for all of them,
-    passing SIGINT/SIGTERM on. The exit code is the first non-zero one of a worker."""
-    import subprocess
-
-    children = [
-        subprocess.Popen([sys.executable, "-m", "gateway", *words, "--worker-index", str(i)])
-        for i in range(workers)
-    ]
-
-    def forward(signum: int, _frame: object) -> None:
-        for child in children:
-            if child.poll() is None:
-                child.send_signal(signum)
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, forward)
-    codes = [child.wait() for child in children]
-    return next((code for code in codes if code), 0)
 
 
 def _run_demo_workers(words: list[str], config: GatewayConfig) -> int:
@@ -306,7 +284,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if config.server.workers > 1 and args.worker_index is None:
         if args.demo:
             return _run_demo_workers(words, config)
-        return run_workers(words, config.server.workers)
+        from gateway.workers import run_workers
+
+        with asyncio.Runner(loop_factory=loop_factory()) as runner:
+            return runner.run(run_workers(words, config.server.workers))
     try:
         with asyncio.Runner(loop_factory=loop_factory()) as runner:
             runner.run(

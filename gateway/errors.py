@@ -205,8 +205,3 @@ class UpstreamStreamError(UpstreamError):
 
 class UpstreamEmptyResponse(UpstreamError):
     error_type = "upstream_empty_response"
-
-
-def error_body(message: str, error_type: str, *, code: str | None = None) -> dict[str, Any]:
-    """An OpenAI-shaped error body for errors raised outside the tree (aiohttp's own)."""
-    return {"error": {"message": message, "type": error_type, "param": None, "code": code}}

@@ -35,8 +35,11 @@ def json_response(
     )
 
 
-def error_response(error: GatewayError, request_id: str) -> web.Response:
-    """`error`'s OpenAI-shaped body, status and headers, with `x-request-id`."""
+def error_response(error: GatewayError, request_id: str | None = None) -> web.Response:
+    """`error`'s OpenAI-shaped body, status and headers, with `x-request-id` when given (the one
+    builder of OpenAI error replies: the chat door, the guard, aiohttp's own errors, feedback,
+    the dashboard)."""
     headers = error.headers()
-    headers["x-request-id"] = request_id
+    if request_id is not None:
+        headers["x-request-id"] = request_id
     return json_response(error.body(), status=error.status, headers=headers)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import statistics
 import sys
 import tempfile
@@ -30,7 +29,7 @@ from typing import Any
 
 import aiohttp
 from bench_floor import cpu_ns
-from benchlib import Proc, pct, spawn_gateway, spawn_sim, wait_ready
+from benchlib import Proc, pct, spawn_local_gateway, spawn_sim, split_cores, wait_ready
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -153,21 +152,10 @@ def main() -> None:
     parser.add_argument("--answer-tokens", type=int, default=2000)
     parser.add_argument("--tps", type=float, default=0.0)
     args = parser.parse_args()
-    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
-    gateway_cpus = {cores[0]} if len(cores) >= 2 else None
-    other_cpus = set(cores[1:]) if len(cores) >= 2 else None
-    if other_cpus and hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, other_cpus)
+    gateway_cpus, other_cpus = split_cores()
     with tempfile.TemporaryDirectory(prefix="bench-doors-") as tmp:
         sim = spawn_sim("llamacpp", "--answer-tokens", "8", cpus=other_cpus)
-        config = {
-            "models": {
-                "local": {"endpoint": sim.url + "/v1", "model": "sim"},
-                "cerebras": {"enabled": False, "api_key": ""},
-            },
-            "routing": {"strategy": "always_local"},
-        }
-        gateway = spawn_gateway(config, Path(tmp), cpus=gateway_cpus)
+        gateway = spawn_local_gateway(sim, Path(tmp), cpus=gateway_cpus)
         try:
             asyncio.run(wait_ready(sim.url + "/health"))
             asyncio.run(wait_ready(gateway.url + "/health"))

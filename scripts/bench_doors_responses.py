@@ -35,7 +35,7 @@ from typing import Any
 
 import aiohttp
 from bench_floor import cpu_ns
-from benchlib import ROOT, pct, spawn_gateway, spawn_sim, wait_ready
+from benchlib import ROOT, pct, spawn_local_gateway, spawn_sim, split_cores, wait_ready
 
 sys.path.insert(0, str(ROOT))
 from gateway.doors.responses.decode import decode  # noqa: E402
@@ -104,11 +104,7 @@ async def sim_options(session: aiohttp.ClientSession, sim: str, **changes: float
 
 
 async def run(args: argparse.Namespace) -> None:
-    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
-    gateway_cpus = {cores[0]} if len(cores) >= 2 else None
-    other = set(cores[1:]) if len(cores) >= 2 else None
-    if other:
-        os.sched_setaffinity(0, other)
+    gateway_cpus, other = split_cores()
     chat_codex, responses_codex = codex_bodies()
     doors = {
         "chat": (CHAT, SHORT_CHAT, chat_codex),
@@ -121,14 +117,7 @@ async def run(args: argparse.Namespace) -> None:
     direct: list[float] = []
     with tempfile.TemporaryDirectory(prefix="bench-doors-") as tmp:
         sim = spawn_sim("llamacpp", "--answer-tokens", "20", cpus=other)
-        config = {
-            "models": {
-                "local": {"endpoint": sim.url + "/v1", "model": "sim"},
-                "cerebras": {"enabled": False, "api_key": ""},
-            },
-            "routing": {"strategy": "always_local"},
-        }
-        gateway = spawn_gateway(config, Path(tmp), cpus=gateway_cpus)
+        gateway = spawn_local_gateway(sim, Path(tmp), cpus=gateway_cpus)
         try:
             await wait_ready(sim.url + "/health")
             await wait_ready(gateway.url + "/health")

@@ -41,7 +41,7 @@ from bench_floor import (
     ratio_row,
     spawn_bare_relay,
 )
-from benchlib import Proc, pct, spawn_gateway, spawn_sim, wait_ready
+from benchlib import Proc, pct, spawn_gateway, spawn_sim, split_cores, wait_ready
 
 BODY = {
     "model": "bench",
@@ -61,11 +61,7 @@ class Setup:
 
 @contextlib.contextmanager
 def processes(loop_impl: str, relay_close: bool = False) -> Iterator[Setup]:
-    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
-    gateway_cpus = {cores[0]} if len(cores) >= 2 else None
-    other_cpus = set(cores[1:]) if len(cores) >= 2 else None
-    if other_cpus and hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, other_cpus)  # the client (this process) stays off the gateway core
+    gateway_cpus, other_cpus = split_cores()
     env = dict(os.environ, GLM_GATEWAY_LOOP=loop_impl)
     env.pop("CEREBRAS_API_KEY", None)
     with tempfile.TemporaryDirectory(prefix="bench-overhead-") as tmp_name:

@@ -127,3 +127,29 @@ async def wait_ready(url: str, timeout: float = 60.0) -> None:
                         return
             await asyncio.sleep(0.1)
     raise RuntimeError(f"{url} did not come up within {timeout:.0f}s")
+
+
+def spawn_local_gateway(
+    sim: Proc, workdir: Path, *, cpus: set[int] | None = None, env: dict[str, str] | None = None
+) -> Proc:
+    """A gateway serving everything from the simulator `sim` (`always_local`, Cerebras off)."""
+    config = {
+        "models": {
+            "local": {"endpoint": sim.url + "/v1", "model": "sim"},
+            "cerebras": {"enabled": False, "api_key": ""},
+        },
+        "routing": {"strategy": "always_local"},
+    }
+    return spawn_gateway(config, workdir, cpus=cpus, env=env)
+
+
+def split_cores() -> tuple[set[int] | None, set[int] | None]:
+    """(the gateway's core, the other cores) with two cores or more, else (None, None); this
+    process (the client) moves to the other cores, off the gateway's."""
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if len(cores) < 2:
+        return None, None
+    gateway, other = {cores[0]}, set(cores[1:])
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, other)
+    return gateway, other

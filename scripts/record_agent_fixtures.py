@@ -23,7 +23,8 @@ import asyncio
 import json
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -300,6 +301,32 @@ def describe_run(run: AgentRun) -> dict[str, Any]:
     }
 
 
+@asynccontextmanager
+async def recording(label: str, decide: Decide) -> AsyncIterator[tuple[Recorder, Path]]:
+    """A Recorder answering with `decide`, its agent's workspace (`rec.cwd`) inside a fresh run
+    folder (yielded with it, where the agent's home goes too); removed afterwards."""
+    print(f"recording {label} ...", file=sys.stderr)
+    with tempfile.TemporaryDirectory(prefix="agent-fixture-") as tmp:
+        work = Path(tmp) / "run"
+        cwd = work / "work"
+        cwd.mkdir(parents=True)
+        async with Recorder(decide, cwd) as rec:
+            yield rec, work
+
+
+def scrubbed_fixture(rec: Recorder, work: Path, client_key: str, **fields: Any) -> dict[str, Any]:
+    """`fields` and the recorded exchanges, with the run's paths and client key scrubbed."""
+    exchanges = [{"request": e.request, "response": e.response} for e in rec.exchanges]
+    replacements = [
+        (str(rec.cwd), WORKSPACE),
+        (str(work / "home"), HOME),
+        (str(work), "/run"),
+        (client_key, REDACTED),
+    ]
+    scrubbed: dict[str, Any] = scrub({**fields, "exchanges": exchanges}, replacements)
+    return scrubbed
+
+
 async def record_claude_code(claude: Path) -> dict[str, Any]:
     hello = "Say hello in one short sentence."
     write_file = {"file_path": "hello.txt", "content": "hello\n"}
@@ -326,34 +353,19 @@ async def record_claude_code(claude: Path) -> dict[str, Any]:
     }
     out: dict[str, Any] = {}
     for name, (prompt, write, what, options) in scenarios.items():
-        print(f"recording claude_code/{name} ...", file=sys.stderr)
-        with tempfile.TemporaryDirectory(prefix=f"cc-{name}-") as tmp:
-            work = Path(tmp) / "run"
-            cwd = work / "work"
-            cwd.mkdir(parents=True)
-            async with Recorder(claude_code_decider(write), cwd) as rec:
-                run = await cc.run_claude_code(
-                    claude, rec.url, prompt, work, timeout=120, **options
-                )
-            written = (cwd / "hello.txt").read_text() if (cwd / "hello.txt").exists() else None
-            repl = [
-                (str(cwd), WORKSPACE),
-                (str(work / "home"), HOME),
-                (str(work), "/run"),
-                (cc.CLIENT_KEY, REDACTED),
-            ]
-            out[name] = scrub(
-                {
-                    "what": what,
-                    "prompt": prompt,
-                    "options": options,
-                    **describe_run(run),
-                    "file_written": written,
-                    "exchanges": [
-                        {"request": e.request, "response": e.response} for e in rec.exchanges
-                    ],
-                },
-                repl,
+        async with recording(f"claude_code/{name}", claude_code_decider(write)) as (rec, work):
+            run = await cc.run_claude_code(claude, rec.url, prompt, work, timeout=120, **options)
+            written_path = rec.cwd / "hello.txt"
+            written = written_path.read_text() if written_path.exists() else None
+            out[name] = scrubbed_fixture(
+                rec,
+                work,
+                cc.CLIENT_KEY,
+                what=what,
+                prompt=prompt,
+                options=options,
+                **describe_run(run),
+                file_written=written,
             )
     return out
 
@@ -369,31 +381,20 @@ async def record_codex(codex: Path) -> dict[str, Any]:
     }
     out: dict[str, Any] = {}
     for name, (prompt, command, what) in scenarios.items():
-        print(f"recording codex/{name} ...", file=sys.stderr)
-        with tempfile.TemporaryDirectory(prefix=f"codex-{name}-") as tmp:
-            work = Path(tmp) / "run"
-            cwd = work / "work"
-            cwd.mkdir(parents=True)
-            async with Recorder(codex_decider(command), cwd) as rec:
-                run = await cx.run_codex(codex, rec.url + "/v1", prompt, work, timeout=120)
-            repl = [
-                (str(cwd), WORKSPACE),
-                (str(work / "home"), HOME),
-                (str(work), "/run"),
-                (cx.CLIENT_KEY, REDACTED),
-            ]
-            out[name] = scrub(
-                {
-                    "what": what,
-                    "prompt": prompt,
-                    **describe_run(run),
-                    "exchanges": [
-                        {"request": e.request, "response": e.response} for e in rec.exchanges
-                    ],
-                },
-                repl,
+        async with recording(f"codex/{name}", codex_decider(command)) as (rec, work):
+            run = await cx.run_codex(codex, rec.url + "/v1", prompt, work, timeout=120)
+            out[name] = scrubbed_fixture(
+                rec, work, cx.CLIENT_KEY, what=what, prompt=prompt, **describe_run(run)
             )
     return out
+
+
+def write_fixture(path: Path, agent: str, version: str, **fields: Any) -> None:
+    """Write one agent's fixture file: who, which version, how it was recorded, then `fields`."""
+    how = "scripts/record_agent_fixtures.py (recording server on 127.0.0.1)"
+    fixture = {"agent": agent, "version": version, "how": how, **fields}
+    path.write_text(json.dumps(fixture, indent=1) + "\n")
+    print(f"wrote {path}", file=sys.stderr)
 
 
 async def main() -> int:
@@ -409,29 +410,26 @@ async def main() -> int:
             failed = True
         else:
             env = cc.claude_code_env(Path(HOME), "http://127.0.0.1:PORT", "http://127.0.0.1:PROXY")
-            fixture = {
-                "agent": "claude-code",
-                "version": cc.CLAUDE_CODE_VERSION,
-                "how": "scripts/record_agent_fixtures.py (recording server on 127.0.0.1)",
-                "argv": ["claude", "-p", "<prompt>", "--max-turns", "4", "--allowedTools", "Write"],
-                "env": shown_env(env, cc.CLIENT_KEY),
-                "home_files": home_files(cc.prepare_home),
-                "scenarios": await record_claude_code(claude),
-            }
-            path = args.out_dir / f"claude_code_{cc.CLAUDE_CODE_VERSION}.json"
-            path.write_text(json.dumps(fixture, indent=1) + "\n")
-            print(f"wrote {path}", file=sys.stderr)
+            write_fixture(
+                args.out_dir / f"claude_code_{cc.CLAUDE_CODE_VERSION}.json",
+                "claude-code",
+                cc.CLAUDE_CODE_VERSION,
+                argv=["claude", "-p", "<prompt>", "--max-turns", "4", "--allowedTools", "Write"],
+                env=shown_env(env, cc.CLIENT_KEY),
+                home_files=home_files(cc.prepare_home),
+                scenarios=await record_claude_code(claude),
+            )
     if args.agent in ("codex", "both"):
         codex, why = cx.find_codex()
         if codex is None:
             print(f"cannot record Codex: {why}", file=sys.stderr)
             failed = True
         else:
-            fixture = {
-                "agent": "codex",
-                "version": cx.CODEX_VERSION,
-                "how": "scripts/record_agent_fixtures.py (recording server on 127.0.0.1)",
-                "argv": [
+            write_fixture(
+                args.out_dir / f"codex_{cx.CODEX_VERSION}.json",
+                "codex",
+                cx.CODEX_VERSION,
+                argv=[
                     "codex",
                     "exec",
                     "--skip-git-repo-check",
@@ -442,13 +440,10 @@ async def main() -> int:
                     WORKSPACE,
                     "<prompt>",
                 ],
-                "config_toml": cx.codex_config("http://127.0.0.1:PORT/v1"),
-                "env": shown_env(cx.codex_env(Path(HOME), "http://127.0.0.1:PROXY"), cx.CLIENT_KEY),
-                "scenarios": await record_codex(codex),
-            }
-            path = args.out_dir / f"codex_{cx.CODEX_VERSION}.json"
-            path.write_text(json.dumps(fixture, indent=1) + "\n")
-            print(f"wrote {path}", file=sys.stderr)
+                config_toml=cx.codex_config("http://127.0.0.1:PORT/v1"),
+                env=shown_env(cx.codex_env(Path(HOME), "http://127.0.0.1:PROXY"), cx.CLIENT_KEY),
+                scenarios=await record_codex(codex),
+            )
     return 1 if failed else 0
 
 

@@ -197,6 +197,17 @@ async def run_agent(
     return AgentRun(code, time.monotonic() - started, out, err, list(proxy.seen), timed_out)
 
 
+def require_agent(found: tuple[Path | None, str], name: str, require_env: str) -> Path:
+    """The CLI's binary from `find_*()`'s (binary, why); skip with the reason when there is none,
+    or fail when the environment sets `require_env`=1."""
+    binary, why = found
+    if binary is None:
+        if os.environ.get(require_env) == "1":
+            pytest.fail(f"{require_env}=1 but {name} is unavailable: {why}")
+        pytest.skip(f"{name} unavailable: {why}")
+    return binary
+
+
 async def door_missing(session: Any, root: str, path: str) -> str | None:
     """Why the gateway at `root` has no door at `path` (it answers 404 or 405 to an empty
     JSON POST), else None. An existing door refuses the empty body with its own 4xx."""
@@ -212,6 +223,36 @@ async def require_door(session: Any, root: str, path: str) -> None:
     why = await door_missing(session, root, path)
     if why is not None:
         pytest.skip(why)
+
+
+async def loop_gateway(
+    make_gateway: Any, client: Any, sims: tuple[Any, Any], strategy: str, door: str, loop: Any
+) -> Any:
+    """A gateway under `strategy` whose simulators (`sims`) play the agent `loop`; skips while
+    it has no `door`."""
+    gw = await make_gateway(strategy)
+    await require_door(client, gw.root, door)
+    for sim in sims:
+        sim.options.agent_loop = loop
+    return gw
+
+
+async def check_agent_loop(
+    run: AgentRun, gw: Any, sims: tuple[Any, Any], strategy: str, tool_output: str
+) -> None:
+    """What every simulated agent loop through the gateway `gw` must show: the CLI exited 0,
+    its tool's result (holding `tool_output`) reached an upstream (`sims`: local, cerebras),
+    Cerebras was not asked under always_local, the ledger has a row per turn, and nothing
+    reached the refusing proxy stub (loopback only)."""
+    assert run.returncode == 0, f"{run.stdout[-2000:]}\n{run.stderr[-2000:]}"
+    results = tool_results(sims)
+    assert results, "no tool result reached the upstream"
+    assert tool_output in str(results[-1].get("content"))
+    if strategy == "always_local":
+        assert sims[1].requests == []
+    await gw.services.ledger.flush()
+    assert len(gw.services.ledger.rows()) >= 2
+    assert run.blocked == []
 
 
 def tool_results(sims: Iterable[Any]) -> list[dict[str, Any]]:

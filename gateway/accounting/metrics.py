@@ -56,6 +56,15 @@ MemoryUsage = Callable[[], Mapping[str, Mapping[str, Any]]]
 """What `Services.memory` returns: per structure `{"size", "bound", "bytes"?, ...}`."""
 
 
+# `/stats` memory key -> (metric name after glm_gateway_memory_, help)
+_MEMORY_GAUGES = {
+    "size": ("entries", "Entries (SQLite tables: rows) a bounded structure holds now"),
+    "bound": ("entries_bound", "Most entries (rows) a structure may hold"),
+    "bytes": ("bytes", "Estimated bytes a structure holds (where entries vary in size)"),
+    "bytes_bound": ("bytes_bound", "Most estimated bytes a structure may hold"),
+}
+
+
 class MemoryCollector(Collector):
     """The `/stats` memory block as gauges, read when scraped: entries (or rows) and bytes of
     each bounded structure, their bounds, and what was evicted to keep them."""
@@ -66,26 +75,8 @@ class MemoryCollector(Collector):
     def collect(self) -> Iterable[Metric]:
         prefix = "glm_gateway_memory_"
         families = {
-            "size": GaugeMetricFamily(
-                prefix + "entries",
-                "Entries (SQLite tables: rows) a bounded structure holds now",
-                labels=["structure"],
-            ),
-            "bound": GaugeMetricFamily(
-                prefix + "entries_bound",
-                "Most entries (rows) a structure may hold",
-                labels=["structure"],
-            ),
-            "bytes": GaugeMetricFamily(
-                prefix + "bytes",
-                "Estimated bytes a structure holds (where entries vary in size)",
-                labels=["structure"],
-            ),
-            "bytes_bound": GaugeMetricFamily(
-                prefix + "bytes_bound",
-                "Most estimated bytes a structure may hold",
-                labels=["structure"],
-            ),
+            key: GaugeMetricFamily(prefix + suffix, doc, labels=["structure"])
+            for key, (suffix, doc) in _MEMORY_GAUGES.items()
         }
         evicted = CounterMetricFamily(
             prefix + "evictions",
@@ -114,49 +105,44 @@ class Metrics:
         self.prices = prices
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.requests = Counter(
+
+        def counter(name: str, doc: str, *labels: str) -> Counter:
+            return Counter(name, doc, list(labels), registry=r)
+
+        def latency(name: str, doc: str) -> Histogram:
+            return Histogram(name, doc, ["strategy"], buckets=_LATENCY_BUCKETS, registry=r)
+
+        self.requests = counter(
             "glm_gateway_requests_total",
             "Client requests by strategy, serving upstream and outcome",
-            ["strategy", "upstream", "outcome"],
-            registry=r,
+            *("strategy", "upstream", "outcome"),
         )
-        self.tokens = Counter(
+        self.tokens = counter(
             "glm_gateway_tokens_total",
             "Tokens billed by upstreams, by kind (prompt/completion) and call role",
-            ["upstream", "kind", "role"],
-            registry=r,
+            *("upstream", "kind", "role"),
         )
-        self.cost = Counter(
+        self.cost = counter(
             "glm_gateway_cost_dollars_total",
             "US dollars billed by each upstream, verify and cancelled calls included",
-            ["upstream"],
-            registry=r,
+            "upstream",
         )
-        self.upstream_calls = Counter(
+        self.upstream_calls = counter(
             "glm_gateway_upstream_calls_total",
             "Upstream calls by role and how they ended",
-            ["upstream", "role", "status"],
-            registry=r,
+            *("upstream", "role", "status"),
         )
-        self.verdicts = Counter(
+        self.verdicts = counter(
             "glm_gateway_speculative_verdicts_total",
             "Speculative verdicts by deciding signal and result",
-            ["decided_by", "accepted"],
-            registry=r,
+            *("decided_by", "accepted"),
         )
-        self.ttft = Histogram(
+        self.ttft = latency(
             "glm_gateway_time_to_first_token_seconds",
             "Time from request to the first answer content sent to the client",
-            ["strategy"],
-            buckets=_LATENCY_BUCKETS,
-            registry=r,
         )
-        self.duration = Histogram(
-            "glm_gateway_request_duration_seconds",
-            "Time from request to its end",
-            ["strategy"],
-            buckets=_LATENCY_BUCKETS,
-            registry=r,
+        self.duration = latency(
+            "glm_gateway_request_duration_seconds", "Time from request to its end"
         )
         r.register(_LiveCollector(watchers, in_flight))
 
@@ -184,6 +170,16 @@ class Metrics:
         return generate_latest(self.registry)
 
 
+def _counter_by(
+    name: str, doc: str, label: str, counts: Mapping[str, float]
+) -> CounterMetricFamily:
+    """A counter family with one sample per `counts` entry, labelled `label`."""
+    family = CounterMetricFamily(name, doc, labels=[label])
+    for key, value in counts.items():
+        family.add_metric([key], value)
+    return family
+
+
 class _FleetCollector(Collector):
     """The fleet's totals from a `/stats` body built by `fleet_statistics`, and the fleet's
     budget spend per period (None when the store could not say)."""
@@ -199,18 +195,18 @@ class _FleetCollector(Collector):
             "Replicas whose published account the fleet figures sum",
             value=stats["fleet"]["replicas_reported"],
         )
-        requests = CounterMetricFamily(
-            prefix + "requests", "Fleet client requests by serving upstream", labels=["upstream"]
+        yield _counter_by(
+            prefix + "requests",
+            "Fleet client requests by serving upstream",
+            "upstream",
+            stats["requests"]["by_model"],
         )
-        for upstream, count in stats["requests"]["by_model"].items():
-            requests.add_metric([upstream], count)
-        yield requests
-        outcomes = CounterMetricFamily(
-            prefix + "requests_by_outcome", "Fleet client requests by outcome", labels=["outcome"]
+        yield _counter_by(
+            prefix + "requests_by_outcome",
+            "Fleet client requests by outcome",
+            "outcome",
+            stats["requests"]["by_outcome"],
         )
-        for outcome, count in stats["requests"]["by_outcome"].items():
-            outcomes.add_metric([outcome], count)
-        yield outcomes
         tokens = CounterMetricFamily(
             prefix + "tokens",
             "Fleet tokens billed by upstream and kind",
@@ -220,18 +216,19 @@ class _FleetCollector(Collector):
             for kind in ("prompt", "completion"):
                 tokens.add_metric([upstream, kind], counts[kind])
         yield tokens
-        cost = CounterMetricFamily(
-            prefix + "cost_dollars", "Fleet US dollars billed", labels=["upstream"]
+        costs = stats["costs"]
+        yield _counter_by(
+            prefix + "cost_dollars",
+            "Fleet US dollars billed",
+            "upstream",
+            {"all": costs["total_cost_usd"], "cerebras": costs["cerebras_cost_usd"]},
         )
-        cost.add_metric(["all"], stats["costs"]["total_cost_usd"])
-        cost.add_metric(["cerebras"], stats["costs"]["cerebras_cost_usd"])
-        yield cost
-        errors = CounterMetricFamily(
-            prefix + "errors", "Fleet upstream errors by upstream", labels=["upstream"]
+        yield _counter_by(
+            prefix + "errors",
+            "Fleet upstream errors by upstream",
+            "upstream",
+            stats["errors"]["by_model"],
         )
-        for upstream, count in stats["errors"]["by_model"].items():
-            errors.add_metric([upstream], count)
-        yield errors
         yield CounterMetricFamily(
             prefix + "rate_limit_hits",
             "Fleet upstream 429 answers",

@@ -13,14 +13,13 @@ import asyncio
 import contextlib
 import os
 import shutil
-import signal
 import socket
-import sys
 import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from gateway.dev.demo import DEMO_UPSTREAMS_FLAG, demo_upstreams_running
+from gateway.workers import run_workers
 
 REDIS_ENV = "GATEWAY_REDIS_URL"
 SETUP_HINT = "scripts/setup_redis.sh installs it (scripts/run_gateway.sh runs it for you)"
@@ -105,33 +104,13 @@ async def run_demo_workers(words: list[str], workers: int, redis_url: str) -> in
         if not redis_url:
             redis_url = await stack.enter_async_context(demo_redis())
         local_url, cerebras_url = await stack.enter_async_context(demo_upstreams_running())
-        env = {**os.environ, REDIS_ENV: redis_url}
-        children = [
-            await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "gateway",
-                *words,
-                "--worker-index",
-                str(i),
-                DEMO_UPSTREAMS_FLAG,
-                f"{local_url},{cerebras_url}",
-                env=env,
-            )  # fmt: skip
-            for i in range(workers)
-        ]
-        print(
-            f"demo: {workers} workers (pids {', '.join(str(c.pid) for c in children)})", flush=True
+        return await run_workers(
+            words,
+            workers,
+            extra=(DEMO_UPSTREAMS_FLAG, f"{local_url},{cerebras_url}"),
+            env={**os.environ, REDIS_ENV: redis_url},
+            started=lambda pids: print(
+                f"demo: {workers} workers (pids {', '.join(map(str, pids))})", flush=True
+            ),
         )
-
-        def forward(signum: int) -> None:
-            for child in children:
-                if child.returncode is None:
-                    child.send_signal(signum)
-
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, forward, sig)
-        codes = [await child.wait() for child in children]
-        return next((code for code in codes if code), 0)
     return 0  # pragma: no cover  (mypy: the exit stack could swallow an exception)

@@ -10,9 +10,10 @@ the `door` its record names.
 Contracts:
 - `decode(body, headers)` raises gateway.errors.BadRequest with a clear message; the handler
   renders it with `error_response`.
-- `sink(...)` gets a bare 32-hex `response_id`; the door adds its own prefix (`chatcmpl-`,
-  `msg_`, `resp_`). `keep_answer`: the request was drawn as a verification sample, so a stream
-  sink must keep the answer it streams (gateway.speculation.verify_sample.kept_answer).
+- `sink(order)` gets a bare 32-hex `order.response_id`; the door adds its own prefix
+  (`chatcmpl-`, `msg_`, `resp_`). `order.keep_answer`: the request was drawn as a verification
+  sample, so a stream sink must keep the answer it streams
+  (gateway.speculation.verify_sample.kept_answer).
 - `error_response(error, request_id)`: the error in the door's own shape and status, with the
   error's headers and `x-request-id`.
 - A sink's `fail(error)` after the stream started writes the door's own error event.
@@ -56,6 +57,20 @@ class Decoded:
     thinking: ThinkingMode | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class SinkOrder:
+    """What a door builds its sink from. `headers`: the gateway's response headers.
+    `keep_text`: a stream keeps the answer text it sent, for a continuation's prefill (only
+    worth its memory when `routing.fallback.mid_stream` may continue)."""
+
+    request: web.Request
+    decoded: Decoded
+    response_id: str
+    headers: dict[str, str]
+    keep_answer: bool
+    keep_text: bool = True
+
+
 class Door(Protocol):
     @property
     def name(self) -> DoorName:
@@ -66,19 +81,8 @@ class Door(Protocol):
         """The internal request; raise BadRequest naming what is wrong."""
         ...
 
-    def sink(
-        self,
-        request: web.Request,
-        decoded: Decoded,
-        *,
-        response_id: str,
-        headers: dict[str, str],
-        keep_answer: bool,
-        keep_text: bool = True,
-    ) -> Sink:
-        """Where the answer goes: stream -> the door's events; non-stream -> one JSON body.
-        `keep_text`: a stream keeps the answer text it sent, for a continuation's prefill (only
-        worth its memory when `routing.fallback.mid_stream` may continue)."""
+    def sink(self, order: SinkOrder) -> Sink:
+        """Where the answer goes: stream -> the door's events; non-stream -> one JSON body."""
         ...
 
     def error_response(self, error: GatewayError, request_id: str) -> web.Response:

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from aiohttp import web
 
-from gateway.doors.base import Decoded
+from gateway.doors.base import Decoded, SinkOrder
 from gateway.errors import GatewayError
 from gateway.responses import error_response
 from gateway.wire.sinks import CollectSink, KeepingStreamSink, Sink, StreamSink
@@ -38,26 +38,17 @@ class ChatDoor:
             model=model if isinstance(model, str) else "",
         )
 
-    def sink(
-        self,
-        request: web.Request,
-        decoded: Decoded,
-        *,
-        response_id: str,
-        headers: dict[str, str],
-        keep_answer: bool,
-        keep_text: bool = True,
-    ) -> Sink:
-        rid = ID_PREFIX + response_id
-        if decoded.stream:
-            return (KeepingStreamSink if keep_answer else StreamSink)(
-                request,
+    def sink(self, order: SinkOrder) -> Sink:
+        rid = ID_PREFIX + order.response_id
+        if order.decoded.stream:
+            return (KeepingStreamSink if order.keep_answer else StreamSink)(
+                order.request,
                 response_id=rid,
-                include_usage=decoded.include_usage,
-                headers=headers,
-                keep_text=keep_text,
+                include_usage=order.decoded.include_usage,
+                headers=order.headers,
+                keep_text=order.keep_text,
             )
-        return CollectSink(response_id=rid, headers=headers)
+        return CollectSink(response_id=rid, headers=order.headers)
 
     def error_response(self, error: GatewayError, request_id: str) -> web.Response:
         return error_response(error, request_id)

@@ -11,9 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
 
-import orjson
 from aiohttp import web
 
 from gateway.accounting.tokens import once
@@ -23,7 +21,7 @@ from gateway.doors.base import Door
 from gateway.errors import GatewayError
 from gateway.http.guard import DOOR_PATHS, ERROR_SHAPES_KEY
 from gateway.http.services import CONFIG_KEY, SERVICES_KEY, Services
-from gateway.responses import request_id_of
+from gateway.responses import json_response, request_id_of
 from gateway.wire.validation import check_content_type, parse_body
 
 log = logging.getLogger("gateway.requests")
@@ -33,10 +31,6 @@ COUNT_HEADER = "x-gateway-token-count"
 COUNT_TIMEOUT_S = 5.0
 VERSION_HEADER = "anthropic-version"
 MESSAGES_DOOR_KEY = web.AppKey("messages_door", MessagesDoor)
-
-
-def _json(data: Any, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(body=orjson.dumps(data), content_type="application/json", headers=headers)
 
 
 async def count_tokens(request: web.Request) -> web.Response:
@@ -57,7 +51,7 @@ async def count_tokens(request: web.Request) -> web.Response:
         counted = local.chars_per_token.estimate(once(body))()
     log.info("req=%s count_tokens input_tokens=%d (%s)", request_id, counted, how)
     headers = {COUNT_HEADER: how, "x-request-id": request_id, "request-id": request_id}
-    return _json({"input_tokens": max(int(counted), 1)}, headers)
+    return json_response({"input_tokens": max(int(counted), 1)}, headers=headers)
 
 
 def anthropic_models(services: Services, entries: list[tuple[str, str]]) -> web.Response:
@@ -67,7 +61,7 @@ def anthropic_models(services: Services, entries: list[tuple[str, str]]) -> web.
         {"type": "model", "id": name, "display_name": text, "created_at": created}
         for name, text in entries
     ]
-    return _json(
+    return json_response(
         {
             "data": data,
             "has_more": False,

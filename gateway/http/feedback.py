@@ -17,7 +17,7 @@ import orjson
 from aiohttp import web
 
 from gateway.errors import BadRequest, GatewayError
-from gateway.responses import json_response
+from gateway.responses import error_response, json_response
 from gateway.router.learning import SCORE_MAX, SCORE_MIN, Learning
 
 log = logging.getLogger("gateway.http.feedback")
@@ -29,10 +29,6 @@ MAX_BODY = 64 * 1024
 class UnknownRequest(GatewayError):
     status = 404
     error_type = "not_found_error"
-
-
-def _error(error: GatewayError) -> web.Response:
-    return json_response(error.body(), status=error.status)
 
 
 def parse_feedback(raw: bytes) -> tuple[str, float]:
@@ -80,9 +76,9 @@ async def post_feedback(request: web.Request) -> web.Response:
         request_id, score = parse_feedback(await request.read())
         result = learning.feedback(request_id, score)
     except GatewayError as exc:
-        return _error(exc)
+        return error_response(exc)
     if not result.known:
-        return _error(
+        return error_response(
             UnknownRequest(
                 f"no answer with request id {request_id!r} is known to this gateway",
                 code="unknown_request_id",

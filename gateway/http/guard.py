@@ -20,13 +20,12 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-import orjson
 from aiohttp import web
 
 from gateway.config import AuthConfig, LimitsConfig
 from gateway.doors.base import Door, DoorName
 from gateway.errors import GatewayError
-from gateway.responses import request_id_of
+from gateway.responses import error_response, request_id_of
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 OPEN_PATHS = frozenset({"/", "/health", "/dashboard"})
@@ -76,7 +75,7 @@ class ErrorShapes:
         """`error` in the request's door shape (a door's reply carries `x-request-id`)."""
         door = self.door_for(request)
         if door is None:
-            return openai_reply(error)
+            return error_response(error)
         return door.error_response(error, request_id_of(request))
 
 
@@ -87,18 +86,8 @@ def error_reply(request: web.BaseRequest, error: GatewayError) -> web.Response:
     """`error` in the shape the request's door answers in (OpenAI when no door claims it)."""
     shapes = request.app.get(ERROR_SHAPES_KEY) if isinstance(request, web.Request) else None
     if shapes is None:
-        return openai_reply(error)
+        return error_response(error)
     return shapes.render(request, error)
-
-
-def openai_reply(error: GatewayError) -> web.Response:
-    """The OpenAI-shaped reply of the guard and aiohttp's own errors (no request id)."""
-    return web.Response(
-        status=error.status,
-        body=orjson.dumps(error.body()),
-        content_type="application/json",
-        headers=error.headers(),
-    )
 
 
 class ReplyError(GatewayError):

@@ -16,7 +16,7 @@ from gateway.accounting.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from gateway.accounting.metrics import fleet_exposition
 from gateway.accounting.records import RequestRecord
 from gateway.accounting.refusals import HANDLED
-from gateway.doors.base import Door
+from gateway.doors.base import Door, SinkOrder
 from gateway.doors.chat import ChatDoor
 from gateway.doors.responses import ResponsesDoor
 from gateway.errors import GatewayError
@@ -62,7 +62,7 @@ async def serve(request: web.Request, door: Door) -> web.StreamResponse:
     # Drawn now so that only a sampled stream keeps its answer (KeepingStreamSink).
     verifier = services.verifier
     sampled = verifier is not None and verifier.draw()
-    sink = door.sink(
+    order = SinkOrder(
         request,
         decoded,
         response_id=uuid.uuid4().hex,
@@ -70,6 +70,7 @@ async def serve(request: web.Request, door: Door) -> web.StreamResponse:
         keep_answer=sampled,
         keep_text=services.config.routing.fallback_mid_stream == "continue",
     )
+    sink = door.sink(order)
     record = RequestRecord(
         request_id=request_id,
         started_at=time.time(),

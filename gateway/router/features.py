@@ -351,7 +351,3 @@ def combine(*parts: Features) -> Features:
         for index, value in part.items():
             out[index] = out.get(index, 0.0) + value
     return out
-
-
-def dense_index(name: str) -> int:
-    return _INDEX[name]

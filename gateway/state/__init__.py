@@ -1,5 +1,5 @@
 """State shared by every worker and replica of a gateway fleet (admission, cool-downs, adaptive
-switch, budget spend, fleet statistics) behind one protocol, `StateStore`.
+switch, budget spend, fleet statistics) behind one interface, `StateStore`.
 
 `EmbeddedStore` (no `state.redis_url`) shares nothing: the process's own memory is the state and
 the per-request path is what it was before shared state existed. `RedisStore` keeps the shared

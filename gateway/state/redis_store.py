@@ -25,7 +25,14 @@ import redis.asyncio as aioredis
 
 from gateway.config import StateConfig
 from gateway.state import scripts
-from gateway.state.store import PlanSpec, SharedVerdict, SpendAlerts, StoreStatus, WallWindows
+from gateway.state.store import (
+    PlanSpec,
+    SharedVerdict,
+    SpendAlerts,
+    StateStore,
+    StoreStatus,
+    WallWindows,
+)
 
 log = logging.getLogger("gateway.state")
 
@@ -35,7 +42,7 @@ _STATS_TTL = 7 * 86_400
 _HEARTBEAT = 30.0
 
 
-class RedisStore:
+class RedisStore(StateStore):
     shared = True
 
     def __init__(self, config: StateConfig, replica_id: str) -> None:

@@ -1,10 +1,11 @@
-"""The `StateStore` protocol and its embedded (single-process, nothing shared) implementation."""
+"""`StateStore`, the shared state's interface, and its embedded (single-process, nothing shared)
+implementation."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 from gateway.config import StateConfig
 
@@ -39,54 +40,14 @@ class SpendAlerts:
     report: Callable[[float | None, list[int]], None]
 
 
-class StateStore(Protocol):
+class StateStore:
     """What the gate, the budget, the adaptive switch and `/stats` share across processes.
 
     Async calls answer None when the shared state cannot be read or written in time (the caller
-    then uses its local state); `publish_*`/`release`/`cool_down` are fire-and-forget.
+    then uses its local state); `publish_*`/`release`/`cool_down` are fire-and-forget. These
+    methods are the embedded store's, which shares nothing (callers check `shared` first and
+    never reach them); RedisStore overrides every one.
     """
-
-    shared: bool
-    replica_id: str
-
-    @property
-    def status(self) -> StoreStatus: ...
-
-    async def reserve(
-        self,
-        upstream: str,
-        key: str,
-        need: tuple[float, float],
-        *,
-        threshold: float,
-        predictive: bool,
-        plans: tuple[PlanSpec, ...],
-        budget: Mapping[str, tuple[float, float]],
-    ) -> SharedVerdict | None: ...
-
-    def release(self, upstream: str, key: str, windows: WallWindows | None) -> None: ...
-
-    def cool_down(self, upstream: str, until: float) -> None: ...
-
-    def publish_spend(
-        self, period: str, start: float, spent_usd: float, alerts: SpendAlerts | None = None
-    ) -> None: ...
-
-    async def fleet_spend(self, periods: Mapping[str, float]) -> dict[str, float] | None: ...
-
-    def publish_stats(self, totals: Callable[[], dict[str, Any]]) -> None: ...
-
-    async def fleet_stats(self) -> list[dict[str, Any]] | None: ...
-
-    def publish_adaptive(self, state: dict[str, Any]) -> None: ...
-
-    async def adaptive(self) -> dict[str, Any] | None: ...
-
-    async def close(self) -> None: ...
-
-
-class EmbeddedStore:
-    """Nothing shared: callers check `shared` first and never reach the no-op methods."""
 
     shared = False
     replica_id = "embedded"
@@ -136,6 +97,10 @@ class EmbeddedStore:
 
     async def close(self) -> None:
         return None
+
+
+class EmbeddedStore(StateStore):
+    """Nothing shared: the process's own memory is the state."""
 
 
 EMBEDDED = EmbeddedStore()

@@ -68,12 +68,6 @@ class EventStream(web.StreamResponse):
         self._arm()
         return writer
 
-    @property
-    def keeping_alive(self) -> bool:
-        """True while a ping is scheduled or being written (after prepare, until stopped, a
-        failed ping or an abort)."""
-        return self._timer is not None or self._pinging is not None
-
     def stop_keepalive(self) -> None:
         """No more pings; idempotent."""
         self._stopped = True

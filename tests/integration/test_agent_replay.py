@@ -10,11 +10,12 @@ result the final text. Skips while the gateway has no such door (it answers 404)
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
 import pytest
-from agent_sandbox import door_missing
+from agent_sandbox import require_door
 from paths import FIXTURES
 
 from gateway.dev.sim import AgentLoop, SimServer
@@ -84,9 +85,26 @@ async def send(
     return sse_events(raw)
 
 
-def script(*sims: SimServer) -> None:
-    for sim in sims:
-        sim.options.agent_loop = LOOP
+Events = list[tuple[str | None, dict[str, Any]]]
+
+
+@pytest.fixture
+def replay(
+    make_gateway: Any,
+    client: aiohttp.ClientSession,
+    local_sim: SimServer,
+    cerebras_sim: SimServer,
+) -> Callable[[str, dict[str, Any]], Awaitable[Events]]:
+    """`replay(door, request)`: the request replayed through `door` of an always_local gateway
+    whose upstreams play LOOP; skips while the gateway has no such door."""
+
+    async def run(door: str, request: dict[str, Any]) -> Events:
+        gw = await make_gateway("always_local")
+        await require_door(client, gw.root, door)
+        local_sim.options.agent_loop = cerebras_sim.options.agent_loop = LOOP
+        return await send(client, gw.root, request)
+
+    return run
 
 
 @pytest.mark.parametrize(("scenario", "index", "request_"), exchanges(CLAUDE_CODE))
@@ -94,17 +112,9 @@ async def test_claude_code_requests_replayed_through_the_messages_door(
     scenario: str,
     index: int,
     request_: dict[str, Any],
-    make_gateway: Any,
-    local_sim: SimServer,
-    cerebras_sim: SimServer,
-    client: aiohttp.ClientSession,
+    replay: Callable[[str, dict[str, Any]], Awaitable[Events]],
 ) -> None:
-    gw = await make_gateway("always_local")
-    why = await door_missing(client, gw.root, "/v1/messages")
-    if why:
-        pytest.skip(why)
-    script(local_sim, cerebras_sim)
-    events = await send(client, gw.root, request_)
+    events = await replay("/v1/messages", request_)
     names = [name for name, _ in events]
     assert all(name == data["type"] for name, data in events), names
     assert names[0] == "message_start" and names[-1] == "message_stop", names
@@ -135,17 +145,9 @@ async def test_codex_requests_replayed_through_the_responses_door(
     scenario: str,
     index: int,
     request_: dict[str, Any],
-    make_gateway: Any,
-    local_sim: SimServer,
-    cerebras_sim: SimServer,
-    client: aiohttp.ClientSession,
+    replay: Callable[[str, dict[str, Any]], Awaitable[Events]],
 ) -> None:
-    gw = await make_gateway("always_local")
-    why = await door_missing(client, gw.root, "/v1/responses")
-    if why:
-        pytest.skip(why)
-    script(local_sim, cerebras_sim)
-    events = await send(client, gw.root, request_)
+    events = await replay("/v1/responses", request_)
     kinds = [data["type"] for _, data in events]
     assert kinds[0] == "response.created" and kinds[-1] == "response.completed", kinds
     done = [d["item"] for _, d in events if d["type"] == "response.output_item.done"]

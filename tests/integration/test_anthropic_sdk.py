@@ -36,6 +36,24 @@ def sdk(gw: Any, **kwargs: Any) -> anthropic.AsyncAnthropic:
     return anthropic.AsyncAnthropic(**options)
 
 
+def ask(text: str, *, model: str = "m", max_tokens: int = 50, **fields: Any) -> dict[str, Any]:
+    """A streamed Messages request with one user turn (`fields` override or add keys)."""
+    return {
+        "model": model,
+        "max_tokens": max_tokens,
+        "stream": True,
+        **fields,
+        "messages": [{"role": "user", "content": text}],
+    }
+
+
+async def post_messages(client: Any, url: str, body: dict[str, Any], **kwargs: Any) -> bytes:
+    """POST `body` to the Messages door at `url`; the raw body of its 200 answer."""
+    async with client.post(url, json=body, **kwargs) as resp:
+        assert resp.status == 200, await resp.text()
+        return bytes(await resp.read())
+
+
 def script(*sims: Any, **answers: ScriptedAnswer) -> None:
     for sim in sims:
         sim.options.script = {k.replace("_", " "): v for k, v in answers.items()}
@@ -216,16 +234,7 @@ async def test_error_event_mid_stream(make_gateway, local_sim, cerebras_sim, cli
     script(local_sim, go=ScriptedAnswer(content="one two three four five six seven eight"))
     gw = await make_gateway("always_local", routing={"fallback": {"mid_stream": "error"}})
     local_sim.inject("error_event", after_chunks=3)
-    body = {
-        "model": "m",
-        "max_tokens": 50,
-        "stream": True,
-        "messages": [{"role": "user", "content": "go"}],
-    }
-    async with client.post(gw.root + "/v1/messages", json=body) as resp:
-        assert resp.status == 200
-        raw = await resp.read()
-    events = parse_events(raw)
+    events = parse_events(await post_messages(client, gw.root + "/v1/messages", ask("go")))
     assert events[0][0] == "message_start"
     assert events[-1][0] == "error"
     assert "message_stop" not in [name for name, _ in events]
@@ -236,14 +245,7 @@ async def test_ping_events_during_long_waits(make_gateway, local_sim, client) ->
     local_sim.options.tps = 8  # about 0.4 s for the answer
     gw = await make_gateway("always_local")
     gw.app[MESSAGES_DOOR_KEY].keepalive_interval = 0.05
-    body = {
-        "model": "m",
-        "max_tokens": 50,
-        "stream": True,
-        "messages": [{"role": "user", "content": "slow"}],
-    }
-    async with client.post(gw.root + "/v1/messages?beta=true", json=body) as resp:
-        raw = await resp.read()
+    raw = await post_messages(client, gw.root + "/v1/messages?beta=true", ask("slow"))
     events = parse_events(raw)
     assert ("ping", {"type": "ping"}) in events
     assert b'event: ping\ndata: {"type": "ping"}\n\n' in raw
@@ -257,15 +259,8 @@ async def test_stop_sequence_through_the_gateway_stops_the_upstream(
     script(local_sim, count=ScriptedAnswer(content="one two three STOP " + words))
     local_sim.options.tps = 40  # a second for the whole answer: the door stops it early
     gw = await make_gateway("always_local")
-    body = {
-        "model": "m",
-        "max_tokens": 50,
-        "stream": True,
-        "stop_sequences": ["STOP"],
-        "messages": [{"role": "user", "content": "count"}],
-    }
-    async with client.post(gw.root + "/v1/messages", json=body) as resp:
-        events = parse_events(await resp.read())
+    body = ask("count", stop_sequences=["STOP"])
+    events = parse_events(await post_messages(client, gw.root + "/v1/messages", body))
     assert check_grammar(events) == [{"type": "text", "text": "one two three "}]
     delta = next(d for n, d in events if n == "message_delta")["delta"]
     assert delta == {"stop_reason": "stop_sequence", "stop_sequence": "STOP"}
@@ -318,12 +313,7 @@ async def test_every_strategy_through_the_door(
     gw = await make_gateway(strategy)
     headers = {"anthropic-version": "2023-06-01"}
     for stream in (True, False):
-        body = {
-            "model": "glm-4.7",
-            "max_tokens": 64,
-            "stream": stream,
-            "messages": [{"role": "user", "content": "What is 2+2?"}],
-        }
+        body = ask("What is 2+2?", model="glm-4.7", max_tokens=64, stream=stream)
         async with client.post(gw.root + "/v1/messages", json=body, headers=headers) as resp:
             assert resp.status == 200, await resp.text()
             assert resp.headers["x-gateway-strategy"] == strategy
@@ -346,15 +336,8 @@ async def test_long_wait_for_the_first_token_announces_the_message_and_pings(
     local_sim.options.ttft = 0.4
     gw = await make_gateway("always_local")
     gw.app[MESSAGES_DOOR_KEY].keepalive_interval = 0.05
-    body = {
-        "model": "m",
-        "max_tokens": 50,
-        "stream": True,
-        "messages": [{"role": "user", "content": "slow"}],
-    }
-    async with client.post(gw.root + "/v1/messages", json=body) as resp:
-        raw = await resp.read()
-    events = parse_events(raw)
+    body = ask("slow")
+    events = parse_events(await post_messages(client, gw.root + "/v1/messages", body))
     names = [name for name, _ in events]
     assert names[0] == "message_start" and names[1] == "ping"
     assert names.index("content_block_start") > 2  # several pings while waiting
@@ -378,15 +361,7 @@ async def test_failure_after_the_announcement_is_one_error_event(
     )
     gw.app[MESSAGES_DOOR_KEY].keepalive_interval = 0.05
     local_sim.inject("slow_first_token", delay=2.0)
-    body = {
-        "model": "m",
-        "max_tokens": 50,
-        "stream": True,
-        "messages": [{"role": "user", "content": "hi"}],
-    }
-    async with client.post(gw.root + "/v1/messages", json=body) as resp:
-        assert resp.status == 200
-        events = parse_events(await resp.read())
+    events = parse_events(await post_messages(client, gw.root + "/v1/messages", ask("hi")))
     names = [name for name, _ in events]
     assert names[0] == "message_start" and names[-1] == "error"
     assert set(names[1:-1]) <= {"ping"}
@@ -406,12 +381,7 @@ async def test_verification_samples_read_the_doors_answer(
     answer = "Hello there, friend."
     script(local_sim, cerebras_sim, say_hello=ScriptedAnswer(content=answer))
     gw = await make_gateway("smart_routing", routing={"learn": {"verify_sample": 1.0}})
-    body = {
-        "model": "glm-4.7",
-        "max_tokens": 50,
-        "stream": stream,
-        "messages": [{"role": "user", "content": "say hello"}],
-    }
+    body = ask("say hello", model="glm-4.7", stream=stream)
     async with client.post(gw.root + "/v1/messages", json=body) as resp:
         assert resp.status == 200
         assert resp.headers["x-gateway-model-used"] == "local"
@@ -432,15 +402,8 @@ async def test_cerebras_cut_mid_answer_is_continued_by_local_in_the_same_block(
     partial answer, in the same text block, and the stream ends as any other."""
     cerebras_sim.inject("cut", after_chunks=4)
     gw = await make_gateway("always_cerebras")
-    body = {
-        "model": "glm-4.7",
-        "max_tokens": 200,
-        "stream": True,
-        "messages": [{"role": "user", "content": "Explain deadlocks step by step."}],
-    }
-    async with client.post(gw.root + "/v1/messages", json=body) as resp:
-        assert resp.status == 200
-        events = parse_events(await resp.read())
+    body = ask("Explain deadlocks step by step.", model="glm-4.7", max_tokens=200)
+    events = parse_events(await post_messages(client, gw.root + "/v1/messages", body))
     blocks = check_grammar(events)
     (continued,) = [r for r in local_sim.requests if r.prefill]
     assert blocks == [{"type": "text", "text": continued.prefill + continued.planned_content}]

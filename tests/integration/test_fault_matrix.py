@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import socket
 import time
+from typing import Any
 
 import orjson
 import pytest
@@ -73,27 +74,59 @@ def broken_upstream_urls(
     return urls
 
 
+async def fault_gateway(aiohttp_server, tmp_path, local_url: str, cerebras_url: str, **config):
+    """(app, server) of a gateway on these upstreams with the matrix's short timeouts."""
+    app = create_app(
+        gateway_config(
+            tmp_path,
+            local_url,
+            cerebras_url,
+            timeouts={"connect": TIMEOUT, "first_token": TIMEOUT, "idle": TIMEOUT},
+            speculative_decoding={"draft_timeout": DRAFT_TIMEOUT},
+            **config,
+        )
+    )
+    return app, await aiohttp_server(app)
+
+
+def every_fault(test: Any) -> Any:
+    """Run `test` for every strategy, fault and broken upstream (`where`)."""
+    test = pytest.mark.parametrize("strategy", STRATEGIES)(test)
+    test = pytest.mark.parametrize("fault", list(FAULTS))(test)
+    return pytest.mark.parametrize("where", ["local", "cerebras"])(test)
+
+
+async def broken_gateway(
+    aiohttp_server, tmp_path, sims: tuple[SimServer, SimServer], strategy, fault, where
+):
+    """`fault_gateway` under `strategy` with `fault` injected into `where` (sims: local,
+    cerebras)."""
+    urls = broken_upstream_urls(*sims, fault, where)
+    return await fault_gateway(
+        aiohttp_server, tmp_path, urls["local"], urls["cerebras"], strategy=strategy
+    )
+
+
+async def only_row(app):
+    """The one ledger row the request left (after the writes are flushed)."""
+    ledger = app[SERVICES_KEY].ledger
+    await ledger.flush()
+    rows = ledger.rows()
+    assert len(rows) == 1, rows
+    return rows[0]
+
+
 def test_matrix_covers_every_registered_strategy() -> None:
     assert sorted(STRATEGIES) == strategy_names()
 
 
-@pytest.mark.parametrize("where", ["local", "cerebras"])
-@pytest.mark.parametrize("fault", list(FAULTS))
-@pytest.mark.parametrize("strategy", STRATEGIES)
+@every_fault
 async def test_fault(
     aiohttp_server, client, tmp_path, local_sim, cerebras_sim, strategy, fault, where
 ) -> None:
-    urls = broken_upstream_urls(local_sim, cerebras_sim, fault, where)
-    config = gateway_config(
-        tmp_path,
-        urls["local"],
-        urls["cerebras"],
-        strategy=strategy,
-        timeouts={"connect": TIMEOUT, "first_token": TIMEOUT, "idle": TIMEOUT},
-        speculative_decoding={"draft_timeout": DRAFT_TIMEOUT},
+    app, server = await broken_gateway(
+        aiohttp_server, tmp_path, (local_sim, cerebras_sim), strategy, fault, where
     )
-    app = create_app(config)
-    server = await aiohttp_server(app)
     # A question that every classifier counts as complex, so each strategy calls Cerebras.
     body = chat("Explain step by step why this code deadlocks: ```lock(a); lock(b)```", stream=True)
     started = time.monotonic()
@@ -122,11 +155,7 @@ async def test_fault(
         assert set(error) >= {"message", "type", "param", "code"}
         expected_outcome = "error"
 
-    ledger = app[SERVICES_KEY].ledger
-    await ledger.flush()
-    rows = ledger.rows()
-    assert len(rows) == 1, rows
-    assert rows[0].outcome == expected_outcome
+    assert (await only_row(app)).outcome == expected_outcome
 
 
 # Faults that break a stream after content may have reached the client.
@@ -139,17 +168,9 @@ CEREBRAS_FIRST = ("always_cerebras", "smart_routing", "adaptive_cerebras")
 
 
 async def _mid_stream_reply(aiohttp_server, client, tmp_path, local_sim, cerebras_sim, **config):
-    app = create_app(
-        gateway_config(
-            tmp_path,
-            local_sim.url,
-            cerebras_sim.url,
-            timeouts={"connect": TIMEOUT, "first_token": TIMEOUT, "idle": TIMEOUT},
-            speculative_decoding={"draft_timeout": DRAFT_TIMEOUT},
-            **config,
-        )
+    app, server = await fault_gateway(
+        aiohttp_server, tmp_path, local_sim.url, cerebras_sim.url, **config
     )
-    server = await aiohttp_server(app)
     body = chat(
         "Explain step by step why this code deadlocks: ```lock(a); lock(b)```",
         stream=True,
@@ -253,23 +274,13 @@ async def test_mid_stream_error_mode_keeps_the_error_event(
     assert rows[0].outcome == "error"
 
 
-@pytest.mark.parametrize("where", ["local", "cerebras"])
-@pytest.mark.parametrize("fault", list(FAULTS))
-@pytest.mark.parametrize("strategy", STRATEGIES)
+@every_fault
 async def test_fault_through_the_messages_door(
     aiohttp_server, client, tmp_path, local_sim, cerebras_sim, strategy, fault, where
 ) -> None:
-    urls = broken_upstream_urls(local_sim, cerebras_sim, fault, where)
-    config = gateway_config(
-        tmp_path,
-        urls["local"],
-        urls["cerebras"],
-        strategy=strategy,
-        timeouts={"connect": TIMEOUT, "first_token": TIMEOUT, "idle": TIMEOUT},
-        speculative_decoding={"draft_timeout": DRAFT_TIMEOUT},
+    app, server = await broken_gateway(
+        aiohttp_server, tmp_path, (local_sim, cerebras_sim), strategy, fault, where
     )
-    app = create_app(config)
-    server = await aiohttp_server(app)
     body = {
         "model": "claude-sonnet-4-5",
         "max_tokens": 200,
@@ -307,8 +318,5 @@ async def test_fault_through_the_messages_door(
         assert error["type"] == "error" and set(error["error"]) == {"type", "message"}
         expected_outcome = "error"
 
-    ledger = app[SERVICES_KEY].ledger
-    await ledger.flush()
-    rows = ledger.rows()
-    assert len(rows) == 1, rows
-    assert (rows[0].outcome, rows[0].door) == (expected_outcome, "messages")
+    row = await only_row(app)
+    assert (row.outcome, row.door) == (expected_outcome, "messages")

@@ -18,18 +18,18 @@ import aiohttp
 import orjson
 import pytest
 from responses_transcripts import parse_events
-from support import ALL_STRATEGIES, gateway_config
+from support import ALL_STRATEGIES
 
-from gateway.http.app import create_app
 from gateway.http.services import SERVICES_KEY
 from integration.test_fault_matrix import (
     BOUND_S,
     CEREBRAS_FIRST,
-    DRAFT_TIMEOUT,
     FAULTS,
     MID_STREAM,
-    TIMEOUT,
-    broken_upstream_urls,
+    broken_gateway,
+    every_fault,
+    fault_gateway,
+    only_row,
 )
 
 QUESTION = "Explain step by step why this code deadlocks: ```lock(a); lock(b)```"
@@ -82,30 +82,18 @@ def answer_text(response: dict[str, Any]) -> str:
 
 
 async def _app(aiohttp_server, tmp_path, local_url, cerebras_url, **config):
-    app = create_app(
-        gateway_config(
-            tmp_path,
-            local_url,
-            cerebras_url,
-            timeouts={"connect": TIMEOUT, "first_token": TIMEOUT, "idle": TIMEOUT},
-            speculative_decoding={"draft_timeout": DRAFT_TIMEOUT},
-            **config,
-        )
-    )
-    server = await aiohttp_server(app)
+    app, server = await fault_gateway(aiohttp_server, tmp_path, local_url, cerebras_url, **config)
     return app, str(server.make_url("/v1"))
 
 
-@pytest.mark.parametrize("where", ["local", "cerebras"])
-@pytest.mark.parametrize("fault", list(FAULTS))
-@pytest.mark.parametrize("strategy", ALL_STRATEGIES)
+@every_fault
 async def test_fault(
     aiohttp_server, client, tmp_path, local_sim, cerebras_sim, strategy, fault, where
 ) -> None:
-    urls = broken_upstream_urls(local_sim, cerebras_sim, fault, where)
-    app, url = await _app(
-        aiohttp_server, tmp_path, urls["local"], urls["cerebras"], routing={"strategy": strategy}
+    app, server = await broken_gateway(
+        aiohttp_server, tmp_path, (local_sim, cerebras_sim), strategy, fault, where
     )
+    url = str(server.make_url("/v1"))
     started = time.monotonic()
     status, raw, content_type = await post(client, url, responses_body())
     elapsed = time.monotonic() - started
@@ -132,12 +120,8 @@ async def test_fault(
         assert set(error) >= {"message", "type", "param", "code"}
         expected_outcome = "error"
 
-    ledger = app[SERVICES_KEY].ledger
-    await ledger.flush()
-    rows = ledger.rows()
-    assert len(rows) == 1, rows
-    assert rows[0].outcome == expected_outcome
-    assert rows[0].door == "responses"
+    row = await only_row(app)
+    assert (row.outcome, row.door) == (expected_outcome, "responses")
 
 
 @pytest.mark.parametrize("where", ["local", "cerebras"])

@@ -182,16 +182,28 @@ def test_any_json_value(gateway_port: int, value: Any) -> None:
     check_reply(*send(gateway_port, json.dumps(value).encode()))
 
 
+def truncated(bodies: st.SearchStrategy[Any]) -> st.SearchStrategy[bytes]:
+    """Bodies from `bodies` as JSON, cut short at any byte."""
+    return bodies.map(lambda b: json.dumps(b).encode()).flatmap(
+        lambda raw: st.integers(min_value=0, max_value=max(0, len(raw) - 1)).map(
+            lambda cut: raw[:cut]
+        )
+    )
+
+
+def raw_bodies(bodies: st.SearchStrategy[Any]) -> st.SearchStrategy[bytes]:
+    """Any bytes, any JSON value, or a body from `bodies` cut short."""
+    return st.one_of(
+        st.binary(max_size=300), json_value.map(lambda v: json.dumps(v).encode()), truncated(bodies)
+    )
+
+
 @SETTINGS
 @given(
     raw=st.one_of(
         st.binary(max_size=300),
         st.text(max_size=300).map(lambda t: t.encode("utf-8", "surrogatepass")),
-        chat_body.map(lambda b: json.dumps(b).encode()).flatmap(
-            lambda raw: st.integers(min_value=0, max_value=max(0, len(raw) - 1)).map(
-                lambda cut: raw[:cut]
-            )
-        ),
+        truncated(chat_body),
         st.binary(min_size=1, max_size=8).map(
             lambda junk: b'{"messages": [{"role": "user", "content": "' + junk + b'"}]}'
         ),
@@ -348,15 +360,7 @@ def test_generated_messages_bodies(gateway_port: int, body: dict[str, Any], path
 
 @settings(max_examples=200, deadline=None, derandomize=True)
 @given(
-    raw=st.one_of(
-        st.binary(max_size=300),
-        json_value.map(lambda v: json.dumps(v).encode()),
-        anthropic_body.map(lambda b: json.dumps(b).encode()).flatmap(
-            lambda raw: st.integers(min_value=0, max_value=max(0, len(raw) - 1)).map(
-                lambda cut: raw[:cut]
-            )
-        ),
-    ),
+    raw=raw_bodies(anthropic_body),
     content_type=st.sampled_from(CONTENT_TYPES),
     path=st.sampled_from(MESSAGES_PATHS),
 )

@@ -13,7 +13,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from integration.test_fuzz import CONTENT_TYPES, gateway_port, json_value
+from integration.test_fuzz import CONTENT_TYPES, gateway_port, json_value, raw_bodies
 from integration.test_fuzz import send as fuzz_send
 
 __all__ = ["gateway_port"]  # the module-scoped gateway fixture, shared with test_fuzz
@@ -127,15 +127,7 @@ def test_generated_responses_bodies(gateway_port: int, body: dict[str, Any]) -> 
 
 @settings(max_examples=300, deadline=None, derandomize=True)
 @given(
-    raw=st.one_of(
-        st.binary(max_size=300),
-        json_value.map(lambda v: json.dumps(v).encode()),
-        responses_body.map(lambda b: json.dumps(b).encode()).flatmap(
-            lambda raw: st.integers(min_value=0, max_value=max(0, len(raw) - 1)).map(
-                lambda cut: raw[:cut]
-            )
-        ),
-    ),
+    raw=raw_bodies(responses_body),
     content_type=st.sampled_from(CONTENT_TYPES),
 )
 def test_raw_bytes_and_content_types(gateway_port: int, raw: bytes, content_type: str) -> None:

@@ -7,7 +7,6 @@ the routing, retry and statistics paths run against the simulators on 127.0.0.1.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import time
 from collections.abc import Mapping
@@ -434,15 +433,14 @@ async def test_statistics_count_reasoning_apart_and_survive_restart(tmp_path: Pa
     await ledger.close()
 
 
-def test_a_snapshot_without_the_new_totals_still_loads(tmp_path: Path) -> None:
+def test_totals_without_the_new_fields_still_count() -> None:
+    """An older replica's published totals lack the thinking totals: they count as zero."""
     tracker = StatisticsTracker({})
-    path = tmp_path / "stats.json"
-    tracker.save_to_file(path)
-    snapshot = json.loads(path.read_text())
-    del snapshot["totals"]["told_not_to_think"], snapshot["totals"]["reasoning_tokens"]
-    path.write_text(json.dumps(snapshot))
-    tracker.load_from_file(path)
-    assert tracker.get_statistics()["thinking"] == {"told_not_to_think": 0}
+    older = {**tracker.shareable_totals(), "requests": 3}
+    del older["told_not_to_think"], older["reasoning_tokens"]
+    fleet = tracker.fleet_statistics([older])
+    assert fleet["fleet"]["replicas_reported"] == 1 and fleet["requests"]["total"] == 3
+    assert fleet["thinking"] == {"told_not_to_think": 0}
 
 
 def test_config_defaults_and_yaml_off() -> None:

@@ -522,76 +522,85 @@ async def raise_from(
     return info.value
 
 
-async def test_cerebras_flat_error_is_wrapped(
-    session: aiohttp.ClientSession, mocked: aioresponses
+CONTEXT_TOO_LONG = {
+    "message": "Please reduce the length of the messages or completion.",
+    "type": "invalid_request_error",
+    "param": "messages",
+    "code": "context_length_exceeded",
+}
+LLAMACPP_OVERFLOW = {
+    "code": 400,
+    "message": "the request exceeds the available context size, try increasing it",
+    "type": "exceed_context_size_error",
+    "n_prompt_tokens": 40_960,
+    "n_ctx": 32_768,
+}
+# name -> (upstream, status, the upstream's error body, may fall back, the error the client gets)
+HTTP_ERRORS: dict[str, tuple[str, int, dict[str, Any], bool, dict[str, Any]]] = {
+    # Cerebras' flat error object is wrapped as is; a bad request is the client's to fix.
+    "cerebras_flat_400_is_wrapped": (
+        "cerebras",
+        400,
+        CONTEXT_TOO_LONG,
+        False,
+        CONTEXT_TOO_LONG,
+    ),
+    "cerebras_invalid_request_is_not_fallback_ok": (
+        "cerebras",
+        400,
+        {
+            "message": "tools[0].function.name is invalid",
+            "type": "invalid_request_error",
+            "param": "tools",
+            "code": "wrong_api_format",
+        },
+        False,
+        {"type": "invalid_request_error", "code": "wrong_api_format"},
+    ),
+    "cerebras_500_flat_is_fallback_ok": (
+        "cerebras",
+        500,
+        {"message": "Internal error", "type": "server_error", "param": None, "code": None},
+        True,
+        {"message": "Internal error", "type": "server_error", "param": None, "code": None},
+    ),
+    # llama.cpp's context overflow keeps its wording and may fall back to a larger context.
+    "llamacpp_context_overflow": (
+        "local",
+        400,
+        {"error": LLAMACPP_OVERFLOW},
+        True,
+        {k: LLAMACPP_OVERFLOW[k] for k in ("message", "type", "code", "n_prompt_tokens")},
+    ),
+    "llamacpp_other_400_is_not_fallback_ok": (
+        "local",
+        400,
+        {"error": {"code": 400, "message": "bad tool schema", "type": "invalid_request_error"}},
+        False,
+        {"message": "bad tool schema"},
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(HTTP_ERRORS))
+async def test_an_http_error_keeps_the_upstreams_words(
+    session: aiohttp.ClientSession, mocked: aioresponses, name: str
 ) -> None:
-    flat = {
-        "message": "Please reduce the length of the messages or completion.",
-        "type": "invalid_request_error",
-        "param": "messages",
-        "code": "context_length_exceeded",
-    }
-    mocked.post(CEREBRAS_URL, status=400, payload=flat)
+    upstream, status, payload, fallback_ok, expected = HTTP_ERRORS[name]
+    url = LOCAL_URL if upstream == "local" else CEREBRAS_URL
+    mocked.post(url, status=status, payload=payload)
     calls: list[UpstreamCall] = []
-    exc = await raise_from(cerebras(session), calls)
+    built = local(session) if upstream == "local" else cerebras(session)
+    exc = await raise_from(built, calls)
     assert type(exc) is UpstreamHTTPError
-    assert exc.status == 400
-    assert exc.body() == {"error": flat}
-    assert exc.fallback_ok is False
-    assert calls[0].status == "error"
-    assert calls[0].http_status == 400
-    assert calls[0].error == flat["message"]
-
-
-async def test_cerebras_invalid_request_is_not_fallback_ok(
-    session: aiohttp.ClientSession, mocked: aioresponses
-) -> None:
-    flat = {
-        "message": "tools[0].function.name is invalid",
-        "type": "invalid_request_error",
-        "param": "tools",
-        "code": "wrong_api_format",
-    }
-    mocked.post(CEREBRAS_URL, status=400, payload=flat)
-    exc = await raise_from(cerebras(session))
-    assert isinstance(exc, UpstreamHTTPError)
-    assert exc.fallback_ok is False
-    assert exc.body()["error"]["message"] == flat["message"]
-    assert exc.body()["error"]["type"] == "invalid_request_error"
-    assert exc.body()["error"]["code"] == "wrong_api_format"
-
-
-async def test_llamacpp_context_overflow_keeps_wording_and_may_fall_back(
-    session: aiohttp.ClientSession, mocked: aioresponses
-) -> None:
-    error = {
-        "code": 400,
-        "message": "the request exceeds the available context size, try increasing it",
-        "type": "exceed_context_size_error",
-        "n_prompt_tokens": 40_960,
-        "n_ctx": 32_768,
-    }
-    mocked.post(LOCAL_URL, status=400, payload={"error": error})
-    exc = await raise_from(local(session))
-    assert type(exc) is UpstreamHTTPError
-    assert exc.status == 400
-    assert exc.fallback_ok is True
-    out = exc.body()["error"]
-    assert out["message"] == error["message"]
-    assert out["type"] == "exceed_context_size_error"
-    assert out["code"] == 400
-    assert out["n_prompt_tokens"] == 40_960
-
-
-async def test_llamacpp_other_400_is_not_fallback_ok(
-    session: aiohttp.ClientSession, mocked: aioresponses
-) -> None:
-    error = {"code": 400, "message": "bad tool schema", "type": "invalid_request_error"}
-    mocked.post(LOCAL_URL, status=400, payload={"error": error})
-    exc = await raise_from(local(session))
-    assert isinstance(exc, UpstreamHTTPError)
-    assert exc.fallback_ok is False
-    assert exc.message == "bad tool schema"
+    assert (exc.status, exc.fallback_ok) == (status, fallback_ok)
+    error = exc.body()["error"]
+    assert {key: error[key] for key in expected} == expected
+    if expected == payload:
+        assert exc.body() == {"error": payload}  # nothing added to a flat error object
+    message = (payload.get("error") or payload)["message"]
+    assert exc.message == message
+    assert (calls[0].status, calls[0].http_status, calls[0].error) == ("error", status, message)
 
 
 @pytest.mark.parametrize("status", [500, 502, 503])
@@ -609,17 +618,6 @@ async def test_server_errors_are_fallback_ok(
     assert exc.body()["error"]["type"] == "unavailable_error"
     assert calls[0].status == "error"
     assert calls[0].http_status == status
-
-
-async def test_cerebras_500_flat_is_fallback_ok(
-    session: aiohttp.ClientSession, mocked: aioresponses
-) -> None:
-    flat = {"message": "Internal error", "type": "server_error", "param": None, "code": None}
-    mocked.post(CEREBRAS_URL, status=500, payload=flat)
-    exc = await raise_from(cerebras(session))
-    assert isinstance(exc, UpstreamHTTPError)
-    assert exc.fallback_ok is True
-    assert exc.body() == {"error": flat}
 
 
 async def test_non_json_error_body_keeps_its_text(
@@ -667,34 +665,29 @@ async def test_429_retry_after_from_minute_token_reset(
     assert calls[0].http_status == 429
 
 
-async def test_429_retry_after_from_exhausted_daily_requests(
-    session: aiohttp.ClientSession, mocked: aioresponses
+@pytest.mark.parametrize(
+    ("headers", "retry_after"),
+    [
+        ({**RL_HEADERS, "x-ratelimit-remaining-requests-day": "0"}, 33011.38),
+        ({**RL_HEADERS, "retry-after": "7"}, 7.0),
+        ({}, None),
+    ],
+    ids=["from_exhausted_daily_requests", "retry_after_header_wins", "none_without_headers"],
+)
+async def test_429_retry_after(
+    session: aiohttp.ClientSession,
+    mocked: aioresponses,
+    headers: dict[str, str],
+    retry_after: float | None,
 ) -> None:
-    headers = {**RL_HEADERS, "x-ratelimit-remaining-requests-day": "0"}
     mocked.post(CEREBRAS_URL, status=429, payload=CEREBRAS_429, headers=headers)
     exc = await raise_from(cerebras(session))
     assert isinstance(exc, UpstreamRateLimited)
-    assert exc.retry_after == pytest.approx(33011.38, abs=0.5)
-
-
-async def test_429_retry_after_header_wins(
-    session: aiohttp.ClientSession, mocked: aioresponses
-) -> None:
-    headers = {**RL_HEADERS, "retry-after": "7"}
-    mocked.post(CEREBRAS_URL, status=429, payload=CEREBRAS_429, headers=headers)
-    exc = await raise_from(cerebras(session))
-    assert isinstance(exc, UpstreamRateLimited)
-    assert exc.retry_after == pytest.approx(7, abs=0.5)
-
-
-async def test_429_without_headers_has_no_retry_after(
-    session: aiohttp.ClientSession, mocked: aioresponses
-) -> None:
-    mocked.post(CEREBRAS_URL, status=429, payload=CEREBRAS_429)
-    exc = await raise_from(cerebras(session))
-    assert isinstance(exc, UpstreamRateLimited)
-    assert exc.retry_after is None
-    assert "retry-after" not in exc.headers()
+    if retry_after is None:
+        assert exc.retry_after is None
+        assert "retry-after" not in exc.headers()
+    else:
+        assert exc.retry_after == pytest.approx(retry_after, abs=0.5)
 
 
 async def test_rate_limit_headers_of_a_success_are_observed(
@@ -773,51 +766,31 @@ async def test_mid_stream_error_event(session: aiohttp.ClientSession, mocked: ai
     assert calls[0].completion_tokens >= 1
 
 
-async def test_malformed_json_event(session: aiohttp.ClientSession, mocked: aioresponses) -> None:
-    body = sse(chunk({"content": "ok"}), done=False) + b'data: {"choices": [\n\n'
-    mocked.post(CEREBRAS_URL, body=body, content_type="text/event-stream")
-    calls: list[UpstreamCall] = []
-    exc = await raise_from(cerebras(session), calls)
-    assert type(exc) is UpstreamProtocolError
-    assert calls[0].status == "error"
+# Streams that break the protocol: each ends the call as an error, its tokens estimated.
+BROKEN_STREAMS = {
+    "malformed_json_event": sse(chunk({"content": "ok"}), done=False) + b'data: {"choices": [\n\n',
+    "event_that_is_not_an_object": b"data: [1, 2]\n\n",
+    "cut_without_done_and_without_finish_reason": sse(
+        chunk({"role": "assistant", "content": ""}), chunk({"content": "4"}), done=False
+    ),
+    "empty_stream": b"",
+    "event_over_the_size_limit": sse(chunk({"content": "x" * 4000}), chunk({}, "stop")),
+}
 
 
-async def test_event_that_is_not_an_object(
-    session: aiohttp.ClientSession, mocked: aioresponses
+@pytest.mark.parametrize("name", list(BROKEN_STREAMS))
+@pytest.mark.parametrize("upstream", ["local", "cerebras"])
+async def test_a_broken_stream_is_a_protocol_error(
+    session: aiohttp.ClientSession, mocked: aioresponses, upstream: str, name: str
 ) -> None:
-    mocked.post(LOCAL_URL, body=b"data: [1, 2]\n\n", content_type="text/event-stream")
-    exc = await raise_from(local(session))
-    assert type(exc) is UpstreamProtocolError
-
-
-async def test_stream_cut_without_done_and_without_finish_reason(
-    session: aiohttp.ClientSession, mocked: aioresponses
-) -> None:
-    body = sse(chunk({"role": "assistant", "content": ""}), chunk({"content": "4"}), done=False)
-    mocked.post(LOCAL_URL, body=body, content_type="text/event-stream")
+    built = build_upstream(upstream, model(upstream), session, max_event_bytes=1024)
+    url = LOCAL_URL if upstream == "local" else CEREBRAS_URL
+    mocked.post(url, body=BROKEN_STREAMS[name], content_type="text/event-stream")
     calls: list[UpstreamCall] = []
-    exc = await raise_from(local(session), calls)
+    exc = await raise_from(built, calls)
     assert type(exc) is UpstreamProtocolError
     assert calls[0].status == "error"
     assert calls[0].estimated is True
-
-
-async def test_empty_stream_is_a_protocol_error(
-    session: aiohttp.ClientSession, mocked: aioresponses
-) -> None:
-    mocked.post(LOCAL_URL, body=b"", content_type="text/event-stream")
-    exc = await raise_from(local(session))
-    assert type(exc) is UpstreamProtocolError
-
-
-async def test_event_over_the_size_limit(
-    session: aiohttp.ClientSession, mocked: aioresponses
-) -> None:
-    upstream = build_upstream("local", model("local"), session, max_event_bytes=1024)
-    body = sse(chunk({"content": "x" * 4000}), chunk({}, "stop"))
-    mocked.post(LOCAL_URL, body=body, content_type="text/event-stream")
-    exc = await raise_from(upstream)
-    assert type(exc) is UpstreamProtocolError
 
 
 async def test_leaving_early_settles_the_call_as_cancelled(

@@ -13,13 +13,12 @@ only 127.0.0.1 (tests/claude_code_support.py says how); each run is bounded in t
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from agent_sandbox import require_door, tool_results
+from agent_sandbox import check_agent_loop, loop_gateway, require_agent, require_door
 from claude_code_support import find_claude_code, run_claude_code
 from llamacpp_support import running_llama
 from support import Gateway, gateway_config
@@ -54,12 +53,7 @@ MAX_OUTPUT_TOKENS = 12  # per answer; Claude Code resumes a cut answer ~3 times
 
 @pytest.fixture(scope="module")
 def claude_bin() -> Path:
-    claude, why = find_claude_code()
-    if claude is None:
-        if os.environ.get("GLM_REQUIRE_CLAUDE_CODE") == "1":
-            pytest.fail(f"GLM_REQUIRE_CLAUDE_CODE=1 but Claude Code is unavailable: {why}")
-        pytest.skip(f"Claude Code CLI unavailable: {why}")
-    return claude
+    return require_agent(find_claude_code(), "the Claude Code CLI", "GLM_REQUIRE_CLAUDE_CODE")
 
 
 @pytest.mark.timeout(RUN_TIMEOUT + 60)
@@ -73,30 +67,20 @@ async def test_claude_code_writes_a_file_through_the_gateway(
     client: Any,
     tmp_path: Path,
 ) -> None:
-    gw = await make_gateway(strategy)
-    await require_door(client, gw.root, DOOR)
     run_dir = tmp_path / "claude"
     target = run_dir / "work" / "hello.txt"
     loop = AgentLoop(write_path=str(target), write_content=CONTENT, final_text="Wrote hello.txt.")
-    local_sim.options.agent_loop = cerebras_sim.options.agent_loop = loop
+    sims = (local_sim, cerebras_sim)
+    gw = await loop_gateway(make_gateway, client, sims, strategy, DOOR, loop)
 
     run = await run_claude_code(
         claude_bin, gw.root, "Create hello.txt with a greeting.", run_dir, timeout=RUN_TIMEOUT
     )
 
-    assert run.returncode == 0, f"{run.stdout[-2000:]}\n{run.stderr[-2000:]}"
+    # The Write call's result came back through the door as a tool message.
+    await check_agent_loop(run, gw, sims, strategy, "hello.txt")
     assert target.read_text() == CONTENT
     assert "Wrote hello.txt." in run.stdout
-    # The Write call's result came back through the door as a tool message.
-    results = tool_results([local_sim, cerebras_sim])
-    assert results, "no tool result reached the upstream"
-    assert "hello.txt" in str(results[-1].get("content"))
-    if strategy == "always_local":
-        assert cerebras_sim.requests == []
-    await gw.services.ledger.flush()
-    assert len(gw.services.ledger.rows()) >= 2
-    # Only loopback: nothing reached the refusing proxy stub.
-    assert run.blocked == []
 
 
 @pytest.fixture(scope="module")

@@ -12,22 +12,17 @@ Cline reaches only 127.0.0.1 (tests/cline_support.py says how).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
+from agent_sandbox import require_agent
 from cline_support import find_cline, run_cline
 from integration.test_router_escalation import script_the_loop
 
 
 @pytest.fixture(scope="module")
 def cline_bin() -> Path:
-    cline, why = find_cline()
-    if cline is None:
-        if os.environ.get("GLM_REQUIRE_CLINE") == "1":
-            pytest.fail(f"GLM_REQUIRE_CLINE=1 but the Cline CLI is unavailable: {why}")
-        pytest.skip(f"Cline CLI unavailable: {why}")
-    return cline
+    return require_agent(find_cline(), "the Cline CLI", "GLM_REQUIRE_CLINE")
 
 
 async def test_real_cline_completes_after_one_failed_local_turn(

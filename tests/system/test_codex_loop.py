@@ -12,12 +12,11 @@ failure), and while the gateway has no /v1/responses door (it answers 404). Code
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import pytest
-from agent_sandbox import require_door, tool_results
+from agent_sandbox import check_agent_loop, loop_gateway, require_agent
 from codex_support import find_codex, run_codex
 
 from gateway.dev.sim import AgentLoop, SimServer
@@ -36,12 +35,7 @@ COMMAND = "echo codex-was-here > proof.txt && echo done"
 
 @pytest.fixture(scope="module")
 def codex_bin() -> Path:
-    codex, why = find_codex()
-    if codex is None:
-        if os.environ.get("GLM_REQUIRE_CODEX") == "1":
-            pytest.fail(f"GLM_REQUIRE_CODEX=1 but Codex is unavailable: {why}")
-        pytest.skip(f"Codex CLI unavailable: {why}")
-    return codex
+    return require_agent(find_codex(), "the Codex CLI", "GLM_REQUIRE_CODEX")
 
 
 @pytest.mark.timeout(RUN_TIMEOUT + 60)
@@ -55,27 +49,17 @@ async def test_codex_runs_a_command_through_the_gateway(
     client: Any,
     tmp_path: Path,
 ) -> None:
-    gw = await make_gateway(strategy)
-    await require_door(client, gw.root, DOOR)
     run_dir = tmp_path / "codex"
     loop = AgentLoop(command=COMMAND, final_text="The command ran.")
-    local_sim.options.agent_loop = cerebras_sim.options.agent_loop = loop
+    sims = (local_sim, cerebras_sim)
+    gw = await loop_gateway(make_gateway, client, sims, strategy, DOOR, loop)
 
     run = await run_codex(
         codex_bin, gw.url, "Leave a proof file by running a command.", run_dir,
         timeout=RUN_TIMEOUT,
     )  # fmt: skip
 
-    assert run.returncode == 0, f"{run.stdout[-2000:]}\n{run.stderr[-2000:]}"
+    # The exec_command output came back through the door as a tool message.
+    await check_agent_loop(run, gw, sims, strategy, "done")
     assert (run_dir / "work" / "proof.txt").read_text() == "codex-was-here\n"
     assert "The command ran." in run.stdout
-    # The exec_command output came back through the door as a tool message.
-    results = tool_results([local_sim, cerebras_sim])
-    assert results, "no tool result reached the upstream"
-    assert "done" in str(results[-1].get("content"))
-    if strategy == "always_local":
-        assert cerebras_sim.requests == []
-    await gw.services.ledger.flush()
-    assert len(gw.services.ledger.rows()) >= 2
-    # Only loopback: nothing reached the refusing proxy stub.
-    assert run.blocked == []

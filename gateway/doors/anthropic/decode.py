@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -193,6 +193,12 @@ def _text_of(block: Mapping[str, Any], where: str) -> str:
     return text
 
 
+def _blocks(content: list[Any], where: str) -> Iterator[tuple[str, Any, Any]]:
+    """(where, type, block) of each block of a `content` list (type None: not an object)."""
+    for j, block in enumerate(content):
+        yield f"{where}.content[{j}]", block.get("type") if isinstance(block, dict) else None, block
+
+
 def _tool_result(block: Mapping[str, Any], where: str) -> tuple[dict[str, Any], list[Any]]:
     """The `role: tool` message of a tool_result block, and the image parts it carried."""
     call_id = block.get("tool_use_id")
@@ -204,9 +210,7 @@ def _tool_result(block: Mapping[str, Any], where: str) -> tuple[dict[str, Any], 
     if isinstance(content, str):
         texts.append(content)
     elif isinstance(content, list):
-        for j, part in enumerate(content):
-            here = f"{where}.content[{j}]"
-            kind = part.get("type") if isinstance(part, dict) else None
+        for here, kind, part in _blocks(content, where):
             if kind == "text":
                 texts.append(_text_of(part, here))
             elif kind == "image":
@@ -231,9 +235,7 @@ def _user_turn(content: Any, where: str) -> list[dict[str, Any]]:
         raise _bad(f"{where}.content: expected a string or a list of blocks")
     tools: list[dict[str, Any]] = []
     parts: list[dict[str, Any]] = []
-    for j, block in enumerate(content):
-        here = f"{where}.content[{j}]"
-        kind = block.get("type") if isinstance(block, dict) else None
+    for here, kind, block in _blocks(content, where):
         if kind == "text":
             parts.append({"type": "text", "text": _text_of(block, here)})
         elif kind == "image":
@@ -270,9 +272,7 @@ def _assistant_turn(content: Any, where: str, ctx: MessagesContext) -> dict[str,
     texts: list[str] = []
     reasoning: list[str] = []
     calls: list[dict[str, Any]] = []
-    for j, block in enumerate(content):
-        here = f"{where}.content[{j}]"
-        kind = block.get("type") if isinstance(block, dict) else None
+    for here, kind, block in _blocks(content, where):
         if kind == "text":
             texts.append(_text_of(block, here))
         elif kind == "thinking":

@@ -19,7 +19,7 @@ from gateway.doors.anthropic.decode import (
 )
 from gateway.doors.anthropic.errors import error_response
 from gateway.doors.anthropic.sink import MessagesCollectSink, MessagesStreamSink
-from gateway.doors.base import Decoded
+from gateway.doors.base import Decoded, SinkOrder
 from gateway.errors import GatewayError
 from gateway.wire.sinks import Sink
 
@@ -49,33 +49,24 @@ class MessagesDoor:
             thinking=thinking,
         )
 
-    def sink(
-        self,
-        request: web.Request,
-        decoded: Decoded,
-        *,
-        response_id: str,
-        headers: dict[str, str],
-        keep_answer: bool,
-        keep_text: bool = True,
-    ) -> Sink:
-        ctx: MessagesContext = decoded.context
-        body = decoded.body
+    def sink(self, order: SinkOrder) -> Sink:
+        ctx: MessagesContext = order.decoded.context
+        body = order.decoded.body
 
         def estimate() -> int:
             return estimate_prompt_tokens(body)
 
-        rid = ID_PREFIX + response_id
-        headers = {**headers, "request-id": headers.get("x-request-id", rid)}
-        if decoded.stream:
+        rid = ID_PREFIX + order.response_id
+        headers = {**order.headers, "request-id": order.headers.get("x-request-id", rid)}
+        if order.decoded.stream:
             return MessagesStreamSink(
-                request,
+                order.request,
                 response_id=rid,
                 headers=headers,
                 context=ctx,
                 estimate=estimate,
-                keep_answer=keep_answer,
-                keep_text=keep_text,
+                keep_answer=order.keep_answer,
+                keep_text=order.keep_text,
                 keepalive_interval=self.keepalive_interval,
             )
         return MessagesCollectSink(response_id=rid, headers=headers, context=ctx, estimate=estimate)

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from aiohttp import web
 
-from gateway.doors.base import Decoded
+from gateway.doors.base import Decoded, SinkOrder
 from gateway.doors.responses.decode import MAX_MESSAGES, ResponsesContext, decode
 from gateway.doors.responses.encode import response_id_for
 from gateway.doors.responses.errors import error_response
@@ -31,28 +31,19 @@ class ResponsesDoor:
     def decode(self, body: dict[str, Any], headers: Mapping[str, str]) -> Decoded:
         return decode(body, headers, max_messages=self.max_messages)
 
-    def sink(
-        self,
-        request: web.Request,
-        decoded: Decoded,
-        *,
-        response_id: str,
-        headers: dict[str, str],
-        keep_answer: bool,
-        keep_text: bool = True,
-    ) -> Sink:
-        context: ResponsesContext = decoded.context
-        rid = response_id_for(response_id)
-        if not decoded.stream:
-            return ResponsesCollectSink(context=context, response_id=rid, headers=headers)
-        kind = KeepingResponsesStreamSink if keep_answer else ResponsesStreamSink
+    def sink(self, order: SinkOrder) -> Sink:
+        context: ResponsesContext = order.decoded.context
+        rid = response_id_for(order.response_id)
+        if not order.decoded.stream:
+            return ResponsesCollectSink(context=context, response_id=rid, headers=order.headers)
+        kind = KeepingResponsesStreamSink if order.keep_answer else ResponsesStreamSink
         return kind(
-            request,
+            order.request,
             context=context,
             response_id=rid,
             include_usage=False,
-            headers=headers,
-            keep_text=keep_text,
+            headers=order.headers,
+            keep_text=order.keep_text,
         )
 
     def error_response(self, error: GatewayError, request_id: str) -> web.Response:

@@ -1,4 +1,4 @@
-"""StatisticsTracker: spec shape, hand-computed costs, reset/restart, snapshots, spec methods."""
+"""StatisticsTracker: spec shape, hand-computed costs, restart, load markers, fleet sums."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from gateway.accounting.aggregates import StatsFileError, Totals, replay
 from gateway.accounting.ledger import Ledger, LedgerError
 from gateway.accounting.records import (
     CallRole,
@@ -19,7 +20,8 @@ from gateway.accounting.records import (
     SpeculativeRecord,
     UpstreamCall,
 )
-from gateway.accounting.stats import StatisticsTracker, StatsFileError, format_uptime
+from gateway.accounting.stats import StatisticsTracker
+from gateway.accounting.stats_render import format_uptime
 from gateway.config import Prices
 
 PRICES = {"local": Prices(0.0, 0.0), "cerebras": Prices(2.25, 2.75)}
@@ -403,69 +405,77 @@ async def test_reset_zeroes_stats_keeps_rows_and_survives_restart(ledger: Ledger
         await led2.close()
 
 
-async def test_save_and_load_round_trip(tmp_path: Path, ledger: Ledger) -> None:
-    source = StatisticsTracker(PRICES)
+async def test_a_load_marker_written_by_an_earlier_version_is_replayed(
+    tmp_path: Path, ledger: Ledger
+) -> None:
+    """Earlier versions wrote a `load` marker carrying whole totals: a restart starts from it."""
+    source_ledger = Ledger(tmp_path / "source.db")
+    await source_ledger.start()
+    source = StatisticsTracker(PRICES, source_ledger)
     for record in scenario():
         await source.record(record)
     source.record_error("local")
-    snapshot = tmp_path / "snap" / "stats.json"
-    source.save_to_file(snapshot)
+    await source_ledger.flush()
+    loaded = replay(source_ledger).to_json()
+    await source_ledger.close()
 
     target = StatisticsTracker(PRICES, ledger)
     await target.record(rec("other", [call("cerebras", 5, 5)], model_used="cerebras"))
-    target.load_from_file(snapshot)
+    ledger.append_event("load", data=loaded)
+    await ledger.flush()
+    led2, tracker2 = await restarted(ledger.path)
     strip = ("uptime", "ledger")
     expected = {k: v for k, v in source.get_statistics().items() if k not in strip}
-    assert {k: v for k, v in target.get_statistics().items() if k not in strip} == expected
-
-    await target.record(rec("more", [call("local", 1, 1)], model_used="local"))
-    await ledger.flush()
-    before = target.get_statistics()
-    assert before["requests"]["total"] == 7
-    await ledger.close()
-    led2, tracker2 = await restarted(ledger.path)
     try:
-        assert without_uptime(tracker2.get_statistics()) == without_uptime(before)
+        assert {k: v for k, v in tracker2.get_statistics().items() if k not in strip} == expected
+        await tracker2.record(rec("more", [call("local", 1, 1)], model_used="local"))
+        assert tracker2.get_statistics()["requests"]["total"] == 7
     finally:
         await led2.close()
 
 
-BAD_SNAPSHOTS = {
-    "missing": None,
-    "not_json": "{nope",
-    "not_snapshot": json.dumps({"requests": 3}),
-    "wrong_version": json.dumps({"format": "glm-token-saver-stats", "version": 9, "totals": {}}),
-    "bad_field": "BAD_FIELD",
-    "nan_cost": "NAN_COST",
-}
+def bad_totals(kind: str) -> Any:
+    totals: Any = Totals().to_json()
+    if kind == "not_an_object":
+        totals = [1, 2]
+    elif kind == "bad_field":
+        totals["requests"] = "many"
+    elif kind == "nan_cost":
+        totals["cost_usd"] = float("nan")
+    elif kind == "bad_counter":
+        totals["by_model"] = {"local": 1.5}
+    elif kind == "bad_latency":
+        totals["ttft_s"] = "fast"
+    return totals
 
 
-@pytest.mark.parametrize("kind", sorted(BAD_SNAPSHOTS))
-async def test_bad_snapshot_raises_and_changes_nothing(tmp_path: Path, kind: str) -> None:
-    tracker = StatisticsTracker(PRICES)
+BAD_TOTALS = ("not_an_object", "bad_field", "nan_cost", "bad_counter", "bad_latency")
+
+
+@pytest.mark.parametrize("kind", BAD_TOTALS[1:])  # a marker's data is always an object
+async def test_a_bad_load_marker_raises_naming_it_and_changes_nothing(
+    ledger: Ledger, kind: str
+) -> None:
+    tracker = StatisticsTracker(PRICES, ledger)
     for record in scenario():
         await tracker.record(record)
-    good = tmp_path / "good.json"
-    tracker.save_to_file(good)
-    data = json.loads(good.read_text())
-    if kind == "bad_field":
-        data["totals"]["requests"] = "many"
-        content: str | None = json.dumps(data)
-    elif kind == "nan_cost":
-        data["totals"]["cost_usd"] = float("nan")
-        content = json.dumps(data)
-    else:
-        content = BAD_SNAPSHOTS[kind]
-    bad = tmp_path / "bad.json"
-    if content is not None:
-        bad.write_text(content)
-
-    tracker.reset()
-    await tracker.record(rec("only", [call("local", 3, 4)], model_used="local"))
     before = tracker.get_statistics()
-    with pytest.raises(StatsFileError, match="bad.json"):
-        tracker.load_from_file(bad)
+    ledger.append_event("load", data=bad_totals(kind))
+    await ledger.flush()
+    with pytest.raises(StatsFileError, match=r"ledger .*ledger\.db: event \d+"):
+        await tracker.load_from_ledger()
     assert without_uptime(tracker.get_statistics()) == without_uptime(before)
+
+
+@pytest.mark.parametrize("kind", BAD_TOTALS)
+async def test_fleet_statistics_leave_out_an_account_that_does_not_parse(kind: str) -> None:
+    replica = StatisticsTracker(PRICES)
+    for record in scenario():
+        await replica.record(record)
+    good = replica.shareable_totals()
+    fleet = replica.fleet_statistics([good, bad_totals(kind), good])
+    assert fleet["fleet"] == {"scope": "fleet", "replicas_reported": 2}
+    assert fleet["requests"]["total"] == 2 * replica.get_statistics()["requests"]["total"]
 
 
 def test_extra_keys_are_merged_beside_spec_keys() -> None:

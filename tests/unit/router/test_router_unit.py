@@ -13,15 +13,20 @@ from gateway.config import ConfigError, GatewayConfig, parse_config
 from gateway.router import Router
 from gateway.router.calibration import ShareCalibrator
 from gateway.router.features import (
+    DENSE,
     HASH_SIZE,
     arithmetic_check,
     ask_features,
-    dense_index,
     draft_features,
     hedges,
 )
 from gateway.router.model import LinearModel, fit
 from gateway.router.router import shipped_weights_path
+
+
+def dense_index(name: str) -> int:
+    """Where the dense feature `name` sits: after the hashed n-grams, in DENSE's order."""
+    return HASH_SIZE + DENSE.index(name)
 
 
 def config(**routing: object) -> GatewayConfig:
