@@ -17,6 +17,7 @@ from gateway import __version__
 from gateway.accounting.ledger import Ledger
 from gateway.accounting.metrics import MemoryCollector, Metrics
 from gateway.accounting.ratio import RatioStore, store_path_for
+from gateway.accounting.recorder import Recorder
 from gateway.accounting.records import UPSTREAM_NAMES, UpstreamName
 from gateway.accounting.refusals import HANDLED, RefusalRecorder
 from gateway.accounting.stats import StatisticsTracker
@@ -105,6 +106,7 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
         prices: dict[str, Prices] = {n: config.models[n].prices for n in UPSTREAM_NAMES}
         metrics = Metrics(prices, {str(n): w for n, w in watchers.items()}, lambda: guard.in_flight)
         metrics.registry.register(RouterCollector(router))
+        recorder = Recorder(stats, metrics, budget, state, router.count_no_think, ratios)
         app[SERVICES_KEY] = Services(
             config=config,
             upstreams=upstreams,
@@ -119,6 +121,7 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
             metrics=metrics,
             state=state,
             refusals=RefusalRecorder(stats),
+            recorder=recorder,
             router=router,
             learning=learning,
             ratios=ratios,
@@ -129,7 +132,7 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
             state.publish_stats(stats.shareable_totals)
         if config.routing.learn.verify_sample > 0:
             verifier = VerifySampler(
-                config, upstreams["cerebras"], gate, learning.labels, services.record
+                config, upstreams["cerebras"], gate, learning.labels, recorder.record
             )
             services.verifier = verifier
         yield

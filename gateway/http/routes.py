@@ -86,7 +86,7 @@ async def serve(request: web.Request, door: Door) -> web.StreamResponse:
         record=record,
         upstreams=services.upstreams,
         config=services.config,
-        recorder=services.record,
+        recorder=services.recorder.record,
         gate=services.gate.for_strategy(strategy.name),
         client_thinking=decoded.thinking,
     )
