@@ -146,4 +146,3 @@ async def test_a_reset_after_the_role_chunk_keeps_the_model_name_the_client_was_
     reply = await post_stream(client, str(server.make_url("")).rstrip("/"), {})
     assert reply.text == "hi"
     assert {c["model"] for c in reply.chunks} == {"glm-token-saver"}
-

@@ -191,4 +191,3 @@ async def test_a_client_that_stops_reading_is_dropped_when_a_ping_cannot_go_out(
         assert await asyncio.wait_for(outcome, 10) == "dropped"
     finally:
         writer.close()
-
