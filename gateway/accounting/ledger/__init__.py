@@ -1,7 +1,7 @@
 """Durable embedded ledger: one SQLite row per client request, plus standalone events.
 
 Durability contract: the database runs in WAL mode with `synchronous=NORMAL`. A row whose
-`append()` (or `submit()` future) has resolved is committed to the WAL file, so killing the
+`submit()` future has resolved is committed to the WAL file, so killing the
 process (even `kill -9`) loses none of it. Rows written together share one commit (group commit),
 and each waiter is woken only after its own transaction committed. Power loss or an OS crash may
 lose the last few commits (WAL is not fsynced on every commit with NORMAL); that is out of scope

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from gateway.accounting.ledger import Ledger, LedgerError
+from gateway.accounting.ledger import Ledger, LedgerError, flatten
 from gateway.accounting.records import RequestRecord
 from gateway.router.labels import LearningStore, TurnRow
 from gateway.router.store import RouterStore
@@ -179,7 +179,7 @@ async def test_ledger_wakes_a_batch_with_one_call_into_the_loop(
     monkeypatch.setattr(loop, "call_soon_threadsafe", counting)
     records = [RequestRecord(f"r{i}", 1.0, "always_local", True) for i in range(500)]
     ids = await asyncio.gather(
-        *(ledger.append(r, cost_usd=0, counterfactual_usd=0) for r in records)
+        *(ledger.submit(flatten(r, cost_usd=0, counterfactual_usd=0)) for r in records)
     )
     commits = ledger.commits
     monkeypatch.undo()
