@@ -40,6 +40,7 @@ from gateway.router import Router, RouterCollector
 from gateway.router.learning import Learning
 from gateway.speculation.verify_sample import VerifySampler
 from gateway.state import open_store
+from gateway.storage.writer import WriterThread
 from gateway.strategies import StrategyContext, create_strategies, known_names
 from gateway.strategies.adaptive import AdaptiveSwitch
 from gateway.upstreams import Upstream, build_upstream
@@ -64,7 +65,9 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG_KEY]
     state = open_store(config.state, replica_id(config))
     session = open_session()
-    ledger = Ledger(config.storage.ledger_path)
+    writer = WriterThread()  # the ledger, router.db and learning.db: one thread, one hand-off
+    writer.start()
+    ledger = Ledger(config.storage.ledger_path, writer=writer)
     await ledger.start()
     router: Router | None = None
     learning: Learning | None = None
@@ -94,9 +97,13 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
         await budget.load(ledger)
         gate = RateLimitGate(config, upstreams, budget=budget, state=state)
         adaptive = AdaptiveSwitch(gate, config.routing.adaptive_cerebras)
-        router = Router.from_config(config)
+        router = Router.from_config(config, writer=writer)
         learning = await asyncio.to_thread(
-            Learning, config, learner=router.learn, on_escalated_turn=router.count_escalation
+            Learning,
+            config,
+            learner=router.learn,
+            on_escalated_turn=router.count_escalation,
+            writer=writer,
         )
         app[LEARNING_KEY] = learning
         strategies = create_strategies(
@@ -122,6 +129,7 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
             state=state,
             refusals=RefusalRecorder(stats),
             recorder=recorder,
+            writer=writer,
             router=router,
             learning=learning,
             ratios=ratios,
@@ -150,6 +158,7 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
         if learning is not None:
             await asyncio.to_thread(learning.close)
         await ledger.close()
+        await asyncio.to_thread(writer.stop)
         await state.close()
 
 
