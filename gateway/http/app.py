@@ -65,8 +65,8 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG_KEY]
     state = open_store(config.state, replica_id(config))
     session = open_session()
-    writer = WriterThread()  # the ledger, router.db and learning.db: one thread, one hand-off
-    writer.start()
+    # The ledger, router.db and learning.db: one thread (started by the first store that starts).
+    writer = WriterThread()
     ledger = Ledger(config.storage.ledger_path, writer=writer)
     await ledger.start()
     router: Router | None = None

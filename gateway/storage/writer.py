@@ -86,7 +86,8 @@ class WriterThread:
 
     @property
     def pending(self) -> int:
-        """Hand-offs queued but not yet taken by the thread (approximate)."""
+        """Items queued but not yet taken by the thread, a request's hand-off counting once
+        (approximate)."""
         return self._queue.qsize()
 
     def put(self, item: Write | list[Write]) -> None:
@@ -130,7 +131,7 @@ def _write_files(batch: list[Write]) -> list[Done]:
     for writes in by_file.values():
         file = writes[0].file
         assert file is not None, "WriteBehind.put names the file"
-        done += file._write_batch(writes)
+        done += file.write_batch(writes)
     return done
 
 
@@ -205,7 +206,7 @@ class WriteBehind:
 
     @property
     def pending(self) -> int:
-        """Writes queued but not yet taken by the thread (approximate)."""
+        """Items queued on its thread, for every file it serves (`WriterThread.pending`)."""
         return self._thread.pending
 
     def put(self, write: Write) -> None:
@@ -246,7 +247,8 @@ class WriteBehind:
         self.put(Write(None, waiter=done, what="flush"))
         return done.wait(timeout)
 
-    def _write_batch(self, batch: list[Write]) -> list[Done]:
+    def write_batch(self, batch: list[Write]) -> list[Done]:
+        """Write `batch` (this file's writes) in one transaction; run by the writer thread."""
         conn = self._conn
         failed: list[Done] = []
         executed: list[Done] = []  # in the open transaction

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from support import chat, post_stream
+from support import chat, post_stream, recorded_puts
 
 from gateway.dev.sim import ScriptedAnswer, SimServer
 
@@ -145,14 +145,7 @@ async def test_one_request_hands_its_three_files_writes_over_at_once(
     # (learning.db) of one request reach the one writer thread in one queue put, with the row.
     gw = await make_gateway("smart_routing")
     writer = gw.services.writer
-    puts: list[Any] = []
-    real_put = writer.put
-
-    def counted(item: Any) -> None:
-        puts.append(item)
-        real_put(item)
-
-    monkeypatch.setattr(writer, "put", counted)
+    puts = recorded_puts(monkeypatch, writer)
     reply = await post_stream(client, gw.url, chat("what is 2+2?", stream=True))
     assert reply.text
     assert len(puts) == 1 and isinstance(puts[0], list), puts

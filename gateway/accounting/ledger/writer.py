@@ -40,7 +40,8 @@ class LedgerWriter:
 
     @property
     def pending(self) -> int:
-        """Writes queued but not yet committed (approximate)."""
+        """Writes queued but not yet taken by the writer thread (approximate; a request's
+        hand-off of writes counts once, and a shared thread's count includes the other files)."""
         return 0 if self._writer is None else self._writer.pending
 
     @property

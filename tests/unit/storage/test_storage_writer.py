@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import recorded_puts
 
 from gateway.accounting.ledger import Ledger, LedgerError, flatten
 from gateway.accounting.records import RequestRecord
@@ -286,14 +287,7 @@ async def test_a_requests_writes_go_in_one_hand_off_with_its_awaited_write(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     thread, [(path_a, a), (path_b, b)] = two_files
-    puts: list[Any] = []
-    real_put = thread.put
-
-    def counted(item: Any) -> None:
-        puts.append(item)
-        real_put(item)
-
-    monkeypatch.setattr(thread, "put", counted)
+    puts = recorded_puts(monkeypatch, thread)
     with handoff(thread) as held:
         a.put(Write(INSERT, ("early",)))  # e.g. the tracker's conversation row at begin
         b.put(Write(INSERT, ("route",)))  # e.g. the router's score
