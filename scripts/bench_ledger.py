@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Ledger write throughput: rows/s when 1 and when 64 coroutines each await their own append.
+"""Ledger write throughput: rows/s when 1 and when 64 coroutines each await their own row.
 
-Each writer awaits `Ledger.append` (the path every request takes before its `[DONE]`) in a loop,
+Each writer awaits `Ledger.submit` (the path every request takes before its `[DONE]`) in a loop,
 on a fresh WAL ledger in a temporary directory. Printed per case: rows/s (wall), process CPU per
 row, commits and rows per commit. Best of `--repeat` runs. Figures only; asserts nothing.
 Run: `PYTHONPATH=. .venv/bin/python scripts/bench_ledger.py` (about 10 s).
@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from gateway.accounting.ledger import Ledger  # noqa: E402
+from gateway.accounting.ledger import Ledger, flatten  # noqa: E402
 from gateway.accounting.records import RequestRecord, UpstreamCall  # noqa: E402
 
 
@@ -66,7 +66,7 @@ async def _run(writers: int, rows_each: int, directory: Path) -> Result:
 
     async def writer(tag: str) -> None:
         for i in range(rows_each):
-            await ledger.append(_record(tag, i), cost_usd=0.001, counterfactual_usd=0.002)
+            await ledger.submit(flatten(_record(tag, i), cost_usd=0.001, counterfactual_usd=0.002))
 
     try:
         cpu, wall = time.process_time(), time.perf_counter()

@@ -11,12 +11,14 @@ from typing import Any
 
 import aiohttp
 import orjson
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from multidict import CIMultiDict
 
 from gateway.config import GatewayConfig, parse_config
 from gateway.http.services import SERVICES_KEY, Services
+from gateway.storage.writer import WriterThread
 
 CEREBRAS_KEY = "csk-test-secret-4f9a1c2e7b"
 
@@ -189,3 +191,16 @@ class Gateway:
     @property
     def services(self) -> Services:
         return self.app[SERVICES_KEY]
+
+
+def recorded_puts(monkeypatch: pytest.MonkeyPatch, thread: WriterThread) -> list[Any]:
+    """What is put on `thread`'s queue from now on (a Write, or one request's list of them)."""
+    puts: list[Any] = []
+    real_put = thread.put
+
+    def counted(item: Any) -> None:
+        puts.append(item)
+        real_put(item)
+
+    monkeypatch.setattr(thread, "put", counted)
+    return puts

@@ -17,6 +17,7 @@ from gateway import __version__
 from gateway.accounting.ledger import Ledger
 from gateway.accounting.metrics import MemoryCollector, Metrics
 from gateway.accounting.ratio import RatioStore, store_path_for
+from gateway.accounting.recorder import Recorder
 from gateway.accounting.records import UPSTREAM_NAMES, UpstreamName
 from gateway.accounting.refusals import HANDLED, RefusalRecorder
 from gateway.accounting.stats import StatisticsTracker
@@ -39,6 +40,7 @@ from gateway.router import Router, RouterCollector
 from gateway.router.learning import Learning
 from gateway.speculation.verify_sample import VerifySampler
 from gateway.state import open_store
+from gateway.storage.writer import WriterThread
 from gateway.strategies import StrategyContext, create_strategies, known_names
 from gateway.strategies.adaptive import AdaptiveSwitch
 from gateway.upstreams import Upstream, build_upstream
@@ -63,7 +65,9 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG_KEY]
     state = open_store(config.state, replica_id(config))
     session = open_session()
-    ledger = Ledger(config.storage.ledger_path)
+    # The ledger, router.db and learning.db: one thread (started by the first store that starts).
+    writer = WriterThread()
+    ledger = Ledger(config.storage.ledger_path, writer=writer)
     await ledger.start()
     router: Router | None = None
     learning: Learning | None = None
@@ -93,9 +97,13 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
         await budget.load(ledger)
         gate = RateLimitGate(config, upstreams, budget=budget, state=state)
         adaptive = AdaptiveSwitch(gate, config.routing.adaptive_cerebras)
-        router = Router.from_config(config)
+        router = Router.from_config(config, writer=writer)
         learning = await asyncio.to_thread(
-            Learning, config, learner=router.learn, on_escalated_turn=router.count_escalation
+            Learning,
+            config,
+            learner=router.learn,
+            on_escalated_turn=router.count_escalation,
+            writer=writer,
         )
         app[LEARNING_KEY] = learning
         strategies = create_strategies(
@@ -105,6 +113,7 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
         prices: dict[str, Prices] = {n: config.models[n].prices for n in UPSTREAM_NAMES}
         metrics = Metrics(prices, {str(n): w for n, w in watchers.items()}, lambda: guard.in_flight)
         metrics.registry.register(RouterCollector(router))
+        recorder = Recorder(stats, metrics, budget, state, router.count_no_think, ratios)
         app[SERVICES_KEY] = Services(
             config=config,
             upstreams=upstreams,
@@ -119,6 +128,8 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
             metrics=metrics,
             state=state,
             refusals=RefusalRecorder(stats),
+            recorder=recorder,
+            writer=writer,
             router=router,
             learning=learning,
             ratios=ratios,
@@ -129,7 +140,7 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
             state.publish_stats(stats.shareable_totals)
         if config.routing.learn.verify_sample > 0:
             verifier = VerifySampler(
-                config, upstreams["cerebras"], gate, learning.labels, services.record
+                config, upstreams["cerebras"], gate, learning.labels, recorder.record
             )
             services.verifier = verifier
         yield
@@ -147,6 +158,7 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
         if learning is not None:
             await asyncio.to_thread(learning.close)
         await ledger.close()
+        await asyncio.to_thread(writer.stop)
         await state.close()
 
 

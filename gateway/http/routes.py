@@ -23,10 +23,18 @@ from gateway.errors import GatewayError
 from gateway.http.anthropic import VERSION_HEADER, anthropic_models, setup_messages
 from gateway.http.feedback import setup_feedback
 from gateway.http.guard import DOOR_PATHS, ERROR_SHAPES_KEY, ErrorShapes
-from gateway.http.services import CONFIG_KEY, GUARD_KEY, MODEL_ALIAS, SERVICES_KEY, Services
+from gateway.http.services import (
+    CONFIG_KEY,
+    GUARD_KEY,
+    MODEL_ALIAS,
+    SERVICES_KEY,
+    Services,
+    answered_by,
+)
 from gateway.responses import json_response, request_id_of
 from gateway.router.conversation import HEADER as CONVERSATION_HEADER
 from gateway.serving.exchange import Exchange
+from gateway.storage.writer import handoff
 from gateway.strategies import describe
 from gateway.wire.sinks import Sink
 from gateway.wire.validation import check_content_type, parse_body
@@ -39,8 +47,16 @@ _background: set[asyncio.Task[None]] = set()
 
 async def serve(request: web.Request, door: Door) -> web.StreamResponse:
     """Serve one request through `door`: decode it into the internal chat request, run the
-    strategy with the door's sink, answer errors in the door's shape. Door-blind otherwise."""
+    strategy with the door's sink, answer errors in the door's shape. Door-blind otherwise.
+
+    The request's writes to the ledger, `router.db` and `learning.db` go to the writer thread
+    in one hand-off, with its ledger row (gateway.storage.writer)."""
     services = request.app[SERVICES_KEY]
+    with handoff(services.writer):
+        return await _serve(request, door, services)
+
+
+async def _serve(request: web.Request, door: Door, services: Services) -> web.StreamResponse:
     request_id = request_id_of(request)
     try:
         check_content_type(request.headers.get("Content-Type", ""))
@@ -87,7 +103,7 @@ async def serve(request: web.Request, door: Door) -> web.StreamResponse:
         record=record,
         upstreams=services.upstreams,
         config=services.config,
-        recorder=services.record,
+        recorder=services.record_request,
         gate=services.gate.for_strategy(strategy.name),
         client_thinking=decoded.thinking,
     )
@@ -125,10 +141,8 @@ async def serve(request: web.Request, door: Door) -> web.StreamResponse:
         sink.release()
         # Before the await below: a client that leaves during it cancels this handler there,
         # and the tracker would keep the request as in flight for ever.
-        if learning is not None:
-            learning.tracker.finish(
-                request_id, record.model_used if record.outcome == "ok" else None
-            )
+        if learning is not None:  # a no-op when the record was stored (record_request)
+            learning.tracker.finish(request_id, answered_by(record))
         if not cancelled and record.outcome != "client_disconnected":
             await _finalize(ex)
     response = _response_of(sink)

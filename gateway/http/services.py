@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import fnmatch
-import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +12,7 @@ from gateway.accounting.bill import Bill
 from gateway.accounting.ledger import Ledger
 from gateway.accounting.metrics import Metrics
 from gateway.accounting.ratio import RatioStore
+from gateway.accounting.recorder import Recorder
 from gateway.accounting.records import RequestRecord, UpstreamName
 from gateway.accounting.refusals import RefusalRecorder
 from gateway.accounting.stats import StatisticsTracker
@@ -24,13 +24,17 @@ from gateway.router import Router
 from gateway.router.learning import Learning
 from gateway.speculation.verify_sample import VerifySampler
 from gateway.state import StateStore
+from gateway.storage.writer import WriterThread
 from gateway.strategies import Strategy
 from gateway.strategies.adaptive import AdaptiveSwitch
 from gateway.upstreams import Upstream
 
-log = logging.getLogger("gateway.http.services")
-
 MODEL_ALIAS = "glm-token-saver"
+
+
+def answered_by(record: RequestRecord) -> str | None:
+    """The upstream whose answer reached the client (None: no answer did)."""
+    return record.model_used if record.outcome == "ok" else None
 
 
 @dataclass(slots=True)
@@ -50,28 +54,20 @@ class Services:
     metrics: Metrics
     state: StateStore
     refusals: RefusalRecorder
+    recorder: Recorder  # prices and stores every finished request (gateway.accounting.recorder)
+    writer: WriterThread  # the writer thread of the ledger, router.db and learning.db
     router: Router | None = None  # gateway.router: decisions, learn(), the /stats router block
     learning: Learning | None = None  # escalation, feedback, outcome labels (learning.db)
     verifier: VerifySampler | None = None  # routing.learn.verify_sample (None when 0)
     ratios: RatioStore | None = None  # the upstreams' learned characters per token, persisted
 
-    async def record(self, record: RequestRecord) -> Bill:
-        """Price a finished request once and store it: metrics and budget at once, then the
-        durable ledger and stats. Returns its bill."""
-        billed = self.stats.bill(record)
-        self.metrics.observe(record, billed)
-        self.budget.charge(record, billed)
-        if self.state.shared:
-            self.state.publish_stats(self.stats.shareable_totals)
-        if self.router is not None and any(call.thinking_off for call in record.calls):
-            self.router.count_no_think()
-        if self.ratios is not None:
-            self.ratios.save_if_due()
-        try:
-            await self.stats.record(record, billed)
-        except Exception:  # the answer was delivered; a broken ledger must not break the stream
-            log.exception("req=%s could not be written to the ledger", record.request_id)
-        return billed
+    async def record_request(self, record: RequestRecord) -> Bill:
+        """A client request ended: the conversation tracker learns who answered it, then the
+        recorder bills and stores it. In this order, the tracker's writes go in the same
+        hand-off as the ledger row (gateway.storage.writer)."""
+        if self.learning is not None:
+            self.learning.tracker.finish(record.request_id, answered_by(record))
+        return await self.recorder.record(record)
 
     def rate_limits(self) -> dict[str, Any]:
         """`/stats` `rate_limits`: the gate's block, with the adaptive switch's state and the

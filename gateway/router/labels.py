@@ -29,7 +29,7 @@ from typing import Any
 
 from gateway.storage.connection import MEMORY, connect
 from gateway.storage.retention import Retention, TableLimit
-from gateway.storage.writer import Write, WriteBehind
+from gateway.storage.writer import Write, WriteBehind, WriterThread
 
 log = logging.getLogger("gateway.router.labels")
 
@@ -105,8 +105,9 @@ def store_path_beside(ledger_path: str) -> str:
 class LearningStore:
     """Write-behind SQLite persistence (see the module docstring). ":memory:" keeps nothing."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, *, writer: WriterThread | None = None) -> None:
         self.path = path
+        self._thread = writer
         self._writer: WriteBehind | None = None
         self.retention: Retention | None = None
 
@@ -168,6 +169,7 @@ class LearningStore:
             name=f"learning store {self.path}",
             thread_name="learning-writer",
             after_batch=self.retention.after_batch,
+            thread=self._thread,
         )
         self._writer.start()
         return LoadedState(turns, conversations, counts)

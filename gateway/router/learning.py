@@ -22,6 +22,7 @@ from gateway.config import GatewayConfig
 from gateway.router.conversation import CACHE
 from gateway.router.escalation import ConversationTracker
 from gateway.router.labels import LabelBook, Learner, LearningStore, store_path_beside
+from gateway.storage.writer import WriterThread
 
 # Feedback scores live in -1..1: below 0 the answer was bad, above 0 good, |score| the weight.
 SCORE_MIN = -1.0
@@ -50,11 +51,12 @@ class Learning:
         learner: Learner | None,
         on_escalated_turn: Callable[[], None] | None = None,
         store_path: str | None = None,
+        writer: WriterThread | None = None,
     ) -> None:
         routing = config.routing
         self.config = config
         path = store_path or store_path_beside(config.storage.ledger_path)
-        self.store = LearningStore(path)
+        self.store = LearningStore(path, writer=writer)
         escalation, learn = routing.escalation, routing.learn
         CACHE.resize(escalation.fingerprint_cache)
         loaded = self.store.load(

@@ -25,6 +25,7 @@ from gateway.router.model import LinearModel
 from gateway.router.packed import Packed, pack, remembered_bytes, unpack
 from gateway.router.store import LABELS, RouterStore
 from gateway.storage.connection import MEMORY
+from gateway.storage.writer import WriterThread
 
 log = logging.getLogger("gateway.router")
 
@@ -85,6 +86,7 @@ class Router:
         *,
         store_path: str | Path | None = None,
         weights_path: Path | None = None,
+        writer: WriterThread | None = None,
     ) -> None:
         routing = config.routing
         self.kind: str = routing.router
@@ -111,6 +113,7 @@ class Router:
             feature_ttl_seconds=routing.escalation.ttl_seconds,
             max_labels=learn.max_labels,
             label_ttl_seconds=learn.label_ttl_seconds,
+            writer=writer,
         )
         loaded = self.store.load(digest)
         for name, updates in loaded.weights.items():
@@ -152,9 +155,10 @@ class Router:
         self.no_think = loaded.counters.get("told_not_to_think", 0)
 
     @classmethod
-    def from_config(cls, config: GatewayConfig) -> Router:
-        """A router persisting beside the ledger (`router.db` in its directory)."""
-        return cls(config, store_path=store_path_for(config))
+    def from_config(cls, config: GatewayConfig, *, writer: WriterThread | None = None) -> Router:
+        """A router persisting beside the ledger (`router.db` in its directory), through
+        `writer` when given (the thread the ledger's writes share)."""
+        return cls(config, store_path=store_path_for(config), writer=writer)
 
     # --- features -----------------------------------------------------------------------------
 

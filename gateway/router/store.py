@@ -27,7 +27,7 @@ from typing import Any
 from gateway.router.features import Features
 from gateway.storage.connection import MEMORY, connect
 from gateway.storage.retention import Retention, TableLimit
-from gateway.storage.writer import Write, WriteBehind
+from gateway.storage.writer import Write, WriteBehind, WriterThread
 
 log = logging.getLogger("gateway.router.store")
 
@@ -85,8 +85,10 @@ class RouterStore:
         feature_ttl_seconds: float | None = None,
         max_labels: int = 100_000,
         label_ttl_seconds: float | None = None,
+        writer: WriterThread | None = None,
     ) -> None:
         self.path = MEMORY if path is None else str(path)
+        self._thread = writer
         self.window = window
         self.remember = remember
         self.retention = Retention(
@@ -155,6 +157,7 @@ class RouterStore:
             name=f"router store {self.path}",
             thread_name="router-store",
             after_batch=self._trim,
+            thread=self._thread,
         )
         self._writer.start()
         return out

@@ -219,4 +219,4 @@ async def _complete(
         "at_tokens": done,
         "reason": failed.message,
     }
-    await ex.sink.finish(usage, ex.metadata, ex.finalize)
+    await ex.finish(usage)

@@ -22,7 +22,8 @@ class Exchange:
     """Per-request state shared by the handler, the strategy and the relay.
 
     `metadata` is merged into the final chunk (stream) or the body (non-stream): `model_used`,
-    `routing_reason`, `speculative_decoding` ... `finalize()` records the request exactly once.
+    `routing_reason`, `speculative_decoding` ... `finalize()` records the request exactly once;
+    `finish()` ends a successful answer with it.
     """
 
     request_id: str
@@ -73,6 +74,14 @@ class Exchange:
     def set_reason(self, reason: str) -> None:
         self.record.routing_reason = reason
         self.metadata["routing_reason"] = reason
+
+    async def finish(self, usage: dict[str, Any]) -> None:
+        """End the answer: the sink writes all but its end marker, the request is recorded (its
+        ledger row committed), then the end marker goes out. A client that saw `[DONE]` (or a
+        door's terminal event, or the non-stream body) is thus never missing from the ledger."""
+        await self.sink.finish(usage, self.metadata)
+        await self.finalize()
+        await self.sink.close()
 
     async def finalize(self) -> None:
         """Complete the record (timings, outcome as already set) and store it, once."""

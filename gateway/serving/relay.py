@@ -158,4 +158,4 @@ async def complete(ex: Exchange, name: UpstreamName, stream: Stream) -> None:
     record.outcome = "ok"
     record.delivered_by(call)
     ex.metadata["model_used"] = name
-    await ex.sink.finish(client_usage(stream.usage, call), ex.metadata, ex.finalize)
+    await ex.finish(client_usage(stream.usage, call))

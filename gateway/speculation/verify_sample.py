@@ -53,7 +53,7 @@ MIN_CAP = 64
 CAP_MARGIN = 16
 MAX_CAP_FACTOR = 3.0
 
-# Stores a finished record and returns its bill (Services.record).
+# Stores a finished record and returns its bill (gateway.accounting.recorder.Recorder.record).
 Recorder = Callable[[RequestRecord], Awaitable[Bill]]
 
 

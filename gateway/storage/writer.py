@@ -1,14 +1,22 @@
-"""One write-behind writer thread per SQLite file, shared by every store the gateway keeps.
+"""One write-behind writer thread serving every SQLite file the gateway keeps (the ledger,
+`router.db`, `learning.db`).
 
-Callers only put `Write`s on a queue, so the event loop never waits on SQLite. The thread takes
-whatever is queued (up to MAX_BATCH) and commits it in one transaction: a group commit, so under
-load many writes share one commit. A waiter is woken only after the transaction holding its write
-committed; all asyncio waiters of one loop are woken by one call into that loop.
+Callers only put `Write`s on a queue, so the event loop never waits on SQLite. The thread
+(`WriterThread`) takes whatever is queued (up to MAX_BATCH) and commits it with one transaction per
+file (`WriteBehind`, one per connection): a group commit, so under load many writes share one
+commit. A waiter is woken only after the transaction holding its write committed; all asyncio
+waiters of one loop are woken by one call into that loop.
+
+One request's writes travel together (`handoff`): while a request is served, the writes its code
+makes to files of that thread are held, and handed over in one queue put when the first write
+someone waits for is made (the request's ledger row, before `[DONE]`) or when the request ends.
+They commit in the same batch as that row; a process killed mid-request loses them with it.
 
 Errors never stop the thread. A write that fails (bad value, constraint, wrong arity) is logged and
 skipped: its waiter gets the error, the rest of the batch commits. If SQLite itself rolled the
 transaction back on that error (disk full, I/O error), the writes before it are reported failed and
-the remainder goes into a new transaction. A failed COMMIT fails every write of the batch.
+the remainder goes into a new transaction. A failed COMMIT fails every write of that file's batch.
+A store that passes no `WriterThread` gets a thread of its own.
 """
 
 from __future__ import annotations
@@ -20,7 +28,8 @@ import queue
 import sqlite3
 import threading
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,7 +46,7 @@ class Write:
     """One queued statement; `sql` None is a barrier that only wakes its waiter.
 
     `many` runs `sql` once per row of `params` (executemany), all rows or none. `what` names
-    the write in logs.
+    the write in logs. `file` is set by `WriteBehind.put`.
     """
 
     sql: str | None
@@ -45,6 +54,7 @@ class Write:
     what: str = ""
     waiter: Waiter | None = None
     many: bool = False
+    file: WriteBehind | None = None
 
 
 Done = tuple[Write, int, BaseException | None]
@@ -56,12 +66,116 @@ AfterBatch = Callable[[sqlite3.Connection, list[Write]], None]
 _STOP = object()
 
 
+class WriterThread:
+    """The thread that commits the writes of every `WriteBehind` given it (module docstring)."""
+
+    def __init__(self, name: str = "storage-writer") -> None:
+        self._queue: queue.SimpleQueue[Write | list[Write] | object] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._start_lock = threading.Lock()
+
+    def start(self) -> None:
+        """Start the thread (once; later calls do nothing)."""
+        with self._start_lock:
+            if not self._thread.is_alive() and self._thread.ident is None:
+                self._thread.start()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    @property
+    def pending(self) -> int:
+        """Items queued but not yet taken by the thread, a request's hand-off counting once
+        (approximate)."""
+        return self._queue.qsize()
+
+    def put(self, item: Write | list[Write]) -> None:
+        """Queue one write, or one request's writes at once (any thread)."""
+        self._queue.put(item)
+
+    def stop(self) -> None:
+        """Commit everything queued before this call, then end the thread (blocks)."""
+        if self._thread.is_alive():
+            self._queue.put(_STOP)
+            self._thread.join()
+
+    def _run(self) -> None:
+        stop = False
+        while not stop:
+            batch: list[Write] = []
+            item = self._queue.get()
+            while True:
+                if isinstance(item, Write):
+                    batch.append(item)
+                elif isinstance(item, list):
+                    batch += item
+                else:
+                    stop = True  # keep draining: nothing queued before stop() is dropped
+                if len(batch) >= MAX_BATCH:
+                    break
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+            if batch:
+                _wake(_write_files(batch))
+
+
+def _write_files(batch: list[Write]) -> list[Done]:
+    """Each file's writes of `batch` in that file's own transaction, in the order they came."""
+    by_file: dict[int, list[Write]] = {}
+    for write in batch:
+        by_file.setdefault(id(write.file), []).append(write)
+    done: list[Done] = []
+    for writes in by_file.values():
+        file = writes[0].file
+        assert file is not None, "WriteBehind.put names the file"
+        done += file.write_batch(writes)
+    return done
+
+
+class Handoff:
+    """One request's writes, held and then handed to the writer thread in one put."""
+
+    __slots__ = ("thread", "writes", "sent")
+
+    def __init__(self, thread: WriterThread) -> None:
+        self.thread = thread
+        self.writes: list[Write] = []
+        self.sent = False
+
+    def send(self) -> None:
+        """Hand everything held to the thread; later writes go straight to it. Idempotent."""
+        if not self.sent:
+            self.sent = True
+            if self.writes:
+                self.thread.put(self.writes)
+
+
+_held: ContextVar[Handoff | None] = ContextVar("storage_handoff", default=None)
+
+
+@contextlib.contextmanager
+def handoff(thread: WriterThread) -> Iterator[Handoff]:
+    """Hold the writes made in this context (and tasks started from it) to files of `thread`,
+    and hand them over together: at the first write that has a waiter, else on leaving."""
+    held = Handoff(thread)
+    token = _held.set(held)
+    try:
+        yield held
+    finally:
+        _held.reset(token)
+        held.send()
+
+
 class WriteBehind:
-    """The writer thread of one connection (see the module docstring).
+    """The write side of one connection (see the module docstring).
 
     `name` prefixes log lines and errors ("ledger data/ledger.db"); `error` is the exception type
     a failed write's waiter receives; `lock`, when given, is held while a batch is written (for a
-    connection that readers share). `close()` closes the connection; `stop()` leaves it open.
+    connection that readers share). `thread` is the writer thread it shares (None: one of its
+    own, named `thread_name`). `close()` closes the connection; `stop()` leaves it open.
     """
 
     def __init__(
@@ -73,14 +187,15 @@ class WriteBehind:
         error: type[Exception] = RuntimeError,
         lock: threading.Lock | None = None,
         after_batch: AfterBatch | None = None,
+        thread: WriterThread | None = None,
     ) -> None:
         self.name = name
         self._conn = conn
         self._error = error
         self._lock = lock if lock is not None else threading.Lock()
         self._after_batch = after_batch
-        self._queue: queue.SimpleQueue[Write | object] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name=thread_name, daemon=True)
+        self._owns_thread = thread is None
+        self._thread = WriterThread(thread_name) if thread is None else thread
         self.commits = 0
         self.errors = 0
         # Committed writes per statement; only the writer thread changes it.
@@ -90,23 +205,28 @@ class WriteBehind:
         self._thread.start()
 
     @property
-    def alive(self) -> bool:
-        return self._thread.is_alive()
-
-    @property
     def pending(self) -> int:
-        """Writes queued but not yet taken by the thread (approximate)."""
-        return self._queue.qsize()
+        """Items queued on its thread, for every file it serves (`WriterThread.pending`)."""
+        return self._thread.pending
 
     def put(self, write: Write) -> None:
-        """Queue one write (any thread); it commits with the next batch."""
-        self._queue.put(write)
+        """Queue one write (any thread); it commits with the next batch. Within a request's
+        `handoff` it is held until the hand-off is sent (at once, if it has a waiter)."""
+        write.file = self
+        held = _held.get()
+        if held is None or held.sent or held.thread is not self._thread:
+            self._thread.put(write)
+            return
+        held.writes.append(write)
+        if write.waiter is not None:
+            held.send()
 
     def stop(self) -> None:
-        """Commit everything queued before this call, then end the thread (blocks)."""
-        if self._thread.is_alive():
-            self._queue.put(_STOP)
-            self._thread.join()
+        """Commit everything queued before this call (blocks); a thread of its own ends."""
+        if self._owns_thread:
+            self._thread.stop()
+        else:
+            self.flush_blocking()
 
     def close(self) -> None:
         """`stop()`, then close the connection (for a store that only writes through it)."""
@@ -121,33 +241,14 @@ class WriteBehind:
 
     def flush_blocking(self, timeout: float | None = None) -> bool:
         """`flush` for synchronous callers; False when the thread did not get there in time."""
-        if not self._thread.is_alive():
+        if not self._thread.alive:
             return True
         done = threading.Event()
         self.put(Write(None, waiter=done, what="flush"))
         return done.wait(timeout)
 
-    # the thread
-
-    def _run(self) -> None:
-        stop = False
-        while not stop:
-            first = self._queue.get()
-            stop = first is _STOP
-            batch = [first] if isinstance(first, Write) else []
-            while len(batch) < MAX_BATCH:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if isinstance(item, Write):
-                    batch.append(item)
-                else:
-                    stop = True  # keep draining: nothing queued before stop() is dropped
-            if batch:
-                self._wake(self._write_batch(batch))
-
-    def _write_batch(self, batch: list[Write]) -> list[Done]:
+    def write_batch(self, batch: list[Write]) -> list[Done]:
+        """Write `batch` (this file's writes) in one transaction; run by the writer thread."""
         conn = self._conn
         failed: list[Done] = []
         executed: list[Done] = []  # in the open transaction
@@ -215,18 +316,6 @@ class WriteBehind:
         error = self._error(f"{self.name}: {why}")
         return [(write, 0, None if write.sql is None else error) for write, _, _ in done]
 
-    def _wake(self, done: list[Done]) -> None:
-        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[int], Done]]] = {}
-        for item in done:
-            waiter = item[0].waiter
-            if isinstance(waiter, threading.Event):
-                waiter.set()
-            elif waiter is not None:
-                by_loop.setdefault(waiter.get_loop(), []).append((waiter, item))
-        for loop, futures in by_loop.items():
-            with contextlib.suppress(RuntimeError):  # the caller's loop is gone
-                loop.call_soon_threadsafe(_settle_all, futures)
-
 
 def _settle_all(futures: list[tuple[asyncio.Future[int], Done]]) -> None:
     for fut, (_, row_id, error) in futures:
@@ -236,3 +325,16 @@ def _settle_all(futures: list[tuple[asyncio.Future[int], Done]]) -> None:
             fut.set_exception(error)
         else:
             fut.set_result(row_id)
+
+
+def _wake(done: list[Done]) -> None:
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[int], Done]]] = {}
+    for item in done:
+        waiter = item[0].waiter
+        if isinstance(waiter, threading.Event):
+            waiter.set()
+        elif waiter is not None:
+            by_loop.setdefault(waiter.get_loop(), []).append((waiter, item))
+    for loop, futures in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # the caller's loop is gone
+            loop.call_soon_threadsafe(_settle_all, futures)

@@ -9,14 +9,18 @@ usage chunk (only when asked for), the gateway metadata on the final chunk, one 
 `committed` turns true once answer content reached the client; until then the gateway may still
 switch upstreams (`reset()` forgets what was buffered, but never what the client was told: a
 stream whose role chunk went out keeps its model name). A non-stream sink commits only at
-`finish`.
+`close`.
+
+A sink only writes. The end of an answer is two calls: `finish(usage, metadata)` writes everything
+up to the end marker, `close()` writes the marker (`[DONE]`, a door's terminal event, or the whole
+non-stream body). The caller records the request between the two (gateway.serving.exchange), so
+that an answer whose end the client saw is in the ledger.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import orjson
@@ -27,7 +31,6 @@ from gateway.wire.assembly import Assembly
 from gateway.wire.chunk import Chunk, sent_choices
 from gateway.wire.event_stream import PING, EventStream
 
-BeforeDone = Callable[[], Awaitable[None]]
 _DONE_EVENT = b"data: [DONE]\n\n"
 
 
@@ -58,9 +61,13 @@ class Sink(Protocol):
 
     def reset(self) -> None: ...
 
-    async def finish(
-        self, usage: dict[str, Any], metadata: dict[str, Any], before_done: BeforeDone
-    ) -> None: ...
+    async def finish(self, usage: dict[str, Any], metadata: dict[str, Any]) -> None:
+        """Write the end of the answer (usage, metadata) up to, not including, its end marker."""
+        ...
+
+    async def close(self) -> None:
+        """Write the end marker (a non-stream sink: the whole body); after `finish`."""
+        ...
 
     async def fail(self, error: GatewayError) -> None: ...
 
@@ -272,9 +279,7 @@ class StreamSink:
         if self.response is None:  # else the role chunk named the model: keep telling the same
             self.model_name = ""
 
-    async def finish(
-        self, usage: dict[str, Any], metadata: dict[str, Any], before_done: BeforeDone
-    ) -> None:
+    async def finish(self, usage: dict[str, Any], metadata: dict[str, Any]) -> None:
         if self.response is None:
             await self._prepare()
         assert self.response is not None
@@ -294,7 +299,8 @@ class StreamSink:
         final.update(metadata)
         # Events that exist together go out in one write (one system call each way).
         await self.response.write(events + b"data: " + orjson.dumps(final) + b"\n\n")
-        await before_done()
+
+    async def close(self) -> None:
         await self._close(_DONE_EVENT)
 
     async def fail(self, error: GatewayError) -> None:
@@ -349,6 +355,7 @@ class CollectSink:
         self.first_content_at: float | None = None
         self.assembly = Assembly()
         self.response: web.Response | None = None
+        self._body: dict[str, Any] | None = None
 
     async def begin(self) -> None:
         return None
@@ -380,9 +387,7 @@ class CollectSink:
         self.model_name = ""
         self.first_content_at = None
 
-    async def finish(
-        self, usage: dict[str, Any], metadata: dict[str, Any], before_done: BeforeDone
-    ) -> None:
+    async def finish(self, usage: dict[str, Any], metadata: dict[str, Any]) -> None:
         choices = []
         for index in sorted(self.assembly.choices) or [0]:
             parts = self.assembly.choices.get(index)
@@ -407,17 +412,18 @@ class CollectSink:
             "usage": usage,
         }
         body.update(metadata)
-        await before_done()
-        self._respond(body)
+        self._body = body
 
-    def _respond(self, body: dict[str, Any]) -> None:
-        """Commit to `body` as the whole answer (sent once the handler returns)."""
+    async def close(self) -> None:
+        """Commit to the body `finish` built as the whole answer (sent once the handler
+        returns)."""
+        assert self._body is not None, "close() comes after finish()"
         headers = dict(self.headers)
         if self.model_used:
             headers["x-gateway-model-used"] = self.model_used
         self.committed = True
         self.response = web.Response(
-            body=orjson.dumps(body), content_type="application/json", headers=headers
+            body=orjson.dumps(self._body), content_type="application/json", headers=headers
         )
 
     async def fail(self, error: GatewayError) -> None:

@@ -135,7 +135,8 @@ async def test_a_reset_after_the_role_chunk_keeps_the_model_name_the_client_was_
         sink.reset()  # a fallback before any content
         content = {"index": 0, "delta": {"content": "hi"}, "finish_reason": "stop"}
         await sink.emit(read_chunk({"model": "other-upstream", "choices": [content]}))
-        await sink.finish({}, {}, _nothing)
+        await sink.finish({}, {})
+        await sink.close()
         assert sink.response is not None
         return sink.response
 
@@ -145,7 +146,3 @@ async def test_a_reset_after_the_role_chunk_keeps_the_model_name_the_client_was_
     reply = await post_stream(client, str(server.make_url("")).rstrip("/"), {})
     assert reply.text == "hi"
     assert {c["model"] for c in reply.chunks} == {"glm-token-saver"}
-
-
-async def _nothing() -> None:
-    return None

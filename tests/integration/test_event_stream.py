@@ -100,7 +100,8 @@ async def test_a_streamed_response_starts_no_task_of_its_own(
         before = asyncio.all_tasks()
         await sink.begin()
         started.append(asyncio.all_tasks() - before)
-        await sink.finish({}, {}, _nothing)
+        await sink.finish({}, {})
+        await sink.close()
         assert sink.response is not None
         return sink.response
 
@@ -114,7 +115,8 @@ async def test_the_end_of_a_stream_takes_two_writes(
     aiohttp_server: Any, client: aiohttp.ClientSession
 ) -> None:
     # The final and usage chunks exist together, and so do [DONE] and the end of the body:
-    # each pair goes out in one system call, with the ledger's commit (before_done) between.
+    # each pair goes out in one system call, with the ledger's commit (between finish and
+    # close) in between.
     writes: list[bytes] = []
 
     async def handler(request: web.Request) -> web.StreamResponse:
@@ -134,12 +136,11 @@ async def test_the_end_of_a_stream_takes_two_writes(
             writes.append(b"".join(chunks))
             writelines(chunks)
 
-        async def before_done() -> None:
-            writes.append(b"<before_done>")
-
         transport.write = counted  # type: ignore[method-assign]
         transport.writelines = counted_lines  # type: ignore[method-assign]
-        await sink.finish({"prompt_tokens": 1}, {"model_used": "local"}, before_done)
+        await sink.finish({"prompt_tokens": 1}, {"model_used": "local"})
+        writes.append(b"<recorded>")
+        await sink.close()
         assert sink.response is not None
         return sink.response
 
@@ -148,7 +149,7 @@ async def test_the_end_of_a_stream_takes_two_writes(
     assert raw.endswith(b"data: [DONE]\n\n")
     assert len(writes) == 3, writes
     assert writes[0].count(b"data: ") == 2 and b'"usage":{"prompt_tokens":1}' in writes[0]
-    assert writes[1] == b"<before_done>"
+    assert writes[1] == b"<recorded>"
     assert b"data: [DONE]" in writes[2] and writes[2].endswith(b"0\r\n\r\n")
 
 
@@ -195,7 +196,3 @@ async def test_a_client_that_stops_reading_is_dropped_when_a_ping_cannot_go_out(
         assert await asyncio.wait_for(outcome, 10) == "dropped"
     finally:
         writer.close()
-
-
-async def _nothing() -> None:
-    return None

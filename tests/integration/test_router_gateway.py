@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from support import chat, post_stream
+from support import chat, post_stream, recorded_puts
 
 from gateway.dev.sim import ScriptedAnswer, SimServer
 
@@ -136,3 +136,20 @@ async def test_heuristic_is_the_default_and_keeps_its_reasons(
     )
     block = (await stats_of(client, gw))["router"]
     assert (block["kind"], block["threshold"], block["cloud_share"]) == ("heuristic", None, 1.0)
+
+
+async def test_one_request_hands_its_three_files_writes_over_at_once(
+    make_gateway: Any, client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The ledger row, the router's decision (router.db) and the conversation's turn
+    # (learning.db) of one request reach the one writer thread in one queue put, with the row.
+    gw = await make_gateway("smart_routing")
+    writer = gw.services.writer
+    puts = recorded_puts(monkeypatch, writer)
+    reply = await post_stream(client, gw.url, chat("what is 2+2?", stream=True))
+    assert reply.text
+    assert len(puts) == 1 and isinstance(puts[0], list), puts
+    files = {write.file.name.split()[0] for write in puts[0]}
+    assert files == {"ledger", "router", "learning"}
+    # Committed with the row, before [DONE]: the ledger already holds it.
+    assert [row.request_id for row in gw.services.ledger.rows()] == [reply.headers["x-request-id"]]

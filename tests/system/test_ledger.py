@@ -13,7 +13,7 @@ from paths import REPO_ROOT as ROOT
 
 KILL_SCRIPT = """
 import asyncio, sys, time
-from gateway.accounting.ledger import Ledger
+from gateway.accounting.ledger import Ledger, flatten
 from gateway.accounting.records import RequestRecord
 
 async def writer(ledger, tag):
@@ -22,7 +22,7 @@ async def writer(ledger, tag):
         i += 1
         rid = f"{tag}-{i}"
         record = RequestRecord(rid, time.time(), "smart_routing", True)
-        row_id = await ledger.append(record, cost_usd=0.001, counterfactual_usd=0.0)
+        row_id = await ledger.submit(flatten(record, cost_usd=0.001, counterfactual_usd=0.0))
         print(row_id, rid, flush=True)
 
 async def main():

@@ -11,14 +11,17 @@ from gateway.accounting.ledger.reader import LedgerReader
 from gateway.accounting.ledger.schema import INSERT_REQUEST, LedgerError, prepare
 from gateway.accounting.ledger.writer import LedgerWriter
 from gateway.storage.connection import MEMORY, connect
-from gateway.storage.writer import WriteBehind
+from gateway.storage.writer import WriteBehind, WriterThread
 
 
 class Ledger(LedgerWriter, LedgerReader):
-    """Append-only SQLite ledger of requests and events (see the package docstring)."""
+    """Append-only SQLite ledger of requests and events (see the package docstring).
 
-    def __init__(self, path: str | Path) -> None:
+    `writer`: the writer thread it shares with the other stores (None: a thread of its own)."""
+
+    def __init__(self, path: str | Path, *, writer: WriterThread | None = None) -> None:
         self.path = str(path)
+        self._thread = writer
         if self.path != MEMORY:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._writer = None
@@ -57,6 +60,7 @@ class Ledger(LedgerWriter, LedgerReader):
             thread_name="ledger-writer",
             error=LedgerError,
             lock=self._read_lock if shared else None,
+            thread=self._thread,
         )
         writer.start()
         self._writer = writer

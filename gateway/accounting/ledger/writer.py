@@ -1,8 +1,8 @@
 """Writing the ledger: rows and events queued to its write-behind thread (gateway.storage.writer).
 
-`append`/`submit` resolve with the row id only after the transaction holding the row committed
-(rows queued together share one commit); the `*_nowait` writes and events commit with the next
-batch. A row that cannot be written rejects only its own future.
+`submit` resolves with the row id only after the transaction holding the row committed (rows
+queued together share one commit); `append_row_nowait` and the events commit with the next batch.
+A row that cannot be written rejects only its own future.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from gateway.accounting.ledger.rows import as_str, flatten
+from gateway.accounting.ledger.rows import as_str
 from gateway.accounting.ledger.schema import (
     INSERT_EVENT,
     INSERT_REQUEST,
@@ -22,7 +22,6 @@ from gateway.accounting.ledger.schema import (
     LedgerRow,
     row_params,
 )
-from gateway.accounting.records import RequestRecord
 from gateway.storage.writer import Write, WriteBehind
 
 
@@ -40,12 +39,9 @@ class LedgerWriter:
         writer.put(write)
 
     @property
-    def running(self) -> bool:
-        return self._writer is not None
-
-    @property
     def pending(self) -> int:
-        """Writes queued but not yet committed (approximate)."""
+        """Writes queued but not yet taken by the writer thread (approximate; a request's
+        hand-off of writes counts once, and a shared thread's count includes the other files)."""
         return 0 if self._writer is None else self._writer.pending
 
     @property
@@ -70,44 +66,9 @@ class LedgerWriter:
         self._put(Write(INSERT_REQUEST, row_params(row), row.request_id, fut))
         return fut
 
-    async def append(
-        self,
-        record: RequestRecord,
-        *,
-        cost_usd: float,
-        counterfactual_usd: float,
-        cerebras_cost_usd: float | None = None,
-    ) -> int:
-        """Store one record; returns its row id only after the row is committed."""
-        row = flatten(
-            record,
-            cost_usd=cost_usd,
-            counterfactual_usd=counterfactual_usd,
-            cerebras_cost_usd=cerebras_cost_usd,
-        )
-        return await self.submit(row)
-
     def append_row_nowait(self, row: LedgerRow) -> None:
         """Queue a row without waiting (any thread); committed with the next batch."""
         self._put(Write(INSERT_REQUEST, row_params(row), row.request_id))
-
-    def append_nowait(
-        self,
-        record: RequestRecord,
-        *,
-        cost_usd: float,
-        counterfactual_usd: float,
-        cerebras_cost_usd: float | None = None,
-    ) -> None:
-        """Fire-and-forget `append` for synchronous callers."""
-        self.append_row_nowait(
-            flatten(
-                record,
-                cost_usd=cost_usd,
-                counterfactual_usd=counterfactual_usd,
-                cerebras_cost_usd=cerebras_cost_usd,
-            )
-        )
 
     def append_event(
         self, kind: str, model: str | None = None, *, data: Mapping[str, Any] | None = None

@@ -28,7 +28,7 @@ from gateway.doors.anthropic.stop import StopMatcher
 from gateway.errors import GatewayError
 from gateway.wire.assembly import Assembly
 from gateway.wire.chunk import Chunk
-from gateway.wire.sinks import BeforeDone, CollectSink, StreamSink
+from gateway.wire.sinks import CollectSink, StreamSink
 
 Estimate = Callable[[], int]
 
@@ -144,9 +144,7 @@ class MessagesStreamSink(StreamSink):
         if self.kept is not None:
             self.kept = Assembly()
 
-    async def finish(
-        self, usage: dict[str, Any], metadata: dict[str, Any], before_done: BeforeDone
-    ) -> None:
+    async def finish(self, usage: dict[str, Any], metadata: dict[str, Any]) -> None:
         del metadata  # the gateway's metadata goes out as headers; the body keeps the API's shape
         if self.response is None:
             await self._prepare()
@@ -156,7 +154,8 @@ class MessagesStreamSink(StreamSink):
             reason = "tool_calls"
         events = self.encoder.finish(reason, usage, self.input_estimate())
         await self.response.write(events)
-        await before_done()
+
+    async def close(self) -> None:
         await self._close(MESSAGE_STOP)
 
     async def fail(self, error: GatewayError) -> None:
@@ -240,10 +239,6 @@ class MessagesCollectSink(CollectSink):
             "usage": usage_of(usage, max(self.estimate(), 1)),
         }
 
-    async def finish(
-        self, usage: dict[str, Any], metadata: dict[str, Any], before_done: BeforeDone
-    ) -> None:
+    async def finish(self, usage: dict[str, Any], metadata: dict[str, Any]) -> None:
         del metadata
-        body = self.body(usage)
-        await before_done()
-        self._respond(body)
+        self._body = self.body(usage)

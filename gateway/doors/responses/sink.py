@@ -24,7 +24,7 @@ from gateway.doors.responses.encode import (
 from gateway.doors.responses.errors import failed_error
 from gateway.errors import GatewayError
 from gateway.wire.chunk import Chunk
-from gateway.wire.sinks import BeforeDone, CollectSink, KeepingStreamSink, StreamSink
+from gateway.wire.sinks import CollectSink, KeepingStreamSink, StreamSink
 
 
 class ResponsesStreamSink(StreamSink):
@@ -35,6 +35,7 @@ class ResponsesStreamSink(StreamSink):
         super().__init__(request, **kwargs)
         self.events = ResponseEvents(self.response_id, context)
         self.model_name = context.model
+        self._end: tuple[dict[str, Any], dict[str, Any]] | None = None
 
     def _opening(self) -> bytes:
         return self.events.start()
@@ -55,19 +56,20 @@ class ResponsesStreamSink(StreamSink):
         super().reset()
         self.model_name = self.events.context.model
 
-    async def finish(
-        self, usage: dict[str, Any], metadata: dict[str, Any], before_done: BeforeDone
-    ) -> None:
+    async def finish(self, usage: dict[str, Any], metadata: dict[str, Any]) -> None:
         if self.response is None:
             await self._prepare()
         assert self.response is not None
         closing = self.events.finish()
         if closing:
             await self.response.write(closing)
-        await before_done()
-        reason = self.finish_reasons.get(0)
-        last = self.events.completed(usage, reason, metadata)
-        await self._close(last)
+        self._end = (usage, metadata)
+
+    async def close(self) -> None:
+        """`response.completed` (or `response.incomplete`), which carries the usage."""
+        assert self._end is not None, "close() comes after finish()"
+        usage, metadata = self._end
+        await self._close(self.events.completed(usage, self.finish_reasons.get(0), metadata))
 
     async def fail(self, error: GatewayError) -> None:
         """After bytes went out: `response.failed`, then close; before: raise."""
@@ -87,9 +89,7 @@ class ResponsesCollectSink(CollectSink):
         super().__init__(**kwargs)
         self.context = context
 
-    async def finish(
-        self, usage: dict[str, Any], metadata: dict[str, Any], before_done: BeforeDone
-    ) -> None:
+    async def finish(self, usage: dict[str, Any], metadata: dict[str, Any]) -> None:
         parts = self.assembly.first()
         calls = [parts.tool_calls[i].as_dict() for i in sorted(parts.tool_calls)]
         tag = self.response_id.removeprefix("resp_")[:24]
@@ -106,5 +106,4 @@ class ResponsesCollectSink(CollectSink):
         )
         for key, value in metadata.items():
             body.setdefault(key, value)
-        await before_done()
-        self._respond(body)
+        self._body = body

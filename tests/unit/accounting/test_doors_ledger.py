@@ -6,7 +6,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from gateway.accounting.ledger import Ledger
+from gateway.accounting.ledger import Ledger, flatten
 from gateway.accounting.ledger.schema import SCHEMA
 from gateway.accounting.records import RequestRecord, UpstreamCall
 
@@ -40,7 +40,9 @@ async def test_old_ledger_gains_the_door_column_and_keeps_its_rows(tmp_path: Pat
     ledger = Ledger(path)
     await ledger.start()
     try:
-        await ledger.append(_record("new", "messages"), cost_usd=0.0, counterfactual_usd=0.0)
+        await ledger.submit(
+            flatten(_record("new", "messages"), cost_usd=0.0, counterfactual_usd=0.0)
+        )
         rows = ledger.rows()
     finally:
         await ledger.close()

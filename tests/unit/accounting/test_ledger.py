@@ -62,7 +62,7 @@ async def test_append_resolves_after_commit_and_other_connection_sees_it(
         real_commit(conn)
 
     monkeypatch.setattr(writer, "_commit", slow_commit)
-    row_id = await ledger.append(make_record("a"), cost_usd=0.5, counterfactual_usd=0.75)
+    row_id = await ledger.submit(flatten(make_record("a"), cost_usd=0.5, counterfactual_usd=0.75))
     with sqlite3.connect(ledger.path) as other:
         found = other.execute(
             "SELECT request_id, cost_usd, counterfactual_usd FROM requests WHERE id = ?", (row_id,)
@@ -78,7 +78,7 @@ async def test_append_resolves_after_commit_and_other_connection_sees_it(
 async def test_thousand_concurrent_appends_are_batched(ledger: Ledger) -> None:
     ids = await asyncio.gather(
         *(
-            ledger.append(make_record(f"r{i}"), cost_usd=0, counterfactual_usd=0)
+            ledger.submit(flatten(make_record(f"r{i}"), cost_usd=0, counterfactual_usd=0))
             for i in range(1000)
         )
     )
@@ -120,7 +120,7 @@ async def test_row_round_trips_exactly(ledger: Ledger) -> None:
 
 
 async def test_rows_without_speculation_have_null_speculative_fields(ledger: Ledger) -> None:
-    await ledger.append(make_record(), cost_usd=0, counterfactual_usd=0)
+    await ledger.submit(flatten(make_record(), cost_usd=0, counterfactual_usd=0))
     (row,) = ledger.rows()
     assert row.accepted is None and row.draft_tokens is None and row.decided_by is None
 
@@ -130,7 +130,7 @@ async def test_reopen_keeps_rows_and_events(tmp_path: Path) -> None:
     first = Ledger(path)
     await first.start()
     for i in range(5):
-        await first.append(make_record(f"r{i}"), cost_usd=i, counterfactual_usd=0)
+        await first.submit(flatten(make_record(f"r{i}"), cost_usd=i, counterfactual_usd=0))
     first.append_event("error", "cerebras")
     before = first.rows()
     await first.close()
@@ -143,7 +143,9 @@ async def test_reopen_keeps_rows_and_events(tmp_path: Path) -> None:
         assert [(e.kind, e.model, e.last_request_id) for e in second.events()] == [
             ("error", "cerebras", 5)
         ]
-        assert await second.append(make_record("r5"), cost_usd=0, counterfactual_usd=0) == 6
+        assert (
+            await second.submit(flatten(make_record("r5"), cost_usd=0, counterfactual_usd=0)) == 6
+        )
     finally:
         await second.close()
 
@@ -173,11 +175,11 @@ async def test_newer_schema_version_is_refused(tmp_path: Path) -> None:
 async def test_append_before_start_and_after_close_raises(tmp_path: Path) -> None:
     led = Ledger(tmp_path / "l.db")
     with pytest.raises(LedgerError, match="not running"):
-        await led.append(make_record(), cost_usd=0, counterfactual_usd=0)
+        await led.submit(flatten(make_record(), cost_usd=0, counterfactual_usd=0))
     await led.start()
     await led.close()
     with pytest.raises(LedgerError, match="not running"):
-        led.append_nowait(make_record(), cost_usd=0, counterfactual_usd=0)
+        led.append_row_nowait(flatten(make_record(), cost_usd=0, counterfactual_usd=0))
     with pytest.raises(LedgerError, match="not open"):
         led.rows()
 
@@ -195,7 +197,7 @@ async def test_bad_values_are_stored_without_crashing_the_writer(ledger: Ledger)
         ],
         speculative=SpeculativeRecord(similarity="high"),  # type: ignore[arg-type]
     )
-    row_id = await ledger.append(bad, cost_usd=float("inf"), counterfactual_usd="x")  # type: ignore[arg-type]
+    row_id = await ledger.submit(flatten(bad, cost_usd=float("inf"), counterfactual_usd="x"))  # type: ignore[arg-type]
     (row,) = ledger.rows()
     assert row.id == row_id
     assert (row.ttft_s, row.duration_s, row.http_status) == (None, 0.0, 0)
@@ -203,7 +205,10 @@ async def test_bad_values_are_stored_without_crashing_the_writer(ledger: Ledger)
     assert (row.cost_usd, row.counterfactual_usd, row.similarity) == (0.0, 0.0, 0.0)
     # A call that is not an UpstreamCall is left out, so the stored calls still read back.
     assert [c.upstream for c in row.upstream_calls()] == ["local", "elsewhere"]
-    assert await ledger.append(make_record("next"), cost_usd=0, counterfactual_usd=0) == row_id + 1
+    assert (
+        await ledger.submit(flatten(make_record("next"), cost_usd=0, counterfactual_usd=0))
+        == row_id + 1
+    )
 
 
 def test_every_field_of_a_call_is_stored() -> None:
@@ -227,7 +232,7 @@ async def test_failed_insert_rejects_only_that_row(
     monkeypatch.setattr(writer, "_execute", flaky)
     results = await asyncio.gather(
         *(
-            ledger.append(make_record(rid), cost_usd=0, counterfactual_usd=0)
+            ledger.submit(flatten(make_record(rid), cost_usd=0, counterfactual_usd=0))
             for rid in ("ok1", "poison", "ok2")
         ),
         return_exceptions=True,
@@ -252,8 +257,8 @@ async def test_failed_commit_rejects_waiters_and_writer_recovers(
 
     monkeypatch.setattr(writer, "_commit", commit_once_fails)
     with pytest.raises(LedgerError, match="commit failed.*disk I/O error"):
-        await ledger.append(make_record("lost"), cost_usd=0, counterfactual_usd=0)
-    await ledger.append(make_record("kept"), cost_usd=0, counterfactual_usd=0)
+        await ledger.submit(flatten(make_record("lost"), cost_usd=0, counterfactual_usd=0))
+    await ledger.submit(flatten(make_record("kept"), cost_usd=0, counterfactual_usd=0))
     assert [r.request_id for r in ledger.rows()] == ["kept"]
     assert ledger.row_count == 1
 
@@ -265,7 +270,9 @@ async def test_nowait_writes_from_other_threads_are_committed_by_close(tmp_path:
 
     def worker(n: int) -> None:
         for i in range(50):
-            led.append_nowait(make_record(f"t{n}-{i}"), cost_usd=0, counterfactual_usd=0)
+            led.append_row_nowait(
+                flatten(make_record(f"t{n}-{i}"), cost_usd=0, counterfactual_usd=0)
+            )
             led.append_event("rate_limit", "cerebras", data={"n": n})
 
     threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
@@ -286,9 +293,9 @@ async def test_nowait_writes_from_other_threads_are_committed_by_close(tmp_path:
 
 async def test_events_remember_the_last_committed_request(ledger: Ledger) -> None:
     for rid in ("a", "b"):
-        await ledger.append(make_record(rid), cost_usd=0, counterfactual_usd=0)
+        await ledger.submit(flatten(make_record(rid), cost_usd=0, counterfactual_usd=0))
     ledger.append_event("reset")
-    await ledger.append(make_record("c"), cost_usd=0, counterfactual_usd=0)
+    await ledger.submit(flatten(make_record("c"), cost_usd=0, counterfactual_usd=0))
     ledger.append_event("error", "local")
     await ledger.flush()
     assert [(e.kind, e.last_request_id) for e in ledger.events()] == [("reset", 2), ("error", 3)]
@@ -299,11 +306,13 @@ async def test_events_remember_the_last_committed_request(ledger: Ledger) -> Non
 
 async def test_cerebras_spend_since_uses_the_cerebras_part_and_start_time(ledger: Ledger) -> None:
     for started, cost, cerebras in ((100.0, 1.0, 0.5), (200.0, 2.0, 2.0), (300.0, 4.0, 3.0)):
-        await ledger.append(
-            make_record(started_at=started),
-            cost_usd=cost,
-            counterfactual_usd=0,
-            cerebras_cost_usd=cerebras,
+        await ledger.submit(
+            flatten(
+                make_record(started_at=started),
+                cost_usd=cost,
+                counterfactual_usd=0,
+                cerebras_cost_usd=cerebras,
+            )
         )
     assert ledger.cerebras_spend_since(0) == 5.5
     assert ledger.cerebras_spend_since(200.0) == 5.0
@@ -323,7 +332,7 @@ async def test_memory_ledger_reads_its_own_writes() -> None:
     led = Ledger(":memory:")
     await led.start()
     try:
-        row_id = await led.append(make_record("m"), cost_usd=0, counterfactual_usd=0)
+        row_id = await led.submit(flatten(make_record("m"), cost_usd=0, counterfactual_usd=0))
         assert [(r.id, r.request_id) for r in led.rows()] == [(row_id, "m")]
         assert isinstance(led.rows()[0], LedgerRow)
     finally:
@@ -335,7 +344,7 @@ async def test_close_flushes_everything_queued(tmp_path: Path) -> None:
     await led.start()
     started = time.perf_counter()
     for i in range(300):
-        led.append_nowait(make_record(f"q{i}"), cost_usd=0, counterfactual_usd=0)
+        led.append_row_nowait(flatten(make_record(f"q{i}"), cost_usd=0, counterfactual_usd=0))
     await led.close()
     assert count_rows(led.path) == 300
     assert time.perf_counter() - started < 5

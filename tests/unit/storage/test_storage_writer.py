@@ -5,19 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from support import recorded_puts
 
-from gateway.accounting.ledger import Ledger, LedgerError
+from gateway.accounting.ledger import Ledger, LedgerError, flatten
 from gateway.accounting.records import RequestRecord
 from gateway.router.labels import LearningStore, TurnRow
 from gateway.router.store import RouterStore
 from gateway.storage.connection import connect
-from gateway.storage.writer import Write, WriteBehind
+from gateway.storage.writer import Write, WriteBehind, WriterThread, handoff
 
 INSERT = "INSERT INTO t (name) VALUES (?)"
 
@@ -150,7 +152,7 @@ def test_flush_blocking_waits_for_the_commit_and_stop_drains_the_queue(
     db: tuple[str, sqlite3.Connection],
 ) -> None:
     path, conn = db
-    writer = WriteBehind(conn, name="test", thread_name="test-writer")
+    writer = WriteBehind(conn, name="test", thread_name="test-writer-drained")
     writer.start()
     for i in range(100):
         writer.put(Write(INSERT, (f"f{i}",)))
@@ -159,7 +161,8 @@ def test_flush_blocking_waits_for_the_commit_and_stop_drains_the_queue(
     for i in range(100):
         writer.put(Write(INSERT, (f"s{i}",)))
     writer.stop()
-    assert len(names(path)) == 200 and not writer.alive
+    assert len(names(path)) == 200
+    assert "test-writer-drained" not in {t.name for t in threading.enumerate()}
 
 
 async def test_ledger_wakes_a_batch_with_one_call_into_the_loop(
@@ -179,7 +182,7 @@ async def test_ledger_wakes_a_batch_with_one_call_into_the_loop(
     monkeypatch.setattr(loop, "call_soon_threadsafe", counting)
     records = [RequestRecord(f"r{i}", 1.0, "always_local", True) for i in range(500)]
     ids = await asyncio.gather(
-        *(ledger.append(r, cost_usd=0, counterfactual_usd=0) for r in records)
+        *(ledger.submit(flatten(r, cost_usd=0, counterfactual_usd=0)) for r in records)
     )
     commits = ledger.commits
     monkeypatch.undo()
@@ -240,3 +243,90 @@ def test_a_failed_after_batch_step_keeps_the_writes_and_the_thread(
     writer.put(Write(INSERT, ("next",)))
     writer.stop()
     assert names(path) == ["kept", "next"]
+
+
+@pytest.fixture
+def two_files(tmp_path: Path) -> Iterator[tuple[WriterThread, list[tuple[str, WriteBehind]]]]:
+    """Two SQLite files written by one shared thread."""
+    thread = WriterThread("test-shared-writer")
+    files = []
+    for name in ("a", "b"):
+        path = str(tmp_path / f"{name}.db")
+        conn = connect(path)
+        conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT UNIQUE)")
+        files.append((path, WriteBehind(conn, name=name, thread_name="unused", thread=thread)))
+    for _, file in files:
+        file.start()
+    yield thread, files
+    for _, file in files:
+        file.close()
+    thread.stop()
+
+
+def test_one_thread_commits_each_file_in_its_own_transaction(
+    two_files: tuple[WriterThread, list[tuple[str, WriteBehind]]],
+) -> None:
+    thread, [(path_a, a), (path_b, b)] = two_files
+    a.put(Write(INSERT, ("a1",)))
+    b.put(Write(INSERT, ("b1",)))
+    b.put(Write(INSERT, ("a1",)))  # the same name in the other file: no conflict across files
+    a.put(Write(INSERT, ("a1",)))  # a duplicate in a: fails alone, b's batch is untouched
+    assert a.flush_blocking(10) and b.flush_blocking(10)
+    assert (names(path_a), names(path_b)) == (["a1"], ["b1", "a1"])
+    assert (a.errors, b.errors) == (1, 0)
+    threads = {t.name for t in threading.enumerate()}
+    assert "test-shared-writer" in threads and "unused" not in threads
+    # Closing one file leaves the shared thread serving the other.
+    a.close()
+    b.put(Write(INSERT, ("b2",)))
+    assert b.flush_blocking(10) and names(path_b) == ["b1", "a1", "b2"]
+
+
+async def test_a_requests_writes_go_in_one_hand_off_with_its_awaited_write(
+    two_files: tuple[WriterThread, list[tuple[str, WriteBehind]]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    thread, [(path_a, a), (path_b, b)] = two_files
+    puts = recorded_puts(monkeypatch, thread)
+    with handoff(thread) as held:
+        a.put(Write(INSERT, ("early",)))  # e.g. the tracker's conversation row at begin
+        b.put(Write(INSERT, ("route",)))  # e.g. the router's score
+        assert puts == [] and held.writes, "held until the request's row"
+        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        b.put(Write(INSERT, ("row",), "row", fut))  # the ledger row, awaited before [DONE]
+        assert len(puts) == 1 and [w.params[0] for w in puts[0]] == ["early", "route", "row"]
+        await fut
+        # Committed before the awaited write's waiter woke: the held writes too.
+        assert (names(path_a), names(path_b)) == (["early"], ["route", "row"])
+        a.put(Write(INSERT, ("late",)))  # after the hand-off: straight to the thread
+        assert len(puts) == 2 and isinstance(puts[1], Write)
+    assert len(puts) == 2, "leaving sends nothing more"
+    assert a.flush_blocking(10) and names(path_a) == ["early", "late"]
+
+
+async def test_a_request_without_an_awaited_write_hands_off_when_it_ends(
+    two_files: tuple[WriterThread, list[tuple[str, WriteBehind]]],
+) -> None:
+    thread, [(path_a, a), _] = two_files
+    with handoff(thread):
+        a.put(Write(INSERT, ("x",)))
+        await asyncio.sleep(0)  # nothing is queued yet: no flush could see it
+        assert thread.pending == 0
+    assert a.flush_blocking(10) and names(path_a) == ["x"]
+    # Outside a request, and for a file on another thread, writes go straight through.
+    a.put(Write(INSERT, ("y",)))
+    assert a.flush_blocking(10) and names(path_a) == ["x", "y"]
+
+
+async def test_a_hand_off_holds_only_writes_to_its_own_thread(
+    db: tuple[str, sqlite3.Connection],
+) -> None:
+    path, conn = db
+    own = WriteBehind(conn, name="own", thread_name="test-own-writer")
+    own.start()
+    try:
+        with handoff(WriterThread("test-never-started")):
+            own.put(Write(INSERT, ("direct",)))
+            assert own.flush_blocking(10) and names(path) == ["direct"]
+    finally:
+        own.stop()

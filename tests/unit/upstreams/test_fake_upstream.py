@@ -23,7 +23,7 @@ from gateway.speculation.window import Window
 from gateway.upstreams import Upstream
 from gateway.upstreams.fake import FakeUpstream, Reply, delta, finish, http_error
 from gateway.wire.chunk import Chunk
-from gateway.wire.sinks import BeforeDone, CollectSink
+from gateway.wire.sinks import CollectSink
 
 BODY = {"model": "m", "messages": [{"role": "user", "content": "Say hello."}]}
 
@@ -67,11 +67,11 @@ class ListSink:
     def reset(self) -> None:
         self.chunks.clear()
 
-    async def finish(
-        self, usage: dict[str, Any], metadata: dict[str, Any], before_done: BeforeDone
-    ) -> None:
+    async def finish(self, usage: dict[str, Any], metadata: dict[str, Any]) -> None:
         self.finished = (usage, dict(metadata))
-        await before_done()
+
+    async def close(self) -> None:
+        assert self.finished is not None
 
     async def fail(self, error: Any) -> None:
         raise error
