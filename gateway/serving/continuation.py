@@ -23,7 +23,7 @@ from gateway.accounting.records import UpstreamCall, UpstreamName
 from gateway.accounting.tokens import COMPLETION_LIMIT_KEYS, once
 from gateway.accounting.usage import client_usage
 from gateway.errors import UpstreamError
-from gateway.quota.admission import Refusal, settled
+from gateway.quota.admission import Refusal
 from gateway.serving.exchange import Exchange
 from gateway.upstreams.errors import failed_call
 from gateway.wire.chunk import Chunk, read_chunk
@@ -130,7 +130,7 @@ async def continue_stream(ex: Exchange, failed: UpstreamError) -> bool:
     if why is None:
         body = continuation_body(ex.body, prefill, at_tokens)
         estimate = ex.upstreams[target].chars_per_token.estimate(once(body))
-        admission = await settled(ex.gate.admit(target, body, estimate))
+        admission = await ex.gate.admit(target, body, estimate)
         if isinstance(admission, Refusal):
             why = admission.reason
     if why is not None:

@@ -22,7 +22,7 @@ from gateway.errors import (
     UpstreamError,
     UpstreamRateLimited,
 )
-from gateway.quota.admission import NO_TICKET, Refusal, Ticket, settled
+from gateway.quota.admission import NO_TICKET, Refusal, Ticket
 from gateway.quota.budget import BudgetRefusal
 from gateway.serving.continuation import continue_stream
 from gateway.serving.exchange import Exchange
@@ -51,7 +51,7 @@ async def serve(ex: Exchange, route: Sequence[UpstreamName], *, reason: str) -> 
             continue
         if failures and not ex.fallback_allowed(name):
             continue
-        admission = await settled(ex.gate.admit(name, ex.body, ex.prompt_estimate(name)))
+        admission = await ex.gate.admit(name, ex.body, ex.prompt_estimate(name))
         if isinstance(admission, Refusal):
             log.info("%s skipping %s: %s", ex.request_id, name, admission.reason)
             failures.append(admission)

@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from gateway.accounting.records import SpeculativeRecord, UpstreamName
 from gateway.config import GatewayConfig
 from gateway.errors import UpstreamEmptyResponse, UpstreamError, UpstreamRateLimited
-from gateway.quota.admission import Refusal, Ticket, settled
+from gateway.quota.admission import Refusal, Ticket
 from gateway.router import Router, hedges
 from gateway.router.answer import logprob_confidence
 from gateway.router.choice import Route, RouteChoice, choose_route
@@ -157,7 +157,7 @@ class Speculation:
         if not upstream.enabled:
             return None
         estimate = self.ex.prompt_estimate(name)
-        return await settled(self.ex.gate.admit(upstream.name, self.ex.body, estimate))
+        return await self.ex.gate.admit(upstream.name, self.ex.body, estimate)
 
     def _start_draft(self, race: Race, index: int, admission: Ticket | Refusal | None) -> Lane:
         ex = self.ex

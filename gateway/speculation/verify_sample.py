@@ -36,7 +36,7 @@ from gateway.accounting.records import RequestRecord
 from gateway.accounting.tokens import completion_limit, estimate_text_tokens, once
 from gateway.config import GatewayConfig
 from gateway.errors import UpstreamError
-from gateway.quota.admission import Refusal, UpstreamGate, settled
+from gateway.quota.admission import Refusal, UpstreamGate
 from gateway.router.labels import LabelBook
 from gateway.serving.exchange import Exchange
 from gateway.speculation.verdict import SCORERS, Answer, Score, ToolCall, agreement
@@ -185,7 +185,7 @@ class VerifySampler:
         body.pop("n", None)
         body["max_completion_tokens"] = sample.cap
         estimate = self.upstream.chars_per_token.estimate(once(body))
-        admission = await settled(self.gate.admit(name, body, estimate))
+        admission = await self.gate.admit(name, body, estimate)
         if isinstance(admission, Refusal):
             self.counts["refused"] += 1
             log.info("req=%s verification sample skipped: %s", sample.request_id,
