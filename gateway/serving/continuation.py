@@ -152,9 +152,9 @@ async def continue_stream(ex: Exchange, failed: UpstreamError) -> bool:
     sent = False
     try:
         # Thinking off: llama.cpp refuses a prefill together with enable_thinking.
-        async with upstream.open_stream(
-            body, request_id=ex.request_id, calls=ex.record.calls, thinking="off"
-        ) as stream:
+        opening = upstream.open_stream(body, request_id=ex.request_id, thinking="off")
+        ex.record.calls.append(opening.call)
+        async with opening as stream:
             admission.release(stream.headers)
             async for batch in stream.batches():
                 if echo is not None and echo.feed(batch):

@@ -129,14 +129,15 @@ async def relay_stream(ex: Exchange, upstream: Upstream, ticket: Ticket = NO_TIC
     upstream's own account of its rate limits)."""
     sink = ex.sink
     sink.model_used = upstream.name
-    async with upstream.open_stream(
+    opening = upstream.open_stream(
         ex.body,
         role="answer",
         request_id=ex.request_id,
-        calls=ex.record.calls,
         thinking=ex.thinking,
         prompt_tokens=ex.prompt_tokens,
-    ) as stream:
+    )
+    ex.record.calls.append(opening.call)
+    async with opening as stream:
         ticket.release(stream.headers)
         async for batch in stream.batches():
             await sink.emit_many(batch)

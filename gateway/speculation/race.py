@@ -130,15 +130,16 @@ class Race:
         strip = lane.strip_logprobs
         event: _Event
         try:
-            async with lane.upstream.open_stream(
+            opening = lane.upstream.open_stream(
                 ex.body,
                 role=lane.role,
                 request_id=ex.request_id,
                 body_overrides=lane.overrides,
-                calls=ex.record.calls,
                 thinking=ex.thinking,
                 prompt_tokens=ex.prompt_tokens,
-            ) as stream:
+            )
+            ex.record.calls.append(opening.call)
+            async with opening as stream:
                 lane.stream = stream
                 ticket.release(stream.headers)
                 await put((lane, _Opened()))

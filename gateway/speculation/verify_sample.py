@@ -203,10 +203,11 @@ class VerifySampler:
         started = time.monotonic()
         assembly = Assembly()
         try:
-            async with self.upstream.open_stream(
-                body, role=SOURCE, request_id=record.request_id, calls=record.calls,
-                thinking="off",
-            ) as stream:  # fmt: skip
+            opening = self.upstream.open_stream(
+                body, role=SOURCE, request_id=record.request_id, thinking="off"
+            )
+            record.calls.append(opening.call)
+            async with opening as stream:
                 admission.release(stream.headers)
                 async for batch in stream.batches():
                     for chunk in batch:
