@@ -26,6 +26,7 @@ from gateway.quota.admission import NO_TICKET, Refusal, Ticket
 from gateway.quota.budget import BudgetRefusal
 from gateway.serving.continuation import continue_stream
 from gateway.serving.exchange import Exchange
+from gateway.serving.pump import pump_call
 from gateway.upstreams import Stream, Upstream
 
 log = logging.getLogger("gateway.serving.relay")
@@ -72,17 +73,13 @@ async def serve(ex: Exchange, route: Sequence[UpstreamName], *, reason: str) -> 
             await relay_stream(ex, upstream, admission)
             return
         except UpstreamError as exc:
-            ex.gate.observe_failure(name, exc)
             failures.append(exc)
             if ex.sink.committed:
-                admission.release()
                 if await continue_stream(ex, exc):
                     return
                 raise
             if not exc.fallback_ok:
                 raise
-        finally:
-            admission.release()
     raise no_upstream_error(failures)
 
 
@@ -126,23 +123,22 @@ async def relay_stream(ex: Exchange, upstream: Upstream, ticket: Ticket = NO_TIC
     """Stream one upstream's answer into the sink and finish the response on success.
 
     The admission `ticket` is released as soon as the response headers arrive (they carry the
-    upstream's own account of its rate limits)."""
+    upstream's own account of its rate limits); a failure is reported to the gate."""
     sink = ex.sink
     sink.model_used = upstream.name
-    opening = upstream.open_stream(
+    stream = await pump_call(
+        upstream,
         ex.body,
-        role="answer",
+        calls=ex.record.calls,
+        ticket=ticket,
+        gate=ex.gate,
+        feed=sink.emit_many,
+        # e.g. a stop sequence matched: stop the upstream generating
+        until=lambda: sink.satisfied,
         request_id=ex.request_id,
         thinking=ex.thinking,
         prompt_tokens=ex.prompt_tokens,
     )
-    ex.record.calls.append(opening.call)
-    async with opening as stream:
-        ticket.release(stream.headers)
-        async for batch in stream.batches():
-            await sink.emit_many(batch)
-            if sink.satisfied:  # e.g. a stop sequence matched: stop the upstream generating
-                break
     if not sink.has_answer():
         stream.call.error = "empty answer"
         raise UpstreamEmptyResponse(

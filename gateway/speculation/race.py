@@ -25,6 +25,7 @@ from gateway.accounting.records import CallRole, UpstreamName
 from gateway.errors import UpstreamError
 from gateway.quota.admission import Refusal, Ticket
 from gateway.serving.exchange import Exchange
+from gateway.serving.pump import pump_call
 from gateway.speculation.window import Window
 from gateway.upstreams import Stream, Upstream
 from gateway.wire.chunk import Chunk
@@ -128,32 +129,37 @@ class Race:
         ex = self.ex
         put = self._events.put
         strip = lane.strip_logprobs
+
+        async def opened(stream: Stream) -> None:
+            lane.stream = stream
+            await put((lane, _Opened()))
+
+        async def feed(batch: list[Chunk]) -> None:
+            logprobs = [take_logprobs(chunk.data, strip=strip) for chunk in batch]
+            await put((lane, _Chunks(batch, logprobs)))
+
         event: _Event
         try:
-            opening = lane.upstream.open_stream(
+            # The ticket is released before the end waits for room in the queue.
+            await pump_call(
+                lane.upstream,
                 ex.body,
+                calls=ex.record.calls,
+                ticket=ticket,
+                gate=ex.gate,
+                feed=feed,
+                opened=opened,
                 role=lane.role,
                 request_id=ex.request_id,
                 body_overrides=lane.overrides,
                 thinking=ex.thinking,
                 prompt_tokens=ex.prompt_tokens,
             )
-            ex.record.calls.append(opening.call)
-            async with opening as stream:
-                lane.stream = stream
-                ticket.release(stream.headers)
-                await put((lane, _Opened()))
-                async for batch in stream.batches():
-                    logprobs = [take_logprobs(chunk.data, strip=strip) for chunk in batch]
-                    await put((lane, _Chunks(batch, logprobs)))
         except UpstreamError as exc:
             log.info("%s %s failed: %s", ex.request_id, lane.label, exc.message)
-            ex.gate.observe_failure(lane.name, exc)
             event = _Failed(exc)
         else:
             event = _End()
-        finally:
-            ticket.release()  # before waiting for room in the queue
         await put((lane, event))
 
     def announce_after(self, delay: float) -> None:
