@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from gateway.accounting.records import UpstreamName
 from gateway.accounting.usage import client_usage
+from gateway.config import ThinkingMode
 from gateway.errors import (
     BudgetExhausted,
     GatewayError,
@@ -35,9 +36,17 @@ log = logging.getLogger("gateway.serving.relay")
 CLIENT_RETRY_LIMIT_S = 60.0
 
 
-async def serve(ex: Exchange, route: Sequence[UpstreamName], *, reason: str) -> None:
+async def serve(
+    ex: Exchange,
+    route: Sequence[UpstreamName],
+    *,
+    reason: str,
+    thinking: ThinkingMode | None = None,
+) -> None:
     """Stream the answer from the first upstream of `route` that can give one.
 
+    `thinking` is the route choice's thinking mode (None: the strategy classified nothing); a
+    client's own wish wins over it (`Exchange.thinking_mode`).
     Each upstream is asked of the gate first; a refused or failed upstream passes the request
     to the next one while no content reached the client. After content was sent, a failure is
     continued on the other upstream when it may be (gateway.serving.continuation). Raises a
@@ -70,7 +79,7 @@ async def serve(ex: Exchange, route: Sequence[UpstreamName], *, reason: str) -> 
             )
             ex.set_reason(f"{reason}; fallback to {name} ({_describe(last)})")
         try:
-            await relay_stream(ex, upstream, admission)
+            await relay_stream(ex, upstream, admission, thinking=thinking)
             return
         except UpstreamError as exc:
             failures.append(exc)
@@ -119,8 +128,16 @@ def no_upstream_error(failures: Sequence[UpstreamError | Refusal]) -> GatewayErr
     )
 
 
-async def relay_stream(ex: Exchange, upstream: Upstream, ticket: Ticket = NO_TICKET) -> None:
+async def relay_stream(
+    ex: Exchange,
+    upstream: Upstream,
+    ticket: Ticket = NO_TICKET,
+    *,
+    thinking: ThinkingMode | None = None,
+) -> None:
     """Stream one upstream's answer into the sink and finish the response on success.
+
+    `thinking`: the route's thinking mode, unless the client stated its own.
 
     The admission `ticket` is released as soon as the response headers arrive (they carry the
     upstream's own account of its rate limits); a failure is reported to the gate."""
@@ -136,7 +153,7 @@ async def relay_stream(ex: Exchange, upstream: Upstream, ticket: Ticket = NO_TIC
         # e.g. a stop sequence matched: stop the upstream generating
         until=lambda: sink.satisfied,
         request_id=ex.request_id,
-        thinking=ex.thinking,
+        thinking=ex.thinking_mode(thinking),
         prompt_tokens=ex.prompt_tokens,
     )
     if not sink.has_answer():

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.accounting.records import CallRole, UpstreamName
+from gateway.config import ThinkingMode
 from gateway.errors import UpstreamError
 from gateway.quota.admission import Refusal, Ticket
 from gateway.serving.exchange import Exchange
@@ -111,8 +112,13 @@ class Lane:
 
 
 class Race:
-    def __init__(self, ex: Exchange, group: asyncio.TaskGroup) -> None:
+    def __init__(
+        self, ex: Exchange, group: asyncio.TaskGroup, *, thinking: ThinkingMode | None = None
+    ) -> None:
+        """`thinking`: the route choice's thinking mode for every lane, unless the client stated
+        its own (`Exchange.thinking_mode`)."""
         self.ex = ex
+        self.thinking = ex.thinking_mode(thinking)
         self._group = group
         self._events: asyncio.Queue[tuple[Lane, _Event]] = asyncio.Queue(QUEUE_EVENTS)
         self.lanes: list[Lane] = []
@@ -152,7 +158,7 @@ class Race:
                 role=lane.role,
                 request_id=ex.request_id,
                 body_overrides=lane.overrides,
-                thinking=ex.thinking,
+                thinking=self.thinking,
                 prompt_tokens=ex.prompt_tokens,
             )
         except UpstreamError as exc:

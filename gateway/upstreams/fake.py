@@ -122,7 +122,7 @@ class FakeUpstream:
     """An upstream that answers each call with the next scripted `Reply` (the last one repeats).
 
     `bodies` holds each request body as the upstream would have been sent it; `roles` each
-    call's role."""
+    call's role; `thinking` each call's thinking mode (the fake sends no parameter for it)."""
 
     def __init__(
         self,
@@ -147,6 +147,7 @@ class FakeUpstream:
         self.replies = list(replies)
         self.bodies: list[dict[str, Any]] = []
         self.roles: list[CallRole] = []
+        self.thinking: list[str | None] = []
         self._health = health or Health("ok")
 
     @property
@@ -174,6 +175,7 @@ class FakeUpstream:
             body.update(body_overrides)
         self.bodies.append(body)
         self.roles.append(role)
+        self.thinking.append(thinking)
         reply = self.replies[0] if len(self.replies) == 1 else self.replies.pop(0)
         estimate = prompt_tokens if prompt_tokens is not None and not body_overrides else once(body)
         call = UpstreamCall(upstream=self.name, role=role)
