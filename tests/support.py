@@ -17,6 +17,7 @@ from multidict import CIMultiDict
 
 from gateway.config import GatewayConfig, parse_config
 from gateway.http.services import SERVICES_KEY, Services
+from gateway.quota.gate import RateLimitGate
 
 CEREBRAS_KEY = "csk-test-secret-4f9a1c2e7b"
 
@@ -170,6 +171,13 @@ async def eventually(
             said = what() if callable(what) else what
             raise AssertionError(f"not within {timeout:g} s: {said}")
         await asyncio.sleep(0.01)
+
+
+def use_clock(gate: RateLimitGate, clock: Callable[[], float]) -> None:
+    """Run `gate` and every upstream's rate-limit watcher on `clock` (they must share one)."""
+    gate.clock = clock
+    for upstream in gate.upstreams.values():
+        upstream.watcher.clock = clock
 
 
 @dataclass

@@ -123,12 +123,6 @@ class RateLimitGate:
         self._reactive = ReactiveGate(self)
         self._keys = itertools.count()
 
-    def set_clock(self, clock: Clock) -> None:
-        """Use `clock` here and in every upstream's watcher (they must share one clock)."""
-        self.clock = clock
-        for upstream in self.upstreams.values():
-            upstream.watcher.clock = clock
-
     def for_strategy(self, name: str) -> ReactiveGate | RateLimitGate:
         """The gate a request of strategy `name` uses (reactive strategies skip prediction)."""
         return self._reactive if name in self.reactive_strategies else self

@@ -23,7 +23,7 @@ from gateway.errors import (
     UpstreamError,
     UpstreamRateLimited,
 )
-from gateway.quota.admission import NO_TICKET, Refusal, Ticket
+from gateway.quota.admission import Refusal, Ticket
 from gateway.quota.budget import BudgetRefusal
 from gateway.serving.continuation import continue_stream
 from gateway.serving.exchange import Exchange
@@ -131,7 +131,7 @@ def no_upstream_error(failures: Sequence[UpstreamError | Refusal]) -> GatewayErr
 async def relay_stream(
     ex: Exchange,
     upstream: Upstream,
-    ticket: Ticket = NO_TICKET,
+    ticket: Ticket,
     *,
     thinking: ThinkingMode | None = None,
 ) -> None:

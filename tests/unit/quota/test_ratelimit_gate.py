@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import use_clock
 
 import gateway.quota
 from gateway.accounting.ratio import CharsPerToken
@@ -77,7 +78,7 @@ def make_gate(
     }
     clock = clock or FakeClock()
     gate = RateLimitGate(config, upstreams, budget=budget)
-    gate.set_clock(clock)
+    use_clock(gate, clock)
     return gate, clock
 
 
