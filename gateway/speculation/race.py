@@ -126,9 +126,12 @@ class Race:
         self._announce_at: float | None = None
 
     def start(self, lane: Lane, ticket: Ticket) -> Lane:
-        """Open `lane`'s call in a task of the group; its admission `ticket` is released there."""
+        """Open `lane`'s call in a task of the group; its admission `ticket` is released there,
+        or when the task ends (a task cancelled before it ran never reaches the call)."""
         self.lanes.append(lane)
-        lane.task = self._group.create_task(self._read(lane, ticket), name=lane.label)
+        task = self._group.create_task(self._read(lane, ticket), name=lane.label)
+        task.add_done_callback(lambda _: ticket.release())
+        lane.task = task
         return lane
 
     async def _read(self, lane: Lane, ticket: Ticket) -> None:

@@ -254,3 +254,20 @@ async def test_every_lane_of_a_race_thinks_as_the_route_says() -> None:
         await race.commit(draft)
 
     assert (local.thinking, cerebras.thinking) == (["off"], ["off"])
+
+
+async def test_a_lane_cancelled_before_its_task_ran_gives_its_admission_back() -> None:
+    released: list[object] = []
+
+    class Ticket:
+        def release(self, headers: Any = None) -> None:
+            released.append(headers)
+
+    local = FakeUpstream("local", answered("never"))
+    ex = exchange(ListSink(), local=local)
+    async with asyncio.TaskGroup() as group:
+        race = Race(ex, group)
+        race.start(Lane(local, "draft", "draft", Window(None)), Ticket())
+        race.cancel_all()  # before the lane's task took its first step
+    assert local.bodies == [] and ex.record.calls == [], "the call was never opened"
+    assert released == [None]
