@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import orjson
@@ -17,9 +17,11 @@ from multidict import CIMultiDict
 
 from gateway.config import GatewayConfig, parse_config
 from gateway.http.services import SERVICES_KEY, Services
-from gateway.quota.gate import RateLimitGate
 
 CEREBRAS_KEY = "csk-test-secret-4f9a1c2e7b"
+
+if TYPE_CHECKING:
+    from gateway.quota.gate import RateLimitGate
 
 
 def gateway_config(
