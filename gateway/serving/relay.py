@@ -45,13 +45,14 @@ async def serve(
 ) -> None:
     """Stream the answer from the first upstream of `route` that can give one.
 
-    `thinking` is the route choice's thinking mode (None: the strategy classified nothing); a
-    client's own wish wins over it (`Exchange.thinking_mode`).
     Each upstream is asked of the gate first; a refused or failed upstream passes the request
     to the next one while no content reached the client. After content was sent, a failure is
     continued on the other upstream when it may be (gateway.serving.continuation). Raises a
     GatewayError when no upstream could answer and nothing was sent yet; a failure after content was
     sent that is not continued propagates, and the caller reports it to the client with `sink.fail`.
+
+    `thinking` is the route choice's thinking mode (None: the strategy classified nothing); a
+    client's own wish wins over it (`Exchange.thinking_mode`).
     """
     ex.set_reason(reason)
     failures: list[UpstreamError | Refusal] = []
@@ -137,10 +138,9 @@ async def relay_stream(
 ) -> None:
     """Stream one upstream's answer into the sink and finish the response on success.
 
-    `thinking`: the route's thinking mode, unless the client stated its own.
-
     The admission `ticket` is released as soon as the response headers arrive (they carry the
-    upstream's own account of its rate limits); a failure is reported to the gate."""
+    upstream's own account of its rate limits); a failure is reported to the gate. `thinking`:
+    the route's thinking mode, unless the client stated its own."""
     sink = ex.sink
     sink.model_used = upstream.name
     stream = await pump_call(
