@@ -52,14 +52,14 @@ def config() -> Any:
     )
 
 
-def burst_cost(gate: RateLimitGate, n: int) -> float:
+async def burst_cost(gate: RateLimitGate, n: int) -> float:
     """Mean seconds per admission over a burst of `n` admissions held until the burst ends."""
     body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 64}
     estimate = once(body)
     tickets = []
     started = time.perf_counter()
     for _ in range(n):
-        tickets.append(gate.admit("cerebras", body, estimate))
+        tickets.append(await gate.admit("cerebras", body, estimate))
     elapsed = time.perf_counter() - started
     for ticket in tickets:
         ticket.release()  # type: ignore[union-attr]
@@ -77,7 +77,7 @@ async def main() -> None:
         gate = RateLimitGate(cfg, upstreams)
         for n in BURSTS:
             rounds = max(5, ADMISSIONS_PER_N // n)
-            best = min(burst_cost(gate, n) for _ in range(rounds))
+            best = min([await burst_cost(gate, n) for _ in range(rounds)])
             print(f"burst of {n:5d} in flight: {best * 1e6:8.2f} us per admit")
 
 

@@ -83,9 +83,7 @@ async def admission(cfg: Any, n: int = 3000) -> list[float]:
         times = []
         for _ in range(n):
             t0 = time.perf_counter()
-            ticket = gate.admit("cerebras", body)
-            if asyncio.iscoroutine(ticket):
-                ticket = await ticket
+            ticket = await gate.admit("cerebras", body)
             times.append(time.perf_counter() - t0)
             ticket.release()  # type: ignore[union-attr]
     await store.close()

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import orjson
@@ -21,6 +21,9 @@ from gateway.http.services import SERVICES_KEY, Services
 from gateway.storage.writer import WriterThread
 
 CEREBRAS_KEY = "csk-test-secret-4f9a1c2e7b"
+
+if TYPE_CHECKING:
+    from gateway.quota.gate import RateLimitGate
 
 
 def gateway_config(
@@ -172,6 +175,13 @@ async def eventually(
             said = what() if callable(what) else what
             raise AssertionError(f"not within {timeout:g} s: {said}")
         await asyncio.sleep(0.01)
+
+
+def use_clock(gate: RateLimitGate, clock: Callable[[], float]) -> None:
+    """Run `gate` and every upstream's rate-limit watcher on `clock` (they must share one)."""
+    gate.clock = clock
+    for upstream in gate.upstreams.values():
+        upstream.watcher.clock = clock
 
 
 @dataclass

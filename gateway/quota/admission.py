@@ -5,16 +5,16 @@ Every upstream call of every strategy asks the app's gate first. A gate answers 
 with the reason and, when known, how long until it could serve). Failures are reported back with
 `observe_failure` so that a gate can cool an upstream down after a 429.
 
-With shared state (gateway.state) `admit` may answer a coroutine instead, for the fleet-wide
-check; callers await it (`if isinstance(admission, Coroutine): admission = await admission`), so
-the embedded gate's path stays free of awaits.
+`admit` is always awaited. The embedded gate checks and reserves without suspending (concurrent
+requests see each other's reservations); with shared state (gateway.state) it also awaits the
+fleet-wide check in the store.
 
 `OpenGate` admits everything; the rate-limit-aware gate is gateway.quota.gate.
 """
 
 from __future__ import annotations
 
-from collections.abc import Coroutine, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -38,23 +38,13 @@ class Ticket(Protocol):
         ...
 
 
-Admission = Ticket | Refusal | Coroutine[Any, Any, Ticket | Refusal]
-
-
-async def settled(admission: Admission) -> Ticket | Refusal:
-    """The gate's answer: awaited when shared state made it a coroutine, else as it is."""
-    if isinstance(admission, Coroutine):
-        return await admission
-    return admission
-
-
 class UpstreamGate(Protocol):
-    def admit(
+    async def admit(
         self,
         upstream: UpstreamName,
         body: Mapping[str, Any],
         prompt_tokens: PromptEstimate | None = None,
-    ) -> Admission:
+    ) -> Ticket | Refusal:
         """`prompt_tokens`, when given, is the request's own memo of its prompt estimate."""
         ...
 
@@ -74,7 +64,7 @@ NO_TICKET: Ticket = _NoTicket()
 class OpenGate:
     """Admits every call and ignores failures."""
 
-    def admit(
+    async def admit(
         self,
         upstream: UpstreamName,
         body: Mapping[str, Any],

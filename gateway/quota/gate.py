@@ -34,7 +34,7 @@ import itertools
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 from gateway.accounting.records import UpstreamName
@@ -123,35 +123,29 @@ class RateLimitGate:
         self._reactive = ReactiveGate(self)
         self._keys = itertools.count()
 
-    def set_clock(self, clock: Clock) -> None:
-        """Use `clock` here and in every upstream's watcher (they must share one clock)."""
-        self.clock = clock
-        for upstream in self.upstreams.values():
-            upstream.watcher.clock = clock
-
     def for_strategy(self, name: str) -> ReactiveGate | RateLimitGate:
         """The gate a request of strategy `name` uses (reactive strategies skip prediction)."""
         return self._reactive if name in self.reactive_strategies else self
 
     # --- UpstreamGate ---------------------------------------------------------------------------
 
-    def admit(
+    async def admit(
         self,
         upstream: UpstreamName,
         body: Mapping[str, Any],
         prompt_tokens: PromptEstimate | None = None,
         *,
         predictive: bool = True,
-    ) -> Ticket | Refusal | Coroutine[Any, Any, Ticket | Refusal]:
+    ) -> Ticket | Refusal:
         """A ticket holding the call's reservation, or why the call must not go now.
 
-        With shared state a call to a quota-limited upstream is also checked and reserved in the
-        store, fleet-wide: the answer is then a coroutine (the caller awaits it)."""
+        The local check and reservation never suspend. With shared state a call to a
+        quota-limited upstream is also checked and reserved in the store, fleet-wide."""
         kind, refusal, need = self._check(upstream, body, predictive, prompt_tokens)
         if refusal is not None:
             return self._refuse(kind, refusal)
         if self.shared and upstream in self.plans:
-            return self._admit_shared(upstream, need, predictive)
+            return await self._admit_shared(upstream, need, predictive)
         return self._reserve(upstream, need, _GateTicket)
 
     def _refuse(self, kind: RefusalKind, refusal: Refusal) -> Refusal:
@@ -428,13 +422,13 @@ class ReactiveGate:
     def __init__(self, gate: RateLimitGate) -> None:
         self.gate = gate
 
-    def admit(
+    async def admit(
         self,
         upstream: UpstreamName,
         body: Mapping[str, Any],
         prompt_tokens: PromptEstimate | None = None,
-    ) -> Ticket | Refusal | Coroutine[Any, Any, Ticket | Refusal]:
-        return self.gate.admit(upstream, body, prompt_tokens, predictive=False)
+    ) -> Ticket | Refusal:
+        return await self.gate.admit(upstream, body, prompt_tokens, predictive=False)
 
     def observe_failure(self, upstream: UpstreamName, error: UpstreamError) -> None:
         self.gate.observe_failure(upstream, error)

@@ -90,6 +90,8 @@ class Router:
     ) -> None:
         routing = config.routing
         self.kind: str = routing.router
+        # `routing.thinking`: the thinking mode a simple and a complex ask are served with.
+        self.thinking = routing.thinking
         self.target: float | None = routing.target_cloud_share
         # With `judge_draft` the target share is the draft scorer's: asks route by their own rule.
         self.ask_target = None if routing.judge_draft else self.target

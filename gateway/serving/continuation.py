@@ -23,8 +23,9 @@ from gateway.accounting.records import UpstreamCall, UpstreamName
 from gateway.accounting.tokens import COMPLETION_LIMIT_KEYS, once
 from gateway.accounting.usage import client_usage
 from gateway.errors import UpstreamError
-from gateway.quota.admission import Refusal, settled
+from gateway.quota.admission import Refusal
 from gateway.serving.exchange import Exchange
+from gateway.serving.pump import pump_call
 from gateway.upstreams.errors import failed_call
 from gateway.wire.chunk import Chunk, read_chunk
 
@@ -130,7 +131,7 @@ async def continue_stream(ex: Exchange, failed: UpstreamError) -> bool:
     if why is None:
         body = continuation_body(ex.body, prefill, at_tokens)
         estimate = ex.upstreams[target].chars_per_token.estimate(once(body))
-        admission = await settled(ex.gate.admit(target, body, estimate))
+        admission = await ex.gate.admit(target, body, estimate)
         if isinstance(admission, Refusal):
             why = admission.reason
     if why is not None:
@@ -150,26 +151,32 @@ async def continue_stream(ex: Exchange, failed: UpstreamError) -> bool:
     sink.model_used = target
     echo = EchoStrip(prefill) if upstream.echoes_prefill else None
     sent = False
+
+    async def feed(batch: list[Chunk]) -> None:
+        nonlocal echo, sent
+        if echo is not None and echo.feed(batch):
+            echo = None
+        # Only text past the seam is the continuation's own: while the echo is still being
+        # matched, a failure is the first upstream's.
+        sent = sent or echo is None
+        await sink.emit_many(batch)
+
     try:
         # Thinking off: llama.cpp refuses a prefill together with enable_thinking.
-        async with upstream.open_stream(
-            body, request_id=ex.request_id, calls=ex.record.calls, thinking="off"
-        ) as stream:
-            admission.release(stream.headers)
-            async for batch in stream.batches():
-                if echo is not None and echo.feed(batch):
-                    echo = None
-                # Only text past the seam is the continuation's own: while the echo is still
-                # being matched, a failure is the first upstream's.
-                sent = sent or echo is None
-                await sink.emit_many(batch)
+        stream = await pump_call(
+            upstream,
+            body,
+            calls=ex.record.calls,
+            ticket=admission,
+            gate=ex.gate,
+            feed=feed,
+            request_id=ex.request_id,
+            thinking="off",
+        )
     except UpstreamError as exc:
-        ex.gate.observe_failure(target, exc)
         if sent:
             raise
         raise failed from exc
-    finally:
-        admission.release()
     await _complete(ex, failed, first, stream.call, stream.usage)
     return True
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from gateway.accounting.records import RequestRecord, UpstreamName
 from gateway.accounting.tokens import PromptEstimate, PromptMemo, once
@@ -39,9 +39,7 @@ class Exchange:
     started: float = field(default_factory=time.monotonic)
     metadata: dict[str, Any] = field(default_factory=dict)
     recorded: bool = False
-    # Set by strategies that classify the ask; None (the others) leaves thinking untouched.
-    route_kind: Literal["simple", "complex"] | None = None
-    # The client's own thinking wish (a door's decoded `thinking`), overriding the route kind's.
+    # The client's own thinking wish (a door's decoded `thinking`), overriding the route's.
     client_thinking: ThinkingMode | None = None
     # The prompt size of `body`, measured at most once (admission, cancelled calls, calls
     # without reported usage and the learned token ratios need it); `body` is never changed in
@@ -56,16 +54,11 @@ class Exchange:
         one estimate every admission of this request to `name` uses."""
         return self.upstreams[name].chars_per_token.estimate(self.prompt_tokens)
 
-    @property
-    def thinking(self) -> ThinkingMode | None:
-        """The client's own wish when its door decoded one, else `routing.thinking` for this
-        request's route kind; None when neither was set."""
-        if self.client_thinking is not None:
-            return self.client_thinking
-        if self.route_kind is None:
-            return None
-        modes = self.config.routing.thinking
-        return modes.simple if self.route_kind == "simple" else modes.complex
+    def thinking_mode(self, routed: ThinkingMode | None) -> ThinkingMode | None:
+        """The thinking mode of this request's answer calls: the client's own wish when its door
+        decoded one, else `routed` (the route choice's `routing.thinking` mode; None: the
+        strategy classified nothing, and thinking is left untouched)."""
+        return self.client_thinking if self.client_thinking is not None else routed
 
     def fallback_allowed(self, name: UpstreamName) -> bool:
         routing = self.config.routing

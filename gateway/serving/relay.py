@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from gateway.accounting.records import UpstreamName
 from gateway.accounting.usage import client_usage
+from gateway.config import ThinkingMode
 from gateway.errors import (
     BudgetExhausted,
     GatewayError,
@@ -22,10 +23,11 @@ from gateway.errors import (
     UpstreamError,
     UpstreamRateLimited,
 )
-from gateway.quota.admission import NO_TICKET, Refusal, Ticket, settled
+from gateway.quota.admission import Refusal, Ticket
 from gateway.quota.budget import BudgetRefusal
 from gateway.serving.continuation import continue_stream
 from gateway.serving.exchange import Exchange
+from gateway.serving.pump import pump_call
 from gateway.upstreams import Stream, Upstream
 
 log = logging.getLogger("gateway.serving.relay")
@@ -34,7 +36,13 @@ log = logging.getLogger("gateway.serving.relay")
 CLIENT_RETRY_LIMIT_S = 60.0
 
 
-async def serve(ex: Exchange, route: Sequence[UpstreamName], *, reason: str) -> None:
+async def serve(
+    ex: Exchange,
+    route: Sequence[UpstreamName],
+    *,
+    reason: str,
+    thinking: ThinkingMode | None = None,
+) -> None:
     """Stream the answer from the first upstream of `route` that can give one.
 
     Each upstream is asked of the gate first; a refused or failed upstream passes the request
@@ -42,6 +50,9 @@ async def serve(ex: Exchange, route: Sequence[UpstreamName], *, reason: str) -> 
     continued on the other upstream when it may be (gateway.serving.continuation). Raises a
     GatewayError when no upstream could answer and nothing was sent yet; a failure after content was
     sent that is not continued propagates, and the caller reports it to the client with `sink.fail`.
+
+    `thinking` is the route choice's thinking mode (None: the strategy classified nothing); a
+    client's own wish wins over it (`Exchange.thinking_mode`).
     """
     ex.set_reason(reason)
     failures: list[UpstreamError | Refusal] = []
@@ -51,7 +62,7 @@ async def serve(ex: Exchange, route: Sequence[UpstreamName], *, reason: str) -> 
             continue
         if failures and not ex.fallback_allowed(name):
             continue
-        admission = await settled(ex.gate.admit(name, ex.body, ex.prompt_estimate(name)))
+        admission = await ex.gate.admit(name, ex.body, ex.prompt_estimate(name))
         if isinstance(admission, Refusal):
             log.info("%s skipping %s: %s", ex.request_id, name, admission.reason)
             failures.append(admission)
@@ -69,20 +80,16 @@ async def serve(ex: Exchange, route: Sequence[UpstreamName], *, reason: str) -> 
             )
             ex.set_reason(f"{reason}; fallback to {name} ({_describe(last)})")
         try:
-            await relay_stream(ex, upstream, admission)
+            await relay_stream(ex, upstream, admission, thinking=thinking)
             return
         except UpstreamError as exc:
-            ex.gate.observe_failure(name, exc)
             failures.append(exc)
             if ex.sink.committed:
-                admission.release()
                 if await continue_stream(ex, exc):
                     return
                 raise
             if not exc.fallback_ok:
                 raise
-        finally:
-            admission.release()
     raise no_upstream_error(failures)
 
 
@@ -122,26 +129,33 @@ def no_upstream_error(failures: Sequence[UpstreamError | Refusal]) -> GatewayErr
     )
 
 
-async def relay_stream(ex: Exchange, upstream: Upstream, ticket: Ticket = NO_TICKET) -> None:
+async def relay_stream(
+    ex: Exchange,
+    upstream: Upstream,
+    ticket: Ticket,
+    *,
+    thinking: ThinkingMode | None = None,
+) -> None:
     """Stream one upstream's answer into the sink and finish the response on success.
 
     The admission `ticket` is released as soon as the response headers arrive (they carry the
-    upstream's own account of its rate limits)."""
+    upstream's own account of its rate limits); a failure is reported to the gate. `thinking`:
+    the route's thinking mode, unless the client stated its own."""
     sink = ex.sink
     sink.model_used = upstream.name
-    async with upstream.open_stream(
+    stream = await pump_call(
+        upstream,
         ex.body,
-        role="answer",
-        request_id=ex.request_id,
         calls=ex.record.calls,
-        thinking=ex.thinking,
+        ticket=ticket,
+        gate=ex.gate,
+        feed=sink.emit_many,
+        # e.g. a stop sequence matched: stop the upstream generating
+        until=lambda: sink.satisfied,
+        request_id=ex.request_id,
+        thinking=ex.thinking_mode(thinking),
         prompt_tokens=ex.prompt_tokens,
-    ) as stream:
-        ticket.release(stream.headers)
-        async for batch in stream.batches():
-            await sink.emit_many(batch)
-            if sink.satisfied:  # e.g. a stop sequence matched: stop the upstream generating
-                break
+    )
     if not sink.has_answer():
         stream.call.error = "empty answer"
         raise UpstreamEmptyResponse(

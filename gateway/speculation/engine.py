@@ -30,9 +30,9 @@ import random
 from collections.abc import Sequence
 
 from gateway.accounting.records import SpeculativeRecord, UpstreamName
-from gateway.config import GatewayConfig
+from gateway.config import GatewayConfig, ThinkingMode
 from gateway.errors import UpstreamEmptyResponse, UpstreamError, UpstreamRateLimited
-from gateway.quota.admission import Refusal, Ticket, settled
+from gateway.quota.admission import Refusal, Ticket
 from gateway.router import Router, hedges
 from gateway.router.answer import logprob_confidence
 from gateway.router.choice import Route, RouteChoice, choose_route
@@ -78,7 +78,8 @@ class Speculator:
     ) -> None:
         """Serve `ex` speculatively with `drafts` local drafts, unless it cannot pay off.
 
-        `choice`: the route a caller already chose for `ex` (see `route`)."""
+        `choice`: the route a caller already chose for `ex` (see `route`); its thinking mode is
+        the calls'."""
         cfg = self.cfg
         if not cfg.enabled:
             await self.route(ex, f"{label}: speculation disabled", choice)
@@ -91,21 +92,30 @@ class Speculator:
             )
             await self.route(ex, why, choice)
             return
-        await Speculation(self, ex, drafts, label).run()
+        thinking = choice.thinking if choice is not None else None
+        await Speculation(self, ex, drafts, label, thinking).run()
 
     async def route(self, ex: Exchange, why: str, choice: RouteChoice | None = None) -> None:
         """No speculation: `choice`, or when None the router (`routing.router`), picks the
         upstream; a request is classified only once, so the router counts it once."""
         if choice is None:
-            choice = choose_route(ex, self.router, pair=self.pair)
+            choice = choose_route(ex.request_id, ex.body, self.router, pair=self.pair)
         log.info("%s %s; %s", ex.request_id, why, choice.reason)
-        await serve(ex, choice.route, reason=f"{why}; {choice.reason}")
+        await serve(ex, choice.route, reason=f"{why}; {choice.reason}", thinking=choice.thinking)
 
 
 class Speculation:
     """The speculative run of one request (see the module docstring for the verdict)."""
 
-    def __init__(self, owner: Speculator, ex: Exchange, drafts: int, label: str) -> None:
+    def __init__(
+        self,
+        owner: Speculator,
+        ex: Exchange,
+        drafts: int,
+        label: str,
+        thinking: ThinkingMode | None = None,
+    ) -> None:
+        """`thinking`: the route choice's thinking mode (None: no choice was made)."""
         self.cfg = owner.cfg
         self.scorer = owner.scorer
         self.router = owner.router
@@ -117,6 +127,7 @@ class Speculation:
         self.ex = ex
         self.drafts = drafts
         self.label = label
+        self.thinking = thinking
         self.limit = None if self.scorer.needs_full_answer else self.cfg.max_draft_tokens
         self.loop = asyncio.get_running_loop()
         seed = ex.body.get("seed")
@@ -136,7 +147,7 @@ class Speculation:
         failure: Exception | None = None
         try:
             async with asyncio.TaskGroup() as group:
-                race = Race(self.ex, group)
+                race = Race(self.ex, group, thinking=self.thinking)
                 race.announce_after(self.cfg.announce_after)
                 try:
                     await self._serve(race)
@@ -157,7 +168,7 @@ class Speculation:
         if not upstream.enabled:
             return None
         estimate = self.ex.prompt_estimate(name)
-        return await settled(self.ex.gate.admit(upstream.name, self.ex.body, estimate))
+        return await self.ex.gate.admit(upstream.name, self.ex.body, estimate)
 
     def _start_draft(self, race: Race, index: int, admission: Ticket | Refusal | None) -> Lane:
         ex = self.ex
@@ -293,7 +304,7 @@ class Speculation:
             self._publish()
             reason = f"{self.label}: no usable draft ({why}), {self.cfg.verify_model} answers"
             log.info("%s %s", self.ex.request_id, reason)
-            await serve(self.ex, (self.cfg.verify_model,), reason=reason)
+            await serve(self.ex, (self.cfg.verify_model,), reason=reason, thinking=self.thinking)
             return
         alive = [d for d in drafts if d.window.usable]
         if alive:

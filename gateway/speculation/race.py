@@ -22,9 +22,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.accounting.records import CallRole, UpstreamName
+from gateway.config import ThinkingMode
 from gateway.errors import UpstreamError
 from gateway.quota.admission import Refusal, Ticket
 from gateway.serving.exchange import Exchange
+from gateway.serving.pump import pump_call
 from gateway.speculation.window import Window
 from gateway.upstreams import Stream, Upstream
 from gateway.wire.chunk import Chunk
@@ -110,8 +112,13 @@ class Lane:
 
 
 class Race:
-    def __init__(self, ex: Exchange, group: asyncio.TaskGroup) -> None:
+    def __init__(
+        self, ex: Exchange, group: asyncio.TaskGroup, *, thinking: ThinkingMode | None = None
+    ) -> None:
+        """`thinking`: the route choice's thinking mode for every lane, unless the client stated
+        its own (`Exchange.thinking_mode`)."""
         self.ex = ex
+        self.thinking = ex.thinking_mode(thinking)
         self._group = group
         self._events: asyncio.Queue[tuple[Lane, _Event]] = asyncio.Queue(QUEUE_EVENTS)
         self.lanes: list[Lane] = []
@@ -119,40 +126,49 @@ class Race:
         self._announce_at: float | None = None
 
     def start(self, lane: Lane, ticket: Ticket) -> Lane:
-        """Open `lane`'s call in a task of the group; its admission `ticket` is released there."""
+        """Open `lane`'s call in a task of the group; its admission `ticket` is released there,
+        or when the task ends (a task cancelled before it ran never reaches the call)."""
         self.lanes.append(lane)
-        lane.task = self._group.create_task(self._read(lane, ticket), name=lane.label)
+        task = self._group.create_task(self._read(lane, ticket), name=lane.label)
+        task.add_done_callback(lambda _: ticket.release())
+        lane.task = task
         return lane
 
     async def _read(self, lane: Lane, ticket: Ticket) -> None:
         ex = self.ex
         put = self._events.put
         strip = lane.strip_logprobs
+
+        async def opened(stream: Stream) -> None:
+            lane.stream = stream
+            await put((lane, _Opened()))
+
+        async def feed(batch: list[Chunk]) -> None:
+            logprobs = [take_logprobs(chunk.data, strip=strip) for chunk in batch]
+            await put((lane, _Chunks(batch, logprobs)))
+
         event: _Event
         try:
-            async with lane.upstream.open_stream(
+            # The ticket is released before the end waits for room in the queue.
+            await pump_call(
+                lane.upstream,
                 ex.body,
+                calls=ex.record.calls,
+                ticket=ticket,
+                gate=ex.gate,
+                feed=feed,
+                opened=opened,
                 role=lane.role,
                 request_id=ex.request_id,
                 body_overrides=lane.overrides,
-                calls=ex.record.calls,
-                thinking=ex.thinking,
+                thinking=self.thinking,
                 prompt_tokens=ex.prompt_tokens,
-            ) as stream:
-                lane.stream = stream
-                ticket.release(stream.headers)
-                await put((lane, _Opened()))
-                async for batch in stream.batches():
-                    logprobs = [take_logprobs(chunk.data, strip=strip) for chunk in batch]
-                    await put((lane, _Chunks(batch, logprobs)))
+            )
         except UpstreamError as exc:
             log.info("%s %s failed: %s", ex.request_id, lane.label, exc.message)
-            ex.gate.observe_failure(lane.name, exc)
             event = _Failed(exc)
         else:
             event = _End()
-        finally:
-            ticket.release()  # before waiting for room in the queue
         await put((lane, event))
 
     def announce_after(self, delay: float) -> None:

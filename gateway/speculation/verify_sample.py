@@ -36,12 +36,14 @@ from gateway.accounting.records import RequestRecord
 from gateway.accounting.tokens import completion_limit, estimate_text_tokens, once
 from gateway.config import GatewayConfig
 from gateway.errors import UpstreamError
-from gateway.quota.admission import Refusal, UpstreamGate, settled
+from gateway.quota.admission import Refusal, UpstreamGate
 from gateway.router.labels import LabelBook
 from gateway.serving.exchange import Exchange
+from gateway.serving.pump import pump_call
 from gateway.speculation.verdict import SCORERS, Answer, Score, ToolCall, agreement
 from gateway.upstreams import Upstream
 from gateway.wire.assembly import Assembly, ChoiceParts
+from gateway.wire.chunk import Chunk
 from gateway.wire.sinks import CollectSink, KeepingStreamSink, Sink
 
 log = logging.getLogger("gateway.speculation.verify_sample")
@@ -185,7 +187,7 @@ class VerifySampler:
         body.pop("n", None)
         body["max_completion_tokens"] = sample.cap
         estimate = self.upstream.chars_per_token.estimate(once(body))
-        admission = await settled(self.gate.admit(name, body, estimate))
+        admission = await self.gate.admit(name, body, estimate)
         if isinstance(admission, Refusal):
             self.counts["refused"] += 1
             log.info("req=%s verification sample skipped: %s", sample.request_id,
@@ -202,17 +204,24 @@ class VerifySampler:
         record.model_used = "cerebras"
         started = time.monotonic()
         assembly = Assembly()
+
+        async def feed(batch: list[Chunk]) -> None:
+            for chunk in batch:
+                assembly.add_chunk(chunk.data)
+
         try:
-            async with self.upstream.open_stream(
-                body, role=SOURCE, request_id=record.request_id, calls=record.calls,
+            await pump_call(
+                self.upstream,
+                body,
+                calls=record.calls,
+                ticket=admission,
+                gate=self.gate,
+                feed=feed,
+                role=SOURCE,
+                request_id=record.request_id,
                 thinking="off",
-            ) as stream:  # fmt: skip
-                admission.release(stream.headers)
-                async for batch in stream.batches():
-                    for chunk in batch:
-                        assembly.add_chunk(chunk.data)
+            )
         except UpstreamError as exc:
-            self.gate.observe_failure(name, exc)
             record.outcome, record.error_type = "error", exc.error_type
             record.http_status = exc.status
             self.counts["failed"] += 1
@@ -222,7 +231,6 @@ class VerifySampler:
             record.outcome, record.error_type = "error", "cancelled"
             raise
         finally:
-            admission.release()
             record.duration_s = time.monotonic() - started
             await self._record(record)
         if not assembly.has_answer():

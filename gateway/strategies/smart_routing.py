@@ -40,11 +40,12 @@ async def serve_routed(ex: Exchange, choice: RouteChoice, strategy: str) -> None
     """Serve `ex` along `choice.route`; routing_reason "<strategy>: <reason> -> <upstream>".
 
     Through `serve`, so the budget and the rate-limit gate still decide: the fallback serves the
-    request when the chosen upstream may not.
+    request when the chosen upstream may not. The calls think as `choice.thinking` says, unless
+    the client stated its own wish.
     """
     reason = f"{strategy}: {choice.reason} -> {choice.route[0]}"
     log.info("%s %s", ex.request_id, reason)
-    await serve(ex, choice.route, reason=reason)
+    await serve(ex, choice.route, reason=reason, thinking=choice.thinking)
 
 
 @register
@@ -60,7 +61,7 @@ class SmartRouting:
         self.judge = Speculator(judge_config(ctx.config), self.router) if judging else None
 
     async def run(self, ex: Exchange) -> None:
-        choice = choose_route(ex, self.router, self.learning)
+        choice = choose_route(ex.request_id, ex.body, self.router, self.learning)
         if self.judge is None or choice.cloud or choice.escalated:
             await serve_routed(ex, choice, self.name)
             return

@@ -32,7 +32,9 @@ class SmartSpeculative:
 
     async def run(self, ex: Exchange) -> None:
         speculator = self.speculator
-        choice = choose_route(ex, speculator.router, self.learning, pair=speculator.pair)
+        choice = choose_route(
+            ex.request_id, ex.body, speculator.router, self.learning, pair=speculator.pair
+        )
         if choice.escalated:
             await serve_routed(ex, choice, self.name)
             return
@@ -41,4 +43,5 @@ class SmartSpeculative:
             label = f"{self.name} ({choice.reason})"
             await speculator.serve(ex, drafts=1, label=label, choice=choice)
         else:
-            await serve(ex, choice.route, reason=f"{self.name}: {choice.reason}")
+            reason = f"{self.name}: {choice.reason}"
+            await serve(ex, choice.route, reason=reason, thinking=choice.thinking)

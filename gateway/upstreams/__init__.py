@@ -4,7 +4,8 @@ in its own module on top of the shared OpenAI-compatible base.
 - protocol: what callers see (`Upstream`, `Stream`); fake: an in-process Upstream for unit tests
 - base: one call's request and settlement; cerebras, llamacpp: the providers' quirks
 - stream: SSE reading into normalised chunks; errors: statuses and bodies to gateway errors
-- billing: what a call is billed for; health: probes; client: the aiohttp session
+- billing: what a call is billed for (`Opening`: the call as its caller receives it); health:
+  probes; client: the aiohttp session
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import aiohttp
 from gateway.accounting.records import UpstreamName
 from gateway.config import ModelConfig
 from gateway.upstreams.base import OpenAICompatibleUpstream
+from gateway.upstreams.billing import Opening
 from gateway.upstreams.cerebras import CerebrasUpstream
 from gateway.upstreams.health import Health
 from gateway.upstreams.llamacpp import LlamaCppUpstream
@@ -42,6 +44,7 @@ __all__ = [
     "Health",
     "LlamaCppUpstream",
     "OpenAICompatibleUpstream",
+    "Opening",
     "Stream",
     "UPSTREAM_KINDS",
     "Upstream",

@@ -33,7 +33,7 @@ from gateway.errors import (
 )
 from gateway.ratelimit import RateLimitWatcher
 from gateway.upstreams import client, errors
-from gateway.upstreams.billing import bill_unanswered, settled_on_exit
+from gateway.upstreams.billing import Opening, bill_unanswered, settled_on_exit
 from gateway.upstreams.client import request_timeout
 from gateway.upstreams.health import (
     Health,
@@ -184,23 +184,22 @@ class OpenAICompatibleUpstream:
 
     # --- calls ----------------------------------------------------------------------------------
 
-    @asynccontextmanager
-    async def open_stream(
+    def open_stream(
         self,
         client_body: Mapping[str, Any],
         *,
         role: CallRole = "answer",
         request_id: str | None = None,
         body_overrides: Mapping[str, Any] | None = None,
-        calls: list[UpstreamCall] | None = None,
         thinking: str | None = None,
         prompt_tokens: PromptMemo | None = None,
-    ) -> AsyncIterator[UpstreamStream]:
-        """POST the request and yield the open stream; raise an UpstreamError before that.
+    ) -> Opening[UpstreamStream]:
+        """The call, ready to send: entering POSTs the request and yields the open stream, or
+        raises an UpstreamError before that.
 
-        The call's UpstreamCall is appended to `calls` at once and settled on exit: `ok` when the
-        stream finished, the error's status when it failed, `cancelled` when the caller left early
-        (tokens streamed so far are then billed as reported or estimated).
+        The returned Opening's `call` is settled on exit: `ok` when the stream finished, the
+        error's status when it failed, `cancelled` when the caller left early (tokens streamed
+        so far are then billed as reported or estimated).
 
         `thinking="off"` adds this upstream's no-thinking parameter unless the client set a
         reasoning parameter of its own. If the upstream refuses it (400/422 naming it, so before
@@ -228,8 +227,21 @@ class OpenAICompatibleUpstream:
         if request_id:
             headers["X-Request-Id"] = request_id
         call = UpstreamCall(upstream=self.name, role=role, thinking_off=no_think)
-        if calls is not None:
-            calls.append(call)
+        sending = self._send(call, body, plain_body, headers, prompt_tokens)
+        return Opening(call, sending)
+
+    @asynccontextmanager
+    async def _send(
+        self,
+        call: UpstreamCall,
+        body: dict[str, Any],
+        plain_body: dict[str, Any],
+        headers: dict[str, str],
+        prompt_tokens: PromptMemo,
+    ) -> AsyncIterator[UpstreamStream]:
+        """POST `body` (`plain_body` again when the no-thinking parameter is refused) and yield
+        the open stream; `call` is tagged with how it ended."""
+        no_think = call.thinking_off
         refused = self.precheck()
         if refused is not None:
             raise errors.tag(refused, call)

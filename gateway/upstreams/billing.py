@@ -9,9 +9,10 @@ streamed event. A completed call's reported usage teaches both ratios.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, Protocol
+from types import TracebackType
+from typing import Any, Generic, Protocol, TypeVar
 
 from gateway.accounting.ratio import CharsPerToken
 from gateway.accounting.records import UpstreamCall
@@ -19,6 +20,34 @@ from gateway.accounting.tokens import PromptMemo
 from gateway.errors import UpstreamError
 from gateway.upstreams.errors import tag
 from gateway.wire.chunk import Chunk
+
+S_co = TypeVar("S_co", covariant=True)
+
+
+class Opening(Generic[S_co]):
+    """One upstream call as its caller receives it, before it is sent.
+
+    `call` is what the call is billed for, from the start: the caller adds it to its own record
+    (a call cancelled before its response headers is billed too). Entering sends the request and
+    yields the open stream, or raises an UpstreamError carrying `call` (`failed_call`); the call
+    is settled when the block exits. The upstream never writes into the caller's record."""
+
+    __slots__ = ("call", "_context")
+
+    def __init__(self, call: UpstreamCall, context: AbstractAsyncContextManager[S_co]) -> None:
+        self.call = call
+        self._context = context
+
+    async def __aenter__(self) -> S_co:
+        return await self._context.__aenter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        return await self._context.__aexit__(exc_type, exc, tb)
 
 
 @dataclass(slots=True)

@@ -26,7 +26,7 @@ from gateway.config import ModelConfig
 from gateway.errors import UpstreamError, UpstreamHTTPError
 from gateway.ratelimit import RateLimitWatcher
 from gateway.upstreams.base import streamed_body
-from gateway.upstreams.billing import Tally, bill, bill_unanswered, settled_on_exit
+from gateway.upstreams.billing import Opening, Tally, bill, bill_unanswered, settled_on_exit
 from gateway.upstreams.errors import error_object, may_fall_back, tag
 from gateway.upstreams.health import Health, JsonReply
 from gateway.upstreams.protocol import Upstream
@@ -122,7 +122,7 @@ class FakeUpstream:
     """An upstream that answers each call with the next scripted `Reply` (the last one repeats).
 
     `bodies` holds each request body as the upstream would have been sent it; `roles` each
-    call's role."""
+    call's role; `thinking` each call's thinking mode (the fake sends no parameter for it)."""
 
     def __init__(
         self,
@@ -147,6 +147,7 @@ class FakeUpstream:
         self.replies = list(replies)
         self.bodies: list[dict[str, Any]] = []
         self.roles: list[CallRole] = []
+        self.thinking: list[str | None] = []
         self._health = health or Health("ok")
 
     @property
@@ -159,28 +160,31 @@ class FakeUpstream:
     def precheck(self) -> UpstreamError | None:
         return None
 
-    @asynccontextmanager
-    async def open_stream(
+    def open_stream(
         self,
         client_body: Mapping[str, Any],
         *,
         role: CallRole = "answer",
         request_id: str | None = None,
         body_overrides: Mapping[str, Any] | None = None,
-        calls: list[UpstreamCall] | None = None,
         thinking: str | None = None,
         prompt_tokens: PromptMemo | None = None,
-    ) -> AsyncIterator[FakeStream]:
+    ) -> Opening[FakeStream]:
         body = self.build_body(client_body)
         if body_overrides:
             body.update(body_overrides)
         self.bodies.append(body)
         self.roles.append(role)
+        self.thinking.append(thinking)
         reply = self.replies[0] if len(self.replies) == 1 else self.replies.pop(0)
         estimate = prompt_tokens if prompt_tokens is not None and not body_overrides else once(body)
         call = UpstreamCall(upstream=self.name, role=role)
-        if calls is not None:
-            calls.append(call)
+        return Opening(call, self._send(call, reply, estimate))
+
+    @asynccontextmanager
+    async def _send(
+        self, call: UpstreamCall, reply: Reply, estimate: PromptMemo
+    ) -> AsyncIterator[FakeStream]:
         try:
             await asyncio.sleep(0)  # a real call yields to the loop before its headers arrive
         except asyncio.CancelledError:

@@ -8,7 +8,6 @@ use without a socket.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
-from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
 from gateway.accounting.ratio import CharsPerToken
@@ -17,6 +16,7 @@ from gateway.accounting.tokens import PromptMemo
 from gateway.config import ModelConfig
 from gateway.errors import UpstreamError
 from gateway.ratelimit import RateLimitWatcher
+from gateway.upstreams.billing import Opening
 from gateway.upstreams.health import Health, JsonReply
 from gateway.wire.chunk import Chunk
 
@@ -89,14 +89,15 @@ class Upstream(Protocol):
         role: CallRole = "answer",
         request_id: str | None = None,
         body_overrides: Mapping[str, Any] | None = None,
-        calls: list[UpstreamCall] | None = None,
         thinking: str | None = None,
         prompt_tokens: PromptMemo | None = None,
-    ) -> AbstractAsyncContextManager[Stream]:
-        """Send the request; entering yields the open stream or raises an UpstreamError.
+    ) -> Opening[Stream]:
+        """The call, ready to send; entering sends it and yields the open stream or raises an
+        UpstreamError (carrying the call).
 
-        The call is appended to `calls` at once and settled on exit: `ok` when the stream
-        finished, the error's status when it failed, `cancelled` when the caller left early."""
+        The Opening's `call` is the caller's to record, from the start; it is settled on exit:
+        `ok` when the stream finished, the error's status when it failed, `cancelled` when the
+        caller left early."""
         ...
 
     async def health(self) -> Health:

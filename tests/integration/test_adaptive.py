@@ -11,7 +11,7 @@ import logging
 from typing import Any
 
 import aiohttp
-from support import chat, post_stream
+from support import chat, post_stream, use_clock
 
 from gateway.dev.sim import SimServer
 from gateway.dev.sim.server import update_options
@@ -45,7 +45,7 @@ def small_quota(sim: SimServer, clock: FakeClock) -> None:
 async def adaptive_gateway(make_gateway: Any, clock: FakeClock, **sections: Any) -> Any:
     sections.setdefault("rate_limits", {"cerebras": PLAN})
     gw = await make_gateway("adaptive_cerebras", **sections)
-    gw.services.gate.set_clock(clock)
+    use_clock(gw.services.gate, clock)
     return gw
 
 

@@ -79,7 +79,9 @@ async def test_left_before_the_response_headers(tmp_path: Path) -> None:
         calls: list[UpstreamCall] = []
 
         async def call() -> None:
-            async with upstream.open_stream(chat(PROMPT), calls=calls):
+            opening = upstream.open_stream(chat(PROMPT))
+            calls.append(opening.call)
+            async with opening:
                 pass
 
         task = asyncio.create_task(call())
@@ -100,7 +102,9 @@ async def test_left_at_the_first_event(tmp_path: Path) -> None:
         await learn(sim, upstream)
         sim.options.tps = 0.5
         calls: list[UpstreamCall] = []
-        async with upstream.open_stream(chat(PROMPT), calls=calls) as stream:
+        opening = upstream.open_stream(chat(PROMPT))
+        calls.append(opening.call)
+        async with opening as stream:
             async for _batch in stream.batches():
                 break
         prompt, completion = await sent(sim)
@@ -118,7 +122,9 @@ async def test_left_mid_answer(tmp_path: Path, words: int) -> None:
         await learn(sim, upstream)
         sim.options.tps = 400.0
         calls: list[UpstreamCall] = []
-        async with upstream.open_stream(chat(PROMPT), calls=calls) as stream:
+        opening = upstream.open_stream(chat(PROMPT))
+        calls.append(opening.call)
+        async with opening as stream:
             async for _batch in stream.batches():
                 if stream.tally.content_events >= words:
                     break
@@ -137,7 +143,9 @@ async def test_left_mid_answer_before_any_completed_call(tmp_path: Path) -> None
     """Nothing learned yet: the rule of thumb, at least one token per streamed event."""
     async with cerebras(tmp_path, tps=400.0) as (sim, upstream):
         calls: list[UpstreamCall] = []
-        async with upstream.open_stream(chat(PROMPT), calls=calls) as stream:
+        opening = upstream.open_stream(chat(PROMPT))
+        calls.append(opening.call)
+        async with opening as stream:
             async for _batch in stream.batches():
                 if stream.tally.content_events >= 50:
                     break
@@ -150,7 +158,9 @@ async def test_left_after_the_whole_answer_arrived(tmp_path: Path) -> None:
     """Everything, usage included, had arrived unread: the upstream's own count."""
     async with cerebras(tmp_path, tps=0.0) as (sim, upstream):
         calls: list[UpstreamCall] = []
-        async with upstream.open_stream(chat(PROMPT), calls=calls) as stream:
+        opening = upstream.open_stream(chat(PROMPT))
+        calls.append(opening.call)
+        async with opening as stream:
             async for _batch in stream.batches():
                 break
             await asyncio.sleep(0.5)
@@ -163,7 +173,9 @@ async def test_left_after_the_whole_answer_arrived(tmp_path: Path) -> None:
 async def test_finished_call_is_billed_as_reported(tmp_path: Path) -> None:
     async with cerebras(tmp_path, tps=0.0) as (sim, upstream):
         calls: list[UpstreamCall] = []
-        async with upstream.open_stream(chat(PROMPT), calls=calls) as stream:
+        opening = upstream.open_stream(chat(PROMPT))
+        calls.append(opening.call)
+        async with opening as stream:
             async for _batch in stream.batches():
                 pass
         prompt, completion = await sent(sim)

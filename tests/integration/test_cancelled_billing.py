@@ -20,7 +20,9 @@ async def leave_after_first_batch(tmp_path: Path) -> tuple[UpstreamCall, int]:
         cfg = gateway_config(tmp_path, "http://127.0.0.1:9/v1", sim.url)
         upstream = build_upstream("cerebras", cfg.cerebras, session, max_event_bytes=1 << 20)
         calls: list[UpstreamCall] = []
-        async with upstream.open_stream(chat("count me"), calls=calls) as stream:
+        opening = upstream.open_stream(chat("count me"))
+        calls.append(opening.call)
+        async with opening as stream:
             async for _ in stream.batches():
                 break
             content = stream.response.content

@@ -62,11 +62,11 @@ async def test_gate_refusing_the_continuation_keeps_the_error_event(
     for gate in (RateLimitGate, ReactiveGate):
         admit = gate.admit
 
-        def refusing(self, upstream, body, *args, _admit=admit, **kwargs):  # type: ignore[no-untyped-def]
+        async def refusing(self, upstream, body, *args, _admit=admit, **kwargs):  # type: ignore[no-untyped-def]
             if upstream == "local":
                 asked.append(body["messages"][-1]["role"])
                 return Refusal("local", "over budget (test)")
-            return _admit(self, upstream, body, *args, **kwargs)
+            return await _admit(self, upstream, body, *args, **kwargs)
 
         monkeypatch.setattr(gate, "admit", refusing)
     cerebras_sim.inject("cut", after_chunks=4)

@@ -38,9 +38,9 @@ async def test_a_call_cancelled_while_its_error_body_is_read_is_cancelled(
     monkeypatch.setattr(upstream, "_http_error", reading_error)
 
     async def call() -> None:
-        async with upstream.open_stream(
-            {"messages": [{"role": "user", "content": "hi"}]}, calls=calls
-        ):
+        opening = upstream.open_stream({"messages": [{"role": "user", "content": "hi"}]})
+        calls.append(opening.call)
+        async with opening:
             raise AssertionError("a 500 never opens a stream")
 
     task = asyncio.create_task(call())

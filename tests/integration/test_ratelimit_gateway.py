@@ -7,7 +7,7 @@ import asyncio
 from typing import Any
 
 import pytest
-from support import chat, post_stream
+from support import chat, post_stream, use_clock
 
 from gateway.dev.sim import SimServer
 from gateway.dev.sim.server import update_options
@@ -27,7 +27,7 @@ async def gateway_with_clock(make_gateway: Any, strategy: str, sim: SimServer, *
     clock = FakeClock()
     sim.quota.clock = clock
     gw = await make_gateway(strategy, **sections)
-    gw.services.gate.set_clock(clock)
+    use_clock(gw.services.gate, clock)
     return gw, clock
 
 

@@ -376,7 +376,9 @@ class RefuseCerebras:
         self.admitted = 0
         self.released = 0
 
-    def admit(self, upstream: str, body: Any, prompt_tokens: Any = None) -> Ticket | Refusal:
+    async def admit(
+        self, upstream: str, body: Any, prompt_tokens: Any = None
+    ) -> Ticket | Refusal:
         if upstream == "cerebras":
             return Refusal("cerebras", "over budget", retry_after=30.0)
         self.admitted += 1

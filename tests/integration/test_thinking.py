@@ -78,11 +78,11 @@ ANSWER = (chunk({"role": "assistant", "content": ""}), chunk({"content": "4"}), 
 async def drain(
     up: OpenAICompatibleUpstream, body: Mapping[str, Any], thinking: str | None = "off"
 ) -> UpstreamCall:
-    calls: list[UpstreamCall] = []
-    async with up.open_stream(body, calls=calls, thinking=thinking) as stream:
+    opening = up.open_stream(body, thinking=thinking)
+    async with opening as stream:
         async for _ in stream:
             pass
-    return calls[0]
+    return opening.call
 
 
 def bodies(mocked: aioresponses, url: str) -> list[dict[str, Any]]:

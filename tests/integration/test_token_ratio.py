@@ -203,7 +203,9 @@ async def test_a_call_cancelled_before_its_headers_uses_the_learned_ratio(tmp_pa
         calls: list[UpstreamCall] = []
 
         async def call() -> None:
-            async with upstream.open_stream(body, calls=calls):
+            opening = upstream.open_stream(body)
+            calls.append(opening.call)
+            async with opening:
                 pass
 
         task = asyncio.create_task(call())

@@ -104,7 +104,10 @@ async def drain(
     **kwargs: Any,
 ) -> tuple[list[dict[str, Any]], Any]:
     chunks: list[dict[str, Any]] = []
-    async with upstream.open_stream(body, calls=calls, **kwargs) as stream:
+    opening = upstream.open_stream(body, **kwargs)
+    if calls is not None:
+        calls.append(opening.call)
+    async with opening as stream:
         async for c in stream:
             chunks.append(c.data)
     return chunks, stream
@@ -753,7 +756,9 @@ async def test_mid_stream_error_event(session: aiohttp.ClientSession, mocked: ai
     calls: list[UpstreamCall] = []
     got: list[dict[str, Any]] = []
     with pytest.raises(UpstreamStreamError) as info:
-        async with local(session).open_stream({"messages": USER}, calls=calls) as stream:
+        opening = local(session).open_stream({"messages": USER})
+        calls.append(opening.call)
+        async with opening as stream:
             async for c in stream:
                 got.append(c.data)
     assert len(got) == 1
@@ -800,7 +805,9 @@ async def test_leaving_early_settles_the_call_as_cancelled(
     unfinished = sse(ANSWER[0], ANSWER[1], done=False)
     mocked.post(LOCAL_URL, body=unfinished, content_type="text/event-stream")
     calls: list[UpstreamCall] = []
-    async with local(session).open_stream({"messages": USER}, calls=calls) as stream:
+    opening = local(session).open_stream({"messages": USER})
+    calls.append(opening.call)
+    async with opening as stream:
         async for _ in stream:
             break
     assert calls[0].status == "cancelled"

@@ -17,6 +17,7 @@ from support import chat, post_stream
 
 from gateway.dev.sim import ScriptedAnswer, ToolCallSpec
 from gateway.speculation.verify_sample import MIN_CAP
+from gateway.upstreams import Opening
 
 HELLO = "Hello! How can I help you with your project today?"
 
@@ -187,14 +188,19 @@ def hold_cerebras(gw: Any, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     real = upstream.open_stream
     state: dict[str, Any] = {"started": asyncio.Event(), "release": asyncio.Event()}
 
-    @asynccontextmanager
-    async def held(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
-        state["handlers_in_flight"] = gw.services.guard.in_flight
-        state["requests_recorded"] = gw.services.stats.get_statistics()["requests"]["total"]
-        state["started"].set()
-        await state["release"].wait()
-        async with real(*args, **kwargs) as stream:
-            yield stream
+    def held(*args: Any, **kwargs: Any) -> Opening[Any]:
+        opening = real(*args, **kwargs)
+
+        @asynccontextmanager
+        async def hold() -> AsyncIterator[Any]:
+            state["handlers_in_flight"] = gw.services.guard.in_flight
+            state["requests_recorded"] = gw.services.stats.get_statistics()["requests"]["total"]
+            state["started"].set()
+            await state["release"].wait()
+            async with opening as stream:
+                yield stream
+
+        return Opening(opening.call, hold())
 
     monkeypatch.setattr(upstream, "open_stream", held)
     return state

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import use_clock
 
 import gateway.quota
 from gateway.accounting.ratio import CharsPerToken
@@ -77,7 +78,7 @@ def make_gate(
     }
     clock = clock or FakeClock()
     gate = RateLimitGate(config, upstreams, budget=budget)
-    gate.set_clock(clock)
+    use_clock(gate, clock)
     return gate, clock
 
 
@@ -121,12 +122,12 @@ def test_reservation_follows_the_configured_cap() -> None:
     assert local.tokens == PROMPT + UNCAPPED_COMPLETION_RESERVATION
 
 
-def test_admission_reads_the_running_total_instead_of_summing_the_calls_in_flight(
+async def test_admission_reads_the_running_total_instead_of_summing_the_calls_in_flight(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     gate, _ = make_gate()
     tokens_window(gate, 1e9, 1e9)
-    tickets = [gate.admit("cerebras", BODY) for _ in range(100)]
+    tickets = [await gate.admit("cerebras", BODY) for _ in range(100)]
     assert not any(isinstance(t, Refusal) for t in tickets)
     additions = 0
     add = Reservation.__add__
@@ -137,16 +138,16 @@ def test_admission_reads_the_running_total_instead_of_summing_the_calls_in_fligh
         return add(self, other)
 
     monkeypatch.setattr(Reservation, "__add__", counting)
-    assert not isinstance(gate.admit("cerebras", BODY), Refusal)
+    assert not isinstance(await gate.admit("cerebras", BODY), Refusal)
     assert additions <= 1  # the new call joins the total; the 100 in flight are not re-added
     assert gate.pending("cerebras") == Reservation(101, 101 * PER_REQUEST)
 
 
-def test_the_running_total_follows_admissions_and_releases_in_any_order() -> None:
+async def test_the_running_total_follows_admissions_and_releases_in_any_order() -> None:
     gate, _ = make_gate()
     tokens_window(gate, 1e9, 1e9)
     limits = (10, 200, 3000, 45)
-    tickets = [gate.admit("cerebras", {**BODY, "max_tokens": n}) for n in limits]
+    tickets = [await gate.admit("cerebras", {**BODY, "max_tokens": n}) for n in limits]
     assert not any(isinstance(t, Refusal) for t in tickets)
     assert gate.pending("cerebras") == Reservation(4, 4 * PROMPT + sum(limits))
     tickets[1].release()  # type: ignore[union-attr]
@@ -161,10 +162,10 @@ def test_the_running_total_follows_admissions_and_releases_in_any_order() -> Non
     assert gate.snapshot()["in_flight"] == {}
 
 
-def test_same_millisecond_requests_see_each_others_reservations() -> None:
+async def test_same_millisecond_requests_see_each_others_reservations() -> None:
     gate, _ = make_gate()
     tokens_window(gate, 100_000, 100_000)
-    outcomes = [gate.admit("cerebras", BODY) for _ in range(20)]
+    outcomes = [await gate.admit("cerebras", BODY) for _ in range(20)]
     admitted = [o for o in outcomes if not isinstance(o, Refusal)]
     refused = [o for o in outcomes if isinstance(o, Refusal)]
     # 20 % of 100k stays free: (100000 - 20000) // PER_REQUEST calls fit.
@@ -176,7 +177,7 @@ def test_same_millisecond_requests_see_each_others_reservations() -> None:
     for ticket in admitted:
         ticket.release({})
     assert gate.pending("cerebras").tokens == 0
-    assert not isinstance(gate.admit("cerebras", BODY), Refusal)
+    assert not isinstance(await gate.admit("cerebras", BODY), Refusal)
 
 
 async def test_concurrent_tasks_see_each_others_reservations() -> None:
@@ -185,16 +186,16 @@ async def test_concurrent_tasks_see_each_others_reservations() -> None:
 
     async def one() -> Any:
         await asyncio.sleep(0)
-        return gate.admit("cerebras", BODY)
+        return await gate.admit("cerebras", BODY)
 
     outcomes = await asyncio.gather(*(one() for _ in range(20)))
     assert sum(not isinstance(o, Refusal) for o in outcomes) == 9
 
 
-def test_release_is_idempotent() -> None:
+async def test_release_is_idempotent() -> None:
     gate, _ = make_gate()
-    first = gate.admit("cerebras", BODY)
-    second = gate.admit("cerebras", BODY)
+    first = await gate.admit("cerebras", BODY)
+    second = await gate.admit("cerebras", BODY)
     assert not isinstance(first, Refusal) and not isinstance(second, Refusal)
     first.release()
     first.release({"x-ratelimit-remaining-tokens-minute": "1"})
@@ -203,30 +204,30 @@ def test_release_is_idempotent() -> None:
     assert gate.pending("cerebras").requests == 0
 
 
-def test_headers_after_release_replace_the_reservation() -> None:
+async def test_headers_after_release_replace_the_reservation() -> None:
     gate, _ = make_gate()
     tokens_window(gate, 30_000, 30_000)
-    ticket = gate.admit("cerebras", BODY)
+    ticket = await gate.admit("cerebras", BODY)
     assert not isinstance(ticket, Refusal)
     tokens_window(gate, 30_000, 30_000 - PER_REQUEST)  # the response's own account
     ticket.release()
     assert gate.pending("cerebras").tokens == 0
-    assert not isinstance(gate.admit("cerebras", BODY), Refusal)  # 30k - 2 * 8.2k >= 6k
-    assert isinstance(gate.admit("cerebras", BODY), Refusal)  # 30k - 3 * 8.2k < 6k
+    assert not isinstance(await gate.admit("cerebras", BODY), Refusal)  # 30k - 2 * 8.2k >= 6k
+    assert isinstance(await gate.admit("cerebras", BODY), Refusal)  # 30k - 3 * 8.2k < 6k
 
 
-def test_window_is_full_again_after_its_reset() -> None:
+async def test_window_is_full_again_after_its_reset() -> None:
     gate, clock = make_gate()
     tokens_window(gate, 30_000, 0, reset=12.5)
-    refusal = gate.admit("cerebras", BODY)
+    refusal = await gate.admit("cerebras", BODY)
     assert isinstance(refusal, Refusal)
     assert refusal.retry_after == pytest.approx(12.5)
     assert "tokens-minute would drop to 0 of 30000" in refusal.reason
     clock.now += 12.5
-    assert not isinstance(gate.admit("cerebras", BODY), Refusal)
+    assert not isinstance(await gate.admit("cerebras", BODY), Refusal)
 
 
-def test_requests_day_window_counts_requests() -> None:
+async def test_requests_day_window_counts_requests() -> None:
     gate, _ = make_gate()
     gate.upstreams["cerebras"].watcher.observe(
         {
@@ -235,57 +236,57 @@ def test_requests_day_window_counts_requests() -> None:
             "x-ratelimit-reset-requests-day": "3600",
         }
     )
-    assert not isinstance(gate.admit("cerebras", BODY), Refusal)  # 21 - 1 = 20 = 20 %
-    refusal = gate.admit("cerebras", BODY)
+    assert not isinstance(await gate.admit("cerebras", BODY), Refusal)  # 21 - 1 = 20 = 20 %
+    refusal = await gate.admit("cerebras", BODY)
     assert isinstance(refusal, Refusal) and "requests-day" in refusal.reason
 
 
-def test_threshold_zero_admits_an_exact_fit() -> None:
+async def test_threshold_zero_admits_an_exact_fit() -> None:
     gate, _ = make_gate(routing={"adaptive_cerebras": {"rate_limit_threshold": 0}})
     tokens_window(gate, 100_000, PER_REQUEST)
-    assert not isinstance(gate.admit("cerebras", BODY), Refusal)
-    assert isinstance(gate.admit("cerebras", BODY), Refusal)
+    assert not isinstance(await gate.admit("cerebras", BODY), Refusal)
+    assert isinstance(await gate.admit("cerebras", BODY), Refusal)
 
 
-def test_openai_style_windows_are_checked_too() -> None:
+async def test_openai_style_windows_are_checked_too() -> None:
     gate, _ = make_gate()
     gate.upstreams["cerebras"].watcher.observe(
         {"x-ratelimit-limit-requests": "10", "x-ratelimit-remaining-requests": "2"}
     )
-    refusal = gate.admit("cerebras", BODY)
+    refusal = await gate.admit("cerebras", BODY)
     assert isinstance(refusal, Refusal) and "requests would drop to 1 of 10" in refusal.reason
     assert refusal.retry_after is None
 
 
-def test_no_headers_and_no_plan_admits() -> None:
+async def test_no_headers_and_no_plan_admits() -> None:
     gate, _ = make_gate()
-    assert all(not isinstance(gate.admit("cerebras", BODY), Refusal) for _ in range(100))
-    assert all(not isinstance(gate.admit("local", BODY), Refusal) for _ in range(100))
+    assert all([not isinstance(await gate.admit("cerebras", BODY), Refusal) for _ in range(100)])
+    assert all([not isinstance(await gate.admit("local", BODY), Refusal) for _ in range(100)])
 
 
-def test_plan_requests_per_minute_is_enforced_without_headers() -> None:
+async def test_plan_requests_per_minute_is_enforced_without_headers() -> None:
     gate, clock = make_gate(rate_limits={"cerebras": {"requests_per_minute": 5}})
     admitted = []
     for _ in range(4):
-        ticket = gate.admit("cerebras", BODY)
+        ticket = await gate.admit("cerebras", BODY)
         assert not isinstance(ticket, Refusal)
         admitted.append(ticket)
         clock.now += 1
     for ticket in admitted:
         ticket.release()  # released calls still count in the plan's sliding minute
-    refusal = gate.admit("cerebras", BODY)
+    refusal = await gate.admit("cerebras", BODY)
     assert isinstance(refusal, Refusal)
     assert "requests-minute (plan)" in refusal.reason
     assert refusal.retry_after == pytest.approx(56.0)  # the oldest of the four leaves at +60
     clock.now += 56.0
-    assert not isinstance(gate.admit("cerebras", BODY), Refusal)
+    assert not isinstance(await gate.admit("cerebras", BODY), Refusal)
 
 
-def test_header_window_wins_over_the_plan_window_of_the_same_name() -> None:
+async def test_header_window_wins_over_the_plan_window_of_the_same_name() -> None:
     gate, _ = make_gate(rate_limits={"cerebras": {"tokens_per_minute": 10_000}})
-    assert isinstance(gate.admit("cerebras", BODY), Refusal)  # 8.2k of a 10k plan: under 20 %
+    assert isinstance(await gate.admit("cerebras", BODY), Refusal)  # 8.2k of a 10k plan: under 20 %
     tokens_window(gate, 1_000_000, 1_000_000)
-    assert not isinstance(gate.admit("cerebras", BODY), Refusal)
+    assert not isinstance(await gate.admit("cerebras", BODY), Refusal)
     assert gate.snapshot()["plan_headroom"] == {}
 
 
@@ -307,40 +308,40 @@ def exhausted(gate: RateLimitGate, reset: float) -> UpstreamRateLimited:
     return rate_limited(gate.upstreams["cerebras"].watcher.retry_after())
 
 
-def test_429_cools_down_until_its_reset_for_every_strategy() -> None:
+async def test_429_cools_down_until_its_reset_for_every_strategy() -> None:
     gate, clock = make_gate()
     gate.observe_failure("cerebras", exhausted(gate, 30.0))
     tokens_window(gate, 30_000, 30_000, reset=0)  # even if later headers looked fine
     for view in (gate, gate.for_strategy("always_cerebras")):
-        refusal = view.admit("cerebras", BODY)
+        refusal = await view.admit("cerebras", BODY)
         assert isinstance(refusal, Refusal)
         assert refusal.retry_after == pytest.approx(30.0)
         assert "cooling down after a 429" in refusal.reason
-    assert not isinstance(gate.admit("local", BODY), Refusal)
+    assert not isinstance(await gate.admit("local", BODY), Refusal)
     clock.now += 30
-    assert not isinstance(gate.admit("cerebras", BODY), Refusal)
+    assert not isinstance(await gate.admit("cerebras", BODY), Refusal)
     assert gate.snapshot()["hits"] == {"cerebras": 1}
     assert gate.snapshot()["fallbacks_by_reason"]["cool_down"] == 2
 
 
 @pytest.mark.parametrize("retry_after", [None, 0.2, 15.0])
-def test_429_the_headers_do_not_explain_waits_cool_down_duration(retry_after) -> None:
+async def test_429_the_headers_do_not_explain_waits_cool_down_duration(retry_after) -> None:
     """E.g. Cerebras' requests-per-minute limit: the token window still has room, so its reset
     (the upstream's retry_after guess) says nothing about when the request limit frees up."""
     gate, clock = make_gate(routing={"adaptive_cerebras": {"cool_down_duration": 15}})
     tokens_window(gate, 30_000, 29_000, reset=retry_after or 0)
     gate.observe_failure("cerebras", rate_limited(retry_after))
-    refusal = gate.admit("cerebras", BODY)
+    refusal = await gate.admit("cerebras", BODY)
     assert isinstance(refusal, Refusal) and refusal.retry_after == pytest.approx(15)
     clock.now += 15
-    assert not isinstance(gate.admit("cerebras", BODY), Refusal)
+    assert not isinstance(await gate.admit("cerebras", BODY), Refusal)
 
 
-def test_retry_after_header_sets_the_cool_down() -> None:
+async def test_retry_after_header_sets_the_cool_down() -> None:
     gate, clock = make_gate()
     gate.upstreams["cerebras"].watcher.observe({"retry-after": "7"})
     gate.observe_failure("cerebras", rate_limited(7.0))
-    refusal = gate.admit("cerebras", BODY)
+    refusal = await gate.admit("cerebras", BODY)
     assert isinstance(refusal, Refusal) and refusal.retry_after == pytest.approx(7)
 
 
@@ -351,10 +352,10 @@ def test_a_later_429_extends_but_never_shortens_the_cool_down() -> None:
     assert gate.cooling_until["cerebras"] == clock.now + 30
 
 
-def test_other_failures_do_not_cool_down() -> None:
+async def test_other_failures_do_not_cool_down() -> None:
     gate, _ = make_gate()
     gate.observe_failure("cerebras", UpstreamHTTPError("cerebras", 500, {}, fallback_ok=True))
-    assert not isinstance(gate.admit("cerebras", BODY), Refusal)
+    assert not isinstance(await gate.admit("cerebras", BODY), Refusal)
     assert gate.snapshot()["hits"] == {}
 
 
@@ -384,15 +385,15 @@ def test_the_gate_holds_no_strategy_state() -> None:
     assert "state" not in gate.snapshot() and "adaptive_local" not in str(gate.snapshot())
 
 
-def test_reactive_strategies_skip_prediction_but_their_calls_count() -> None:
+async def test_reactive_strategies_skip_prediction_but_their_calls_count() -> None:
     gate, _ = make_gate()
     tokens_window(gate, 20_000, 20_000)
     reactive = gate.for_strategy("always_cerebras")
     assert isinstance(reactive, ReactiveGate)
     assert gate.for_strategy("smart_routing") is gate
-    tickets = [reactive.admit("cerebras", BODY) for _ in range(3)]
+    tickets = [await reactive.admit("cerebras", BODY) for _ in range(3)]
     assert not any(isinstance(t, Refusal) for t in tickets)
-    assert isinstance(gate.admit("cerebras", BODY), Refusal)  # sees the three reservations
+    assert isinstance(await gate.admit("cerebras", BODY), Refusal)  # sees the three reservations
 
 
 def test_reactive_strategies_are_configurable() -> None:
@@ -400,15 +401,15 @@ def test_reactive_strategies_are_configurable() -> None:
     assert gate.for_strategy("always_cerebras") is gate
 
 
-def test_spent_budget_refuses_cerebras_only() -> None:
+async def test_spent_budget_refuses_cerebras_only() -> None:
     budget = Budget(BudgetConfig(daily_usd=1.0), parse_config(None, env={}).cerebras.prices)
     budget.periods[0].spent_usd = 1.0
     gate, _ = make_gate(budget=budget)
     for view in (gate, gate.for_strategy("always_cerebras")):
-        refusal = view.admit("cerebras", BODY)
+        refusal = await view.admit("cerebras", BODY)
         assert isinstance(refusal, BudgetRefusal)
         assert "daily Cerebras budget exhausted" in refusal.reason
-    assert not isinstance(gate.admit("local", BODY), Refusal)
+    assert not isinstance(await gate.admit("local", BODY), Refusal)
 
 
 def test_switch_goes_local_on_a_refusal_and_back_on_fresh_headers() -> None:
@@ -498,7 +499,7 @@ def test_unknown_reactive_strategy_is_refused_at_start(tmp_path) -> None:
         )
 
 
-def test_an_upstream_with_no_known_limit_skips_the_prompt_estimate(
+async def test_an_upstream_with_no_known_limit_skips_the_prompt_estimate(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     gate, _ = make_gate()
@@ -507,16 +508,16 @@ def test_an_upstream_with_no_known_limit_skips_the_prompt_estimate(
         raise AssertionError("the prompt was estimated for an upstream with no known limit")
 
     monkeypatch.setattr("gateway.quota.reservations.estimate_prompt_tokens", no_estimate)
-    ticket = gate.admit("local", BODY)
+    ticket = await gate.admit("local", BODY)
     assert not isinstance(ticket, Refusal)
     assert gate.pending("local").requests == 1.0
     ticket.release()  # type: ignore[union-attr]
     tokens_window(gate, limit=100_000, remaining=90_000)
     with pytest.raises(AssertionError, match="no known limit"):
-        gate.admit("cerebras", BODY)  # a reported limit: the estimate is needed again
+        await gate.admit("cerebras", BODY)  # a reported limit: the estimate is needed again
 
 
-def test_switch_checks_with_the_estimate_admission_will_use() -> None:
+async def test_switch_checks_with_the_estimate_admission_will_use() -> None:
     """A learned characters-per-token ratio below the rule of thumb's 4 makes a long prompt
     dearer: the switch must see what admission will see, or it says "cerebras" and the call is
     then refused (or goes local for a cool-down that admission would not have imposed)."""
@@ -534,9 +535,10 @@ def test_switch_checks_with_the_estimate_admission_will_use() -> None:
 
     remaining = 35_000  # the 20 % threshold keeps 12,000: ~18,200 fits, ~28,200 does not
     _, gate = fresh(remaining)
-    assert isinstance(gate.admit("cerebras", body, learned), Refusal), "the learned one won't fit"
+    refused = await gate.admit("cerebras", body, learned)
+    assert isinstance(refused, Refusal), "the learned one won't fit"
     _, gate = fresh(remaining)
-    assert not isinstance(gate.admit("cerebras", body), Refusal), "the rule of thumb's would"
+    assert not isinstance(await gate.admit("cerebras", body), Refusal), "the rule of thumb's would"
     switch, _ = fresh(remaining)
     assert switch.decide(body, learned)[0] == "local"
     switch, _ = fresh(remaining)

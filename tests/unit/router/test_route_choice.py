@@ -9,36 +9,16 @@ from typing import Any
 import pytest
 from paths import FIXTURES
 
-from gateway.accounting.records import RequestRecord
 from gateway.config import GatewayConfig, parse_config
 from gateway.router import Router
 from gateway.router.choice import choose_route
 from gateway.router.learning import Learning
-from gateway.serving.exchange import Exchange
-from gateway.wire.sinks import CollectSink
 
 FIXTURE = FIXTURES / "cline_3.0.65.json"
 
 
 def config(**routing: object) -> GatewayConfig:
     return parse_config({"routing": routing}, env={})
-
-
-def exchange(cfg: GatewayConfig, request_id: str, body: dict[str, Any]) -> Exchange:
-    async def recorder(_: RequestRecord) -> None:
-        return None
-
-    return Exchange(
-        request_id=request_id,
-        body=body,
-        stream=False,
-        include_usage=False,
-        sink=CollectSink(response_id="chatcmpl-test", headers={}),
-        record=RequestRecord(request_id=request_id, started_at=0.0, strategy="t", stream=False),
-        upstreams={},
-        config=cfg,
-        recorder=recorder,
-    )
 
 
 def ask(text: str) -> dict[str, Any]:
@@ -64,40 +44,41 @@ def ask(text: str) -> dict[str, Any]:
         ),
     ],
 )
-def test_heuristic_choice_routes_sets_the_kind_and_counts_once(
+def test_heuristic_choice_routes_carries_the_thinking_mode_and_counts_once(
     text: str, cloud: bool, reason: str, route: tuple[str, str], thinking: str
 ) -> None:
-    cfg = config()
-    router = Router(cfg)
-    ex = exchange(cfg, "r1", ask(text))
-    choice = choose_route(ex, router)
+    router = Router(config())
+    choice = choose_route("r1", ask(text), router)
     assert (choice.cloud, choice.reason, choice.route, choice.escalated) == (
         cloud,
         reason,
         route,
         False,
     )
-    assert ex.route_kind == choice.kind == ("complex" if cloud else "simple")
-    assert ex.thinking == thinking
+    assert choice.thinking == thinking
     snapshot = router.snapshot()
     assert (snapshot["routed_in_window"], snapshot["cloud_share"]) == (1, 1.0 if cloud else 0.0)
 
 
 def test_pair_names_the_simple_and_the_complex_upstream() -> None:
-    cfg = config()
-    router = Router(cfg)
-    simple = choose_route(exchange(cfg, "a", ask("hello")), router, pair=("cerebras", "local"))
-    hard = choose_route(exchange(cfg, "b", ask("debug")), router, pair=("cerebras", "local"))
+    router = Router(config())
+    simple = choose_route("a", ask("hello"), router, pair=("cerebras", "local"))
+    hard = choose_route("b", ask("debug"), router, pair=("cerebras", "local"))
     assert (simple.route, hard.route) == (("cerebras", "local"), ("local", "cerebras"))
 
 
 def test_learned_choice_carries_the_scorers_reason() -> None:
     cfg = config(router="learned", target_cloud_share=1.0)
-    ex = exchange(cfg, "l1", ask("what is the capital of France"))
-    choice = choose_route(ex, Router(cfg))
+    choice = choose_route("l1", ask("what is the capital of France"), Router(cfg))
     assert choice.cloud and choice.route == ("cerebras", "local")
     assert choice.reason.startswith("learned: p(local fails)=")
-    assert ex.route_kind == "complex"
+    assert choice.thinking == "default"
+
+
+def test_the_modes_come_from_routing_thinking() -> None:
+    router = Router(config(thinking={"simple": "default", "complex": "off"}))
+    assert choose_route("s", ask("hello"), router).thinking == "default"
+    assert choose_route("c", ask("please debug this"), router).thinking == "off"
 
 
 def test_escalated_turn_goes_to_cerebras_unclassified(tmp_path: Path) -> None:
@@ -109,12 +90,11 @@ def test_escalated_turn_goes_to_cerebras_unclassified(tmp_path: Path) -> None:
         learning.tracker.begin("t0", requests[0])
         learning.tracker.finish("t0", "local")
         learning.tracker.begin("t1", requests[1])
-        ex = exchange(cfg, "t1", requests[1])
-        choice = choose_route(ex, router, learning, pair=("cerebras", "local"))
+        choice = choose_route("t1", requests[1], router, learning, pair=("cerebras", "local"))
         assert choice.escalated and choice.cloud
         assert choice.reason == "escalated: the local answer at turn 1 called an unknown tool"
         assert choice.route == ("cerebras", "local"), "escalation always asks Cerebras first"
-        assert ex.route_kind == "complex"
+        assert choice.thinking == "default", "an escalated turn thinks as a complex ask"
         assert router.snapshot()["routed_in_window"] == 0, "an escalated turn is not classified"
         assert learning.tracker.escalated_turns == 1
     finally:

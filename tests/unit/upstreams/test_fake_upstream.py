@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from gateway.accounting.records import RequestRecord, UpstreamName
-from gateway.config import parse_config
+from gateway.config import ThinkingMode, parse_config
 from gateway.errors import UpstreamHTTPError, UpstreamProtocolError
 from gateway.quota.admission import NO_TICKET
 from gateway.serving.exchange import Exchange
@@ -218,3 +218,56 @@ async def test_race_commits_the_finished_lane_and_settles_the_stopped_one() -> N
         ("cerebras", "verify", "cancelled"),
     ]
     assert ex.record.calls[1].estimated and ex.record.calls[1].prompt_tokens > 0
+
+
+@pytest.mark.parametrize(
+    ("routed", "client", "sent"),
+    [
+        ("off", None, "off"),
+        ("default", None, "default"),
+        (None, None, None),
+        ("off", "default", "default"),
+    ],
+)
+async def test_the_relay_thinks_as_the_route_says_unless_the_client_said(
+    routed: ThinkingMode | None, client: ThinkingMode | None, sent: str | None
+) -> None:
+    local = FakeUpstream("local", Reply(refuse=http_error("local", 503)))
+    cerebras = FakeUpstream("cerebras", answered("Hi"))
+    ex = exchange(CollectSink(response_id="c", headers={}), local=local, cerebras=cerebras)
+    ex.client_thinking = client
+
+    await serve(ex, ["local", "cerebras"], reason="test route", thinking=routed)
+
+    assert (local.thinking, cerebras.thinking) == ([sent], [sent]), "the fallback too"
+
+
+async def test_every_lane_of_a_race_thinks_as_the_route_says() -> None:
+    local, cerebras = FakeUpstream("local", answered("a")), FakeUpstream("cerebras", answered("b"))
+    ex = exchange(ListSink(), local=local, cerebras=cerebras)
+
+    async with asyncio.TaskGroup() as group:
+        race = Race(ex, group, thinking="off")
+        draft = race.start(Lane(local, "draft", "draft", Window(None)), NO_TICKET)
+        verify = race.start(Lane(cerebras, "verify", "verify", Window(None)), NO_TICKET)
+        assert await race.pump(lambda: draft.window.finished and verify.window.finished, None)
+        await race.commit(draft)
+
+    assert (local.thinking, cerebras.thinking) == (["off"], ["off"])
+
+
+async def test_a_lane_cancelled_before_its_task_ran_gives_its_admission_back() -> None:
+    released: list[object] = []
+
+    class Ticket:
+        def release(self, headers: Any = None) -> None:
+            released.append(headers)
+
+    local = FakeUpstream("local", answered("never"))
+    ex = exchange(ListSink(), local=local)
+    async with asyncio.TaskGroup() as group:
+        race = Race(ex, group)
+        race.start(Lane(local, "draft", "draft", Window(None)), Ticket())
+        race.cancel_all()  # before the lane's task took its first step
+    assert local.bodies == [] and ex.record.calls == [], "the call was never opened"
+    assert released == [None]
