@@ -21,6 +21,9 @@ Two parts, both deterministic:
   asks: a long excess (keywords alone above the target, say) is paid back by at most that many
   asks once it ends, not by the whole excess.
 
+`horizon=None` turns the feedback off (the quantile alone; the offline benchmark compares
+both).
+
 Scores must be comparable across the window: when the scorer changes (online learning), the
 owner re-scores what the window holds and `reset`s it (gateway.router.router); the debt is a
 count of decisions already made and is kept.
@@ -51,13 +54,13 @@ class ShareCalibrator:
         *,
         window: int = WINDOW,
         min_samples: int = MIN_SAMPLES,
-        horizon: int = HORIZON,
+        horizon: int | None = HORIZON,
         scores: Iterable[float] = (),
         decisions: Iterable[bool] = (),
     ) -> None:
         if target is not None and not 0.0 <= target <= 1.0:
             raise ValueError(f"target share must be within 0..1, got {target}")
-        if horizon < 1:
+        if horizon is not None and horizon < 1:
             raise ValueError(f"horizon must be at least 1, got {horizon}")
         self.target = target
         self.default = default
@@ -84,7 +87,7 @@ class ShareCalibrator:
 
     def decided(self, cloud: bool) -> None:
         """Count one decision made under this target (True = sent to Cerebras)."""
-        if self.target is None:
+        if self.target is None or self.horizon is None:
             return
         debt = self.debt + self.target - (1.0 if cloud else 0.0)
         self.debt = min(max(debt, -self.horizon), float(self.horizon))
@@ -104,8 +107,8 @@ class ShareCalibrator:
     def share(self) -> float | None:
         """The share of the window's scores at or above the threshold: the target corrected by
         the debt (None without a target)."""
-        if self.target is None:
-            return None
+        if self.target is None or self.horizon is None:
+            return self.target
         return min(max(self.target + self.debt / self.horizon, 0.0), 1.0)
 
     def threshold(self) -> float:
