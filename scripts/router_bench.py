@@ -228,6 +228,7 @@ class Calibrated:
     point: Point
     second_half: float
     against_fixed: float
+    against_fixed_by_dataset: dict[str, float]
 
 
 def fixed_quality_at(rows: Sequence[Example], scores: Sequence[float], cost: float) -> float:
@@ -267,8 +268,15 @@ def calibration(
     scores = [0.0 if d.score is None else d.score for d in decisions]
     reached = point(rows, cloud)
     half = cloud[len(cloud) // 2 :]
+    by_dataset = {}
+    for dataset in TITLES:
+        at = [i for i, e in enumerate(rows) if e.turn.dataset == dataset]
+        part = [rows[i] for i in at]
+        own = point(part, [cloud[i] for i in at])
+        fixed = fixed_quality_at(part, [scores[i] for i in at], own.cost)
+        by_dataset[dataset] = own.quality - fixed
     fixed = fixed_quality_at(rows, scores, reached.cost)
-    return Calibrated(reached, sum(half) / len(half), reached.quality - fixed)
+    return Calibrated(reached, sum(half) / len(half), reached.quality - fixed, by_dataset)
 
 
 def stream_orders(stream: Sequence[Example]) -> dict[str, list[Example]]:
@@ -319,6 +327,45 @@ def calibration_table(stream: Sequence[Example]) -> list[str]:
                     cells.append(f"{p.share:.1%}{off} ({c.second_half:.1%})")
                     cells.append(f"{p.quality:.1%}, {p.cost:.0%}, {c.against_fixed:+.1%}")
                 lines.append(f"| {kind} | {target:g} | {name} | {' | '.join(cells)} |")
+    return lines + calibration_summary(stream)
+
+
+def calibration_summary(stream: Sequence[Example], seeds: int = 3) -> list[str]:
+    """The table's streams over `seeds` shuffles: per router kind and dataset, the mean quality
+    against one fixed threshold at equal cost (each dataset's own cost), and the worst share."""
+    against: dict[tuple[str, str, bool], list[float]] = {}
+    worst: dict[tuple[str, bool], float] = {}
+    for seed in range(seeds):
+        shuffled = list(stream)
+        random.Random(seed).shuffle(shuffled)
+        for order in stream_orders(shuffled).values():
+            for kind in ROUTER_KINDS:
+                for target in TARGETS:
+                    for feedback in (False, True):
+                        c = calibration(order, kind, target, feedback=feedback)
+                        off = abs(c.point.share - target)
+                        worst[kind, feedback] = max(worst.get((kind, feedback), 0.0), off)
+                        for dataset, value in c.against_fixed_by_dataset.items():
+                            against.setdefault((kind, dataset, feedback), []).append(value)
+    lines = [
+        "",
+        f"The same four orders over {seeds} shuffles (seeds 0-{seeds - 1}), both kinds, "
+        "targets " + " / ".join(f"{t:g}" for t in TARGETS) + ": the worst share, and per "
+        "dataset the mean quality minus that of one fixed threshold on that dataset's scores "
+        "at that dataset's cost.",
+        "",
+        "| router | feedback | worst share off target | MT-Bench: vs fixed | GSM8K: vs fixed |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for kind in ROUTER_KINDS:
+        for feedback in (False, True):
+            means = [
+                sum(v) / len(v) for v in (against[kind, dataset, feedback] for dataset in TITLES)
+            ]
+            lines.append(
+                f"| {kind} | {'with feedback' if feedback else 'quantile alone'} | "
+                f"{worst[kind, feedback]:.3f} | {means[0]:+.2%} | {means[1]:+.2%} |"
+            )
     return lines
 
 
