@@ -12,8 +12,9 @@ there; nothing is streamed. Held out = MT-Bench ids 121-160 and GSM8K rows 660-1
   ask) and the heuristic's continuous score (gateway.router.heuristic), each sending the
   `share` of held-out turns with the highest scores to Cerebras (a quantile of the scores, no
   labels: what `target_cloud_share` does), and which of them is the default for a share;
-- calibration: the held-out stream (both datasets, fixed shuffled order) routed by `Router.route`
-  under every router kind with `target_cloud_share` 0.2, 0.5 and 0.8; the measured share;
+- calibration: the held-out stream (both datasets, a fixed shuffled order and three drifting
+  orders) routed by `Router.route` under every router kind with `target_cloud_share` 0.2, 0.5
+  and 0.8, with and without the realised share's feedback; the share, quality and cost;
 - online learning: the held-out stream in random order, the data's own label fed to
   `learn` on 10 % of the turns; the held-out frontier before and after that one pass.
 """
@@ -219,18 +220,153 @@ def default_scorer(qualities: dict[str, dict[str, list[float]]]) -> tuple[str, l
     return max(means, key=lambda n: means[n]), why
 
 
-def calibration(rows: Sequence[Example], kind: str, target: float) -> tuple[float, float]:
-    """(share sent to Cerebras over the stream, share over its second half), routed by a fresh
-    Router of `kind` with `target_cloud_share` = target (keywords forcing Cerebras included)."""
+@dataclass(frozen=True, slots=True)
+class Calibrated:
+    """One stream routed under a target: the point reached, the share over the stream's second
+    half, and quality minus that of one fixed threshold on the same scores at the same cost."""
+
+    point: Point
+    second_half: float
+    against_fixed: float
+    against_fixed_by_dataset: dict[str, float]
+
+
+def fixed_quality_at(rows: Sequence[Example], scores: Sequence[float], cost: float) -> float:
+    """Quality of one fixed threshold over the whole stream (the highest scores first, known
+    in advance: no calibration can do better at ranking) at `cost`, interpolated between the
+    turns."""
+    total = sum(e.cost for e in rows)
+    reference = sum(e.turn.cloud_quality for e in rows)
+    quality = sum(e.turn.local_quality for e in rows) / reference
+    spent = 0.0
+    for i in sorted(range(len(rows)), key=lambda i: -scores[i]):
+        e = rows[i]
+        step, gain = e.cost / total, (e.turn.cloud_quality - e.turn.local_quality) / reference
+        if spent + step >= cost:
+            return quality + gain * (cost - spent) / step
+        spent, quality = spent + step, quality + gain
+    return quality
+
+
+def calibration(
+    rows: Sequence[Example], kind: str, target: float, *, feedback: bool = True
+) -> Calibrated:
+    """`rows` routed in order by a fresh Router of `kind` with `target_cloud_share` = target
+    (keywords forcing Cerebras included); `feedback=False`: the window's quantile alone, with
+    no correction by the realised share (gateway.router.calibration before it had one)."""
     config = parse_config({"routing": {"router": kind, "target_cloud_share": target}}, env={})
     router = Router(config, store_path=None)
-    cloud = [
-        router.route(f"r{i}", {"messages": [{"role": "user", "content": e.turn.prompt}]}).cloud
+    if not feedback:
+        for calibrator in router.calibrators.values():
+            calibrator.horizon = None
+    decisions = [
+        router.route(f"r{i}", {"messages": [{"role": "user", "content": e.turn.prompt}]})
         for i, e in enumerate(rows)
     ]
     router.close()
+    cloud = [d.cloud for d in decisions]
+    scores = [0.0 if d.score is None else d.score for d in decisions]
+    reached = point(rows, cloud)
     half = cloud[len(cloud) // 2 :]
-    return sum(cloud) / len(cloud), sum(half) / len(half)
+    by_dataset = {}
+    for dataset in TITLES:
+        at = [i for i, e in enumerate(rows) if e.turn.dataset == dataset]
+        part = [rows[i] for i in at]
+        own = point(part, [cloud[i] for i in at])
+        fixed = fixed_quality_at(part, [scores[i] for i in at], own.cost)
+        by_dataset[dataset] = own.quality - fixed
+    fixed = fixed_quality_at(rows, scores, reached.cost)
+    return Calibrated(reached, sum(half) / len(half), reached.quality - fixed, by_dataset)
+
+
+def stream_orders(stream: Sequence[Example]) -> dict[str, list[Example]]:
+    """The held-out stream in the orders the calibration table routes it in."""
+
+    def mt_bench(e: Example) -> bool:
+        return e.turn.dataset == "mt_bench"
+
+    def second_turn(e: Example) -> bool:
+        return mt_bench(e) and e.turn.key.endswith("-t2")
+
+    return {
+        "mixed, shuffled": list(stream),
+        "MT-Bench first, then GSM8K": [e for e in stream if mt_bench(e)]
+        + [e for e in stream if not mt_bench(e)],
+        "GSM8K first, then MT-Bench": [e for e in stream if not mt_bench(e)]
+        + [e for e in stream if mt_bench(e)],
+        "mixed, MT-Bench second turns last": [e for e in stream if not second_turn(e)]
+        + [e for e in stream if second_turn(e)],
+    }
+
+
+def calibration_table(stream: Sequence[Example]) -> list[str]:
+    lines = ["", "#### Calibration: `routing.target_cloud_share` on the held-out stream", ""]
+    lines += [
+        "Every router kind, `Router.route` called on each held-out turn in stream order (a "
+        "fresh router for each cell; the scorer's own rule decides only the first ask). "
+        '"quantile alone": the threshold is the window\'s quantile at the target, as before '
+        'the feedback; "with feedback": the quantile at the target corrected by the realised '
+        "share (gateway/router/calibration.py, what the gateway does now). Each cell: the "
+        "share sent to Cerebras over the stream (over its second half), then quality and cost "
+        "as fractions of always-Cerebras over the stream, and quality minus that of one fixed "
+        "threshold on the same scores at the same cost (the highest scores of the whole stream "
+        "first, known in advance).",
+        "",
+        "| router | target | stream | quantile alone: share (second half) | quality, cost, "
+        "vs fixed | with feedback: share (second half) | quality, cost, vs fixed |",
+        "|---|---:|---|---:|---|---:|---|",
+    ]
+    for kind in ROUTER_KINDS:
+        for target in TARGETS:
+            for name, order in stream_orders(stream).items():
+                cells = []
+                for feedback in (False, True):
+                    c = calibration(order, kind, target, feedback=feedback)
+                    p = c.point
+                    off = " **(off by more than 0.05)**" if abs(p.share - target) > 0.05 else ""
+                    cells.append(f"{p.share:.1%}{off} ({c.second_half:.1%})")
+                    cells.append(f"{p.quality:.1%}, {p.cost:.0%}, {c.against_fixed:+.1%}")
+                lines.append(f"| {kind} | {target:g} | {name} | {' | '.join(cells)} |")
+    return lines + calibration_summary(stream)
+
+
+def calibration_summary(stream: Sequence[Example], seeds: int = 3) -> list[str]:
+    """The table's streams over `seeds` shuffles: per router kind and dataset, the mean quality
+    against one fixed threshold at equal cost (each dataset's own cost), and the worst share."""
+    against: dict[tuple[str, str, bool], list[float]] = {}
+    worst: dict[tuple[str, bool], float] = {}
+    for seed in range(seeds):
+        shuffled = list(stream)
+        random.Random(seed).shuffle(shuffled)
+        for order in stream_orders(shuffled).values():
+            for kind in ROUTER_KINDS:
+                for target in TARGETS:
+                    for feedback in (False, True):
+                        c = calibration(order, kind, target, feedback=feedback)
+                        off = abs(c.point.share - target)
+                        worst[kind, feedback] = max(worst.get((kind, feedback), 0.0), off)
+                        for dataset, value in c.against_fixed_by_dataset.items():
+                            against.setdefault((kind, dataset, feedback), []).append(value)
+    lines = [
+        "",
+        f"The same four orders over {seeds} shuffles (seeds 0-{seeds - 1}), both kinds, "
+        "targets " + " / ".join(f"{t:g}" for t in TARGETS) + ": the worst share, and per "
+        "dataset the mean quality minus that of one fixed threshold on that dataset's scores "
+        "at that dataset's cost.",
+        "",
+        "| router | feedback | worst share off target | MT-Bench: vs fixed | GSM8K: vs fixed |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for kind in ROUTER_KINDS:
+        for feedback in (False, True):
+            means = [
+                sum(v) / len(v) for v in (against[kind, dataset, feedback] for dataset in TITLES)
+            ]
+            lines.append(
+                f"| {kind} | {'with feedback' if feedback else 'quantile alone'} | "
+                f"{worst[kind, feedback]:.3f} | {means[0]:+.2%} | {means[1]:+.2%} |"
+            )
+    return lines
 
 
 def online(rows: Sequence[Example], model: LinearModel, which: str) -> LinearModel:
@@ -346,26 +482,7 @@ def run() -> list[str]:
             )
     stream = [e for e in rows if e.turn.split == "held_out"]
     random.Random(1).shuffle(stream)
-    shifted = [e for e in stream if e.turn.dataset == "mt_bench"] + [
-        e for e in stream if e.turn.dataset == "gsm8k"
-    ]
-    lines += ["", "#### Calibration: `routing.target_cloud_share` on the held-out stream", ""]
-    lines += [
-        "Every router kind, `Router.route` called on each held-out turn in stream order "
-        "(a fresh router; the first 20 turns use the scorer's own rule while the window fills).",
-        "",
-        "| router | target | stream | share sent to Cerebras | share in the second half |",
-        "|---|---:|---|---:|---:|",
-    ]
-    for kind in ROUTER_KINDS:
-        for target in TARGETS:
-            for name, order in (
-                ("mixed, shuffled", stream),
-                ("MT-Bench first, then GSM8K", shifted),
-            ):
-                whole, second = calibration(order, kind, target)
-                off = " (off by more than 0.05)" if abs(whole - target) > 0.05 else ""
-                lines.append(f"| {kind} | {target:g} | {name} | {whole:.1%}{off} | {second:.1%} |")
+    lines += calibration_table(stream)
     lines += [
         "",
         "#### Online learning: one pass over the held-out stream, feedback on 10 % of turns",

@@ -122,16 +122,22 @@ class Router:
             if name in self.models:
                 self.models[name].weights.update(updates)
         self.online_updates = sum(len(u) for u in loaded.weights.values())
+        # Each window is restored with its decisions, so the realised share's feedback
+        # (gateway.router.calibration) goes on where it stopped.
         self.calibrators = {
             name: ShareCalibrator(
                 self.ask_target if name == "ask" else self.target,
                 self.models[name].threshold,
                 scores=[s for s, _ in loaded.scores.get(name, [])],
+                decisions=[c for _, c in loaded.scores.get(name, [])],
             )
             for name in MODELS
         }
         self.calibrators[HEURISTIC] = ShareCalibrator(
-            self.ask_target, COMPLEX, scores=[s for s, _ in loaded.scores.get(HEURISTIC, [])]
+            self.ask_target,
+            COMPLEX,
+            scores=[s for s, _ in loaded.scores.get(HEURISTIC, [])],
+            decisions=[c for _, c in loaded.scores.get(HEURISTIC, [])],
         )
         # What each calibration window's scores were computed from, oldest first: the ask or
         # draft vector, or None for a keyword-forced ask (always FORCED) or a score loaded from
@@ -238,6 +244,7 @@ class Router:
         calibrator.observe(observed)
         by_verdict = forced is not None or not calibrated
         cloud = verdict.complex if by_verdict else score >= threshold
+        calibrator.decided(cloud)
         self.store.put_score(HEURISTIC, observed, cloud)
         if by_verdict:
             return Decision(cloud, verdict.reason, score)
@@ -280,13 +287,14 @@ class Router:
         threshold = calibrator.threshold()  # before this score joins the window
         p = self.models[model].score(vector)
         observed = FORCED if forced else p
+        cloud = forced or p >= threshold
         calibrator.observe(observed)
+        calibrator.decided(cloud)
         self.window_vectors[model].append(None if forced else vector)
-        self.store.put_score(model, observed, p >= threshold)
+        self.store.put_score(model, observed, cloud)
         self._remember(request_id, model, vector)
-        cloud = p >= threshold
         target = f" (target share {calibrator.target:g})" if calibrator.calibrated else ""
-        relation = ">=" if cloud else "<"
+        relation = ">=" if p >= threshold else "<"
         reason = f"learned: p(local fails)={p:.2f} {relation} threshold {threshold:.2f}{target}"
         return Decision(cloud, reason, p)
 
@@ -371,6 +379,7 @@ class Router:
             "target_cloud_share": self.target,
             "cloud_share": None if share is None else round(share, 4),
             "routed_in_window": len(self.routed),
+            "threshold_share": self._route_share(),
             "labels": dict(sorted(self.labels.items())),
             "labels_total": sum(self.labels.values()),
             "online_weight_updates": self.online_updates,
@@ -386,6 +395,13 @@ class Router:
             return round(self.threshold("ask"), 4)
         calibrator = self.calibrators[HEURISTIC]
         return round(calibrator.threshold(), 4) if calibrator.calibrated else None
+
+    def _route_share(self) -> float | None:
+        """The share of the routing window's scores at or above `threshold`: the target
+        corrected by the realised share's feedback (None without a target for the asks)."""
+        calibrator = self.calibrators["ask" if self.kind == "learned" else HEURISTIC]
+        share = calibrator.share()
+        return None if share is None else round(share, 4)
 
     def usage(self) -> dict[str, dict[str, Any]]:
         """Sizes and bounds of what the router keeps (`/stats` memory block)."""
