@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 
 from gateway.errors import BadRequest
+from gateway.wire.body import ParsedBody, TooDeep, parse_members
 
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 _JSON_TYPES = ("application/json", "text/json")
@@ -39,7 +40,9 @@ def check_content_type(content_type: str) -> None:
     )
 
 
-def parse_body(raw: bytes) -> dict[str, Any]:
+def parse_body(raw: bytes) -> ParsedBody:
+    """The client's JSON object, parsed once; each member keeps the JSON the check below wrote
+    (gateway.wire.body), so the body goes upstream without being serialised again."""
     if not raw.strip():
         raise _bad("request body is empty; expected a JSON object", code="invalid_json")
     try:
@@ -48,19 +51,16 @@ def parse_body(raw: bytes) -> dict[str, Any]:
         raise _bad(f"request body is not valid JSON: {exc}", code="invalid_json") from None
     if not isinstance(body, dict):
         raise _bad("request body must be a JSON object", code="invalid_json")
-    check_forwardable(body)
-    return body
+    return check_forwardable(body)
 
 
-def check_forwardable(body: dict[str, Any]) -> None:
+def check_forwardable(body: dict[str, Any]) -> ParsedBody:
     """Refuse a body nested too deeply to be sent on or echoed back, which would otherwise fail
-    mid-request; every door's body passes here (parse_body), once."""
-    wrapped: Any = body
-    for _ in range(_NESTING_SPARE):
-        wrapped = [wrapped]
+    mid-request; every door's body passes here (parse_body), once. Returns the body with the
+    JSON of its members."""
     try:
-        orjson.dumps(wrapped)
-    except TypeError:
+        return parse_members(body, _NESTING_SPARE)
+    except TooDeep:
         raise _bad(
             f"the request nests JSON too deeply to forward (more than {MAX_NESTING} levels)",
             code="invalid_json",
