@@ -19,6 +19,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
+import orjson
 
 from gateway.accounting.ratio import CharsPerToken
 from gateway.accounting.records import CallRole, UpstreamCall, UpstreamName
@@ -43,7 +44,6 @@ from gateway.upstreams.health import (
     probe,
 )
 from gateway.upstreams.stream import UpstreamStream
-from gateway.wire.body import derived, encode
 
 log = logging.getLogger("gateway.upstream")
 
@@ -67,13 +67,12 @@ _PARAMETER_REFUSALS = (400, 422)
 
 def streamed_body(client_body: Mapping[str, Any], model: str) -> dict[str, Any]:
     """The upstream request: the client's fields untouched, except those the gateway owns (it
-    always streams, with usage, from `model`). The client's members are written upstream as
-    they were parsed (gateway.wire.body), unless replaced."""
+    always streams, with usage, from `model`)."""
     body = {k: v for k, v in client_body.items() if k not in _GATEWAY_FIELDS}
     body["model"] = model
     body["stream"] = True
     body["stream_options"] = {"include_usage": True}
-    return derived(client_body, body)
+    return body
 
 
 def client_sets_reasoning(body: Mapping[str, Any]) -> bool:
@@ -290,7 +289,7 @@ class OpenAICompatibleUpstream:
         response = await client.post(
             self.session,
             self.config.chat_url,
-            encode(body),
+            orjson.dumps(body),
             headers,
             self._timeout,
             retry_stale=self.retries_stale_connections,

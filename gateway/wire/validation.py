@@ -11,7 +11,6 @@ from typing import Any
 import orjson
 
 from gateway.errors import BadRequest
-from gateway.wire.body import ParsedBody, TooDeep, parse_members
 
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 _JSON_TYPES = ("application/json", "text/json")
@@ -40,9 +39,7 @@ def check_content_type(content_type: str) -> None:
     )
 
 
-def parse_body(raw: bytes) -> ParsedBody:
-    """The client's JSON object, parsed once; each member keeps the JSON the check below wrote
-    (gateway.wire.body), so the body goes upstream without being serialised again."""
+def parse_body(raw: bytes) -> dict[str, Any]:
     if not raw.strip():
         raise _bad("request body is empty; expected a JSON object", code="invalid_json")
     try:
@@ -51,16 +48,19 @@ def parse_body(raw: bytes) -> ParsedBody:
         raise _bad(f"request body is not valid JSON: {exc}", code="invalid_json") from None
     if not isinstance(body, dict):
         raise _bad("request body must be a JSON object", code="invalid_json")
-    return check_forwardable(body)
+    check_forwardable(body)
+    return body
 
 
-def check_forwardable(body: dict[str, Any]) -> ParsedBody:
+def check_forwardable(body: dict[str, Any]) -> None:
     """Refuse a body nested too deeply to be sent on or echoed back, which would otherwise fail
-    mid-request; every door's body passes here (parse_body), once. Returns the body with the
-    JSON of its members."""
+    mid-request; every door's body passes here (parse_body), once."""
+    wrapped: Any = body
+    for _ in range(_NESTING_SPARE):
+        wrapped = [wrapped]
     try:
-        return parse_members(body, _NESTING_SPARE)
-    except TooDeep:
+        orjson.dumps(wrapped)
+    except TypeError:
         raise _bad(
             f"the request nests JSON too deeply to forward (more than {MAX_NESTING} levels)",
             code="invalid_json",
