@@ -88,9 +88,23 @@ def spawn(
     return Proc(popen, url)
 
 
-def spawn_sim(profile: str, *extra: str, cpus: set[int] | None = None) -> Proc:
+# The simulator with full garbage collections put off for the length of a run. Its full
+# collections take 80-200 ms on a loaded machine, about 30 a minute with 64 streams flowing, and
+# stall whichever path is being measured then: they set the p99 of the direct path, the relay
+# and the gateway alike (docs/bench/hot_path.md). A real llama-server has no such pauses.
+_QUIET_GC = (
+    "import gc, runpy; gc.set_threshold(700, 10, 1_000_000); "
+    "runpy.run_module('gateway.dev.sim', run_name='__main__', alter_sys=True)"
+)
+
+
+def spawn_sim(
+    profile: str, *extra: str, cpus: set[int] | None = None, quiet_gc: bool = False
+) -> Proc:
+    """Start a simulator; `quiet_gc`: without its full garbage collections (tail latencies)."""
     port = free_port()
-    args = [sys.executable, "-m", "gateway.dev.sim", "--profile", profile, "--port", str(port)]
+    launch = ["-c", _QUIET_GC] if quiet_gc else ["-m", "gateway.dev.sim"]
+    args = [sys.executable, *launch, "--profile", profile, "--port", str(port)]
     return spawn([*args, *extra], f"http://{HOST}:{port}", cpus=cpus)
 
 
