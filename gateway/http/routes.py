@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -24,7 +23,7 @@ from gateway.http.anthropic import VERSION_HEADER, anthropic_models, setup_messa
 from gateway.http.feedback import setup_feedback
 from gateway.http.guard import DOOR_PATHS, ERROR_SHAPES_KEY, ErrorShapes
 from gateway.http.services import CONFIG_KEY, GUARD_KEY, MODEL_ALIAS, SERVICES_KEY, Services
-from gateway.responses import json_response, request_id_of
+from gateway.responses import json_response, new_id, request_id_of
 from gateway.router.conversation import HEADER as CONVERSATION_HEADER
 from gateway.serving.exchange import Exchange
 from gateway.strategies import describe
@@ -65,7 +64,7 @@ async def serve(request: web.Request, door: Door) -> web.StreamResponse:
     sink = door.sink(
         request,
         decoded,
-        response_id=uuid.uuid4().hex,
+        response_id=new_id(),
         headers=headers,
         keep_answer=sampled,
         keep_text=services.config.routing.fallback_mid_stream == "continue",

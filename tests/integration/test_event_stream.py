@@ -105,6 +105,51 @@ async def test_a_streamed_response_starts_no_task_of_its_own(
     assert started == [set()]
 
 
+async def test_the_headers_go_out_with_the_opening_events(
+    aiohttp_server: Any, client: aiohttp.ClientSession
+) -> None:
+    # One system call for the status line, the headers, the role chunk and the first content.
+    writes: list[bytes] = []
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        transport = request.transport
+        assert transport is not None
+        write, writelines = transport.write, transport.writelines
+
+        def counted(data: Any) -> None:
+            writes.append(bytes(data))
+            write(data)
+
+        def counted_lines(chunks: Any) -> None:
+            writes.append(b"".join(chunks))
+            writelines(chunks)
+
+        transport.write = counted  # type: ignore[method-assign]
+        transport.writelines = counted_lines  # type: ignore[method-assign]
+        sink = StreamSink(request, response_id="chatcmpl-1", include_usage=False, headers={})
+        await sink.emit(
+            read_chunk({"model": "m", "choices": [{"index": 0, "delta": {"content": "hi"}}]})
+        )
+        first = len(writes)
+
+        async def before_done() -> None:
+            pass
+
+        await sink.finish({"prompt_tokens": 1}, {"model_used": "local"}, before_done)
+        writes.insert(first, b"<finish>")
+        assert sink.response is not None
+        return sink.response
+
+    async with client.post(await serve(aiohttp_server, handler)) as reply:
+        raw = await reply.read()
+        assert reply.headers["Content-Type"] == "text/event-stream"
+    assert raw.endswith(b"data: [DONE]\n\n")
+    opening = writes[: writes.index(b"<finish>")]
+    assert len(opening) == 1, opening
+    assert opening[0].startswith(b"HTTP/1.1 200")
+    assert b'"role":"assistant"' in opening[0] and b'"content":"hi"' in opening[0]
+
+
 async def test_the_end_of_a_stream_takes_two_writes(
     aiohttp_server: Any, client: aiohttp.ClientSession
 ) -> None:
@@ -163,9 +208,11 @@ async def test_the_socket_gets_a_send_timeout(
         await response.write_eof(EVENT)
         return response
 
-    async with client.post(await serve(aiohttp_server, handler)) as reply:
-        assert await reply.read() == EVENT
-    assert seen == [7500]
+    url = await serve(aiohttp_server, handler)
+    for _ in range(2):  # the second response on the kept-alive connection finds it still set
+        async with client.post(url) as reply:
+            assert await reply.read() == EVENT
+    assert seen == [7500, 7500]
 
 
 async def test_a_client_that_stops_reading_is_dropped_when_a_ping_cannot_go_out(
