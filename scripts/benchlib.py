@@ -66,9 +66,15 @@ class Proc:
 
 
 def spawn(
-    args: list[str], url: str, *, cpus: set[int] | None = None, env: dict[str, str] | None = None
+    args: list[str],
+    url: str,
+    *,
+    cpus: set[int] | None = None,
+    env: dict[str, str] | None = None,
+    cwd: Path = ROOT,
 ) -> Proc:
-    """Start a process in its own process group, optionally pinned to `cpus`."""
+    """Start a process in its own process group, optionally pinned to `cpus`. `cwd`: the tree
+    whose `gateway` package it imports (`python -m` looks there first)."""
 
     def setup_child() -> None:
         os.setsid()
@@ -79,7 +85,7 @@ def spawn(
     environment.pop("CEREBRAS_API_KEY", None)  # benchmarks never reach the real API
     popen = subprocess.Popen(
         args,
-        cwd=ROOT,
+        cwd=cwd,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         preexec_fn=setup_child,
@@ -114,8 +120,10 @@ def spawn_gateway(
     *,
     cpus: set[int] | None = None,
     env: dict[str, str] | None = None,
+    tree: Path = ROOT,
 ) -> Proc:
-    """Write `config` (server.port is filled in) to workdir and start the gateway on it."""
+    """Write `config` (server.port is filled in) to workdir and start the gateway on it, the
+    gateway of `tree` (a checkout; this one by default)."""
     port = free_port()
     config = {**config, "server": {**config.get("server", {}), "host": HOST, "port": port}}
     storage = {
@@ -128,7 +136,7 @@ def spawn_gateway(
     path = workdir / "gateway.yaml"
     path.write_bytes(orjson.dumps(config))
     args = [sys.executable, "-m", "gateway", "--config", str(path)]
-    return spawn(args, f"http://{HOST}:{port}", cpus=cpus, env=env)
+    return spawn(args, f"http://{HOST}:{port}", cpus=cpus, env=env, cwd=tree)
 
 
 async def wait_ready(url: str, timeout: float = 60.0) -> None:
