@@ -34,7 +34,7 @@ from pathlib import Path
 
 import aiohttp
 from bench_floor import cline_body, cpu_per_request, first_content, spawn_bare_relay
-from benchlib import ROOT, Proc, spawn_gateway, spawn_sim, wait_ready
+from benchlib import ROOT, Proc, local_config, spawn_gateway, spawn_sim, split_cores, wait_ready
 
 
 def _sign_p(wins: int, n: int) -> float:
@@ -45,23 +45,13 @@ def _sign_p(wins: int, n: int) -> float:
 
 
 async def run(args: argparse.Namespace) -> None:
-    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
-    path_cpus = {cores[0]} if len(cores) >= 2 else None
-    other = set(cores[1:]) if len(cores) >= 2 else None
-    if other:
-        os.sched_setaffinity(0, other)
+    path_cpus, other = split_cores()
     env = dict(os.environ)
     with contextlib.ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-ab-")))
         sim = spawn_sim("llamacpp", "--answer-tokens", "20", cpus=other, quiet_gc=True)
         stack.callback(sim.stop)
-        config = {
-            "models": {
-                "local": {"endpoint": sim.url + "/v1", "model": "sim"},
-                "cerebras": {"enabled": False, "api_key": ""},
-            },
-            "routing": {"strategy": args.strategy},
-        }
+        config = local_config(sim.url, args.strategy)
         procs: dict[str, Proc] = {}
         for name, tree in (("before", args.before), ("after", args.after)):
             (tmp / name).mkdir()

@@ -114,6 +114,28 @@ def spawn_sim(
     return spawn([*args, *extra], f"http://{HOST}:{port}", cpus=cpus)
 
 
+def local_config(sim_url: str, strategy: str = "always_local") -> dict[str, Any]:
+    """A gateway config with the llama.cpp simulator at `sim_url` and Cerebras disabled."""
+    return {
+        "models": {
+            "local": {"endpoint": sim_url + "/v1", "model": "sim"},
+            "cerebras": {"enabled": False, "api_key": ""},
+        },
+        "routing": {"strategy": strategy},
+    }
+
+
+def split_cores() -> tuple[set[int] | None, set[int] | None]:
+    """(the core for the measured paths, the other cores), with this process moved to the other
+    cores; (None, None) on a machine with fewer than two."""
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if len(cores) < 2:
+        return None, None
+    other = set(cores[1:])
+    os.sched_setaffinity(0, other)
+    return {cores[0]}, other
+
+
 def spawn_gateway(
     config: dict[str, Any],
     workdir: Path,

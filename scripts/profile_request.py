@@ -30,7 +30,7 @@ from pathlib import Path
 
 import aiohttp
 from bench_floor import cline_body, cpu_ns, stream_to_end
-from benchlib import spawn_gateway, spawn_sim, wait_ready
+from benchlib import local_config, spawn_gateway, spawn_sim, wait_ready
 from profile_summary import frames, loop_busy
 
 # (part, a substring of a frame); the first part with a frame on the sample's stack takes it
@@ -99,14 +99,7 @@ async def run(args: argparse.Namespace) -> None:
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     with tempfile.TemporaryDirectory(prefix="profile-request-") as tmp:
         sim = spawn_sim("llamacpp", "--answer-tokens", "20", quiet_gc=True)
-        config = {
-            "models": {
-                "local": {"endpoint": sim.url + "/v1", "model": "sim"},
-                "cerebras": {"enabled": False, "api_key": ""},
-            },
-            "routing": {"strategy": args.strategy},
-        }
-        gateway = spawn_gateway(config, Path(tmp))
+        gateway = spawn_gateway(local_config(sim.url, args.strategy), Path(tmp))
         try:
             await wait_ready(sim.url + "/health")
             await wait_ready(gateway.url + "/health")

@@ -27,6 +27,24 @@ async def serve(aiohttp_server: Any, handler: Any) -> str:
     return str(server.make_url("/s"))
 
 
+def count_writes(request: web.BaseRequest, writes: list[bytes]) -> None:
+    """Record each write the response's transport makes (one entry per system call)."""
+    transport = request.transport
+    assert transport is not None
+    write, writelines = transport.write, transport.writelines
+
+    def counted(data: Any) -> None:
+        writes.append(bytes(data))
+        write(data)
+
+    def counted_lines(chunks: Any) -> None:
+        writes.append(b"".join(chunks))
+        writelines(chunks)
+
+    transport.write = counted  # type: ignore[method-assign]
+    transport.writelines = counted_lines  # type: ignore[method-assign]
+
+
 async def test_headers_events_and_pings_on_the_wire(
     aiohttp_server: Any, client: aiohttp.ClientSession
 ) -> None:
@@ -112,20 +130,7 @@ async def test_the_headers_go_out_with_the_opening_events(
     writes: list[bytes] = []
 
     async def handler(request: web.Request) -> web.StreamResponse:
-        transport = request.transport
-        assert transport is not None
-        write, writelines = transport.write, transport.writelines
-
-        def counted(data: Any) -> None:
-            writes.append(bytes(data))
-            write(data)
-
-        def counted_lines(chunks: Any) -> None:
-            writes.append(b"".join(chunks))
-            writelines(chunks)
-
-        transport.write = counted  # type: ignore[method-assign]
-        transport.writelines = counted_lines  # type: ignore[method-assign]
+        count_writes(request, writes)
         sink = StreamSink(request, response_id="chatcmpl-1", include_usage=False, headers={})
         await sink.emit(
             read_chunk({"model": "m", "choices": [{"index": 0, "delta": {"content": "hi"}}]})
@@ -162,23 +167,11 @@ async def test_the_end_of_a_stream_takes_two_writes(
         await sink.emit(
             read_chunk({"model": "m", "choices": [{"index": 0, "delta": {"content": "hi"}}]})
         )
-        transport = request.transport
-        assert transport is not None
-        write, writelines = transport.write, transport.writelines
-
-        def counted(data: Any) -> None:
-            writes.append(bytes(data))
-            write(data)
-
-        def counted_lines(chunks: Any) -> None:
-            writes.append(b"".join(chunks))
-            writelines(chunks)
+        count_writes(request, writes)
 
         async def before_done() -> None:
             writes.append(b"<before_done>")
 
-        transport.write = counted  # type: ignore[method-assign]
-        transport.writelines = counted_lines  # type: ignore[method-assign]
         await sink.finish({"prompt_tokens": 1}, {"model_used": "local"}, before_done)
         assert sink.response is not None
         return sink.response
