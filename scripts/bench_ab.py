@@ -34,7 +34,7 @@ from pathlib import Path
 
 import aiohttp
 from bench_floor import cline_body, cpu_per_request, first_content, spawn_bare_relay
-from benchlib import ROOT, Proc, local_config, spawn_gateway, spawn_sim, split_cores, wait_ready
+from benchlib import ROOT, Proc, spawn_local_gateway, spawn_sim, split_cores, wait_ready
 
 
 def _sign_p(wins: int, n: int) -> float:
@@ -51,11 +51,12 @@ async def run(args: argparse.Namespace) -> None:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-ab-")))
         sim = spawn_sim("llamacpp", "--answer-tokens", "20", cpus=other, quiet_gc=True)
         stack.callback(sim.stop)
-        config = local_config(sim.url, args.strategy)
         procs: dict[str, Proc] = {}
         for name, tree in (("before", args.before), ("after", args.after)):
             (tmp / name).mkdir()
-            procs[name] = spawn_gateway(config, tmp / name, cpus=path_cpus, env=env, tree=tree)
+            procs[name] = spawn_local_gateway(
+                sim, tmp / name, cpus=path_cpus, env=env, strategy=args.strategy, tree=tree
+            )
             stack.callback(procs[name].stop)
         procs["relay"] = spawn_bare_relay(sim.url, cpus=path_cpus)
         stack.callback(procs["relay"].stop)

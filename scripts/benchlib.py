@@ -114,28 +114,6 @@ def spawn_sim(
     return spawn([*args, *extra], f"http://{HOST}:{port}", cpus=cpus)
 
 
-def local_config(sim_url: str, strategy: str = "always_local") -> dict[str, Any]:
-    """A gateway config with the llama.cpp simulator at `sim_url` and Cerebras disabled."""
-    return {
-        "models": {
-            "local": {"endpoint": sim_url + "/v1", "model": "sim"},
-            "cerebras": {"enabled": False, "api_key": ""},
-        },
-        "routing": {"strategy": strategy},
-    }
-
-
-def split_cores() -> tuple[set[int] | None, set[int] | None]:
-    """(the core for the measured paths, the other cores), with this process moved to the other
-    cores; (None, None) on a machine with fewer than two."""
-    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
-    if len(cores) < 2:
-        return None, None
-    other = set(cores[1:])
-    os.sched_setaffinity(0, other)
-    return {cores[0]}, other
-
-
 def spawn_gateway(
     config: dict[str, Any],
     workdir: Path,
@@ -171,3 +149,36 @@ async def wait_ready(url: str, timeout: float = 60.0) -> None:
                         return
             await asyncio.sleep(0.1)
     raise RuntimeError(f"{url} did not come up within {timeout:.0f}s")
+
+
+def spawn_local_gateway(
+    sim: Proc,
+    workdir: Path,
+    *,
+    cpus: set[int] | None = None,
+    env: dict[str, str] | None = None,
+    strategy: str = "always_local",
+    tree: Path = ROOT,
+) -> Proc:
+    """A gateway serving everything from the simulator `sim` (`always_local` unless `strategy`
+    says otherwise, Cerebras off), from the checkout `tree`."""
+    config = {
+        "models": {
+            "local": {"endpoint": sim.url + "/v1", "model": "sim"},
+            "cerebras": {"enabled": False, "api_key": ""},
+        },
+        "routing": {"strategy": strategy},
+    }
+    return spawn_gateway(config, workdir, cpus=cpus, env=env, tree=tree)
+
+
+def split_cores() -> tuple[set[int] | None, set[int] | None]:
+    """(the gateway's core, the other cores) with two cores or more, else (None, None); this
+    process (the client) moves to the other cores, off the gateway's."""
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if len(cores) < 2:
+        return None, None
+    gateway, other = {cores[0]}, set(cores[1:])
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, other)
+    return gateway, other

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import aiohttp
 from bench_floor import cline_body, cpu_ns, stream_to_end
-from benchlib import local_config, spawn_gateway, spawn_sim, wait_ready
+from benchlib import spawn_local_gateway, spawn_sim, wait_ready
 from profile_summary import frames, loop_busy
 
 # (part, a substring of a frame); the first part with a frame on the sample's stack takes it
@@ -99,7 +99,7 @@ async def run(args: argparse.Namespace) -> None:
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     with tempfile.TemporaryDirectory(prefix="profile-request-") as tmp:
         sim = spawn_sim("llamacpp", "--answer-tokens", "20", quiet_gc=True)
-        gateway = spawn_gateway(local_config(sim.url, args.strategy), Path(tmp))
+        gateway = spawn_local_gateway(sim, Path(tmp), strategy=args.strategy)
         try:
             await wait_ready(sim.url + "/health")
             await wait_ready(gateway.url + "/health")
