@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import ipaddress
 import logging
 import signal
@@ -191,6 +192,11 @@ async def serve(
         runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
+        # What start-up built (modules, config, the router's weights, the stores) lives as long
+        # as the process: kept out of the full collections, which stall every stream in flight
+        # (about 4 ms then, against 40-50 ms with a Cline-sized load; docs/bench/hot_path.md).
+        gc.collect()
+        gc.freeze()
         host, port = config.server.host, config.server.port
         # Workers share the port; the kernel spreads connections among them.
         site = web.TCPSite(runner, host, port, reuse_port=config.server.workers > 1 or None)

@@ -66,7 +66,7 @@ def processes(loop_impl: str, relay_close: bool = False) -> Iterator[Setup]:
     env.pop("CEREBRAS_API_KEY", None)
     with tempfile.TemporaryDirectory(prefix="bench-overhead-") as tmp_name:
         tmp = Path(tmp_name)
-        sim = spawn_sim("llamacpp", "--answer-tokens", "20", cpus=other_cpus)
+        sim = spawn_sim("llamacpp", "--answer-tokens", "20", cpus=other_cpus, quiet_gc=True)
         config = {
             "models": {
                 "local": {"endpoint": sim.url + "/v1", "model": "sim"},

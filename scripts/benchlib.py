@@ -66,9 +66,15 @@ class Proc:
 
 
 def spawn(
-    args: list[str], url: str, *, cpus: set[int] | None = None, env: dict[str, str] | None = None
+    args: list[str],
+    url: str,
+    *,
+    cpus: set[int] | None = None,
+    env: dict[str, str] | None = None,
+    cwd: Path = ROOT,
 ) -> Proc:
-    """Start a process in its own process group, optionally pinned to `cpus`."""
+    """Start a process in its own process group, optionally pinned to `cpus`. `cwd`: the tree
+    whose `gateway` package it imports (`python -m` looks there first)."""
 
     def setup_child() -> None:
         os.setsid()
@@ -79,7 +85,7 @@ def spawn(
     environment.pop("CEREBRAS_API_KEY", None)  # benchmarks never reach the real API
     popen = subprocess.Popen(
         args,
-        cwd=ROOT,
+        cwd=cwd,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         preexec_fn=setup_child,
@@ -88,9 +94,23 @@ def spawn(
     return Proc(popen, url)
 
 
-def spawn_sim(profile: str, *extra: str, cpus: set[int] | None = None) -> Proc:
+# The simulator with full garbage collections put off for the length of a run. Its full
+# collections take 80-200 ms on a loaded machine, about 30 a minute with 64 streams flowing, and
+# stall whichever path is being measured then: they set the p99 of the direct path, the relay
+# and the gateway alike (docs/bench/hot_path.md). A real llama-server has no such pauses.
+_QUIET_GC = (
+    "import gc, runpy; gc.set_threshold(700, 10, 1_000_000); "
+    "runpy.run_module('gateway.dev.sim', run_name='__main__', alter_sys=True)"
+)
+
+
+def spawn_sim(
+    profile: str, *extra: str, cpus: set[int] | None = None, quiet_gc: bool = False
+) -> Proc:
+    """Start a simulator; `quiet_gc`: without its full garbage collections (tail latencies)."""
     port = free_port()
-    args = [sys.executable, "-m", "gateway.dev.sim", "--profile", profile, "--port", str(port)]
+    launch = ["-c", _QUIET_GC] if quiet_gc else ["-m", "gateway.dev.sim"]
+    args = [sys.executable, *launch, "--profile", profile, "--port", str(port)]
     return spawn([*args, *extra], f"http://{HOST}:{port}", cpus=cpus)
 
 
@@ -100,8 +120,10 @@ def spawn_gateway(
     *,
     cpus: set[int] | None = None,
     env: dict[str, str] | None = None,
+    tree: Path = ROOT,
 ) -> Proc:
-    """Write `config` (server.port is filled in) to workdir and start the gateway on it."""
+    """Write `config` (server.port is filled in) to workdir and start the gateway on it, the
+    gateway of `tree` (a checkout; this one by default)."""
     port = free_port()
     config = {**config, "server": {**config.get("server", {}), "host": HOST, "port": port}}
     storage = {
@@ -114,7 +136,7 @@ def spawn_gateway(
     path = workdir / "gateway.yaml"
     path.write_bytes(orjson.dumps(config))
     args = [sys.executable, "-m", "gateway", "--config", str(path)]
-    return spawn(args, f"http://{HOST}:{port}", cpus=cpus, env=env)
+    return spawn(args, f"http://{HOST}:{port}", cpus=cpus, env=env, cwd=tree)
 
 
 async def wait_ready(url: str, timeout: float = 60.0) -> None:
@@ -130,17 +152,24 @@ async def wait_ready(url: str, timeout: float = 60.0) -> None:
 
 
 def spawn_local_gateway(
-    sim: Proc, workdir: Path, *, cpus: set[int] | None = None, env: dict[str, str] | None = None
+    sim: Proc,
+    workdir: Path,
+    *,
+    cpus: set[int] | None = None,
+    env: dict[str, str] | None = None,
+    strategy: str = "always_local",
+    tree: Path = ROOT,
 ) -> Proc:
-    """A gateway serving everything from the simulator `sim` (`always_local`, Cerebras off)."""
+    """A gateway serving everything from the simulator `sim` (`always_local` unless `strategy`
+    says otherwise, Cerebras off), from the checkout `tree`."""
     config = {
         "models": {
             "local": {"endpoint": sim.url + "/v1", "model": "sim"},
             "cerebras": {"enabled": False, "api_key": ""},
         },
-        "routing": {"strategy": "always_local"},
+        "routing": {"strategy": strategy},
     }
-    return spawn_gateway(config, workdir, cpus=cpus, env=env)
+    return spawn_gateway(config, workdir, cpus=cpus, env=env, tree=tree)
 
 
 def split_cores() -> tuple[set[int] | None, set[int] | None]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -31,7 +30,7 @@ from gateway.http.services import (
     Services,
     answered_by,
 )
-from gateway.responses import json_response, request_id_of
+from gateway.responses import json_response, new_id, request_id_of
 from gateway.router.conversation import HEADER as CONVERSATION_HEADER
 from gateway.serving.exchange import Exchange
 from gateway.storage.writer import handoff
@@ -81,7 +80,7 @@ async def _serve(request: web.Request, door: Door, services: Services) -> web.St
     order = SinkOrder(
         request,
         decoded,
-        response_id=uuid.uuid4().hex,
+        response_id=new_id(),
         headers=headers,
         keep_answer=sampled,
         keep_text=services.config.routing.fallback_mid_stream == "continue",

@@ -32,6 +32,24 @@ def keeping_alive(stream: EventStream) -> bool:
     return stream._timer is not None or stream._pinging is not None
 
 
+def count_writes(request: web.BaseRequest, writes: list[bytes]) -> None:
+    """Record each write the response's transport makes (one entry per system call)."""
+    transport = request.transport
+    assert transport is not None
+    write, writelines = transport.write, transport.writelines
+
+    def counted(data: Any) -> None:
+        writes.append(bytes(data))
+        write(data)
+
+    def counted_lines(chunks: Any) -> None:
+        writes.append(b"".join(chunks))
+        writelines(chunks)
+
+    transport.write = counted  # type: ignore[method-assign]
+    transport.writelines = counted_lines  # type: ignore[method-assign]
+
+
 async def test_headers_events_and_pings_on_the_wire(
     aiohttp_server: Any, client: aiohttp.ClientSession
 ) -> None:
@@ -111,6 +129,35 @@ async def test_a_streamed_response_starts_no_task_of_its_own(
     assert started == [set()]
 
 
+async def test_the_headers_go_out_with_the_opening_events(
+    aiohttp_server: Any, client: aiohttp.ClientSession
+) -> None:
+    # One system call for the status line, the headers, the role chunk and the first content.
+    writes: list[bytes] = []
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        count_writes(request, writes)
+        sink = StreamSink(request, response_id="chatcmpl-1", include_usage=False, headers={})
+        await sink.emit(
+            read_chunk({"model": "m", "choices": [{"index": 0, "delta": {"content": "hi"}}]})
+        )
+        first = len(writes)
+        await sink.finish({"prompt_tokens": 1}, {"model_used": "local"})
+        await sink.close()
+        writes.insert(first, b"<finish>")
+        assert sink.response is not None
+        return sink.response
+
+    async with client.post(await serve(aiohttp_server, handler)) as reply:
+        raw = await reply.read()
+        assert reply.headers["Content-Type"] == "text/event-stream"
+    assert raw.endswith(b"data: [DONE]\n\n")
+    opening = writes[: writes.index(b"<finish>")]
+    assert len(opening) == 1, opening
+    assert opening[0].startswith(b"HTTP/1.1 200")
+    assert b'"role":"assistant"' in opening[0] and b'"content":"hi"' in opening[0]
+
+
 async def test_the_end_of_a_stream_takes_two_writes(
     aiohttp_server: Any, client: aiohttp.ClientSession
 ) -> None:
@@ -124,20 +171,8 @@ async def test_the_end_of_a_stream_takes_two_writes(
         await sink.emit(
             read_chunk({"model": "m", "choices": [{"index": 0, "delta": {"content": "hi"}}]})
         )
-        transport = request.transport
-        assert transport is not None
-        write, writelines = transport.write, transport.writelines
+        count_writes(request, writes)
 
-        def counted(data: Any) -> None:
-            writes.append(bytes(data))
-            write(data)
-
-        def counted_lines(chunks: Any) -> None:
-            writes.append(b"".join(chunks))
-            writelines(chunks)
-
-        transport.write = counted  # type: ignore[method-assign]
-        transport.writelines = counted_lines  # type: ignore[method-assign]
         await sink.finish({"prompt_tokens": 1}, {"model_used": "local"})
         writes.append(b"<recorded>")
         await sink.close()
@@ -169,9 +204,11 @@ async def test_the_socket_gets_a_send_timeout(
         await response.write_eof(EVENT)
         return response
 
-    async with client.post(await serve(aiohttp_server, handler)) as reply:
-        assert await reply.read() == EVENT
-    assert seen == [7500]
+    url = await serve(aiohttp_server, handler)
+    for _ in range(2):  # the second response on the kept-alive connection finds it still set
+        async with client.post(url) as reply:
+            assert await reply.read() == EVENT
+    assert seen == [7500, 7500]
 
 
 async def test_a_client_that_stops_reading_is_dropped_when_a_ping_cannot_go_out(
