@@ -16,6 +16,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from multidict import CIMultiDict
 
+from gateway.accounting.records import RequestRecord, UpstreamCall
 from gateway.config import GatewayConfig, parse_config
 from gateway.http.services import SERVICES_KEY, Services
 from gateway.storage.writer import WriterThread
@@ -175,6 +176,19 @@ async def eventually(
             said = what() if callable(what) else what
             raise AssertionError(f"not within {timeout:g} s: {said}")
         await asyncio.sleep(0.01)
+
+
+def door_record(rid: str, door: str) -> RequestRecord:
+    """A finished always_local request that came through `door` (3 prompt, 4 completion tokens)."""
+    return RequestRecord(
+        request_id=rid,
+        started_at=1_700_000_000.0,
+        strategy="always_local",
+        stream=False,
+        door=door,
+        model_used="local",
+        calls=[UpstreamCall("local", prompt_tokens=3, completion_tokens=4)],
+    )
 
 
 def use_clock(gate: RateLimitGate, clock: Callable[[], float]) -> None:
