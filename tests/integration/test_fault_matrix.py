@@ -96,12 +96,11 @@ def every_fault(test: Any) -> Any:
     return pytest.mark.parametrize("where", ["local", "cerebras"])(test)
 
 
-async def broken_gateway(
-    aiohttp_server, tmp_path, sims: tuple[SimServer, SimServer], strategy, fault, where
-):
-    """`fault_gateway` under `strategy` with `fault` injected into `where` (sims: local,
-    cerebras)."""
-    urls = broken_upstream_urls(*sims, fault, where)
+@pytest.fixture
+async def broken_gateway(aiohttp_server, tmp_path, local_sim, cerebras_sim, strategy, fault, where):
+    """(app, server) of an `every_fault` test: `fault_gateway` under `strategy` with `fault`
+    injected into `where`."""
+    urls = broken_upstream_urls(local_sim, cerebras_sim, fault, where)
     return await fault_gateway(
         aiohttp_server, tmp_path, urls["local"], urls["cerebras"], strategy=strategy
     )
@@ -121,12 +120,8 @@ def test_matrix_covers_every_registered_strategy() -> None:
 
 
 @every_fault
-async def test_fault(
-    aiohttp_server, client, tmp_path, local_sim, cerebras_sim, strategy, fault, where
-) -> None:
-    app, server = await broken_gateway(
-        aiohttp_server, tmp_path, (local_sim, cerebras_sim), strategy, fault, where
-    )
+async def test_fault(client, broken_gateway, strategy, fault, where) -> None:
+    app, server = broken_gateway
     # A question that every classifier counts as complex, so each strategy calls Cerebras.
     body = chat("Explain step by step why this code deadlocks: ```lock(a); lock(b)```", stream=True)
     started = time.monotonic()
@@ -276,11 +271,9 @@ async def test_mid_stream_error_mode_keeps_the_error_event(
 
 @every_fault
 async def test_fault_through_the_messages_door(
-    aiohttp_server, client, tmp_path, local_sim, cerebras_sim, strategy, fault, where
+    client, broken_gateway, strategy, fault, where
 ) -> None:
-    app, server = await broken_gateway(
-        aiohttp_server, tmp_path, (local_sim, cerebras_sim), strategy, fault, where
-    )
+    app, server = broken_gateway
     body = {
         "model": "claude-sonnet-4-5",
         "max_tokens": 200,
