@@ -18,6 +18,7 @@ from multidict import CIMultiDict
 
 from gateway.accounting.records import RequestRecord, UpstreamCall
 from gateway.config import GatewayConfig, parse_config
+from gateway.dev.sim import ScriptedAnswer, SimServer
 from gateway.http.services import SERVICES_KEY, Services
 from gateway.storage.writer import WriterThread
 
@@ -176,6 +177,20 @@ async def eventually(
             said = what() if callable(what) else what
             raise AssertionError(f"not within {timeout:g} s: {said}")
         await asyncio.sleep(0.01)
+
+
+def script(sim: SimServer, prompt: str, content: str = "", **answer: Any) -> None:
+    """Make `sim` answer `prompt` with `content` (ScriptedAnswer's other fields in `answer`),
+    keeping the answers scripted before."""
+    table = dict(sim.options.script or {})
+    table[prompt] = ScriptedAnswer(content, **answer)
+    sim.options.script = table
+
+
+def calibrate_drafts(router: Any) -> None:
+    """Give the router's draft calibrator a full window of scores (0.1, 0.5, 0.9 alike)."""
+    for score in (0.1, 0.5, 0.9) * 10:
+        router.calibrators["draft"].observe(score)
 
 
 def door_record(rid: str, door: str) -> RequestRecord:

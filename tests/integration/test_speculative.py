@@ -12,10 +12,10 @@ import asyncio
 from typing import Any
 
 import pytest
-from support import chat, eventually, post_stream
+from support import chat, eventually, post_stream, script
 
 from gateway.accounting.tokens import estimate_prompt_tokens
-from gateway.dev.sim import ScriptedAnswer, SimServer, ToolCallSpec
+from gateway.dev.sim import SimServer, ToolCallSpec
 from gateway.errors import UpstreamError
 from gateway.quota.admission import Refusal, Ticket
 from gateway.speculation.race import QUEUE_EVENTS
@@ -39,12 +39,6 @@ META_KEYS = {
     "similarity",
     "decided_by",
 }
-
-
-def script(sim: SimServer, prompt: str, content: str = "", **answer: Any) -> None:
-    table = dict(sim.options.script or {})
-    table[prompt] = ScriptedAnswer(content, **answer)
-    sim.options.script = table
 
 
 def pace(sim: SimServer, tps: float = 0.0, ttft: float = 0.0) -> None:
