@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,9 +19,10 @@ from aiohttp.test_utils import TestServer
 from multidict import CIMultiDict
 
 from gateway.accounting.records import RequestRecord, UpstreamCall
-from gateway.config import GatewayConfig, parse_config
+from gateway.config import GatewayConfig, StorageConfig, parse_config
 from gateway.dev.sim import ScriptedAnswer, SimServer
 from gateway.http.services import SERVICES_KEY, Services
+from gateway.logs import remove_logging, setup_logging
 from gateway.storage.writer import WriterThread
 
 CEREBRAS_KEY = "csk-test-secret-4f9a1c2e7b"
@@ -204,6 +207,23 @@ def door_record(rid: str, door: str) -> RequestRecord:
         model_used="local",
         calls=[UpstreamCall("local", prompt_tokens=3, completion_tokens=4)],
     )
+
+
+@contextmanager
+def gateway_log(storage: StorageConfig, secrets: Iterable[str]) -> Iterator[Callable[[], str]]:
+    """The gateway's logging installed (file only) for the block, which gets `read()`: the log
+    file's text once every handler has flushed. The handlers are removed on exit."""
+    path = setup_logging(storage, secrets, to_stderr=False)
+
+    def read() -> str:
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+        return path.read_text()
+
+    try:
+        yield read
+    finally:
+        remove_logging()
 
 
 def use_clock(gate: RateLimitGate, clock: Callable[[], float]) -> None:
