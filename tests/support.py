@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +21,7 @@ from multidict import CIMultiDict
 from gateway.accounting.records import RequestRecord, UpstreamCall
 from gateway.config import GatewayConfig, StorageConfig, parse_config
 from gateway.dev.sim import ScriptedAnswer, SimServer
+from gateway.http.app import create_app
 from gateway.http.services import SERVICES_KEY, Services
 from gateway.logs import remove_logging, setup_logging
 from gateway.storage.writer import WriterThread
@@ -250,6 +251,16 @@ class Gateway:
     @property
     def services(self) -> Services:
         return self.app[SERVICES_KEY]
+
+
+# A fixture's `make(...)`: a started Gateway.
+GatewayFactory = Callable[..., Awaitable["Gateway"]]
+
+
+async def start_gateway(aiohttp_server: Any, config: GatewayConfig) -> Gateway:
+    """The gateway app for `config`, served on 127.0.0.1 by the `aiohttp_server` fixture."""
+    app = create_app(config)
+    return Gateway(await aiohttp_server(app), app, config)
 
 
 def recorded_puts(monkeypatch: pytest.MonkeyPatch, thread: WriterThread) -> list[Any]:

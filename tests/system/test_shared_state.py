@@ -13,11 +13,10 @@ import pytest
 import redis.asyncio as aioredis
 from prometheus_client.parser import text_string_to_metric_families
 from redis_support import RedisServer
-from support import Gateway, chat, gateway_config, post_stream
+from support import Gateway, chat, gateway_config, post_stream, start_gateway
 
 from gateway.dev.sim import SimServer
 from gateway.dev.sim.server import update_options
-from gateway.http.app import create_app
 from gateway.quota.reservations import Reservation
 
 COMPLEX_ASK = "Refactor the parser in src/parser.py"
@@ -49,8 +48,7 @@ def make_replicas(
                 state={**state, "replica_id": f"replica-{i}"},
                 **sections,
             )
-            app = create_app(cfg)
-            out.append(Gateway(await aiohttp_server(app), app, cfg))
+            out.append(await start_gateway(aiohttp_server, cfg))
         return out
 
     return factory
