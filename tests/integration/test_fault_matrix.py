@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import socket
 import time
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
@@ -89,10 +90,10 @@ async def fault_gateway(aiohttp_server, tmp_path, local_url: str, cerebras_url: 
     return app, await aiohttp_server(app)
 
 
-def every_fault(test: Any) -> Any:
-    """Run `test` for every strategy, fault and broken upstream (`where`)."""
+def every_fault(test: Any, faults: Iterable[str] = FAULTS) -> Any:
+    """Run `test` for every strategy, fault (of `faults`) and broken upstream (`where`)."""
     test = pytest.mark.parametrize("strategy", STRATEGIES)(test)
-    test = pytest.mark.parametrize("fault", list(FAULTS))(test)
+    test = pytest.mark.parametrize("fault", list(faults))(test)
     return pytest.mark.parametrize("where", ["local", "cerebras"])(test)
 
 
@@ -157,6 +158,11 @@ async def test_fault(client, broken_gateway, strategy, fault, where) -> None:
 MID_STREAM = ["stall", "cut", "malformed_event", "garbage", "error_event"]
 
 
+def every_mid_stream_fault(test: Any) -> Any:
+    """`every_fault` for the MID_STREAM faults only."""
+    return every_fault(test, MID_STREAM)
+
+
 # Strategies whose committed upstream for the complex question is Cerebras, so a Cerebras fault
 # always lands after content was sent.
 CEREBRAS_FIRST = ("always_cerebras", "smart_routing", "adaptive_cerebras")
@@ -216,9 +222,7 @@ def assert_continued(reply, local_sim, cerebras_sim, rows) -> dict:
     return continued
 
 
-@pytest.mark.parametrize("where", ["local", "cerebras"])
-@pytest.mark.parametrize("fault", MID_STREAM)
-@pytest.mark.parametrize("strategy", STRATEGIES)
+@every_mid_stream_fault
 async def test_mid_stream_fault_is_continued(
     aiohttp_server, client, tmp_path, local_sim, cerebras_sim, strategy, fault, where
 ) -> None:

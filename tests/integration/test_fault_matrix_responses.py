@@ -16,17 +16,15 @@ from typing import Any
 
 import aiohttp
 import orjson
-import pytest
 from responses_transcripts import parse_events
-from support import ALL_STRATEGIES
 
 from integration.test_fault_matrix import (
     BOUND_S,
     CEREBRAS_FIRST,
     FAULTS,
-    MID_STREAM,
     broken_gateway,
     every_fault,
+    every_mid_stream_fault,
     fault_gateway,
     only_row,
 )
@@ -121,9 +119,7 @@ async def test_fault(client, broken_gateway, strategy, fault, where) -> None:
     assert (row.outcome, row.door) == (expected_outcome, "responses")
 
 
-@pytest.mark.parametrize("where", ["local", "cerebras"])
-@pytest.mark.parametrize("fault", MID_STREAM)
-@pytest.mark.parametrize("strategy", ALL_STRATEGIES)
+@every_mid_stream_fault
 async def test_mid_stream_fault_is_continued(
     aiohttp_server, client, tmp_path, local_sim, cerebras_sim, strategy, fault, where
 ) -> None:
