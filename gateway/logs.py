@@ -72,15 +72,21 @@ class _QueueHandler(logging.handlers.QueueHandler):
         super().close()
 
 
-def setup_logging(
-    storage: StorageConfig, secrets: Iterable[str], *, to_stderr: bool = True
-) -> Path:
-    """Install the gateway's handlers on the root logger (idempotent); return the log file path."""
+def remove_logging() -> None:
+    """Remove and close the handlers `setup_logging` installed on the root logger, if any."""
     root = logging.getLogger()
     for handler in list(root.handlers):
         if getattr(handler, _OWN_HANDLER, False):
             root.removeHandler(handler)
             handler.close()
+
+
+def setup_logging(
+    storage: StorageConfig, secrets: Iterable[str], *, to_stderr: bool = True
+) -> Path:
+    """Install the gateway's handlers on the root logger (idempotent); return the log file path."""
+    remove_logging()
+    root = logging.getLogger()
     path = Path(storage.log_path)
     path.parent.mkdir(parents=True, exist_ok=True)
     redact = RedactSecrets(secrets)

@@ -397,6 +397,14 @@ def write_fixture(path: Path, agent: str, version: str, **fields: Any) -> None:
     print(f"wrote {path}", file=sys.stderr)
 
 
+def agent_binary(found: tuple[Path | None, str], name: str) -> Path | None:
+    """The binary from a `find_*()` answer (binary, why); None, saying why, when there is none."""
+    binary, why = found
+    if binary is None:
+        print(f"cannot record {name}: {why}", file=sys.stderr)
+    return binary
+
+
 async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--agent", choices=("claude_code", "codex", "both"), default="both")
@@ -404,11 +412,9 @@ async def main() -> int:
     args = parser.parse_args()
     failed = False
     if args.agent in ("claude_code", "both"):
-        claude, why = cc.find_claude_code()
-        if claude is None:
-            print(f"cannot record Claude Code: {why}", file=sys.stderr)
-            failed = True
-        else:
+        claude = agent_binary(cc.find_claude_code(), "Claude Code")
+        failed |= claude is None
+        if claude is not None:
             env = cc.claude_code_env(Path(HOME), "http://127.0.0.1:PORT", "http://127.0.0.1:PROXY")
             write_fixture(
                 args.out_dir / f"claude_code_{cc.CLAUDE_CODE_VERSION}.json",
@@ -420,11 +426,9 @@ async def main() -> int:
                 scenarios=await record_claude_code(claude),
             )
     if args.agent in ("codex", "both"):
-        codex, why = cx.find_codex()
-        if codex is None:
-            print(f"cannot record Codex: {why}", file=sys.stderr)
-            failed = True
-        else:
+        codex = agent_binary(cx.find_codex(), "Codex")
+        failed |= codex is None
+        if codex is not None:
             write_fixture(
                 args.out_dir / f"codex_{cx.CODEX_VERSION}.json",
                 "codex",

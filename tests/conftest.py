@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,12 +12,11 @@ from aioresponses import aioresponses
 from llamacpp_support import SESSION_CTX, find_install, running_llama
 from mocked_http import MockedHTTP
 from redis_support import RedisServer, running_redis
-from support import CEREBRAS_KEY, Gateway, gateway_config
+from support import CEREBRAS_KEY, Gateway, GatewayFactory, gateway_config, start_gateway
 
 from gateway.config import GatewayConfig
 from gateway.dev.llama_server import LlamaServer
 from gateway.dev.sim import SimOptions, SimServer, running_sim
-from gateway.http.app import create_app
 
 pytest_plugins = ["tiers", "checkout_guard"]
 
@@ -36,9 +35,6 @@ async def cerebras_sim() -> AsyncIterator[SimServer]:
         yield sim
 
 
-GatewayFactory = Callable[..., Awaitable[Gateway]]
-
-
 @pytest.fixture
 def make_gateway(
     aiohttp_server: Any, tmp_path: Path, local_sim: SimServer, cerebras_sim: SimServer
@@ -54,9 +50,7 @@ def make_gateway(
         cfg = config or gateway_config(
             tmp_path, local_sim.url, cerebras_sim.url, strategy=strategy, **sections
         )
-        app = create_app(cfg)
-        server = await aiohttp_server(app)
-        return Gateway(server, app, cfg)
+        return await start_gateway(aiohttp_server, cfg)
 
     return factory
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,8 +18,12 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from multidict import CIMultiDict
 
-from gateway.config import GatewayConfig, parse_config
+from gateway.accounting.records import RequestRecord, UpstreamCall
+from gateway.config import GatewayConfig, StorageConfig, parse_config
+from gateway.dev.sim import ScriptedAnswer, SimServer
+from gateway.http.app import create_app
 from gateway.http.services import SERVICES_KEY, Services
+from gateway.logs import remove_logging, setup_logging
 from gateway.storage.writer import WriterThread
 
 CEREBRAS_KEY = "csk-test-secret-4f9a1c2e7b"
@@ -177,6 +183,50 @@ async def eventually(
         await asyncio.sleep(0.01)
 
 
+def script(sim: SimServer, prompt: str, content: str = "", **answer: Any) -> None:
+    """Make `sim` answer `prompt` with `content` (ScriptedAnswer's other fields in `answer`),
+    keeping the answers scripted before."""
+    table = dict(sim.options.script or {})
+    table[prompt] = ScriptedAnswer(content, **answer)
+    sim.options.script = table
+
+
+def calibrate_drafts(router: Any) -> None:
+    """Give the router's draft calibrator a full window of scores (0.1, 0.5, 0.9 alike)."""
+    for score in (0.1, 0.5, 0.9) * 10:
+        router.calibrators["draft"].observe(score)
+
+
+def door_record(rid: str, door: str) -> RequestRecord:
+    """A finished always_local request that came through `door` (3 prompt, 4 completion tokens)."""
+    return RequestRecord(
+        request_id=rid,
+        started_at=1_700_000_000.0,
+        strategy="always_local",
+        stream=False,
+        door=door,
+        model_used="local",
+        calls=[UpstreamCall("local", prompt_tokens=3, completion_tokens=4)],
+    )
+
+
+@contextmanager
+def gateway_log(storage: StorageConfig, secrets: Iterable[str]) -> Iterator[Callable[[], str]]:
+    """The gateway's logging installed (file only) for the block, which gets `read()`: the log
+    file's text once every handler has flushed. The handlers are removed on exit."""
+    path = setup_logging(storage, secrets, to_stderr=False)
+
+    def read() -> str:
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+        return path.read_text()
+
+    try:
+        yield read
+    finally:
+        remove_logging()
+
+
 def use_clock(gate: RateLimitGate, clock: Callable[[], float]) -> None:
     """Run `gate` and every upstream's rate-limit watcher on `clock` (they must share one)."""
     gate.clock = clock
@@ -201,6 +251,16 @@ class Gateway:
     @property
     def services(self) -> Services:
         return self.app[SERVICES_KEY]
+
+
+# A fixture's `make(...)`: a started Gateway.
+GatewayFactory = Callable[..., Awaitable["Gateway"]]
+
+
+async def start_gateway(aiohttp_server: Any, config: GatewayConfig) -> Gateway:
+    """The gateway app for `config`, served on 127.0.0.1 by the `aiohttp_server` fixture."""
+    app = create_app(config)
+    return Gateway(await aiohttp_server(app), app, config)
 
 
 def recorded_puts(monkeypatch: pytest.MonkeyPatch, thread: WriterThread) -> list[Any]:

@@ -5,10 +5,9 @@ from __future__ import annotations
 import logging
 
 import pytest
-from support import CEREBRAS_KEY, chat, gateway_config, post_stream
+from support import CEREBRAS_KEY, chat, gateway_config, gateway_log, post_stream
 
 from gateway.http.app import create_app
-from gateway.logs import setup_logging
 
 
 async def test_health_reports_each_upstream(make_gateway, client, local_sim) -> None:
@@ -191,22 +190,13 @@ async def test_request_id_and_log_line_without_secrets(
     make_gateway, client, tmp_path, caplog
 ) -> None:
     gw = await make_gateway("always_cerebras")
-    log_path = setup_logging(gw.config.storage, [CEREBRAS_KEY], to_stderr=False)
-    try:
+    with gateway_log(gw.config.storage, [CEREBRAS_KEY]) as read_log:
         reply = await post_stream(
             client, gw.url, chat(stream=True), headers={"x-request-id": "trace-abc.123"}
         )
         assert reply.headers.get("x-request-id") == "trace-abc.123", reply.headers
         logging.getLogger("gateway.test").warning("leak attempt %s", CEREBRAS_KEY)
-        for handler in logging.getLogger().handlers:
-            handler.flush()
-        text = log_path.read_text()
-    finally:
-        root = logging.getLogger()
-        for handler in list(root.handlers):
-            if getattr(handler, "_glm_gateway_handler", False):
-                root.removeHandler(handler)
-                handler.close()
+        text = read_log()
     lines = [line for line in text.splitlines() if "req=trace-abc.123" in line]
     assert len(lines) == 1
     assert "model_used=cerebras" in lines[0] and "outcome=ok" in lines[0]

@@ -10,7 +10,7 @@ simulator sent.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -51,9 +51,7 @@ async def learn(sim: SimServer, upstream: Upstream, calls: int = 2) -> None:
     """Completed calls: the upstream learns its characters per prompt and completion token."""
     fast, sim.options.tps = sim.options.tps, 0.0
     for _ in range(calls):
-        async with upstream.open_stream(chat(PROMPT)) as stream:
-            async for _chunk in stream.batches():
-                pass
+        await read_until(upstream, lambda _stream: False)
     sim.options.tps = fast
 
 
@@ -63,6 +61,21 @@ async def sent(sim: SimServer) -> tuple[int, int]:
     await asyncio.sleep(0.2)
     log = sim.requests[-1]
     return log.prompt_tokens, log.completion_tokens_sent
+
+
+async def read_until(
+    upstream: Upstream, stop: Callable[[Any], bool], *, linger: float = 0.0
+) -> tuple[UpstreamCall, Any]:
+    """Open a call, read its batches until `stop(stream)` says so (or the end), leave it
+    unread for `linger` seconds, then leave: the call as billed, and the stream."""
+    opening = upstream.open_stream(chat(PROMPT))
+    async with opening as stream:
+        async for _batch in stream.batches():
+            if stop(stream):
+                break
+        if linger:
+            await asyncio.sleep(linger)
+    return opening.call, stream
 
 
 def near(billed: int, counted: int, *, in_flight: int = 0) -> bool:
@@ -101,14 +114,8 @@ async def test_left_at_the_first_event(tmp_path: Path) -> None:
     async with cerebras(tmp_path, tps=0.0) as (sim, upstream):
         await learn(sim, upstream)
         sim.options.tps = 0.5
-        calls: list[UpstreamCall] = []
-        opening = upstream.open_stream(chat(PROMPT))
-        calls.append(opening.call)
-        async with opening as stream:
-            async for _batch in stream.batches():
-                break
+        billed, _ = await read_until(upstream, lambda _stream: True)
         prompt, completion = await sent(sim)
-        (billed,) = calls
         assert billed.status == "cancelled"
         assert completion <= 1 and billed.completion_tokens == completion
         assert near(billed.prompt_tokens, prompt)
@@ -121,15 +128,8 @@ async def test_left_mid_answer(tmp_path: Path, words: int) -> None:
     async with cerebras(tmp_path, tps=0.0) as (sim, upstream):
         await learn(sim, upstream)
         sim.options.tps = 400.0
-        calls: list[UpstreamCall] = []
-        opening = upstream.open_stream(chat(PROMPT))
-        calls.append(opening.call)
-        async with opening as stream:
-            async for _batch in stream.batches():
-                if stream.tally.content_events >= words:
-                    break
+        billed, _ = await read_until(upstream, lambda stream: stream.tally.content_events >= words)
         prompt, completion = await sent(sim)
-        (billed,) = calls
         assert billed.status == "cancelled" and billed.estimated
         assert 0 < completion < 300
         assert near(billed.completion_tokens, completion, in_flight=2), (
@@ -142,14 +142,9 @@ async def test_left_mid_answer(tmp_path: Path, words: int) -> None:
 async def test_left_mid_answer_before_any_completed_call(tmp_path: Path) -> None:
     """Nothing learned yet: the rule of thumb, at least one token per streamed event."""
     async with cerebras(tmp_path, tps=400.0) as (sim, upstream):
-        calls: list[UpstreamCall] = []
-        opening = upstream.open_stream(chat(PROMPT))
-        calls.append(opening.call)
-        async with opening as stream:
-            async for _batch in stream.batches():
-                if stream.tally.content_events >= 50:
-                    break
-        (billed,) = calls
+        billed, stream = await read_until(
+            upstream, lambda stream: stream.tally.content_events >= 50
+        )
         tally = stream.tally
         assert billed.completion_tokens == max(tally.content_events, -(-tally.content_chars // 4))
 
@@ -157,29 +152,16 @@ async def test_left_mid_answer_before_any_completed_call(tmp_path: Path) -> None
 async def test_left_after_the_whole_answer_arrived(tmp_path: Path) -> None:
     """Everything, usage included, had arrived unread: the upstream's own count."""
     async with cerebras(tmp_path, tps=0.0) as (sim, upstream):
-        calls: list[UpstreamCall] = []
-        opening = upstream.open_stream(chat(PROMPT))
-        calls.append(opening.call)
-        async with opening as stream:
-            async for _batch in stream.batches():
-                break
-            await asyncio.sleep(0.5)
+        billed, _ = await read_until(upstream, lambda _stream: True, linger=0.5)
         prompt, completion = await sent(sim)
-        (billed,) = calls
         assert billed.status == "cancelled" and not billed.estimated
         assert (billed.prompt_tokens, billed.completion_tokens) == (prompt, completion)
 
 
 async def test_finished_call_is_billed_as_reported(tmp_path: Path) -> None:
     async with cerebras(tmp_path, tps=0.0) as (sim, upstream):
-        calls: list[UpstreamCall] = []
-        opening = upstream.open_stream(chat(PROMPT))
-        calls.append(opening.call)
-        async with opening as stream:
-            async for _batch in stream.batches():
-                pass
+        billed, _ = await read_until(upstream, lambda _stream: False)
         prompt, completion = await sent(sim)
-        (billed,) = calls
         assert billed.status == "ok" and not billed.estimated
         assert (billed.prompt_tokens, billed.completion_tokens) == (prompt, completion)
         assert upstream.chars_per_token.completion_ratio == pytest.approx(len(ANSWER) / 300)

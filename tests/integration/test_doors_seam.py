@@ -3,30 +3,16 @@ gains the column, client keys come as Bearer or x-api-key."""
 
 from __future__ import annotations
 
-from support import chat
-
-from gateway.accounting.records import RequestRecord, UpstreamCall
+from support import chat, door_record
 
 CLIENT_KEY = "client-key-0123456789"
-
-
-def _record(rid: str, door: str) -> RequestRecord:
-    return RequestRecord(
-        request_id=rid,
-        started_at=1_700_000_000.0,
-        strategy="always_local",
-        stream=False,
-        door=door,
-        model_used="local",
-        calls=[UpstreamCall("local", prompt_tokens=3, completion_tokens=4)],
-    )
 
 
 async def test_stats_count_requests_by_door(make_gateway, client, local_sim) -> None:
     gw = await make_gateway("always_local")
     async with client.post(gw.url + "/chat/completions", json=chat()) as resp:
         assert resp.status == 200
-    await gw.services.stats.record(_record("m1", "messages"))
+    await gw.services.stats.record(door_record("m1", "messages"))
     async with client.get(gw.root + "/stats") as resp:
         stats = await resp.json()
     assert stats["requests"]["by_door"] == {"chat": 1, "messages": 1}

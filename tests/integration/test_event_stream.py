@@ -27,6 +27,21 @@ async def serve(aiohttp_server: Any, handler: Any) -> str:
     return str(server.make_url("/s"))
 
 
+async def fetch(
+    aiohttp_server: Any, client: aiohttp.ClientSession, handler: Any
+) -> tuple[bytes, Any]:
+    """POST to a server running `handler`: the reply's body and headers."""
+    async with client.post(await serve(aiohttp_server, handler)) as reply:
+        return await reply.read(), reply.headers
+
+
+async def closed(sink: StreamSink) -> web.StreamResponse:
+    """Close `sink`; the response it streamed."""
+    await sink.close()
+    assert sink.response is not None
+    return sink.response
+
+
 def keeping_alive(stream: EventStream) -> bool:
     """A ping is scheduled or being written: the stream's own timer or task (no public view)."""
     return stream._timer is not None or stream._pinging is not None
@@ -101,8 +116,7 @@ async def test_no_ping_after_the_stream_ended_or_was_released(
         await response.write_eof()
         return response
 
-    async with client.post(await serve(aiohttp_server, handler)) as reply:
-        raw = await reply.read()
+    raw, _ = await fetch(aiohttp_server, client, handler)
     assert raw == EVENT
     assert not keeping_alive(stopped[0])
 
@@ -119,12 +133,9 @@ async def test_a_streamed_response_starts_no_task_of_its_own(
         await sink.begin()
         started.append(asyncio.all_tasks() - before)
         await sink.finish({}, {})
-        await sink.close()
-        assert sink.response is not None
-        return sink.response
+        return await closed(sink)
 
-    async with client.post(await serve(aiohttp_server, handler)) as reply:
-        raw = await reply.read()
+    raw, _ = await fetch(aiohttp_server, client, handler)
     assert raw.endswith(b"data: [DONE]\n\n")
     assert started == [set()]
 
@@ -148,9 +159,8 @@ async def test_the_headers_go_out_with_the_opening_events(
         assert sink.response is not None
         return sink.response
 
-    async with client.post(await serve(aiohttp_server, handler)) as reply:
-        raw = await reply.read()
-        assert reply.headers["Content-Type"] == "text/event-stream"
+    raw, headers = await fetch(aiohttp_server, client, handler)
+    assert headers["Content-Type"] == "text/event-stream"
     assert raw.endswith(b"data: [DONE]\n\n")
     opening = writes[: writes.index(b"<finish>")]
     assert len(opening) == 1, opening
@@ -175,12 +185,9 @@ async def test_the_end_of_a_stream_takes_two_writes(
 
         await sink.finish({"prompt_tokens": 1}, {"model_used": "local"})
         writes.append(b"<recorded>")
-        await sink.close()
-        assert sink.response is not None
-        return sink.response
+        return await closed(sink)
 
-    async with client.post(await serve(aiohttp_server, handler)) as reply:
-        raw = await reply.read()
+    raw, _ = await fetch(aiohttp_server, client, handler)
     assert raw.endswith(b"data: [DONE]\n\n")
     assert len(writes) == 3, writes
     assert writes[0].count(b"data: ") == 2 and b'"usage":{"prompt_tokens":1}' in writes[0]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import socket
 import time
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
@@ -89,19 +90,18 @@ async def fault_gateway(aiohttp_server, tmp_path, local_url: str, cerebras_url: 
     return app, await aiohttp_server(app)
 
 
-def every_fault(test: Any) -> Any:
-    """Run `test` for every strategy, fault and broken upstream (`where`)."""
+def every_fault(test: Any, faults: Iterable[str] = FAULTS) -> Any:
+    """Run `test` for every strategy, fault (of `faults`) and broken upstream (`where`)."""
     test = pytest.mark.parametrize("strategy", STRATEGIES)(test)
-    test = pytest.mark.parametrize("fault", list(FAULTS))(test)
+    test = pytest.mark.parametrize("fault", list(faults))(test)
     return pytest.mark.parametrize("where", ["local", "cerebras"])(test)
 
 
-async def broken_gateway(
-    aiohttp_server, tmp_path, sims: tuple[SimServer, SimServer], strategy, fault, where
-):
-    """`fault_gateway` under `strategy` with `fault` injected into `where` (sims: local,
-    cerebras)."""
-    urls = broken_upstream_urls(*sims, fault, where)
+@pytest.fixture
+async def broken_gateway(aiohttp_server, tmp_path, local_sim, cerebras_sim, strategy, fault, where):
+    """(app, server) of an `every_fault` test: `fault_gateway` under `strategy` with `fault`
+    injected into `where`."""
+    urls = broken_upstream_urls(local_sim, cerebras_sim, fault, where)
     return await fault_gateway(
         aiohttp_server, tmp_path, urls["local"], urls["cerebras"], strategy=strategy
     )
@@ -121,12 +121,8 @@ def test_matrix_covers_every_registered_strategy() -> None:
 
 
 @every_fault
-async def test_fault(
-    aiohttp_server, client, tmp_path, local_sim, cerebras_sim, strategy, fault, where
-) -> None:
-    app, server = await broken_gateway(
-        aiohttp_server, tmp_path, (local_sim, cerebras_sim), strategy, fault, where
-    )
+async def test_fault(client, broken_gateway, strategy, fault, where) -> None:
+    app, server = broken_gateway
     # A question that every classifier counts as complex, so each strategy calls Cerebras.
     body = chat("Explain step by step why this code deadlocks: ```lock(a); lock(b)```", stream=True)
     started = time.monotonic()
@@ -160,6 +156,11 @@ async def test_fault(
 
 # Faults that break a stream after content may have reached the client.
 MID_STREAM = ["stall", "cut", "malformed_event", "garbage", "error_event"]
+
+
+def every_mid_stream_fault(test: Any) -> Any:
+    """`every_fault` for the MID_STREAM faults only."""
+    return every_fault(test, MID_STREAM)
 
 
 # Strategies whose committed upstream for the complex question is Cerebras, so a Cerebras fault
@@ -221,9 +222,7 @@ def assert_continued(reply, local_sim, cerebras_sim, rows) -> dict:
     return continued
 
 
-@pytest.mark.parametrize("where", ["local", "cerebras"])
-@pytest.mark.parametrize("fault", MID_STREAM)
-@pytest.mark.parametrize("strategy", STRATEGIES)
+@every_mid_stream_fault
 async def test_mid_stream_fault_is_continued(
     aiohttp_server, client, tmp_path, local_sim, cerebras_sim, strategy, fault, where
 ) -> None:
@@ -276,11 +275,9 @@ async def test_mid_stream_error_mode_keeps_the_error_event(
 
 @every_fault
 async def test_fault_through_the_messages_door(
-    aiohttp_server, client, tmp_path, local_sim, cerebras_sim, strategy, fault, where
+    client, broken_gateway, strategy, fault, where
 ) -> None:
-    app, server = await broken_gateway(
-        aiohttp_server, tmp_path, (local_sim, cerebras_sim), strategy, fault, where
-    )
+    app, server = broken_gateway
     body = {
         "model": "claude-sonnet-4-5",
         "max_tokens": 200,

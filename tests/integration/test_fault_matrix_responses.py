@@ -16,21 +16,20 @@ from typing import Any
 
 import aiohttp
 import orjson
-import pytest
 from responses_transcripts import parse_events
-from support import ALL_STRATEGIES
 
-from gateway.http.services import SERVICES_KEY
 from integration.test_fault_matrix import (
     BOUND_S,
     CEREBRAS_FIRST,
     FAULTS,
-    MID_STREAM,
     broken_gateway,
     every_fault,
+    every_mid_stream_fault,
     fault_gateway,
     only_row,
 )
+
+__all__ = ["broken_gateway"]  # the fixture, shared with test_fault_matrix
 
 QUESTION = "Explain step by step why this code deadlocks: ```lock(a); lock(b)```"
 
@@ -87,12 +86,8 @@ async def _app(aiohttp_server, tmp_path, local_url, cerebras_url, **config):
 
 
 @every_fault
-async def test_fault(
-    aiohttp_server, client, tmp_path, local_sim, cerebras_sim, strategy, fault, where
-) -> None:
-    app, server = await broken_gateway(
-        aiohttp_server, tmp_path, (local_sim, cerebras_sim), strategy, fault, where
-    )
+async def test_fault(client, broken_gateway, strategy, fault, where) -> None:
+    app, server = broken_gateway
     url = str(server.make_url("/v1"))
     started = time.monotonic()
     status, raw, content_type = await post(client, url, responses_body())
@@ -124,9 +119,7 @@ async def test_fault(
     assert (row.outcome, row.door) == (expected_outcome, "responses")
 
 
-@pytest.mark.parametrize("where", ["local", "cerebras"])
-@pytest.mark.parametrize("fault", MID_STREAM)
-@pytest.mark.parametrize("strategy", ALL_STRATEGIES)
+@every_mid_stream_fault
 async def test_mid_stream_fault_is_continued(
     aiohttp_server, client, tmp_path, local_sim, cerebras_sim, strategy, fault, where
 ) -> None:
@@ -140,9 +133,7 @@ async def test_mid_stream_fault_is_continued(
     status, raw, _ = await post(client, url, responses_body())
     assert status == 200
     name, response = check_stream(raw)
-    ledger = app[SERVICES_KEY].ledger
-    await ledger.flush()
-    (row,) = ledger.rows()
+    row = await only_row(app)
     if name == "response.completed" and "continued" in response:
         assert where == "cerebras"
         continued = response["continued"]

@@ -102,12 +102,19 @@ def send(
         conn.close()
 
 
-def check_reply(status: int, raw: bytes, content_type: str) -> None:
+def check_refusal(status: int, raw: bytes) -> bool:
+    """No 5xx, and a 4xx is an OpenAI-shaped error; True when the reply was such a refusal."""
     assert status < 500, (status, raw[:500])
-    if status >= 400:
-        body = json.loads(raw)
-        assert set(body) == {"error"}, body
-        assert set(body["error"]) == {"message", "type", "param", "code"}, body
+    if status < 400:
+        return False
+    body = json.loads(raw)
+    assert set(body) == {"error"}, body
+    assert set(body["error"]) == {"message", "type", "param", "code"}, body
+    return True
+
+
+def check_reply(status: int, raw: bytes, content_type: str) -> None:
+    if check_refusal(status, raw):
         return
     assert status == 200
     if content_type.startswith("text/event-stream"):

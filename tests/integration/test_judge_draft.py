@@ -6,20 +6,14 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from support import chat, post_stream
+from support import calibrate_drafts, chat, post_stream, script
 
-from gateway.dev.sim import ScriptedAnswer, SimServer
+from gateway.dev.sim import SimServer
 
 LOCAL = "Red, green and blue."
 
 
 CLOUD = "Red, orange, yellow, green, blue, indigo and violet."
-
-
-def script(sim: SimServer, prompt: str, content: str) -> None:
-    table = dict(sim.options.script or {})
-    table[prompt] = ScriptedAnswer(content)
-    sim.options.script = table
 
 
 async def judged(make_gateway: Any, target: float | None, **speculative: Any) -> Any:
@@ -28,9 +22,7 @@ async def judged(make_gateway: Any, target: float | None, **speculative: Any) ->
         routing={"judge_draft": True, "target_cloud_share": target},
         speculative_decoding=speculative,
     )
-    router = gw.services.router
-    for score in (0.1, 0.5, 0.9) * 10:  # a calibrated draft window
-        router.calibrators["draft"].observe(score)
+    calibrate_drafts(gw.services.router)
     return gw
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from openai import APIStatusError, AsyncOpenAI
@@ -21,6 +22,11 @@ TOOLS = [
 ]
 
 
+def sdk(gw: Any) -> AsyncOpenAI:
+    """The official client on the gateway `gw` (any key; no retries, so errors show)."""
+    return AsyncOpenAI(base_url=gw.url, api_key="anything", max_retries=0)
+
+
 @pytest.mark.parametrize("strategy", ["always_local", "always_cerebras"])
 async def test_stream_text_reasoning_usage(make_gateway, local_sim, cerebras_sim, strategy):
     for sim in (local_sim, cerebras_sim):
@@ -28,7 +34,7 @@ async def test_stream_text_reasoning_usage(make_gateway, local_sim, cerebras_sim
             "Why?": ScriptedAnswer(content="Because it is so.", reasoning="Let me think.")
         }
     gw = await make_gateway(strategy)
-    client = AsyncOpenAI(base_url=gw.url, api_key="anything", max_retries=0)
+    client = sdk(gw)
     stream = await client.chat.completions.create(
         model="glm-token-saver",
         messages=[{"role": "user", "content": "Why?"}],
@@ -64,7 +70,7 @@ async def test_stream_tool_calls(make_gateway, local_sim, cerebras_sim, strategy
             )
         }
     gw = await make_gateway(strategy)
-    client = AsyncOpenAI(base_url=gw.url, api_key="anything", max_retries=0)
+    client = sdk(gw)
     stream = await client.chat.completions.create(
         model="glm-token-saver",
         messages=[{"role": "user", "content": "read it"}],
@@ -95,7 +101,7 @@ async def test_stream_tool_calls(make_gateway, local_sim, cerebras_sim, strategy
 async def test_non_stream_and_helpers(make_gateway, local_sim):
     local_sim.options.script = {"hi": ScriptedAnswer(content="Hello there.")}
     gw = await make_gateway("always_local")
-    client = AsyncOpenAI(base_url=gw.url, api_key="anything", max_retries=0)
+    client = sdk(gw)
     completion = await client.chat.completions.create(
         model="glm-token-saver", messages=[{"role": "user", "content": "hi"}]
     )
@@ -111,7 +117,7 @@ async def test_non_stream_and_helpers(make_gateway, local_sim):
 async def test_sdk_sees_http_error_status(make_gateway, local_sim):
     local_sim.options.n_ctx = 5
     gw = await make_gateway("always_local", routing={"fallback": {"to_cerebras": False}})
-    client = AsyncOpenAI(base_url=gw.url, api_key="anything", max_retries=0)
+    client = sdk(gw)
     with pytest.raises(APIStatusError) as caught:
         await client.chat.completions.create(
             model="glm-token-saver",

@@ -6,15 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from support import chat, post_stream, recorded_puts
+from support import calibrate_drafts, chat, post_stream, recorded_puts, script
 
-from gateway.dev.sim import ScriptedAnswer, SimServer
-
-
-def script(sim: SimServer, prompt: str, content: str) -> None:
-    table = dict(sim.options.script or {})
-    table[prompt] = ScriptedAnswer(content)
-    sim.options.script = table
+from gateway.dev.sim import SimServer
 
 
 async def stats_of(client: Any, gw: Any) -> dict[str, Any]:
@@ -78,10 +72,8 @@ async def test_learned_draft_scorer_follows_the_target(
         routing={"target_cloud_share": target},
         speculative_decoding={"verify_start": "after_draft", "scorer": "learned"},
     )
-    router = gw.services.router
-    assert router is not None
-    for score in (0.1, 0.5, 0.9) * 10:  # a calibrated window
-        router.calibrators["draft"].observe(score)
+    assert gw.services.router is not None
+    calibrate_drafts(gw.services.router)
     script(local_sim, "colours?", "Red, green and blue.")
     script(cerebras_sim, "colours?", "Red, orange, yellow, green, blue, indigo and violet.")
     reply = await post_stream(client, gw.url, chat("colours?", stream=True))

@@ -3,21 +3,16 @@
 
 from __future__ import annotations
 
-import logging
-
-from support import CEREBRAS_KEY, chat, post_stream
-
-from gateway.logs import setup_logging
+from support import CEREBRAS_KEY, chat, gateway_log, post_stream
 
 CLIENT_KEY = "client-secret-key-777"
 
 
 async def test_cerebras_key_is_never_exposed(make_gateway, client, local_sim, cerebras_sim) -> None:
     gw = await make_gateway("always_local", auth={"api_keys": [CLIENT_KEY]})
-    log_path = setup_logging(gw.config.storage, [CEREBRAS_KEY, CLIENT_KEY], to_stderr=False)
     auth = {"Authorization": f"Bearer {CLIENT_KEY}"}
     seen: list[str] = []
-    try:
+    with gateway_log(gw.config.storage, [CEREBRAS_KEY, CLIENT_KEY]) as read_log:
         cerebras_sim.options.api_key = "a-different-key"  # Cerebras refuses ours: a 401 path
         reply = await post_stream(
             client, gw.url, chat(stream=True, model="always_cerebras"), headers=auth
@@ -50,15 +45,7 @@ async def test_cerebras_key_is_never_exposed(make_gateway, client, local_sim, ce
         for path in ("/stats", "/metrics", "/health", "/v1/models"):
             async with client.get(gw.root + path, headers=auth) as resp:
                 seen.append(await resp.text())
-        for handler in logging.getLogger().handlers:
-            handler.flush()
-        seen.append(log_path.read_text())
-    finally:
-        root = logging.getLogger()
-        for handler in list(root.handlers):
-            if getattr(handler, "_glm_gateway_handler", False):
-                root.removeHandler(handler)
-                handler.close()
+        seen.append(read_log())
     everything = "\n".join(seen)
     assert any(log.status == 401 for log in cerebras_sim.requests), "a 401 path was exercised"
     assert CEREBRAS_KEY not in everything

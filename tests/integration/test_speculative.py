@@ -9,15 +9,13 @@ answers use words of at most three letters, so the gateway's token estimate for 
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
-from support import chat, post_stream
+from support import chat, eventually, post_stream, script
 
 from gateway.accounting.tokens import estimate_prompt_tokens
-from gateway.dev.sim import ScriptedAnswer, SimServer, ToolCallSpec
+from gateway.dev.sim import SimServer, ToolCallSpec
 from gateway.errors import UpstreamError
 from gateway.quota.admission import Refusal, Ticket
 from gateway.speculation.race import QUEUE_EVENTS
@@ -43,22 +41,9 @@ META_KEYS = {
 }
 
 
-def script(sim: SimServer, prompt: str, content: str = "", **answer: Any) -> None:
-    table = dict(sim.options.script or {})
-    table[prompt] = ScriptedAnswer(content, **answer)
-    sim.options.script = table
-
-
 def pace(sim: SimServer, tps: float = 0.0, ttft: float = 0.0) -> None:
     sim.options.tps = tps
     sim.options.ttft = ttft
-
-
-async def wait_for(condition: Callable[[], bool], timeout: float = 3.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
 
 
 async def speculative(
@@ -102,7 +87,7 @@ async def test_accepted_draft_is_streamed_and_cerebras_closed_at_the_verdict(
     assert meta["accepted"] is True and meta["spilled_over"] is False
     assert meta["similarity"] == 1.0 and meta["decided_by"] == "levenshtein"
     (verify,) = cerebras_sim.requests
-    await wait_for(lambda: verify.disconnected_at is not None)
+    await eventually(lambda: verify.disconnected_at is not None, "the verify call closed")
     assert not verify.finished
     assert verify.completion_tokens_sent == 2 + 5  # reasoning, then the 5-token window
     assert meta["verified_tokens"] == 7
@@ -131,7 +116,7 @@ async def test_rejected_draft_gives_cerebras_stream_and_closes_local(
         "speculative_decoding: cerebras committed (levenshtein"
     )
     (draft,) = local_sim.requests
-    await wait_for(lambda: draft.disconnected_at is not None)
+    await eventually(lambda: draft.disconnected_at is not None, "the draft call closed")
     assert not draft.finished
     assert cerebras_sim.requests[0].finished
     assert meta["verified_tokens"] == cerebras_sim.requests[0].completion_tokens_sent
@@ -177,7 +162,7 @@ async def test_short_draft_is_accepted_at_once_and_cancels_verification(
         0,
     )
     (verify,) = cerebras_sim.requests
-    await wait_for(lambda: verify.disconnected_at is not None)
+    await eventually(lambda: verify.disconnected_at is not None, "the verify call closed")
     # Cancelled before its first token, the verify call is still billed its prompt (estimated).
     stats = await get_stats(client, gw)
     assert stats["tokens"]["by_model"]["cerebras"]["prompt"] == estimate_prompt_tokens(chat("2+2"))
@@ -288,7 +273,10 @@ async def test_tool_call_verdict(make_gateway, client, local_sim, cerebras_sim, 
     finishing = [c for c in reply.chunks if c["choices"] and c["choices"][0].get("finish_reason")]
     assert finishing[-1]["choices"][0]["finish_reason"] == "tool_calls"
     if same:
-        await wait_for(lambda: cerebras_sim.requests[0].disconnected_at is not None)
+        await eventually(
+            lambda: cerebras_sim.requests[0].disconnected_at is not None,
+            "the Cerebras call closed",
+        )
     else:
         assert meta["similarity"] < 0.9
 
@@ -352,7 +340,9 @@ async def test_draft_without_content_by_the_deadline_gives_way(
     reply = await post_stream(client, gw.url, chat("p", stream=True))
     assert reply.text == OTHER
     assert verdict_of(reply.chunks[-1])["decided_by"] == "draft_timeout"
-    await wait_for(lambda: local_sim.requests[0].disconnected_at is not None)
+    await eventually(
+        lambda: local_sim.requests[0].disconnected_at is not None, "the local call closed"
+    )
 
 
 async def test_verify_answer_finished_first_is_committed(
@@ -366,7 +356,9 @@ async def test_verify_answer_finished_first_is_committed(
     assert reply.text == OTHER
     meta = verdict_of(reply.chunks[-1])
     assert (meta["accepted"], meta["decided_by"]) == (False, "verify_complete")
-    await wait_for(lambda: local_sim.requests[0].disconnected_at is not None)
+    await eventually(
+        lambda: local_sim.requests[0].disconnected_at is not None, "the local call closed"
+    )
 
 
 class RefuseCerebras:
@@ -420,11 +412,20 @@ async def test_client_disconnect_cancels_every_call(
     gw = await speculative(make_gateway)
     resp = await client.post(gw.url + "/chat/completions", json=chat("p", stream=True))
     assert (await resp.content.readuntil(b"\n\n")).startswith(b"data: ")
-    await wait_for(lambda: len(local_sim.requests) == 1 and len(cerebras_sim.requests) == 1)
+    await eventually(
+        lambda: len(local_sim.requests) == 1 and len(cerebras_sim.requests) == 1,
+        "one call to each upstream",
+    )
     resp.close()
-    await wait_for(lambda: local_sim.requests[0].disconnected_at is not None)
-    await wait_for(lambda: cerebras_sim.requests[0].disconnected_at is not None)
-    await wait_for(lambda: gw.services.stats.get_statistics()["requests"]["total"] == 1)
+    await eventually(
+        lambda: local_sim.requests[0].disconnected_at is not None, "the local call closed"
+    )
+    await eventually(
+        lambda: cerebras_sim.requests[0].disconnected_at is not None, "the Cerebras call closed"
+    )
+    await eventually(
+        lambda: gw.services.stats.get_statistics()["requests"]["total"] == 1, "one request counted"
+    )
     stats = gw.services.stats.get_statistics()
     assert stats["requests"]["by_outcome"] == {"client_disconnected": 1}
 
@@ -509,7 +510,9 @@ async def test_billed_tokens_equal_what_the_simulators_streamed(
     assert verdict_of(rejected.chunks[-1])["decided_by"] == "levenshtein"
     assert verdict_of(rejected.chunks[-1])["accepted"] is False
     for sim in (local_sim, cerebras_sim):
-        await wait_for(lambda sim=sim: all(r.ended_at is not None for r in sim.requests))
+        await eventually(
+            lambda sim=sim: all(r.ended_at is not None for r in sim.requests), "every call ended"
+        )
 
     stats = await get_stats(client, gw)
     by_model = stats["tokens"]["by_model"]
@@ -658,7 +661,7 @@ async def test_a_slow_client_stops_the_committed_lane_reading(
     gw = await speculative(make_gateway)
     request = asyncio.create_task(post_stream(client, gw.url, chat("p", stream=True)))
     await asyncio.wait_for(blocked.wait(), 5)
-    await wait_for(lambda: local_sim.requests[0].finished, timeout=10)
+    await eventually(lambda: local_sim.requests[0].finished, "the local call finished")
     # The sim wrote every token into the sockets; the gateway read only what the queue holds.
     assert batches_read <= QUEUE_EVENTS + 10, batches_read  # + the window, + one in hand
     released.set()

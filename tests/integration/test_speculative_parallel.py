@@ -13,11 +13,11 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from support import chat, gateway_config, post_stream
+from support import chat, eventually, gateway_config, post_stream, script
 
 from gateway.dev.sim import SimServer
 from gateway.http.app import create_app
-from integration.test_speculative import LOCAL, OTHER, SIMILAR, pace, script, verdict_of, wait_for
+from integration.test_speculative import LOCAL, OTHER, SIMILAR, pace, verdict_of
 
 SEED = 100
 
@@ -93,7 +93,7 @@ async def test_consensus_accepts_without_cerebras_and_cancels_the_other_drafts(
     assert sorted(by_seed) == [SEED, SEED + 1, SEED + 2]
     assert by_seed[SEED + 1].finished
     for loser in (by_seed[SEED], by_seed[SEED + 2]):
-        await wait_for(lambda loser=loser: loser.disconnected_at is not None)
+        await eventually(lambda loser=loser: loser.disconnected_at is not None, "the loser closed")
         assert not loser.finished
     assert meta["draft_tokens"] == sum(r.completion_tokens_sent for r in local_sim.requests)
 
@@ -115,7 +115,9 @@ async def test_disagreeing_drafts_are_verified(
     assert b'"model_used":"cerebras"' in raw
     assert len(cerebras_sim.requests) == 1
     for request in local_sim.requests:
-        await wait_for(lambda request=request: request.disconnected_at is not None)
+        await eventually(
+            lambda request=request: request.disconnected_at is not None, "the call closed"
+        )
 
 
 async def test_chosen_draft_agreeing_with_cerebras_is_committed(
@@ -130,7 +132,9 @@ async def test_chosen_draft_agreeing_with_cerebras_is_committed(
     meta = verdict_of(reply.chunks[-1])
     assert (meta["accepted"], meta["decided_by"], meta["similarity"]) == (True, "levenshtein", 1.0)
     assert reply.text == LOCAL
-    await wait_for(lambda: cerebras_sim.requests[0].disconnected_at is not None)
+    await eventually(
+        lambda: cerebras_sim.requests[0].disconnected_at is not None, "the Cerebras call closed"
+    )
 
 
 async def test_all_parallel_drafts_failing_falls_back_to_one_sequential_draft(
@@ -145,7 +149,9 @@ async def test_all_parallel_drafts_failing_falls_back_to_one_sequential_draft(
     assert verdict_of(reply.chunks[-1])["decided_by"] == "short_draft"
     assert len(local_sim.requests) == 4
     assert local_sim.requests[-1].body["seed"] == SEED + 3
-    await wait_for(lambda: cerebras_sim.requests[0].disconnected_at is not None)
+    await eventually(
+        lambda: cerebras_sim.requests[0].disconnected_at is not None, "the Cerebras call closed"
+    )
 
 
 async def test_temperature_zero_uses_one_draft(parallel, client, local_sim, cerebras_sim) -> None:

@@ -30,18 +30,16 @@ from gateway.config import ConfigError, ThinkingConfig, parse_config
 from gateway.dev.sim import SimServer
 from gateway.errors import UpstreamHTTPError
 from gateway.upstreams import CerebrasUpstream, OpenAICompatibleUpstream, build_upstream
-
-LOCAL_URL = "http://127.0.0.1:41447/v1/chat/completions"
-
-
-CEREBRAS_URL = "https://api.cerebras.ai/v1/chat/completions"
-
-
-ENV = {"CEREBRAS_API_KEY": "csk-test-0123456789"}
-
-
-USER = [{"role": "user", "content": "What is 2+2?"}]
-
+from integration.test_upstream_requests import (
+    ANSWER,
+    CEREBRAS_URL,
+    ENV,
+    LOCAL_URL,
+    USER,
+    chunk,
+    sse,
+)
+from integration.test_upstream_requests import drain as read_all
 
 SIMPLE_ASK = "What is 2+2?"
 
@@ -57,36 +55,17 @@ def upstream(
     return build_upstream(name, cfg, session, max_event_bytes=1 << 20)
 
 
-def sse(*events: Any) -> bytes:
-    return b"".join(b"data: " + orjson.dumps(e) + b"\n\n" for e in events) + b"data: [DONE]\n\n"
-
-
-def chunk(delta: Mapping[str, Any], finish: str | None = None, **extra: Any) -> dict[str, Any]:
-    choice = {"index": 0, "delta": dict(delta), "finish_reason": finish}
-    return {
-        "id": "c1",
-        "object": "chat.completion.chunk",
-        "created": 1,
-        "choices": [choice],
-        **extra,
-    }
-
-
-ANSWER = (chunk({"role": "assistant", "content": ""}), chunk({"content": "4"}), chunk({}, "stop"))
+def bodies(mocked: aioresponses, url: str) -> list[dict[str, Any]]:
+    return [orjson.loads(r.kwargs["data"]) for r in mocked.requests[("POST", URL(url))]]
 
 
 async def drain(
     up: OpenAICompatibleUpstream, body: Mapping[str, Any], thinking: str | None = "off"
 ) -> UpstreamCall:
-    opening = up.open_stream(body, thinking=thinking)
-    async with opening as stream:
-        async for _ in stream:
-            pass
-    return opening.call
-
-
-def bodies(mocked: aioresponses, url: str) -> list[dict[str, Any]]:
-    return [orjson.loads(r.kwargs["data"]) for r in mocked.requests[("POST", URL(url))]]
+    """Read the call to its end; what it was billed."""
+    calls: list[UpstreamCall] = []
+    await read_all(up, body, calls, thinking=thinking)
+    return calls[0]
 
 
 async def test_llamacpp_off_sends_enable_thinking_false(

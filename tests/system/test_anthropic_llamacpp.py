@@ -4,25 +4,21 @@ same prompt, and its context overflow as "prompt is too long"."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import anthropic
 import pytest
 from llamacpp_support import running_llama
-from support import Gateway, gateway_config
+from support import Gateway, GatewayFactory, gateway_config, start_gateway
 
 from gateway.dev.llama_server import LlamaServer
 from gateway.dev.sim import SimServer
-from gateway.http.app import create_app
 
 pytestmark = pytest.mark.llamacpp
 
 TIMEOUTS = {"connect": 2, "first_token": 30, "idle": 15}
-
-
-GatewayFactory = Callable[..., Awaitable[Gateway]]
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +34,7 @@ def gateway_on(aiohttp_server: Any, tmp_path: Path, cerebras_sim: SimServer) -> 
     async def factory(local_url: str, **sections: Any) -> Gateway:
         sections.setdefault("timeouts", TIMEOUTS)
         config = gateway_config(tmp_path, local_url, cerebras_sim.url, **sections)
-        app = create_app(config)
-        return Gateway(await aiohttp_server(app), app, config)
+        return await start_gateway(aiohttp_server, config)
 
     return factory
 

@@ -21,11 +21,10 @@ import pytest
 from agent_sandbox import check_agent_loop, loop_gateway, require_agent, require_door
 from claude_code_support import find_claude_code, run_claude_code
 from llamacpp_support import running_llama
-from support import Gateway, gateway_config
+from support import gateway_config, start_gateway
 
 from gateway.dev.llama_server import LlamaServer
 from gateway.dev.sim import AgentLoop, SimServer
-from gateway.http.app import create_app
 
 DOOR = "/v1/messages"
 
@@ -113,8 +112,7 @@ async def test_claude_code_gets_a_text_answer_from_the_real_llama_server(
         strategy="always_local",
         timeouts={"connect": 2, "first_token": 300, "idle": 60},
     )
-    app = create_app(config)
-    gw = Gateway(await aiohttp_server(app), app, config)
+    gw = await start_gateway(aiohttp_server, config)
     await require_door(client, gw.root, DOOR)
 
     run = await run_claude_code(

@@ -222,27 +222,23 @@ def test_config_check_accepts_the_shipped_config(capsys: pytest.CaptureFixture[s
 
 def test_config_check_as_a_real_process(tmp_path: Path) -> None:
     env = {**os.environ, "CEREBRAS_API_KEY": SECRET, "PYTHONPATH": str(ROOT)}
-    good = write(tmp_path, {"routing": {"strategy": "always_local"}})
-    run = subprocess.run(
-        [sys.executable, "-m", "gateway", "config", "check", "--config", str(good)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=False,
-    )
+
+    def check(config: Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "gateway", "config", "check", "--config", str(config)],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+            check=False,
+        )
+
+    run = check(write(tmp_path, {"routing": {"strategy": "always_local"}}))
     assert run.returncode == 0, run.stderr
     assert SECRET not in run.stdout and "*** (set)" in run.stdout
     bad = tmp_path / "bad.yaml"
     bad.write_text("speculative_decoding:\n  min_confidance: 0.5\n", encoding="utf-8")
-    run = subprocess.run(
-        [sys.executable, "-m", "gateway", "config", "check", "--config", str(bad)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=False,
-    )
+    run = check(bad)
     assert run.returncode == 2
     assert "did you mean speculative_decoding.min_confidence?" in run.stderr
 

@@ -37,11 +37,10 @@ from llamacpp_support import (
     wait_slots_idle,
 )
 from openai import AsyncOpenAI, BadRequestError
-from support import Gateway, chat, gateway_config, post_stream
+from support import Gateway, GatewayFactory, chat, gateway_config, post_stream, start_gateway
 
 from gateway.dev.llama_server import LlamaServer, free_port
 from gateway.dev.sim import ScriptedAnswer, SimServer
-from gateway.http.app import create_app
 from gateway.router.answer import logprob_confidence
 from gateway.upstreams import build_upstream
 from gateway.upstreams.client import DNS_CACHE_S, STALE_LIMIT, UpstreamConnector
@@ -68,9 +67,6 @@ def tiny_llama_server(
         yield server
 
 
-GatewayFactory = Callable[..., Awaitable[Gateway]]
-
-
 @pytest.fixture
 def real_gateway(
     aiohttp_server: Any, tmp_path: Path, llama_server: LlamaServer, cerebras_sim: SimServer
@@ -89,9 +85,7 @@ def real_gateway(
             strategy=strategy,
             **sections,
         )
-        app = create_app(config)
-        server = await aiohttp_server(app)
-        return Gateway(server, app, config)
+        return await start_gateway(aiohttp_server, config)
 
     return factory
 

@@ -7,17 +7,15 @@ prompts part after the first few tokens and the cache reuses (almost) nothing.""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 from prefix_cache_support import session_requests
-from support import Gateway, gateway_config
+from support import Gateway, GatewayFactory, gateway_config, start_gateway
 
 from gateway.dev.sim import SimServer
-from gateway.http.app import create_app
 
 pytestmark = pytest.mark.llamacpp
 
@@ -27,17 +25,13 @@ TIMEOUTS = {"connect": 2, "first_token": 120, "idle": 60}
 HEADERS = {"anthropic-version": "2023-06-01"}
 
 
-GatewayFactory = Callable[..., Awaitable[Gateway]]
-
-
 @pytest.fixture
 def gateway_on(aiohttp_server: Any, tmp_path: Path, cerebras_sim: SimServer) -> GatewayFactory:
     async def factory(local_url: str, name: str, **sections: Any) -> Gateway:
         config = gateway_config(
             tmp_path / name, local_url, cerebras_sim.url, timeouts=TIMEOUTS, **sections
         )
-        app = create_app(config)
-        return Gateway(await aiohttp_server(app), app, config)
+        return await start_gateway(aiohttp_server, config)
 
     return factory
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,40 +13,45 @@ import pytest
 import redis.asyncio as aioredis
 from prometheus_client.parser import text_string_to_metric_families
 from redis_support import RedisServer
-from support import Gateway, chat, gateway_config, post_stream
+from support import Gateway, chat, gateway_config, post_stream, start_gateway
 
 from gateway.dev.sim import SimServer
 from gateway.dev.sim.server import update_options
-from gateway.http.app import create_app
 from gateway.quota.reservations import Reservation
 
 COMPLEX_ASK = "Refactor the parser in src/parser.py"
 
 
-async def replicas(
+ReplicaFactory = Callable[..., Awaitable[list[Gateway]]]
+
+
+@pytest.fixture
+def make_replicas(
     aiohttp_server: Any,
     tmp_path: Path,
     local_sim: SimServer,
     cerebras_sim: SimServer,
     redis_server: RedisServer,
-    n: int = 2,
-    **sections: Any,
-) -> list[Gateway]:
-    """`n` gateways sharing one Redis, each with its own ledger."""
-    state = {"redis_url": redis_server.url, **sections.pop("state", {})}
-    out = []
-    for i in range(n):
-        cfg = gateway_config(
-            tmp_path / f"r{i}",
-            local_sim.url,
-            cerebras_sim.url,
-            strategy="smart_routing",
-            state={**state, "replica_id": f"replica-{i}"},
-            **sections,
-        )
-        app = create_app(cfg)
-        out.append(Gateway(await aiohttp_server(app), app, cfg))
-    return out
+) -> ReplicaFactory:
+    """`make_replicas(n, **sections)`: `n` gateways sharing one Redis, each with its own
+    ledger."""
+
+    async def factory(n: int = 2, **sections: Any) -> list[Gateway]:
+        state = {"redis_url": redis_server.url, **sections.pop("state", {})}
+        out = []
+        for i in range(n):
+            cfg = gateway_config(
+                tmp_path / f"r{i}",
+                local_sim.url,
+                cerebras_sim.url,
+                strategy="smart_routing",
+                state={**state, "replica_id": f"replica-{i}"},
+                **sections,
+            )
+            out.append(await start_gateway(aiohttp_server, cfg))
+        return out
+
+    return factory
 
 
 async def split_burst(client: Any, gateways: list[Gateway], n: int, **extra: Any) -> list[Any]:
@@ -72,38 +78,20 @@ async def fleet_stats(client: Any, gw: Gateway, total: int) -> dict[str, Any]:
     return stats
 
 
-async def budgeted_replicas(
-    aiohttp_server: Any,
-    tmp_path: Path,
-    local_sim: SimServer,
-    cerebras_sim: SimServer,
-    redis_server: RedisServer,
-) -> list[Gateway]:
-    """Two replicas sharing a $0.20 daily budget at prices that reach it in a few requests."""
-    prices = {"input_per_million": 1000.0, "output_per_million": 1000.0}
-    return await replicas(
-        aiohttp_server,
-        tmp_path,
-        local_sim,
-        cerebras_sim,
-        redis_server,
-        models={"cerebras": {"prices": prices}},
-        budget={"daily_usd": 0.2},
-    )
+# Two replicas sharing a $0.20 daily budget at prices that reach it in a few requests.
+BUDGETED: dict[str, Any] = {
+    "models": {"cerebras": {"prices": {"input_per_million": 1000.0, "output_per_million": 1000.0}}},
+    "budget": {"daily_usd": 0.2},
+}
 
 
 async def test_burst_split_across_two_replicas_gets_no_429(
-    aiohttp_server, tmp_path, client, local_sim, cerebras_sim, redis_server
+    make_replicas, client, cerebras_sim, redis_server
 ) -> None:
     update_options(cerebras_sim.state, {"quota_tokens_per_minute": 3000})
     # A generous timeout: on a loaded machine a late answer would fall back to local state,
     # which this test is not about.
-    gws = await replicas(
-        aiohttp_server,
-        tmp_path,
-        local_sim,
-        cerebras_sim,
-        redis_server,
+    gws = await make_replicas(
         state={"timeout_ms": 2000},
     )
     warm = await post_stream(client, gws[0].url, chat(COMPLEX_ASK, stream=True, max_tokens=200))
@@ -129,9 +117,9 @@ async def test_burst_split_across_two_replicas_gets_no_429(
 
 
 async def test_shared_budget_is_not_overshot_beyond_requests_in_flight(
-    aiohttp_server, tmp_path, client, local_sim, cerebras_sim, redis_server
+    make_replicas, client, cerebras_sim
 ) -> None:
-    gws = await budgeted_replicas(aiohttp_server, tmp_path, local_sim, cerebras_sim, redis_server)
+    gws = await make_replicas(**BUDGETED)
     for _ in range(10):  # one request in flight per replica at a time
         replies = await split_burst(client, gws, 2, max_tokens=32)
         assert [r.status for r in replies] == [200, 200]
@@ -150,15 +138,11 @@ async def test_shared_budget_is_not_overshot_beyond_requests_in_flight(
     assert stats["budget"]["daily"]["spent_usd"] == pytest.approx(spent, rel=1e-6)
 
 
-async def test_stats_on_either_replica_counts_the_fleet(
-    aiohttp_server, tmp_path, client, local_sim, cerebras_sim, redis_server
-) -> None:
+async def test_stats_on_either_replica_counts_the_fleet(make_replicas, client) -> None:
     # What is counted, not how fast Redis answers: a garbage-collection pause of ~200 ms on a
     # loaded machine would exceed the 50 ms default, and the startup publication skipped in that
     # outage is not repeated before the next request or heartbeat.
-    gws = await replicas(
-        aiohttp_server, tmp_path, local_sim, cerebras_sim, redis_server, state={"timeout_ms": 2000}
-    )
+    gws = await make_replicas(state={"timeout_ms": 2000})
     replies = await split_burst(client, gws, 25, stream=True)
     assert [r.status for r in replies] == [200] * 25
     for gw in gws:
@@ -171,10 +155,10 @@ async def test_stats_on_either_replica_counts_the_fleet(
 
 
 async def test_redis_killed_mid_burst_then_restarted(
-    aiohttp_server, tmp_path, client, local_sim, cerebras_sim, redis_server
+    make_replicas, client, cerebras_sim, redis_server
 ) -> None:
     update_options(cerebras_sim.state, {"ttft": 0.05})
-    gws = await replicas(aiohttp_server, tmp_path, local_sim, cerebras_sim, redis_server)
+    gws = await make_replicas()
 
     async def later_kill() -> None:
         await asyncio.sleep(0.05)
@@ -204,14 +188,9 @@ async def test_redis_killed_mid_burst_then_restarted(
 
 
 async def test_fail_closed_keeps_cerebras_out_while_redis_is_down(
-    aiohttp_server, tmp_path, client, local_sim, cerebras_sim, redis_server
+    make_replicas, client, cerebras_sim, redis_server
 ) -> None:
-    gws = await replicas(
-        aiohttp_server,
-        tmp_path,
-        local_sim,
-        cerebras_sim,
-        redis_server,
+    gws = await make_replicas(
         n=1,
         state={"on_unavailable": "fail_closed"},
     )
@@ -232,12 +211,8 @@ def metric_values(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], fl
     }
 
 
-async def test_metrics_on_either_replica_count_the_fleet(
-    aiohttp_server, tmp_path, client, local_sim, cerebras_sim, redis_server
-) -> None:
-    gws = await replicas(
-        aiohttp_server, tmp_path, local_sim, cerebras_sim, redis_server, budget={"daily_usd": 100}
-    )
+async def test_metrics_on_either_replica_count_the_fleet(make_replicas, client) -> None:
+    gws = await make_replicas(budget={"daily_usd": 100})
     replies = await split_burst(client, gws, 9, stream=True)
     assert [r.status for r in replies] == [200] * 9
     spend = sum(gw.services.budget.periods[0].spent_usd for gw in gws)  # each replica's own
@@ -264,9 +239,9 @@ async def test_metrics_on_either_replica_count_the_fleet(
 
 
 async def test_metrics_leave_the_fleet_out_while_redis_is_down(
-    aiohttp_server, tmp_path, client, local_sim, cerebras_sim, redis_server
+    make_replicas, client, redis_server
 ) -> None:
-    gws = await replicas(aiohttp_server, tmp_path, local_sim, cerebras_sim, redis_server, n=1)
+    gws = await make_replicas(n=1)
     redis_server.stop()
     reply = await post_stream(client, gws[0].url, chat("hi", stream=True))
     assert reply.status == 200
@@ -278,10 +253,10 @@ async def test_metrics_leave_the_fleet_out_while_redis_is_down(
 
 
 async def test_budget_alerts_fire_once_for_the_fleet(
-    aiohttp_server, tmp_path, client, local_sim, cerebras_sim, redis_server, caplog
+    make_replicas, client, redis_server, caplog
 ) -> None:
     caplog.set_level(logging.INFO, logger="gateway.quota.budget")
-    gws = await budgeted_replicas(aiohttp_server, tmp_path, local_sim, cerebras_sim, redis_server)
+    gws = await make_replicas(**BUDGETED)
     for _ in range(8):  # past 100 % of the fleet's budget, each replica alone below it
         replies = await split_burst(client, gws, 2, max_tokens=32)
         assert [r.status for r in replies] == [200, 200]
@@ -308,14 +283,9 @@ async def test_budget_alerts_fire_once_for_the_fleet(
 
 
 async def test_a_429_seen_by_one_replica_switches_the_other_to_local(
-    aiohttp_server, tmp_path, client, local_sim, cerebras_sim, redis_server
+    make_replicas, client, cerebras_sim, redis_server
 ) -> None:
-    gws = await replicas(
-        aiohttp_server,
-        tmp_path,
-        local_sim,
-        cerebras_sim,
-        redis_server,
+    gws = await make_replicas(
         routing={"strategy": "adaptive_cerebras", "adaptive_cerebras": {"cool_down_duration": 60}},
     )
     first = await post_stream(client, gws[1].url, chat("warm", stream=True))

@@ -6,21 +6,10 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+from support import door_record
+
 from gateway.accounting.ledger import Ledger, flatten
 from gateway.accounting.ledger.schema import SCHEMA
-from gateway.accounting.records import RequestRecord, UpstreamCall
-
-
-def _record(rid: str, door: str) -> RequestRecord:
-    return RequestRecord(
-        request_id=rid,
-        started_at=1_700_000_000.0,
-        strategy="always_local",
-        stream=False,
-        door=door,
-        model_used="local",
-        calls=[UpstreamCall("local", prompt_tokens=3, completion_tokens=4)],
-    )
 
 
 async def test_old_ledger_gains_the_door_column_and_keeps_its_rows(tmp_path: Path) -> None:
@@ -41,7 +30,7 @@ async def test_old_ledger_gains_the_door_column_and_keeps_its_rows(tmp_path: Pat
     await ledger.start()
     try:
         await ledger.submit(
-            flatten(_record("new", "messages"), cost_usd=0.0, counterfactual_usd=0.0)
+            flatten(door_record("new", "messages"), cost_usd=0.0, counterfactual_usd=0.0)
         )
         rows = ledger.rows()
     finally:

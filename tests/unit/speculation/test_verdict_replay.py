@@ -17,7 +17,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -91,28 +90,17 @@ def test_gsm8k_final_answer_agreement_beats_text_similarity(gsm8k) -> None:
     assert windowed == pytest.approx(0.685, abs=0.01)
 
 
-def _mt_bench_answer(row: dict[str, str]) -> str:
-    prompt = row["user_prompt"]
-    if row["turn"] == 1:
-        match = re.search(
-            r"\[The Start of Assistant's Answer\]\n(.*)\n\[The End of Assistant's Answer\]",
-            prompt,
-            re.S,
-        )
-        assert match is not None
-        return match.group(1)
-    conversation = prompt.split("<|The Start of Assistant A's Conversation with User|>")[1]
-    conversation = conversation.split("<|The End of Assistant A's Conversation with User|>")[0]
-    return conversation.split("### Assistant A:")[2].strip()
+def test_mt_bench_text_similarity_is_no_signal(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The benchmark's own reading of the judged answers, so the figures here are its figures.
+    monkeypatch.syspath_prepend(str(REPO_ROOT / "scripts"))
+    from bench_replay import judged_answer
 
-
-def test_mt_bench_text_similarity_is_no_signal() -> None:
     answers: dict[tuple[int, int, str], tuple[str, float]] = {}
     with (DATA / "mt_bench_judgements.jsonl").open(encoding="utf-8") as f:
         for line in f:
             row = json.loads(line)
             key = (row["question_id"], row["turn"], row["model"])
-            answers[key] = (_mt_bench_answer(row), float(row["score"]))
+            answers[key] = (judged_answer(row), float(row["score"]))
     turns = sorted({(q, t) for q, t, _ in answers})
     pairs = [(answers[(q, t, LOCAL)][0], answers[(q, t, CLOUD)][0]) for q, t in turns]
     labels = [answers[(q, t, LOCAL)][1] >= 8 for q, t in turns]
