@@ -264,13 +264,13 @@ async def start_gateway(aiohttp_server: Any, config: GatewayConfig) -> Gateway:
 
 
 def recorded_puts(monkeypatch: pytest.MonkeyPatch, thread: WriterThread) -> list[Any]:
-    """What is put on `thread`'s queue from now on (a Write, or one request's list of them)."""
+    """What is put on `thread`'s queue from now on (a Write, or held writes as one list)."""
     puts: list[Any] = []
-    real_put = thread.put
+    real_put = thread._enqueue
 
     def counted(item: Any) -> None:
         puts.append(item)
         real_put(item)
 
-    monkeypatch.setattr(thread, "put", counted)
+    monkeypatch.setattr(thread, "_enqueue", counted)
     return puts

@@ -11,6 +11,9 @@ One request's writes travel together (`handoff`): while a request is served, the
 makes to files of that thread are held, and handed over in one queue put when the first write
 someone waits for is made (the request's ledger row, before `[DONE]`) or when the request ends.
 They commit in the same batch as that row; a process killed mid-request loses them with it.
+Held writes wait in one buffer per thread, in the order they were made, and leave it only
+together and ahead of any later write: many writes replace a row with absolute values (weights,
+counters, conversations), so a write must never commit after one made later than it.
 
 Errors never stop the thread. A write that fails (bad value, constraint, wrong arity) is logged and
 skipped: its waiter gets the error, the rest of the batch commits. If SQLite itself rolled the
@@ -73,6 +76,9 @@ class WriterThread:
         self._queue: queue.SimpleQueue[Write | list[Write] | object] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._start_lock = threading.Lock()
+        # Writes held by open hand-offs, in the order they were made (module docstring).
+        self._held: list[Write] = []
+        self._held_lock = threading.Lock()
 
     def start(self) -> None:
         """Start the thread (once; later calls do nothing)."""
@@ -90,13 +96,36 @@ class WriterThread:
         (approximate)."""
         return self._queue.qsize()
 
-    def put(self, item: Write | list[Write]) -> None:
-        """Queue one write, or one request's writes at once (any thread)."""
+    def put(self, item: Write) -> None:
+        """Queue one write (any thread), behind every write held before it."""
+        with self._held_lock:
+            if self._held:
+                self._held.append(item)
+                batch, self._held = self._held, []
+                self._enqueue(batch)
+            else:
+                self._enqueue(item)
+
+    def hold(self, write: Write) -> None:
+        """Keep `write` until the next `send_held` or `put`."""
+        with self._held_lock:
+            self._held.append(write)
+
+    def send_held(self) -> None:
+        """Queue every held write in one put, in the order they were made."""
+        with self._held_lock:
+            if self._held:
+                self._enqueue(self._held)
+                self._held = []
+
+    def _enqueue(self, item: Write | list[Write]) -> None:
+        """The one way onto the queue: a write, or held writes together."""
         self._queue.put(item)
 
     def stop(self) -> None:
-        """Commit everything queued before this call, then end the thread (blocks)."""
+        """Commit everything queued or held before this call, then end the thread (blocks)."""
         if self._thread.is_alive():
+            self.send_held()
             self._queue.put(_STOP)
             self._thread.join()
 
@@ -136,21 +165,26 @@ def _write_files(batch: list[Write]) -> list[Done]:
 
 
 class Handoff:
-    """One request's writes, held and then handed to the writer thread in one put."""
+    """One request's writes, held and then handed to the writer thread in one put (together
+    with any other request's writes held before them, so that none overtakes another)."""
 
-    __slots__ = ("thread", "writes", "sent")
+    __slots__ = ("thread", "held", "sent")
 
     def __init__(self, thread: WriterThread) -> None:
         self.thread = thread
-        self.writes: list[Write] = []
+        self.held = 0
         self.sent = False
+
+    def hold(self, write: Write) -> None:
+        self.held += 1
+        self.thread.hold(write)
 
     def send(self) -> None:
         """Hand everything held to the thread; later writes go straight to it. Idempotent."""
         if not self.sent:
             self.sent = True
-            if self.writes:
-                self.thread.put(self.writes)
+            if self.held:
+                self.thread.send_held()
 
 
 _held: ContextVar[Handoff | None] = ContextVar("storage_handoff", default=None)
@@ -217,7 +251,7 @@ class WriteBehind:
         if held is None or held.sent or held.thread is not self._thread:
             self._thread.put(write)
             return
-        held.writes.append(write)
+        held.hold(write)
         if write.waiter is not None:
             held.send()
 

@@ -4,6 +4,7 @@ itself; and the two router stores that now use it (router.db, learning.db)."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import sqlite3
 import threading
 import time
@@ -22,6 +23,8 @@ from gateway.storage.connection import connect
 from gateway.storage.writer import Write, WriteBehind, WriterThread, handoff
 
 INSERT = "INSERT INTO t (name) VALUES (?)"
+# An absolute-value upsert, as the router writes weights and counters.
+SET = "INSERT OR REPLACE INTO t (id, name) VALUES (1, ?)"
 
 
 @pytest.fixture
@@ -291,7 +294,7 @@ async def test_a_requests_writes_go_in_one_hand_off_with_its_awaited_write(
     with handoff(thread) as held:
         a.put(Write(INSERT, ("early",)))  # e.g. the tracker's conversation row at begin
         b.put(Write(INSERT, ("route",)))  # e.g. the router's score
-        assert puts == [] and held.writes, "held until the request's row"
+        assert puts == [] and held.held == 2, "held until the request's row"
         fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         b.put(Write(INSERT, ("row",), "row", fut))  # the ledger row, awaited before [DONE]
         assert len(puts) == 1 and [w.params[0] for w in puts[0]] == ["early", "route", "row"]
@@ -302,6 +305,42 @@ async def test_a_requests_writes_go_in_one_hand_off_with_its_awaited_write(
         assert len(puts) == 2 and isinstance(puts[1], Write)
     assert len(puts) == 2, "leaving sends nothing more"
     assert a.flush_blocking(10) and names(path_a) == ["early", "late"]
+
+
+async def test_a_held_write_never_commits_after_a_later_straight_one(
+    two_files: tuple[WriterThread, list[tuple[str, WriteBehind]]],
+) -> None:
+    thread, [(path_a, a), _] = two_files
+    with handoff(thread):
+        a.put(Write(SET, ("old",)))  # e.g. weights learned as a long stream began
+        # A write made later outside any request (feedback, a verification sample).
+        contextvars.Context().run(a.put, Write(SET, ("new",)))
+    assert a.flush_blocking(10) and names(path_a) == ["new"]
+
+
+async def test_held_writes_commit_in_the_order_made_whichever_request_ends_first(
+    two_files: tuple[WriterThread, list[tuple[str, WriteBehind]]],
+) -> None:
+    thread, [(path_a, a), _] = two_files
+    first_held = asyncio.Event()
+    first_may_end = asyncio.Event()
+
+    async def long_request() -> None:
+        with handoff(thread):
+            a.put(Write(SET, ("earlier",)))
+            first_held.set()
+            await first_may_end.wait()
+
+    async def short_request() -> None:
+        await first_held.wait()
+        with handoff(thread):
+            a.put(Write(SET, ("later",)))
+
+    long_task = asyncio.create_task(long_request())
+    await short_request()  # ends, and hands its writes over, first
+    first_may_end.set()
+    await long_task
+    assert a.flush_blocking(10) and names(path_a) == ["later"]
 
 
 async def test_a_request_without_an_awaited_write_hands_off_when_it_ends(
