@@ -58,9 +58,15 @@ def serve_bare_relay(port: int, upstream: str, close: bool = False) -> None:
     uvloop.run(main())
 
 
-def spawn_bare_relay(upstream: str, *, cpus: set[int] | None = None, close: bool = False) -> Proc:
+def spawn_bare_relay(
+    upstream: str,
+    *,
+    cpus: set[int] | None = None,
+    close: bool = False,
+    prefix: tuple[str, ...] = (),
+) -> Proc:
     port = free_port()
-    args = [sys.executable, str(Path(__file__).resolve()), str(port), upstream]
+    args = [*prefix, sys.executable, str(Path(__file__).resolve()), str(port), upstream]
     if close:
         args.append("close")
     return spawn(args, f"http://{HOST}:{port}", cpus=cpus)

@@ -121,9 +121,11 @@ def spawn_gateway(
     cpus: set[int] | None = None,
     env: dict[str, str] | None = None,
     tree: Path = ROOT,
+    prefix: tuple[str, ...] = (),
 ) -> Proc:
     """Write `config` (server.port is filled in) to workdir and start the gateway on it, the
-    gateway of `tree` (a checkout; this one by default)."""
+    gateway of `tree` (a checkout; this one by default), under the command `prefix` if any (a
+    profiler such as valgrind)."""
     port = free_port()
     config = {**config, "server": {**config.get("server", {}), "host": HOST, "port": port}}
     storage = {
@@ -135,7 +137,7 @@ def spawn_gateway(
     config["storage"] = storage
     path = workdir / "gateway.yaml"
     path.write_bytes(orjson.dumps(config))
-    args = [sys.executable, "-m", "gateway", "--config", str(path)]
+    args = [*prefix, sys.executable, "-m", "gateway", "--config", str(path)]
     return spawn(args, f"http://{HOST}:{port}", cpus=cpus, env=env, cwd=tree)
 
 
@@ -159,9 +161,10 @@ def spawn_local_gateway(
     env: dict[str, str] | None = None,
     strategy: str = "always_local",
     tree: Path = ROOT,
+    prefix: tuple[str, ...] = (),
 ) -> Proc:
     """A gateway serving everything from the simulator `sim` (`always_local` unless `strategy`
-    says otherwise, Cerebras off), from the checkout `tree`."""
+    says otherwise, Cerebras off), from the checkout `tree`, under the command `prefix`."""
     config = {
         "models": {
             "local": {"endpoint": sim.url + "/v1", "model": "sim"},
@@ -169,7 +172,7 @@ def spawn_local_gateway(
         },
         "routing": {"strategy": strategy},
     }
-    return spawn_gateway(config, workdir, cpus=cpus, env=env, tree=tree)
+    return spawn_gateway(config, workdir, cpus=cpus, env=env, tree=tree, prefix=prefix)
 
 
 def split_cores() -> tuple[set[int] | None, set[int] | None]:
