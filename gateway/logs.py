@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import logging
 import logging.handlers
+import os
 import queue
+import stat
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -37,6 +39,43 @@ class RedactSecrets:
         return text
 
 
+class _RotatingFile(logging.handlers.RotatingFileHandler):
+    """The standard library's rotating file, with its size checked by one `fstat` per record:
+    its own check costs two `stat` calls, two seeks and a second formatting of every record.
+    The same rule: the file rolls over before the line that would take it to `maxBytes`, and
+    a file that is not a regular file (/dev/null, a pipe) never rolls over (bpo-45401).
+    Workers that share the file see each other's lines in the size, as before."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record) + self.terminator
+            if self.stream is None:
+                self.stream = self._open()
+            if self.maxBytes > 0:
+                status = os.fstat(self.stream.fileno())
+                if stat.S_ISREG(status.st_mode) and status.st_size + len(line) >= self.maxBytes:
+                    self.doRollover()
+                    if self.stream is None:
+                        self.stream = self._open()
+            self.stream.write(line)
+            self.stream.flush()
+        except RecursionError:
+            raise
+        except Exception:
+            self.handleError(record)
+
+
+class _FormatOnce(logging.Formatter):
+    """Formats a record once for every handler that shares it (the file and stderr)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: str | None = record.__dict__.get("_formatted")
+        if line is None:
+            line = super().format(record)
+            record._formatted = line
+        return line
+
+
 class _QueueHandler(logging.handlers.QueueHandler):
     """Queues records for its listener; `flush` waits until they are written, `close` stops the
     listener (after writing what is queued) and closes its handlers."""
@@ -52,9 +91,16 @@ class _QueueHandler(logging.handlers.QueueHandler):
     def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
         """The record with its message and any traceback rendered into `msg`, then redacted:
         an exception's text can carry a secret too."""
-        prepared: logging.LogRecord = super().prepare(record)
+        text = self.format(record)
         if self.redact.secrets:
-            prepared.msg = self.redact.redact(str(prepared.msg))
+            text = self.redact.redact(text)
+        # A shallow copy, as the standard library's prepare makes (other handlers may hold the
+        # record), without copy.copy's generic and slower path.
+        prepared: logging.LogRecord = logging.LogRecord.__new__(logging.LogRecord)
+        prepared.__dict__.update(record.__dict__)
+        prepared.msg = prepared.message = text
+        prepared.args = None
+        prepared.exc_info = prepared.exc_text = prepared.stack_info = None
         return prepared
 
     def flush(self) -> None:
@@ -91,14 +137,15 @@ def setup_logging(
     path.parent.mkdir(parents=True, exist_ok=True)
     redact = RedactSecrets(secrets)
     handlers: list[logging.Handler] = [
-        logging.handlers.RotatingFileHandler(
+        _RotatingFile(
             path, maxBytes=storage.log_max_bytes, backupCount=storage.log_backups, encoding="utf-8"
         )
     ]
     if to_stderr:
         handlers.append(logging.StreamHandler())
+    formatter = _FormatOnce(_FORMAT)
     for handler in handlers:
-        handler.setFormatter(logging.Formatter(_FORMAT))
+        handler.setFormatter(formatter)
     queued = _QueueHandler(handlers, redact)
     setattr(queued, _OWN_HANDLER, True)
     root.addHandler(queued)

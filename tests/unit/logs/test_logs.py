@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 from pathlib import Path
 
 import pytest
@@ -51,3 +52,81 @@ def test_a_secret_in_a_traceback_is_redacted(tmp_path: Path) -> None:
         text = read()
     assert "call failed" in text and "RuntimeError: upstream said: bad key" in text
     assert SECRET not in text and REDACTED in text
+
+
+def _flush() -> None:
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+
+
+def test_the_file_rolls_over_before_a_line_would_pass_log_max_bytes(tmp_path: Path) -> None:
+    storage = dataclasses.replace(_storage(tmp_path), log_max_bytes=1024, log_backups=2)
+    path = setup_logging(storage, [], to_stderr=False)
+    try:
+        for i in range(60):
+            logging.getLogger("gateway.test").warning("line %02d %s", i, "x" * 40)
+        _flush()
+    finally:
+        remove_logging()
+    files = sorted(tmp_path.glob("gw.log*"))
+    assert [f.name for f in files] == ["gw.log", "gw.log.1", "gw.log.2"]
+    assert all(f.stat().st_size < 1024 for f in files)
+    assert "line 59" in path.read_text()  # the newest line is in the live file
+    assert "line 00" not in "".join(f.read_text() for f in files)  # beyond two backups: gone
+
+
+def test_a_log_path_that_is_not_a_regular_file_never_rolls_over(tmp_path: Path) -> None:
+    storage = dataclasses.replace(StorageConfig(), log_path=os.devnull, log_max_bytes=1024)
+    setup_logging(storage, [], to_stderr=False)
+    try:
+        for i in range(60):
+            logging.getLogger("gateway.test").warning("line %02d %s", i, "x" * 40)
+        _flush()
+    finally:
+        remove_logging()
+    assert Path(os.devnull).is_char_device()  # still /dev/null, never renamed
+
+
+def test_a_record_is_formatted_once_for_the_file_and_stderr(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    times: list[float] = []
+    original = logging.Formatter.formatTime
+
+    def counting(
+        self: logging.Formatter, record: logging.LogRecord, datefmt: str | None = None
+    ) -> str:
+        times.append(record.created)
+        return original(self, record, datefmt)
+
+    monkeypatch.setattr(logging.Formatter, "formatTime", counting)
+    path = setup_logging(_storage(tmp_path), [], to_stderr=True)
+    try:
+        logging.getLogger("gateway.test").warning("one line %d", 7)
+        _flush()
+    finally:
+        remove_logging()
+    assert len(times) == 1
+    line = path.read_text().strip()
+    assert line.endswith("WARNING gateway.test one line 7")
+    assert line in capsys.readouterr().err
+
+
+def test_queuing_leaves_the_record_other_handlers_see_unchanged(tmp_path: Path) -> None:
+    seen: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record)
+
+    setup_logging(_storage(tmp_path), [SECRET], to_stderr=False)
+    keep = Keep()
+    logging.getLogger().addHandler(keep)
+    try:
+        logging.getLogger("gateway.test").warning("key %s", SECRET)
+        _flush()
+    finally:
+        logging.getLogger().removeHandler(keep)
+        remove_logging()
+    (record,) = seen
+    assert record.msg == "key %s" and record.args == (SECRET,)
