@@ -16,7 +16,8 @@ copies), cache misses, waiting. Read it beside `bench_overhead.py --floor-only`,
 CPU time; a change that saves system calls shows there and not here.
 
 Needs valgrind (`scripts/setup_valgrind.sh`). Run:
-`.venv/bin/python scripts/bench_instructions.py [--before ../old-tree] [--strategy always_local]`.
+`.venv/bin/python scripts/bench_instructions.py [--before ../old-tree] [--strategy always_local]
+[--log-level INFO]`.
 """
 
 from __future__ import annotations
@@ -96,7 +97,12 @@ async def run(args: argparse.Namespace) -> None:
                         proc = spawn_bare_relay(sim.url, prefix=prefix)
                     else:
                         proc = spawn_local_gateway(
-                            sim, out, strategy=args.strategy, tree=tree, prefix=prefix
+                            sim,
+                            out,
+                            strategy=args.strategy,
+                            tree=tree,
+                            prefix=prefix,
+                            log_level=args.log_level,
                         )
                     try:
                         figures[name].append(
@@ -107,8 +113,10 @@ async def run(args: argparse.Namespace) -> None:
     finally:
         sim.stop()
     relay = min(figures["relay"])
-    print(f"\ninstructions per Cline-sized streamed request ({args.strategy}, {args.requests} "
-          f"requests, {args.runs} run(s) each; range over runs)")  # fmt: skip
+    print(
+        f"\ninstructions per Cline-sized streamed request ({args.strategy}, log level "
+        f"{args.log_level}, {args.requests} requests, {args.runs} run(s) each; range over runs)"
+    )
     print(f"{'process':<10} {'k instructions':>16} {'ratio to relay':>16}")
     for name, values in figures.items():
         low, high = min(values), max(values)
@@ -126,6 +134,11 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--warm", type=int, default=30)
     parser.add_argument("--runs", type=int, default=2)
+    parser.add_argument(
+        "--log-level",
+        default="WARNING",
+        help="the gateways' storage.log_level (the default INFO writes a line per request)",
+    )
     args = parser.parse_args()
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
         print("valgrind is not installed: run scripts/setup_valgrind.sh", file=sys.stderr)

@@ -162,15 +162,18 @@ def spawn_local_gateway(
     strategy: str = "always_local",
     tree: Path = ROOT,
     prefix: tuple[str, ...] = (),
+    log_level: str = "WARNING",
 ) -> Proc:
     """A gateway serving everything from the simulator `sim` (`always_local` unless `strategy`
-    says otherwise, Cerebras off), from the checkout `tree`, under the command `prefix`."""
-    config = {
+    says otherwise, Cerebras off), from the checkout `tree`, under the command `prefix`, logging
+    at `log_level` (WARNING: no line per request; the gateway's default is INFO)."""
+    config: dict[str, Any] = {
         "models": {
             "local": {"endpoint": sim.url + "/v1", "model": "sim"},
             "cerebras": {"enabled": False, "api_key": ""},
         },
         "routing": {"strategy": strategy},
+        "storage": {"log_level": log_level},
     }
     return spawn_gateway(config, workdir, cpus=cpus, env=env, tree=tree, prefix=prefix)
 
