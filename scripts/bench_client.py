@@ -20,7 +20,6 @@ Run: `.venv/bin/python scripts/bench_client.py [--blocks 7] [--calls 300]`
 from __future__ import annotations
 
 import argparse
-import asyncio
 import statistics
 import time
 from collections.abc import Awaitable, Callable

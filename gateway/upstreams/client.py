@@ -5,7 +5,9 @@ Its connector counts the bytes each connection has received, so that a call may 
 pooled connection (the server closed it while it sat in the pool: the request fails on the write,
 or the connection closes before any byte of a response) from a failure of the server itself;
 `post` retries only the former, once, on a fresh connection, and only when the caller asks
-(an upstream whose server drops kept-alive connections, see gateway.upstreams.llamacpp).
+(an upstream whose server drops kept-alive connections, see gateway.upstreams.llamacpp). The
+retry itself (`send_retrying_stale`) is shared with the lean client of plain-http upstreams
+(gateway.upstreams.lean), whose connections count their bytes the same way.
 
 A server may also drop every connection after a streamed answer (llama-server does): then pooling
 saves nothing and each stale hit costs a failed write. `ConnectionReuse` counts both outcomes so

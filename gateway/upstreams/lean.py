@@ -411,8 +411,9 @@ class Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
         self.pool.forget(self)
-        if self.response is not None:
-            self.response._lost(exc)
+        response, self.response = self.response, None
+        if response is not None:
+            response._lost(exc)
 
     def pause(self) -> None:
         if not self.paused and self.usable:
