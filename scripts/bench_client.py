@@ -12,7 +12,7 @@ in brackets, and the lean/aiohttp ratio of the medians. Three rows:
 - call, new connection: the same with `Connection: close`, as against a llama-server that
   closes every streamed connection.
 
-Figures only: this is not a test and asserts nothing. About a minute with the defaults.
+Figures only: this is not a test and asserts nothing. About 15 s with the defaults.
 
 Run: `.venv/bin/python scripts/bench_client.py [--blocks 7] [--calls 300]`
 """

@@ -25,7 +25,7 @@ import asyncio
 import ipaddress
 import socket
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import ItemsView, Iterator, Mapping
 from dataclasses import dataclass
 from typing import cast
 from urllib.parse import urlsplit
@@ -132,6 +132,9 @@ class Headers(Mapping[str, str]):
 
     def __getitem__(self, key: str) -> str:
         return self._map[key.lower()]
+
+    def items(self) -> ItemsView[str, str]:
+        return self._map.items()  # what the rate-limit watcher walks: no lookup per name
 
     def __contains__(self, key: object) -> bool:
         return isinstance(key, str) and key.lower() in self._map
