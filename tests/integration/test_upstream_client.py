@@ -7,7 +7,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,8 +18,13 @@ from aiohttp import web
 
 from gateway.config import parse_config
 from gateway.dev.llama_server import free_port
-from gateway.errors import UpstreamConnectError, UpstreamError, UpstreamProtocolError
-from gateway.upstreams import OpenAICompatibleUpstream, build_upstream
+from gateway.errors import (
+    UpstreamConnectError,
+    UpstreamError,
+    UpstreamProtocolError,
+    UpstreamTimeout,
+)
+from gateway.upstreams import OpenAICompatibleUpstream, build_upstream, lean
 from gateway.upstreams.client import open_session
 from gateway.upstreams.lean import HIGH_WATER, LeanPool, LeanResponse, Target, lean_target
 
@@ -404,9 +410,13 @@ BODY = {"messages": [{"role": "user", "content": "hi"}]}
 
 
 def local_upstream(
-    url: str, session: aiohttp.ClientSession, pool: LeanPool | None
+    url: str,
+    session: aiohttp.ClientSession,
+    pool: LeanPool | None,
+    timeouts: dict[str, float] | None = None,
 ) -> OpenAICompatibleUpstream:
-    section = {"endpoint": url, "model": "m", "timeouts": {"connect": 2, "first_token": 5}}
+    timeouts = timeouts or {"connect": 2, "first_token": 5}
+    section = {"endpoint": url, "model": "m", "timeouts": timeouts}
     config = parse_config({"models": {"local": section}}, env={}).models["local"]
     upstream = build_upstream("local", config, session, max_event_bytes=1 << 20, pool=pool)
     assert (upstream._lean is not None) == (pool is not None)
@@ -425,3 +435,53 @@ async def call_error(
                     if texts is not None:
                         texts.append(chunk.text)
     return caught.value
+
+
+@contextlib.contextmanager
+def unanswered_port() -> Iterator[int]:
+    """A port whose connects hang: a listener with a full backlog drops further SYNs."""
+    with contextlib.ExitStack() as stack:
+        listener = stack.enter_context(socket.socket())
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = int(listener.getsockname()[1])
+        for _ in range(4):
+            filler = stack.enter_context(socket.socket())
+            filler.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                filler.connect(("127.0.0.1", port))
+        yield port
+
+
+@pytest.mark.parametrize("lean", [False, True], ids=["aiohttp", "lean"])
+async def test_a_connect_that_hangs_ends_at_the_connect_timeout(lean: bool) -> None:
+    """`timeouts.connect` bounds the connect, well inside the first-token timeout; the error
+    is the one a missing first token gives (as before)."""
+    with unanswered_port() as port:
+        async with open_session() as session, lean_pool() as pool:
+            upstream = local_upstream(
+                f"http://127.0.0.1:{port}/v1",
+                session,
+                pool if lean else None,
+                timeouts={"connect": 0.2, "first_token": 60},
+            )
+            async with asyncio.timeout(30) as outer:
+                with pytest.raises(UpstreamTimeout) as caught:
+                    async with upstream.open_stream(BODY):
+                        pass
+            assert not outer.expired()
+    assert caught.value.message == "local: no response within 60s"
+
+
+async def test_lean_closes_a_connection_idle_past_the_keep_alive_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Within the keep-alive time a connection is reused; past it, it is closed, not reused."""
+    async with scripted(serving(SIZED)) as server, lean_pool() as pool:
+        for keep_alive in (lean.KEEPALIVE_S, lean.KEEPALIVE_S, -1.0):  # -1: expired at once
+            monkeypatch.setattr(lean, "KEEPALIVE_S", keep_alive)
+            response = await post(pool, server)
+            await read_all(response)
+            response.release()
+        await asyncio.wait_for(server.closed.wait(), 5)  # the expired one was closed
+    assert server.connections == 2  # the second call reused the first's, the third did not
