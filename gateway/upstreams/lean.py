@@ -545,9 +545,7 @@ class LeanPool:
                         _, conn = await loop.create_connection(
                             lambda: Connection(self, target.key), host, port, family=family
                         )
-                    except TimeoutError:
-                        raise
-                    except OSError as exc:
+                    except OSError as exc:  # ETIMEDOUT from the OS too: a failed connect
                         last = exc
                         continue
                     if self.closed:
@@ -555,10 +553,10 @@ class LeanPool:
                         raise aiohttp.ClientConnectionError(_POOL_CLOSED)
                     self._open.add(conn)
                     return conn
-        except TimeoutError:
-            raise
-        except OSError as exc:  # the name did not resolve
-            last = exc
+        except OSError as exc:
+            if exc.errno is None and isinstance(exc, TimeoutError):
+                raise  # timeouts.connect ran out (as aiohttp's connector tells them apart)
+            last = exc  # the name did not resolve
         assert last is not None
         raise ConnectFailed(target.host, target.port, last)
 
