@@ -258,6 +258,7 @@ class LeanResponse:
         "headers",
         "content",
         "done",
+        "parser",
         "_conn",
         "_head",
         "_pairs",
@@ -271,6 +272,7 @@ class LeanResponse:
         self.headers: Mapping[str, str] = {}
         self.content = LeanBody(conn)
         self.done = False  # the whole message arrived
+        self.parser = httptools.HttpResponseParser(self)
         self._conn: Connection | None = conn
         self._head = head  # set once the status line and headers arrived
         self._pairs: list[tuple[bytes, bytes]] = []
@@ -284,9 +286,7 @@ class LeanResponse:
         self._pairs.append((name, value))
 
     def on_headers_complete(self) -> None:
-        conn = self._conn
-        assert conn is not None
-        status = conn.parser.get_status_code()
+        status = self.parser.get_status_code()
         if status < 200:
             self._pairs = []
             self._interim = True
@@ -296,9 +296,7 @@ class LeanResponse:
         self._pairs = []
         encoding = headers.get("content-encoding", "identity").strip().lower()
         if encoding != "identity":
-            self._fail(MalformedResponse(f"a body encoded as {encoding!r} was not asked for"))
-            conn.abort()
-            return
+            raise MalformedResponse(f"a body encoded as {encoding!r} was not asked for")
         self._until_close = (
             status not in _NO_BODY
             and "content-length" not in headers
@@ -314,9 +312,7 @@ class LeanResponse:
         if self._interim:
             self._interim = False
             return
-        conn = self._conn
-        assert conn is not None
-        if not conn.parser.should_keep_alive():
+        if not self.parser.should_keep_alive():
             self._reusable = False
         self._finish()
 
@@ -374,7 +370,6 @@ class Connection(asyncio.Protocol):
         self.pool = pool
         self.key = key
         self.transport: asyncio.Transport | None = None
-        self.parser = httptools.HttpResponseParser(self)
         self.response: LeanResponse | None = None
         self.received = 0  # bytes received over the connection's life (the stale check)
         self.lost = False
@@ -382,9 +377,8 @@ class Connection(asyncio.Protocol):
         self.idle_since = 0.0
 
     def start(self, response: LeanResponse) -> None:
-        """Carry `response` next (a new parser: nothing of the previous message is left)."""
+        """Carry `response` next (its own parser: nothing of the previous message is left)."""
         self.response = response
-        self.parser = httptools.HttpResponseParser(response)
 
     @property
     def usable(self) -> bool:
@@ -401,10 +395,14 @@ class Connection(asyncio.Protocol):
             self.abort()  # bytes no request asked for: the connection cannot be trusted
             return
         try:
-            self.parser.feed_data(data)
+            response.parser.feed_data(data)
         except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
             if not response.done:
-                detail = f"{type(exc).__name__}: {exc}"
+                refusal = exc.__context__  # raised by a callback of the response
+                if isinstance(refusal, MalformedResponse):
+                    detail = str(refusal)
+                else:
+                    detail = f"{type(exc).__name__}: {exc}"
                 if response._head.done():
                     response._fail(aiohttp.ClientPayloadError(f"malformed body ({detail})"))
                 else:

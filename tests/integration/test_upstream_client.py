@@ -237,6 +237,23 @@ async def test_an_answer_that_is_not_http_is_a_protocol_error(lean: bool) -> Non
     assert error.message.startswith("local: malformed response")
 
 
+async def test_lean_refuses_a_body_it_did_not_ask_to_be_compressed() -> None:
+    gzipped = SSE_HEAD + b"Content-Encoding: gzip\r\nContent-Length: 3\r\n\r\nabc"
+    async with scripted(serving(gzipped)) as server:
+        error = await call_error(server, lean=True)
+    assert type(error) is UpstreamProtocolError
+    assert error.message == "local: malformed response (MalformedResponse)"
+
+
+async def test_lean_skips_an_interim_response() -> None:
+    async with scripted(serving(b"HTTP/1.1 100 Continue\r\n\r\n" + SIZED)) as server:
+        async with lean_pool() as pool:
+            response = await post(pool, server)
+            assert response.status == 200
+            assert await read_all(response) == b"data: 1\n\ndata: 2\n\n"
+            response.release()
+
+
 async def test_lean_garbage_after_the_headers_fails_the_stream() -> None:
     bad_chunk = SSE_HEAD + b"Transfer-Encoding: chunked\r\n\r\nzz\r\nnot a chunk\r\n"
     async with scripted(serving(bad_chunk)) as server:
