@@ -237,12 +237,25 @@ async def test_an_answer_that_is_not_http_is_a_protocol_error(lean: bool) -> Non
     assert error.message.startswith("local: malformed response")
 
 
-async def test_lean_refuses_a_body_it_did_not_ask_to_be_compressed() -> None:
-    gzipped = SSE_HEAD + b"Content-Encoding: gzip\r\nContent-Length: 3\r\n\r\nabc"
-    async with scripted(serving(gzipped)) as server:
+@pytest.mark.parametrize(
+    ("answer", "message"),
+    [
+        (
+            SSE_HEAD + b"Content-Encoding: gzip\r\nContent-Length: 3\r\n\r\nabc",
+            "local: malformed response (MalformedResponse)",
+        ),
+        (
+            SSE_HEAD + b"Transfer-Encoding: chunked\r\n\r\nzz\r\nnot a chunk\r\n",
+            "local: connection lost mid-stream (ClientPayloadError)",
+        ),
+    ],
+    ids=["compressed_unasked", "garbage_after_the_headers"],
+)
+async def test_lean_fails_cleanly_on_an_answer_it_cannot_read(answer: bytes, message: str) -> None:
+    async with scripted(serving(answer)) as server:
         error = await call_error(server, lean=True)
     assert type(error) is UpstreamProtocolError
-    assert error.message == "local: malformed response (MalformedResponse)"
+    assert error.message == message
 
 
 async def test_lean_skips_an_interim_response() -> None:
@@ -252,14 +265,6 @@ async def test_lean_skips_an_interim_response() -> None:
             assert response.status == 200
             assert await read_all(response) == b"data: 1\n\ndata: 2\n\n"
             response.release()
-
-
-async def test_lean_garbage_after_the_headers_fails_the_stream() -> None:
-    bad_chunk = SSE_HEAD + b"Transfer-Encoding: chunked\r\n\r\nzz\r\nnot a chunk\r\n"
-    async with scripted(serving(bad_chunk)) as server:
-        error = await call_error(server, lean=True)
-    assert type(error) is UpstreamProtocolError
-    assert error.message == "local: connection lost mid-stream (ClientPayloadError)"
 
 
 @pytest.mark.parametrize("lean", [False, True], ids=["aiohttp", "lean"])
