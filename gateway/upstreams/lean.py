@@ -165,9 +165,14 @@ class LeanBody:
     # --- fed by the connection ----------------------------------------------------------------
 
     def feed(self, data: bytes) -> None:
+        """The parser's `on_body` (called once per piece of body: kept to one frame)."""
         self._buffer.append(data)
         self._size += len(data)
-        self._wake()
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
         if self._size > HIGH_WATER:
             self._conn.pause()
 
@@ -224,7 +229,11 @@ class LeanBody:
                 return b""
             if self._exception is not None:
                 raise self._exception
-            await self._wait()
+            waiter = self._new_waiter()  # awaited here: no coroutine of its own per wait
+            try:
+                await waiter
+            finally:
+                self._waiter = None
         return self.read_nowait()
 
     async def read(self, n: int = -1) -> bytes:
@@ -241,13 +250,17 @@ class LeanBody:
         return self._eof and not self._buffer
 
     async def _wait(self) -> None:
-        if self._waiter is not None:
-            raise RuntimeError("a response body is read by one reader at a time")
-        waiter = self._waiter = asyncio.get_running_loop().create_future()
+        waiter = self._new_waiter()
         try:
             await waiter
         finally:
             self._waiter = None
+
+    def _new_waiter(self) -> asyncio.Future[None]:
+        if self._waiter is not None:
+            raise RuntimeError("a response body is read by one reader at a time")
+        waiter = self._waiter = self._conn.loop.create_future()
+        return waiter
 
 
 class LeanResponse:
@@ -258,6 +271,7 @@ class LeanResponse:
         "headers",
         "content",
         "done",
+        "on_body",
         "parser",
         "_conn",
         "_head",
@@ -272,6 +286,7 @@ class LeanResponse:
         self.headers: Mapping[str, str] = {}
         self.content = LeanBody(conn)
         self.done = False  # the whole message arrived
+        self.on_body = self.content.feed  # read by the parser as it is built
         self.parser = httptools.HttpResponseParser(self)
         self._conn: Connection | None = conn
         self._head = head  # set once the status line and headers arrived
@@ -304,9 +319,6 @@ class LeanResponse:
         )
         if not self._head.done():
             self._head.set_result(None)
-
-    def on_body(self, body: bytes) -> None:
-        self.content.feed(body)
 
     def on_message_complete(self) -> None:
         if self._interim:
@@ -370,6 +382,7 @@ class Connection(asyncio.Protocol):
         self.pool = pool
         self.key = key
         self.transport: asyncio.Transport | None = None
+        self.loop = asyncio.get_running_loop()
         self.response: LeanResponse | None = None
         self.received = 0  # bytes received over the connection's life (the stale check)
         self.lost = False
@@ -479,7 +492,7 @@ class LeanPool:
             return
         conn.response = None
         conn.resume()
-        conn.idle_since = asyncio.get_running_loop().time()
+        conn.idle_since = conn.loop.time()
         self._idle.setdefault(conn.key, []).append(conn)
 
     def forget(self, conn: Connection) -> None:
@@ -505,8 +518,7 @@ class LeanPool:
             conn = await self._connect(target, connect_timeout)
         attempt.protocol = conn
         attempt.received_before = conn.received
-        loop = asyncio.get_running_loop()
-        response = LeanResponse(conn, loop.create_future(), close=close)
+        response = LeanResponse(conn, conn.loop.create_future(), close=close)
         conn.start(response)
         try:
             assert conn.transport is not None
