@@ -43,7 +43,7 @@ from gateway.state import open_store
 from gateway.storage.writer import WriterThread
 from gateway.strategies import StrategyContext, create_strategies, known_names
 from gateway.strategies.adaptive import AdaptiveSwitch
-from gateway.upstreams import Upstream, build_upstream
+from gateway.upstreams import LeanPool, Upstream, build_upstream
 from gateway.upstreams.client import open_session
 
 log = logging.getLogger("gateway.http.app")
@@ -65,6 +65,7 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG_KEY]
     state = open_store(config.state, replica_id(config))
     session = open_session()
+    pool = LeanPool()  # streamed calls to plain-http upstreams (the session serves the rest)
     # The ledger, router.db and learning.db: one thread (started by the first store that starts).
     writer = WriterThread()
     ledger = Ledger(config.storage.ledger_path, writer=writer)
@@ -84,6 +85,7 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
                 config.models[name],
                 session,
                 max_event_bytes=config.server.max_event_bytes,
+                pool=pool,
             )
             for name in UPSTREAM_NAMES
         }
@@ -150,6 +152,7 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
         await drain_background()  # records of requests cancelled just before shutdown
         if SERVICES_KEY in app:  # this minute's refusal counts, before the ledger closes
             app[SERVICES_KEY].refusals.close()
+        await pool.close()
         await session.close()
         if ratios is not None:
             await asyncio.to_thread(ratios.save)

@@ -43,6 +43,8 @@ from gateway.upstreams.health import (
     health_from_status,
     probe,
 )
+from gateway.upstreams.lean import LeanPool, lean_target
+from gateway.upstreams.response import UpstreamResponse
 from gateway.upstreams.stream import UpstreamStream
 
 log = logging.getLogger("gateway.upstream")
@@ -86,7 +88,11 @@ def client_sets_reasoning(body: Mapping[str, Any]) -> bool:
 
 
 class OpenAICompatibleUpstream:
-    """An OpenAI-compatible chat-completions server. Subclasses hold one provider's quirks."""
+    """An OpenAI-compatible chat-completions server. Subclasses hold one provider's quirks.
+
+    Its streamed calls go through `pool` (gateway.upstreams.lean) when one is given and the
+    endpoint is plain http; through the aiohttp `session` otherwise (https, tests that mock
+    aiohttp). Probes and other one-off calls always use the session."""
 
     name: UpstreamName
 
@@ -98,10 +104,13 @@ class OpenAICompatibleUpstream:
         *,
         max_event_bytes: int = 8 * 1024 * 1024,
         watcher: RateLimitWatcher | None = None,
+        pool: LeanPool | None = None,
     ) -> None:
         self.name = name
         self.config = config
         self.session = session
+        target = lean_target(config.chat_url) if pool is not None else None
+        self._lean = (pool, target) if pool is not None and target is not None else None
         self.max_event_bytes = max_event_bytes
         self.watcher = watcher or RateLimitWatcher(name)
         self._timeout = request_timeout(config)
@@ -247,7 +256,7 @@ class OpenAICompatibleUpstream:
             raise errors.tag(refused, call)
         loop = asyncio.get_running_loop()
         first_deadline = loop.time() + self.config.timeouts.first_token
-        response: aiohttp.ClientResponse | None = None
+        response: UpstreamResponse | None = None
         finished = False
         try:
             try:
@@ -295,18 +304,28 @@ class OpenAICompatibleUpstream:
                 else:
                     response.close()
 
-    async def _post(
-        self, body: Mapping[str, Any], headers: Mapping[str, str]
-    ) -> aiohttp.ClientResponse:
-        response = await client.post(
-            self.session,
-            self.config.chat_url,
-            orjson.dumps(body),
-            headers,
-            self._timeout,
-            retry_stale=self.retries_stale_connections,
-            reuse=self.reuse,
-        )
+    async def _post(self, body: Mapping[str, Any], headers: Mapping[str, str]) -> UpstreamResponse:
+        response: UpstreamResponse
+        if self._lean is not None:
+            pool, target = self._lean
+            response = await pool.post(
+                target,
+                orjson.dumps(body),
+                headers,
+                connect_timeout=self.config.timeouts.connect,
+                retry_stale=self.retries_stale_connections,
+                reuse=self.reuse,
+            )
+        else:
+            response = await client.post(
+                self.session,
+                self.config.chat_url,
+                orjson.dumps(body),
+                headers,
+                self._timeout,
+                retry_stale=self.retries_stale_connections,
+                reuse=self.reuse,
+            )
         if not self._pooling_given_up and not self.reuse.worth_pooling:
             self._pooling_given_up = True
             log.info(
@@ -330,9 +349,7 @@ class OpenAICompatibleUpstream:
                 self.name,
             )
 
-    async def _http_error(
-        self, response: aiohttp.ClientResponse, call: UpstreamCall
-    ) -> UpstreamError:
+    async def _http_error(self, response: UpstreamResponse, call: UpstreamCall) -> UpstreamError:
         status = response.status
         error = self.error_from_body(status, await errors.read_error_body(response))
         call.http_status = status

@@ -5,7 +5,9 @@ Its connector counts the bytes each connection has received, so that a call may 
 pooled connection (the server closed it while it sat in the pool: the request fails on the write,
 or the connection closes before any byte of a response) from a failure of the server itself;
 `post` retries only the former, once, on a fresh connection, and only when the caller asks
-(an upstream whose server drops kept-alive connections, see gateway.upstreams.llamacpp).
+(an upstream whose server drops kept-alive connections, see gateway.upstreams.llamacpp). The
+retry itself (`send_retrying_stale`) is shared with the lean client of plain-http upstreams
+(gateway.upstreams.lean), whose connections count their bytes the same way.
 
 A server may also drop every connection after a streamed answer (llama-server does): then pooling
 saves nothing and each stale hit costs a failed write. `ConnectionReuse` counts both outcomes so
@@ -16,9 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar
-from typing import Any, cast
+from typing import Any, Protocol, TypeVar, cast
 
 import aiohttp
 from aiohttp.client_proto import ResponseHandler
@@ -43,13 +45,19 @@ class CountingHandler(ResponseHandler):
         _data_received(self, data)
 
 
+class Counted(Protocol):
+    """A connection's protocol that counts the bytes it has received."""
+
+    received: int
+
+
 class Attempt:
-    """One request's connection, as the connector handed it out (set by `post`)."""
+    """One request's connection, as the client handed it out (set by `post`)."""
 
     __slots__ = ("protocol", "received_before", "fresh")
 
     def __init__(self, *, fresh: bool = False) -> None:
-        self.protocol: CountingHandler | None = None
+        self.protocol: Counted | None = None
         self.received_before = 0
         # True: a pooled connection is not taken; a new one is opened.
         self.fresh = fresh
@@ -185,6 +193,38 @@ def open_session(*, pooled: bool = True) -> aiohttp.ClientSession:
     return aiohttp.ClientSession(connector=connector)
 
 
+R = TypeVar("R")
+
+
+async def send_retrying_stale(
+    send: Callable[[Mapping[str, str], Attempt], Awaitable[R]],
+    headers: Mapping[str, str],
+    reuse: ConnectionReuse | None,
+) -> R:
+    """`send(headers, attempt)` once, and once more on a new connection when the first went out
+    on a pooled connection that the server had already closed (`attempt.stale`). `send` sets
+    `attempt.protocol` and `received_before` when it takes a connection, and opens a new one
+    for an attempt that is `fresh` (closing the idle ones it passes over). `reuse` counts what
+    the stale check saw; once pooling is not worth it the retry asks for `Connection: close`."""
+    attempt = Attempt()
+    try:
+        response = await send(headers, attempt)
+    except TimeoutError:
+        raise
+    except (aiohttp.ClientConnectionError, OSError):
+        if not attempt.stale:
+            raise
+    else:
+        if reuse is not None and attempt.received_before:
+            reuse.answered += 1
+        return response
+    if reuse is not None:
+        reuse.stale += 1
+        if not reuse.worth_pooling:  # this one's connection is not kept either
+            headers = {**headers, "Connection": "close"}
+    return await send(headers, Attempt(fresh=True))
+
+
 async def post(
     session: aiohttp.ClientSession,
     url: str,
@@ -205,29 +245,15 @@ async def post(
     `reuse` counts what the stale check saw (with `retry_stale` only)."""
     if not retry_stale:
         return await session.post(url, data=data, headers=headers, timeout=timeout)
-    attempt = Attempt()
-    token = _ATTEMPT.set(attempt)
-    try:
+
+    async def send(headers: Mapping[str, str], attempt: Attempt) -> aiohttp.ClientResponse:
+        token = _ATTEMPT.set(attempt)  # read by UpstreamConnector.connect
         try:
-            response = await session.post(url, data=data, headers=headers, timeout=timeout)
-        except TimeoutError:
-            raise
-        except (aiohttp.ClientConnectionError, OSError):
-            if not attempt.stale:
-                raise
-        else:
-            if reuse is not None and attempt.received_before:
-                reuse.answered += 1
-            return response
-        if reuse is not None:
-            reuse.stale += 1
-            if not reuse.worth_pooling:  # this one's connection is not kept either
-                headers = {**headers, "Connection": "close"}
-        retry = Attempt(fresh=True)
-        _ATTEMPT.set(retry)
-        return await session.post(url, data=data, headers=headers, timeout=timeout)
-    finally:
-        _ATTEMPT.reset(token)
+            return await session.post(url, data=data, headers=headers, timeout=timeout)
+        finally:
+            _ATTEMPT.reset(token)
+
+    return await send_retrying_stale(send, headers, reuse)
 
 
 def request_timeout(config: ModelConfig) -> aiohttp.ClientTimeout:

@@ -13,8 +13,10 @@ from gateway.errors import (
     UpstreamConnectError,
     UpstreamError,
     UpstreamHTTPError,
+    UpstreamProtocolError,
     UpstreamRateLimited,
 )
+from gateway.upstreams.response import ConnectFailed, MalformedResponse, UpstreamResponse
 
 MAX_ERROR_BODY = 64 * 1024
 
@@ -39,7 +41,7 @@ def may_fall_back(status: int) -> bool:
     return status >= 500 or status in (401, 403, 404, 408, 409, 429)
 
 
-async def read_error_body(response: aiohttp.ClientResponse) -> Any:
+async def read_error_body(response: UpstreamResponse) -> Any:
     """The body of a non-2xx response (at most MAX_ERROR_BODY bytes): JSON, else text."""
     raw = await response.content.read(MAX_ERROR_BODY)
     try:
@@ -63,10 +65,13 @@ def http_error(
     return UpstreamHTTPError(name, status, error, fallback_ok=fallback_ok)
 
 
-def connect_error(name: str, exc: BaseException) -> UpstreamConnectError:
-    """The gateway error for a request that never got its response headers."""
-    if isinstance(exc, aiohttp.ClientConnectorError):
+def connect_error(name: str, exc: BaseException) -> UpstreamError:
+    """The gateway error for a request that never got its response headers: an answer that is
+    not HTTP is a protocol error (aiohttp raises a bare ClientResponseError for it)."""
+    if isinstance(exc, aiohttp.ClientConnectorError | ConnectFailed):
         return UpstreamConnectError(name, f"{name}: cannot connect ({reason(exc)})")
+    if isinstance(exc, MalformedResponse) or type(exc) is aiohttp.ClientResponseError:
+        return UpstreamProtocolError(name, f"{name}: malformed response ({type(exc).__name__})")
     return UpstreamConnectError(name, f"{name}: connection failed ({type(exc).__name__})")
 
 

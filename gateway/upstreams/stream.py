@@ -30,6 +30,7 @@ from gateway.wire.sse import DONE, EventTooLarge, SSEDecoder
 
 if TYPE_CHECKING:
     from gateway.upstreams.base import OpenAICompatibleUpstream
+    from gateway.upstreams.response import UpstreamResponse
 
 # How long to wait for the end of the HTTP body after `[DONE]` before closing the connection.
 _TAIL_WAIT_S = 0.05
@@ -63,7 +64,7 @@ class UpstreamStream(ChunkStream):
     def __init__(
         self,
         upstream: OpenAICompatibleUpstream,
-        response: aiohttp.ClientResponse,
+        response: UpstreamResponse,
         call: UpstreamCall,
         prompt_tokens: PromptMemo,
         first_deadline: float,

@@ -6,6 +6,9 @@ can treat a kept-alive connection the way llama-server does: it advertises
 `Keep-Alive: timeout=5, max=100` and then closes the connection right after a streamed answer, or
 (to hit the stale-connection path every time, not only when the close races the next request) it
 keeps the connection and drops it when the next request arrives on it.
+
+The calls run through both clients of the upstreams (the `clients` fixture): the aiohttp session
+and the lean client of plain-http upstreams (gateway.upstreams.lean); the same cases hold for each.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from gateway.config import ModelConfig, parse_config
 from gateway.dev.sim import SimServer
 from gateway.errors import UpstreamError
 from gateway.http.app import create_app
-from gateway.upstreams import Upstream, build_upstream
+from gateway.upstreams import LeanPool, OpenAICompatibleUpstream, Upstream, build_upstream
 from gateway.upstreams.client import (
     STALE_LIMIT,
     CountingHandler,
@@ -175,12 +178,36 @@ def model_config(name: str, url: str) -> ModelConfig:
 BODY = {"messages": [{"role": "user", "content": "hi"}]}
 
 
-async def one_call(
-    session: aiohttp.ClientSession, name: str, url: str, upstream: Upstream | None = None
-) -> str:
+@dataclass
+class Clients:
+    """The session every upstream has, and the lean pool when its calls go through it."""
+
+    session: aiohttp.ClientSession
+    pool: LeanPool | None
+
+    def upstream(self, name: str, url: str) -> OpenAICompatibleUpstream:
+        upstream = build_upstream(
+            name, model_config(name, url), self.session, max_event_bytes=1 << 20, pool=self.pool
+        )
+        assert (upstream._lean is not None) == (self.pool is not None)
+        return upstream
+
+
+@pytest.fixture(params=["aiohttp", "lean"])
+async def clients(request: pytest.FixtureRequest) -> AsyncIterator[Clients]:
+    async with open_session() as session:
+        pool = LeanPool() if request.param == "lean" else None
+        try:
+            yield Clients(session, pool)
+        finally:
+            if pool is not None:
+                await pool.close()
+
+
+async def one_call(clients: Clients, name: str, url: str, upstream: Upstream | None = None) -> str:
     """One streamed call through `upstream` (a new one by default); the text it streamed."""
     if upstream is None:
-        upstream = build_upstream(name, model_config(name, url), session, max_event_bytes=1 << 20)
+        upstream = clients.upstream(name, url)
     text = ""
     async with upstream.open_stream(BODY) as stream:
         async for chunk in stream:
@@ -193,52 +220,52 @@ async def test_the_session_counts_what_each_connection_received() -> None:
     """The retry's test of staleness rests on aiohttp building connections with our protocol."""
     async with dropper() as server, open_session() as session:
         assert isinstance(session.connector, UpstreamConnector)
-        await one_call(session, "local", server.url)
+        await one_call(Clients(session, None), "local", server.url)
         conns = session.connector._conns  # what aiohttp keeps for reuse
         protocols = [proto for pooled in conns.values() for proto, _ in pooled]
         assert len(protocols) == 1 and isinstance(protocols[0], CountingHandler)
         assert protocols[0].received > 0
 
 
-async def test_a_kept_connection_is_reused() -> None:
-    async with dropper() as server, open_session() as session:
-        texts = [await one_call(session, "local", server.url) for _ in range(5)]
+async def test_a_kept_connection_is_reused(clients: Clients) -> None:
+    async with dropper() as server:
+        texts = [await one_call(clients, "local", server.url) for _ in range(5)]
     assert texts == [f"answer {i}" for i in range(1, 6)]
     assert server.connections == 1
 
 
 @pytest.mark.parametrize("drop", ["drop", "reset"])
-async def test_a_stale_llamacpp_connection_is_retried_on_a_new_one(drop: OnRequest) -> None:
+async def test_a_stale_llamacpp_connection_is_retried_on_a_new_one(
+    drop: OnRequest, clients: Clients
+) -> None:
     """Every reuse meets a connection the server dropped (after reading the request, or with an
     RST as it arrives): each call is sent once more, on a new connection, and succeeds."""
-    async with dropper(on_reuse=drop) as server, open_session() as session:
-        texts = [await one_call(session, "local", server.url) for _ in range(4)]
+    async with dropper(on_reuse=drop) as server:
+        texts = [await one_call(clients, "local", server.url) for _ in range(4)]
     assert texts == [f"answer {i}" for i in range(1, 5)]
     assert server.failed == [drop] * 3
     assert server.connections == 4  # each retry's new connection serves the next call's reuse
 
 
-async def test_llama_server_closing_after_each_answer_loses_no_call() -> None:
+async def test_llama_server_closing_after_each_answer_loses_no_call(clients: Clients) -> None:
     """As llama-server: the connection is closed right after each streamed answer, back to back
     and eight at a time."""
-    async with dropper(after_answer="close") as server, open_session() as session:
-        texts = [await one_call(session, "local", server.url) for _ in range(10)]
-        texts += await asyncio.gather(*(one_call(session, "local", server.url) for _ in range(8)))
-        texts += [await one_call(session, "local", server.url) for _ in range(4)]
+    async with dropper(after_answer="close") as server:
+        texts = [await one_call(clients, "local", server.url) for _ in range(10)]
+        texts += await asyncio.gather(*(one_call(clients, "local", server.url) for _ in range(8)))
+        texts += [await one_call(clients, "local", server.url) for _ in range(4)]
     assert len(texts) == 22 and server.answered == 22
 
 
-async def test_a_server_that_keeps_no_connection_is_no_longer_offered_one() -> None:
+async def test_a_server_that_keeps_no_connection_is_no_longer_offered_one(clients: Clients) -> None:
     """A server that drops every reused connection makes pooling a loss (a failed write, then
     a new connection anyway): after STALE_LIMIT such calls the upstream asks for
     `Connection: close` and stops meeting closed connections."""
     calls = STALE_LIMIT + 4
-    async with dropper(on_reuse="drop") as server, open_session() as session:
-        upstream = build_upstream(
-            "local", model_config("local", server.url), session, max_event_bytes=1 << 20
-        )
+    async with dropper(on_reuse="drop") as server:
+        upstream = clients.upstream("local", server.url)
         for _ in range(calls):
-            await one_call(session, "local", server.url, upstream)
+            await one_call(clients, "local", server.url, upstream)
     assert server.answered == calls
     assert server.failed == ["drop"] * STALE_LIMIT
     # The stale calls' retries and every later call ask for a connection of their own.
@@ -246,48 +273,46 @@ async def test_a_server_that_keeps_no_connection_is_no_longer_offered_one() -> N
     assert not any(server.closes_asked[: STALE_LIMIT + 1])
 
 
-async def test_a_server_that_answers_on_reused_connections_keeps_the_pool() -> None:
+async def test_a_server_that_answers_on_reused_connections_keeps_the_pool(clients: Clients) -> None:
     """One stale hit (the server dropped an idle connection) does not stop pooling when reused
     connections were answered on before."""
-    async with dropper() as server, open_session() as session:
-        upstream = build_upstream(
-            "local", model_config("local", server.url), session, max_event_bytes=1 << 20
-        )
+    async with dropper() as server:
+        upstream = clients.upstream("local", server.url)
         for _ in range(3):
-            await one_call(session, "local", server.url, upstream)
+            await one_call(clients, "local", server.url, upstream)
         server.on_reuse = "drop"
         for _ in range(STALE_LIMIT + 1):
-            await one_call(session, "local", server.url, upstream)
+            await one_call(clients, "local", server.url, upstream)
     assert server.failed == ["drop"] * (STALE_LIMIT + 1)
     assert not any(server.closes_asked)
 
 
-async def test_no_retry_once_a_byte_of_the_answer_arrived() -> None:
+async def test_no_retry_once_a_byte_of_the_answer_arrived(clients: Clients) -> None:
     """The server began to answer (a status line) and then closed: that is the server's own
     failure, not a stale connection, so the call fails without a second request."""
-    async with dropper(on_reuse="partial") as server, open_session() as session:
-        await one_call(session, "local", server.url)
+    async with dropper(on_reuse="partial") as server:
+        await one_call(clients, "local", server.url)
         with pytest.raises(UpstreamError):
-            await one_call(session, "local", server.url)
+            await one_call(clients, "local", server.url)
     assert server.failed == ["partial"]
     assert server.connections == 1
 
 
-async def test_no_retry_when_a_new_connection_fails() -> None:
+async def test_no_retry_when_a_new_connection_fails(clients: Clients) -> None:
     """A new connection that closes with nothing read is the server failing, not staleness."""
-    async with dropper(on_first="drop") as server, open_session() as session:
+    async with dropper(on_first="drop") as server:
         with pytest.raises(UpstreamError):
-            await one_call(session, "local", server.url)
+            await one_call(clients, "local", server.url)
     assert server.failed == ["drop"]
     assert server.connections == 1
 
 
-async def test_a_cerebras_call_on_a_stale_connection_is_not_repeated() -> None:
+async def test_a_cerebras_call_on_a_stale_connection_is_not_repeated(clients: Clients) -> None:
     """Cerebras is paid: a request it may have read is never sent twice by the client."""
-    async with dropper(on_reuse="drop") as server, open_session() as session:
-        await one_call(session, "cerebras", server.url)
+    async with dropper(on_reuse="drop") as server:
+        await one_call(clients, "cerebras", server.url)
         with pytest.raises(UpstreamError):
-            await one_call(session, "cerebras", server.url)
+            await one_call(clients, "cerebras", server.url)
     assert server.failed == ["drop"]
     assert server.connections == 1
 

@@ -42,7 +42,7 @@ from support import Gateway, GatewayFactory, chat, gateway_config, post_stream, 
 from gateway.dev.llama_server import LlamaServer, free_port
 from gateway.dev.sim import ScriptedAnswer, SimServer
 from gateway.router.answer import logprob_confidence
-from gateway.upstreams import build_upstream
+from gateway.upstreams import LeanPool, build_upstream
 from gateway.upstreams.client import DNS_CACHE_S, STALE_LIMIT, UpstreamConnector
 
 pytestmark = pytest.mark.llamacpp
@@ -511,18 +511,21 @@ def counting_session() -> tuple[aiohttp.ClientSession, Counter[str]]:
     return aiohttp.ClientSession(connector=connector, trace_configs=[trace]), counts
 
 
+@pytest.mark.parametrize("lean", [False, True], ids=["aiohttp", "lean"])
 async def test_pooled_streams_back_to_back_and_concurrent_all_succeed(
-    llama_server: LlamaServer, tmp_path: Path
+    llama_server: LlamaServer, tmp_path: Path, lean: bool
 ) -> None:
     """llama-server advertises keep-alive but may close the connection after a streamed answer.
     The gateway pools its connections all the same and sends a call that met such a closed
     connection (before any byte of an answer) once more on a new one: calls back to back, three
     at once (the server has one slot: more would wait past the first-token timeout on a busy
     machine) and back to back again all succeed, none goes to the paid fallback. This server
-    closes every streamed connection, so after a few such calls the upstream stops pooling."""
+    closes every streamed connection, so after a few such calls the upstream stops pooling.
+    Both clients: the aiohttp session, and the lean client the gateway uses for plain http."""
     config = gateway_config(tmp_path, llama_server.url, "http://127.0.0.1:9/v1", timeouts=TIMEOUTS)
     body = {"messages": [{"role": "user", "content": "Say hi"}], "max_tokens": 4, **GREEDY}
     session, counts = counting_session()
+    pool = LeanPool() if lean else None
 
     async def one() -> None:
         async with local.open_stream(body, role="answer") as stream:
@@ -532,16 +535,28 @@ async def test_pooled_streams_back_to_back_and_concurrent_all_succeed(
         assert stream.call.status == "ok"
 
     async with session:
-        local = build_upstream("local", config.models["local"], session, max_event_bytes=1 << 20)
-        for _ in range(6):
-            await one()
-        await asyncio.gather(*(one() for _ in range(3)))
-        for _ in range(4):
-            await one()
-            await asyncio.sleep(0.05)  # time for a close the server sent to arrive
+        local = build_upstream(
+            "local", config.models["local"], session, max_event_bytes=1 << 20, pool=pool
+        )
+        try:
+            for _ in range(6):
+                await one()
+            await asyncio.gather(*(one() for _ in range(3)))
+            for _ in range(4):
+                await one()
+                await asyncio.sleep(0.05)  # time for a close the server sent to arrive
+        finally:
+            if pool is not None:
+                await pool.close()
     # What the server did with kept-alive connections (the counts depend on timing).
+    if lean:
+        assert not counts  # the session was not used
+        counts["stale connections"] = local.reuse.stale
+        counts["answered on a reused connection"] = local.reuse.answered
     print(f"llama-server connections over 13 streamed calls: {dict(counts)}")
-    assert counts["failed attempts"] <= STALE_LIMIT or local.reuse.answered > 0
+    assert local.reuse.stale <= STALE_LIMIT or local.reuse.answered > 0
+    if not lean:
+        assert counts["failed attempts"] <= STALE_LIMIT or local.reuse.answered > 0
 
 
 async def test_the_gateway_serves_back_to_back_turns_locally(
