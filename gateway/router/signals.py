@@ -138,8 +138,8 @@ def classify_error(text: str) -> str | None:
 
 def _canonical_calls(message: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
     calls = []
-    for call in message.get("tool_calls") or ():
-        fn = call.get("function") if isinstance(call, Mapping) else None
+    for call in _tool_calls(message):
+        fn = call.get("function")
         if not isinstance(fn, Mapping):
             continue
         arguments = fn.get("arguments")
@@ -150,6 +150,15 @@ def _canonical_calls(message: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
             canonical = str(arguments)
         calls.append((str(fn.get("name")), canonical))
     return tuple(calls)
+
+
+def _tool_calls(message: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The message's tool calls that are objects; none when `tool_calls` is not a list (a
+    client's history is not validated this deep, and a bad one must not fail the request)."""
+    calls = message.get("tool_calls")
+    if not isinstance(calls, list):
+        return []
+    return [call for call in calls if isinstance(call, Mapping)]
 
 
 def detect(messages: Sequence[Any]) -> Signal | None:
@@ -165,9 +174,7 @@ def detect(messages: Sequence[Any]) -> Signal | None:
     if last is None:
         return None
     answer = history[last]
-    call_ids = {c.get("id") for c in answer.get("tool_calls") or () if isinstance(c, Mapping)} - {
-        None
-    }
+    call_ids = {c["id"] for c in _tool_calls(answer) if isinstance(c.get("id"), str)}
     for message in history[last + 1 :]:
         role = message.get("role")
         text = message_text(message.get("content"))

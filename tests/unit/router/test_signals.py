@@ -1,0 +1,52 @@
+"""Agent-loop signals read any client history without failing: the history is not validated
+as deep as `tool_calls`, and a request must never fail for what its history holds."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gateway.router.signals import detect
+
+json_value = st.recursive(
+    st.none() | st.booleans() | st.floats(allow_nan=False) | st.text(max_size=12),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner),
+    max_leaves=10,
+)
+message = st.fixed_dictionaries(
+    {"role": st.sampled_from(["assistant", "tool", "user", "function"])},
+    optional={"content": json_value, "tool_calls": json_value, "tool_call_id": json_value},
+)
+
+
+@pytest.mark.parametrize(
+    "tool_calls", [1.5, "call", {"id": "a"}, [1, None], [{"id": ["unhashable"]}], [{"id": {}}]]
+)
+def test_odd_tool_calls_are_no_signal_and_no_crash(tool_calls: Any) -> None:
+    history = [
+        {"role": "user", "content": "go"},
+        {"role": "assistant", "content": "", "tool_calls": tool_calls},
+        {"role": "tool", "tool_call_id": "a", "content": "Error: unknown tool 'x'"},
+    ]
+    signal = detect(history)
+    assert signal is None or signal.kind == "unknown_tool"
+
+
+def test_a_tool_error_still_counts_when_the_ids_match() -> None:
+    call = {"id": "a", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    history = [
+        {"role": "user", "content": "go"},
+        {"role": "assistant", "content": "", "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "a", "content": "Error: unknown tool 'f'"},
+    ]
+    signal = detect(history)
+    assert signal is not None and signal.kind == "unknown_tool"
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(history=st.lists(message, max_size=5))
+def test_any_history_is_read_without_an_error(history: list[dict[str, Any]]) -> None:
+    detect(history)
