@@ -197,10 +197,14 @@ class LearningStore:
 
     def put_turn(self, row: TurnRow) -> None:
         self._put(
-            INSERT_TURN, (row.request_id, row.conversation, row.turn, row.model_used, row.time)
+            INSERT_TURN,
+            (row.request_id, row.conversation, row.turn, row.model_used, row.time),
+            ("turns", row.request_id),
         )
 
     def put_conversation(self, row: ConversationRow) -> None:
+        """Set `row` whole: of a request's two writes of its conversation (at `begin` and at
+        `finish`) that commit together, only the second is run (gateway.storage.writer)."""
         self._put(
             UPSERT_CONVERSATION,
             (
@@ -212,6 +216,7 @@ class LearningStore:
                 row.remaining,
                 row.updated,
             ),
+            ("conversations", row.key),
         )
 
     def drop_conversation(self, key: str) -> None:
@@ -233,11 +238,12 @@ class LearningStore:
         )
 
     def put_applied_count(self, source: str, count: int) -> None:
-        self._put(UPSERT_COUNTER, (APPLIED + source, count))
+        self._put(UPSERT_COUNTER, (APPLIED + source, count), ("counters", APPLIED + source))
 
-    def _put(self, sql: str, params: tuple[Any, ...]) -> None:
+    def _put(self, sql: str, params: tuple[Any, ...], replaces: Any = None) -> None:
+        """Queue one write; `replaces` names the row it sets whole, if it does (`Write`)."""
         if self._writer is not None:
-            self._writer.put(Write(sql, params, str(params[0])))
+            self._writer.put(Write(sql, params, str(params[0]), replaces=replaces))
 
     def usage(self) -> dict[str, dict[str, Any]]:
         """Row counts and caps of the bounded tables (`/stats` memory block)."""
