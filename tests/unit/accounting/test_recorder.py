@@ -11,9 +11,10 @@ import pytest
 
 from gateway.accounting.bill import Bill
 from gateway.accounting.ledger import Ledger
+from gateway.accounting.ledger.schema import row_params
 from gateway.accounting.metrics import Metrics
 from gateway.accounting.recorder import Recorder
-from gateway.accounting.records import RequestRecord, UpstreamCall
+from gateway.accounting.records import RequestRecord, SpeculativeRecord, UpstreamCall
 from gateway.accounting.stats import StatisticsTracker
 from gateway.config import Prices
 
@@ -92,3 +93,161 @@ async def test_a_broken_ledger_is_logged_not_raised(
     billed = await _recorder(ledger, State(shared=False), budget, []).record(_record("lost"))
     assert budget.charged == [("lost", billed)]  # the rest still counted it
     assert "req=lost could not be written to the ledger" in caplog.text
+
+
+def _golden_record() -> RequestRecord:
+    """A record with every kind of field set, odd values included (a negative token count)."""
+    record = RequestRecord(
+        request_id="golden-1",
+        started_at=1700000000.25,
+        strategy="speculative",
+        stream=True,
+        door="messages",
+    )
+    record.calls += [
+        UpstreamCall(
+            "local",
+            role="draft",
+            prompt_tokens=12000,
+            completion_tokens=300,
+            cached_tokens=11000,
+            reasoning_tokens=40,
+        ),
+        UpstreamCall(
+            "cerebras",
+            role="verify",
+            status="cancelled",
+            prompt_tokens=12000,
+            completion_tokens=-5,
+            estimated=True,
+            thinking_off=True,
+        ),
+        UpstreamCall(
+            "cerebras", role="answer", status="rate_limited", error="429", http_status=429
+        ),
+    ]
+    record.model_used, record.outcome, record.ttft_s, record.duration_s = "local", "ok", 0.2, 1.5
+    record.routing_reason = "simple"
+    record.counterfactual_prompt_tokens, record.counterfactual_completion_tokens = 12000, 300
+    record.speculative = SpeculativeRecord(
+        draft_tokens=300,
+        verified_tokens=250,
+        accepted=True,
+        similarity=0.93,
+        decided_by="similarity",
+    )
+    return record
+
+
+GOLDEN_ROW = [
+    "golden-1",
+    1700000000.25,
+    "speculative",
+    True,
+    "ok",
+    200,
+    "local",
+    None,
+    0.2,
+    1.5,
+    "simple",
+    False,
+    12000,
+    300,
+    12000,
+    0,
+    1,
+    0,
+    1,
+    1,
+    True,
+    0.024,
+    0.024,
+    0.0249,
+    12000,
+    300,
+    300,
+    250,
+    True,
+    False,
+    0.93,
+    "similarity",
+    '[{"upstream":"local","role":"draft","status":"ok","prompt_tokens":12000,"completion_tokens":300,"cached_tokens":11000,"estimated":false,"error":null,"http_status":null,"reasoning_tokens":40,"thinking_off":false},{"upstream":"cerebras","role":"verify","status":"cancelled","prompt_tokens":12000,"completion_tokens":-5,"cached_tokens":0,"estimated":true,"error":null,"http_status":null,"reasoning_tokens":0,"thinking_off":true},{"upstream":"cerebras","role":"answer","status":"rate_limited","prompt_tokens":0,"completion_tokens":0,"cached_tokens":0,"estimated":false,"error":"429","http_status":429,"reasoning_tokens":0,"thinking_off":false}]',
+    40,
+    0,
+    True,
+    "messages",
+    11000,
+    0,
+]
+GOLDEN_METRICS = """\
+glm_gateway_requests_total{outcome="ok",strategy="speculative",upstream="local"} 2.0
+glm_gateway_tokens_total{kind="prompt",role="draft",upstream="local"} 24000.0
+glm_gateway_tokens_total{kind="completion",role="draft",upstream="local"} 600.0
+glm_gateway_tokens_total{kind="prompt",role="verify",upstream="cerebras"} 24000.0
+glm_gateway_tokens_total{kind="completion",role="verify",upstream="cerebras"} 0.0
+glm_gateway_tokens_total{kind="prompt",role="answer",upstream="cerebras"} 0.0
+glm_gateway_tokens_total{kind="completion",role="answer",upstream="cerebras"} 0.0
+glm_gateway_cost_dollars_total{upstream="local"} 0.0
+glm_gateway_cost_dollars_total{upstream="cerebras"} 0.048
+glm_gateway_upstream_calls_total{role="draft",status="ok",upstream="local"} 2.0
+glm_gateway_upstream_calls_total{role="verify",status="cancelled",upstream="cerebras"} 2.0
+glm_gateway_upstream_calls_total{role="answer",status="rate_limited",upstream="cerebras"} 2.0
+glm_gateway_speculative_verdicts_total{accepted="true",decided_by="similarity"} 2.0
+glm_gateway_time_to_first_token_seconds_bucket{le="0.005",strategy="speculative"} 0.0
+glm_gateway_time_to_first_token_seconds_bucket{le="0.01",strategy="speculative"} 0.0
+glm_gateway_time_to_first_token_seconds_bucket{le="0.025",strategy="speculative"} 0.0
+glm_gateway_time_to_first_token_seconds_bucket{le="0.05",strategy="speculative"} 0.0
+glm_gateway_time_to_first_token_seconds_bucket{le="0.1",strategy="speculative"} 0.0
+glm_gateway_time_to_first_token_seconds_bucket{le="0.25",strategy="speculative"} 2.0
+glm_gateway_time_to_first_token_seconds_bucket{le="0.5",strategy="speculative"} 2.0
+glm_gateway_time_to_first_token_seconds_bucket{le="1.0",strategy="speculative"} 2.0
+glm_gateway_time_to_first_token_seconds_bucket{le="2.5",strategy="speculative"} 2.0
+glm_gateway_time_to_first_token_seconds_bucket{le="5.0",strategy="speculative"} 2.0
+glm_gateway_time_to_first_token_seconds_bucket{le="10.0",strategy="speculative"} 2.0
+glm_gateway_time_to_first_token_seconds_bucket{le="30.0",strategy="speculative"} 2.0
+glm_gateway_time_to_first_token_seconds_bucket{le="60.0",strategy="speculative"} 2.0
+glm_gateway_time_to_first_token_seconds_bucket{le="120.0",strategy="speculative"} 2.0
+glm_gateway_time_to_first_token_seconds_bucket{le="300.0",strategy="speculative"} 2.0
+glm_gateway_time_to_first_token_seconds_bucket{le="+Inf",strategy="speculative"} 2.0
+glm_gateway_time_to_first_token_seconds_count{strategy="speculative"} 2.0
+glm_gateway_time_to_first_token_seconds_sum{strategy="speculative"} 0.4
+glm_gateway_request_duration_seconds_bucket{le="0.005",strategy="speculative"} 0.0
+glm_gateway_request_duration_seconds_bucket{le="0.01",strategy="speculative"} 0.0
+glm_gateway_request_duration_seconds_bucket{le="0.025",strategy="speculative"} 0.0
+glm_gateway_request_duration_seconds_bucket{le="0.05",strategy="speculative"} 0.0
+glm_gateway_request_duration_seconds_bucket{le="0.1",strategy="speculative"} 0.0
+glm_gateway_request_duration_seconds_bucket{le="0.25",strategy="speculative"} 0.0
+glm_gateway_request_duration_seconds_bucket{le="0.5",strategy="speculative"} 0.0
+glm_gateway_request_duration_seconds_bucket{le="1.0",strategy="speculative"} 0.0
+glm_gateway_request_duration_seconds_bucket{le="2.5",strategy="speculative"} 2.0
+glm_gateway_request_duration_seconds_bucket{le="5.0",strategy="speculative"} 2.0
+glm_gateway_request_duration_seconds_bucket{le="10.0",strategy="speculative"} 2.0
+glm_gateway_request_duration_seconds_bucket{le="30.0",strategy="speculative"} 2.0
+glm_gateway_request_duration_seconds_bucket{le="60.0",strategy="speculative"} 2.0
+glm_gateway_request_duration_seconds_bucket{le="120.0",strategy="speculative"} 2.0
+glm_gateway_request_duration_seconds_bucket{le="300.0",strategy="speculative"} 2.0
+glm_gateway_request_duration_seconds_bucket{le="+Inf",strategy="speculative"} 2.0
+glm_gateway_request_duration_seconds_count{strategy="speculative"} 2.0
+glm_gateway_request_duration_seconds_sum{strategy="speculative"} 3.0
+glm_gateway_in_flight_requests 0.0
+"""
+
+
+async def test_the_ledger_row_and_metrics_of_a_record_stay_as_they_were(tmp_path: Path) -> None:
+    """Pinned from the code before the recording path was made cheaper: same row, same
+    samples (the second record adds to the children the first one made)."""
+    ledger = Ledger(tmp_path / "ledger.db")
+    await ledger.start()
+    metrics = Metrics(PRICES, {}, lambda: 0)
+    recorder = Recorder(StatisticsTracker(PRICES, ledger), metrics, Budget(), State(False))
+    try:
+        for _ in range(2):
+            await recorder.record(_golden_record())
+        row = ledger.rows()[0]
+    finally:
+        await ledger.close()
+    assert list(row_params(row))[1:] == GOLDEN_ROW
+    exposition = metrics.render().decode().splitlines()
+    samples = [s for s in exposition if s.startswith("glm_") and "_created" not in s]
+    assert "\n".join(samples) + "\n" == GOLDEN_METRICS
