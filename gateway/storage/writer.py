@@ -56,9 +56,10 @@ class Write:
 
     `many` runs `sql` once per row of `params` (executemany), all rows or none. `what` names
     the write in logs. `file` is set by `WriteBehind.put`. `replaces`, when set, names the one
-    row the write sets whole, e.g. `(table, primary key)`: it must be an INSERT OR REPLACE of
-    every column of a table whose only unique key is its primary key, so that it touches no
-    other row and leaves that one the same whatever was there (module docstring).
+    row the write sets whole, e.g. `(table, primary key)`: it must set every column of that
+    row (INSERT OR REPLACE, or an upsert updating every column) in a table whose only unique key
+    is its primary key, so that it touches no other row and leaves that one the same whatever
+    was there (module docstring).
     """
 
     sql: str | None

@@ -19,7 +19,7 @@ from gateway.accounting.ledger import Ledger, LedgerError, flatten
 from gateway.accounting.records import RequestRecord
 from gateway.config import EscalationConfig, LearnConfig
 from gateway.router.escalation import ConversationTracker
-from gateway.router.labels import LabelBook, LearningStore, TurnRow
+from gateway.router.labels import ConversationRow, LabelBook, LearningStore, TurnRow
 from gateway.router.store import RouterStore
 from gateway.storage.connection import connect
 from gateway.storage.writer import Write, WriteBehind, WriterThread, handoff
@@ -478,7 +478,7 @@ def test_a_requests_conversation_row_is_written_once_and_reloads_as_finished(
         tracker.finish("r2", None)  # no answer reached the client: the row of begin stays
     store.close()
     thread.stop()
-    conversations = [s for s in ran if s.startswith("INSERT OR REPLACE INTO conversations")]
+    conversations = [s for s in ran if s.startswith("INSERT INTO conversations")]
     assert len(conversations) == 2, "r1's row of begin is replaced by its row of finish"
     reopened = LearningStore(path)
     state = reopened.load(ttl_seconds=3600, max_rows=100)
@@ -487,3 +487,38 @@ def test_a_requests_conversation_row_is_written_once_and_reloads_as_finished(
     assert len(by_key) == 2 and [t.request_id for t in state.turns] == ["r1"]
     answered = by_key[state.turns[0].conversation]
     assert (answered.last_request_id, answered.last_model, answered.last_turn) == ("r1", "local", 1)
+
+
+def test_a_conversation_row_is_set_as_insert_or_replace_would_but_in_place(
+    tmp_path: Path,
+) -> None:
+    path = str(tmp_path / "learning.db")
+    store = LearningStore(path)
+    store.load(ttl_seconds=3600, max_rows=100)
+    replaced = sqlite3.connect(":memory:")
+    replaced.execute(
+        "CREATE TABLE conversations (key TEXT PRIMARY KEY, last_request_id TEXT, last_model"
+        " TEXT, last_turn INTEGER NOT NULL, escalated TEXT, remaining INTEGER, updated REAL"
+        " NOT NULL)"
+    )
+    now = time.time()
+    versions = [
+        ConversationRow("a", None, None, 0, None, None, now),
+        ConversationRow("b", "r0", "local", 1, None, None, now + 1),
+        ConversationRow("a", "r1", "local", 1, "escalated: x", 3, now + 2),
+        ConversationRow("a", None, "cerebras", 3, None, None, now + 3),  # columns back to NULL
+    ]
+    for row in versions:
+        store.put_conversation(row)
+        replaced.execute(
+            "INSERT OR REPLACE INTO conversations VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (row.key, row.last_request_id, row.last_model, row.last_turn, row.escalated,
+             row.remaining, row.updated),
+        )  # fmt: skip
+        store.flush()
+    store.close()
+    query = "SELECT * FROM conversations ORDER BY key"
+    with sqlite3.connect(path) as db:
+        assert db.execute(query).fetchall() == replaced.execute(query).fetchall()
+        # Updated in place: "a" keeps the rowid it was first given.
+        assert db.execute("SELECT rowid FROM conversations WHERE key = 'a'").fetchone() == (1,)
