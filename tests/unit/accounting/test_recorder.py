@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from prometheus_client.metrics import MetricWrapperBase
 
-from gateway.accounting.bill import Bill
+from gateway.accounting.bill import Bill, price
 from gateway.accounting.ledger import Ledger
 from gateway.accounting.ledger.schema import row_params
 from gateway.accounting.metrics import Metrics
@@ -273,3 +273,11 @@ def test_each_label_set_is_looked_up_in_prometheus_once(monkeypatch: pytest.Monk
     other.outcome = "error"
     metrics.observe(other)
     assert looked_up[first:] == [("test", "cerebras", "error")]
+
+
+@pytest.mark.parametrize(
+    ("tokens", "counted"),
+    [(7, 7), (-3, 0), (0, 0), (True, 1), (2.9, 2), ("12", 12), (float("nan"), 0), (None, 0)],
+)
+def test_token_counts_are_priced_with_the_ledgers_coercions(tokens: Any, counted: int) -> None:
+    assert price(Prices(1.0, 0.0), tokens, 0, 0) * 1_000_000 == counted
