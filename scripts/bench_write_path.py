@@ -31,17 +31,11 @@ from gateway.storage.writer import Write, WriteBehind, WriterThread, handoff
 
 
 def _record(i: int) -> RequestRecord:
-    return RequestRecord(
-        request_id=f"req-{i}",
-        started_at=time.time(),
-        strategy="always_local",
-        stream=True,
-        door="openai",
-        model_used="local",
-        calls=[UpstreamCall("local", prompt_tokens=12_000, completion_tokens=20)],
-        ttft_s=0.05,
-        duration_s=0.1,
-    )
+    """The record of a Cline-sized `always_local` request that streamed a 20-token answer."""
+    record = RequestRecord(f"req-{i}", time.time(), "always_local", True, door="openai")
+    record.calls.append(UpstreamCall("local", prompt_tokens=12_000, completion_tokens=20))
+    record.model_used, record.ttft_s, record.duration_s = "local", 0.05, 0.1
+    return record
 
 
 def _run(requests: int, directory: Path) -> float:

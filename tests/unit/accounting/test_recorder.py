@@ -98,13 +98,7 @@ async def test_a_broken_ledger_is_logged_not_raised(
 
 def _golden_record() -> RequestRecord:
     """A record with every kind of field set, odd values included (a negative token count)."""
-    record = RequestRecord(
-        request_id="golden-1",
-        started_at=1700000000.25,
-        strategy="speculative",
-        stream=True,
-        door="messages",
-    )
+    record = RequestRecord("golden-1", 1700000000.25, "speculative", True, door="messages")
     record.calls += [
         UpstreamCall(
             "local",
@@ -181,6 +175,20 @@ GOLDEN_ROW = [
     11000,
     0,
 ]
+BOUNDS = ("0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1.0", "2.5", "5.0", "10.0",
+          "30.0", "60.0", "120.0", "300.0", "+Inf")  # fmt: skip
+
+
+def _buckets(name: str, first_holding: str) -> str:
+    """The histogram's bucket lines: both samples in every bucket from `first_holding` up."""
+    first = BOUNDS.index(first_holding)
+    return "\n".join(
+        f'glm_gateway_{name}_seconds_bucket{{le="{le}",strategy="speculative"}}'
+        f" {2.0 if i >= first else 0.0}"
+        for i, le in enumerate(BOUNDS)
+    )
+
+
 GOLDEN_METRICS = """\
 glm_gateway_requests_total{outcome="ok",strategy="speculative",upstream="local"} 2.0
 glm_gateway_tokens_total{kind="prompt",role="draft",upstream="local"} 24000.0
@@ -195,44 +203,16 @@ glm_gateway_upstream_calls_total{role="draft",status="ok",upstream="local"} 2.0
 glm_gateway_upstream_calls_total{role="verify",status="cancelled",upstream="cerebras"} 2.0
 glm_gateway_upstream_calls_total{role="answer",status="rate_limited",upstream="cerebras"} 2.0
 glm_gateway_speculative_verdicts_total{accepted="true",decided_by="similarity"} 2.0
-glm_gateway_time_to_first_token_seconds_bucket{le="0.005",strategy="speculative"} 0.0
-glm_gateway_time_to_first_token_seconds_bucket{le="0.01",strategy="speculative"} 0.0
-glm_gateway_time_to_first_token_seconds_bucket{le="0.025",strategy="speculative"} 0.0
-glm_gateway_time_to_first_token_seconds_bucket{le="0.05",strategy="speculative"} 0.0
-glm_gateway_time_to_first_token_seconds_bucket{le="0.1",strategy="speculative"} 0.0
-glm_gateway_time_to_first_token_seconds_bucket{le="0.25",strategy="speculative"} 2.0
-glm_gateway_time_to_first_token_seconds_bucket{le="0.5",strategy="speculative"} 2.0
-glm_gateway_time_to_first_token_seconds_bucket{le="1.0",strategy="speculative"} 2.0
-glm_gateway_time_to_first_token_seconds_bucket{le="2.5",strategy="speculative"} 2.0
-glm_gateway_time_to_first_token_seconds_bucket{le="5.0",strategy="speculative"} 2.0
-glm_gateway_time_to_first_token_seconds_bucket{le="10.0",strategy="speculative"} 2.0
-glm_gateway_time_to_first_token_seconds_bucket{le="30.0",strategy="speculative"} 2.0
-glm_gateway_time_to_first_token_seconds_bucket{le="60.0",strategy="speculative"} 2.0
-glm_gateway_time_to_first_token_seconds_bucket{le="120.0",strategy="speculative"} 2.0
-glm_gateway_time_to_first_token_seconds_bucket{le="300.0",strategy="speculative"} 2.0
-glm_gateway_time_to_first_token_seconds_bucket{le="+Inf",strategy="speculative"} 2.0
+TTFT_BUCKETS
 glm_gateway_time_to_first_token_seconds_count{strategy="speculative"} 2.0
 glm_gateway_time_to_first_token_seconds_sum{strategy="speculative"} 0.4
-glm_gateway_request_duration_seconds_bucket{le="0.005",strategy="speculative"} 0.0
-glm_gateway_request_duration_seconds_bucket{le="0.01",strategy="speculative"} 0.0
-glm_gateway_request_duration_seconds_bucket{le="0.025",strategy="speculative"} 0.0
-glm_gateway_request_duration_seconds_bucket{le="0.05",strategy="speculative"} 0.0
-glm_gateway_request_duration_seconds_bucket{le="0.1",strategy="speculative"} 0.0
-glm_gateway_request_duration_seconds_bucket{le="0.25",strategy="speculative"} 0.0
-glm_gateway_request_duration_seconds_bucket{le="0.5",strategy="speculative"} 0.0
-glm_gateway_request_duration_seconds_bucket{le="1.0",strategy="speculative"} 0.0
-glm_gateway_request_duration_seconds_bucket{le="2.5",strategy="speculative"} 2.0
-glm_gateway_request_duration_seconds_bucket{le="5.0",strategy="speculative"} 2.0
-glm_gateway_request_duration_seconds_bucket{le="10.0",strategy="speculative"} 2.0
-glm_gateway_request_duration_seconds_bucket{le="30.0",strategy="speculative"} 2.0
-glm_gateway_request_duration_seconds_bucket{le="60.0",strategy="speculative"} 2.0
-glm_gateway_request_duration_seconds_bucket{le="120.0",strategy="speculative"} 2.0
-glm_gateway_request_duration_seconds_bucket{le="300.0",strategy="speculative"} 2.0
-glm_gateway_request_duration_seconds_bucket{le="+Inf",strategy="speculative"} 2.0
+DURATION_BUCKETS
 glm_gateway_request_duration_seconds_count{strategy="speculative"} 2.0
 glm_gateway_request_duration_seconds_sum{strategy="speculative"} 3.0
 glm_gateway_in_flight_requests 0.0
-"""
+""".replace("TTFT_BUCKETS", _buckets("time_to_first_token", "0.25")).replace(
+    "DURATION_BUCKETS", _buckets("request_duration", "2.5")
+)
 
 
 async def test_the_ledger_row_and_metrics_of_a_record_stay_as_they_were(tmp_path: Path) -> None:
