@@ -18,8 +18,8 @@ counters, conversations), so a write must never commit after one made later than
 A write that sets one whole row with absolute values names it (`Write.replaces`); when a later
 write of the same batch and file replaces the same row, with only such writes of other rows
 between, the earlier one is not run: its row would be overwritten anyway (the conversation row a
-request writes at its start and again at its end). Should the later write fail, the earlier ones
-run in its place, so the file ends as it would have.
+request writes at its start and again at its end). A write someone waits for always runs.
+Should the later write fail, the earlier ones run in its place, so the file ends as it would have.
 
 Errors never stop the thread. A write that fails (bad value, constraint, wrong arity) is logged and
 skipped: its waiter gets the error, the rest of the batch commits. If SQLite itself rolled the
@@ -59,7 +59,7 @@ class Write:
     row the write sets whole, e.g. `(table, primary key)`: it must set every column of that
     row (INSERT OR REPLACE, or an upsert updating every column) in a table whose only unique key
     is its primary key, so that it touches no other row and leaves that one the same whatever
-    was there (module docstring).
+    was there (module docstring); never with `many`.
     """
 
     sql: str | None
