@@ -53,6 +53,8 @@ def cost_saved_usd(counterfactual_usd: float, cerebras_cost_usd: float) -> float
 
 
 def _count(value: Any) -> int:
+    if type(value) is int:  # the usual case, without the conversion below
+        return value if value > 0 else 0
     try:
         return max(0, int(value))
     except (TypeError, ValueError, OverflowError):

@@ -95,6 +95,24 @@ class MemoryCollector(Collector):
         yield evicted
 
 
+class _Children:
+    """A labelled metric's children by their label values: `labels()` validates, converts and
+    locks on every call, a measurable part of recording a request; each child is looked up
+    there once. As bounded as the metric itself, which keeps every child it made."""
+
+    __slots__ = ("labels", "known")
+
+    def __init__(self, metric: Counter | Histogram) -> None:
+        self.labels = metric.labels
+        self.known: dict[tuple[str, ...], Any] = {}
+
+    def __call__(self, *values: str) -> Any:
+        child = self.known.get(values)
+        if child is None:
+            child = self.known[values] = self.labels(*values)
+        return child
+
+
 class Metrics:
     def __init__(
         self,
@@ -145,26 +163,35 @@ class Metrics:
             "glm_gateway_request_duration_seconds", "Time from request to its end"
         )
         r.register(_LiveCollector(watchers, in_flight))
+        self._requests = _Children(self.requests)
+        self._tokens = _Children(self.tokens)
+        self._cost = _Children(self.cost)
+        self._upstream_calls = _Children(self.upstream_calls)
+        self._verdicts = _Children(self.verdicts)
+        self._ttft = _Children(self.ttft)
+        self._duration = _Children(self.duration)
 
     def observe(self, record: RequestRecord, billed: Bill | None = None) -> None:
         """Count one finished request with its bill (priced here when not given); never raises
         on odd values."""
         billed = bill(record, self.prices) if billed is None else billed
-        self.requests.labels(record.strategy, record.model_used or "none", record.outcome).inc()
+        strategy = record.strategy
+        self._requests(strategy, record.model_used or "none", record.outcome).inc()
+        prices, tokens = self.prices, self._tokens
         for call, cost in zip(record.calls, billed.calls, strict=True):
-            self.upstream_calls.labels(call.upstream, call.role, call.status).inc()
-            prompt, completion = max(0, call.prompt_tokens), max(0, call.completion_tokens)
-            self.tokens.labels(call.upstream, "prompt", call.role).inc(prompt)
-            self.tokens.labels(call.upstream, "completion", call.role).inc(completion)
-            if call.upstream in self.prices:
-                self.cost.labels(call.upstream).inc(cost)
+            upstream, role = call.upstream, call.role
+            self._upstream_calls(upstream, role, call.status).inc()
+            tokens(upstream, "prompt", role).inc(max(0, call.prompt_tokens))
+            tokens(upstream, "completion", role).inc(max(0, call.completion_tokens))
+            if upstream in prices:
+                self._cost(upstream).inc(cost)
         if record.speculative is not None:
             spec = record.speculative
-            self.verdicts.labels(spec.decided_by or "unknown", str(spec.accepted).lower()).inc()
+            self._verdicts(spec.decided_by or "unknown", str(spec.accepted).lower()).inc()
         if record.ttft_s is not None and record.ttft_s >= 0:
-            self.ttft.labels(record.strategy).observe(record.ttft_s)
+            self._ttft(strategy).observe(record.ttft_s)
         if record.duration_s >= 0:
-            self.duration.labels(record.strategy).observe(record.duration_s)
+            self._duration(strategy).observe(record.duration_s)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

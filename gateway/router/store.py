@@ -169,7 +169,12 @@ class RouterStore:
 
     def put_features(self, request_id: str, kind: str, vector: Features) -> None:
         encoded = json.dumps([[i, round(v, 6)] for i, v in sorted(vector.items())])
-        self._put(INSERT_FEATURES, (request_id, kind, encoded, time.time()), request_id)
+        self._put(
+            INSERT_FEATURES,
+            (request_id, kind, encoded, time.time()),
+            request_id,
+            ("features", request_id, kind),
+        )
 
     def put_label(
         self, request_id: str, source: str, bad: bool, weight: float, changed: dict[str, Features]
@@ -180,11 +185,12 @@ class RouterStore:
             self._writer.put(Write(UPSERT_WEIGHT, updates, f"weights of {request_id}", many=True))
 
     def put_counter(self, name: str, value: int) -> None:
-        self._put(UPSERT_COUNTER, (name, value), f"counter {name}")
+        self._put(UPSERT_COUNTER, (name, value), f"counter {name}", ("counters", name))
 
-    def _put(self, sql: str, params: tuple[Any, ...], what: str) -> None:
+    def _put(self, sql: str, params: tuple[Any, ...], what: str, replaces: Any = None) -> None:
+        """Queue one write; `replaces` names the row it sets whole, if it does (`Write`)."""
         if self._writer is not None:
-            self._writer.put(Write(sql, params, what))
+            self._writer.put(Write(sql, params, what, replaces=replaces))
 
     def flush(self) -> None:
         """Block until every queued write is committed (tests, shutdown)."""

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -62,15 +61,21 @@ class Retention:
         self.rows: dict[str, int] = {limit.table: 0 for limit in self.limits}
         self.deleted: dict[str, int] = {limit.table: 0 for limit in self.limits}
         self._ttl_due = 0.0
+        # Each insert statement's table, so that a batch's rows are counted in one pass.
+        self._table_of: dict[str | None, str] = {
+            sql: limit.table for limit in self.limits for sql in limit.inserts
+        }
 
     def start(self, conn: sqlite3.Connection) -> None:
         """Apply every limit now and count the rows (when the store opens)."""
         self._expire(conn)
 
     def after_batch(self, conn: sqlite3.Connection, writes: list[Write]) -> None:
-        written = Counter(w.sql for w in writes)
-        for limit in self.limits:
-            self.rows[limit.table] += sum(written[sql] for sql in limit.inserts)
+        table_of, rows = self._table_of, self.rows
+        for write in writes:
+            table = table_of.get(write.sql)
+            if table is not None:
+                rows[table] += 1
         if self.clock() >= self._ttl_due:
             self._expire(conn)
             return

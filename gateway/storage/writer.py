@@ -15,6 +15,12 @@ Held writes wait in one buffer per thread, in the order they were made, and leav
 together and ahead of any later write: many writes replace a row with absolute values (weights,
 counters, conversations), so a write must never commit after one made later than it.
 
+A write that sets one whole row with absolute values names it (`Write.replaces`); when a later
+write of the same batch and file replaces the same row, with only such writes of other rows
+between, the earlier one is not run: its row would be overwritten anyway (the conversation row a
+request writes at its start and again at its end). A write someone waits for always runs.
+Should the later write fail, the earlier ones run in its place, so the file ends as it would have.
+
 Errors never stop the thread. A write that fails (bad value, constraint, wrong arity) is logged and
 skipped: its waiter gets the error, the rest of the batch commits. If SQLite itself rolled the
 transaction back on that error (disk full, I/O error), the writes before it are reported failed and
@@ -31,7 +37,7 @@ import queue
 import sqlite3
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
@@ -49,7 +55,11 @@ class Write:
     """One queued statement; `sql` None is a barrier that only wakes its waiter.
 
     `many` runs `sql` once per row of `params` (executemany), all rows or none. `what` names
-    the write in logs. `file` is set by `WriteBehind.put`.
+    the write in logs. `file` is set by `WriteBehind.put`. `replaces`, when set, names the one
+    row the write sets whole, e.g. `(table, primary key)`: it must set every column of that
+    row (INSERT OR REPLACE, or an upsert updating every column) in a table whose only unique key
+    is its primary key, so that it touches no other row and leaves that one the same whatever
+    was there (module docstring); never with `many`.
     """
 
     sql: str | None
@@ -58,6 +68,7 @@ class Write:
     waiter: Waiter | None = None
     many: bool = False
     file: WriteBehind | None = None
+    replaces: Hashable | None = None
 
 
 Done = tuple[Write, int, BaseException | None]
@@ -130,22 +141,23 @@ class WriterThread:
             self._thread.join()
 
     def _run(self) -> None:
+        get, get_nowait, empty = self._queue.get, self._queue.get_nowait, queue.Empty
         stop = False
         while not stop:
             batch: list[Write] = []
-            item = self._queue.get()
+            item = get()
             while True:
-                if isinstance(item, Write):
-                    batch.append(item)
-                elif isinstance(item, list):
+                if type(item) is list:
                     batch += item
-                else:
+                elif item is _STOP:
                     stop = True  # keep draining: nothing queued before stop() is dropped
+                else:
+                    batch.append(item)  # type: ignore[arg-type]
                 if len(batch) >= MAX_BATCH:
                     break
                 try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
+                    item = get_nowait()
+                except empty:
                     break
             if batch:
                 _wake(_write_files(batch))
@@ -153,15 +165,37 @@ class WriterThread:
 
 def _write_files(batch: list[Write]) -> list[Done]:
     """Each file's writes of `batch` in that file's own transaction, in the order they came."""
-    by_file: dict[int, list[Write]] = {}
+    by_file: dict[WriteBehind | None, list[Write]] = {}
     for write in batch:
-        by_file.setdefault(id(write.file), []).append(write)
+        writes = by_file.get(write.file)
+        if writes is None:
+            by_file[write.file] = [write]
+        else:
+            writes.append(write)
     done: list[Done] = []
-    for writes in by_file.values():
-        file = writes[0].file
+    for file, writes in by_file.items():
         assert file is not None, "WriteBehind.put names the file"
         done += file.write_batch(writes)
     return done
+
+
+def _superseded(batch: list[Write]) -> dict[int, list[Write]]:
+    """The writes of `batch` that a later one replaces (module docstring), by the id of the
+    write that replaces them, in the order they came; empty when none is."""
+    later: dict[Hashable, Write] = {}
+    replaced: dict[int, list[Write]] = {}
+    for write in reversed(batch):
+        key = write.replaces
+        if key is None:
+            if write.sql is not None:
+                later.clear()  # it may touch any row: nothing before it is superseded across it
+            continue
+        after = later.get(key)
+        if after is None or write.waiter is not None:
+            later[key] = write
+        else:
+            replaced.setdefault(id(after), []).insert(0, write)
+    return replaced
 
 
 class Handoff:
@@ -286,10 +320,19 @@ class WriteBehind:
         conn = self._conn
         failed: list[Done] = []
         executed: list[Done] = []  # in the open transaction
+        replaced = _superseded(batch) if len(batch) > 1 else {}
+        skipped = {id(w) for writes in replaced.values() for w in writes}
+        todo = batch
         with self._lock:
             try:
                 conn.execute("BEGIN")
-                for write in batch:
+                i = 0
+                while i < len(todo):
+                    write = todo[i]
+                    i += 1
+                    if skipped and id(write) in skipped:
+                        continue
+                    earlier = replaced.pop(id(write), None) if replaced else None
                     try:
                         executed.append((write, self._execute(conn, write), None))
                     except Exception as exc:
@@ -297,9 +340,16 @@ class WriteBehind:
                         error = self._error(f"{self.name}: cannot write {write.what}: {exc}")
                         failed.append((write, 0, error))
                         if not conn.in_transaction:  # SQLite rolled the whole transaction back
-                            failed += self._reject(executed, f"rolled back by {exc}")
+                            undone = executed + [(w, 0, None) for w in earlier or ()]
+                            failed += self._reject(undone, f"rolled back by {exc}")
                             executed = []
                             conn.execute("BEGIN")
+                        elif earlier:  # the writes it replaced run in its place, next
+                            skipped.difference_update(id(w) for w in earlier)
+                            todo = todo[:i] + earlier + todo[i:]
+                        continue
+                    if earlier:  # what it replaced is written with it
+                        executed += [(w, 0, None) for w in earlier]
                 if self._after_batch is not None:
                     self._run_after_batch(conn, [w for w, _, _ in executed])
                 self._commit(conn)
@@ -313,9 +363,15 @@ class WriteBehind:
                 pending: list[Done] = [(w, 0, None) for w in batch if id(w) not in settled]
                 failed += self._reject(pending, f"commit failed: {exc}")
                 executed = []
-        self.commits += any(w.sql is not None for w, _, _ in executed)
-        self.committed.update(w.sql for w, _, _ in executed if w.sql is not None)
-        self.errors += sum(1 for w, _, _ in failed if w.sql is not None)
+        committed = self.committed
+        wrote = False
+        for write, _, _ in executed:
+            if write.sql is not None:
+                committed[write.sql] += 1
+                wrote = True
+        self.commits += wrote
+        if failed:
+            self.errors += sum(1 for w, _, _ in failed if w.sql is not None)
         return executed + failed
 
     def _execute(self, conn: sqlite3.Connection, write: Write) -> int:

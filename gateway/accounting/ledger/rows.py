@@ -23,6 +23,8 @@ log = logging.getLogger("gateway.accounting.ledger")
 
 def as_int(value: object, what: str) -> int:
     """A non-negative int, or 0 (logged) when `value` is not a finite number."""
+    if type(value) is int:  # the usual case, without the conversions below
+        return value if value > 0 else 0
     try:
         if isinstance(value, float) and not math.isfinite(value):
             raise ValueError(value)
@@ -51,6 +53,8 @@ def as_optional_float(value: object, what: str, default: float | None = None) ->
     """A finite float; None stays None, anything else (logged) gives `default`."""
     if value is None:
         return None
+    if type(value) is float and math.isfinite(value):  # the usual case
+        return value
     number = _finite(value)
     if number is None:
         log.warning("ledger: bad %s %r stored as %r", what, value, default)

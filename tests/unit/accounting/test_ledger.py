@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from gateway.accounting.ledger import Ledger, LedgerError, LedgerRow, flatten
-from gateway.accounting.ledger.rows import call_json
+from gateway.accounting.ledger.rows import as_float, as_int, as_optional_float, call_json
 from gateway.accounting.records import RequestRecord, SpeculativeRecord, UpstreamCall
 from gateway.storage.writer import Write
 
@@ -348,3 +348,22 @@ async def test_close_flushes_everything_queued(tmp_path: Path) -> None:
     await led.close()
     assert count_rows(led.path) == 300
     assert time.perf_counter() - started < 5
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(7, 7), (-3, 0), (0, 0), (True, 1), (2.9, 2), ("12", 12), (float("nan"), 0), (None, 0)],
+)
+def test_as_int_keeps_its_coercions(value: object, expected: int) -> None:
+    result = as_int(value, "n")
+    assert result == expected and type(result) is int
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(0.25, 0.25), (-1.5, -1.5), (3, 3.0), ("0.5", 0.5), (float("inf"), 9.0), ("x", 9.0)],
+)
+def test_as_float_keeps_its_coercions(value: object, expected: float) -> None:
+    result = as_float(value, "x", 9.0)
+    assert result == expected and type(result) is float
+    assert as_optional_float(None, "x", 9.0) is None

@@ -17,7 +17,9 @@ from support import recorded_puts
 
 from gateway.accounting.ledger import Ledger, LedgerError, flatten
 from gateway.accounting.records import RequestRecord
-from gateway.router.labels import LearningStore, TurnRow
+from gateway.config import EscalationConfig, LearnConfig
+from gateway.router.escalation import ConversationTracker
+from gateway.router.labels import ConversationRow, LabelBook, LearningStore, TurnRow
 from gateway.router.store import RouterStore
 from gateway.storage.connection import connect
 from gateway.storage.writer import Write, WriteBehind, WriterThread, handoff
@@ -369,3 +371,154 @@ async def test_a_hand_off_holds_only_writes_to_its_own_thread(
             assert own.flush_blocking(10) and names(path) == ["direct"]
     finally:
         own.stop()
+
+
+ROW = "INSERT OR REPLACE INTO r (k, v) VALUES (?, ?)"
+
+
+def row_writer(tmp_path: Path) -> tuple[WriteBehind, list[str], str]:
+    """A writer of table r (one row per key), not started, and the statements it runs."""
+    path = str(tmp_path / "r.db")
+    conn = connect(path)
+    conn.execute("CREATE TABLE r (k TEXT PRIMARY KEY, v TEXT)")
+    conn.execute(ROW, ("k", "before"))
+    ran: list[str] = []
+    conn.set_trace_callback(ran.append)
+    return WriteBehind(conn, name="r", thread_name="test-r-writer"), ran, path
+
+
+def row(key: str, value: Any, waiter: threading.Event | None = None) -> Write:
+    return Write(ROW, (key, value), key, waiter, replaces=("r", key))
+
+
+def rows(path: str) -> dict[str, str]:
+    with sqlite3.connect(path) as other:
+        return dict(other.execute("SELECT k, v FROM r"))
+
+
+def test_a_row_replaced_later_in_its_batch_is_written_once(tmp_path: Path) -> None:
+    writer, ran, path = row_writer(tmp_path)
+    for write in (row("k", "begin"), row("other", "x"), row("k", "finish")):
+        writer.put(write)  # queued before the thread starts: one batch
+    writer.start()
+    writer.stop()
+    assert rows(path) == {"k": "finish", "other": "x"}
+    assert [s for s in ran if s.startswith("INSERT")] == [
+        "INSERT OR REPLACE INTO r (k, v) VALUES ('other', 'x')",
+        "INSERT OR REPLACE INTO r (k, v) VALUES ('k', 'finish')",
+    ], "the write the later one replaces is not run"
+    assert writer.committed[ROW] == 3 and writer.errors == 0, "it counts as written"
+
+
+def test_a_failed_replacing_write_leaves_the_row_it_would_have_left(tmp_path: Path) -> None:
+    writer, ran, path = row_writer(tmp_path)
+    writer.put(row("k", "first"))
+    writer.put(row("k", "second"))
+    writer.put(row("j", "j"))
+    writer.put(row("k", {"not": "bindable"}))  # fails: the two before it run in its place
+    writer.start()
+    writer.stop()
+    assert rows(path) == {"k": "second", "j": "j"}
+    assert (writer.committed[ROW], writer.errors) == (3, 1)
+
+
+def test_a_write_that_may_touch_any_row_keeps_the_writes_before_it(tmp_path: Path) -> None:
+    writer, ran, path = row_writer(tmp_path)
+    writer.put(row("k", "set"))
+    writer.put(Write("DELETE FROM r WHERE k = ?", ("k",), "drop"))  # names no row it replaces
+    writer.put(row("k", {"not": "bindable"}))
+    writer.start()
+    writer.stop()
+    assert rows(path) == {}, "set, then deleted: the failed write changes nothing"
+    assert sum(s.startswith("INSERT") for s in ran) == 1
+
+
+def test_an_awaited_replaced_write_is_still_written_and_woken(tmp_path: Path) -> None:
+    writer, ran, path = row_writer(tmp_path)
+    seen = threading.Event()
+    writer.put(row("k", "awaited", seen))
+    writer.put(row("k", "later"))
+    writer.start()
+    writer.stop()
+    assert seen.is_set() and rows(path) == {"k": "later"}
+    assert sum(s.startswith("INSERT") for s in ran) == 2
+
+
+def test_a_replacing_write_that_rolls_back_fails_what_it_replaced_too(tmp_path: Path) -> None:
+    writer, ran, path = row_writer(tmp_path)
+    writer._conn.execute("CREATE UNIQUE INDEX r_v ON r (v)")
+    writer.put(row("k", "first"))
+    writer.put(Write(ROW.replace("REPLACE", "ROLLBACK"), ("k", "before"), "k", replaces=("r", "k")))
+    writer.put(row("j", "after"))
+    writer.start()
+    writer.stop()
+    # As without the replacing: everything before the rollback is undone, the rest commits.
+    assert rows(path) == {"k": "before", "j": "after"}
+    assert (writer.committed[ROW], writer.errors) == (1, 2)
+
+
+def test_a_requests_conversation_row_is_written_once_and_reloads_as_finished(
+    tmp_path: Path,
+) -> None:
+    thread = WriterThread("test-learning-writer")
+    path = str(tmp_path / "learning.db")
+    store = LearningStore(path, writer=thread)
+    loaded = store.load(ttl_seconds=3600, max_rows=100)
+    cfg = EscalationConfig()
+    tracker = ConversationTracker(cfg, LearnConfig(), store, LabelBook(store, None, {}), loaded)
+    ran: list[str] = []
+    assert store._writer is not None
+    store._writer._conn.set_trace_callback(ran.append)
+    body = {"messages": [{"role": "user", "content": "fix the test"}]}
+    with handoff(thread):
+        tracker.begin("r1", body)  # a new task: its conversation row
+        tracker.finish("r1", "local")  # the same row, answered
+    with handoff(thread):
+        tracker.begin("r2", {"messages": [{"role": "user", "content": "another task"}]})
+        tracker.finish("r2", None)  # no answer reached the client: the row of begin stays
+    store.close()
+    thread.stop()
+    conversations = [s for s in ran if s.startswith("INSERT INTO conversations")]
+    assert len(conversations) == 2, "r1's row of begin is replaced by its row of finish"
+    reopened = LearningStore(path)
+    state = reopened.load(ttl_seconds=3600, max_rows=100)
+    reopened.close()
+    by_key = {row.key: row for row in state.conversations}
+    assert len(by_key) == 2 and [t.request_id for t in state.turns] == ["r1"]
+    answered = by_key[state.turns[0].conversation]
+    assert (answered.last_request_id, answered.last_model, answered.last_turn) == ("r1", "local", 1)
+
+
+def test_a_conversation_row_is_set_as_insert_or_replace_would_but_in_place(
+    tmp_path: Path,
+) -> None:
+    path = str(tmp_path / "learning.db")
+    store = LearningStore(path)
+    store.load(ttl_seconds=3600, max_rows=100)
+    replaced = sqlite3.connect(":memory:")
+    replaced.execute(
+        "CREATE TABLE conversations (key TEXT PRIMARY KEY, last_request_id TEXT, last_model"
+        " TEXT, last_turn INTEGER NOT NULL, escalated TEXT, remaining INTEGER, updated REAL"
+        " NOT NULL)"
+    )
+    now = time.time()
+    versions = [
+        ConversationRow("a", None, None, 0, None, None, now),
+        ConversationRow("b", "r0", "local", 1, None, None, now + 1),
+        ConversationRow("a", "r1", "local", 1, "escalated: x", 3, now + 2),
+        ConversationRow("a", None, "cerebras", 3, None, None, now + 3),  # columns back to NULL
+    ]
+    for row in versions:
+        store.put_conversation(row)
+        replaced.execute(
+            "INSERT OR REPLACE INTO conversations VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (row.key, row.last_request_id, row.last_model, row.last_turn, row.escalated,
+             row.remaining, row.updated),
+        )  # fmt: skip
+        store.flush()
+    store.close()
+    query = "SELECT * FROM conversations ORDER BY key"
+    with sqlite3.connect(path) as db:
+        assert db.execute(query).fetchall() == replaced.execute(query).fetchall()
+        # Updated in place: "a" keeps the rowid it was first given.
+        assert db.execute("SELECT rowid FROM conversations WHERE key = 'a'").fetchone() == (1,)
