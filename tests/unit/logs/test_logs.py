@@ -59,15 +59,20 @@ def _flush() -> None:
         handler.flush()
 
 
-def test_the_file_rolls_over_before_a_line_would_pass_log_max_bytes(tmp_path: Path) -> None:
-    storage = dataclasses.replace(_storage(tmp_path), log_max_bytes=1024, log_backups=2)
+def _write_lines(storage: StorageConfig, lines: int = 60, width: int = 40) -> Path:
+    """Log `lines` numbered lines of about `width` + 50 bytes through the gateway's handlers."""
     path = setup_logging(storage, [], to_stderr=False)
     try:
-        for i in range(60):
-            logging.getLogger("gateway.test").warning("line %02d %s", i, "x" * 40)
+        for i in range(lines):
+            logging.getLogger("gateway.test").warning("line %02d %s", i, "x" * width)
         _flush()
     finally:
         remove_logging()
+    return path
+
+
+def test_the_file_rolls_over_before_a_line_would_pass_log_max_bytes(tmp_path: Path) -> None:
+    path = _write_lines(dataclasses.replace(_storage(tmp_path), log_max_bytes=1024, log_backups=2))
     files = sorted(tmp_path.glob("gw.log*"))
     assert [f.name for f in files] == ["gw.log", "gw.log.1", "gw.log.2"]
     assert all(f.stat().st_size < 1024 for f in files)
@@ -76,15 +81,13 @@ def test_the_file_rolls_over_before_a_line_would_pass_log_max_bytes(tmp_path: Pa
 
 
 def test_a_log_path_that_is_not_a_regular_file_never_rolls_over(tmp_path: Path) -> None:
-    storage = dataclasses.replace(StorageConfig(), log_path=os.devnull, log_max_bytes=1024)
-    setup_logging(storage, [], to_stderr=False)
-    try:
-        for i in range(60):
-            logging.getLogger("gateway.test").warning("line %02d %s", i, "x" * 40)
-        _flush()
-    finally:
-        remove_logging()
-    assert Path(os.devnull).is_char_device()  # still /dev/null, never renamed
+    # A link to /dev/null: were it rolled over, the link (not the device) would be renamed.
+    link = tmp_path / "null.log"
+    link.symlink_to(os.devnull)
+    # /dev/null's size is 0: lines longer than log_max_bytes would each roll a regular file.
+    storage = dataclasses.replace(StorageConfig(), log_path=str(link), log_max_bytes=1024)
+    _write_lines(storage, lines=3, width=2000)
+    assert [p.name for p in tmp_path.iterdir()] == ["null.log"] and link.is_symlink()
 
 
 def test_a_record_is_formatted_once_for_the_file_and_stderr(
