@@ -297,6 +297,10 @@ class LeanResponse:
 
     # --- httptools callbacks --------------------------------------------------------------------
 
+    def on_message_begin(self) -> None:
+        if self.done:  # bytes past the end of the response (a second answer, pipelined)
+            raise MalformedResponse("bytes after the end of the response")
+
     def on_header(self, name: bytes, value: bytes) -> None:
         self._pairs.append((name, value))
 

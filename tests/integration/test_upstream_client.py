@@ -507,3 +507,24 @@ async def test_lean_closes_a_connection_idle_past_the_keep_alive_time(
             response.release()
         await asyncio.wait_for(server.closed.wait(), 5)  # the expired one was closed
     assert server.connections == 2  # the second call reused the first's, the third did not
+
+
+# --- review findings ----------------------------------------------------------------------------
+
+
+async def test_lean_bytes_after_the_response_in_the_same_read_are_not_read_into_it() -> None:
+    """A server that sends a second response right behind the first (in one write): the first
+    response keeps its status, headers and body; the extra bytes are not read as its body and
+    the connection is not reused."""
+    second = b"HTTP/1.1 500 Oops\r\nX-Extra: 1\r\nContent-Length: 5\r\n\r\nextra"
+    async with scripted(serving(SIZED + second)) as server, lean_pool() as pool:
+        response = await post(pool, server)
+        await asyncio.sleep(0.05)  # the whole write has arrived
+        assert await read_all(response) == b"data: 1\n\ndata: 2\n\n"
+        assert response.status == 200
+        assert "x-extra" not in response.headers
+        response.release()
+        response = await post(pool, server)
+        assert await read_all(response) == b"data: 1\n\ndata: 2\n\n"
+        response.release()
+    assert server.connections == 2
