@@ -179,8 +179,9 @@ def detect(messages: Sequence[Any]) -> Signal | None:
         role = message.get("role")
         text = message_text(message.get("content"))
         if role in ("tool", "function"):
-            if call_ids and message.get("tool_call_id") not in call_ids:
-                continue
+            answered = message.get("tool_call_id")
+            if call_ids and (not isinstance(answered, str) or answered not in call_ids):
+                continue  # (an id that is not a string, e.g. a list, answers no call)
             error = _error_text(text)
             kind = classify_error(error) if error else None
             if kind is not None and error is not None:

@@ -50,3 +50,16 @@ def test_a_tool_error_still_counts_when_the_ids_match() -> None:
 @given(history=st.lists(message, max_size=5))
 def test_any_history_is_read_without_an_error(history: list[dict[str, Any]]) -> None:
     detect(history)
+
+
+@pytest.mark.parametrize("tool_call_id", [["a"], {"a": 1}, 1, None])
+def test_a_tool_result_with_an_odd_id_is_no_signal_and_no_crash(tool_call_id: Any) -> None:
+    """The tool message's `tool_call_id` is not validated either: a list or an object there
+    (unhashable) must not fail the request with a TypeError."""
+    call = {"id": "a", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    history = [
+        {"role": "user", "content": "go"},
+        {"role": "assistant", "content": "", "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": tool_call_id, "content": "Error: unknown tool 'f'"},
+    ]
+    assert detect(history) is None
