@@ -48,6 +48,10 @@ KEEPALIVE_S = 15.0
 # StreamReader with its default read_bufsize of 64 KiB: high water twice the limit).
 LOW_WATER = 2**16
 HIGH_WATER = 2**17
+# Bytes a response's head (its status line and headers, any 1xx answers before it included) may
+# take: llhttp sets no bound and nothing is paused before the body, so an upstream sending an
+# endless head would be buffered whole (aiohttp refuses a header line over 8190 bytes).
+MAX_HEAD = 2**16
 # Statuses whose response has no body whatever its headers say.
 _NO_BODY = (204, 304)
 # Sent on every request unless the caller set them. No compressed body is asked for: the
@@ -279,6 +283,7 @@ class LeanResponse:
         "_until_close",
         "_interim",
         "_reusable",
+        "_head_left",
     )
 
     def __init__(self, conn: Connection, head: asyncio.Future[None], *, close: bool) -> None:
@@ -294,6 +299,7 @@ class LeanResponse:
         self._until_close = False  # the body ends when the server closes the connection
         self._interim = False  # a 1xx response is being skipped
         self._reusable = not close
+        self._head_left = MAX_HEAD  # bytes the head may still take (data_received)
 
     # --- httptools callbacks --------------------------------------------------------------------
 
@@ -425,6 +431,12 @@ class Connection(asyncio.Protocol):
                 else:
                     response._fail(MalformedResponse(detail))
             self.abort()
+            return
+        if not response._head.done():
+            response._head_left -= len(data)  # all of it head, since the head is not complete
+            if response._head_left < 0:
+                response._fail(MalformedResponse(f"a response head over {MAX_HEAD} bytes"))
+                self.abort()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True

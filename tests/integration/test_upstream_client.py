@@ -528,3 +528,21 @@ async def test_lean_bytes_after_the_response_in_the_same_read_are_not_read_into_
         assert await read_all(response) == b"data: 1\n\ndata: 2\n\n"
         response.release()
     assert server.connections == 2
+
+
+@pytest.mark.parametrize("lean", [False, True], ids=["aiohttp", "lean"])
+@pytest.mark.parametrize("shape", ["one_long_line", "many_headers"])
+async def test_a_response_head_without_bound_is_a_protocol_error(lean: bool, shape: str) -> None:
+    """A head of megabytes (a broken or hostile upstream) is refused on both clients, as
+    aiohttp refuses a header line over 8190 bytes, rather than buffered whole: the lean client
+    has no flow control before the body, so an endless head would grow without bound until
+    the first-token timeout."""
+    if shape == "one_long_line":
+        extra = b"X-Big: " + b"a" * (4 << 20) + b"\r\n"
+    else:
+        extra = b"".join(b"X-H%d: %s\r\n" % (i, b"b" * 100) for i in range(40_000))
+    answer = SSE_HEAD + extra + b"Content-Length: 0\r\n\r\n"
+    async with scripted(serving(answer)) as server:
+        error = await call_error(server, lean)
+    assert type(error) is UpstreamProtocolError
+    assert error.message.startswith("local: malformed response")
