@@ -48,9 +48,10 @@ KEEPALIVE_S = 15.0
 # StreamReader with its default read_bufsize of 64 KiB: high water twice the limit).
 LOW_WATER = 2**16
 HIGH_WATER = 2**17
-# Bytes a response's head (its status line and headers, any 1xx answers before it included) may
-# take: llhttp sets no bound and nothing is paused before the body, so an upstream sending an
-# endless head would be buffered whole (aiohttp refuses a header line over 8190 bytes).
+# Bytes a response may send in a row without a byte of body: its head (status line, headers,
+# any 1xx answers before it) and a chunked body's trailer. llhttp sets no bound, the parser holds
+# a header line until it ends and flow control pauses only for body bytes, so an upstream sending
+# an endless head or trailer would be buffered whole (aiohttp refuses a line over 8190 bytes).
 MAX_HEAD = 2**16
 # Statuses whose response has no body whatever its headers say.
 _NO_BODY = (204, 304)
@@ -299,7 +300,7 @@ class LeanResponse:
         self._until_close = False  # the body ends when the server closes the connection
         self._interim = False  # a 1xx response is being skipped
         self._reusable = not close
-        self._head_left = MAX_HEAD  # bytes the head may still take (data_received)
+        self._head_left = MAX_HEAD  # bytes without body that may still come (data_received)
 
     # --- httptools callbacks --------------------------------------------------------------------
 
@@ -417,6 +418,8 @@ class Connection(asyncio.Protocol):
         if response is None or response.done:
             self.abort()  # bytes no request asked for: the connection cannot be trusted
             return
+        content = response.content
+        size = content._size  # no read runs while the parser is fed
         try:
             response.parser.feed_data(data)
         except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
@@ -432,11 +435,19 @@ class Connection(asyncio.Protocol):
                     response._fail(MalformedResponse(detail))
             self.abort()
             return
-        if not response._head.done():
-            response._head_left -= len(data)  # all of it head, since the head is not complete
-            if response._head_left < 0:
-                response._fail(MalformedResponse(f"a response head over {MAX_HEAD} bytes"))
-                self.abort()
+        if content._size != size or response.done:
+            response._head_left = MAX_HEAD
+            return
+        response._head_left -= len(data)  # none of it body: head, chunk framing or trailer
+        if response._head_left < 0:
+            if response._head.done():
+                refusal: Exception = aiohttp.ClientPayloadError(
+                    f"malformed body (over {MAX_HEAD} bytes without body)"
+                )
+            else:
+                refusal = MalformedResponse(f"a response head over {MAX_HEAD} bytes")
+            response._fail(refusal)
+            self.abort()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True

@@ -546,3 +546,29 @@ async def test_a_response_head_without_bound_is_a_protocol_error(lean: bool, sha
         error = await call_error(server, lean)
     assert type(error) is UpstreamProtocolError
     assert error.message.startswith("local: malformed response")
+
+
+async def test_lean_bounds_the_trailer_of_a_chunked_body() -> None:
+    """After the last chunk, trailer lines are held by the parser until they end: an upstream
+    sending a trailer of megabytes (and no end) fails the body instead of being buffered whole
+    (no body byte arrives, so flow control never pauses the connection)."""
+    endless = SSE_HEAD + b"Transfer-Encoding: chunked\r\n\r\n" + b"7\r\ndata: 1\r\n0\r\nX-T: "
+
+    def make(server: RawServer) -> Handler:
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await server.request(reader)
+            writer.write(endless)
+            for _ in range(64):  # 4 MiB of one trailer line
+                writer.write(b"t" * (1 << 16))
+                await writer.drain()
+            await reader.read()  # until the client closes
+
+        return handle
+
+    async with scripted(make) as server, lean_pool() as pool:
+        response = await post(pool, server)
+        assert await response.content.readany() == b"data: 1"
+        async with asyncio.timeout(5):
+            with pytest.raises(aiohttp.ClientPayloadError):
+                await response.content.readany()
+        response.close()
