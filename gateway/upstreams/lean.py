@@ -563,6 +563,10 @@ class LeanPool:
         if not idle:
             return None
         expired = asyncio.get_running_loop().time() - KEEPALIVE_S
+        # The list is in the order the connections came back: the expired ones are at its
+        # start, under the ones still in use (which are taken first and would keep them open).
+        while idle and idle[0].idle_since < expired:
+            idle.pop(0).abort()
         while idle:
             conn = idle.pop()  # the most recently used: the least likely to be closed
             if fresh or not conn.usable or conn.idle_since < expired:

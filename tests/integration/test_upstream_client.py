@@ -572,3 +572,36 @@ async def test_lean_bounds_the_trailer_of_a_chunked_body() -> None:
             with pytest.raises(aiohttp.ClientPayloadError):
                 await response.content.readany()
         response.close()
+
+
+async def test_lean_closes_every_connection_idle_past_the_keep_alive_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two connections pooled; calls keep coming on one of them (the most recently used is
+    taken first): the other, idle past KEEPALIVE_S, is closed too, not kept open under it."""
+    monkeypatch.setattr(lean, "KEEPALIVE_S", 0.2)
+    closed = 0
+
+    def make(server: RawServer) -> Handler:
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            nonlocal closed
+            while await server.request(reader):
+                writer.write(SIZED)
+                await writer.drain()
+            closed += 1
+
+        return handle
+
+    async with scripted(make) as server, lean_pool() as pool:
+        first, second = await asyncio.gather(post(pool, server), post(pool, server))
+        for response in (first, second):
+            await read_all(response)
+            response.release()
+        for _ in range(6):  # one connection in use every 0.1 s, for 0.6 s
+            await asyncio.sleep(0.1)
+            response = await post(pool, server)
+            await read_all(response)
+            response.release()
+        await asyncio.sleep(0.05)
+        assert server.connections == 2
+        assert closed == 1
