@@ -28,10 +28,10 @@ from collections import deque
 from collections.abc import ItemsView, Iterator, Mapping
 from dataclasses import dataclass
 from typing import cast
-from urllib.parse import urlsplit
 
 import aiohttp
 import httptools
+import yarl
 from aiohttp.http import SERVER_SOFTWARE
 
 from gateway.upstreams.client import (
@@ -78,26 +78,31 @@ class Target:
 
 def lean_target(url: str) -> Target | None:
     """The target of `url` when the lean client can serve it: `http://` with no user info
-    (aiohttp turns user info into a Basic authorization); None for anything else."""
+    (aiohttp turns user info into a Basic authorization); None for anything else. The URL is
+    read by yarl, as aiohttp reads it: the path quoted, the host in IDNA, the Host header the
+    same."""
     try:
-        parts = urlsplit(url)
-        port = parts.port or 80
-    except ValueError:
+        parsed = yarl.URL(url)
+        host, port, netloc = parsed.raw_host, parsed.port, parsed.host_port_subcomponent
+    except (ValueError, UnicodeError):
         return None
-    host = parts.hostname
-    if parts.scheme != "http" or not host or parts.username is not None:
+    if (
+        parsed.scheme != "http"
+        or not host
+        or port is None
+        or netloc is None
+        or parsed.raw_user is not None
+        or parsed.raw_password is not None
+    ):
         return None
-    try:
-        literal = ipaddress.ip_address(host)
+    try:  # an IPv6 zone as the OS reads it ("%eth0", not "%25eth0")
+        ipaddress.ip_address(parsed.host or host)
+        literal = True
     except ValueError:
-        literal = None
-    # As aiohttp writes it: brackets around an IPv6 address, no port when it is the default.
-    netloc = f"[{host}]" if literal is not None and literal.version == 6 else host
-    if port != 80:
-        netloc = f"{netloc}:{port}"
-    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    start = f"POST {path} HTTP/1.1\r\nHost: {netloc}\r\n"
-    return Target(host, port, literal is not None, start)
+        literal = False  # connected to by its IDNA name, as aiohttp does
+    connect_to = (parsed.host or host) if literal else host
+    start = f"POST {parsed.raw_path_qs or '/'} HTTP/1.1\r\nHost: {netloc}\r\n"
+    return Target(connect_to, port, literal, start)
 
 
 def request_head(target: Target, headers: Mapping[str, str], length: int) -> tuple[bytes, bool]:

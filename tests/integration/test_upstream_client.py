@@ -605,3 +605,30 @@ async def test_lean_closes_every_connection_idle_past_the_keep_alive_time(
         await asyncio.sleep(0.05)
         assert server.connections == 2
         assert closed == 1
+
+
+@pytest.mark.parametrize("path", ["/v 1", "/v\u00e9", "/v1?x=a b"], ids=["space", "non_ascii", "query"])
+async def test_both_clients_send_the_same_request_line(path: str) -> None:
+    """An endpoint path that needs quoting (a config typo, a non-ASCII segment): the lean client
+    quotes it as aiohttp does (yarl), not as raw bytes that break the request line."""
+    async with scripted(serving(CHUNKED)) as server, open_session() as session:
+        url = server.url.removesuffix("/v1") + path
+        async with lean_pool() as pool:
+            for client_pool in (None, pool):
+                upstream = local_upstream(url, session, client_pool)
+                with contextlib.suppress(UpstreamError):
+                    async with upstream.open_stream(BODY) as stream:
+                        async for _ in stream:
+                            pass
+    aiohttp_line, lean_line = (head.split(b"\r\n", 1)[0] for head in server.heads)
+    assert lean_line == aiohttp_line
+    assert b" " not in lean_line.removeprefix(b"POST ").removesuffix(b" HTTP/1.1")
+
+
+def test_lean_targets_the_port_the_endpoint_names() -> None:
+    """Port 0 is the port given, not the default 80 (`port or 80`); a host name is sent as
+    aiohttp sends it (IDNA)."""
+    zero = lean_target("http://127.0.0.1:0/v1/chat/completions")
+    assert zero is not None and zero.port == 0
+    idn = lean_target("http://b\u00fccher.example:8080/v1/chat/completions")
+    assert idn is not None and idn.start.endswith("Host: xn--bcher-kva.example:8080\r\n")
