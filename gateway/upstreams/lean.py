@@ -446,12 +446,13 @@ class Connection(asyncio.Protocol):
         response._head_left -= len(data)  # none of it body: head, chunk framing or trailer
         if response._head_left < 0:
             if response._head.done():
-                refusal: Exception = aiohttp.ClientPayloadError(
-                    f"malformed body (over {MAX_HEAD} bytes without body)"
+                response._fail(
+                    aiohttp.ClientPayloadError(
+                        f"malformed body (over {MAX_HEAD} bytes without body)"
+                    )
                 )
             else:
-                refusal = MalformedResponse(f"a response head over {MAX_HEAD} bytes")
-            response._fail(refusal)
+                response._fail(MalformedResponse(f"a response head over {MAX_HEAD} bytes"))
             self.abort()
 
     def connection_lost(self, exc: Exception | None) -> None:

@@ -607,7 +607,9 @@ async def test_lean_closes_every_connection_idle_past_the_keep_alive_time(
         assert closed == 1
 
 
-@pytest.mark.parametrize("path", ["/v 1", "/v\u00e9", "/v1?x=a b"], ids=["space", "non_ascii", "query"])
+@pytest.mark.parametrize(
+    "path", ["/v 1", "/v\u00e9", "/v1?x=a b"], ids=["space", "non_ascii", "query"]
+)
 async def test_both_clients_send_the_same_request_line(path: str) -> None:
     """An endpoint path that needs quoting (a config typo, a non-ASCII segment): the lean client
     quotes it as aiohttp does (yarl), not as raw bytes that break the request line."""
