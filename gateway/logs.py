@@ -43,7 +43,8 @@ class _RotatingFile(logging.handlers.RotatingFileHandler):
     """The standard library's rotating file, with its size checked by one `fstat` per record:
     its own check costs two `stat` calls, two seeks and a second formatting of every record.
     The same rule: the file rolls over before the line that would take it to `maxBytes`, and
-    a file that is not a regular file (/dev/null, a pipe) never rolls over (bpo-45401).
+    a file that is not a regular file (/dev/null, a pipe) never rolls over (bpo-45401), nor
+    does an empty one (gh-116263: a line longer than `maxBytes` on a fresh file).
     Workers that share the file see each other's lines in the size, as before."""
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -53,7 +54,8 @@ class _RotatingFile(logging.handlers.RotatingFileHandler):
                 self.stream = self._open()
             if self.maxBytes > 0:
                 status = os.fstat(self.stream.fileno())
-                if stat.S_ISREG(status.st_mode) and status.st_size + len(line) >= self.maxBytes:
+                size = status.st_size  # an empty file is never rolled over (gh-116263)
+                if size and stat.S_ISREG(status.st_mode) and size + len(line) >= self.maxBytes:
                     self.doRollover()
                     if self.stream is None:
                         self.stream = self._open()

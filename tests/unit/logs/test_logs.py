@@ -133,3 +133,16 @@ def test_queuing_leaves_the_record_other_handlers_see_unchanged(tmp_path: Path) 
         remove_logging()
     (record,) = seen
     assert record.msg == "key %s" and record.args == (SECRET,)
+
+
+def test_an_empty_file_is_never_rolled_over(tmp_path: Path) -> None:
+    """A line longer than log_max_bytes written to an empty live file (a fresh start): rolling
+    that file over would only shift an empty backup in and drop the oldest real one (the rule
+    of gh-116263, which newer standard libraries follow; 3.11, this venv, does not)."""
+    storage = dataclasses.replace(_storage(tmp_path), log_max_bytes=1024, log_backups=2)
+    for n in (1, 2):
+        (tmp_path / f"gw.log.{n}").write_text(f"backup {n}\n")
+    path = _write_lines(storage, lines=1, width=2000)
+    assert "line 00" in path.read_text()
+    assert (tmp_path / "gw.log.1").read_text() == "backup 1\n"
+    assert (tmp_path / "gw.log.2").read_text() == "backup 2\n"
