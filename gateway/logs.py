@@ -105,6 +105,17 @@ class _QueueHandler(logging.handlers.QueueHandler):
         prepared.exc_info = prepared.exc_text = prepared.stack_info = None
         return prepared
 
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 (logging's name)
+        """As the standard library's (a traceback to stderr), but the message and arguments it
+        prints with it are redacted: `prepare` failed before its redaction ran."""
+        if self.redact.secrets:
+            shown = logging.LogRecord.__new__(logging.LogRecord)
+            shown.__dict__.update(record.__dict__)
+            shown.msg = self.redact.redact(str(record.msg))
+            shown.args = self.redact.redact(repr(record.args))  # type: ignore[assignment]
+            record = shown
+        super().handleError(record)
+
     def flush(self) -> None:
         if self._listening:
             self._records.join()

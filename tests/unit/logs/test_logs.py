@@ -146,3 +146,24 @@ def test_an_empty_file_is_never_rolled_over(tmp_path: Path) -> None:
     assert "line 00" in path.read_text()
     assert (tmp_path / "gw.log.1").read_text() == "backup 1\n"
     assert (tmp_path / "gw.log.2").read_text() == "backup 2\n"
+
+
+def test_a_record_that_cannot_be_formatted_reports_no_secret(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A bad format (a %d given a string) fails in the queue handler's `prepare`, before any
+    redaction; the standard library's handleError then prints the record's message and
+    arguments to stderr, the secret among them."""
+    setup_logging(_storage(tmp_path), [SECRET], to_stderr=True)
+    (queued,) = (h for h in logging.getLogger().handlers if hasattr(h, "redact"))
+    record = logging.LogRecord(
+        "gateway.test", logging.WARNING, __file__, 1, "key %d", (SECRET,), None
+    )
+    try:
+        queued.handle(record)  # straight to it: pytest's own handlers raise on a bad format
+        _flush()
+    finally:
+        remove_logging()
+    err = capsys.readouterr().err
+    assert "--- Logging error ---" in err and "key %d" in err  # reported, still
+    assert SECRET not in err
