@@ -362,3 +362,23 @@ def test_config_keys() -> None:
         parse_config({"routing": {"escalation": {"turns": 0}}})
     with pytest.raises(ConfigError, match="routing.learn.verify_sample"):
         parse_config({"routing": {"learn": {"verify_sample": 1.5}}})
+
+
+def test_tracker_reads_a_follow_up_whose_tool_result_id_is_not_a_string(tmp_path: Path) -> None:
+    """The follow-up turn of a conversation is judged (`begin`, before the request runs, with
+    nothing around it to catch an error): a tool result whose `tool_call_id` is a list, which
+    request validation lets through, must not raise (it raised TypeError: unhashable type)."""
+    t, _ = tracker(tmp_path)
+    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    first = {"messages": [{"role": "user", "content": "go"}]}
+    t.begin("x0", first)
+    t.finish("x0", "local")
+    follow_up = {
+        "messages": [
+            *first["messages"],
+            {"role": "assistant", "content": "", "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": ["c1"], "content": "Error: unknown tool 'f'"},
+        ]
+    }
+    t.begin("x1", follow_up)
+    t.store.close()
