@@ -553,6 +553,8 @@ class LeanPool:
         attempt.received_before = conn.received
         response = LeanResponse(conn, conn.loop.create_future(), close=close)
         conn.start(response)
+        if conn.lost:  # closed before the response was attached: nothing would settle it
+            response._lost(None)
         try:
             assert conn.transport is not None
             conn.transport.writelines((head, data))

@@ -634,3 +634,22 @@ def test_lean_targets_the_port_the_endpoint_names() -> None:
     assert zero is not None and zero.port == 0
     idn = lean_target("http://b\u00fccher.example:8080/v1/chat/completions")
     assert idn is not None and idn.start.endswith("Host: xn--bcher-kva.example:8080\r\n")
+
+
+async def test_lean_a_new_connection_lost_before_its_request_fails_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A connection the server dropped between the connect and the request being attached
+    fails the call as a lost connection, not after the first-token timeout (nothing else would
+    settle the response: its connection_lost already ran)."""
+    real_connect = LeanPool._connect
+
+    async def connect_then_lose(self: LeanPool, target: Target, timeout: float | None) -> Any:
+        conn = await real_connect(self, target, timeout)
+        conn.connection_lost(None)  # as if the server's close arrived first
+        return conn
+
+    monkeypatch.setattr(LeanPool, "_connect", connect_then_lose)
+    async with scripted(serving(SIZED)) as server, lean_pool() as pool:
+        with pytest.raises(aiohttp.ServerDisconnectedError):
+            await asyncio.wait_for(post(pool, server), timeout=5)
