@@ -78,6 +78,13 @@ class _FormatOnce(logging.Formatter):
         return line
 
 
+def _copy(record: logging.LogRecord) -> logging.LogRecord:
+    """A shallow copy of `record`, as `copy.copy` makes, without its generic and slower path."""
+    copied: logging.LogRecord = logging.LogRecord.__new__(logging.LogRecord)
+    copied.__dict__.update(record.__dict__)
+    return copied
+
+
 class _QueueHandler(logging.handlers.QueueHandler):
     """Queues records for its listener; `flush` waits until they are written, `close` stops the
     listener (after writing what is queued) and closes its handlers."""
@@ -96,10 +103,7 @@ class _QueueHandler(logging.handlers.QueueHandler):
         text = self.format(record)
         if self.redact.secrets:
             text = self.redact.redact(text)
-        # A shallow copy, as the standard library's prepare makes (other handlers may hold the
-        # record), without copy.copy's generic and slower path.
-        prepared: logging.LogRecord = logging.LogRecord.__new__(logging.LogRecord)
-        prepared.__dict__.update(record.__dict__)
+        prepared = _copy(record)  # other handlers may hold the record, as stdlib's prepare says
         prepared.msg = prepared.message = text
         prepared.args = None
         prepared.exc_info = prepared.exc_text = prepared.stack_info = None
@@ -109,8 +113,7 @@ class _QueueHandler(logging.handlers.QueueHandler):
         """As the standard library's (a traceback to stderr), but the message and arguments it
         prints with it are redacted: `prepare` failed before its redaction ran."""
         if self.redact.secrets:
-            shown = logging.LogRecord.__new__(logging.LogRecord)
-            shown.__dict__.update(record.__dict__)
+            shown = _copy(record)
             shown.msg = self.redact.redact(str(record.msg))
             shown.args = self.redact.redact(repr(record.args))  # type: ignore[assignment]
             record = shown
