@@ -25,7 +25,7 @@ import asyncio
 import ipaddress
 import socket
 from collections import deque
-from collections.abc import ItemsView, Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import cast
 
@@ -33,6 +33,7 @@ import aiohttp
 import httptools
 import yarl
 from aiohttp.http import SERVER_SOFTWARE
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from gateway.upstreams.client import (
     DNS_CACHE_S,
@@ -126,37 +127,15 @@ def request_head(target: Target, headers: Mapping[str, str], length: int) -> tup
     return "".join(lines).encode("utf-8"), close
 
 
-class Headers(Mapping[str, str]):
-    """Response headers, looked up by any case; iterated by lower-case name. A repeated header's
-    values are joined with ", "."""
-
-    __slots__ = ("_map",)
-
-    def __init__(self, pairs: list[tuple[bytes, bytes]]) -> None:
-        found: dict[str, str] = {}
-        for raw_name, raw_value in pairs:
-            name = raw_name.lower().decode("latin-1")
-            value = raw_value.decode("utf-8", "surrogateescape")
-            found[name] = f"{found[name]}, {value}" if name in found else value
-        self._map = found
-
-    def __getitem__(self, key: str) -> str:
-        return self._map[key.lower()]
-
-    def items(self) -> ItemsView[str, str]:
-        return self._map.items()  # what the rate-limit watcher walks: no lookup per name
-
-    def __contains__(self, key: object) -> bool:
-        return isinstance(key, str) and key.lower() in self._map
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._map)
-
-    def __len__(self) -> int:
-        return len(self._map)
-
-    def __repr__(self) -> str:
-        return f"Headers({self._map!r})"
+def response_headers(pairs: list[tuple[bytes, bytes]]) -> CIMultiDictProxy[str]:
+    """Response headers as aiohttp's client gives them (multidict: looked up by any case, a
+    repeated header kept as its several values), decoded as its parser decodes them."""
+    return CIMultiDictProxy(
+        CIMultiDict(
+            (name.decode("latin-1"), value.decode("utf-8", "surrogateescape"))
+            for name, value in pairs
+        )
+    )
 
 
 class LeanBody:
@@ -323,7 +302,7 @@ class LeanResponse:
             self._interim = True
             return
         self.status = status
-        headers = self.headers = Headers(self._pairs)
+        headers = self.headers = response_headers(self._pairs)
         self._pairs = []
         encoding = headers.get("content-encoding", "identity").strip().lower()
         if encoding != "identity":
