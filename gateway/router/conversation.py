@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import re
+import secrets
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import xxhash
 
 from gateway.bounded import BoundedLRU
 from gateway.router.classifier import message_text
@@ -36,11 +39,11 @@ class FingerprintCache:
     """The sha256 state after each recent system prompt: an agent resends the same ~40 KB
     prompt on every turn, so it is hashed once.
 
-    Keyed by a digest of the prompt, never the prompt: (length, Python's own str hash), which a
-    fresh str computes for about a tenth of sha256's cost. The str hash is salted per process
-    (PYTHONHASHSEED), so a collision is a 2**-64 accident no client can aim at; it would give two
-    conversations the same key, which costs escalation memory, never an answer. At most
-    `routing.escalation.fingerprint_cache` entries of a few hundred bytes each."""
+    Keyed by a digest of the prompt, never the prompt: its length and its 128-bit XXH3 under a
+    seed drawn per process, which costs about a tenth of Python's own str hash (siphash) for a
+    27 KB prompt. A collision is a 2**-128 accident; one crafted would only give a client the
+    key it gets by sending the other prompt itself, so the digest need not be cryptographic. At
+    most `routing.escalation.fingerprint_cache` entries of a few hundred bytes each."""
 
     def __init__(self, max_items: int) -> None:
         self.entries: BoundedLRU[tuple[int, int], hashlib._Hash] = BoundedLRU(
@@ -48,11 +51,11 @@ class FingerprintCache:
         )
 
     def state(self, system: str) -> hashlib._Hash:
-        key = (len(system), hash(system))
+        encoded = system.encode("utf-8", "surrogatepass")
+        key = (len(encoded), xxhash.xxh3_128_intdigest(encoded, _SEED))
         state = self.entries.get(key)
         if state is None:
-            state = hashlib.sha256()
-            state.update(system.encode("utf-8", "surrogatepass"))
+            state = hashlib.sha256(encoded)
             state.update(b"\x00")
             self.entries.put(key, state)
         return state
@@ -64,8 +67,11 @@ class FingerprintCache:
             self.entries.clear()
 
 
+_SEED = secrets.randbits(64)
+
+
 def _state_bytes(key: tuple[int, int], state: hashlib._Hash) -> int:
-    return sys.getsizeof(key) + 2 * sys.getsizeof(2**62) + sys.getsizeof(state)
+    return sys.getsizeof(key) + sys.getsizeof(2**62) + sys.getsizeof(2**126) + sys.getsizeof(state)
 
 
 CACHE = FingerprintCache(1024)
