@@ -237,6 +237,8 @@ def _finalize_in_background(ex: Exchange) -> None:
 
 
 def _log_request(ex: Exchange) -> None:
+    if not log.isEnabledFor(logging.INFO):
+        return  # the line's fields are formatted here, before logging would drop it
     r = ex.record
     tokens = " ".join(
         f"{c.upstream}:{c.role}:{c.status}:{c.prompt_tokens}/{c.completion_tokens}"

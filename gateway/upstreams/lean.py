@@ -6,7 +6,7 @@ item of the gateway's own work. This client keeps only what those calls need:
 
 - pooled keep-alive connections per (host, port) (`LeanPool`); a connection goes back to the pool
   only when its response was read to the end and neither side asked to close it; an idle one is
-  closed after KEEPALIVE_S (aiohttp's keep-alive timeout);
+  closed after KEEPALIVE_S (aiohttp's keep-alive timeout), by a timer when no call comes;
 - the response parsed by llhttp (httptools): content-length, chunked and read-until-close bodies;
 - the same stale-connection retry and `ConnectionReuse` counting as the aiohttp path
   (gateway.upstreams.client.send_retrying_stale);
@@ -467,6 +467,8 @@ class LeanPool:
         self._idle: dict[tuple[str, int], list[Connection]] = {}
         self._open: set[Connection] = set()
         self._addresses: dict[tuple[str, int], tuple[float, list[tuple[int, str, int]]]] = {}
+        # The one timer closing idle connections on a quiet gateway (None: none is idle).
+        self._sweep: asyncio.TimerHandle | None = None
         self.closed = False
 
     async def post(
@@ -492,6 +494,9 @@ class LeanPool:
     async def close(self) -> None:
         """Close every connection, idle or carrying a response."""
         self.closed = True
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep = None
         for conn in list(self._open):
             conn.abort()
         self._open.clear()
@@ -506,6 +511,26 @@ class LeanPool:
         conn.resume()
         conn.idle_since = conn.loop.time()
         self._idle.setdefault(conn.key, []).append(conn)
+        if self._sweep is None:
+            self._sweep = conn.loop.call_at(conn.idle_since + KEEPALIVE_S, self._close_expired)
+
+    def _close_expired(self) -> None:
+        """The sweep timer: close the connections idle for KEEPALIVE_S, and wait for the next
+        one to expire while any is idle (one timer for the pool, not one per connection)."""
+        self._sweep = None
+        loop = asyncio.get_running_loop()
+        expired = loop.time() - KEEPALIVE_S
+        next_due: float | None = None
+        for key, idle in list(self._idle.items()):
+            while idle and idle[0].idle_since <= expired:  # in the order they came back
+                idle.pop(0).abort()
+            if idle:
+                due = idle[0].idle_since + KEEPALIVE_S
+                next_due = due if next_due is None else min(next_due, due)
+            else:
+                del self._idle[key]
+        if next_due is not None and not self.closed:
+            self._sweep = loop.call_at(next_due, self._close_expired)
 
     def forget(self, conn: Connection) -> None:
         """`conn` is closed."""

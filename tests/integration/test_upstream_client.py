@@ -607,6 +607,46 @@ async def test_lean_closes_every_connection_idle_past_the_keep_alive_time(
         assert closed == 1
 
 
+async def test_lean_closes_idle_connections_when_no_call_comes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On a quiet gateway nothing takes from the pool, yet the connections idle past
+    KEEPALIVE_S are closed (by the pool's timer), as aiohttp's connector closes its own; one
+    returned later is closed in its turn, and a closed pool leaves no timer behind."""
+    monkeypatch.setattr(lean, "KEEPALIVE_S", 0.3)
+    closed: list[float] = []
+
+    def make(server: RawServer) -> Handler:
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            while await server.request(reader):
+                writer.write(SIZED)
+                await writer.drain()
+            closed.append(asyncio.get_running_loop().time())
+
+        return handle
+
+    async with scripted(make) as server, lean_pool() as pool:
+        started = asyncio.get_running_loop().time()
+        first, second = await asyncio.gather(post(pool, server), post(pool, server))
+        await read_all(first)
+        first.release()
+        await asyncio.sleep(0.15)
+        await read_all(second)
+        second.release()
+        assert server.connections == 2 and not closed
+        async with asyncio.timeout(5):
+            while len(closed) < 2:
+                await asyncio.sleep(0.02)
+        assert closed[0] - started >= 0.3  # not before its keep-alive time
+        assert closed[1] - closed[0] >= 0.1  # each at its own time, not both at the first
+        assert pool._sweep is None  # nothing idle: no timer left running
+        response = await post(pool, server)  # a call after the sweep opens a new connection
+        await read_all(response)
+        response.release()
+        assert server.connections == 3 and pool._sweep is not None
+    assert pool._sweep is None
+
+
 @pytest.mark.parametrize(
     "path", ["/v 1", "/v\u00e9", "/v1?x=a b"], ids=["space", "non_ascii", "query"]
 )
