@@ -52,7 +52,8 @@ def cost_saved_usd(counterfactual_usd: float, cerebras_cost_usd: float) -> float
     return round(counterfactual_usd - cerebras_cost_usd, 6)
 
 
-def _count(value: Any) -> int:
+def token_count(value: Any) -> int:
+    """A token count as billed and stored: a number as a non-negative int, anything else 0."""
     if type(value) is int:  # the usual case, without the conversion below
         return value if value > 0 else 0
     try:
@@ -63,12 +64,12 @@ def _count(value: Any) -> int:
 
 def price(prices: Prices, prompt_tokens: Any, completion_tokens: Any, cached_tokens: Any) -> float:
     """Dollars for these token counts; cached tokens are part of the prompt (at most all of it)."""
-    prompt = _count(prompt_tokens)
-    cached = min(_count(cached_tokens), prompt)
+    prompt = token_count(prompt_tokens)
+    cached = min(token_count(cached_tokens), prompt)
     return (
         (prompt - cached) * prices.input_per_million
         + cached * prices.cached_rate
-        + _count(completion_tokens) * prices.output_per_million
+        + token_count(completion_tokens) * prices.output_per_million
     ) / 1_000_000
 
 

@@ -1,7 +1,10 @@
 """Prometheus metrics (`GET /metrics`), fed from each finished request's record.
 
-One registry per app, so several apps in one process (tests) never share counters. Rate-limit
-headroom and in-flight requests are read at scrape time, not pushed.
+`Metrics.observe` counts each record as plain numbers (dicts keyed by label values, bucket counts
+by strategy); a collector turns them into metric families only when `/metrics` is scraped, in the
+text prometheus_client's own counters and histograms gave. One registry per app, so several apps
+in one process (tests) never share counters. Rate-limit headroom and in-flight requests are read
+at scrape time, not pushed.
 
 With shared state, `fleet_exposition` adds `glm_gateway_fleet_*` families: the fleet's totals as
 `/stats` sums them from every replica's published account. They carry their own names so that a
@@ -10,14 +13,25 @@ Prometheus scraping every replica and summing the per-replica families never cou
 
 from __future__ import annotations
 
+import math
+import time
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import metrics as prometheus_metrics
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
+from prometheus_client.utils import floatToGoString
 
-from gateway.accounting.bill import Bill, Tariff, bill
+from gateway.accounting.bill import Bill, Tariff, bill, token_count
 from gateway.accounting.records import RequestRecord
 from gateway.ratelimit import RateLimitWatcher
 
@@ -95,103 +109,184 @@ class MemoryCollector(Collector):
         yield evicted
 
 
-class _Children:
-    """A labelled metric's children by their label values: `labels()` validates, converts and
-    locks on every call, a measurable part of recording a request; each child is looked up
-    there once. As bounded as the metric itself, which keeps every child it made."""
+class _Tally(dict[tuple[str, ...], float]):
+    """A counter family's values by label values, as plain numbers; `created` keeps the wall
+    time each label set was first counted (the `_created` sample Prometheus clients emit)."""
 
-    __slots__ = ("labels", "known")
+    __slots__ = ("name", "doc", "labels", "wall", "created")
 
-    def __init__(self, metric: Counter | Histogram) -> None:
-        self.labels = metric.labels
-        self.known: dict[tuple[str, ...], Any] = {}
+    def __init__(
+        self, name: str, doc: str, labels: tuple[str, ...], wall: Callable[[], float]
+    ) -> None:
+        super().__init__()
+        self.name, self.doc, self.labels, self.wall = name, doc, labels, wall
+        self.created: dict[tuple[str, ...], float] = {}
 
-    def __call__(self, *values: str) -> Any:
-        child = self.known.get(values)
-        if child is None:
-            child = self.known[values] = self.labels(*values)
-        return child
+    def __missing__(self, key: tuple[str, ...]) -> float:
+        # `tally[key] += amount` on a new key stores 0.0 + amount (a float, as Prometheus
+        # clients count), not this call.
+        self.created[key] = self.wall()
+        return 0.0
+
+    def family(self, created: bool) -> Metric:
+        counter = CounterMetricFamily(self.name, self.doc, labels=self.labels)
+        for key, value in self.items():
+            counter.add_metric(key, value, self.created[key] if created else None)
+        return counter
+
+
+# The `le` label of each bucket, written as prometheus_client writes it (untyped there).
+_BUCKET_LABELS: tuple[str, ...] = tuple(
+    floatToGoString(b)  # type: ignore[no-untyped-call]
+    for b in (*_LATENCY_BUCKETS, math.inf)
+)
+
+
+class _Latency(dict[str, list[float]]):
+    """A latency histogram by strategy: per strategy the count in each bucket (not cumulative;
+    the last one is +Inf) followed by the sum of the observations; `created` as in `_Tally`."""
+
+    __slots__ = ("name", "doc", "wall", "created")
+
+    def __init__(self, name: str, doc: str, wall: Callable[[], float]) -> None:
+        super().__init__()
+        self.name, self.doc, self.wall = name, doc, wall
+        self.created: dict[str, float] = {}
+
+    def __missing__(self, strategy: str) -> list[float]:
+        self.created[strategy] = self.wall()
+        row: list[float] = [0] * len(_BUCKET_LABELS)
+        row.append(0.0)
+        self[strategy] = row
+        return row
+
+    def observe(self, strategy: str, seconds: float) -> None:
+        """Count `seconds` (not NaN) in the first bucket whose bound is at least `seconds`."""
+        row = self[strategy]
+        row[bisect_left(_LATENCY_BUCKETS, seconds)] += 1
+        row[-1] += seconds
+
+    def family(self, created: bool) -> Metric:
+        histogram = HistogramMetricFamily(self.name, self.doc, labels=["strategy"])
+        for strategy, row in self.items():
+            buckets, total = [], 0.0
+            for le, count in zip(_BUCKET_LABELS, row, strict=False):  # row ends with the sum
+                total += count
+                buckets.append((le, total))
+            histogram.add_metric([strategy], buckets, row[-1])
+            if created:
+                when = self.created[strategy]
+                labels = {"strategy": strategy}
+                histogram.samples.append(Sample(self.name + "_created", labels, when, None, None))
+        return histogram
+
+
+_NUMBERS = (int, float)  # a tuple: `int | float` would be built anew on every call
+
+
+def _tokens(value: Any) -> float:
+    """A call's token count as counted here: numbers below 0 (and NaN) as 0, others as they
+    are; anything else as the ledger stores it (gateway.accounting.bill)."""
+    if isinstance(value, _NUMBERS):
+        return value if value > 0 else 0
+    return token_count(value)
+
+
+def _created_series() -> bool:
+    """Whether `_created` samples are emitted: prometheus_client's own switch
+    (PROMETHEUS_DISABLE_CREATED_SERIES, `disable_created_metrics()`), read as its metrics do."""
+    return bool(getattr(prometheus_metrics, "_use_created", True))
+
+
+class _RecordedCollector(Collector):
+    """What `Metrics.observe` counted, as metric families when scraped."""
+
+    def __init__(self, families: Iterable[_Tally | _Latency]) -> None:
+        self.families = tuple(families)
+
+    def collect(self) -> Iterable[Metric]:
+        created = _created_series()
+        for family in self.families:
+            yield family.family(created)
 
 
 class Metrics:
+    """The per-request counters and latency histograms of `/metrics`, kept as plain numbers
+    (`requests[(strategy, upstream, outcome)]` and so on) and rendered when scraped. `observe`
+    and `render` run on one thread, the event loop's."""
+
     def __init__(
         self,
         prices: Tariff,
         watchers: Mapping[str, RateLimitWatcher],
         in_flight: Callable[[], int],
+        wall: Callable[[], float] = time.time,
     ) -> None:
         self.prices = prices
-        self.registry = CollectorRegistry(auto_describe=True)
-        r = self.registry
 
-        def counter(name: str, doc: str, *labels: str) -> Counter:
-            return Counter(name, doc, list(labels), registry=r)
+        def tally(name: str, doc: str, *labels: str) -> _Tally:
+            return _Tally(name, doc, labels, wall)
 
-        def latency(name: str, doc: str) -> Histogram:
-            return Histogram(name, doc, ["strategy"], buckets=_LATENCY_BUCKETS, registry=r)
-
-        self.requests = counter(
+        self.requests = tally(
             "glm_gateway_requests_total",
             "Client requests by strategy, serving upstream and outcome",
             *("strategy", "upstream", "outcome"),
         )
-        self.tokens = counter(
+        self.tokens = tally(
             "glm_gateway_tokens_total",
             "Tokens billed by upstreams, by kind (prompt/completion) and call role",
             *("upstream", "kind", "role"),
         )
-        self.cost = counter(
+        self.cost = tally(
             "glm_gateway_cost_dollars_total",
             "US dollars billed by each upstream, verify and cancelled calls included",
             "upstream",
         )
-        self.upstream_calls = counter(
+        self.upstream_calls = tally(
             "glm_gateway_upstream_calls_total",
             "Upstream calls by role and how they ended",
             *("upstream", "role", "status"),
         )
-        self.verdicts = counter(
+        self.verdicts = tally(
             "glm_gateway_speculative_verdicts_total",
             "Speculative verdicts by deciding signal and result",
             *("decided_by", "accepted"),
         )
-        self.ttft = latency(
+        self.ttft = _Latency(
             "glm_gateway_time_to_first_token_seconds",
             "Time from request to the first answer content sent to the client",
+            wall,
         )
-        self.duration = latency(
-            "glm_gateway_request_duration_seconds", "Time from request to its end"
+        self.duration = _Latency(
+            "glm_gateway_request_duration_seconds", "Time from request to its end", wall
         )
-        r.register(_LiveCollector(watchers, in_flight))
-        self._requests = _Children(self.requests)
-        self._tokens = _Children(self.tokens)
-        self._cost = _Children(self.cost)
-        self._upstream_calls = _Children(self.upstream_calls)
-        self._verdicts = _Children(self.verdicts)
-        self._ttft = _Children(self.ttft)
-        self._duration = _Children(self.duration)
+        self.registry = CollectorRegistry(auto_describe=True)
+        recorded = (self.requests, self.tokens, self.cost, self.upstream_calls, self.verdicts)
+        self.registry.register(_RecordedCollector((*recorded, self.ttft, self.duration)))
+        self.registry.register(_LiveCollector(watchers, in_flight))
 
     def observe(self, record: RequestRecord, billed: Bill | None = None) -> None:
         """Count one finished request with its bill (priced here when not given); never raises
         on odd values."""
         billed = bill(record, self.prices) if billed is None else billed
         strategy = record.strategy
-        self._requests(strategy, record.model_used or "none", record.outcome).inc()
-        prices, tokens = self.prices, self._tokens
+        self.requests[strategy, record.model_used or "none", record.outcome] += 1
+        prices, tokens, calls, costs = self.prices, self.tokens, self.upstream_calls, self.cost
         for call, cost in zip(record.calls, billed.calls, strict=True):
             upstream, role = call.upstream, call.role
-            self._upstream_calls(upstream, role, call.status).inc()
-            tokens(upstream, "prompt", role).inc(max(0, call.prompt_tokens))
-            tokens(upstream, "completion", role).inc(max(0, call.completion_tokens))
-            if upstream in prices:
-                self._cost(upstream).inc(cost)
-        if record.speculative is not None:
-            spec = record.speculative
-            self._verdicts(spec.decided_by or "unknown", str(spec.accepted).lower()).inc()
-        if record.ttft_s is not None and record.ttft_s >= 0:
-            self._ttft(strategy).observe(record.ttft_s)
+            calls[upstream, role, call.status] += 1
+            tokens[upstream, "prompt", role] += _tokens(call.prompt_tokens)
+            tokens[upstream, "completion", role] += _tokens(call.completion_tokens)
+            if upstream in prices and not cost < 0:  # NaN is added, as Prometheus counters do
+                costs[(upstream,)] += cost
+        spec = record.speculative
+        if spec is not None:
+            self.verdicts[spec.decided_by or "unknown", str(spec.accepted).lower()] += 1
+        ttft = record.ttft_s
+        if ttft is not None and ttft >= 0:
+            self.ttft.observe(strategy, ttft)
         if record.duration_s >= 0:
-            self._duration(strategy).observe(record.duration_s)
+            self.duration.observe(strategy, record.duration_s)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from prometheus_client.metrics import MetricWrapperBase
 
 from gateway.accounting.bill import Bill, price
 from gateway.accounting.ledger import Ledger
@@ -232,27 +231,6 @@ async def test_the_ledger_row_and_metrics_of_a_record_stay_as_they_were(tmp_path
     exposition = metrics.render().decode().splitlines()
     samples = [s for s in exposition if s.startswith("glm_") and "_created" not in s]
     assert "\n".join(samples) + "\n" == GOLDEN_METRICS
-
-
-def test_each_label_set_is_looked_up_in_prometheus_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    looked_up: list[tuple[str, ...]] = []
-    real = MetricWrapperBase.labels
-
-    def counted(self: MetricWrapperBase, *values: str) -> Any:
-        looked_up.append(values)
-        return real(self, *values)
-
-    monkeypatch.setattr(MetricWrapperBase, "labels", counted)
-    metrics = Metrics(PRICES, {}, lambda: 0)
-    metrics.observe(_record("a"))
-    first = len(looked_up)
-    assert first >= 5
-    metrics.observe(_record("b"))
-    assert len(looked_up) == first, "the second request of the same labels looks none up"
-    other = _record("c")
-    other.outcome = "error"
-    metrics.observe(other)
-    assert looked_up[first:] == [("test", "cerebras", "error")]
 
 
 @pytest.mark.parametrize(
