@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from text_strategies import any_case
 
 from gateway.router import classifier, features
 from gateway.router.ascii_fold import FoldedPattern, FoldedText, _lower_outside_escapes
@@ -79,11 +80,7 @@ def _vocabulary() -> list[str]:
 
 
 _PIECES = st.one_of(
-    st.sampled_from(_vocabulary()).flatmap(
-        lambda word: st.lists(st.booleans(), min_size=len(word), max_size=len(word)).map(
-            lambda upper: "".join(c.upper() if u else c.lower() for c, u in zip(word, upper))
-        )
-    ),
+    any_case(_vocabulary()),
     st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=127), max_size=4),
     st.sampled_from([" ", "  ", "\n", ". ", "? ", "1/2", "3.5", "12,000", "_", "-", "'"]),
 )
