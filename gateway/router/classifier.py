@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.accounting.tokens import estimate_text_tokens
+from gateway.router.ascii_fold import FoldedPattern, FoldedText
 
 _ENV_DETAILS = re.compile(r"<environment_details>.*?(?:</environment_details>|$)", re.S)
 _TAGGED_ASK = re.compile(r"<(task|feedback|answer|user_message)>(.*?)</\1>", re.S)
@@ -32,11 +33,11 @@ _CODE = re.compile(
     r"^\s*(?:def|class|function|import|#include|fn|func)\s",
     re.M,
 )
-_REASONING = re.compile(
+_REASONING = FoldedPattern(
     r"\bstep[- ]by[- ]step\b|\bprove\b|\bproof\b|\bderive\b|\bcompare\b|\btrade-?offs?\b|"
     r"\bpros and cons\b|\bwhy (?:does|do|is|are|did|would)\b|\bexplain (?:how|why)\b|"
     r"\bfirst\b.{1,80}\bthen\b|\bcalculate\b|\bsolve\b|\bestimate\b",
-    re.I | re.S,
+    re.S,
 )
 _LIST_ITEM = re.compile(r"^\s*(?:\d+[.)]|[-*•])\s+\S", re.M)
 _MIN_LIST_ITEMS = 3
@@ -87,7 +88,7 @@ class TaskClassifier:
     def __init__(self, keywords: Iterable[str], simple_task_threshold: int) -> None:
         words = sorted({k.strip().lower() for k in keywords if k.strip()}, key=len, reverse=True)
         self.keywords = (
-            re.compile(r"(?<!\w)(" + "|".join(re.escape(w) for w in words) + r")(?!\w)", re.I)
+            FoldedPattern(r"(?<!\w)(" + "|".join(re.escape(w) for w in words) + r")(?!\w)")
             if words
             else None
         )
@@ -95,8 +96,12 @@ class TaskClassifier:
 
     def keyword(self, ask: str) -> str | None:
         """The first configured complexity keyword in `ask` (lower-cased), or None."""
-        match = self.keywords.search(ask) if self.keywords is not None else None
+        match = self.keywords.search(FoldedText.of(ask)) if self.keywords is not None else None
         return match.group(1).lower() if match else None
+
+    def keyword_count(self, ask: str) -> int:
+        """How many configured complexity keywords `ask` names (each occurrence counts)."""
+        return self.keywords.count(FoldedText.of(ask)) if self.keywords is not None else 0
 
     def classify(self, body: Mapping[str, Any]) -> Classification:
         messages = body.get("messages")
@@ -126,7 +131,7 @@ def content_signal(ask: str) -> str | None:
     several questions. None when no such signal is present."""
     if _CODE.search(ask):
         return "complex: code or error trace in the ask"
-    match = _REASONING.search(ask)
+    match = _REASONING.search(FoldedText.of(ask))
     if match:
         phrase = " ".join(match.group(0).split())[:40].lower()
         return f"complex: multi-step reasoning ('{phrase}')"
@@ -135,3 +140,9 @@ def content_signal(ask: str) -> str | None:
     if ask.count("?") >= _MIN_QUESTIONS:
         return "complex: several questions at once"
     return None
+
+
+def complex_content(*, code: bool, reasoning: bool, list_items: int, questions: int) -> bool:
+    """Whether `content_signal` names a reason, from the facts it reads (for a caller that has
+    them already): code, a reasoning phrase, how many list items and question marks."""
+    return code or reasoning or list_items >= _MIN_LIST_ITEMS or questions >= _MIN_QUESTIONS

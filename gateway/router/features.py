@@ -18,7 +18,8 @@ from fractions import Fraction
 
 from gateway.accounting.tokens import estimate_text_tokens
 from gateway.router.answer import final_number, logprob_confidence
-from gateway.router.classifier import _CODE, _LIST_ITEM, _REASONING, content_signal
+from gateway.router.ascii_fold import FoldedPattern, FoldedText
+from gateway.router.classifier import _CODE, _LIST_ITEM, _REASONING, complex_content
 
 HASH_BITS = 12
 HASH_SIZE = 1 << HASH_BITS
@@ -89,62 +90,52 @@ Features = dict[int, float]
 
 _WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
-_MATH = re.compile(
+_MATH = FoldedPattern(
     r"[=+*/^%<>]|\b(?:sum|total|percent|average|ratio|twice|half|each|per|how many|how much|"
-    r"calculate|equation|probability|integral|derivative)\b",
-    re.I,
+    r"calculate|equation|probability|integral|derivative)\b"
 )
 # Hedges and refusals: a draft saying it does not know is no answer, however short it is.
-_HEDGE = re.compile(
+_HEDGE = FoldedPattern(
     r"\bI(?:'m| am) not (?:sure|certain)\b|\bI (?:don't|do not) (?:know|have (?:enough|access))\b|"
     r"\bI (?:can't|cannot|can not|won't|am unable to|'m unable to|am not able to)\b|"
     r"\bI'm unable\b|\bas an AI\b|\bas a language model\b|\bI(?:'m| am) sorry\b|\bI apologi[sz]e\b|"
-    r"\bnot enough information\b|\bunable to (?:answer|determine|help)\b",
-    re.I,
+    r"\bnot enough information\b|\bunable to (?:answer|determine|help)\b"
 )
 _APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'"})
 _SENTENCE_END = re.compile(r"[.!?](?:\s|$)")
 _DECIMAL = re.compile(r"\d\.\d")
-_PERCENT = re.compile(r"%|\bpercent(?:age)?\b", re.I)
-_FRACTION = re.compile(
-    r"\b\d+/\d+\b|\b(?:half|halves|thirds?|quarters?|fifths?|fraction)\b", re.I
-)
-_RATIO = re.compile(
+_PERCENT = FoldedPattern(r"%|\bpercent(?:age)?\b")
+_FRACTION = FoldedPattern(r"\b\d+/\d+\b|\b(?:half|halves|thirds?|quarters?|fifths?|fraction)\b")
+_RATIO = FoldedPattern(
     r"\b(?:ratio|times (?:as|more|less|longer|bigger)|twice|thrice|double|triple|as (?:many|much)|"
-    r"(?:more|less|fewer) than)\b",
-    re.I,
+    r"(?:more|less|fewer) than)\b"
 )
-_UNITS = re.compile(
+_UNITS = FoldedPattern(
     r"\$|\b(?:dollars?|cents?|hours?|minutes?|seconds?|days?|weeks?|months?|years?|miles?|km|"
-    r"meters?|feet|foot|inch(?:es)?|pounds?|kg|grams?|liters?|gallons?|mph)\b",
-    re.I,
+    r"meters?|feet|foot|inch(?:es)?|pounds?|kg|grams?|liters?|gallons?|mph)\b"
 )
-_HOW_MANY = re.compile(r"\bhow (?:many|much|long|far|old)\b", re.I)
-_OPEN_WRITING = re.compile(
+_HOW_MANY = FoldedPattern(r"\bhow (?:many|much|long|far|old)\b")
+_OPEN_WRITING = FoldedPattern(
     r"\b(?:write|compose|draft|essay|poem|story|blog|email|letter|rewrite|slogan|speech|"
-    r"paragraph|describe|imagine)\b",
-    re.I,
+    r"paragraph|describe|imagine)\b"
 )
-_ROLEPLAY = re.compile(r"\b(?:pretend|act as|role|persona|you are|as if you)\b", re.I)
-_MATH_CUE = re.compile(
+_ROLEPLAY = FoldedPattern(r"\b(?:pretend|act as|role|persona|you are|as if you)\b")
+_MATH_CUE = FoldedPattern(
     r"\b(?:solve|equation|probability|integer|prime|area|triangle|polynomial|derivative|"
-    r"integral|sum of)\b|\^|\bf\(x\)",
-    re.I,
+    r"integral|sum of)\b|\^|\bf\(x\)"
 )
-_CODE_CUE = re.compile(
+_CODE_CUE = FoldedPattern(
     r"\b(?:python|c\+\+|java(?:script)?|function|program|implement|algorithm|code|regex|sql|"
-    r"html|array|bug)\b",
-    re.I,
+    r"html|array|bug)\b"
 )
-_FORMAT_CUE = re.compile(r"\b(?:extract|json|yaml|csv|table|format|bullet|identify)\b", re.I)
-_FOLLOWUP = re.compile(
+_FORMAT_CUE = FoldedPattern(r"\b(?:extract|json|yaml|csv|table|format|bullet|identify)\b")
+_FOLLOWUP = FoldedPattern(
     r"\b(?:your (?:previous )?(?:answer|response|reply)|previous|above|now|again|instead|"
-    r"same)\b",
-    re.I,
+    r"same)\b"
 )
 # A stated final answer: "#### 18", "the answer is 18", "final answer: 18", "\boxed{18}".
-_ANSWER_LINE = re.compile(
-    r"####\s*\S|\b(?:the )?(?:final )?answer (?:is|:)|\bfinal answer\b|\\boxed\{", re.I
+_ANSWER_LINE = FoldedPattern(
+    r"####\s*\S|\b(?:the )?(?:final )?answer (?:is|:)|\bfinal answer\b|\\boxed\{"
 )
 # "a op b = c" as written in a worked answer (also inside GSM8K's <<a*b=c>> annotations).
 _EQUATION = re.compile(r"([\d$.,\s+\-*/x×÷()%\\]+?)=\s*\$?(-?\d[\d,]*(?:\.\d+)?(?:/\d+)?)")
@@ -160,22 +151,47 @@ def stable_hash(text: str) -> int:
 
 def hedges(text: str) -> bool:
     """True when `text` hedges or refuses ("I'm not sure", "I can't", "as an AI", ...)."""
-    return _HEDGE.search(text.translate(_APOSTROPHES)) is not None
+    return _HEDGE.found(FoldedText.of(text.translate(_APOSTROPHES)))
 
 
 def _ngrams(text: str, prefix: str) -> Features:
-    """Hashed 1- and 2-grams, each counted once, scaled so a vector's n-grams have norm 1."""
+    """Hashed 1- and 2-grams, each counted once, scaled so a vector's n-grams have norm 1.
+
+    The same vector as hashing each distinct gram `prefix + w` and `prefix + a + " " + b` with
+    `stable_hash`, without building the gram strings: crc32 runs on from the prefix's crc to a
+    word's, and from a word's to the next one's (words hold no space, so distinct word pairs
+    are distinct bigrams)."""
     words = _WORD.findall(text.translate(_APOSTROPHES).lower())
-    grams = {f"{prefix}{w}" for w in words}
-    grams.update(f"{prefix}{a} {b}" for a, b in zip(words, words[1:], strict=False))
-    if not grams:
+    if not words:
         return {}
+    start = _prefix_crc(prefix)
+    crc32 = zlib.crc32
+    crcs: dict[str, int] = {}
+    spaced: dict[str, bytes] = {}
+    for word in set(words):
+        encoded = word.encode("utf-8")
+        crcs[word] = crc32(encoded, start)
+        spaced[word] = b" " + encoded
+    mask = HASH_SIZE - 1
     out: Features = {}
-    for gram in grams:
-        index = stable_hash(gram)
+    for crc in crcs.values():
+        index = crc & mask
+        out[index] = out.get(index, 0.0) + 1.0
+    for first, second in set(zip(words, words[1:], strict=False)):
+        index = crc32(spaced[second], crcs[first]) & mask
         out[index] = out.get(index, 0.0) + 1.0
     scale = 1.0 / math.sqrt(sum(v * v for v in out.values()))
     return {i: v * scale for i, v in out.items()}
+
+
+_PREFIX_CRCS: dict[str, int] = {}
+
+
+def _prefix_crc(prefix: str) -> int:
+    crc = _PREFIX_CRCS.get(prefix)
+    if crc is None:  # a handful of prefixes ("a:", "d:"), so the memo stays tiny
+        crc = _PREFIX_CRCS[prefix] = zlib.crc32(prefix.encode("utf-8"))
+    return crc
 
 
 def _log_count(n: int) -> float:
@@ -250,41 +266,46 @@ def arithmetic_check(text: str) -> tuple[int, int, list[Fraction]]:
     return ok, wrong, results
 
 
-def heuristic_signal(ask: str, keyword_hits: int = 0) -> bool:
-    """The heuristic classifier's length-free reasons for "complex": a keyword, or one of its
-    content signals (gateway.router.classifier.content_signal)."""
-    return keyword_hits > 0 or content_signal(ask) is not None
-
-
 def ask_features(ask: str, keyword_hits: int = 0) -> Features:
     """Features of one ask; `keyword_hits`: how many configured complexity keywords it names."""
     features = _ngrams(ask, "a:")
+    text = FoldedText.of(ask)
+    numbers = len(_NUMBER.findall(ask))
+    code = _CODE.search(ask) is not None
+    reasoning = _REASONING.found(text)
+    questions = ask.count("?")
+    list_items = len(_LIST_ITEM.findall(ask))
+    # The heuristic classifier's length-free reasons for "complex" (a keyword, or one of its
+    # content signals), from the facts read above rather than a second scan of the ask.
+    heuristic = keyword_hits > 0 or complex_content(
+        code=code, reasoning=reasoning, list_items=list_items, questions=questions
+    )
     dense = {
         "bias": 1.0,
         "ask_log_tokens": _log_count(estimate_text_tokens(len(ask))),
         "ask_empty": float(not ask.strip()),
-        "ask_numbers": _log_count(len(_NUMBER.findall(ask))),
-        "ask_math": _log_count(len(_MATH.findall(ask))),
-        "ask_code": float(_CODE.search(ask) is not None),
-        "ask_reasoning": float(_REASONING.search(ask) is not None),
-        "ask_questions": _log_count(ask.count("?")),
-        "ask_list_items": _log_count(len(_LIST_ITEM.findall(ask))),
+        "ask_numbers": _log_count(numbers),
+        "ask_math": _log_count(_MATH.count(text)),
+        "ask_code": float(code),
+        "ask_reasoning": float(reasoning),
+        "ask_questions": _log_count(questions),
+        "ask_list_items": _log_count(list_items),
         "ask_keywords": _log_count(keyword_hits),
-        "ask_heuristic": float(heuristic_signal(ask, keyword_hits)),
+        "ask_heuristic": float(heuristic),
         "ask_sentences": _log_count(len(_SENTENCE_END.findall(ask))),
-        "ask_number_count": min(len(_NUMBER.findall(ask)), 12) / 6.0,
+        "ask_number_count": min(numbers, 12) / 6.0,
         "ask_decimals": float(_DECIMAL.search(ask) is not None),
-        "ask_percent": float(_PERCENT.search(ask) is not None),
-        "ask_fraction": float(_FRACTION.search(ask) is not None),
-        "ask_ratio": _log_count(len(_RATIO.findall(ask))),
-        "ask_units": _log_count(len(_UNITS.findall(ask))),
-        "ask_how_many": float(_HOW_MANY.search(ask) is not None),
-        "ask_open_writing": float(_OPEN_WRITING.search(ask) is not None),
-        "ask_roleplay": float(_ROLEPLAY.search(ask) is not None),
-        "ask_math_cue": float(_MATH_CUE.search(ask) is not None),
-        "ask_code_cue": float(_CODE_CUE.search(ask) is not None),
-        "ask_format_cue": float(_FORMAT_CUE.search(ask) is not None),
-        "ask_followup": float(_FOLLOWUP.search(ask) is not None),
+        "ask_percent": float(_PERCENT.found(text)),
+        "ask_fraction": float(_FRACTION.found(text)),
+        "ask_ratio": _log_count(_RATIO.count(text)),
+        "ask_units": _log_count(_UNITS.count(text)),
+        "ask_how_many": float(_HOW_MANY.found(text)),
+        "ask_open_writing": float(_OPEN_WRITING.found(text)),
+        "ask_roleplay": float(_ROLEPLAY.found(text)),
+        "ask_math_cue": float(_MATH_CUE.found(text)),
+        "ask_code_cue": float(_CODE_CUE.found(text)),
+        "ask_format_cue": float(_FORMAT_CUE.found(text)),
+        "ask_followup": float(_FOLLOWUP.found(text)),
     }
     # Length steps let a linear model learn any monotone effect of the ask's length.
     tokens = estimate_text_tokens(len(ask))
@@ -313,7 +334,7 @@ def draft_features(
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     ask_numbers = {_number(n) for n in _NUMBER.findall(ask)}
     stripped = text.rstrip()
-    answered = _ANSWER_LINE.search(text) is not None
+    answered = _ANSWER_LINE.found(FoldedText.of(text))
     dense = {
         "draft_log_tokens": _log_count(tokens),
         "draft_complete": float(complete),

@@ -174,7 +174,7 @@ class Router:
         return self._ask_features(self.ask_text(body))
 
     def _ask_features(self, ask: str) -> Features:
-        hits = len(self.classifier.keywords.findall(ask)) if self.classifier.keywords else 0
+        hits = self.classifier.keyword_count(ask)
         return ask_features(ask, hits)
 
     @staticmethod

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from gateway.router.features import Features
 from gateway.storage.connection import MEMORY, connect
 from gateway.storage.retention import Retention, TableLimit
@@ -168,7 +170,8 @@ class RouterStore:
         self._put(INSERT_SCORE, (kind, score, int(cloud), time.time()), f"score {kind}")
 
     def put_features(self, request_id: str, kind: str, vector: Features) -> None:
-        encoded = json.dumps([[i, round(v, 6)] for i, v in sorted(vector.items())])
+        # orjson: half the cost of json.dumps; the same values (shortest round-trip floats)
+        encoded = orjson.dumps([[i, round(v, 6)] for i, v in sorted(vector.items())]).decode()
         self._put(
             INSERT_FEATURES,
             (request_id, kind, encoded, time.time()),

@@ -3,12 +3,15 @@ as deep as `tool_calls`, and a request must never fail for what its history hold
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from text_strategies import any_case
 
+from gateway.router import signals
 from gateway.router.signals import detect
 
 json_value = st.recursive(
@@ -63,3 +66,45 @@ def test_a_tool_result_with_an_odd_id_is_no_signal_and_no_crash(tool_call_id: An
         {"role": "tool", "tool_call_id": tool_call_id, "content": "Error: unknown tool 'f'"},
     ]
     assert detect(history) is None
+
+
+_RETRY_PHRASES = [
+    "[ERROR] You did not use a tool",
+    "Please retry with a tool use",
+    "You seem to be having trouble proceeding",
+    "consecutive mistakes",
+    "your previous response was not",
+    "your previous response did not",
+    "Invalid response format",
+    "tool call malformed",
+    "tool call was invalid",
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            any_case(_RETRY_PHRASES),
+            any_case(sorted({w for p in _RETRY_PHRASES for w in p.split()})),
+            st.sampled_from([" ", "  ", "\n", "[", "]", "\u212a", "\u017f", "\u0130", "\u0131"]),
+            st.text(max_size=3),
+        ),
+        max_size=40,
+    ).map("".join)
+)
+def test_the_client_retry_lookahead_finds_what_the_phrases_find(text: str) -> None:
+    """The first-letter lookahead only skips positions no phrase can start at, in any text
+    (case folding beyond ASCII included)."""
+    plain = re.compile(signals.CLIENT_RETRY_PHRASES, re.I).search(text)
+    fast = signals._CLIENT_RETRY.search(text)
+    assert (fast and fast.span()) == (plain and plain.span())
+
+
+def test_the_client_retry_message_is_found_in_any_case() -> None:
+    for text in (
+        "[error] YOU DID NOT USE A TOOL",
+        "x\nPlease Retry With A Tool Use",
+        "tool call was MALFORMED",
+    ):
+        assert signals._CLIENT_RETRY.search(text) is not None

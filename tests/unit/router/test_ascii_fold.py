@@ -1,0 +1,163 @@
+"""Case-insensitive patterns on ASCII text: the lower-cased twin finds exactly what the pattern
+as written finds, so the router's features (and its shipped weights) see the same values."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import zlib
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from text_strategies import any_case
+
+from gateway.router import classifier, features
+from gateway.router.ascii_fold import FoldedPattern, FoldedText, _lower_outside_escapes
+from gateway.router.classifier import TaskClassifier, content_signal
+from gateway.router.features import ask_features, draft_features, hedges
+
+ROUTELLM = Path(__file__).resolve().parents[3] / "bench" / "data" / "routellm"
+KEYWORDS = ["refactor", "Kubernetes", "C++", "step by step", "o'reilly"]
+PATTERNS = {
+    name: value
+    for module in (features, classifier)
+    for name, value in vars(module).items()
+    if isinstance(value, FoldedPattern)
+}
+KEYWORD_PATTERN = TaskClassifier(KEYWORDS, 200).keywords
+assert KEYWORD_PATTERN is not None
+PATTERNS["keywords"] = KEYWORD_PATTERN
+
+
+def as_written(text: str) -> FoldedText:
+    """The text without its lower-cased form: the pattern as written is searched."""
+    return FoldedText(text, None)
+
+
+def test_every_case_insensitive_pattern_of_the_router_has_a_twin() -> None:
+    assert len(PATTERNS) >= 16
+    assert all(pattern.lowered is not None for pattern in PATTERNS.values())
+    assert not any(pattern.lowered.flags & re.IGNORECASE for pattern in PATTERNS.values())
+
+
+@pytest.mark.parametrize(
+    ("source", "lowered"),
+    [
+        (r"\bI AM\b", r"\bi am\b"),
+        (r"\S+\W\D\B", r"\S+\W\D\B"),  # escapes keep their letter and so their meaning
+        (r"\\boxed\{", r"\\boxed\{"),
+        (r"[a-z\]A]", None),  # a capital inside a class ([A-z] spans signs too)
+        (r"[]A]", None),
+        (r"x[^]]Y", r"x[^]]y"),
+        (r"\x41", None),  # escapes naming a character by its code
+        (r"\u0041", None),
+        (r"\N{LATIN CAPITAL LETTER A}", None),
+        (r"\101", None),
+        (r"(?P<Word>A)", None),
+        ("caf\u00e9", None),
+    ],
+)
+def test_patterns_are_lower_cased_outside_their_escapes(source: str, lowered: str | None) -> None:
+    assert _lower_outside_escapes(source) == lowered
+
+
+def test_text_with_any_other_character_is_searched_as_written() -> None:
+    """Folding reaches past ASCII: the Kelvin sign matches k, the long s matches s."""
+    units = PATTERNS["_UNITS"]
+    for text in ("5 \u212ag", "a \u017fecond"):
+        folded = FoldedText.of(text)
+        assert folded.lowered is None
+        assert units.found(folded)
+    assert not units.found(FoldedText.of("5 kilo"))
+
+
+def _vocabulary() -> list[str]:
+    words = {w for p in PATTERNS.values() for w in re.findall(r"[A-Za-z]+", p.pattern.pattern)}
+    return sorted(words | {"I'm", "don't", "f(x)", "$", "%", "^", "####", "\\boxed{", "C++"})
+
+
+_PIECES = st.one_of(
+    any_case(_vocabulary()),
+    st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=127), max_size=4),
+    st.sampled_from([" ", "  ", "\n", ". ", "? ", "1/2", "3.5", "12,000", "_", "-", "'"]),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_PIECES, max_size=30).map("".join), st.sampled_from(sorted(PATTERNS)))
+def test_the_twin_finds_the_same_matches_in_ascii_text(text: str, name: str) -> None:
+    pattern = PATTERNS[name]
+    fast, slow = FoldedText.of(text), as_written(text)
+    assert fast.lowered is not None
+    found, expected = pattern.search(fast), pattern.search(slow)
+    assert (found and found.span()) == (expected and expected.span())
+    assert pattern.count(fast) == pattern.count(slow)
+
+
+def _texts() -> list[str]:
+    texts = []
+    for path in sorted(ROUTELLM.glob("*.jsonl")):
+        for line in path.read_text().splitlines():
+            row = json.loads(line) if line.strip() else {}
+            texts += [v for v in row.values() if isinstance(v, str) and len(v) > 3]
+    return texts
+
+
+def _ngrams_by_gram_strings(text: str, prefix: str) -> dict[int, float]:
+    """The n-gram vector as first written: each distinct gram string hashed on its own."""
+    words = features._WORD.findall(text.translate(features._APOSTROPHES).lower())
+    grams = {f"{prefix}{w}" for w in words}
+    grams.update(f"{prefix}{a} {b}" for a, b in zip(words, words[1:], strict=False))
+    out: dict[int, float] = {}
+    for gram in grams:
+        index = zlib.crc32(gram.encode("utf-8")) & (features.HASH_SIZE - 1)
+        out[index] = out.get(index, 0.0) + 1.0
+    if not out:
+        return {}
+    scale = 1.0 / math.sqrt(sum(v * v for v in out.values()))
+    return {i: v * scale for i, v in out.items()}
+
+
+def test_features_are_the_same_either_way_on_the_replay_data(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every ask and answer of the RouteLLM replay data: ask and draft features, hedges, the
+    classifier's reasons and keywords are the same through the twins as through the patterns
+    as written, and the n-grams are those of the gram strings."""
+    texts = _texts()
+    assert len(texts) > 1000
+    clf = TaskClassifier(KEYWORDS, 200)
+
+    def everything() -> list[object]:
+        return [
+            (
+                ask_features(t, clf.keyword_count(t)),
+                draft_features(t, 40, complete=True, ask=t[:300]),
+                hedges(t),
+                content_signal(t),
+                clf.keyword(t),
+                clf.classify_ask(t).reason,
+            )
+            for t in texts
+        ]
+
+    fast = everything()
+    with monkeypatch.context() as patched:
+        patched.setattr(FoldedText, "of", classmethod(lambda cls, text: cls(text, None)))
+        slow = everything()
+    assert fast == slow
+    for text in texts[:500]:
+        assert features._ngrams(text, "a:") == _ngrams_by_gram_strings(text, "a:")
+
+
+def test_the_heuristic_feature_reads_what_the_classifier_reads() -> None:
+    """`ask_heuristic` is set exactly when a keyword is named or `content_signal` gives a
+    reason, though it reuses the facts the other features read."""
+    index = features._INDEX["ask_heuristic"]
+    for text in _texts()[:800] + ["a?b?c?", "1. x\n2. y\n3. z", "```py", "Explain why"]:
+        for hits in (0, 1):
+            expected = hits > 0 or content_signal(text) is not None
+            assert (ask_features(text, hits).get(index) == 1.0) == expected
