@@ -11,8 +11,9 @@ written, since there folding reaches further (the Kelvin sign matches `k`).
 
 A pattern is lower-cased outside its escapes (`\\b`, `\\S` keep their meaning); one with an
 escape that names a character by its code (`\\x41`, `\\u0041`, `\\N{...}`, octal), a named
-group, or a capital inside a character class (where `[A-z]` would lose the signs between `Z`
-and `a`) keeps only the pattern as written.
+group, an inline flag group (`(?-i:...)`), or a capital or a range other than lower-case
+letters or digits inside a character class (`[!-_]` spans the capitals) keeps only the pattern
+as written.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import re
 from dataclasses import dataclass
 
 _CODE_ESCAPES = frozenset("xuUN01234567")
+# An inline flag group may turn case folding off for a part, which the twin cannot follow.
+_INLINE_FLAGS = re.compile(r"\(\?[aiLmsux-]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,10 +67,11 @@ class FoldedPattern:
 def _lower_outside_escapes(source: str) -> str | None:
     """`source` with its ASCII letters lower-cased except the one after each backslash; None
     when it cannot be folded safely (module docstring)."""
-    if not source.isascii() or "(?P" in source:
+    if not source.isascii() or "(?P" in source or _INLINE_FLAGS.search(source):
         return None
     out: list[str] = []
     in_class = False
+    class_start = 0  # where the class's first member is
     i = 0
     while i < len(source):
         char = source[i]
@@ -80,10 +84,23 @@ def _lower_outside_escapes(source: str) -> str | None:
             continue
         if char == "[" and not in_class:
             in_class = True
-        elif char == "]" and in_class and source[i - 1] not in "[^":
+            class_start = i + 2 if source.startswith("^", i + 1) else i + 1
+        elif char == "]" and in_class and i != class_start:
             in_class = False
         elif in_class and char.isupper():
             return None
+        elif in_class and char == "-" and i != class_start and source[i + 1 : i + 2] != "]":
+            if not _plain_range(source, i):
+                return None
         out.append(char.lower())
         i += 1
     return "".join(out)
+
+
+def _plain_range(source: str, dash: int) -> bool:
+    """Whether the class range around `source[dash]` is a-z-like or 0-9-like: lower-case
+    letters or digits at both ends (a range such as `!-_` spans capitals and signs alike)."""
+    low, high = source[dash - 1], source[dash + 1]
+    if dash >= 2 and source[dash - 2] == "\\" or high == "\\":
+        return False
+    return (low.islower() and high.islower()) or (low.isdigit() and high.isdigit())

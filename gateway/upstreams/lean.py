@@ -469,6 +469,7 @@ class LeanPool:
         self._addresses: dict[tuple[str, int], tuple[float, list[tuple[int, str, int]]]] = {}
         # The one timer closing idle connections on a quiet gateway (None: none is idle).
         self._sweep: asyncio.TimerHandle | None = None
+        self._sweep_loop: asyncio.AbstractEventLoop | None = None
         self.closed = False
 
     async def post(
@@ -504,6 +505,9 @@ class LeanPool:
 
     def put_back(self, conn: Connection) -> None:
         """`conn` finished a response the server keeps the connection after: keep it idle."""
+        if conn.loop.is_closed():  # released after its loop ended: nothing can use it again
+            conn.lost = True
+            return
         if self.closed or not conn.usable:
             conn.abort()
             return
@@ -511,7 +515,11 @@ class LeanPool:
         conn.resume()
         conn.idle_since = conn.loop.time()
         self._idle.setdefault(conn.key, []).append(conn)
-        if self._sweep is None:
+        sweep = self._sweep
+        if sweep is None or sweep.cancelled() or self._sweep_loop is not conn.loop:
+            if sweep is not None:  # a timer of a loop that ended (a pool outliving its loop)
+                sweep.cancel()
+            self._sweep_loop = conn.loop
             self._sweep = conn.loop.call_at(conn.idle_since + KEEPALIVE_S, self._close_expired)
 
     def _close_expired(self) -> None:

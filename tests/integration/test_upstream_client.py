@@ -693,3 +693,32 @@ async def test_lean_a_new_connection_lost_before_its_request_fails_at_once(
     async with scripted(serving(SIZED)) as server, lean_pool() as pool:
         with pytest.raises(aiohttp.ServerDisconnectedError):
             await asyncio.wait_for(post(pool, server), timeout=5)
+
+
+def test_lean_pool_outliving_its_event_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pool used on one loop and then another (an embedding program, a test runner): a
+    response released after its loop ended raises nothing, and the sweep timer left on the
+    ended loop does not stop the idle connections of the next loop from being closed."""
+    monkeypatch.setattr(lean, "KEEPALIVE_S", 0.2)
+    pool = LeanPool()
+
+    async def calls() -> LeanResponse:
+        async with scripted(serving(SIZED)) as server:
+            kept, released = await asyncio.gather(post(pool, server), post(pool, server))
+            for response in (kept, released):
+                await read_all(response)
+            released.release()  # pooled: the sweep timer is armed on this loop
+            return kept
+
+    asyncio.run(calls()).release()  # its loop is closed by now, the timer never ran
+
+    async def call_and_wait() -> int:
+        async with scripted(serving(SIZED)) as server:
+            response = await post(pool, server)
+            await read_all(response)
+            response.release()
+            await asyncio.wait_for(server.closed.wait(), 5)  # closed by the pool's sweep
+            return sum(len(idle) for idle in pool._idle.values())
+
+    assert asyncio.run(call_and_wait()) == 0
+    asyncio.run(pool.close())

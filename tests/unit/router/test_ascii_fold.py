@@ -57,6 +57,12 @@ def test_every_case_insensitive_pattern_of_the_router_has_a_twin() -> None:
         (r"\N{LATIN CAPITAL LETTER A}", None),
         (r"\101", None),
         (r"(?P<Word>A)", None),
+        (r"(?-i:ABC)", None),  # an inline flag group may turn folding off
+        (r"[!-_]", None),  # a range of signs that spans the capitals
+        (r"x[0-a]", None),
+        (r"[a-z0-9]+", r"[a-z0-9]+"),
+        (r"[-a][a-][^-a]", r"[-a][a-][^-a]"),  # a dash first or last is itself
+        (r"[]a-c]", r"[]a-c]"),  # so is a bracket first
         ("caf\u00e9", None),
     ],
 )
