@@ -17,7 +17,9 @@ Printed per figure: the median over blocks for each path, the after/before ratio
 quartiles over the blocks, and in how many blocks after was below before (a sign test: with 20
 blocks, 15 or more, or 5 or fewer, is beyond chance at p < 0.05). Figures only: asserts nothing.
 
-Run: `.venv/bin/python scripts/bench_ab.py --before /tmp/before [--blocks 20] [--requests 50]`.
+Run: `.venv/bin/python scripts/bench_ab.py --before /tmp/before [--blocks 20] [--requests 50]
+[--strategy smart_routing] [--pasted 10000]` (`--pasted`: the ask also carries that many characters
+of pasted prose, code and an error trace, as a user pastes a log or a file).
 """
 
 from __future__ import annotations
@@ -33,7 +35,13 @@ import time
 from pathlib import Path
 
 import aiohttp
-from bench_floor import cline_body, cpu_per_request, first_content, spawn_bare_relay
+from bench_floor import (
+    cline_body,
+    cpu_per_request,
+    first_content,
+    pasted_text,
+    spawn_bare_relay,
+)
 from benchlib import ROOT, Proc, spawn_local_gateway, spawn_sim, split_cores, wait_ready
 
 
@@ -64,6 +72,9 @@ async def run(args: argparse.Namespace) -> None:
         for proc in procs.values():
             await wait_ready(proc.url + "/health")
         body = cline_body()
+        if args.pasted:  # the user pasted a log or a file into the ask
+            ask = body["messages"][-1]
+            ask["content"] = ask["content"] + "\n\n" + pasted_text(args.pasted)
         cpu: dict[str, list[float]] = {name: [] for name in procs}
         ttft: dict[str, list[float]] = {name: [] for name in procs}
         async with aiohttp.ClientSession() as session:
@@ -118,6 +129,12 @@ def main() -> int:
     parser.add_argument("--blocks", type=int, default=20)
     parser.add_argument("--requests", type=int, default=50, help="requests per block and path")
     parser.add_argument("--strategy", default="always_local")
+    parser.add_argument(
+        "--pasted",
+        type=int,
+        default=0,
+        help="bytes of pasted text (prose and code) the user's ask carries besides its request",
+    )
     asyncio.run(run(parser.parse_args()))
     return 0
 

@@ -81,6 +81,20 @@ def cpu_ns(pid: int) -> int:
     return total
 
 
+_PASTED = (
+    "The import fails when the totals are computed for more than a hundred rows, and the "
+    "report shows the wrong average per customer. Here is the function and the error:\n"
+    "def total(rows: list[dict[str, float]]) -> float:\n"
+    "    return sum(row['amount'] * row.get('rate', 1.0) for row in rows) / len(rows)\n"
+    "Traceback (most recent call last): ZeroDivisionError: division by zero\n"
+)
+
+
+def pasted_text(size: int) -> str:
+    """`size` characters of what a user pastes into an ask: prose, code and an error, repeated."""
+    return (_PASTED * (size // len(_PASTED) + 1))[:size]
+
+
 def cline_body(tools: int = 25, size: int = 40_000) -> dict[str, Any]:
     """A Cline-shaped streamed request: `tools` tool schemas and about `size` bytes of JSON."""
     schema = [
