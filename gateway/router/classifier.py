@@ -38,6 +38,7 @@ _REASONING = FoldedPattern(
     r"\bpros and cons\b|\bwhy (?:does|do|is|are|did|would)\b|\bexplain (?:how|why)\b|"
     r"\bfirst\b.{1,80}\bthen\b|\bcalculate\b|\bsolve\b|\bestimate\b",
     re.S,
+    starts="spdctwef",
 )
 _LIST_ITEM = re.compile(r"^\s*(?:\d+[.)]|[-*•])\s+\S", re.M)
 _MIN_LIST_ITEMS = 3
@@ -88,7 +89,10 @@ class TaskClassifier:
     def __init__(self, keywords: Iterable[str], simple_task_threshold: int) -> None:
         words = sorted({k.strip().lower() for k in keywords if k.strip()}, key=len, reverse=True)
         self.keywords = (
-            FoldedPattern(r"(?<!\w)(" + "|".join(re.escape(w) for w in words) + r")(?!\w)")
+            FoldedPattern(
+                r"(?<!\w)(" + "|".join(re.escape(w) for w in words) + r")(?!\w)",
+                starts="".join(sorted({re.escape(w[0]) for w in words})),
+            )
             if words
             else None
         )

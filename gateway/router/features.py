@@ -92,50 +92,62 @@ _WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 _MATH = FoldedPattern(
     r"[=+*/^%<>]|\b(?:sum|total|percent|average|ratio|twice|half|each|per|how many|how much|"
-    r"calculate|equation|probability|integral|derivative)\b"
+    r"calculate|equation|probability|integral|derivative)\b",
+    starts=r"=+*/^%<>stparhecid",
 )
 # Hedges and refusals: a draft saying it does not know is no answer, however short it is.
 _HEDGE = FoldedPattern(
     r"\bI(?:'m| am) not (?:sure|certain)\b|\bI (?:don't|do not) (?:know|have (?:enough|access))\b|"
     r"\bI (?:can't|cannot|can not|won't|am unable to|'m unable to|am not able to)\b|"
     r"\bI'm unable\b|\bas an AI\b|\bas a language model\b|\bI(?:'m| am) sorry\b|\bI apologi[sz]e\b|"
-    r"\bnot enough information\b|\bunable to (?:answer|determine|help)\b"
+    r"\bnot enough information\b|\bunable to (?:answer|determine|help)\b",
+    starts=r"ianu",
 )
 _APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'"})
 _SENTENCE_END = re.compile(r"[.!?](?:\s|$)")
 _DECIMAL = re.compile(r"\d\.\d")
-_PERCENT = FoldedPattern(r"%|\bpercent(?:age)?\b")
-_FRACTION = FoldedPattern(r"\b\d+/\d+\b|\b(?:half|halves|thirds?|quarters?|fifths?|fraction)\b")
+_PERCENT = FoldedPattern(r"%|\bpercent(?:age)?\b", starts=r"%p")
+_FRACTION = FoldedPattern(
+    r"\b\d+/\d+\b|\b(?:half|halves|thirds?|quarters?|fifths?|fraction)\b", starts=r"\dhtqf"
+)
 _RATIO = FoldedPattern(
     r"\b(?:ratio|times (?:as|more|less|longer|bigger)|twice|thrice|double|triple|as (?:many|much)|"
-    r"(?:more|less|fewer) than)\b"
+    r"(?:more|less|fewer) than)\b",
+    starts=r"rtdamlf",
 )
 _UNITS = FoldedPattern(
     r"\$|\b(?:dollars?|cents?|hours?|minutes?|seconds?|days?|weeks?|months?|years?|miles?|km|"
-    r"meters?|feet|foot|inch(?:es)?|pounds?|kg|grams?|liters?|gallons?|mph)\b"
+    r"meters?|feet|foot|inch(?:es)?|pounds?|kg|grams?|liters?|gallons?|mph)\b",
+    starts=r"$dchmswykfipgl",
 )
-_HOW_MANY = FoldedPattern(r"\bhow (?:many|much|long|far|old)\b")
+_HOW_MANY = FoldedPattern(r"\bhow (?:many|much|long|far|old)\b", starts=r"h")
 _OPEN_WRITING = FoldedPattern(
     r"\b(?:write|compose|draft|essay|poem|story|blog|email|letter|rewrite|slogan|speech|"
-    r"paragraph|describe|imagine)\b"
+    r"paragraph|describe|imagine)\b",
+    starts=r"wcdepsblri",
 )
-_ROLEPLAY = FoldedPattern(r"\b(?:pretend|act as|role|persona|you are|as if you)\b")
+_ROLEPLAY = FoldedPattern(r"\b(?:pretend|act as|role|persona|you are|as if you)\b", starts=r"pary")
 _MATH_CUE = FoldedPattern(
     r"\b(?:solve|equation|probability|integer|prime|area|triangle|polynomial|derivative|"
-    r"integral|sum of)\b|\^|\bf\(x\)"
+    r"integral|sum of)\b|\^|\bf\(x\)",
+    starts=r"sepiatd^f",
 )
 _CODE_CUE = FoldedPattern(
     r"\b(?:python|c\+\+|java(?:script)?|function|program|implement|algorithm|code|regex|sql|"
-    r"html|array|bug)\b"
+    r"html|array|bug)\b",
+    starts=r"pcjfiarshb",
 )
-_FORMAT_CUE = FoldedPattern(r"\b(?:extract|json|yaml|csv|table|format|bullet|identify)\b")
+_FORMAT_CUE = FoldedPattern(
+    r"\b(?:extract|json|yaml|csv|table|format|bullet|identify)\b", starts=r"ejyctfbi"
+)
 _FOLLOWUP = FoldedPattern(
     r"\b(?:your (?:previous )?(?:answer|response|reply)|previous|above|now|again|instead|"
-    r"same)\b"
+    r"same)\b",
+    starts=r"ypanis",
 )
 # A stated final answer: "#### 18", "the answer is 18", "final answer: 18", "\boxed{18}".
 _ANSWER_LINE = FoldedPattern(
-    r"####\s*\S|\b(?:the )?(?:final )?answer (?:is|:)|\bfinal answer\b|\\boxed\{"
+    r"####\s*\S|\b(?:the )?(?:final )?answer (?:is|:)|\bfinal answer\b|\\boxed\{", starts=r"#tfa\\"
 )
 # "a op b = c" as written in a worked answer (also inside GSM8K's <<a*b=c>> annotations).
 _EQUATION = re.compile(r"([\d$.,\s+\-*/x×÷()%\\]+?)=\s*\$?(-?\d[\d,]*(?:\.\d+)?(?:/\d+)?)")

@@ -8,6 +8,9 @@ import math
 import re
 import zlib
 from pathlib import Path
+from re import _constants as sre  # to read a parsed pattern in a test only
+from re._parser import parse as sre_parse
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -81,8 +84,17 @@ def test_text_with_any_other_character_is_searched_as_written() -> None:
 
 
 def _vocabulary() -> list[str]:
-    words = {w for p in PATTERNS.values() for w in re.findall(r"[A-Za-z]+", p.pattern.pattern)}
+    """The words and the phrases (words a space apart) the patterns are written with."""
+    words = {
+        w for p in PATTERNS.values() for w in re.findall(r"[A-Za-z']+(?: [A-Za-z']+)*", p.source)
+    }
+    words |= {w for phrase in words for w in phrase.split()}
     return sorted(words | {"I'm", "don't", "f(x)", "$", "%", "^", "####", "\\boxed{", "C++"})
+
+
+# Characters whose case folds reach into ASCII letters (the Kelvin sign, the long s, dotted
+# and dotless i, sharp s) and digits that are not ASCII: text with them is searched as written.
+_BEYOND_ASCII = ["\u212a", "\u017f", "\u0130", "\u0131", "\u00df", "\u0663", "\uff13", "\u00e9"]
 
 
 _PIECES = st.one_of(
@@ -90,6 +102,78 @@ _PIECES = st.one_of(
     st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=127), max_size=4),
     st.sampled_from([" ", "  ", "\n", ". ", "? ", "1/2", "3.5", "12,000", "_", "-", "'"]),
 )
+
+
+def _first_characters(items: Any) -> tuple[set[str], bool]:
+    """The characters a match of the parsed `items` can begin with ("\\d" for any digit) and
+    whether it can match nothing; fails on what it does not know (then extend it)."""
+    firsts: set[str] = set()
+    for op, av in items:
+        if op in (sre.AT, sre.ASSERT, sre.ASSERT_NOT):
+            continue  # zero width: the next item begins the match
+        if op is sre.LITERAL:
+            return firsts | {chr(av)}, False
+        if op is sre.IN:
+            for kind, value in av:
+                if kind is sre.LITERAL:
+                    firsts.add(chr(value))
+                elif kind is sre.RANGE:
+                    firsts.update(chr(c) for c in range(value[0], value[1] + 1))
+                elif kind is sre.CATEGORY and value is sre.CATEGORY_DIGIT:
+                    firsts.add("\\d")
+                else:
+                    raise AssertionError(f"unknown class member {kind} {value}")
+            return firsts, False
+        if op is sre.SUBPATTERN:
+            inner, empty = _first_characters(av[3])
+        elif op is sre.BRANCH:
+            inner, empty = set(), False
+            for branch in av[1]:
+                chars, branch_empty = _first_characters(branch)
+                inner |= chars
+                empty = empty or branch_empty
+        elif op in (sre.MAX_REPEAT, sre.MIN_REPEAT):
+            inner, empty = _first_characters(av[2])
+            empty = empty or av[0] == 0
+        else:
+            raise AssertionError(f"unknown item {op}")
+        firsts |= inner
+        if not empty:
+            return firsts, False
+    return firsts, True
+
+
+@pytest.mark.parametrize("name", sorted(PATTERNS))
+def test_starts_hold_every_first_character_of_a_match(name: str) -> None:
+    """Read from the parsed source: every character a match can begin with is in `starts`
+    (lower-cased; a digit as \\d), so the lookahead only skips positions where no match begins."""
+    pattern = PATTERNS[name]
+    starts = re.search(r"^\(\?=\[(.*?)\]\)", pattern.pattern.pattern)
+    if starts is None:
+        pytest.skip("no lookahead")
+    firsts, empty = _first_characters(sre_parse(pattern.source, pattern.flags).data)
+    assert not empty
+    allowed = set(re.sub(r"\\(.)", r"\1", starts.group(1).replace("\\d", ""))) | (
+        {"\\d"} if "\\d" in starts.group(1) else set()
+    )
+    assert {c.lower() for c in firsts} <= allowed
+
+
+@settings(max_examples=600, deadline=None)
+@given(
+    st.lists(st.one_of(_PIECES, st.sampled_from(_BEYOND_ASCII)), max_size=30).map("".join),
+    st.sampled_from(sorted(PATTERNS)),
+)
+def test_the_lookahead_of_starts_loses_no_match(text: str, name: str) -> None:
+    """Each pattern, through the twin or as written, finds what its source alone finds (no
+    lookahead, IGNORECASE): the `starts` class holds every character a match begins with."""
+    pattern = PATTERNS[name]
+    plain = re.compile(pattern.source, pattern.flags | re.IGNORECASE)
+    expected = plain.search(text)
+    for folded in (FoldedText.of(text), as_written(text)):
+        found = pattern.search(folded)
+        assert (found and found.span()) == (expected and expected.span())
+        assert pattern.count(folded) == len(plain.findall(text))
 
 
 @settings(max_examples=400, deadline=None)
