@@ -176,8 +176,8 @@ def _ngrams(text: str, prefix: str) -> Features:
     words = _WORD.findall(text.translate(_APOSTROPHES).lower())
     if not words:
         return {}
-    start = _prefix_crc(prefix)
     crc32 = zlib.crc32
+    start = crc32(prefix.encode("utf-8"))
     crcs: dict[str, int] = {}
     spaced: dict[str, bytes] = {}
     for word in set(words):
@@ -194,16 +194,6 @@ def _ngrams(text: str, prefix: str) -> Features:
         out[index] = out.get(index, 0.0) + 1.0
     scale = 1.0 / math.sqrt(sum(v * v for v in out.values()))
     return {i: v * scale for i, v in out.items()}
-
-
-_PREFIX_CRCS: dict[str, int] = {}
-
-
-def _prefix_crc(prefix: str) -> int:
-    crc = _PREFIX_CRCS.get(prefix)
-    if crc is None:  # a handful of prefixes ("a:", "d:"), so the memo stays tiny
-        crc = _PREFIX_CRCS[prefix] = zlib.crc32(prefix.encode("utf-8"))
-    return crc
 
 
 def _log_count(n: int) -> float:
