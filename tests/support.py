@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -66,6 +67,16 @@ def gateway_config(
         else:
             data[key] = value
     return parse_config(data, source="<test>", env={})
+
+
+@contextmanager
+def refused_url() -> Iterator[str]:
+    """A loopback upstream URL whose connects are refused while the context lasts: its port is
+    bound and never listened on. A port only found free and released again can be handed to
+    the next server started, such as the gateway under test, which would then call itself."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
 
 
 @dataclass

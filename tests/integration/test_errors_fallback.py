@@ -3,22 +3,13 @@ serves or the client gets a real HTTP status; after it, one error event and a cl
 
 from __future__ import annotations
 
-import socket
 import time
 from typing import Any
 
 import pytest
-from support import chat, eventually, post_stream, read_then_leave
+from support import chat, eventually, post_stream, read_then_leave, refused_url
 
 from gateway.dev.sim import SimServer
-
-
-def closed_port_url() -> str:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    return f"http://127.0.0.1:{port}/v1"
 
 
 def assert_openai_error(body: dict) -> dict:
@@ -58,9 +49,10 @@ async def test_local_fault_before_first_byte_falls_back(
 async def test_refused_connection_falls_back(make_gateway, client, tmp_path, cerebras_sim) -> None:
     from support import gateway_config
 
-    config = gateway_config(tmp_path, closed_port_url(), cerebras_sim.url, strategy="always_local")
-    gw = await make_gateway(config=config)
-    reply = await post_stream(client, gw.url, chat(stream=True))
+    with refused_url() as local_url:
+        config = gateway_config(tmp_path, local_url, cerebras_sim.url, strategy="always_local")
+        gw = await make_gateway(config=config)
+        reply = await post_stream(client, gw.url, chat(stream=True))
     assert reply.status == 200
     assert reply.chunks[-1]["model_used"] == "cerebras"
 

@@ -10,15 +10,14 @@ Anthropic-shaped HTTP error.
 
 from __future__ import annotations
 
-import socket
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import orjson
 import pytest
 from anthropic_support import check_grammar, parse_events
-from support import ALL_STRATEGIES, chat, gateway_config, post_stream
+from support import ALL_STRATEGIES, chat, gateway_config, post_stream, refused_url
 
 from gateway.dev.sim import SimServer
 from gateway.http.app import create_app
@@ -55,21 +54,14 @@ FAULTS: dict[str, dict[str, object]] = {
 STRATEGIES = ALL_STRATEGIES
 
 
-def closed_port_url() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}/v1"
-
-
 def broken_upstream_urls(
-    local_sim: SimServer, cerebras_sim: SimServer, fault: str, where: str
+    local_sim: SimServer, cerebras_sim: SimServer, fault: str, where: str, refused: str
 ) -> dict[str, str]:
-    """Both upstreams' URLs with `fault` injected into `where` (`refused`: a closed port)."""
+    """Both upstreams' URLs with `fault` injected into `where` (`refused`: the URL `refused`)."""
     sims = {"local": local_sim, "cerebras": cerebras_sim}
     urls = {name: sim.url for name, sim in sims.items()}
     if fault == "refused":
-        urls[where] = closed_port_url()
+        urls[where] = refused
     else:
         sims[where].inject(fault, **FAULTS[fault])
     return urls
@@ -98,10 +90,18 @@ def every_fault(test: Any, faults: Iterable[str] = FAULTS) -> Any:
 
 
 @pytest.fixture
-async def broken_gateway(aiohttp_server, tmp_path, local_sim, cerebras_sim, strategy, fault, where):
+def refused() -> Iterator[str]:
+    with refused_url() as url:
+        yield url
+
+
+@pytest.fixture
+async def broken_gateway(
+    aiohttp_server, tmp_path, local_sim, cerebras_sim, strategy, fault, where, refused
+):
     """(app, server) of an `every_fault` test: `fault_gateway` under `strategy` with `fault`
     injected into `where`."""
-    urls = broken_upstream_urls(local_sim, cerebras_sim, fault, where)
+    urls = broken_upstream_urls(local_sim, cerebras_sim, fault, where, refused)
     return await fault_gateway(
         aiohttp_server, tmp_path, urls["local"], urls["cerebras"], strategy=strategy
     )
