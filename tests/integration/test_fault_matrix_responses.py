@@ -27,9 +27,10 @@ from integration.test_fault_matrix import (
     every_mid_stream_fault,
     fault_gateway,
     only_row,
+    refused,
 )
 
-__all__ = ["broken_gateway"]  # the fixture, shared with test_fault_matrix
+__all__ = ["broken_gateway", "refused"]  # the fixtures, shared with test_fault_matrix
 
 QUESTION = "Explain step by step why this code deadlocks: ```lock(a); lock(b)```"
 
