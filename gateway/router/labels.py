@@ -29,7 +29,7 @@ from typing import Any
 
 from gateway.storage.connection import MEMORY, connect
 from gateway.storage.retention import Retention, TableLimit
-from gateway.storage.writer import Write, WriteBehind, WriterThread
+from gateway.storage.writer import SOFT_STATE_DEFER_S, Write, WriteBehind, WriterThread
 
 log = logging.getLogger("gateway.router.labels")
 
@@ -175,6 +175,7 @@ class LearningStore:
             conn,
             name=f"learning store {self.path}",
             thread_name="learning-writer",
+            defer_s=SOFT_STATE_DEFER_S,
             after_batch=self.retention.after_batch,
             thread=self._thread,
         )

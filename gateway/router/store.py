@@ -29,7 +29,7 @@ import orjson
 from gateway.router.features import Features
 from gateway.storage.connection import MEMORY, connect
 from gateway.storage.retention import Retention, TableLimit
-from gateway.storage.writer import Write, WriteBehind, WriterThread
+from gateway.storage.writer import SOFT_STATE_DEFER_S, Write, WriteBehind, WriterThread
 
 log = logging.getLogger("gateway.router.store")
 
@@ -158,6 +158,7 @@ class RouterStore:
             conn,
             name=f"router store {self.path}",
             thread_name="router-store",
+            defer_s=SOFT_STATE_DEFER_S,
             after_batch=self._trim,
             thread=self._thread,
         )

@@ -21,6 +21,14 @@ between, the earlier one is not run: its row would be overwritten anyway (the co
 request writes at its start and again at its end). A write someone waits for always runs.
 Should the later write fail, the earlier ones run in its place, so the file ends as it would have.
 
+A file that allows it (`WriteBehind(defer_s=...)`: `router.db` and `learning.db`, whose rows are
+the gateway's learned state, not its record of requests) has its writes kept back by the thread for
+up to `defer_s` after the first of them was taken, so that the writes of many requests share one
+transaction instead of costing one each: they are written with the first batch that holds a write
+of that file someone waits for (a flush), once the oldest has waited `defer_s`, once MAX_BATCH of
+them are waiting, or when the thread stops. A process killed outright loses at most the last
+`defer_s` of such writes; the ledger is never deferred.
+
 Errors never stop the thread. A write that fails (bad value, constraint, wrong arity) is logged and
 skipped: its waiter gets the error, the rest of the batch commits. If SQLite itself rolled the
 transaction back on that error (disk full, I/O error), the writes before it are reported failed and
@@ -36,6 +44,7 @@ import logging
 import queue
 import sqlite3
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from contextvars import ContextVar
@@ -45,6 +54,11 @@ from typing import Any
 log = logging.getLogger("gateway.storage.writer")
 
 MAX_BATCH = 2000
+
+SOFT_STATE_DEFER_S = 0.1
+"""How long the writes of the learned-state files (`router.db`, `learning.db`) may wait to share a
+transaction with later ones (module docstring): long enough that a busy gateway commits them a few
+times a second rather than once per request, short enough to lose little to a crash."""
 
 Waiter = asyncio.Future[int] | threading.Event
 """Woken after commit: a future gets the row id (0 for a barrier) or the error; an event is set."""
@@ -142,11 +156,15 @@ class WriterThread:
 
     def _run(self) -> None:
         get, get_nowait, empty = self._queue.get, self._queue.get_nowait, queue.Empty
+        deferred = _Deferred()
         stop = False
         while not stop:
             batch: list[Write] = []
-            item = get()
-            while True:
+            try:
+                item = get(timeout=deferred.wait(time.monotonic()))
+            except empty:
+                item = None  # the oldest deferred write is due
+            while item is not None:
                 if type(item) is list:
                     batch += item
                 elif item is _STOP:
@@ -159,24 +177,73 @@ class WriterThread:
                     item = get_nowait()
                 except empty:
                     break
-            if batch:
-                _wake(_write_files(batch))
+            by_file = deferred.due(_by_file(batch), time.monotonic(), everything=stop)
+            if by_file:
+                _wake(_write_files(by_file))
 
 
-def _write_files(batch: list[Write]) -> list[Done]:
-    """Each file's writes of `batch` in that file's own transaction, in the order they came."""
-    by_file: dict[WriteBehind | None, list[Write]] = {}
+def _by_file(batch: list[Write]) -> dict[WriteBehind, list[Write]]:
+    """`batch` split by file, each file's writes in the order they came."""
+    by_file: dict[WriteBehind, list[Write]] = {}
     for write in batch:
-        writes = by_file.get(write.file)
+        file = write.file
+        assert file is not None, "WriteBehind.put names the file"
+        writes = by_file.get(file)
         if writes is None:
-            by_file[write.file] = [write]
+            by_file[file] = [write]
         else:
             writes.append(write)
+    return by_file
+
+
+def _write_files(by_file: dict[WriteBehind, list[Write]]) -> list[Done]:
+    """Each file's writes in that file's own transaction, in the order they came."""
     done: list[Done] = []
     for file, writes in by_file.items():
-        assert file is not None, "WriteBehind.put names the file"
         done += file.write_batch(writes)
     return done
+
+
+class _Deferred:
+    """The writes the thread keeps back, of the files that allow it (module docstring); used by
+    the writer thread only."""
+
+    __slots__ = ("writes", "since")
+
+    def __init__(self) -> None:
+        self.writes: dict[WriteBehind, list[Write]] = {}
+        self.since: dict[WriteBehind, float] = {}  # when the oldest write kept was taken
+
+    def wait(self, now: float) -> float | None:
+        """How long the thread may wait for more writes: until the oldest kept one is due."""
+        if not self.since:
+            return None
+        return max(0.0, min(t + f.defer_s for f, t in self.since.items()) - now)
+
+    def due(
+        self, by_file: dict[WriteBehind, list[Write]], now: float, *, everything: bool
+    ) -> dict[WriteBehind, list[Write]]:
+        """What to write now: `by_file` (the batch just taken), with each deferring file's kept
+        writes before its new ones, less what may wait longer (kept); `everything`: keep none."""
+        if not self.writes and not any(f.defer_s for f in by_file):
+            return by_file
+        out: dict[WriteBehind, list[Write]] = {}
+        for file in [*self.writes, *(f for f in by_file if f not in self.writes)]:
+            writes = self.writes.pop(file, [])
+            writes += by_file.get(file, ())
+            since = self.since.pop(file, now)
+            if (
+                everything
+                or not file.defer_s
+                or now - since >= file.defer_s
+                or len(writes) >= MAX_BATCH
+                or any(write.waiter is not None for write in writes)
+            ):
+                out[file] = writes
+            else:
+                self.writes[file] = writes
+                self.since[file] = since
+        return out
 
 
 def _superseded(batch: list[Write]) -> dict[int, list[Write]]:
@@ -243,7 +310,9 @@ class WriteBehind:
     `name` prefixes log lines and errors ("ledger data/ledger.db"); `error` is the exception type
     a failed write's waiter receives; `lock`, when given, is held while a batch is written (for a
     connection that readers share). `thread` is the writer thread it shares (None: one of its
-    own, named `thread_name`). `close()` closes the connection; `stop()` leaves it open.
+    own, named `thread_name`). `defer_s`: how long its writes may be kept back to share a later
+    transaction (module docstring; 0, the default: never). `close()` closes the connection;
+    `stop()` leaves it open.
     """
 
     def __init__(
@@ -256,8 +325,10 @@ class WriteBehind:
         lock: threading.Lock | None = None,
         after_batch: AfterBatch | None = None,
         thread: WriterThread | None = None,
+        defer_s: float = 0.0,
     ) -> None:
         self.name = name
+        self.defer_s = defer_s
         self._conn = conn
         self._error = error
         self._lock = lock if lock is not None else threading.Lock()

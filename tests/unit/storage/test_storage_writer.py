@@ -22,7 +22,13 @@ from gateway.router.escalation import ConversationTracker
 from gateway.router.labels import ConversationRow, LabelBook, LearningStore, TurnRow
 from gateway.router.store import RouterStore
 from gateway.storage.connection import connect
-from gateway.storage.writer import Write, WriteBehind, WriterThread, handoff
+from gateway.storage.writer import (
+    SOFT_STATE_DEFER_S,
+    Write,
+    WriteBehind,
+    WriterThread,
+    handoff,
+)
 
 INSERT = "INSERT INTO t (name) VALUES (?)"
 # An absolute-value upsert, as the router writes weights and counters.
@@ -522,3 +528,108 @@ def test_a_conversation_row_is_set_as_insert_or_replace_would_but_in_place(
         assert db.execute(query).fetchall() == replaced.execute(query).fetchall()
         # Updated in place: "a" keeps the rowid it was first given.
         assert db.execute("SELECT rowid FROM conversations WHERE key = 'a'").fetchone() == (1,)
+
+
+@pytest.fixture
+def deferring(
+    tmp_path: Path,
+) -> Iterator[tuple[WriterThread, tuple[str, WriteBehind], tuple[str, WriteBehind]]]:
+    """A ledger-like file and a file whose writes may wait an hour, on one shared thread."""
+    thread = WriterThread("test-deferring-writer")
+    files = []
+    for name, defer_s in (("ledger", 0.0), ("learned", 3600.0)):
+        path = str(tmp_path / f"{name}.db")
+        conn = connect(path)
+        conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT UNIQUE)")
+        file = WriteBehind(conn, name=name, thread_name="unused", thread=thread, defer_s=defer_s)
+        file.start()
+        files.append((path, file))
+    yield thread, files[0], files[1]
+    for _, file in files:
+        file.close()
+    thread.stop()
+
+
+async def test_deferred_writes_of_many_requests_share_one_transaction(
+    deferring: tuple[WriterThread, tuple[str, WriteBehind], tuple[str, WriteBehind]],
+) -> None:
+    thread, (ledger_path, ledger), (learned_path, learned) = deferring
+    for i in range(20):  # sequential requests: each hand-off is its own batch
+        with handoff(thread):
+            learned.put(Write(INSERT, (f"turn{i}",)))
+            fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+            ledger.put(Write(INSERT, (f"row{i}",), "row", fut))
+            await fut
+    assert names(ledger_path) == [f"row{i}" for i in range(20)], "the ledger waits for nothing"
+    assert (names(learned_path), learned.commits) == ([], 0), "kept back for later company"
+    assert learned.flush_blocking(10), "a write someone waits for takes the kept ones along"
+    assert names(learned_path) == [f"turn{i}" for i in range(20)] and learned.commits == 1
+    assert ledger.commits == 20
+
+
+async def test_kept_writes_keep_their_order_against_later_ones(
+    deferring: tuple[WriterThread, tuple[str, WriteBehind], tuple[str, WriteBehind]],
+) -> None:
+    thread, _, (learned_path, learned) = deferring
+    learned.put(Write(SET, ("old",)))  # kept back, then written by the flush
+    assert learned.flush_blocking(10) and names(learned_path) == ["old"]
+    learned.put(Write(SET, ("kept",)))
+    fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    learned.put(Write(SET, ("newest",), "newest", fut))  # awaited: written now, after the kept
+    await fut
+    assert names(learned_path) == ["newest"]
+
+
+def test_a_kept_write_commits_once_the_wait_is_over_without_more_traffic(tmp_path: Path) -> None:
+    path = str(tmp_path / "w.db")
+    conn = connect(path)
+    conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT UNIQUE)")
+    writer = WriteBehind(conn, name="soon", thread_name="test-writer-soon", defer_s=0.05)
+    writer.start()
+    writer.put(Write(INSERT, ("a",)))
+    writer.put(Write(INSERT, ("b",)))
+    deadline = time.monotonic() + 10
+    while names(path) != ["a", "b"] and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert names(path) == ["a", "b"] and writer.commits == 1, "by the thread's own timer"
+    writer.close()
+
+
+def test_kept_writes_commit_when_the_thread_stops_or_too_many_wait(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("gateway.storage.writer.MAX_BATCH", 10)
+    path = str(tmp_path / "w.db")
+    conn = connect(path)
+    conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT UNIQUE)")
+    thread = WriterThread("test-writer-kept")
+    writer = WriteBehind(conn, name="kept", thread_name="unused", thread=thread, defer_s=3600)
+    writer.start()
+    for i in range(25):
+        writer.put(Write(INSERT, (f"n{i}",)))
+    deadline = time.monotonic() + 10
+    while len(names(path)) < 20 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert 20 <= len(names(path)) < 25, "written in batches of MAX_BATCH, the rest kept"
+    thread.stop()  # what is kept is written before the thread ends
+    assert names(path) == [f"n{i}" for i in range(25)]
+    conn.close()
+
+
+def test_the_learned_state_stores_defer_their_writes(tmp_path: Path) -> None:
+    thread = WriterThread("test-learned-stores")
+    learning = LearningStore(str(tmp_path / "learning.db"), writer=thread)
+    learning.load(ttl_seconds=3600, max_rows=100)
+    router = RouterStore(str(tmp_path / "router.db"), window=10, remember=10, writer=thread)
+    router.load("digest")
+    assert learning._writer is not None and router._writer is not None
+    assert learning._writer.defer_s == router._writer.defer_s == SOFT_STATE_DEFER_S > 0
+    for i in range(5):
+        learning.put_turn(TurnRow(f"r{i}", "c", i, "local", time.time()))
+        router.put_counter("n", i)
+    learning.close()  # a flush: written, however short the wait so far
+    router.close()
+    thread.stop()
+    assert LearningStore(str(tmp_path / "learning.db")).load(
+        ttl_seconds=3600, max_rows=100
+    ).turns[-1].request_id == "r4"
