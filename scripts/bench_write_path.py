@@ -5,8 +5,10 @@ Each request makes the writes the gateway makes for a Cline-sized turn of an ans
 conversation (gateway.router.escalation): the tracker's `begin` (conversation row), its
 `finish` (turn row and conversation row), then the ledger row (gateway.accounting.ledger), all
 in one `handoff` of a shared `WriterThread`. The hand-off is then taken off the queue and
-written on this thread as the writer thread does (`_write_files`, `_wake`), so that the CPU
-measured is the writer's work alone (no queue wait, no other thread). Files are WAL SQLite in a
+written on this thread as the writer thread does, so that the CPU measured is the writer's work
+alone (no queue wait, no other thread). A tree whose writer keeps the learned state back
+(`_Deferred`) is driven as its thread would be, with requests `--interval-ms` apart (1 ms: back
+to back); an older tree writes each hand-off at once. Files are WAL SQLite in a
 temporary directory. Printed: the minimum (the run least disturbed by other load) and the median
 of `--repeat` runs. Figures only; asserts nothing.
 Run: `PYTHONPATH=. .venv/bin/python scripts/bench_write_path.py` (about 10 s); `PYTHONPATH`
@@ -38,7 +40,7 @@ def _record(i: int) -> RequestRecord:
     return record
 
 
-def _run(requests: int, directory: Path) -> float:
+def _run(requests: int, directory: Path, interval_s: float) -> float:
     """CPU µs per request of writing `requests` hand-offs."""
     thread = WriterThread("bench")  # never started: this thread drains its queue
     learning = LearningStore(str(directory / "learning.db"), writer=thread)
@@ -48,6 +50,7 @@ def _run(requests: int, directory: Path) -> float:
     assert ledger._write_conn is not None
     ledger_writer = WriteBehind(ledger._write_conn, name="ledger", thread_name="x", thread=thread)
     queue = thread._queue
+    deferred = writer_module._Deferred() if hasattr(writer_module, "_Deferred") else None
     spent = 0.0
     for i in range(requests):
         rid = f"req-{i}"
@@ -63,7 +66,13 @@ def _run(requests: int, directory: Path) -> float:
         while not queue.empty():
             item = queue.get_nowait()
             batch = item if isinstance(item, list) else [item]
-            writer_module._wake(writer_module._write_files(batch))
+            if deferred is None:  # a tree before the learned state was kept back
+                writer_module._wake(writer_module._write_files(batch))
+                continue
+            by_file = writer_module._by_file(batch)
+            due = deferred.due(by_file, i * interval_s, everything=i == requests - 1)
+            if due:
+                writer_module._write_and_wake(due)
         spent += time.thread_time() - start
     return spent / requests * 1e6
 
@@ -72,11 +81,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=3000, help="requests per run")
     parser.add_argument("--repeat", type=int, default=5, help="runs; the median is printed")
+    parser.add_argument(
+        "--interval-ms", type=float, default=1.0, help="time between requests (learned state)"
+    )
     args = parser.parse_args()
     runs = []
     for _ in range(args.repeat):
         with tempfile.TemporaryDirectory(prefix="bench-write-") as tmp:
-            runs.append(_run(args.requests, Path(tmp)))
+            runs.append(_run(args.requests, Path(tmp), args.interval_ms / 1000))
     print(
         f"writer CPU per request: min {min(runs):.1f} µs, median {statistics.median(runs):.1f}"
         f" (runs {', '.join(f'{r:.1f}' for r in runs)})"

@@ -6,10 +6,11 @@ Tables:
 - `conversations`: per conversation key, the last answered turn and the escalation, if any;
 - `labels`: every label (request_id, source, bad, weight, score, whether the learner took it).
 
-Durability is the ledger's: WAL mode, `synchronous=NORMAL`, its own thread of the shared
-write-behind writer (gateway.storage.writer) that commits what is queued in one transaction, so the
-event loop never waits on SQLite, and skips a write that fails rather than its whole batch; a
-`kill -9` loses nothing that was committed, a power loss may lose the last commits. Reads happen
+Written by the ledger's write-behind writer thread (gateway.storage.writer), in WAL mode with
+`synchronous=NORMAL`, so the event loop never waits on SQLite, and a write that fails is skipped
+rather than its whole batch. Unlike the ledger's rows, these writes are group-committed across
+requests, kept back for up to SOFT_STATE_DEFER_S: a `kill -9` loses nothing that was committed but
+may lose the learned state of the last 0.1 s; a power loss may lose the last commits. Reads happen
 once, at start-up (`load`). Every table stays within its row limit while the gateway runs
 (gateway.storage.retention): turns older than the TTL and beyond `max_rows` go, conversations
 older than the TTL and beyond `max_conversations`, labels (a record of what the router learned

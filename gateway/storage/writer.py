@@ -10,7 +10,8 @@ waiters of one loop are woken by one call into that loop.
 One request's writes travel together (`handoff`): while a request is served, the writes its code
 makes to files of that thread are held, and handed over in one queue put when the first write
 someone waits for is made (the request's ledger row, before `[DONE]`) or when the request ends.
-They commit in the same batch as that row; a process killed mid-request loses them with it.
+They are taken in the same batch as that row, and a process killed mid-request loses them with it;
+those of a deferring file (below) may then be kept back.
 Held writes wait in one buffer per thread, in the order they were made, and leave it only
 together and ahead of any later write: many writes replace a row with absolute values (weights,
 counters, conversations), so a write must never commit after one made later than it.
@@ -23,11 +24,13 @@ Should the later write fail, the earlier ones run in its place, so the file ends
 
 A file that allows it (`WriteBehind(defer_s=...)`: `router.db` and `learning.db`, whose rows are
 the gateway's learned state, not its record of requests) has its writes kept back by the thread for
-up to `defer_s` after the first of them was taken, so that the writes of many requests share one
+up to `defer_s` after the first of them was taken (so at most `defer_s` after the request that made
+them ended), so that the writes of many requests share one
 transaction instead of costing one each: they are written with the first batch that holds a write
 of that file someone waits for (a flush), once the oldest has waited `defer_s`, once MAX_BATCH of
 them are waiting, or when the thread stops. A process killed outright loses at most the last
-`defer_s` of such writes; the ledger is never deferred.
+`defer_s` of such writes; the ledger is never deferred. When one deferring file is due, the others
+go with it, and the files never deferred are written, and their waiters woken, first.
 
 Errors never stop the thread. A write that fails (bad value, constraint, wrong arity) is logged and
 skipped: its waiter gets the error, the rest of the batch commits. If SQLite itself rolled the
@@ -179,7 +182,7 @@ class WriterThread:
                     break
             by_file = deferred.due(_by_file(batch), time.monotonic(), everything=stop)
             if by_file:
-                _wake(_write_files(by_file))
+                _write_and_wake(by_file)
 
 
 def _by_file(batch: list[Write]) -> dict[WriteBehind, list[Write]]:
@@ -202,6 +205,17 @@ def _write_files(by_file: dict[WriteBehind, list[Write]]) -> list[Done]:
     for file, writes in by_file.items():
         done += file.write_batch(writes)
     return done
+
+
+def _write_and_wake(by_file: dict[WriteBehind, list[Write]]) -> None:
+    """Write each file's writes and wake their waiters: the files never deferred (the ledger,
+    whose rows a request waits for before `[DONE]`) first, woken before the learned state that
+    fell due with them is written."""
+    if all(not file.defer_s for file in by_file) or all(file.defer_s for file in by_file):
+        _wake(_write_files(by_file))
+        return
+    _wake(_write_files({f: writes for f, writes in by_file.items() if not f.defer_s}))
+    _wake(_write_files({f: writes for f, writes in by_file.items() if f.defer_s}))
 
 
 class _Deferred:
@@ -227,17 +241,21 @@ class _Deferred:
         writes before its new ones, less what may wait longer (kept); `everything`: keep none."""
         if not self.writes and not any(f.defer_s for f in by_file):
             return by_file
+        # One file due takes the others along: the learned files stay within a batch of each
+        # other (a label in learning.db, the weights it moved in router.db).
+        everything = everything or any(now - t >= f.defer_s for f, t in self.since.items())
         out: dict[WriteBehind, list[Write]] = {}
         for file in [*self.writes, *(f for f in by_file if f not in self.writes)]:
             writes = self.writes.pop(file, [])
-            writes += by_file.get(file, ())
+            new = by_file.get(file, ())
+            writes += new
             since = self.since.pop(file, now)
             if (
                 everything
                 or not file.defer_s
-                or now - since >= file.defer_s
                 or len(writes) >= MAX_BATCH
-                or any(write.waiter is not None for write in writes)
+                # Kept writes never have a waiter: one sends its file's writes at once.
+                or any(write.waiter is not None for write in new)
             ):
                 out[file] = writes
             else:
@@ -373,7 +391,8 @@ class WriteBehind:
         self._conn.close()
 
     async def flush(self) -> None:
-        """Wait until everything queued before this call is committed (or rejected)."""
+        """Wait until every write to this file queued before this call is committed (or
+        rejected), those kept back included; other files' writes may still be pending."""
         fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self.put(Write(None, waiter=fut, what="flush"))
         await fut

@@ -21,6 +21,7 @@ from gateway.config import EscalationConfig, LearnConfig
 from gateway.router.escalation import ConversationTracker
 from gateway.router.labels import ConversationRow, LabelBook, LearningStore, TurnRow
 from gateway.router.store import RouterStore
+from gateway.storage import writer as writer_module
 from gateway.storage.connection import connect
 from gateway.storage.writer import (
     SOFT_STATE_DEFER_S,
@@ -585,9 +586,9 @@ def test_a_kept_write_commits_once_the_wait_is_over_without_more_traffic(tmp_pat
     conn = connect(path)
     conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT UNIQUE)")
     writer = WriteBehind(conn, name="soon", thread_name="test-writer-soon", defer_s=0.05)
-    writer.start()
     writer.put(Write(INSERT, ("a",)))
     writer.put(Write(INSERT, ("b",)))
+    writer.start()  # after the puts: both are taken in one batch, however the test is scheduled
     deadline = time.monotonic() + 10
     while names(path) != ["a", "b"] and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -604,13 +605,13 @@ def test_kept_writes_commit_when_the_thread_stops_or_too_many_wait(
     conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT UNIQUE)")
     thread = WriterThread("test-writer-kept")
     writer = WriteBehind(conn, name="kept", thread_name="unused", thread=thread, defer_s=3600)
-    writer.start()
     for i in range(25):
         writer.put(Write(INSERT, (f"n{i}",)))
+    writer.start()  # after the puts: taken as batches of MAX_BATCH, 10, 10 and 5
     deadline = time.monotonic() + 10
     while len(names(path)) < 20 and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert 20 <= len(names(path)) < 25, "written in batches of MAX_BATCH, the rest kept"
+    assert len(names(path)) == 20, "each full batch written, the last 5 kept"
     thread.stop()  # what is kept is written before the thread ends
     assert names(path) == [f"n{i}" for i in range(25)]
     conn.close()
@@ -630,6 +631,31 @@ def test_the_learned_state_stores_defer_their_writes(tmp_path: Path) -> None:
     learning.close()  # a flush: written, however short the wait so far
     router.close()
     thread.stop()
-    assert LearningStore(str(tmp_path / "learning.db")).load(
-        ttl_seconds=3600, max_rows=100
-    ).turns[-1].request_id == "r4"
+    reloaded = LearningStore(str(tmp_path / "learning.db")).load(ttl_seconds=3600, max_rows=100)
+    assert reloaded.turns[-1].request_id == "r4"
+
+
+def test_one_learned_file_due_takes_the_other_and_the_ledger_is_written_and_woken_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events: list[str] = []
+    files = {}
+    for name, defer_s in (("ledger", 0.0), ("learning", 1.0), ("router", 1.0)):
+        file = WriteBehind(
+            sqlite3.connect(":memory:"), name=name, thread_name="unused", defer_s=defer_s
+        )
+        monkeypatch.setattr(file, "write_batch", lambda ws, n=name: events.append(n) or [])
+        files[name] = file
+    monkeypatch.setattr(writer_module, "_wake", lambda done: events.append("wake"))
+    ledger, learning, router = files["ledger"], files["learning"], files["router"]
+    deferred = writer_module._Deferred()
+    assert deferred.wait(0.0) is None, "nothing kept: wait for the next put"
+    assert deferred.due({learning: [Write(INSERT, ("a",))]}, 0.0, everything=False) == {}
+    assert deferred.due({router: [Write(INSERT, ("b",))]}, 0.5, everything=False) == {}
+    assert deferred.wait(0.25) == pytest.approx(0.75), "until the oldest kept write is due"
+    row = Write(INSERT, ("row",), waiter=threading.Event())
+    due = deferred.due({ledger: [row]}, 1.0, everything=False)
+    assert set(due) == {ledger, learning, router}, "router's writes go with learning's"
+    writer_module._write_and_wake(due)
+    assert events[:2] == ["ledger", "wake"] and sorted(events[2:4]) == ["learning", "router"]
+    assert events[4:] == ["wake"] and deferred.wait(1.0) is None
