@@ -4,8 +4,10 @@ The request id is the `x-request-id` the answer's response carried. `score` is a
 (bad) to 1 (good): below 0 labels the answer bad, above 0 good, with weight |score|; 0 is stored
 and changes nothing. Thumbs down / up are -1 / 1. The endpoint is authenticated like every other
 (gateway.http.guard: client keys when configured). Answers, in the OpenAI error shape on failure:
-200 `{"status": "recorded", ...}`, 400 for a malformed body, 404 for an id this gateway did not
-answer (or has forgotten: ids are kept `routing.escalation.ttl_seconds`), 503 while starting.
+200 `{"status": "recorded", ...}` once the label and what it changed (weights, escalation) are
+committed to `learning.db` and `router.db`, 400 for a malformed body, 404 for an id this gateway
+did not answer (or has forgotten: ids are kept `routing.escalation.ttl_seconds`), 503 while
+starting.
 """
 
 from __future__ import annotations
@@ -85,6 +87,9 @@ async def post_feedback(request: web.Request) -> web.Response:
                 param="request_id",
             )
         )
+    # Learned state is group-committed across requests (gateway.storage.writer); "recorded"
+    # promises this one is on disk.
+    await learning.committed()
     log.info(
         "feedback req=%s score=%g model_used=%s applied=%s escalated=%s",
         request_id, score, result.model_used, result.applied, result.escalated,

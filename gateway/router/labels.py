@@ -265,6 +265,12 @@ class LearningStore:
         if self._writer is not None:
             self._writer.flush_blocking(10)
 
+    async def committed(self) -> None:
+        """Wait until everything queued so far is committed, the router's learned state kept
+        back with it included (gateway.storage.writer)."""
+        if self._writer is not None:
+            await self._writer.flush()
+
     def close(self) -> None:
         writer, self._writer = self._writer, None
         if writer is not None:

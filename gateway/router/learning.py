@@ -123,5 +123,10 @@ class Learning:
     def flush(self) -> None:
         self.store.flush()
 
+    async def committed(self) -> None:
+        """Wait until the learned state queued so far (labels, escalations, the router's weights)
+        is committed; `feedback` answers only then."""
+        await self.store.committed()
+
     def close(self) -> None:
         self.store.close()

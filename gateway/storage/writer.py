@@ -29,8 +29,9 @@ them ended), so that the writes of many requests share one
 transaction instead of costing one each: they are written with the first batch that holds a write
 of that file someone waits for (a flush), once the oldest has waited `defer_s`, once MAX_BATCH of
 them are waiting, or when the thread stops. A process killed outright loses at most the last
-`defer_s` of such writes; the ledger is never deferred. When one deferring file is due, the others
-go with it, and the files never deferred are written, and their waiters woken, first.
+`defer_s` of such writes; the ledger is never deferred. When one deferring file is due or waited
+for, the others go with it, and the files never deferred are written, and their waiters woken,
+first.
 
 Errors never stop the thread. A write that fails (bad value, constraint, wrong arity) is logged and
 skipped: its waiter gets the error, the rest of the batch commits. If SQLite itself rolled the
@@ -241,22 +242,25 @@ class _Deferred:
         writes before its new ones, less what may wait longer (kept); `everything`: keep none."""
         if not self.writes and not any(f.defer_s for f in by_file):
             return by_file
-        # One file due takes the others along: the learned files stay within a batch of each
-        # other (a label in learning.db, the weights it moved in router.db).
-        everything = everything or any(now - t >= f.defer_s for f, t in self.since.items())
+        # One file due, or waited for (a flush), takes the others along: the learned files stay
+        # within a batch of each other (a label in learning.db, the weights it moved in
+        # router.db), and a flush of one commits what the other holds of the same event.
+        everything = (
+            everything
+            or any(now - t >= f.defer_s for f, t in self.since.items())
+            or any(
+                write.waiter is not None
+                for file, writes in by_file.items()
+                if file.defer_s
+                for write in writes
+            )
+        )
         out: dict[WriteBehind, list[Write]] = {}
         for file in [*self.writes, *(f for f in by_file if f not in self.writes)]:
             writes = self.writes.pop(file, [])
-            new = by_file.get(file, ())
-            writes += new
+            writes += by_file.get(file, ())
             since = self.since.pop(file, now)
-            if (
-                everything
-                or not file.defer_s
-                or len(writes) >= MAX_BATCH
-                # Kept writes never have a waiter: one sends its file's writes at once.
-                or any(write.waiter is not None for write in new)
-            ):
+            if everything or not file.defer_s or len(writes) >= MAX_BATCH:
                 out[file] = writes
             else:
                 self.writes[file] = writes
@@ -392,7 +396,10 @@ class WriteBehind:
 
     async def flush(self) -> None:
         """Wait until every write to this file queued before this call is committed (or
-        rejected), those kept back included; other files' writes may still be pending."""
+        rejected), those kept back included; for a deferring file, the other deferring files'
+        too (module docstring). The other files' writes may still be pending."""
+        if not self._thread.alive:  # stopped: nothing is queued; not started: nothing would come
+            return
         fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self.put(Write(None, waiter=fut, what="flush"))
         await fut

@@ -108,7 +108,6 @@ async def test_bad_feedback_teaches_the_router_and_escalates(
     assert second.chunks[-1]["model_used"] == "cerebras"
     assert "was rated bad (feedback -1)" in second.chunks[-1]["routing_reason"]
 
-    gw.services.learning.flush()
     rows = (
         sqlite3.connect(tmp_path / "learning.db")
         .execute("SELECT request_id, source, bad, weight, applied FROM labels")
@@ -117,6 +116,21 @@ async def test_bad_feedback_teaches_the_router_and_escalates(
     assert (request_id, "feedback", 1, 1.0, 1) in rows
     stats = await (await client.get(gw.root + "/stats")).json()
     assert stats["router"]["labels"].get("feedback") == 1
+
+
+async def test_recorded_means_committed(make_gateway, client, tmp_path: Path) -> None:
+    """The learned state is group-committed across requests, kept back for up to 0.1 s; a
+    feedback answer waits for its own: the label and the weights it moved are on disk."""
+    gw = await make_gateway("smart_routing")
+    request_id = await answered(client, gw, "say hello")
+    status, reply = await feedback(client, gw, {"request_id": request_id, "score": -0.5})
+    assert status == 200 and reply["learned"] is True
+    for name in ("learning.db", "router.db"):  # read at once: no flush, no waiting
+        with sqlite3.connect(tmp_path / name) as db:
+            labels = db.execute("SELECT request_id FROM labels").fetchall()
+        assert labels == [(request_id,)], name
+    with sqlite3.connect(tmp_path / "router.db") as db:
+        assert db.execute("SELECT COUNT(*) FROM weights").fetchone()[0] > 0
 
 
 async def test_good_and_neutral_scores(make_gateway, client) -> None:

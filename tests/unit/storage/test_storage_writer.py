@@ -659,3 +659,7 @@ def test_one_learned_file_due_takes_the_other_and_the_ledger_is_written_and_woke
     writer_module._write_and_wake(due)
     assert events[:2] == ["ledger", "wake"] and sorted(events[2:4]) == ["learning", "router"]
     assert events[4:] == ["wake"] and deferred.wait(1.0) is None
+    # A flush of one learned file (a feedback answer waits for one) takes the other along.
+    assert deferred.due({router: [Write(INSERT, ("c",))]}, 1.1, everything=False) == {}
+    flush = Write(None, waiter=threading.Event())
+    assert set(deferred.due({learning: [flush]}, 1.2, everything=False)) == {learning, router}
