@@ -42,9 +42,10 @@ def _record(i: int) -> RequestRecord:
 
 def _run(requests: int, directory: Path, interval_s: float) -> float:
     """CPU µs per request of writing `requests` hand-offs."""
-    thread = WriterThread("bench")  # never started: this thread drains its queue
+    thread = WriterThread("bench")
     learning = LearningStore(str(directory / "learning.db"), writer=thread)
     learning.load(ttl_seconds=86_400.0, max_rows=10_000)
+    thread.stop()  # `load` started it: stopped, it leaves the queue to this thread to drain
     ledger = Ledger(directory / "ledger.db", writer=thread)
     ledger.open()
     assert ledger._write_conn is not None

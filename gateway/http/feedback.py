@@ -4,8 +4,9 @@ The request id is the `x-request-id` the answer's response carried. `score` is a
 (bad) to 1 (good): below 0 labels the answer bad, above 0 good, with weight |score|; 0 is stored
 and changes nothing. Thumbs down / up are -1 / 1. The endpoint is authenticated like every other
 (gateway.http.guard: client keys when configured). Answers, in the OpenAI error shape on failure:
-200 `{"status": "recorded", ...}` once the label and what it changed (weights, escalation) are
-committed to `learning.db` and `router.db`, 400 for a malformed body, 404 for an id this gateway
+200 `{"status": "recorded", ...}` once the writer thread has committed the label and what it
+changed (weights, escalation) to `learning.db` and `router.db` (a write SQLite refuses is logged and
+skipped, as a ledger row's would be), 400 for a malformed body, 404 for an id this gateway
 did not answer (or has forgotten: ids are kept `routing.escalation.ttl_seconds`), 503 while
 starting.
 """

@@ -29,9 +29,9 @@ them ended), so that the writes of many requests share one
 transaction instead of costing one each: they are written with the first batch that holds a write
 of that file someone waits for (a flush), once the oldest has waited `defer_s`, once MAX_BATCH of
 them are waiting, or when the thread stops. A process killed outright loses at most the last
-`defer_s` of such writes; the ledger is never deferred. When one deferring file is due or waited
-for, the others go with it, and the files never deferred are written, and their waiters woken,
-first.
+`defer_s` of such writes; the ledger is never deferred. When one deferring file is due, waited
+for or full, the others go with it, and the files never deferred are written, and their waiters
+woken, first.
 
 Errors never stop the thread. A write that fails (bad value, constraint, wrong arity) is logged and
 skipped: its waiter gets the error, the rest of the batch commits. If SQLite itself rolled the
@@ -242,7 +242,7 @@ class _Deferred:
         writes before its new ones, less what may wait longer (kept); `everything`: keep none."""
         if not self.writes and not any(f.defer_s for f in by_file):
             return by_file
-        # One file due, or waited for (a flush), takes the others along: the learned files stay
+        # One file due, waited for (a flush) or full takes the others along: the learned files stay
         # within a batch of each other (a label in learning.db, the weights it moved in
         # router.db), and a flush of one commits what the other holds of the same event.
         everything = (
@@ -253,6 +253,11 @@ class _Deferred:
                 for file, writes in by_file.items()
                 if file.defer_s
                 for write in writes
+            )
+            or any(
+                len(writes) + len(self.writes.get(file, ())) >= MAX_BATCH
+                for file, writes in by_file.items()
+                if file.defer_s
             )
         )
         out: dict[WriteBehind, list[Write]] = {}
@@ -398,7 +403,7 @@ class WriteBehind:
         """Wait until every write to this file queued before this call is committed (or
         rejected), those kept back included; for a deferring file, the other deferring files'
         too (module docstring). The other files' writes may still be pending."""
-        if not self._thread.alive:  # stopped: nothing is queued; not started: nothing would come
+        if not self._thread.alive:  # not running: nothing would take the barrier (as below)
             return
         fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self.put(Write(None, waiter=fut, what="flush"))

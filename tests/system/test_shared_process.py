@@ -193,6 +193,10 @@ async def test_demo_with_two_workers_brings_its_own_redis(tmp_path) -> None:
         assert b"redis-server stopped" in output
         with pytest.raises(OSError):
             socket.create_connection(("127.0.0.1", redis_port), timeout=1).close()
+    except BaseException:
+        await stop(proc)  # then its output, for the failure's report (pytest shows it)
+        print((await proc.stdout.read() if proc.stdout else b"").decode(errors="replace")[-6000:])
+        raise
     finally:
         await stop(proc)
 

@@ -663,3 +663,8 @@ def test_one_learned_file_due_takes_the_other_and_the_ledger_is_written_and_woke
     assert deferred.due({router: [Write(INSERT, ("c",))]}, 1.1, everything=False) == {}
     flush = Write(None, waiter=threading.Event())
     assert set(deferred.due({learning: [flush]}, 1.2, everything=False)) == {learning, router}
+    # So does one that fills a batch.
+    assert deferred.due({router: [Write(INSERT, ("d",))]}, 1.3, everything=False) == {}
+    monkeypatch.setattr(writer_module, "MAX_BATCH", 3)
+    full = [Write(INSERT, (name,)) for name in ("e", "f", "g")]
+    assert set(deferred.due({learning: full}, 1.4, everything=False)) == {learning, router}
