@@ -68,6 +68,14 @@ async def stop(proc: asyncio.subprocess.Process, sig: int = signal.SIGTERM) -> N
             await proc.wait()
 
 
+async def print_output(proc: asyncio.subprocess.Process) -> None:
+    """Stop the gateway, then print its output, for a failure's report
+    (pytest shows what a failed test printed)."""
+    await stop(proc)
+    output = await proc.stdout.read() if proc.stdout else b""
+    print(output.decode(errors="replace")[-8000:])
+
+
 async def fleet_stats_from_both_workers(url: str, *, total: int) -> dict[str, Any]:
     """/stats once both workers have answered it and the fleet counts `total` requests.
 
@@ -99,7 +107,11 @@ async def test_two_workers_serve_one_port_with_shared_state(
             async with aiohttp.ClientSession() as fresh:  # new connections: spread over workers
                 reply = await post_stream(fresh, url + "/v1", chat("hi", stream=True))
                 assert reply.status == 200
-        stats = await fleet_stats_from_both_workers(url, total=6)
+        try:
+            stats = await fleet_stats_from_both_workers(url, total=6)
+        except AssertionError:
+            await print_output(proc)
+            raise
         assert stats["fleet"]["replicas_reported"] == 2
         assert stats["requests"]["total"] == 6 == len(cerebras_sim.requests)
         assert (tmp_path / "ledger.worker1.db").exists()
@@ -194,8 +206,7 @@ async def test_demo_with_two_workers_brings_its_own_redis(tmp_path) -> None:
         with pytest.raises(OSError):
             socket.create_connection(("127.0.0.1", redis_port), timeout=1).close()
     except BaseException:
-        await stop(proc)  # then its output, for the failure's report (pytest shows it)
-        print((await proc.stdout.read() if proc.stdout else b"").decode(errors="replace")[-6000:])
+        await print_output(proc)
         raise
     finally:
         await stop(proc)
