@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from pathlib import Path
 
 MEMORY = ":memory:"
@@ -12,16 +13,38 @@ def connect(path: str, *, timeout: float = 5.0) -> sqlite3.Connection:
     """An autocommit connection usable from any thread; a file gets WAL and `synchronous=NORMAL`.
 
     Returns the connection; the caller checks `journal_mode` if WAL is a must. Its parent
-    directory is created. Raises sqlite3.Error when the file cannot be opened.
+    directory is created. Raises sqlite3.Error when the file cannot be opened, or is still
+    locked by another connection after `timeout` seconds.
     """
     if path != MEMORY:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=timeout)
     try:
         if path != MEMORY:
-            conn.execute("PRAGMA journal_mode=WAL")
+            _set_wal(conn, timeout)
             conn.execute("PRAGMA synchronous=NORMAL")
     except sqlite3.Error:
         conn.close()
         raise
     return conn
+
+
+def _set_wal(conn: sqlite3.Connection, timeout: float) -> None:
+    """Switch `conn`'s file to WAL, retrying for up to `timeout` s while it is locked.
+
+    SQLite answers SQLITE_BUSY at once, without its busy handler, when the switch would wait on
+    a connection that is about to write (it holds a reserved lock): waiting there could deadlock.
+    Two processes opening a new file together (the workers, which share `router.db` and
+    `learning.db`) meet exactly that; the one refused retries once its shared lock is released.
+    """
+    deadline = time.monotonic() + timeout
+    delay = 0.002
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() >= deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
