@@ -212,65 +212,54 @@ def _write_and_wake(by_file: dict[WriteBehind, list[Write]]) -> None:
     """Write each file's writes and wake their waiters: the files never deferred (the ledger,
     whose rows a request waits for before `[DONE]`) first, woken before the learned state that
     fell due with them is written."""
-    if all(not file.defer_s for file in by_file) or all(file.defer_s for file in by_file):
-        _wake(_write_files(by_file))
-        return
-    _wake(_write_files({f: writes for f, writes in by_file.items() if not f.defer_s}))
-    _wake(_write_files({f: writes for f, writes in by_file.items() if f.defer_s}))
+    first = {file: writes for file, writes in by_file.items() if not file.defer_s}
+    later = {file: writes for file, writes in by_file.items() if file.defer_s}
+    for part in (first, later):
+        if part:
+            _wake(_write_files(part))
 
 
 class _Deferred:
     """The writes the thread keeps back, of the files that allow it (module docstring); used by
-    the writer thread only."""
+    the writer thread only. The deferring files are kept and written together."""
 
-    __slots__ = ("writes", "since")
+    __slots__ = ("writes", "due_at")
 
     def __init__(self) -> None:
         self.writes: dict[WriteBehind, list[Write]] = {}
-        self.since: dict[WriteBehind, float] = {}  # when the oldest write kept was taken
+        self.due_at: float | None = None  # when the oldest write kept must be written
 
     def wait(self, now: float) -> float | None:
         """How long the thread may wait for more writes: until the oldest kept one is due."""
-        if not self.since:
-            return None
-        return max(0.0, min(t + f.defer_s for f, t in self.since.items()) - now)
+        return None if self.due_at is None else max(0.0, self.due_at - now)
 
     def due(
         self, by_file: dict[WriteBehind, list[Write]], now: float, *, everything: bool
     ) -> dict[WriteBehind, list[Write]]:
         """What to write now: `by_file` (the batch just taken), with each deferring file's kept
-        writes before its new ones, less what may wait longer (kept); `everything`: keep none."""
-        if not self.writes and not any(f.defer_s for f in by_file):
+        writes before its new ones, or without the deferring files' writes, which are kept;
+        `everything`: keep none."""
+        deferring = {file: writes for file, writes in by_file.items() if file.defer_s}
+        if not deferring and not self.writes:
             return by_file
-        # One file due, waited for (a flush) or full takes the others along: the learned files stay
-        # within a batch of each other (a label in learning.db, the weights it moved in
+        now_written = {file: writes for file, writes in by_file.items() if not file.defer_s}
+        for file, writes in deferring.items():
+            self.writes.setdefault(file, []).extend(writes)
+            due_at = now + file.defer_s
+            self.due_at = due_at if self.due_at is None else min(self.due_at, due_at)
+        # One file due, waited for (a flush) or full takes the others along: the learned files
+        # stay within a batch of each other (a label in learning.db, the weights it moved in
         # router.db), and a flush of one commits what the other holds of the same event.
-        everything = (
+        assert self.due_at is not None
+        if (
             everything
-            or any(now - t >= f.defer_s for f, t in self.since.items())
-            or any(
-                write.waiter is not None
-                for file, writes in by_file.items()
-                if file.defer_s
-                for write in writes
-            )
-            or any(
-                len(writes) + len(self.writes.get(file, ())) >= MAX_BATCH
-                for file, writes in by_file.items()
-                if file.defer_s
-            )
-        )
-        out: dict[WriteBehind, list[Write]] = {}
-        for file in [*self.writes, *(f for f in by_file if f not in self.writes)]:
-            writes = self.writes.pop(file, [])
-            writes += by_file.get(file, ())
-            since = self.since.pop(file, now)
-            if everything or not file.defer_s or len(writes) >= MAX_BATCH:
-                out[file] = writes
-            else:
-                self.writes[file] = writes
-                self.since[file] = since
-        return out
+            or now >= self.due_at
+            or any(w.waiter is not None for writes in deferring.values() for w in writes)
+            or any(len(writes) >= MAX_BATCH for writes in self.writes.values())
+        ):
+            now_written.update(self.writes)
+            self.writes, self.due_at = {}, None
+        return now_written
 
 
 def _superseded(batch: list[Write]) -> dict[int, list[Write]]:
