@@ -274,14 +274,15 @@ async def start_gateway(aiohttp_server: Any, config: GatewayConfig) -> Gateway:
     return Gateway(await aiohttp_server(app), app, config)
 
 
-def recorded_puts(monkeypatch: pytest.MonkeyPatch, thread: WriterThread) -> list[Any]:
-    """What is put on `thread`'s queue from now on (a Write, or held writes as one list)."""
-    puts: list[Any] = []
-    real_put = thread._enqueue
+def recorded_puts(monkeypatch: pytest.MonkeyPatch, thread: WriterThread) -> list[list[Any]]:
+    """What leaves for `thread` from now on: each list of writes sent on together (a write put,
+    or a hand-off's held writes), before they are kept, queued or written inline."""
+    puts: list[list[Any]] = []
+    real_route = thread._route
 
-    def counted(item: Any) -> None:
-        puts.append(item)
-        real_put(item)
+    def counted(writes: list[Any]) -> list[Any]:
+        puts.append(list(writes))
+        return real_route(writes)
 
-    monkeypatch.setattr(thread, "_enqueue", counted)
+    monkeypatch.setattr(thread, "_route", counted)
     return puts

@@ -37,11 +37,19 @@ def _set_wal(conn: sqlite3.Connection, timeout: float) -> None:
     Two processes opening a new file together (the workers, which share `router.db` and
     `learning.db`) meet exactly that; the one refused retries once its shared lock is released.
     """
+    execute_while_busy(conn, "PRAGMA journal_mode=WAL", timeout)
+
+
+def execute_while_busy(conn: sqlite3.Connection, sql: str, timeout: float) -> None:
+    """Execute `sql`, retrying with a growing pause (up to 50 ms) for up to `timeout` s while
+    SQLite answers SQLITE_BUSY; raises sqlite3.Error after that, or on any other error. For the
+    statements that get SQLITE_BUSY without waiting in SQLite's busy handler (or on a connection
+    whose busy timeout is 0)."""
     deadline = time.monotonic() + timeout
     delay = 0.002
     while True:
         try:
-            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(sql)
             return
         except sqlite3.OperationalError as exc:
             if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() >= deadline:

@@ -1,11 +1,21 @@
 """One write-behind writer thread serving every SQLite file the gateway keeps (the ledger,
 `router.db`, `learning.db`).
 
-Callers only put `Write`s on a queue, so the event loop never waits on SQLite. The thread
-(`WriterThread`) takes whatever is queued (up to MAX_BATCH) and commits it with one transaction per
-file (`WriteBehind`, one per connection): a group commit, so under load many writes share one
-commit. A waiter is woken only after the transaction holding its write committed; all asyncio
-waiters of one loop are woken by one call into that loop.
+Callers put `Write`s; the thread (`WriterThread`) takes whatever is queued (up to MAX_BATCH) and
+commits it with one transaction per file (`WriteBehind`, one per connection): a group commit, so
+under load many writes share one commit. A waiter is woken only after the transaction holding its
+write committed; all asyncio waiters of one loop are woken by one call into that loop.
+
+A file written where its writes are made (`WriteBehind(inline=True)`: the ledger, whose row a
+request waits for before `[DONE]`) is the exception: its writes are committed by the thread that
+puts them, the event loop's included, without the two thread hand-offs (the writer thread woken,
+then the loop woken back) that cost more than the commit itself. Such a file is append-only and
+its own process's alone, so that nothing there waits: it never waits for SQLite's lock (its busy
+timeout is 0; when the lock is taken, by its writer thread or another process, the writes go to
+the thread instead, which waits), it never checkpoints its WAL where it commits (its writer thread
+does, every CHECKPOINT_EVERY commits), and with `synchronous=NORMAL` a commit writes the WAL
+without syncing it. Its writes may commit in another order than made (a write handed to the
+thread may commit after a later one); only a barrier (`flush`) waits for what came before it.
 
 One request's writes travel together (`handoff`): while a request is served, the writes its code
 makes to files of that thread are held, and handed over in one queue put when the first write
@@ -23,11 +33,11 @@ request writes at its start and again at its end). A write someone waits for alw
 Should the later write fail, the earlier ones run in its place, so the file ends as it would have.
 
 A file that allows it (`WriteBehind(defer_s=...)`: `router.db` and `learning.db`, whose rows are
-the gateway's learned state, not its record of requests) has its writes kept back by the thread for
-up to `defer_s` after the first of them was taken (so at most `defer_s` after the request that made
-them ended), so that the writes of many requests share one
-transaction instead of costing one each: they are written with the first batch that holds a write
-of that file someone waits for (a flush), once the oldest has waited `defer_s`, once MAX_BATCH of
+the gateway's learned state, not its record of requests) has its writes kept back for up to
+`defer_s` after the first of them was made (so at most `defer_s` after the request that made them
+ended), so that the writes of many requests share one transaction instead of costing one each,
+and the thread is woken once for them rather than once per request: they are written at once
+when one of them is waited for (a flush), once the oldest has waited `defer_s`, once MAX_BATCH of
 them are waiting, or when the thread stops. A process killed outright loses at most the last
 `defer_s` of such writes; the ledger is never deferred. When one deferring file is due, waited
 for or full, the others go with it, and the files never deferred are written, and their waiters
@@ -55,6 +65,8 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.storage.connection import execute_while_busy
+
 log = logging.getLogger("gateway.storage.writer")
 
 MAX_BATCH = 2000
@@ -63,6 +75,10 @@ SOFT_STATE_DEFER_S = 0.1
 """How long the writes of the learned-state files (`router.db`, `learning.db`) may wait to share a
 transaction with later ones (module docstring): long enough that a busy gateway commits them a few
 times a second rather than once per request, short enough to lose little to a crash."""
+
+CHECKPOINT_EVERY = 200
+"""Commits of an inline file between two checkpoints of its WAL, run by its writer thread (module
+docstring): about SQLite's own default of 1,000 pages, for ledger rows of a few pages each."""
 
 Waiter = asyncio.Future[int] | threading.Event
 """Woken after commit: a future gets the row id (0 for a barrier) or the error; an event is set."""
@@ -96,6 +112,7 @@ AfterBatch = Callable[[sqlite3.Connection, list[Write]], None]
 """Run inside the batch's transaction, after its writes, with those that succeeded."""
 
 _STOP = object()
+_WAKE = object()  # only wakes the thread: the kept writes' due time changed
 
 
 class WriterThread:
@@ -107,7 +124,11 @@ class WriterThread:
         self._start_lock = threading.Lock()
         # Writes held by open hand-offs, in the order they were made (module docstring).
         self._held: list[Write] = []
+        # Guards `_held` and `_deferred`, and orders writes as they leave them.
         self._held_lock = threading.Lock()
+        self._deferred = _Deferred()
+        # Inline files' writes made during the current turn of each event loop (`_join_turn`).
+        self._turns: dict[asyncio.AbstractEventLoop, list[Write]] = {}
 
     def start(self) -> None:
         """Start the thread (once; later calls do nothing)."""
@@ -126,14 +147,14 @@ class WriterThread:
         return self._queue.qsize()
 
     def put(self, item: Write) -> None:
-        """Queue one write (any thread), behind every write held before it."""
+        """Send one write on its way (any thread), behind every write held before it."""
         with self._held_lock:
             if self._held:
                 self._held.append(item)
                 batch, self._held = self._held, []
-                self._enqueue(batch)
             else:
-                self._enqueue(item)
+                batch = [item]
+            self._route(batch)
 
     def hold(self, write: Write) -> None:
         """Keep `write` until the next `send_held` or `put`."""
@@ -141,39 +162,112 @@ class WriterThread:
             self._held.append(write)
 
     def send_held(self) -> None:
-        """Queue every held write in one put, in the order they were made."""
+        """Send every held write on its way together, in the order they were made."""
         with self._held_lock:
             if self._held:
-                self._enqueue(self._held)
-                self._held = []
+                batch, self._held = self._held, []
+                self._route(batch)
 
-    def _enqueue(self, item: Write | list[Write]) -> None:
-        """The one way onto the queue: a write, or held writes together."""
+    def _route(self, writes: list[Write]) -> None:
+        """Send `writes` on their way, in order (under `_held_lock`): a deferring file's are
+        kept; an inline file's, made on an event loop, join that loop's turn's writes (module
+        docstring); the rest are queued together."""
+        queued: list[Write] = []
+        wake = False
+        now = 0.0
+        loop: asyncio.AbstractEventLoop | None | bool = False  # False: not looked up yet
+        for write in writes:
+            file = write.file
+            assert file is not None, "WriteBehind.put names the file"
+            if file.defer_s:
+                now = now or time.monotonic()
+                wake = self._deferred.keep(write, now) or wake
+                continue
+            if file.inline:
+                if loop is False:
+                    loop = _running_loop()
+                if loop is not None:
+                    assert not isinstance(loop, bool)
+                    self._join_turn(loop, write)
+                    continue
+            queued.append(write)
+        if queued:
+            self._enqueue(queued[0] if len(queued) == 1 else queued)
+        elif wake:
+            self._queue.put(_WAKE)
+
+    def _join_turn(self, loop: asyncio.AbstractEventLoop, write: Write) -> None:
+        """Add `write` to the inline writes of `loop`'s current turn (under `_held_lock`),
+        written when the turn's callbacks run (`_write_turn`)."""
+        turn = self._turns.get(loop)
+        if turn is None:
+            self._turns[loop] = [write]
+            loop.call_soon(self._write_turn, loop)
+        else:
+            turn.append(write)
+
+    def _write_turn(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Commit the inline writes of `loop`'s last turn here, on the loop, and wake their
+        waiters; a file whose lock is taken has them queued for this thread instead. Barriers
+        are queued after them: they wait for what came before, including what was queued."""
+        with self._held_lock:
+            writes = self._turns.pop(loop, None)
+        if not writes:
+            return  # a write queued for the thread since took them along (`_enqueue`)
+        for file, file_writes in _by_file(writes).items():
+            statements = [w for w in file_writes if w.sql is not None]
+            barriers = [w for w in file_writes if w.sql is None]
+            done = file.write_here(statements) if statements else []
+            if done is None:
+                barriers = statements + barriers
+            else:
+                _wake(done)
+            if barriers:
+                with self._held_lock:
+                    self._enqueue(barriers)
+
+    def _enqueue(self, item: Write | list[Write] | object) -> None:
+        """The one way onto the queue (under `_held_lock`): behind any inline writes not yet
+        written, which go first, so that nothing made earlier commits after a barrier."""
+        if self._turns:
+            for writes in self._turns.values():
+                self._queue.put(writes)
+            self._turns.clear()
         self._queue.put(item)
+
+    def ask_checkpoint(self, file: WriteBehind) -> None:
+        """Have the thread checkpoint `file`'s WAL (after writing what is queued for it)."""
+        with self._held_lock:
+            self._enqueue(Write(None, what="checkpoint", file=file))
 
     def stop(self) -> None:
         """Commit everything queued or held before this call, then end the thread (blocks)."""
         if self._thread.is_alive():
-            self.send_held()
-            self._queue.put(_STOP)
+            with self._held_lock:
+                if self._held:
+                    batch, self._held = self._held, []
+                    self._route(batch)
+                self._enqueue(_STOP)
             self._thread.join()
 
     def _run(self) -> None:
         get, get_nowait, empty = self._queue.get, self._queue.get_nowait, queue.Empty
-        deferred = _Deferred()
+        lock, deferred = self._held_lock, self._deferred
         stop = False
         while not stop:
             batch: list[Write] = []
+            with lock:
+                wait = deferred.wait(time.monotonic())
             try:
-                item = get(timeout=deferred.wait(time.monotonic()))
+                item = get(timeout=wait)
             except empty:
-                item = None  # the oldest deferred write is due
+                item = None  # the oldest kept write is due
             while item is not None:
                 if type(item) is list:
                     batch += item
                 elif item is _STOP:
                     stop = True  # keep draining: nothing queued before stop() is dropped
-                else:
+                elif item is not _WAKE:
                     batch.append(item)  # type: ignore[arg-type]
                 if len(batch) >= MAX_BATCH:
                     break
@@ -181,9 +275,19 @@ class WriterThread:
                     item = get_nowait()
                 except empty:
                     break
-            by_file = deferred.due(_by_file(batch), time.monotonic(), everything=stop)
+            with lock:
+                kept = deferred.take(time.monotonic(), everything=stop)
+            by_file = _by_file(batch)
+            by_file.update(kept)  # no file in both: a deferring file's writes are only kept
             if by_file:
                 _write_and_wake(by_file)
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 def _by_file(batch: list[Write]) -> dict[WriteBehind, list[Write]]:
@@ -220,46 +324,53 @@ def _write_and_wake(by_file: dict[WriteBehind, list[Write]]) -> None:
 
 
 class _Deferred:
-    """The writes the thread keeps back, of the files that allow it (module docstring); used by
-    the writer thread only. The deferring files are kept and written together."""
+    """The writes kept back, of the files that allow it (module docstring), shared by the threads
+    that put writes and the writer thread, under the `WriterThread`'s lock. The deferring files
+    are kept and written together."""
 
-    __slots__ = ("writes", "due_at")
+    __slots__ = ("writes", "due_at", "at_once")
 
     def __init__(self) -> None:
         self.writes: dict[WriteBehind, list[Write]] = {}
         self.due_at: float | None = None  # when the oldest write kept must be written
+        self.at_once = False  # one is waited for, or too many wait: write them now
+
+    def keep(self, write: Write, now: float) -> bool:
+        """Keep `write` (of a deferring file); True when the writer thread must be woken: its
+        wait ends sooner than it knew (the first write kept), or the writes are due at once."""
+        file = write.file
+        assert file is not None
+        writes = self.writes.get(file)
+        if writes is None:
+            writes = self.writes[file] = []
+        writes.append(write)
+        wake = False
+        due_at = now + file.defer_s
+        if self.due_at is None or due_at < self.due_at:
+            self.due_at, wake = due_at, True
+        if not self.at_once and (write.waiter is not None or len(writes) >= MAX_BATCH):
+            # One file waited for or full takes the others along: the learned files stay within
+            # a batch of each other (a label in learning.db, the weights it moved in router.db),
+            # and a flush of one commits what the other holds of the same event.
+            self.at_once = wake = True
+        return wake
 
     def wait(self, now: float) -> float | None:
-        """How long the thread may wait for more writes: until the oldest kept one is due."""
+        """How long the writer thread may wait for more writes: until the oldest kept one is
+        due (None: nothing is kept)."""
+        if self.at_once:
+            return 0.0
         return None if self.due_at is None else max(0.0, self.due_at - now)
 
-    def due(
-        self, by_file: dict[WriteBehind, list[Write]], now: float, *, everything: bool
-    ) -> dict[WriteBehind, list[Write]]:
-        """What to write now: `by_file` (the batch just taken), with each deferring file's kept
-        writes before its new ones, or without the deferring files' writes, which are kept;
-        `everything`: keep none."""
-        deferring = {file: writes for file, writes in by_file.items() if file.defer_s}
-        if not deferring and not self.writes:
-            return by_file
-        now_written = {file: writes for file, writes in by_file.items() if not file.defer_s}
-        for file, writes in deferring.items():
-            self.writes.setdefault(file, []).extend(writes)
-            due_at = now + file.defer_s
-            self.due_at = due_at if self.due_at is None else min(self.due_at, due_at)
-        # One file due, waited for (a flush) or full takes the others along: the learned files
-        # stay within a batch of each other (a label in learning.db, the weights it moved in
-        # router.db), and a flush of one commits what the other holds of the same event.
-        assert self.due_at is not None
-        if (
-            everything
-            or now >= self.due_at
-            or any(w.waiter is not None for writes in deferring.values() for w in writes)
-            or any(len(writes) >= MAX_BATCH for writes in self.writes.values())
-        ):
-            now_written.update(self.writes)
-            self.writes, self.due_at = {}, None
-        return now_written
+    def take(self, now: float, *, everything: bool) -> dict[WriteBehind, list[Write]]:
+        """Every kept write, by file in the order made, when they are due (or `everything`);
+        else nothing."""
+        due = self.at_once or (self.due_at is not None and now >= self.due_at)
+        if not self.writes or not (due or everything):
+            return {}
+        writes = self.writes
+        self.writes, self.due_at, self.at_once = {}, None, False
+        return writes
 
 
 def _superseded(batch: list[Write]) -> dict[int, list[Write]]:
@@ -327,8 +438,9 @@ class WriteBehind:
     a failed write's waiter receives; `lock`, when given, is held while a batch is written (for a
     connection that readers share). `thread` is the writer thread it shares (None: one of its
     own, named `thread_name`). `defer_s`: how long its writes may be kept back to share a later
-    transaction (module docstring; 0, the default: never). `close()` closes the connection;
-    `stop()` leaves it open.
+    transaction (module docstring; 0, the default: never). `inline`: its writes are committed
+    where they are made (module docstring; it sets the connection's busy timeout to 0 and turns
+    its automatic checkpoints off). `close()` closes the connection; `stop()` leaves it open.
     """
 
     def __init__(
@@ -342,9 +454,13 @@ class WriteBehind:
         after_batch: AfterBatch | None = None,
         thread: WriterThread | None = None,
         defer_s: float = 0.0,
+        inline: bool = False,
     ) -> None:
+        if inline and defer_s:
+            raise ValueError(f"{name}: a file written inline cannot defer its writes")
         self.name = name
         self.defer_s = defer_s
+        self.inline = inline
         self._conn = conn
         self._error = error
         self._lock = lock if lock is not None else threading.Lock()
@@ -353,8 +469,17 @@ class WriteBehind:
         self._thread = WriterThread(thread_name) if thread is None else thread
         self.commits = 0
         self.errors = 0
-        # Committed writes per statement; only the writer thread changes it.
+        # Committed writes per statement; changed under `_lock`.
         self.committed: Counter[str] = Counter()
+        self._busy_timeout_s = 0.0
+        self._checkpoint_at = CHECKPOINT_EVERY  # `commits` at which the next checkpoint is due
+        self._checkpoint_asked = False
+        if inline:
+            # Whoever waits for the lock, it is the writer thread, never the thread that put.
+            (busy_ms,) = conn.execute("PRAGMA busy_timeout").fetchone()
+            self._busy_timeout_s = busy_ms / 1000
+            conn.execute("PRAGMA busy_timeout=0")
+            conn.execute("PRAGMA wal_autocheckpoint=0")
 
     def start(self) -> None:
         self._thread.start()
@@ -407,53 +532,95 @@ class WriteBehind:
         return done.wait(timeout)
 
     def write_batch(self, batch: list[Write]) -> list[Done]:
-        """Write `batch` (this file's writes) in one transaction; run by the writer thread."""
+        """Write `batch` (this file's writes) in one transaction; run by the writer thread (an
+        inline file's also checkpoints its WAL here when due)."""
+        with self._lock:
+            if not self.inline:
+                return self._write_locked(batch, "BEGIN")
+            # It takes the lock at once: nothing of the transaction waits after that.
+            done = self._write_locked(batch, "BEGIN IMMEDIATE")
+            if self.commits >= self._checkpoint_at or self._checkpoint_asked:
+                self._checkpoint()
+            return done
+
+    def write_here(self, batch: list[Write]) -> list[Done] | None:
+        """Write an inline file's `batch` in one transaction on this thread, if that needs no
+        wait: None, with nothing written, when the lock is taken (module docstring)."""
+        if not self._lock.acquire(blocking=False):
+            return None
+        try:
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error:
+                return None  # busy, or failing: the writer thread waits, or reports it
+            done = self._write_locked(batch, None)
+            ask = self.commits >= self._checkpoint_at and not self._checkpoint_asked
+            self._checkpoint_asked |= ask
+        finally:
+            self._lock.release()
+        if ask:
+            self._thread.ask_checkpoint(self)
+        return done
+
+    def _checkpoint(self) -> None:
+        """Copy the WAL's committed pages into the file (under `_lock`, on the writer thread);
+        PASSIVE: it waits for no reader or writer."""
+        self._checkpoint_at = self.commits + CHECKPOINT_EVERY
+        self._checkpoint_asked = False
+        try:
+            self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.Error:
+            log.exception("%s: checkpoint failed", self.name)
+
+    def _write_locked(self, batch: list[Write], begin: str | None) -> list[Done]:
+        """Write `batch` in one transaction (under `_lock`), begun with `begin` (retried while
+        busy for an inline file, whose busy timeout is 0), or begun already (None)."""
         conn = self._conn
         failed: list[Done] = []
         executed: list[Done] = []  # in the open transaction
         replaced = _superseded(batch) if len(batch) > 1 else {}
         skipped = {id(w) for writes in replaced.values() for w in writes}
         todo = batch
-        with self._lock:
-            try:
-                conn.execute("BEGIN")
-                i = 0
-                while i < len(todo):
-                    write = todo[i]
-                    i += 1
-                    if skipped and id(write) in skipped:
-                        continue
-                    earlier = replaced.pop(id(write), None) if replaced else None
-                    try:
-                        executed.append((write, self._execute(conn, write), None))
-                    except Exception as exc:
-                        log.exception("%s: cannot write %s", self.name, write.what)
-                        error = self._error(f"{self.name}: cannot write {write.what}: {exc}")
-                        failed.append((write, 0, error))
-                        if not conn.in_transaction:  # SQLite rolled the whole transaction back
-                            undone = executed + [(w, 0, None) for w in earlier or ()]
-                            failed += self._reject(undone, f"rolled back by {exc}")
-                            executed = []
-                            conn.execute("BEGIN")
-                        elif earlier:  # the writes it replaced run in its place, next
-                            skipped.difference_update(id(w) for w in earlier)
-                            todo = todo[:i] + earlier + todo[i:]
-                        continue
-                    if earlier:  # what it replaced is written with it
-                        executed += [(w, 0, None) for w in earlier]
-                if self._after_batch is not None:
-                    self._run_after_batch(conn, [w for w, _, _ in executed])
-                self._commit(conn)
-            except Exception as exc:  # BEGIN, the after-batch step or COMMIT
-                log.exception("%s: a batch of %d writes failed", self.name, len(batch))
-                with contextlib.suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
-                # Every write not already failed goes with it, those not yet run included, so
-                # that no waiter is left waiting.
-                settled = {id(write) for write, _, _ in failed}
-                pending: list[Done] = [(w, 0, None) for w in batch if id(w) not in settled]
-                failed += self._reject(pending, f"commit failed: {exc}")
-                executed = []
+        try:
+            if begin is not None:
+                execute_while_busy(conn, begin, self._busy_timeout_s)
+            i = 0
+            while i < len(todo):
+                write = todo[i]
+                i += 1
+                if skipped and id(write) in skipped:
+                    continue
+                earlier = replaced.pop(id(write), None) if replaced else None
+                try:
+                    executed.append((write, self._execute(conn, write), None))
+                except Exception as exc:
+                    log.exception("%s: cannot write %s", self.name, write.what)
+                    error = self._error(f"{self.name}: cannot write {write.what}: {exc}")
+                    failed.append((write, 0, error))
+                    if not conn.in_transaction:  # SQLite rolled the whole transaction back
+                        undone = executed + [(w, 0, None) for w in earlier or ()]
+                        failed += self._reject(undone, f"rolled back by {exc}")
+                        executed = []
+                        conn.execute("BEGIN")
+                    elif earlier:  # the writes it replaced run in its place, next
+                        skipped.difference_update(id(w) for w in earlier)
+                        todo = todo[:i] + earlier + todo[i:]
+                    continue
+                if earlier:  # what it replaced is written with it
+                    executed += [(w, 0, None) for w in earlier]
+            if self._after_batch is not None:
+                self._run_after_batch(conn, [w for w, _, _ in executed])
+            self._commit(conn)
+        except Exception as exc:  # BEGIN, the after-batch step or COMMIT
+            log.exception("%s: a batch of %d writes failed", self.name, len(batch))
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            # Every write not already failed goes with it, those not yet run included, so
+            # that no waiter is left waiting.
+            settled = {id(write) for write, _, _ in failed}
+            pending: list[Done] = [(w, 0, None) for w in batch if id(w) not in settled]
+            failed += self._reject(pending, f"commit failed: {exc}")
+            executed = []
         committed = self.committed
         wrote = False
         for write, _, _ in executed:
@@ -509,6 +676,8 @@ def _settle_all(futures: list[tuple[asyncio.Future[int], Done]]) -> None:
 
 
 def _wake(done: list[Done]) -> None:
+    """Wake the waiters of `done`: those of this thread's running loop at once, those of each
+    other loop with one call into it."""
     by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[int], Done]]] = {}
     for item in done:
         waiter = item[0].waiter
@@ -516,6 +685,15 @@ def _wake(done: list[Done]) -> None:
             waiter.set()
         elif waiter is not None:
             by_loop.setdefault(waiter.get_loop(), []).append((waiter, item))
+    if not by_loop:
+        return
+    try:
+        here: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+    except RuntimeError:
+        here = None  # the writer thread, or another without a loop
     for loop, futures in by_loop.items():
+        if loop is here:
+            _settle_all(futures)
+            continue
         with contextlib.suppress(RuntimeError):  # the caller's loop is gone
             loop.call_soon_threadsafe(_settle_all, futures)

@@ -61,6 +61,7 @@ class Ledger(LedgerWriter, LedgerReader):
             error=LedgerError,
             lock=self._read_lock if shared else None,
             thread=self._thread,
+            inline=True,
         )
         writer.start()
         self._writer = writer

@@ -311,7 +311,7 @@ async def test_a_requests_writes_go_in_one_hand_off_with_its_awaited_write(
         # Committed before the awaited write's waiter woke: the held writes too.
         assert (names(path_a), names(path_b)) == (["early"], ["route", "row"])
         a.put(Write(INSERT, ("late",)))  # after the hand-off: straight to the thread
-        assert len(puts) == 2 and isinstance(puts[1], Write)
+        assert len(puts) == 2 and [w.params[0] for w in puts[1]] == ["late"]
     assert len(puts) == 2, "leaving sends nothing more"
     assert a.flush_blocking(10) and names(path_a) == ["early", "late"]
 
@@ -596,7 +596,7 @@ def test_a_kept_write_commits_once_the_wait_is_over_without_more_traffic(tmp_pat
     writer.close()
 
 
-def test_kept_writes_commit_when_the_thread_stops_or_too_many_wait(
+def test_kept_writes_commit_when_too_many_wait_or_the_thread_stops(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("gateway.storage.writer.MAX_BATCH", 10)
@@ -605,15 +605,17 @@ def test_kept_writes_commit_when_the_thread_stops_or_too_many_wait(
     conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT UNIQUE)")
     thread = WriterThread("test-writer-kept")
     writer = WriteBehind(conn, name="kept", thread_name="unused", thread=thread, defer_s=3600)
-    for i in range(25):
-        writer.put(Write(INSERT, (f"n{i}",)))
-    writer.start()  # after the puts: taken as batches of MAX_BATCH, 10, 10 and 5
+    writer.start()
+    for i in range(10):
+        writer.put(Write(INSERT, (f"n{i}",)))  # the tenth makes MAX_BATCH waiting
     deadline = time.monotonic() + 10
-    while len(names(path)) < 20 and time.monotonic() < deadline:
+    while len(names(path)) < 10 and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert len(names(path)) == 20, "each full batch written, the last 5 kept"
+    assert names(path) == [f"n{i}" for i in range(10)], "written long before the hour is over"
+    for i in range(10, 13):
+        writer.put(Write(INSERT, (f"n{i}",)))
     thread.stop()  # what is kept is written before the thread ends
-    assert names(path) == [f"n{i}" for i in range(25)]
+    assert names(path) == [f"n{i}" for i in range(13)]
     conn.close()
 
 
@@ -648,23 +650,35 @@ def test_one_learned_file_due_takes_the_other_and_the_ledger_is_written_and_woke
         files[name] = file
     monkeypatch.setattr(writer_module, "_wake", lambda done: events.append("wake"))
     ledger, learning, router = files["ledger"], files["learning"], files["router"]
+
+    def write(file: WriteBehind, *params: Any, waiter: threading.Event | None = None) -> Write:
+        return Write(INSERT if params else None, params, waiter=waiter, file=file)
+
     deferred = writer_module._Deferred()
     assert deferred.wait(0.0) is None, "nothing kept: wait for the next put"
-    assert deferred.due({learning: [Write(INSERT, ("a",))]}, 0.0, everything=False) == {}
-    assert deferred.due({router: [Write(INSERT, ("b",))]}, 0.5, everything=False) == {}
+    assert deferred.keep(write(learning, "a"), 0.0), "the first kept write sets the wait"
+    assert not deferred.keep(write(router, "b"), 0.5), "the wait stays the oldest's"
     assert deferred.wait(0.25) == pytest.approx(0.75), "until the oldest kept write is due"
-    row = Write(INSERT, ("row",), waiter=threading.Event())
-    due = deferred.due({ledger: [row]}, 1.0, everything=False)
-    assert set(due) == {ledger, learning, router}, "router's writes go with learning's"
+    assert deferred.take(0.9, everything=False) == {}, "not due yet"
+    due = deferred.take(1.0, everything=False)
+    assert set(due) == {learning, router}, "router's writes go with learning's"
+    due[ledger] = [write(ledger, "row", waiter=threading.Event())]
     writer_module._write_and_wake(due)
     assert events[:2] == ["ledger", "wake"] and sorted(events[2:4]) == ["learning", "router"]
     assert events[4:] == ["wake"] and deferred.wait(1.0) is None
     # A flush of one learned file (a feedback answer waits for one) takes the other along.
-    assert deferred.due({router: [Write(INSERT, ("c",))]}, 1.1, everything=False) == {}
-    flush = Write(None, waiter=threading.Event())
-    assert set(deferred.due({learning: [flush]}, 1.2, everything=False)) == {learning, router}
+    assert deferred.keep(write(router, "c"), 1.1)
+    assert deferred.keep(write(learning, waiter=threading.Event()), 1.2), "wakes the thread"
+    assert deferred.wait(1.2) == 0.0
+    assert set(deferred.take(1.2, everything=False)) == {learning, router}
     # So does one that fills a batch.
-    assert deferred.due({router: [Write(INSERT, ("d",))]}, 1.3, everything=False) == {}
     monkeypatch.setattr(writer_module, "MAX_BATCH", 3)
-    full = [Write(INSERT, (name,)) for name in ("e", "f", "g")]
-    assert set(deferred.due({learning: full}, 1.4, everything=False)) == {learning, router}
+    assert deferred.keep(write(router, "d"), 1.3)
+    assert not deferred.keep(write(learning, "e"), 1.3)
+    assert not deferred.keep(write(learning, "f"), 1.3)
+    assert deferred.keep(write(learning, "g"), 1.4), "the third learning write fills it"
+    assert set(deferred.take(1.4, everything=False)) == {learning, router}
+    # And the thread's stop takes all, due or not.
+    assert deferred.keep(write(router, "h"), 2.0)
+    assert deferred.take(2.0, everything=False) == {}
+    assert set(deferred.take(2.0, everything=True)) == {router}
