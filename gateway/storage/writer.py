@@ -209,21 +209,23 @@ class WriterThread:
     def _write_turn(self, loop: asyncio.AbstractEventLoop) -> None:
         """Commit the inline writes of `loop`'s last turn here, on the loop, and wake their
         waiters; a file whose lock is taken has them queued for this thread instead. Barriers
-        are queued after them: they wait for what came before, including what was queued."""
+        are queued after them: they wait for what came before, including what was queued.
+        Under `_held_lock` throughout, so that no barrier made meanwhile overtakes them."""
         with self._held_lock:
             writes = self._turns.pop(loop, None)
-        if not writes:
-            return  # a write queued for the thread since took them along (`_enqueue`)
-        for file, file_writes in _by_file(writes).items():
-            statements = [w for w in file_writes if w.sql is not None]
-            barriers = [w for w in file_writes if w.sql is None]
-            done = file.write_here(statements) if statements else []
-            if done is None:
-                barriers = statements + barriers
-            else:
-                _wake(done)
-            if barriers:
-                with self._held_lock:
+            if not writes:
+                return  # a write queued for the thread since took them along (`_enqueue`)
+            for file, file_writes in _by_file(writes).items():
+                statements = [w for w in file_writes if w.sql is not None]
+                barriers = [w for w in file_writes if w.sql is None]
+                done = file.write_here(statements) if statements else []
+                if done is None:
+                    barriers = statements + barriers
+                else:
+                    _wake(done)
+                if file.checkpoint_to_ask():
+                    barriers.append(Write(None, what="checkpoint", file=file))
+                if barriers:
                     self._enqueue(barriers)
 
     def _enqueue(self, item: Write | list[Write] | object) -> None:
@@ -234,11 +236,6 @@ class WriterThread:
                 self._queue.put(writes)
             self._turns.clear()
         self._queue.put(item)
-
-    def ask_checkpoint(self, file: WriteBehind) -> None:
-        """Have the thread checkpoint `file`'s WAL (after writing what is queued for it)."""
-        with self._held_lock:
-            self._enqueue(Write(None, what="checkpoint", file=file))
 
     def stop(self) -> None:
         """Commit everything queued or held before this call, then end the thread (blocks)."""
@@ -553,14 +550,17 @@ class WriteBehind:
                 self._conn.execute("BEGIN IMMEDIATE")
             except sqlite3.Error:
                 return None  # busy, or failing: the writer thread waits, or reports it
-            done = self._write_locked(batch, None)
-            ask = self.commits >= self._checkpoint_at and not self._checkpoint_asked
-            self._checkpoint_asked |= ask
+            return self._write_locked(batch, None)
         finally:
             self._lock.release()
-        if ask:
-            self._thread.ask_checkpoint(self)
-        return done
+
+    def checkpoint_to_ask(self) -> bool:
+        """True once when an inline file's writer thread is to checkpoint its WAL: the caller
+        then queues a barrier of this file, after which the thread runs it (`write_batch`)."""
+        if self.inline and not self._checkpoint_asked and self.commits >= self._checkpoint_at:
+            self._checkpoint_asked = True
+            return True
+        return False
 
     def _checkpoint(self) -> None:
         """Copy the WAL's committed pages into the file (under `_lock`, on the writer thread);

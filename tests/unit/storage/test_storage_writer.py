@@ -177,7 +177,7 @@ def test_flush_blocking_waits_for_the_commit_and_stop_drains_the_queue(
     assert "test-writer-drained" not in {t.name for t in threading.enumerate()}
 
 
-async def test_ledger_wakes_a_batch_with_one_call_into_the_loop(
+async def test_ledger_rows_of_one_loop_turn_share_a_commit_on_the_loop(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ledger = Ledger(tmp_path / "ledger.db")
@@ -200,7 +200,8 @@ async def test_ledger_wakes_a_batch_with_one_call_into_the_loop(
     monkeypatch.undo()
     await ledger.close()
     assert sorted(ids) == list(range(1, 501))
-    assert calls <= commits < 500, "one wake-up per committed batch, not one per row"
+    # Made in one turn of the loop: committed on it together, no thread to wake it back.
+    assert (commits, calls) == (1, 0)
 
 
 def test_learning_store_keeps_the_good_rows_of_a_batch_with_a_bad_one(tmp_path: Path) -> None:
@@ -531,18 +532,38 @@ def test_a_conversation_row_is_set_as_insert_or_replace_would_but_in_place(
         assert db.execute("SELECT rowid FROM conversations WHERE key = 'a'").fetchone() == (1,)
 
 
+class RecordingQueue:
+    """A writer thread's queue that records what is put on it."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+        self.puts: list[Any] = []
+
+    def put(self, item: Any) -> None:
+        self.puts.append(item)
+        self.real.put(item)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+
 @pytest.fixture
 def deferring(
     tmp_path: Path,
 ) -> Iterator[tuple[WriterThread, tuple[str, WriteBehind], tuple[str, WriteBehind]]]:
-    """A ledger-like file and a file whose writes may wait an hour, on one shared thread."""
+    """A ledger-like file (written inline) and a file whose writes may wait an hour, on one
+    shared thread, whose queue records what is put on it (`thread.puts`)."""
     thread = WriterThread("test-deferring-writer")
+    thread._queue = RecordingQueue(thread._queue)  # type: ignore[assignment]
     files = []
     for name, defer_s in (("ledger", 0.0), ("learned", 3600.0)):
         path = str(tmp_path / f"{name}.db")
         conn = connect(path)
         conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT UNIQUE)")
-        file = WriteBehind(conn, name=name, thread_name="unused", thread=thread, defer_s=defer_s)
+        file = WriteBehind(
+            conn, name=name, thread_name="unused", thread=thread, defer_s=defer_s,
+            inline=not defer_s,
+        )  # fmt: skip
         file.start()
         files.append((path, file))
     yield thread, files[0], files[1]
@@ -563,6 +584,8 @@ async def test_deferred_writes_of_many_requests_share_one_transaction(
             await fut
     assert names(ledger_path) == [f"row{i}" for i in range(20)], "the ledger waits for nothing"
     assert (names(learned_path), learned.commits) == ([], 0), "kept back for later company"
+    queue_puts = thread._queue.puts  # type: ignore[attr-defined]
+    assert queue_puts == [writer_module._WAKE], "the thread was woken once, to start its wait"
     assert learned.flush_blocking(10), "a write someone waits for takes the kept ones along"
     assert names(learned_path) == [f"turn{i}" for i in range(20)] and learned.commits == 1
     assert ledger.commits == 20
@@ -682,3 +705,108 @@ def test_one_learned_file_due_takes_the_other_and_the_ledger_is_written_and_woke
     assert deferred.keep(write(router, "h"), 2.0)
     assert deferred.take(2.0, everything=False) == {}
     assert set(deferred.take(2.0, everything=True)) == {router}
+
+
+@pytest.fixture
+def inline_file(tmp_path: Path) -> Iterator[tuple[str, WriterThread, WriteBehind]]:
+    """A ledger-like file written inline, on a thread of its own (not started)."""
+    path = str(tmp_path / "inline.db")
+    conn = connect(path)
+    conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT UNIQUE)")
+    thread = WriterThread("test-inline-writer")
+    file = WriteBehind(conn, name="inline", thread_name="unused", thread=thread, inline=True)
+    yield path, thread, file
+    thread.stop()
+    conn.close()
+
+
+def waited(name: str) -> tuple[Write, asyncio.Future[int]]:
+    fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    return Write(INSERT, (name,), name, fut), fut
+
+
+async def test_an_inline_files_writes_commit_on_the_loop_one_turns_together(
+    inline_file: tuple[str, WriterThread, WriteBehind],
+) -> None:
+    path, thread, file = inline_file
+    turn = [waited(name) for name in ("a", "b", "c")]
+    for write, _ in turn:
+        file.put(write)
+    assert [await fut for _, fut in turn] == [1, 2, 3] and file.commits == 1
+    write, fut = waited("d")
+    file.put(write)
+    assert await fut == 4 and file.commits == 2
+    assert names(path) == ["a", "b", "c", "d"]
+    assert not thread.alive and thread.pending == 0, "no writer thread took part"
+
+
+async def test_a_locked_inline_file_has_the_writer_thread_wait_not_the_loop(
+    inline_file: tuple[str, WriterThread, WriteBehind],
+) -> None:
+    path, thread, file = inline_file
+    thread.start()
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process holds the file's write lock
+    write, fut = waited("a")
+    file.put(write)
+    await asyncio.sleep(0.05)  # the loop goes on turning
+    assert not fut.done() and file.commits == 0, "nothing commits while the lock is held"
+    other.execute("COMMIT")
+    other.close()
+    assert await fut == 1 and names(path) == ["a"]
+
+
+async def test_a_barrier_waits_for_the_inline_writes_made_before_it(
+    inline_file: tuple[str, WriterThread, WriteBehind],
+) -> None:
+    path, thread, file = inline_file
+    thread.start()
+    file.put(Write(INSERT, ("a",)))
+    await file.flush()  # made in the same turn: the row is written first
+    assert names(path) == ["a"]
+    file.put(Write(INSERT, ("b",)))
+    # From another thread, perhaps before the loop's turn ends: the row is queued ahead of it.
+    assert await asyncio.to_thread(file.flush_blocking, 10)
+    assert names(path) == ["a", "b"]
+
+
+async def test_stopping_the_thread_writes_the_inline_writes_of_an_unfinished_turn(
+    inline_file: tuple[str, WriterThread, WriteBehind],
+) -> None:
+    path, thread, file = inline_file
+    thread.start()
+    write, fut = waited("a")
+    file.put(write)
+    thread.stop()  # before this turn's writes were written on the loop
+    assert names(path) == ["a"] and await fut == 1
+
+
+async def test_the_writer_thread_checkpoints_an_inline_files_wal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(writer_module, "CHECKPOINT_EVERY", 3)
+    path = str(tmp_path / "inline.db")
+    conn = connect(path)
+    conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT UNIQUE)")
+    thread = WriterThread("test-checkpointing-writer")
+    file = WriteBehind(conn, name="inline", thread_name="unused", thread=thread, inline=True)
+    assert conn.execute("PRAGMA wal_autocheckpoint").fetchone() == (0,), "never where it commits"
+    assert conn.execute("PRAGMA busy_timeout").fetchone() == (0,), "never waits where it commits"
+    ran: list[str] = []
+    real = file._checkpoint
+
+    def checkpoint() -> None:
+        ran.append(threading.current_thread().name)
+        real()
+
+    monkeypatch.setattr(file, "_checkpoint", checkpoint)
+    thread.start()
+    for i in range(7):  # one commit per turn
+        write, fut = waited(f"n{i}")
+        file.put(write)
+        await fut
+    await file.flush()
+    thread.stop()
+    assert ran and set(ran) == {"test-checkpointing-writer"}, "asked for, run by the thread"
+    assert names(path) == [f"n{i}" for i in range(7)]
+    conn.close()
