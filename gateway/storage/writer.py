@@ -16,6 +16,8 @@ the thread instead, which waits), it never checkpoints its WAL where it commits 
 does, every CHECKPOINT_EVERY commits), and with `synchronous=NORMAL` a commit writes the WAL
 without syncing it. Its writes may commit in another order than made (a write handed to the
 thread may commit after a later one); only a barrier (`flush`) waits for what came before it.
+A write a blocked thread waits for (`flush_blocking`, `stop`) goes to the writer thread, with
+every write made before it: made on a loop, it could not be written there while that loop waits.
 
 One request's writes travel together (`handoff`): while a request is served, the writes its code
 makes to files of that thread are held, and handed over in one queue put when the first write
@@ -171,7 +173,7 @@ class WriterThread:
     def _route(self, writes: list[Write]) -> None:
         """Send `writes` on their way, in order (under `_held_lock`): a deferring file's are
         kept; an inline file's, made on an event loop, join that loop's turn's writes (module
-        docstring); the rest are queued together."""
+        docstring), unless a blocked thread waits for them; the rest are queued together."""
         queued: list[Write] = []
         wake = False
         now = 0.0
@@ -183,7 +185,9 @@ class WriterThread:
                 now = now or time.monotonic()
                 wake = self._deferred.keep(write, now) or wake
                 continue
-            if file.inline:
+            # A write whose waiter blocks (an event) is the thread's: its waiter may be the very
+            # loop whose turn would write it, and that loop does not turn while it waits.
+            if file.inline and not isinstance(write.waiter, threading.Event):
                 if loop is False:
                     loop = _running_loop()
                 if loop is not None:
