@@ -14,10 +14,12 @@ its own process's alone, so that nothing there waits: it never waits for SQLite'
 timeout is 0; when the lock is taken, by its writer thread or another process, the writes go to
 the thread instead, which waits), it never checkpoints its WAL where it commits (its writer thread
 does, every CHECKPOINT_EVERY commits), and with `synchronous=NORMAL` a commit writes the WAL
-without syncing it. Its writes may commit in another order than made (a write handed to the
-thread may commit after a later one); only a barrier (`flush`) waits for what came before it.
-A write a blocked thread waits for (`flush_blocking`, `stop`) goes to the writer thread, with
-every write made before it: made on a loop, it could not be written there while that loop waits.
+without syncing it (but the first commit after a checkpoint copied the whole WAL starts the WAL
+over and syncs its new header: that commit is left to the thread). Its writes may commit in
+another order than made (a write handed to the thread may commit after a later one); only a
+barrier (`flush`) waits for what came before it. A write a blocked thread waits for
+(`flush_blocking`, `stop`) goes to the writer thread, with every write made before it: made on a
+loop, it could not be written there while that loop waits.
 
 One request's writes travel together (`handoff`): while a request is served, the writes its code
 makes to files of that thread are held, and handed over in one queue put when the first write
@@ -475,6 +477,8 @@ class WriteBehind:
         self._busy_timeout_s = 0.0
         self._checkpoint_at = CHECKPOINT_EVERY  # `commits` at which the next checkpoint is due
         self._checkpoint_asked = False
+        # The WAL was checkpointed whole: the next commit starts it over, syncing it (`write_here`).
+        self._wal_restarts = False
         if inline:
             # Whoever waits for the lock, it is the writer thread, never the thread that put.
             (busy_ms,) = conn.execute("PRAGMA busy_timeout").fetchone()
@@ -539,17 +543,23 @@ class WriteBehind:
             if not self.inline:
                 return self._write_locked(batch, "BEGIN")
             # It takes the lock at once: nothing of the transaction waits after that.
+            commits = self.commits
             done = self._write_locked(batch, "BEGIN IMMEDIATE")
+            if self.commits != commits:
+                self._wal_restarts = False  # here, unless a reader's snapshot kept the WAL
             if self.commits >= self._checkpoint_at or self._checkpoint_asked:
                 self._checkpoint()
             return done
 
     def write_here(self, batch: list[Write]) -> list[Done] | None:
         """Write an inline file's `batch` in one transaction on this thread, if that needs no
-        wait: None, with nothing written, when the lock is taken (module docstring)."""
+        wait: None, with nothing written, when the lock is taken or the commit would sync the WAL
+        (module docstring)."""
         if not self._lock.acquire(blocking=False):
             return None
         try:
+            if self._wal_restarts and self._thread.alive:
+                return None
             try:
                 self._conn.execute("BEGIN IMMEDIATE")
             except sqlite3.Error:
@@ -572,9 +582,11 @@ class WriteBehind:
         self._checkpoint_at = self.commits + CHECKPOINT_EVERY
         self._checkpoint_asked = False
         try:
-            self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            _, frames, copied = self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         except sqlite3.Error:
             log.exception("%s: checkpoint failed", self.name)
+        else:
+            self._wal_restarts = frames > 0 and copied == frames
 
     def _write_locked(self, batch: list[Write], begin: str | None) -> list[Done]:
         """Write `batch` in one transaction (under `_lock`), begun with `begin` (retried while

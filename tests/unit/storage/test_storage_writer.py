@@ -822,3 +822,42 @@ async def test_a_blocking_flush_made_on_the_loop_is_not_left_for_the_loops_next_
     # while it waits, so the barrier and the row before it go to the writer thread.
     assert file.flush_blocking(10), "the loop's turn cannot come while the loop waits"
     assert names(path) == ["a"]
+
+
+async def test_the_commit_that_restarts_the_wal_after_a_checkpoint_is_the_writer_threads(
+    inline_file: tuple[str, WriterThread, WriteBehind], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path, thread, file = inline_file
+    monkeypatch.setattr(file, "_checkpoint_at", 3)
+    committed_by: dict[str, str] = {}
+    real_execute = file._execute
+
+    def execute(conn: sqlite3.Connection, write: Write) -> int:
+        if write.sql is not None:
+            committed_by[write.params[0]] = threading.current_thread().name
+        return real_execute(conn, write)
+
+    monkeypatch.setattr(file, "_execute", execute)
+    thread.start()
+
+    async def row(name: str) -> None:
+        write, fut = waited(name)
+        file.put(write)
+        await fut
+
+    for i in range(3):
+        await row(f"n{i}")
+    await file.flush()  # behind the checkpoint the third commit asked for
+    # The WAL was checkpointed whole: the next commit writes a new WAL header and syncs it,
+    # which the loop must not wait for.
+    await row("n3")
+    await row("n4")
+    loop_thread = threading.current_thread().name
+    assert committed_by == {
+        "n0": loop_thread,
+        "n1": loop_thread,
+        "n2": loop_thread,
+        "n3": "test-inline-writer",
+        "n4": loop_thread,
+    }
+    assert names(path) == [f"n{i}" for i in range(5)]
