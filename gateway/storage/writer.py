@@ -15,9 +15,11 @@ timeout is 0; when the lock is taken, by its writer thread or another process, t
 the thread instead, which waits), it never checkpoints its WAL where it commits (its writer thread
 does, every CHECKPOINT_EVERY commits), and with `synchronous=NORMAL` a commit writes the WAL
 without syncing it (but the first commit after a checkpoint copied the whole WAL starts the WAL
-over and syncs its new header: that commit is left to the thread). Its writes may commit in
-another order than made (a write handed to the thread may commit after a later one); only a
-barrier (`flush`) waits for what came before it. A write a blocked thread waits for
+over and syncs its new header: that commit is left to the thread). Its writes commit in the order
+made, as the ledger's meaning needs (an event records the last row committed before it): while
+any of them wait on the thread's queue, the later ones are queued behind them rather than written
+where made (only two event loops' writes made in their same turns may commit in either order).
+A barrier (`flush`) waits for what came before it. A write a blocked thread waits for
 (`flush_blocking`, `stop`) goes to the writer thread, with every write made before it: made on a
 loop, it could not be written there while that loop waits.
 
@@ -236,11 +238,17 @@ class WriterThread:
 
     def _enqueue(self, item: Write | list[Write] | object) -> None:
         """The one way onto the queue (under `_held_lock`): behind any inline writes not yet
-        written, which go first, so that nothing made earlier commits after a barrier."""
+        written, which go first, so that nothing made earlier commits after a barrier. The
+        inline files' writes queued are counted (`WriteBehind.write_here`)."""
         if self._turns:
             for writes in self._turns.values():
+                _count_handed(writes)
                 self._queue.put(writes)
             self._turns.clear()
+        if type(item) is list:
+            _count_handed(item)
+        elif type(item) is Write:
+            _count_handed([item])
         self._queue.put(item)
 
     def stop(self) -> None:
@@ -284,6 +292,14 @@ class WriterThread:
             by_file.update(kept)  # no file in both: a deferring file's writes are only kept
             if by_file:
                 _write_and_wake(by_file)
+
+
+def _count_handed(writes: list[Write]) -> None:
+    """Count the inline files' statements of `writes` as queued (under `_held_lock`)."""
+    for write in writes:
+        file = write.file
+        if write.sql is not None and file is not None and file.inline:
+            file.handed += 1
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:
@@ -472,6 +488,11 @@ class WriteBehind:
         self._thread = WriterThread(thread_name) if thread is None else thread
         self.commits = 0
         self.errors = 0
+        # An inline file's statements queued for its thread (counted under the thread's
+        # `_held_lock`), and those of them the thread has written (counted by the thread alone):
+        # while they differ, its writes made meanwhile queue up behind them (`write_here`).
+        self.handed = 0
+        self.handed_done = 0
         # Committed writes per statement; changed under `_lock`.
         self.committed: Counter[str] = Counter()
         self._busy_timeout_s = 0.0
@@ -545,6 +566,7 @@ class WriteBehind:
             # It takes the lock at once: nothing of the transaction waits after that.
             commits = self.commits
             done = self._write_locked(batch, "BEGIN IMMEDIATE")
+            self.handed_done += sum(1 for write in batch if write.sql is not None)
             if self.commits != commits:
                 self._wal_restarts = False  # here, unless a reader's snapshot kept the WAL
             if self.commits >= self._checkpoint_at or self._checkpoint_asked:
@@ -553,12 +575,14 @@ class WriteBehind:
 
     def write_here(self, batch: list[Write]) -> list[Done] | None:
         """Write an inline file's `batch` in one transaction on this thread, if that needs no
-        wait: None, with nothing written, when the lock is taken or the commit would sync the WAL
-        (module docstring)."""
+        wait and no write made before it waits on the queue (under the thread's `_held_lock`):
+        None, with nothing written, when the lock is taken, when writes made before are queued,
+        or when the commit would sync the WAL (module docstring)."""
         if not self._lock.acquire(blocking=False):
             return None
         try:
-            if self._wal_restarts and self._thread.alive:
+            waiting = self.handed > self.handed_done
+            if (waiting or self._wal_restarts) and self._thread.alive:
                 return None
             try:
                 self._conn.execute("BEGIN IMMEDIATE")

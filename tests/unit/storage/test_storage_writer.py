@@ -861,3 +861,39 @@ async def test_the_commit_that_restarts_the_wal_after_a_checkpoint_is_the_writer
         "n4": loop_thread,
     }
     assert names(path) == [f"n{i}" for i in range(5)]
+
+
+async def test_an_inline_write_never_commits_before_one_made_earlier_and_handed_to_the_thread(
+    inline_file: tuple[str, WriterThread, WriteBehind], tmp_path: Path
+) -> None:
+    # The ledger's order is its meaning: an event's `last_request_id` is the last row committed
+    # before it (a `reset` marker divides the rows that count from those that do not).
+    path, thread, file = inline_file
+    busy = str(tmp_path / "busy.db")
+    busy_conn = connect(busy)
+    busy_conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT UNIQUE)")
+    other_file = WriteBehind(busy_conn, name="busy", thread_name="unused", thread=thread)
+    gate = threading.Event()
+    real_commit = other_file._commit
+
+    def held_commit(conn: sqlite3.Connection) -> None:
+        gate.wait(10)  # the thread is at another file's work meanwhile
+        real_commit(conn)
+
+    other_file._commit = held_commit  # type: ignore[method-assign]
+    thread.start()
+    other_file.put(Write(INSERT, ("elsewhere",)))
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # the file's lock is taken: the row goes to the thread
+    first, first_fut = waited("first")
+    file.put(first)
+    await asyncio.sleep(0)  # the turn ends: the row is queued for the thread
+    other.execute("COMMIT")
+    other.close()
+    second, second_fut = waited("second")
+    file.put(second)
+    await asyncio.sleep(0.05)  # the loop turns; the lock is free again
+    gate.set()
+    assert (await first_fut, await second_fut) == (1, 2)
+    assert names(path) == ["first", "second"]
+    busy_conn.close()
