@@ -768,6 +768,11 @@ async def test_a_barrier_waits_for_the_inline_writes_made_before_it(
     # From another thread, perhaps before the loop's turn ends: the row is queued ahead of it.
     assert await asyncio.to_thread(file.flush_blocking, 10)
     assert names(path) == ["a", "b"]
+    file.put(Write(INSERT, ("c",)))
+    # On the loop itself (a store's stop or close): the loop cannot turn while it waits, so the
+    # barrier and the row before it go to the writer thread.
+    assert file.flush_blocking(10)
+    assert names(path) == ["a", "b", "c"]
 
 
 async def test_stopping_the_thread_writes_the_inline_writes_of_an_unfinished_turn(
@@ -810,18 +815,6 @@ async def test_the_writer_thread_checkpoints_an_inline_files_wal(
     assert ran and set(ran) == {"test-checkpointing-writer"}, "asked for, run by the thread"
     assert names(path) == [f"n{i}" for i in range(7)]
     conn.close()
-
-
-async def test_a_blocking_flush_made_on_the_loop_is_not_left_for_the_loops_next_turn(
-    inline_file: tuple[str, WriterThread, WriteBehind],
-) -> None:
-    path, thread, file = inline_file
-    thread.start()
-    file.put(Write(INSERT, ("a",)))
-    # A synchronous caller on the loop (a store's stop or close, a test): the loop cannot turn
-    # while it waits, so the barrier and the row before it go to the writer thread.
-    assert file.flush_blocking(10), "the loop's turn cannot come while the loop waits"
-    assert names(path) == ["a"]
 
 
 async def test_the_commit_that_restarts_the_wal_after_a_checkpoint_is_the_writer_threads(
