@@ -42,9 +42,9 @@ def _set_wal(conn: sqlite3.Connection, timeout: float) -> None:
 
 def execute_while_busy(conn: sqlite3.Connection, sql: str, timeout: float) -> None:
     """Execute `sql`, retrying with a growing pause (up to 50 ms) for up to `timeout` s while
-    SQLite answers SQLITE_BUSY; raises sqlite3.Error after that, or on any other error. For the
-    statements that get SQLITE_BUSY without waiting in SQLite's busy handler (or on a connection
-    whose busy timeout is 0)."""
+    SQLite answers SQLITE_BUSY or one of its extended codes; raises sqlite3.Error after that, or
+    on any other error. For the statements that get SQLITE_BUSY without waiting in SQLite's busy
+    handler (or on a connection whose busy timeout is 0)."""
     deadline = time.monotonic() + timeout
     delay = 0.002
     while True:
@@ -52,7 +52,8 @@ def execute_while_busy(conn: sqlite3.Connection, sql: str, timeout: float) -> No
             conn.execute(sql)
             return
         except sqlite3.OperationalError as exc:
-            if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() >= deadline:
+            busy = exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY  # SQLITE_BUSY_RECOVERY too
+            if not busy or time.monotonic() >= deadline:
                 raise
         time.sleep(delay)
         delay = min(delay * 2, 0.05)

@@ -616,6 +616,7 @@ class WriteBehind:
         """Write `batch` in one transaction (under `_lock`), begun with `begin` (retried while
         busy for an inline file, whose busy timeout is 0), or begun already (None)."""
         conn = self._conn
+        restart = "BEGIN IMMEDIATE" if self.inline else "BEGIN"
         failed: list[Done] = []
         executed: list[Done] = []  # in the open transaction
         replaced = _superseded(batch) if len(batch) > 1 else {}
@@ -641,7 +642,8 @@ class WriteBehind:
                         undone = executed + [(w, 0, None) for w in earlier or ()]
                         failed += self._reject(undone, f"rolled back by {exc}")
                         executed = []
-                        conn.execute("BEGIN")
+                        # Again as the batch began: an inline file's waits only on the thread.
+                        execute_while_busy(conn, restart, self._busy_timeout_s if begin else 0)
                     elif earlier:  # the writes it replaced run in its place, next
                         skipped.difference_update(id(w) for w in earlier)
                         todo = todo[:i] + earlier + todo[i:]
