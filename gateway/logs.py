@@ -5,7 +5,11 @@ any configured secret that still reaches a log record with `[REDACTED]`.
 
 The request path only puts records on a queue; a listener thread formats and writes them, so a
 slow disk or terminal never stalls the event loop. Redaction runs once per record, on the
-rendered text (message and traceback), as the record is queued.
+rendered text (message and traceback), as the record is queued. The listener gathers records for
+GATHER_S after the first before writing them, so that it is woken about once per period rather
+than once per request; a record at WARNING or above, a flush and shutdown have it write at once.
+A process killed outright (`kill -9`) may therefore lose its last GATHER_S of INFO lines, never
+a warning or an error that was written out before it.
 """
 
 from __future__ import annotations
@@ -15,12 +19,17 @@ import logging.handlers
 import os
 import queue
 import stat
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 
 from gateway.config import MIN_REDACTED_SECRET, StorageConfig
 
 REDACTED = "[REDACTED]"
+
+GATHER_S = 0.05
+"""How long the listener gathers records after the first before writing them (module docstring):
+waking a thread for each request's log line cost about 7 % of a request's CPU at INFO."""
 _FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 _OWN_HANDLER = "_glm_gateway_handler"
 
@@ -85,6 +94,46 @@ def _copy(record: logging.LogRecord) -> logging.LogRecord:
     return copied
 
 
+_STOP = None  # what QueueListener.stop() queues (its `_sentinel`); never a record
+
+
+class _GatheringListener(logging.handlers.QueueListener):
+    """A listener that writes the records queued within GATHER_S of the first together, unless
+    `urgent` is set (a record at WARNING or above, a flush, stopping)."""
+
+    def __init__(self, records: queue.Queue[logging.LogRecord], *handlers: logging.Handler) -> None:
+        super().__init__(records, *handlers)
+        self.urgent = threading.Event()
+
+    def _monitor(self) -> None:
+        records = self.queue
+        assert isinstance(records, queue.Queue)
+        while True:
+            batch = [records.get()]
+            if batch[0] is not _STOP:
+                # While it waits here, puts find no thread waiting on the queue: none wakes it.
+                self.urgent.wait(GATHER_S)
+            self.urgent.clear()  # a record made urgent since is among those taken next
+            while True:
+                try:
+                    batch.append(records.get_nowait())
+                except queue.Empty:
+                    break
+            stopping = False
+            for record in batch:
+                if record is _STOP:
+                    stopping = True
+                else:
+                    self.handle(record)
+                records.task_done()
+            if stopping:
+                return
+
+    def stop(self) -> None:
+        self.urgent.set()
+        super().stop()
+
+
 class _QueueHandler(logging.handlers.QueueHandler):
     """Queues records for its listener; `flush` waits until they are written, `close` stops the
     listener (after writing what is queued) and closes its handlers."""
@@ -93,7 +142,7 @@ class _QueueHandler(logging.handlers.QueueHandler):
         self._records: queue.Queue[logging.LogRecord] = queue.Queue()
         super().__init__(self._records)
         self.redact = redact
-        self.listener = logging.handlers.QueueListener(self._records, *handlers)
+        self.listener = _GatheringListener(self._records, *handlers)
         self.listener.start()
         self._listening = True
 
@@ -109,6 +158,11 @@ class _QueueHandler(logging.handlers.QueueHandler):
         prepared.exc_info = prepared.exc_text = prepared.stack_info = None
         return prepared
 
+    def enqueue(self, record: logging.LogRecord) -> None:
+        self._records.put_nowait(record)
+        if record.levelno >= logging.WARNING:
+            self.listener.urgent.set()
+
     def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 (logging's name)
         """As the standard library's (a traceback to stderr), but the message and arguments it
         prints with it are redacted: `prepare` failed before its redaction ran."""
@@ -121,6 +175,7 @@ class _QueueHandler(logging.handlers.QueueHandler):
 
     def flush(self) -> None:
         if self._listening:
+            self.listener.urgent.set()
             self._records.join()
         for handler in self.listener.handlers:
             handler.flush()

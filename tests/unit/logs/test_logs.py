@@ -5,12 +5,14 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import time
 from pathlib import Path
 
 import pytest
 from support import gateway_log
 
 from gateway.config import StorageConfig
+from gateway import logs as logs_module
 from gateway.logs import REDACTED, RedactSecrets, remove_logging, setup_logging
 
 SECRET = "sk-secret-for-logs-1234"
@@ -167,3 +169,42 @@ def test_a_record_that_cannot_be_formatted_reports_no_secret(
     err = capsys.readouterr().err
     assert "--- Logging error ---" in err and "key %d" in err  # reported, still
     assert SECRET not in err
+
+
+def _wait_for(path: Path, text: str) -> bool:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if path.exists() and text in path.read_text():
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def test_info_lines_are_gathered_and_a_warning_is_written_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(logs_module, "GATHER_S", 3600.0)  # only a warning or a flush writes now
+    path = setup_logging(dataclasses.replace(_storage(tmp_path), log_level="INFO"), [])
+    written: list[int] = []
+    try:
+        (queued,) = [
+            h for h in logging.getLogger().handlers if isinstance(h, logs_module._QueueHandler)
+        ]
+        handler = queued.listener.handlers[0]
+        real = handler.emit
+        monkeypatch.setattr(handler, "emit", lambda r: (written.append(r.levelno), real(r)))
+        log = logging.getLogger("gateway.test")
+        for i in range(3):
+            log.info("request %d", i)
+        time.sleep(0.05)  # the listener took the first and waits for company
+        assert written == [], "no line written yet: gathered"
+        log.warning("upstream refused")
+        assert _wait_for(path, "upstream refused"), "a warning is written at once"
+        assert written == [logging.INFO] * 3 + [logging.WARNING], "with the lines before it"
+        log.info("after")
+        _flush()  # waits for it, at once
+        assert "request 2" in path.read_text() and "after" in path.read_text()
+        log.info("at shutdown")
+    finally:
+        remove_logging()  # writes what is gathered, without waiting out GATHER_S
+    assert "at shutdown" in path.read_text()
