@@ -14,6 +14,7 @@ a warning or an error that was written out before it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import logging.handlers
 import os
@@ -48,13 +49,83 @@ class RedactSecrets:
         return text
 
 
+def _lines(handler: logging.Handler, records: list[logging.LogRecord]) -> list[str]:
+    """The lines of the records that pass `handler`'s filters; a record that cannot be
+    formatted is reported (`handleError`) and left out."""
+    lines = []
+    for record in records:
+        if not handler.filter(record):
+            continue
+        try:
+            lines.append(handler.format(record) + "\n")
+        except RecursionError:
+            raise
+        except Exception:
+            handler.handleError(record)
+    return lines
+
+
+class _Stderr(logging.StreamHandler):  # type: ignore[type-arg]
+    """stderr, with `write_batch`: the records gathered by the listener in one write."""
+
+    def write_batch(self, records: list[logging.LogRecord]) -> None:
+        lines = _lines(self, records)
+        if not lines:
+            return
+        with self.lock or contextlib.nullcontext():
+            try:
+                self.stream.write("".join(lines))
+                self.flush()
+            except RecursionError:
+                raise
+            except Exception:
+                self.handleError(records[0])
+
+
 class _RotatingFile(logging.handlers.RotatingFileHandler):
-    """The standard library's rotating file, with its size checked by one `fstat` per record:
-    its own check costs two `stat` calls, two seeks and a second formatting of every record.
-    The same rule: the file rolls over before the line that would take it to `maxBytes`, and
-    a file that is not a regular file (/dev/null, a pipe) never rolls over (bpo-45401), nor
-    does an empty one (gh-116263: a line longer than `maxBytes` on a fresh file).
-    Workers that share the file see each other's lines in the size, as before."""
+    """The standard library's rotating file, with its size checked by one `fstat` per record
+    (per batch in `write_batch`): its own check costs two `stat` calls, two seeks and a second
+    formatting of every record. The same rule: the file rolls over before the line that would
+    take it to `maxBytes`, and a file that is not a regular file (/dev/null, a pipe) never rolls
+    over (bpo-45401), nor does an empty one (gh-116263: a line longer than `maxBytes` on a fresh
+    file). Workers that share the file see each other's lines in the size, as before."""
+
+    def write_batch(self, records: list[logging.LogRecord]) -> None:
+        """Write the records gathered by the listener with one write, or one per file when the
+        batch rolls the file over (the rule above, line by line)."""
+        lines = _lines(self, records)
+        if not lines:
+            return
+        with self.lock or contextlib.nullcontext():
+            try:
+                if self.stream is None:
+                    self.stream = self._open()
+                size, regular = self._size()
+                pending: list[str] = []
+                for line in lines:
+                    if size and regular and size + len(line) >= self.maxBytes > 0:
+                        self.stream.write("".join(pending))
+                        pending = []
+                        self.doRollover()
+                        if self.stream is None:
+                            self.stream = self._open()
+                        size, regular = self._size()
+                    pending.append(line)
+                    size += len(line)
+                self.stream.write("".join(pending))
+                self.stream.flush()
+            except RecursionError:
+                raise
+            except Exception:
+                self.handleError(records[0])
+
+    def _size(self) -> tuple[int, bool]:
+        """The open file's size, and whether it is a regular file (0, False: never rolled)."""
+        if self.maxBytes <= 0:
+            return 0, False
+        assert self.stream is not None
+        status = os.fstat(self.stream.fileno())
+        return status.st_size, stat.S_ISREG(status.st_mode)
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -119,15 +190,27 @@ class _GatheringListener(logging.handlers.QueueListener):
                     batch.append(records.get_nowait())
                 except queue.Empty:
                     break
-            stopping = False
-            for record in batch:
-                if record is _STOP:
-                    stopping = True
-                else:
-                    self.handle(record)
+            stopping = batch[-1] is _STOP  # stop() queues it last
+            if stopping:
+                batch.pop()
+            self._write(batch)
+            for _ in range(len(batch) + stopping):
                 records.task_done()
             if stopping:
                 return
+
+    def _write(self, records: list[logging.LogRecord]) -> None:
+        """Hand every record to every handler (as `handle` does), in one batch to those that
+        take one: a write each instead of one per record, and one hand-over of the GIL."""
+        if not records:
+            return
+        for handler in self.handlers:
+            write_batch = getattr(handler, "write_batch", None)
+            if write_batch is not None:
+                write_batch(records)
+            else:
+                for record in records:
+                    handler.handle(record)
 
     def stop(self) -> None:
         self.urgent.set()
@@ -213,7 +296,7 @@ def setup_logging(
         )
     ]
     if to_stderr:
-        handlers.append(logging.StreamHandler())
+        handlers.append(_Stderr())
     formatter = _FormatOnce(_FORMAT)
     for handler in handlers:
         handler.setFormatter(formatter)

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from support import gateway_log
 
-from gateway.config import StorageConfig
 from gateway import logs as logs_module
+from gateway.config import StorageConfig
 from gateway.logs import REDACTED, RedactSecrets, remove_logging, setup_logging
 
 SECRET = "sk-secret-for-logs-1234"
@@ -61,20 +61,28 @@ def _flush() -> None:
         handler.flush()
 
 
-def _write_lines(storage: StorageConfig, lines: int = 60, width: int = 40) -> Path:
-    """Log `lines` numbered lines of about `width` + 50 bytes through the gateway's handlers."""
-    path = setup_logging(storage, [], to_stderr=False)
+def _write_lines(
+    storage: StorageConfig, lines: int = 60, width: int = 40, level: int = logging.WARNING
+) -> Path:
+    """Log `lines` numbered lines of about `width` + 50 bytes through the gateway's handlers
+    (at WARNING each is written at once; at INFO they are written together, by the flush)."""
+    path = setup_logging(dataclasses.replace(storage, log_level="INFO"), [], to_stderr=False)
     try:
         for i in range(lines):
-            logging.getLogger("gateway.test").warning("line %02d %s", i, "x" * width)
+            logging.getLogger("gateway.test").log(level, "line %02d %s", i, "x" * width)
         _flush()
     finally:
         remove_logging()
     return path
 
 
-def test_the_file_rolls_over_before_a_line_would_pass_log_max_bytes(tmp_path: Path) -> None:
-    path = _write_lines(dataclasses.replace(_storage(tmp_path), log_max_bytes=1024, log_backups=2))
+@pytest.mark.parametrize("level", [logging.WARNING, logging.INFO], ids=["one by one", "gathered"])
+def test_the_file_rolls_over_before_a_line_would_pass_log_max_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, level: int
+) -> None:
+    monkeypatch.setattr(logs_module, "GATHER_S", 3600.0)  # gathered: all in one batch
+    storage = dataclasses.replace(_storage(tmp_path), log_max_bytes=1024, log_backups=2)
+    path = _write_lines(storage, level=level)
     files = sorted(tmp_path.glob("gw.log*"))
     assert [f.name for f in files] == ["gw.log", "gw.log.1", "gw.log.2"]
     assert all(f.stat().st_size < 1024 for f in files)
@@ -185,22 +193,27 @@ def test_info_lines_are_gathered_and_a_warning_is_written_at_once(
 ) -> None:
     monkeypatch.setattr(logs_module, "GATHER_S", 3600.0)  # only a warning or a flush writes now
     path = setup_logging(dataclasses.replace(_storage(tmp_path), log_level="INFO"), [])
-    written: list[int] = []
+    batches: list[list[int]] = []
     try:
         (queued,) = [
             h for h in logging.getLogger().handlers if isinstance(h, logs_module._QueueHandler)
         ]
         handler = queued.listener.handlers[0]
-        real = handler.emit
-        monkeypatch.setattr(handler, "emit", lambda r: (written.append(r.levelno), real(r)))
+        real = handler.write_batch  # type: ignore[attr-defined]
+
+        def spy(records: list[logging.LogRecord]) -> None:
+            batches.append([r.levelno for r in records])
+            real(records)
+
+        monkeypatch.setattr(handler, "write_batch", spy)
         log = logging.getLogger("gateway.test")
         for i in range(3):
             log.info("request %d", i)
         time.sleep(0.05)  # the listener took the first and waits for company
-        assert written == [], "no line written yet: gathered"
+        assert batches == [], "no line written yet: gathered"
         log.warning("upstream refused")
         assert _wait_for(path, "upstream refused"), "a warning is written at once"
-        assert written == [logging.INFO] * 3 + [logging.WARNING], "with the lines before it"
+        assert batches == [[logging.INFO] * 3 + [logging.WARNING]], "with those before, at once"
         log.info("after")
         _flush()  # waits for it, at once
         assert "request 2" in path.read_text() and "after" in path.read_text()
