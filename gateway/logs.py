@@ -53,15 +53,21 @@ class RedactSecrets:
         return text
 
 
-def _lines(handler: logging.Handler, records: list[logging.LogRecord]) -> list[str]:
+def _lines(
+    handler: logging.Handler, records: list[logging.LogRecord], encoding: str | None = None
+) -> list[str]:
     """The lines of the records that pass `handler`'s filters; a record that cannot be
-    formatted is reported (`handleError`) and left out."""
+    formatted, or encoded in `encoding` if given, is reported (`handleError`) and left out:
+    in the batch's one write it would take the lines gathered with it along."""
     lines = []
     for record in records:
         if not handler.filter(record):
             continue
         try:
-            lines.append(handler.format(record) + "\n")
+            line = handler.format(record) + "\n"
+            if encoding is not None and not line.isascii():
+                line.encode(encoding)  # a lone surrogate (valid in JSON) is not UTF-8
+            lines.append(line)
         except RecursionError:
             raise
         except Exception:
@@ -97,7 +103,8 @@ class _RotatingFile(logging.handlers.RotatingFileHandler):
     def write_batch(self, records: list[logging.LogRecord]) -> None:
         """Write the records gathered by the listener with one write, or one per file when the
         batch rolls the file over (the rule above, line by line)."""
-        lines = _lines(self, records)
+        encoding = self.encoding or "utf-8"
+        lines = _lines(self, records, encoding if self.errors in (None, "strict") else None)
         if not lines:
             return
         with self.lock or contextlib.nullcontext():
@@ -115,7 +122,8 @@ class _RotatingFile(logging.handlers.RotatingFileHandler):
                             self.stream = self._open()
                         size, regular = self._size()
                     pending.append(line)
-                    size += len(line)
+                    # fstat counts bytes: what it would say after this line written alone
+                    size += len(line) if line.isascii() else len(line.encode(encoding, "replace"))
                 self.stream.write("".join(pending))
                 self.stream.flush()
             except RecursionError:
@@ -179,13 +187,16 @@ class _GatheringListener(logging.handlers.QueueListener):
     def __init__(self, records: queue.Queue[logging.LogRecord], *handlers: logging.Handler) -> None:
         super().__init__(records, *handlers)
         self.urgent = threading.Event()
+        self._flushes = 0  # flushes waiting: no gathering meanwhile
+        self._flushes_lock = threading.Lock()
 
     def _monitor(self) -> None:
         records = self.queue
         assert isinstance(records, queue.Queue)
-        while True:
+        stopping = False
+        while not stopping:
             batch = [records.get()]
-            if batch[0] is not _STOP:
+            if batch[0] is not _STOP and not self._flushes:
                 # While it waits here, puts find no thread waiting on the queue: none wakes it.
                 self.urgent.wait(GATHER_S)
             self.urgent.clear()  # a record made urgent since is among those taken next
@@ -194,15 +205,26 @@ class _GatheringListener(logging.handlers.QueueListener):
                     batch.append(records.get_nowait())
                 except queue.Empty:
                     break
-            stopping = batch[-1] is _STOP  # stop() queues it last
-            if stopping:
-                batch.pop()
-            for start in range(0, len(batch), WRITE_SLICE):
-                self._write(batch[start : start + WRITE_SLICE])
-            for _ in range(len(batch) + stopping):
+            # stop() queues the sentinel last, but a thread may log after it (logging.shutdown
+            # leaves the handler on its loggers): what was taken with it is written too.
+            written = [record for record in batch if record is not _STOP]
+            stopping = len(written) < len(batch)
+            for start in range(0, len(written), WRITE_SLICE):
+                self._write(written[start : start + WRITE_SLICE])
+            for _ in batch:
                 records.task_done()
-            if stopping:
-                return
+
+    def flush(self) -> None:
+        """Wait until every record queued so far is written, writing at once meanwhile: also
+        what other threads queue while it waits, which `queue.join` waits for too."""
+        with self._flushes_lock:
+            self._flushes += 1
+        try:
+            self.urgent.set()
+            self.queue.join()  # type: ignore[attr-defined]
+        finally:
+            with self._flushes_lock:
+                self._flushes -= 1
 
     def _write(self, records: list[logging.LogRecord]) -> None:
         """Hand every record to every handler (as `handle` does), in one batch to those that
@@ -263,8 +285,7 @@ class _QueueHandler(logging.handlers.QueueHandler):
 
     def flush(self) -> None:
         if self._listening:
-            self.listener.urgent.set()
-            self._records.join()
+            self.listener.flush()
         for handler in self.listener.handlers:
             handler.flush()
 

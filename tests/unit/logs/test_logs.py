@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -221,3 +222,118 @@ def test_info_lines_are_gathered_and_a_warning_is_written_at_once(
     finally:
         remove_logging()  # writes what is gathered, without waiting out GATHER_S
     assert "at shutdown" in path.read_text()
+
+
+def _queued() -> logs_module._QueueHandler:
+    (queued,) = [
+        h for h in logging.getLogger().handlers if isinstance(h, logs_module._QueueHandler)
+    ]
+    return queued
+
+
+def test_a_record_queued_after_the_stop_sentinel_neither_hangs_nor_reaches_a_handler_as_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`logging.shutdown` closes the handler but leaves it on the root logger, so a thread may
+    still log after `stop()` queued its sentinel and before the listener drained the queue."""
+    monkeypatch.setattr(logs_module, "GATHER_S", 3600.0)
+    path = setup_logging(dataclasses.replace(_storage(tmp_path), log_level="INFO"), [])
+    queued = _queued()
+    listener = queued.listener
+    thread = listener._thread
+    assert thread is not None
+    try:
+        log = logging.getLogger("gateway.test")
+        log.info("before the stop")  # the listener takes it and gathers
+        queued._records.put_nowait(None)  # type: ignore[arg-type]  # as stop() does
+        log.info("after the stop")  # another thread, still logging
+        listener.urgent.set()  # as stop() does
+        thread.join(timeout=10)
+        assert not thread.is_alive(), "the listener saw its sentinel and stopped"
+    finally:
+        remove_logging()
+    text = path.read_text()
+    assert "before the stop" in text and "after the stop" in text
+    assert "Logging error" not in capsys.readouterr().err
+
+
+def test_a_line_the_file_cannot_encode_loses_only_itself(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A lone surrogate (valid in JSON, "\\ud800") cannot be written as UTF-8: as when records
+    were written one by one, that line is reported and the lines gathered with it are kept."""
+    monkeypatch.setattr(logs_module, "GATHER_S", 3600.0)
+    path = setup_logging(
+        dataclasses.replace(_storage(tmp_path), log_level="INFO"), [], to_stderr=False
+    )
+    try:
+        log = logging.getLogger("gateway.test")
+        log.info("before")
+        log.info("model %s", "bad\ud800")
+        log.info("after")
+        _flush()
+    finally:
+        remove_logging()
+    text = path.read_text()
+    assert "before" in text and "after" in text and "model bad" not in text
+    assert "--- Logging error ---" in capsys.readouterr().err
+
+
+def test_gathered_non_ascii_lines_roll_over_as_lines_written_one_by_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The size of a gathered batch is counted in bytes, as `fstat` counts it after each line
+    written alone: text in another script (two or three bytes a character) rolls the same."""
+    monkeypatch.setattr(logs_module, "GATHER_S", 3600.0)
+    sizes = []
+    for one_by_one in (True, False):
+        folder = tmp_path / str(one_by_one)
+        folder.mkdir()
+        storage = dataclasses.replace(_storage(folder), log_max_bytes=1024, log_backups=9)
+        path = setup_logging(dataclasses.replace(storage, log_level="INFO"), [], to_stderr=False)
+        try:
+            for i in range(40):
+                logging.getLogger("gateway.test").info("line %02d %s", i, "é" * 40)
+                if one_by_one:
+                    _flush()
+            _flush()
+        finally:
+            remove_logging()
+        sizes.append(sorted((f.name, f.stat().st_size) for f in folder.glob("gw.log*")))
+        assert path.exists()
+    assert sizes[1] == sizes[0]
+
+
+def test_a_flush_is_not_held_by_a_record_another_thread_queues_meanwhile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A flush makes the listener write at once for as long as it waits, not only for the
+    first batch: a record queued by another thread after that batch was taken is written at
+    once too, instead of being gathered for GATHER_S (or, at a steady rate, the flush waiting
+    on batch after batch)."""
+    monkeypatch.setattr(logs_module, "GATHER_S", 3600.0)
+    path = setup_logging(
+        dataclasses.replace(_storage(tmp_path), log_level="INFO"), [], to_stderr=False
+    )
+    queued = _queued()
+    handler = queued.listener.handlers[0]
+    real = handler.write_batch  # type: ignore[attr-defined]
+    log = logging.getLogger("gateway.test")
+
+    def meanwhile(records: list[logging.LogRecord]) -> None:
+        if not any("meanwhile" in str(r.msg) for r in records):
+            log.info("meanwhile")  # from another thread (the listener's), after the drain
+        real(records)
+
+    monkeypatch.setattr(handler, "write_batch", meanwhile)
+    flushing = threading.Thread(target=queued.flush, daemon=True)
+    try:
+        log.info("first")
+        flushing.start()
+        flushing.join(timeout=10)
+        assert not flushing.is_alive(), "the flush returned"
+    finally:
+        queued.listener.urgent.set()  # lets a held flush return, to stop cleanly
+        flushing.join(timeout=10)
+        remove_logging()
+    assert "meanwhile" in path.read_text()
