@@ -21,7 +21,7 @@ import os
 import queue
 import stat
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from gateway.config import MIN_REDACTED_SECRET, StorageConfig
@@ -187,8 +187,8 @@ class _GatheringListener(logging.handlers.QueueListener):
     def __init__(self, records: queue.Queue[logging.LogRecord], *handlers: logging.Handler) -> None:
         super().__init__(records, *handlers)
         self.urgent = threading.Event()
-        self._flushes = 0  # flushes waiting: no gathering meanwhile
-        self._flushes_lock = threading.Lock()
+        self._waiting = 0  # flushes and stop() waiting on the listener: no gathering meanwhile
+        self._waiting_lock = threading.Lock()
 
     def _monitor(self) -> None:
         records = self.queue
@@ -196,7 +196,7 @@ class _GatheringListener(logging.handlers.QueueListener):
         stopping = False
         while not stopping:
             batch = [records.get()]
-            if batch[0] is not _STOP and not self._flushes:
+            if batch[0] is not _STOP and not self._waiting:
                 # While it waits here, puts find no thread waiting on the queue: none wakes it.
                 self.urgent.wait(GATHER_S)
             self.urgent.clear()  # a record made urgent since is among those taken next
@@ -214,17 +214,23 @@ class _GatheringListener(logging.handlers.QueueListener):
             for _ in batch:
                 records.task_done()
 
-    def flush(self) -> None:
-        """Wait until every record queued so far is written, writing at once meanwhile: also
-        what other threads queue while it waits, which `queue.join` waits for too."""
-        with self._flushes_lock:
-            self._flushes += 1
+    @contextlib.contextmanager
+    def _hurried(self) -> Iterator[None]:
+        """The listener writes at once while in this: also what other threads queue meanwhile
+        (`queue.join` waits for that too; stop()'s sentinel may be queued behind it)."""
+        with self._waiting_lock:
+            self._waiting += 1
         try:
             self.urgent.set()
-            self.queue.join()  # type: ignore[attr-defined]
+            yield
         finally:
-            with self._flushes_lock:
-                self._flushes -= 1
+            with self._waiting_lock:
+                self._waiting -= 1
+
+    def flush(self) -> None:
+        """Wait until every record queued so far is written."""
+        with self._hurried():
+            self.queue.join()  # type: ignore[attr-defined]
 
     def _write(self, records: list[logging.LogRecord]) -> None:
         """Hand every record to every handler (as `handle` does), in one batch to those that
@@ -240,8 +246,8 @@ class _GatheringListener(logging.handlers.QueueListener):
                     handler.handle(record)
 
     def stop(self) -> None:
-        self.urgent.set()
-        super().stop()
+        with self._hurried():
+            super().stop()
 
 
 class _QueueHandler(logging.handlers.QueueHandler):

@@ -337,3 +337,46 @@ def test_a_flush_is_not_held_by_a_record_another_thread_queues_meanwhile(
         flushing.join(timeout=10)
         remove_logging()
     assert "meanwhile" in path.read_text()
+
+
+def test_stopping_is_not_held_by_a_record_queued_just_before_the_sentinel(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """stop() makes the listener write at once until it has stopped: a record another thread
+    queues after the listener took its batch but before the sentinel is not gathered for
+    GATHER_S, with the sentinel waiting behind it."""
+    monkeypatch.setattr(logs_module, "GATHER_S", 3600.0)
+    path = setup_logging(
+        dataclasses.replace(_storage(tmp_path), log_level="INFO"), [], to_stderr=False
+    )
+    queued = _queued()
+    listener = queued.listener
+    handler = listener.handlers[0]
+    real = handler.write_batch  # type: ignore[attr-defined]
+    drained = threading.Event()
+    log = logging.getLogger("gateway.test")
+
+    def spy(records: list[logging.LogRecord]) -> None:
+        drained.set()
+        real(records)
+
+    def late_then_sentinel() -> None:
+        drained.wait(10)
+        late = "just before the sentinel"  # from a thread in the handler before its removal
+        queued.handle(
+            logging.LogRecord("gateway.test", logging.INFO, __file__, 1, late, None, None)
+        )
+        listener.queue.put_nowait(None)
+
+    monkeypatch.setattr(handler, "write_batch", spy)
+    monkeypatch.setattr(listener, "enqueue_sentinel", late_then_sentinel)
+    stopping = threading.Thread(target=remove_logging, daemon=True)
+    try:
+        log.info("gathered")
+        stopping.start()
+        stopping.join(timeout=10)
+        assert not stopping.is_alive(), "the listener stopped"
+    finally:
+        listener.urgent.set()  # lets a held listener stop, to end cleanly
+        stopping.join(timeout=10)
+    assert "just before the sentinel" in path.read_text()
