@@ -7,6 +7,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -304,6 +305,35 @@ def test_gathered_non_ascii_lines_roll_over_as_lines_written_one_by_one(
     assert sizes[1] == sizes[0]
 
 
+def _returns(action: Callable[[], object], listener: logs_module._GatheringListener) -> bool:
+    """Whether `action`, run in another thread, returns within 10 s (a held one is then let go
+    through `urgent`, to end cleanly)."""
+    thread = threading.Thread(target=action, daemon=True)
+    thread.start()
+    thread.join(timeout=10)
+    returned = not thread.is_alive()
+    listener.urgent.set()
+    thread.join(timeout=10)
+    return returned
+
+
+def _before_each_write(
+    monkeypatch: pytest.MonkeyPatch,
+    listener: logs_module._GatheringListener,
+    hook: Callable[[list[logging.LogRecord]], None],
+) -> None:
+    """Call `hook` with each batch the listener hands the file, in the listener's thread after
+    it took the batch, before the batch is written."""
+    handler = listener.handlers[0]
+    real = handler.write_batch  # type: ignore[attr-defined]
+
+    def hooked(records: list[logging.LogRecord]) -> None:
+        hook(records)
+        real(records)
+
+    monkeypatch.setattr(handler, "write_batch", hooked)
+
+
 def test_a_flush_is_not_held_by_a_record_another_thread_queues_meanwhile(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -316,25 +346,17 @@ def test_a_flush_is_not_held_by_a_record_another_thread_queues_meanwhile(
         dataclasses.replace(_storage(tmp_path), log_level="INFO"), [], to_stderr=False
     )
     queued = _queued()
-    handler = queued.listener.handlers[0]
-    real = handler.write_batch  # type: ignore[attr-defined]
     log = logging.getLogger("gateway.test")
 
     def meanwhile(records: list[logging.LogRecord]) -> None:
         if not any("meanwhile" in str(r.msg) for r in records):
             log.info("meanwhile")  # from another thread (the listener's), after the drain
-        real(records)
 
-    monkeypatch.setattr(handler, "write_batch", meanwhile)
-    flushing = threading.Thread(target=queued.flush, daemon=True)
+    _before_each_write(monkeypatch, queued.listener, meanwhile)
     try:
         log.info("first")
-        flushing.start()
-        flushing.join(timeout=10)
-        assert not flushing.is_alive(), "the flush returned"
+        assert _returns(queued.flush, queued.listener), "the flush returned"
     finally:
-        queued.listener.urgent.set()  # lets a held flush return, to stop cleanly
-        flushing.join(timeout=10)
         remove_logging()
     assert "meanwhile" in path.read_text()
 
@@ -351,14 +373,7 @@ def test_stopping_is_not_held_by_a_record_queued_just_before_the_sentinel(
     )
     queued = _queued()
     listener = queued.listener
-    handler = listener.handlers[0]
-    real = handler.write_batch  # type: ignore[attr-defined]
     drained = threading.Event()
-    log = logging.getLogger("gateway.test")
-
-    def spy(records: list[logging.LogRecord]) -> None:
-        drained.set()
-        real(records)
 
     def late_then_sentinel() -> None:
         drained.wait(10)
@@ -368,15 +383,8 @@ def test_stopping_is_not_held_by_a_record_queued_just_before_the_sentinel(
         )
         listener.queue.put_nowait(None)
 
-    monkeypatch.setattr(handler, "write_batch", spy)
+    _before_each_write(monkeypatch, listener, lambda records: drained.set())
     monkeypatch.setattr(listener, "enqueue_sentinel", late_then_sentinel)
-    stopping = threading.Thread(target=remove_logging, daemon=True)
-    try:
-        log.info("gathered")
-        stopping.start()
-        stopping.join(timeout=10)
-        assert not stopping.is_alive(), "the listener stopped"
-    finally:
-        listener.urgent.set()  # lets a held listener stop, to end cleanly
-        stopping.join(timeout=10)
+    logging.getLogger("gateway.test").info("gathered")
+    assert _returns(remove_logging, listener), "the listener stopped"
     assert "just before the sentinel" in path.read_text()
