@@ -55,8 +55,8 @@ class RedactSecrets:
 
 def _lines(
     handler: logging.Handler, records: list[logging.LogRecord], encoding: str | None = None
-) -> list[str]:
-    """The lines of the records that pass `handler`'s filters; a record that cannot be
+) -> list[tuple[logging.LogRecord, str]]:
+    """The records that pass `handler`'s filters, with their lines; a record that cannot be
     formatted, or encoded in `encoding` if given, is reported (`handleError`) and left out:
     in the batch's one write it would take the lines gathered with it along."""
     lines = []
@@ -67,7 +67,7 @@ def _lines(
             line = handler.format(record) + "\n"
             if encoding is not None and not line.isascii():
                 line.encode(encoding)  # a lone surrogate (valid in JSON) is not UTF-8
-            lines.append(line)
+            lines.append((record, line))
         except RecursionError:
             raise
         except Exception:
@@ -84,12 +84,12 @@ class _Stderr(logging.StreamHandler):  # type: ignore[type-arg]
             return
         with self.lock or contextlib.nullcontext():
             try:
-                self.stream.write("".join(lines))
+                self.stream.write("".join([line for _, line in lines]))
                 self.flush()
             except RecursionError:
                 raise
             except Exception:
-                self.handleError(records[0])
+                self.handleError(lines[0][0])
 
 
 class _RotatingFile(logging.handlers.RotatingFileHandler):
@@ -108,12 +108,13 @@ class _RotatingFile(logging.handlers.RotatingFileHandler):
         if not lines:
             return
         with self.lock or contextlib.nullcontext():
+            at = 0  # the line in hand: those before it are written, or in the failed last write
             try:
                 if self.stream is None:
                     self.stream = self._open()
                 size, regular = self._size()
                 pending: list[str] = []
-                for line in lines:
+                for at, (_, line) in enumerate(lines):  # noqa: B007 (read on a failure)
                     if size and regular and size + len(line) >= self.maxBytes > 0:
                         self.stream.write("".join(pending))
                         pending = []
@@ -129,7 +130,11 @@ class _RotatingFile(logging.handlers.RotatingFileHandler):
             except RecursionError:
                 raise
             except Exception:
-                self.handleError(records[0])
+                # As when written one by one: that line is lost (a rollover failed, say, to open
+                # the new file), and each after it is tried alone.
+                self.handleError(lines[at][0])
+                for record, _ in lines[at + 1 :]:
+                    self.emit(record)
 
     def _size(self) -> tuple[int, bool]:
         """The open file's size, and whether it is a regular file (0, False: never rolled)."""

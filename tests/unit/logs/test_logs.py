@@ -388,3 +388,35 @@ def test_stopping_is_not_held_by_a_record_queued_just_before_the_sentinel(
     logging.getLogger("gateway.test").info("gathered")
     assert _returns(remove_logging, listener), "the listener stopped"
     assert "just before the sentinel" in path.read_text()
+
+
+def test_a_rollover_that_cannot_open_the_new_file_loses_only_its_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Opening the new file fails once (say, out of file descriptors for a moment): the line
+    that rolled the file over is reported and lost, as when lines were written one by one,
+    and the lines gathered after it go to the file opened next."""
+    monkeypatch.setattr(logs_module, "GATHER_S", 3600.0)
+    storage = dataclasses.replace(_storage(tmp_path), log_max_bytes=1024, log_backups=9)
+    setup_logging(dataclasses.replace(storage, log_level="INFO"), [], to_stderr=False)
+    handler = _queued().listener.handlers[0]
+    real_open = handler._open  # type: ignore[attr-defined]
+    opened: list[int] = []
+
+    def once_failing() -> object:
+        opened.append(1)
+        if len(opened) == 1:
+            raise OSError(24, "Too many open files")
+        return real_open()
+
+    monkeypatch.setattr(handler, "_open", once_failing)
+    try:
+        for i in range(20):
+            logging.getLogger("gateway.test").info("line %02d %s", i, "x" * 40)
+        _flush()
+    finally:
+        remove_logging()
+    text = "".join(f.read_text() for f in tmp_path.glob("gw.log*"))
+    kept = [i for i in range(20) if f"line {i:02d} " in text]
+    assert len(opened) > 1 and len(kept) == 19
+    assert "--- Logging error ---" in capsys.readouterr().err
