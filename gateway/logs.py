@@ -210,8 +210,8 @@ class _GatheringListener(logging.handlers.QueueListener):
                     batch.append(records.get_nowait())
                 except queue.Empty:
                     break
-            # stop() queues the sentinel last, but a thread may log after it (logging.shutdown
-            # leaves the handler on its loggers): what was taken with it is written too.
+            # stop() queues the sentinel, but a thread inside `emit` as remove_logging closes
+            # the handler queues its record after it: what was taken with it is written too.
             written = [record for record in batch if record is not _STOP]
             stopping = len(written) < len(batch)
             for start in range(0, len(written), WRITE_SLICE):

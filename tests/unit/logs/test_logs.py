@@ -235,8 +235,9 @@ def _queued() -> logs_module._QueueHandler:
 def test_a_record_queued_after_the_stop_sentinel_neither_hangs_nor_reaches_a_handler_as_none(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """`logging.shutdown` closes the handler but leaves it on the root logger, so a thread may
-    still log after `stop()` queued its sentinel and before the listener drained the queue."""
+    """remove_logging closes the handler without its lock, so a thread already inside `emit`
+    queues its record after `stop()` queued the sentinel, before the listener drains the queue
+    (with two threads logging, about every other remove_logging hung forever)."""
     monkeypatch.setattr(logs_module, "GATHER_S", 3600.0)
     path = setup_logging(dataclasses.replace(_storage(tmp_path), log_level="INFO"), [])
     queued = _queued()
