@@ -79,7 +79,11 @@ class _Stderr(logging.StreamHandler):  # type: ignore[type-arg]
     """stderr, with `write_batch`: the records gathered by the listener in one write."""
 
     def write_batch(self, records: list[logging.LogRecord]) -> None:
-        lines = _lines(self, records)
+        # A stream that refuses what it cannot encode (stderr is lenient unless told to be
+        # strict) would fail the batch's one write for a single line: such a line goes alone.
+        strict = getattr(self.stream, "errors", None) == "strict"
+        encoding = getattr(self.stream, "encoding", None) if strict else None
+        lines = _lines(self, records, encoding)
         if not lines:
             return
         with self.lock or contextlib.nullcontext():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 import logging
 import os
 import threading
@@ -421,3 +422,17 @@ def test_a_rollover_that_cannot_open_the_new_file_loses_only_its_line(
     kept = [i for i in range(20) if f"line {i:02d} " in text]
     assert len(opened) > 1 and len(kept) == 19
     assert "--- Logging error ---" in capsys.readouterr().err
+
+
+def test_a_line_a_strict_stderr_cannot_encode_loses_only_itself() -> None:
+    raw = io.BytesIO()
+    stream = io.TextIOWrapper(raw, encoding="utf-8", errors="strict")
+    handler = logs_module._Stderr(stream)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    records = [
+        logging.LogRecord("gateway.test", logging.INFO, __file__, 1, text, None, None)
+        for text in ("before", "bad \ud800 surrogate", "after")
+    ]
+    handler.write_batch(records)
+    stream.flush()
+    assert raw.getvalue().decode() == "before\nafter\n"
