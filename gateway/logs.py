@@ -153,13 +153,11 @@ class _RotatingFile(logging.handlers.RotatingFileHandler):
             line = self.format(record) + self.terminator
             if self.stream is None:
                 self.stream = self._open()
-            if self.maxBytes > 0:
-                status = os.fstat(self.stream.fileno())
-                size = status.st_size  # an empty file is never rolled over (gh-116263)
-                if size and stat.S_ISREG(status.st_mode) and size + len(line) >= self.maxBytes:
-                    self.doRollover()
-                    if self.stream is None:
-                        self.stream = self._open()
+            size, regular = self._size()  # an empty file is never rolled over (gh-116263)
+            if size and regular and size + len(line) >= self.maxBytes:
+                self.doRollover()
+                if self.stream is None:
+                    self.stream = self._open()
             self.stream.write(line)
             self.stream.flush()
         except RecursionError:

@@ -170,9 +170,13 @@ class WriterThread:
     def send_held(self) -> None:
         """Send every held write on its way together, in the order they were made."""
         with self._held_lock:
-            if self._held:
-                batch, self._held = self._held, []
-                self._route(batch)
+            self._route_held()
+
+    def _route_held(self) -> None:
+        """`send_held` under `_held_lock`."""
+        if self._held:
+            batch, self._held = self._held, []
+            self._route(batch)
 
     def _route(self, writes: list[Write]) -> None:
         """Send `writes` on their way, in order (under `_held_lock`): a deferring file's are
@@ -181,7 +185,8 @@ class WriterThread:
         queued: list[Write] = []
         wake = False
         now = 0.0
-        loop: asyncio.AbstractEventLoop | None | bool = False  # False: not looked up yet
+        loop: asyncio.AbstractEventLoop | None = None
+        looked_up = False  # the loop is looked up once, and only for an inline file's write
         for write in writes:
             file = write.file
             assert file is not None, "WriteBehind.put names the file"
@@ -192,10 +197,9 @@ class WriterThread:
             # A write whose waiter blocks (an event) is the thread's: its waiter may be the very
             # loop whose turn would write it, and that loop does not turn while it waits.
             if file.inline and not isinstance(write.waiter, threading.Event):
-                if loop is False:
-                    loop = _running_loop()
+                if not looked_up:
+                    loop, looked_up = _running_loop(), True
                 if loop is not None:
-                    assert not isinstance(loop, bool)
                     self._join_turn(loop, write)
                     continue
             queued.append(write)
@@ -255,9 +259,7 @@ class WriterThread:
         """Commit everything queued or held before this call, then end the thread (blocks)."""
         if self._thread.is_alive():
             with self._held_lock:
-                if self._held:
-                    batch, self._held = self._held, []
-                    self._route(batch)
+                self._route_held()
                 self._enqueue(_STOP)
             self._thread.join()
 
