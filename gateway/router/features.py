@@ -103,7 +103,14 @@ _HEDGE = FoldedPattern(
     r"\bnot enough information\b|\bunable to (?:answer|determine|help)\b",
     starts=r"ianu",
 )
-_APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'"})
+
+
+def _straight_quotes(text: str) -> str:
+    """`text` with typographic apostrophes made straight (str.replace: over a pasted file it is
+    thousands of times faster than str.translate with a table)."""
+    return text.replace("\u2019", "'").replace("\u2018", "'")
+
+
 _SENTENCE_END = re.compile(r"[.!?](?:\s|$)")
 _DECIMAL = re.compile(r"\d\.\d")
 _PERCENT = FoldedPattern(r"%|\bpercent(?:age)?\b", starts=r"%p")
@@ -163,7 +170,7 @@ def stable_hash(text: str) -> int:
 
 def hedges(text: str) -> bool:
     """True when `text` hedges or refuses ("I'm not sure", "I can't", "as an AI", ...)."""
-    return _HEDGE.found(FoldedText.of(text.translate(_APOSTROPHES)))
+    return _HEDGE.found(FoldedText.of(_straight_quotes(text)))
 
 
 def _ngrams(text: str, prefix: str) -> Features:
@@ -173,7 +180,7 @@ def _ngrams(text: str, prefix: str) -> Features:
     `stable_hash`, without building the gram strings: crc32 runs on from the prefix's crc to a
     word's, and from a word's to the next one's (words hold no space, so distinct word pairs
     are distinct bigrams)."""
-    words = _WORD.findall(text.translate(_APOSTROPHES).lower())
+    words = _WORD.findall(_straight_quotes(text).lower())
     if not words:
         return {}
     crc32 = zlib.crc32

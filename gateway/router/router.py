@@ -17,9 +17,10 @@ from typing import Any
 
 from gateway.bounded import BoundedLRU
 from gateway.config import GatewayConfig
+from gateway.router.asks import AskAnalyses, AskAnalysis
 from gateway.router.calibration import WINDOW, ShareCalibrator
 from gateway.router.classifier import TaskClassifier, current_ask
-from gateway.router.features import Features, ask_features, combine, draft_features
+from gateway.router.features import Features, combine, draft_features
 from gateway.router.heuristic import COMPLEX, HeuristicScore
 from gateway.router.model import LinearModel
 from gateway.router.packed import Packed, pack, remembered_bytes, unpack
@@ -97,6 +98,7 @@ class Router:
         self.ask_target = None if routing.judge_draft else self.target
         self.classifier = TaskClassifier(routing.complexity_keywords, routing.simple_task_threshold)
         self.heuristic = HeuristicScore(self.classifier)
+        self.asks = AskAnalyses(self.classifier, self.heuristic)
         self.low_quantile = config.speculative_decoding.logprob_low_quantile
         path = weights_path or shipped_weights_path()
         try:
@@ -171,11 +173,9 @@ class Router:
     # --- features -----------------------------------------------------------------------------
 
     def ask_vector(self, body: Mapping[str, Any]) -> Features:
-        return self._ask_features(self.ask_text(body))
-
-    def _ask_features(self, ask: str) -> Features:
-        hits = self.classifier.keyword_count(ask)
-        return ask_features(ask, hits)
+        """The features of the request's ask (shared with every request with that ask: read
+        them, never change them)."""
+        return self.asks.of(self.ask_text(body)).features
 
     @staticmethod
     def ask_text(body: Mapping[str, Any]) -> str:
@@ -214,14 +214,15 @@ class Router:
         A configured keyword forces Cerebras under every kind; with `target_cloud_share` set,
         such an ask enters the calibration window as the highest score, so the share sent to
         Cerebras, forced asks included, stays near the target (while keywords are rarer)."""
-        ask = self.ask_text(body)  # read out of the history once per decision
-        vector = self._ask_features(ask)
-        forced = self.classifier.keyword(ask)
+        # Read out of the history once per decision, and analysed once per distinct ask.
+        ask = self.asks.of(self.ask_text(body))
+        forced = ask.keyword
         if self.kind == "heuristic":
             decision = self._heuristic(ask, forced)
-            self._remember(request_id, "ask", vector)
+            self._remember(request_id, "ask", ask.features, ask=ask)
         else:
-            decision = self._decide("ask", request_id, vector, forced=forced is not None)
+            decision = self._decide("ask", request_id, ask.features, forced=forced is not None,
+                                    ask=ask)  # fmt: skip
             if forced is not None:
                 decision = Decision(
                     True, f"learned: keyword '{forced}' forces cerebras", decision.score
@@ -230,16 +231,16 @@ class Router:
         self.store.put_score("routed", decision.score or 0.0, decision.cloud)
         return decision
 
-    def _heuristic(self, ask: str, forced: str | None) -> Decision:
+    def _heuristic(self, ask: AskAnalysis, forced: str | None) -> Decision:
         """The classifier's verdict; with a target share, its continuous score against the
         running quantile (the verdict itself until the window holds enough scores)."""
-        verdict = self.classifier.classify_ask(ask)
+        verdict = ask.verdict
         if self.ask_target is None:
             return Decision(verdict.complex, verdict.reason)
         calibrator = self.calibrators[HEURISTIC]
         calibrated = calibrator.calibrated
         threshold = calibrator.threshold()  # before this score joins the window
-        score = self.heuristic.score(ask)
+        score = self.asks.score(ask)
         observed = FORCED if forced is not None else score
         calibrator.observe(observed)
         by_verdict = forced is not None or not calibrated
@@ -266,20 +267,28 @@ class Router:
         logprobs: Sequence[float] = (),
     ) -> Decision:
         """Accept a local draft (cloud=False) or escalate it to Cerebras (cloud=True)."""
-        ask = self.ask_text(body)
+        ask = self.asks.of(self.ask_text(body))
         vector = self.draft_vector(
-            self._ask_features(ask),
+            ask.features,
             text,
             tokens,
             complete=complete,
             logprobs=logprobs,
-            ask_text=ask,
+            ask_text=ask.text,
         )
         return self._decide("draft", request_id, vector)
 
     def _decide(
-        self, model: str, request_id: str, vector: Features, *, forced: bool = False
+        self,
+        model: str,
+        request_id: str,
+        vector: Features,
+        *,
+        forced: bool = False,
+        ask: AskAnalysis | None = None,
     ) -> Decision:
+        """Score `vector` with `model` against its threshold; `ask`: the analysis `vector` is
+        the features of, when it is an ask's (its packed and stored forms are made already)."""
         calibrator = self.calibrators[model]
         self.since_rescore[model] += 1
         if model in self.stale and self.since_rescore[model] >= RESCORE_EVERY:
@@ -292,7 +301,7 @@ class Router:
         calibrator.decided(cloud)
         self.window_vectors[model].append(None if forced else vector)
         self.store.put_score(model, observed, cloud)
-        self._remember(request_id, model, vector)
+        self._remember(request_id, model, vector, ask=ask)
         target = f" (target share {calibrator.target:g})" if calibrator.calibrated else ""
         relation = ">=" if p >= threshold else "<"
         reason = f"learned: p(local fails)={p:.2f} {relation} threshold {threshold:.2f}{target}"
@@ -318,15 +327,24 @@ class Router:
     # --- learning -----------------------------------------------------------------------------
 
     def _remember(
-        self, request_id: str, model: str, vector: Features, *, persist: bool = True
+        self,
+        request_id: str,
+        model: str,
+        vector: Features,
+        *,
+        persist: bool = True,
+        ask: AskAnalysis | None = None,
     ) -> None:
+        """Keep `vector` for a later label of `request_id`, and persist it; `ask`: the
+        analysis `vector` comes from, whose packed and stored forms are reused (and shared)."""
         entry = self.remembered.pop(request_id) or {}
-        entry[model] = pack(vector)
+        entry[model] = ask.packed if ask is not None else pack(vector)
         size = remembered_bytes(request_id, entry)
         if self.remembered.fits(size):
             self.remembered.put(request_id, entry, size)
         if persist:
-            self.store.put_features(request_id, model, vector)
+            encoded = ask.encoded if ask is not None else None
+            self.store.put_features(request_id, model, vector, encoded)
 
     def learn(self, request_id: str, bad: bool, source: str, weight: float = 1.0) -> bool:
         """One SGD step per model that scored `request_id`; False if the id is unknown."""
@@ -386,6 +404,7 @@ class Router:
             "remembered_requests": len(self.remembered),
             "escalations": self.escalations,
             "told_not_to_think": self.no_think,
+            "asks": self.asks.counts(),
         }
 
     def _route_threshold(self) -> float | None:
@@ -406,6 +425,7 @@ class Router:
     def usage(self) -> dict[str, dict[str, Any]]:
         """Sizes and bounds of what the router keeps (`/stats` memory block)."""
         return {
+            "router_asks": self.asks.kept.usage(),
             "router_remembered": self.remembered.usage(),
             "router_routed_window": {"size": len(self.routed), "bound": self.routed.maxlen},
             **self.store.usage(),

@@ -55,6 +55,22 @@ CREATE INDEX IF NOT EXISTS labels_time ON labels (time);
 LABELS = "labels:"  # counters: labels learned per source
 
 
+def encode_features(vector: Features) -> str:
+    """`vector` as the `features` table stores it: JSON pairs [index, value rounded to 6
+    places], by index. orjson: half the cost of json.dumps, with the same values (shortest
+    round-trip floats)."""
+    # An ask's n-grams share one value per count (gateway.router.features._ngrams): round
+    # each distinct value once.
+    rounded: dict[float, float] = {}
+    pairs = []
+    for index, value in sorted(vector.items()):
+        shown = rounded.get(value)
+        if shown is None:
+            shown = rounded[value] = round(value, 6)
+        pairs.append((index, shown))
+    return orjson.dumps(pairs).decode()
+
+
 @dataclass(slots=True)
 class Loaded:
     """The persisted state, as read at start-up."""
@@ -170,9 +186,13 @@ class RouterStore:
     def put_score(self, kind: str, score: float, cloud: bool) -> None:
         self._put(INSERT_SCORE, (kind, score, int(cloud), time.time()), f"score {kind}")
 
-    def put_features(self, request_id: str, kind: str, vector: Features) -> None:
-        # orjson: half the cost of json.dumps; the same values (shortest round-trip floats)
-        encoded = orjson.dumps([[i, round(v, 6)] for i, v in sorted(vector.items())]).decode()
+    def put_features(
+        self, request_id: str, kind: str, vector: Features, encoded: str | None = None
+    ) -> None:
+        """Queue `vector` for `request_id`; `encoded`: its `encode_features`, when the caller
+        has it already."""
+        if encoded is None:
+            encoded = encode_features(vector)
         self._put(
             INSERT_FEATURES,
             (request_id, kind, encoded, time.time()),

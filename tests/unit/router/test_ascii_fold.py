@@ -198,7 +198,8 @@ def _texts() -> list[str]:
 
 def _ngrams_by_gram_strings(text: str, prefix: str) -> dict[int, float]:
     """The n-gram vector as first written: each distinct gram string hashed on its own."""
-    words = features._WORD.findall(text.translate(features._APOSTROPHES).lower())
+    apostrophes = str.maketrans({"\u2019": "'", "\u2018": "'"})
+    words = features._WORD.findall(text.translate(apostrophes).lower())
     grams = {f"{prefix}{w}" for w in words}
     grams.update(f"{prefix}{a} {b}" for a, b in zip(words, words[1:], strict=False))
     out: dict[int, float] = {}
