@@ -60,13 +60,17 @@ def encode_features(vector: Features) -> str:
     places], by index. orjson: half the cost of json.dumps, with the same values (shortest
     round-trip floats)."""
     # An ask's n-grams share one value per count (gateway.router.features._ngrams): round
-    # each distinct value once.
+    # each distinct value once. Only non-zero floats are shared: 0.0 and -0.0 (and 1 and 1.0)
+    # are one key of the memo, yet JSON writes them apart.
     rounded: dict[float, float] = {}
     pairs = []
     for index, value in sorted(vector.items()):
-        shown = rounded.get(value)
-        if shown is None:
-            shown = rounded[value] = round(value, 6)
+        if value and type(value) is float:
+            shown = rounded.get(value)
+            if shown is None:
+                shown = rounded[value] = round(value, 6)
+        else:
+            shown = round(value, 6)
         pairs.append((index, shown))
     return orjson.dumps(pairs).decode()
 

@@ -97,13 +97,28 @@ def test_old_encoding_is_kept() -> None:
     assert encode_features({}) == "[]"
 
 
+def rounded_each(vector: dict[int, float]) -> str:
+    """The encoding as first written: each value rounded on its own."""
+    return orjson.dumps([[i, round(x, 6)] for i, x in sorted(vector.items())]).decode()
+
+
+@pytest.mark.parametrize(
+    "vector",
+    [{0: -0.0, 1: 0.0}, {0: 0.0, 1: -0.0}, {0: 1.0, 1: 1}, {0: 1, 1: 1.0}, {0: 2.5e-7, 1: 0.0}],
+    ids=["minus-zero-first", "zero-first", "float-then-int", "int-then-float", "rounds-to-zero"],
+)
+def test_values_equal_as_keys_but_written_apart_are_each_written_as_before(
+    vector: dict[int, float],
+) -> None:
+    """0.0 and -0.0 (or 1 and 1.0) are one key of the rounding memo, yet JSON writes them
+    apart: each is still written as it was."""
+    assert encode_features(vector) == rounded_each(vector)
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.dictionaries(st.integers(0, 5000), st.floats(allow_nan=False, allow_infinity=False)))
 def test_encoding_matches_rounding_each_value(vector: dict[int, float]) -> None:
-    assert (
-        encode_features(vector)
-        == orjson.dumps([[i, round(x, 6)] for i, x in sorted(vector.items())]).decode()
-    )
+    assert encode_features(vector) == rounded_each(vector)
 
 
 @settings(max_examples=300, deadline=None)
