@@ -45,7 +45,7 @@ async def serve_routed(ex: Exchange, choice: RouteChoice, strategy: str) -> None
     the client stated its own wish.
     """
     reason = f"{strategy}: {choice.reason} -> {choice.route[0]}"
-    # DEBUG: the request's own INFO line ends with the same reason (`reason=`), and a second
+    # DEBUG: the request's own INFO line carries the same reason (`reason=`), and a second
     # line per request at the default strategy and level costs about 5 % of its CPU.
     log.debug("%s %s", ex.request_id, reason)
     await serve(ex, choice.route, reason=reason, thinking=choice.thinking)
