@@ -35,6 +35,9 @@ async def test_stats_and_metrics_show_every_bounded_structure(
     assert memory["turns"] == {**memory["turns"], "size": 3, "bound": 3}
     assert memory["router_remembered"]["bound"] == 5000
     assert memory["router_remembered"]["bytes_bound"] == 16 * 1024 * 1024
+    # The four requests ask the same: one analysis, kept and reused.
+    assert memory["router_asks"] == {**memory["router_asks"], "size": 1, "bound": 256}
+    assert memory["router_asks"]["bytes_bound"] == 8 * 1024 * 1024
     assert memory["requests_in_flight"] == {"size": 0, "bound": 512}
     for name in (
         "fingerprint_cache",
@@ -52,4 +55,5 @@ async def test_stats_and_metrics_show_every_bounded_structure(
     assert 'glm_gateway_memory_entries{structure="conversations"} 2.0' in metrics
     assert 'glm_gateway_memory_entries_bound{structure="turns"} 3.0' in metrics
     assert 'glm_gateway_memory_bytes_bound{structure="router_remembered"} 1.6777216e+07' in metrics
+    assert 'glm_gateway_memory_entries_bound{structure="router_asks"} 256.0' in metrics
     assert 'glm_gateway_memory_evictions_total{structure="conversations"} 2.0' in metrics
