@@ -18,8 +18,10 @@ quartiles over the blocks, and in how many blocks after was below before (a sign
 blocks, 15 or more, or 5 or fewer, is beyond chance at p < 0.05). Figures only: asserts nothing.
 
 Run: `.venv/bin/python scripts/bench_ab.py --before /tmp/before [--blocks 20] [--requests 50]
-[--strategy smart_routing] [--pasted 10000]` (`--pasted`: the ask also carries that many characters
-of pasted prose, code and an error trace, as a user pastes a log or a file).
+[--strategy smart_routing] [--pasted 10000] [--distinct]` (`--pasted`: the ask also carries that
+many characters of pasted prose, code and an error trace, as a user pastes a log or a file;
+`--distinct`: every request asks something new, where by default every request repeats the same
+ask, as the turns of an agent loop do).
 """
 
 from __future__ import annotations
@@ -27,15 +29,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
+import itertools
 import math
 import os
 import statistics
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from bench_floor import (
+    Body,
     cline_body,
     cpu_per_request,
     first_content,
@@ -43,6 +50,13 @@ from bench_floor import (
     spawn_bare_relay,
 )
 from benchlib import ROOT, Proc, spawn_local_gateway, spawn_sim, split_cores, wait_ready
+
+
+def _new_ask(body: dict[str, Any], counter: Iterator[int]) -> dict[str, Any]:
+    """`body` with its ask (the last message) ending in a number no request had before."""
+    ask = body["messages"][-1]
+    numbered = {**ask, "content": f"{ask['content']} (request {next(counter)})"}
+    return {**body, "messages": [*body["messages"][:-1], numbered]}
 
 
 def _sign_p(wins: int, n: int) -> float:
@@ -75,27 +89,31 @@ async def run(args: argparse.Namespace) -> None:
         if args.pasted:  # the user pasted a log or a file into the ask
             ask = body["messages"][-1]
             ask["content"] = ask["content"] + "\n\n" + pasted_text(args.pasted)
+        sent: Body = body
+        if args.distinct:  # every request a new ask: nothing the router analysed is reused
+            sent = functools.partial(_new_ask, body, itertools.count())
         cpu: dict[str, list[float]] = {name: [] for name in procs}
         ttft: dict[str, list[float]] = {name: [] for name in procs}
         async with aiohttp.ClientSession() as session:
             for proc in procs.values():  # warm up
                 for _ in range(30):
-                    await first_content(session, proc.url, body)
+                    await first_content(session, proc.url, sent)
             started = time.monotonic()
             for block in range(args.blocks):
                 pair = ["before", "after"] if block % 2 == 0 else ["after", "before"]
                 for name in [*pair, "relay"]:
                     proc = procs[name]
                     cpu[name].append(
-                        await cpu_per_request(session, proc.url, proc.pid, body, args.requests)
+                        await cpu_per_request(session, proc.url, proc.pid, sent, args.requests)
                     )
                     samples = [
-                        await first_content(session, proc.url, body) for _ in range(args.requests)
+                        await first_content(session, proc.url, sent) for _ in range(args.requests)
                     ]
                     ttft[name].append(statistics.median(samples))
         print(
             f"{args.blocks} blocks of {args.requests} requests, "
-            f"{time.monotonic() - started:.0f} s, strategy {args.strategy}; "
+            f"{time.monotonic() - started:.0f} s, strategy {args.strategy}"
+            f"{', a new ask each request' if args.distinct else ''}; "
             f"before: {args.before}; after: {args.after}"
         )
         for label, data, scale, unit in (
@@ -134,6 +152,11 @@ def main() -> int:
         type=int,
         default=0,
         help="bytes of pasted text (prose and code) the user's ask carries besides its request",
+    )
+    parser.add_argument(
+        "--distinct",
+        action="store_true",
+        help="a new ask in every request (as a chat, not an agent loop that repeats its task)",
     )
     asyncio.run(run(parser.parse_args()))
     return 0

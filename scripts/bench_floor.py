@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -147,10 +147,18 @@ async def stream_to_end(session: aiohttp.ClientSession, base: str, body: dict[st
     return count
 
 
-async def first_content(session: aiohttp.ClientSession, base: str, body: dict[str, Any]) -> float:
+Body = dict[str, Any] | Callable[[], dict[str, Any]]
+"""A request body, or what makes a new one for each request (e.g. an ask that never repeats)."""
+
+
+def _made(body: Body) -> dict[str, Any]:
+    return body() if callable(body) else body
+
+
+async def first_content(session: aiohttp.ClientSession, base: str, body: Body) -> float:
     """Seconds to the first event carrying answer content; the rest of the stream is dropped."""
     started = time.perf_counter()
-    async with session.post(base + "/v1/chat/completions", json=body) as resp:
+    async with session.post(base + "/v1/chat/completions", json=_made(body)) as resp:
         resp.raise_for_status()
         async for line in resp.content:
             if line.startswith(b"data: {") and b'"content":"' in line:
@@ -162,12 +170,12 @@ async def first_content(session: aiohttp.ClientSession, base: str, body: dict[st
 
 
 async def cpu_per_request(
-    session: aiohttp.ClientSession, base: str, pid: int, body: dict[str, Any], n: int
+    session: aiohttp.ClientSession, base: str, pid: int, body: Body, n: int
 ) -> float:
     """Seconds of the process's CPU per request, over `n` sequential streamed requests."""
     before = cpu_ns(pid)
     for _ in range(n):
-        await stream_to_end(session, base, body)
+        await stream_to_end(session, base, _made(body))
     return (cpu_ns(pid) - before) / 1e9 / n
 
 

@@ -223,10 +223,13 @@ def _response_of(sink: Sink) -> web.StreamResponse:
 
 
 async def _finalize(ex: Exchange) -> None:
-    """Record the request unless the response already did, then write its log line."""
-    if not ex.recorded:
-        await ex.finalize()
-    _log_request(ex)
+    """Record the request unless the response already did, then write its log line (also
+    when recording fails: the line is where the routing reason shows at INFO)."""
+    try:
+        if not ex.recorded:
+            await ex.finalize()
+    finally:
+        _log_request(ex)
 
 
 def _finalize_in_background(ex: Exchange) -> None:

@@ -5,7 +5,15 @@ from __future__ import annotations
 import logging
 
 import pytest
-from support import CEREBRAS_KEY, chat, gateway_config, gateway_log, post_stream
+from support import (
+    CEREBRAS_KEY,
+    chat,
+    eventually,
+    gateway_config,
+    gateway_log,
+    post_stream,
+    refused_url,
+)
 
 from gateway.http.app import create_app
 
@@ -184,6 +192,31 @@ async def test_body_limit_content_type_and_unknown_route(make_gateway, client) -
         assert set((await resp.json())["error"]) == {"message", "type", "param", "code"}
     async with client.get(gw.url + "/chat/completions") as resp:
         assert resp.status == 405
+
+
+async def test_the_log_line_is_written_when_recording_fails(
+    make_gateway, client, tmp_path, monkeypatch
+) -> None:
+    """Both upstreams refuse, so the request is recorded after its error response, where a
+    recording that raises must not take the request's log line with it."""
+    with refused_url() as local, refused_url() as cerebras:
+        gw = await make_gateway(config=gateway_config(tmp_path, local, cerebras))
+
+        async def broken(self: object, record: object) -> None:
+            raise RuntimeError("a recording bug")
+
+        monkeypatch.setattr(type(gw.services.recorder), "record", broken)
+        with gateway_log(gw.config.storage, []) as read_log:
+            async with client.post(
+                gw.url + "/chat/completions",
+                json=chat(stream=True),
+                headers={"x-request-id": "broken-record"},
+            ) as resp:
+                await resp.read()
+            await eventually(lambda: "req=broken-record door=" in read_log(), "the log line")
+            text = read_log()
+    line = next(line for line in text.splitlines() if "req=broken-record door=" in line)
+    assert "outcome=error" in line and "reason=" in line
 
 
 async def test_request_id_and_log_line_without_secrets(
