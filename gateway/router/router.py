@@ -23,7 +23,7 @@ from gateway.router.classifier import TaskClassifier, current_ask
 from gateway.router.features import Features, combine, draft_features
 from gateway.router.heuristic import COMPLEX, HeuristicScore
 from gateway.router.model import LinearModel
-from gateway.router.packed import Packed, pack, remembered_bytes, unpack
+from gateway.router.packed import Packed, pack, packed_bytes, remembered_bytes, unpack
 from gateway.router.store import LABELS, RouterStore
 from gateway.storage.connection import MEMORY
 from gateway.storage.writer import WriterThread
@@ -142,9 +142,10 @@ class Router:
             decisions=[c for _, c in loaded.scores.get(HEURISTIC, [])],
         )
         # What each calibration window's scores were computed from, oldest first: the ask or
-        # draft vector, or None for a keyword-forced ask (always FORCED) or a score loaded from
-        # the store (kept as it is). A model that learned is re-scored from these (`_rescore`).
-        self.window_vectors: dict[str, deque[Features | None]] = {
+        # draft vector, packed (a window of distinct pasted asks held as dicts would take about
+        # 120 MB), or None for a keyword-forced ask (always FORCED) or a score loaded from the
+        # store (kept as it is). A model that learned is re-scored from these (`_rescore`).
+        self.window_vectors: dict[str, deque[Packed | None]] = {
             name: deque((None for _ in range(len(self.calibrators[name]))), maxlen=WINDOW)
             for name in MODELS
         }
@@ -299,9 +300,10 @@ class Router:
         cloud = forced or p >= threshold
         calibrator.observe(observed)
         calibrator.decided(cloud)
-        self.window_vectors[model].append(None if forced else vector)
+        packed = ask.packed if ask is not None else pack(vector)
+        self.window_vectors[model].append(None if forced else packed)
         self.store.put_score(model, observed, cloud)
-        self._remember(request_id, model, vector, ask=ask)
+        self._remember(request_id, model, vector, packed, ask=ask)
         target = f" (target share {calibrator.target:g})" if calibrator.calibrated else ""
         relation = ">=" if p >= threshold else "<"
         reason = f"learned: p(local fails)={p:.2f} {relation} threshold {threshold:.2f}{target}"
@@ -317,10 +319,10 @@ class Router:
         scored = self.models[model].score
         old = calibrator.scores()
         # The window and its vectors have the same length unless a store held more scores.
-        vectors: list[Features | None] = [None] * (len(old) - len(self.window_vectors[model]))
+        vectors: list[Packed | None] = [None] * (len(old) - len(self.window_vectors[model]))
         vectors += self.window_vectors[model]
         calibrator.reset(
-            score if vector is None else scored(vector)
+            score if vector is None else scored(unpack(vector))
             for score, vector in zip(old, vectors, strict=True)
         )
 
@@ -331,14 +333,18 @@ class Router:
         request_id: str,
         model: str,
         vector: Features,
+        packed: Packed | None = None,
         *,
         persist: bool = True,
         ask: AskAnalysis | None = None,
     ) -> None:
-        """Keep `vector` for a later label of `request_id`, and persist it; `ask`: the
-        analysis `vector` comes from, whose packed and stored forms are reused (and shared)."""
+        """Keep `vector` (`packed`: its packed form, when made already) for a later label of
+        `request_id`, and persist it; `ask`: the analysis `vector` comes from, whose packed and
+        stored forms are reused (and shared)."""
         entry = self.remembered.pop(request_id) or {}
-        entry[model] = ask.packed if ask is not None else pack(vector)
+        if packed is None:
+            packed = ask.packed if ask is not None else pack(vector)
+        entry[model] = packed
         size = remembered_bytes(request_id, entry)
         if self.remembered.fits(size):
             self.remembered.put(request_id, entry, size)
@@ -428,7 +434,18 @@ class Router:
             "router_asks": self.asks.kept.usage(),
             "router_remembered": self.remembered.usage(),
             "router_routed_window": {"size": len(self.routed), "bound": self.routed.maxlen},
+            "router_score_windows": self._windows_usage(),
             **self.store.usage(),
+        }
+
+    def _windows_usage(self) -> dict[str, Any]:
+        """The calibration windows' vectors: entries, and their estimated bytes (a vector
+        shared by several entries counts for each)."""
+        vectors = [v for window in self.window_vectors.values() for v in window if v is not None]
+        return {
+            "size": len(vectors),
+            "bound": WINDOW * len(self.window_vectors),
+            "bytes": sum(packed_bytes(v) for v in vectors),
         }
 
     def flush(self) -> None:

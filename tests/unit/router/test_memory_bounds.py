@@ -388,3 +388,21 @@ def test_a_stream_keeps_its_text_only_when_it_may_be_continued(keep_text: bool) 
     else:
         assert sink.text_parts == [] and text == ""
         assert why is not None and "mid_stream" in why
+
+
+def test_the_score_windows_hold_packed_vectors_and_rescore_as_dicts_did(tmp_path: Path) -> None:
+    """The learned router's calibration windows keep each vector packed (10 bytes an entry,
+    not 90), show in the memory block, and a re-score after learning reads them exactly."""
+    router = Router(router_config(), store_path=None)
+    long_ask = " ".join(f"word{i}" for i in range(400))
+    for i in range(30):
+        router.route(f"l{i}", ask(f"{i} {long_ask}"))
+    windows = router.usage()["router_score_windows"]
+    assert windows["size"] == 30 and windows["bound"] == 2 * 1000
+    assert 30 * 400 * 10 < windows["bytes"] < 30 * 900 * 10, "about 10 bytes an entry"
+    assert router.learn("l3", bad=True, source="feedback")
+    model = router.models["ask"]
+    expected = [model.score(router.asks.of(f"{i} {long_ask}").features) for i in range(30)]
+    router._rescore("ask")
+    assert router.calibrators["ask"].scores()[-30:] == expected
+    router.close()
