@@ -26,6 +26,7 @@ from gateway.config import (
     config_path,
     mask_url,
 )
+from gateway.config.own_address import check_not_own_address
 from gateway.config_check import load_checked_config
 from gateway.config_check import main as config_check_main
 from gateway.dashboard.demo_traffic import DemoTraffic, dashboard_url
@@ -123,7 +124,10 @@ def resolve_config(args: argparse.Namespace) -> GatewayConfig:
         ledger = Path(storage.ledger_path)
         ledger = ledger.with_name(f"{ledger.stem}.worker{args.worker_index}{ledger.suffix}")
         storage = replace(storage, ledger_path=str(ledger))
-    return replace(config, server=server, routing=routing, storage=storage)
+    resolved = replace(config, server=server, routing=routing, storage=storage)
+    if not (args.demo or args.local_model):  # those replace the upstreams' endpoints later
+        check_not_own_address(resolved)  # --host or --port may make an upstream the gateway
+    return resolved
 
 
 def check_workers(config: GatewayConfig, *, demo: bool = False) -> str | None:

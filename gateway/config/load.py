@@ -11,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from gateway.config.own_address import check_not_own_address
 from gateway.config.reader import ConfigError, Reader, expand_env
 from gateway.config.schema import GatewayConfig, KnownNames
 from gateway.config.sections import read_config
@@ -21,8 +22,10 @@ def cross_check(config: GatewayConfig, names: KnownNames) -> None:
     naming the key.
 
     parse_config runs it when given the names; create_app runs it again for configs changed
-    after parsing (--strategy).
+    after parsing (--strategy, --host, --port). It also refuses an upstream that is the gateway
+    itself (gateway.config.own_address).
     """
+    check_not_own_address(config)
     scorer = config.speculative_decoding.scorer
     if scorer not in names.scorers:
         raise ConfigError(

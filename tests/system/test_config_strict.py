@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -274,3 +275,31 @@ def test_an_unparseable_url_still_has_its_password_found_and_masked() -> None:
     url = f"http://u:{ENDPOINT_PASSWORD}@[::1/v1"
     assert url_passwords(url) == [ENDPOINT_PASSWORD]
     assert mask_url(url) == "http://u:***@[::1/v1"
+
+
+def test_a_gateway_pointed_at_itself_does_not_start(tmp_path: Path) -> None:
+    """The file names the gateway's own port, or --port makes it so: the real process stops
+    before it listens, naming the key (it would otherwise call itself on every request)."""
+    with socket.socket() as sock:  # a port nothing listens on: the gateway must not bind it
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        storage = {"ledger_path": str(tmp_path / "ledger.db"), "log_path": str(tmp_path / "g.log")}
+        points_here = {"local": {"endpoint": f"http://127.0.0.1:{port}/v1"}}
+        in_file = write(
+            tmp_path, {"server": {"port": port}, "models": points_here, "storage": storage}
+        )
+        by_flag = tmp_path / "by_flag.yaml"
+        by_flag.write_text(yaml.safe_dump({"models": points_here, "storage": storage}), "utf-8")
+        for args in (["--config", str(in_file)], ["--config", str(by_flag), "--port", str(port)]):
+            run = subprocess.run(
+                [sys.executable, "-m", "gateway", *args],
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=60,
+                check=False,
+            )
+            assert run.returncode == 2, (args, run.stdout, run.stderr)
+            assert "models.local.endpoint: " in run.stderr and "own address" in run.stderr
+            assert "listening on" not in run.stdout
