@@ -22,12 +22,13 @@ from gateway.config import (
     LOG_LEVELS,
     ConfigError,
     GatewayConfig,
+    check_names,
     command_parser,
     config_path,
+    load_config,
     mask_url,
 )
 from gateway.config.own_address import check_not_own_address
-from gateway.config_check import load_checked_config
 from gateway.config_check import main as config_check_main
 from gateway.dashboard.demo_traffic import DemoTraffic, dashboard_url
 from gateway.dev.demo import (
@@ -43,7 +44,7 @@ from gateway.http.guard import Guard
 from gateway.http.services import GUARD_KEY
 from gateway.logs import setup_logging
 from gateway.loop import loop_factory
-from gateway.strategies import strategy_names
+from gateway.strategies import known_names, strategy_names
 
 log = logging.getLogger("gateway.cli")
 
@@ -104,7 +105,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def resolve_config(args: argparse.Namespace) -> GatewayConfig:
-    config = load_checked_config(config_path(args.config))
+    """The config file with the flags applied. Its names are checked as the file gives them;
+    its upstreams against the address the gateway will listen on, so once --host and --port
+    apply, and not for --demo or --local-model, which replace them (create_app checks those)."""
+    config = load_config(config_path(args.config))
+    check_names(config, known_names())
     server = config.server
     if args.host is not None:
         server = replace(server, host=args.host)
@@ -125,8 +130,8 @@ def resolve_config(args: argparse.Namespace) -> GatewayConfig:
         ledger = ledger.with_name(f"{ledger.stem}.worker{args.worker_index}{ledger.suffix}")
         storage = replace(storage, ledger_path=str(ledger))
     resolved = replace(config, server=server, routing=routing, storage=storage)
-    if not (args.demo or args.local_model):  # those replace the upstreams' endpoints later
-        check_not_own_address(resolved)  # --host or --port may make an upstream the gateway
+    if not (args.demo or args.local_model):
+        check_not_own_address(resolved)
     return resolved
 
 

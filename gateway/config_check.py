@@ -39,8 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def load_checked_config(path: Path | None) -> GatewayConfig:
-    """Load and validate exactly as start-up does (`load_config` with the registry's names);
-    raise ConfigError naming the key."""
+    """Load and validate as start-up does without flags (`load_config` with the registry's
+    names); raise ConfigError naming the key."""
     return load_config(path, names=known_names())
 
 

@@ -17,7 +17,7 @@ packages above define (strategies, verdict scorers) are passed in as `KnownNames
 that loads the config (gateway.strategies.known_names()).
 """
 
-from gateway.config.load import cross_check, load_config, parse_config
+from gateway.config.load import check_names, cross_check, load_config, parse_config
 from gateway.config.paths import DEFAULT_CONFIG_PATH, command_parser, config_path
 from gateway.config.reader import ConfigError, expand_env
 from gateway.config.schema import (
@@ -118,6 +118,7 @@ __all__ = [
     "VERIFY_STARTS",
     "VerifyStart",
     "config_path",
+    "check_names",
     "cross_check",
     "expand_env",
     "load_config",

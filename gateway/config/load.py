@@ -18,14 +18,19 @@ from gateway.config.sections import read_config
 
 
 def cross_check(config: GatewayConfig, names: KnownNames) -> None:
-    """Checks between keys and against the given strategy and scorer names; raise ConfigError
-    naming the key.
+    """Checks between keys: the names the config gives (`check_names`) and no upstream that is
+    the gateway itself (gateway.config.own_address); raise ConfigError naming the key.
 
     parse_config runs it when given the names; create_app runs it again for configs changed
-    after parsing (--strategy, --host, --port). It also refuses an upstream that is the gateway
-    itself (gateway.config.own_address).
+    after parsing (--strategy, --host, --port, the upstreams of --demo and --local-model).
     """
     check_not_own_address(config)
+    check_names(config, names)
+
+
+def check_names(config: GatewayConfig, names: KnownNames) -> None:
+    """The strategy and scorer names the config gives are among `names`; raise ConfigError
+    naming the key."""
     scorer = config.speculative_decoding.scorer
     if scorer not in names.scorers:
         raise ConfigError(
