@@ -38,6 +38,18 @@ def config(host: str, port: int, local: str, cerebras: str = "https://api.cerebr
         ("192.168.1.10", 8000, "http://192.168.1.10:8000/v1"),
         ("127.0.0.1", 80, "http://127.0.0.1/v1"),
         ("127.0.0.1", 443, "https://localhost/v1"),
+        # The same address written another way, as the connection reads it.
+        ("localhost", 8000, "http://[0:0:0:0:0:0:0:1]:8000/v1"),
+        ("::1", 8000, "http://[0:0:0:0:0:0:0:1]:8000/v1"),
+        ("127.0.0.1", 8000, "http://[::ffff:127.0.0.1]:8000/v1"),
+        ("0.0.0.0", 8000, "http://[::ffff:127.0.0.1]:8000/v1"),
+        ("127.0.0.1", 8000, "http://127.1:8000/v1"),
+        ("127.0.0.1", 8000, "http://localhost.:8000/v1"),
+        ("gw.example.lan", 8000, "http://GW.Example.LAN.:8000/v1"),
+        ("0:0:0:0:0:0:0:0", 8000, "http://[::1]:8000/v1"),
+        ("::", 8000, "http://localhost:8000/v1"),
+        ("", 8000, "http://127.0.0.1:8000/v1"),  # every address of both families
+        ("", 8000, "http://[::1]:8000/v1"),
     ],
 )
 def test_an_upstream_at_the_gateways_own_address_is_refused(
@@ -59,6 +71,11 @@ def test_an_upstream_at_the_gateways_own_address_is_refused(
         ("192.168.1.10", 8000, "http://127.0.0.1:8000/v1"),  # not listened on
         ("127.0.0.1", 8000, "http://127.0.0.1/v1"),  # port 80
         ("127.0.0.1", 0, "http://127.0.0.1:0/v1"),  # a port picked at start-up
+        # A wildcard listens on one family: asyncio and uvloop bind :: with IPV6_V6ONLY.
+        ("::", 8000, "http://127.0.0.1:8000/v1"),
+        ("::", 8000, "http://0.0.0.0:8000/v1"),
+        ("0.0.0.0", 8000, "http://[::1]:8000/v1"),
+        ("127.0.0.1", 8000, "http://[::ffff:127.0.0.2]:8000/v1"),
     ],
 )
 def test_another_address_passes(host: str, port: int, endpoint: str) -> None:
