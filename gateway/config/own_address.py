@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 from gateway.config.reader import ConfigError
 from gateway.config.schema import GatewayConfig
-from gateway.config.secrets import mask_url
+from gateway.config.secrets import URL_MASK, mask_url, redact
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -91,9 +91,11 @@ def check_not_own_address(config: GatewayConfig) -> None:
         except ValueError:
             continue  # not a URL this check can read; the upstream's own checks report it
         if port == server.port and names_listening_host(parts.hostname or "", server.host):
-            raise ConfigError(
+            message = (
                 f"{config.source}: models.{name}.endpoint: {mask_url(model.endpoint)} is this "
                 f"gateway's own address (server.host {server.host}, server.port "
                 f"{server.port}): every request would call the gateway again; point it at "
                 f"the {name} upstream"
             )
+            # A key may sit elsewhere in the URL than its password (a token as the user name).
+            raise ConfigError(redact(message, config.secrets(), URL_MASK))

@@ -89,6 +89,18 @@ def test_the_cerebras_endpoint_too_and_without_its_password() -> None:
     assert PASSWORD not in str(caught.value) and ":***@" in str(caught.value)
 
 
+def test_no_key_of_the_config_is_shown_wherever_the_url_holds_it() -> None:
+    """A key as the URL's user name is not a password, yet still a secret of the config."""
+    data = {
+        "server": {"port": 8000},
+        "models": {"local": {"endpoint": f"http://{PASSWORD}@localhost:8000/v1"}},
+        "auth": {"api_keys": [PASSWORD]},
+    }
+    with pytest.raises(ConfigError, match=r"models\.local\.endpoint: http://\*\*\*@") as caught:
+        check_not_own_address(parse_config(data, env={}))
+    assert PASSWORD not in str(caught.value)
+
+
 def test_a_disabled_upstream_is_not_called_so_passes() -> None:
     data = {
         "server": {"port": 8000},
