@@ -20,6 +20,7 @@ from aiohttp import web
 from gateway import __version__
 from gateway.config import (
     LOG_LEVELS,
+    URL_MASK,
     ConfigError,
     GatewayConfig,
     check_names,
@@ -27,6 +28,7 @@ from gateway.config import (
     config_path,
     load_config,
     mask_url,
+    redact,
 )
 from gateway.config.own_address import check_not_own_address
 from gateway.config_check import main as config_check_main
@@ -215,13 +217,14 @@ async def serve(
             log.warning("%s", warning)
             print(f"WARNING: {warning}", file=sys.stderr, flush=True)
         cerebras = config.cerebras
-        print(
+        banner = (
             f"GLM Token Saver {__version__} listening on http://{host}:{port}/v1 "
             f"(strategy {config.routing.strategy}); local={mask_url(config.local.endpoint)} "
             f"cerebras={mask_url(cerebras.endpoint)} "
-            f"({'key set' if cerebras.api_key else 'no key'})",
-            flush=True,
+            f"({'key set' if cerebras.api_key else 'no key'})"
         )
+        # A key written into an endpoint (as its user name, say) is no URL password.
+        print(redact(banner, config.secrets(), URL_MASK), flush=True)
         print(f"dashboard: {dashboard_url(host, port)}", flush=True)
         if demo_traffic:
             traffic = DemoTraffic(

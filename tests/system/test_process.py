@@ -222,3 +222,25 @@ async def test_demo_serves_a_stream(tmp_path, client) -> None:
         assert reply.chunks[-1]["usage"]["completion_tokens"] > 0
     # the demo's ledger is relative to the working directory: here, not the checkout
     assert (tmp_path / "data" / "demo_ledger.db").exists()
+
+
+async def test_the_start_up_banner_shows_no_key_written_into_an_endpoint(
+    tmp_path, local_sim, cerebras_sim
+) -> None:
+    """A key written as an endpoint's user name is no URL password, but still a secret: the
+    banner on stdout masks it as every other place that shows the config does."""
+    port = free_port()
+    config = write_config(tmp_path, local_sim, cerebras_sim, port)
+    data = orjson.loads(config.read_bytes())
+    data["models"]["local"]["endpoint"] = local_sim.url.replace(
+        "http://", f"http://{CEREBRAS_KEY}@"
+    )
+    config.write_bytes(orjson.dumps(data))
+    async with gateway_process(config) as proc:
+        assert proc.stdout is not None
+        banner = b""
+        while b"listening on" not in banner:
+            banner = await asyncio.wait_for(proc.stdout.readline(), 30)
+            assert banner, "the process ended before its banner"
+    assert CEREBRAS_KEY.encode() not in banner
+    assert b"local=http://***@127.0.0.1:" in banner
