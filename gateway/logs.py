@@ -20,7 +20,9 @@ import logging.handlers
 import os
 import queue
 import stat
+import sys
 import threading
+import traceback
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -216,10 +218,16 @@ class _GatheringListener(logging.handlers.QueueListener):
             # the handler queues its record after it: what was taken with it is written too.
             written = [record for record in batch if record is not _STOP]
             stopping = len(written) < len(batch)
-            for start in range(0, len(written), WRITE_SLICE):
-                self._write(written[start : start + WRITE_SLICE])
-            for _ in batch:
-                records.task_done()
+            try:
+                for start in range(0, len(written), WRITE_SLICE):
+                    self._write(written[start : start + WRITE_SLICE])
+            except Exception:  # a handler's bug must not end the listener
+                # Dead, it would leave every later record unwritten and flush() and stop()
+                # waiting for ever; its batch is lost, said on stderr as logging's own errors.
+                traceback.print_exc(file=sys.stderr)
+            finally:
+                for _ in batch:
+                    records.task_done()
 
     @contextlib.contextmanager
     def _hurried(self) -> Iterator[None]:

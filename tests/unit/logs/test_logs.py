@@ -436,3 +436,33 @@ def test_a_line_a_strict_stderr_cannot_encode_loses_only_itself() -> None:
     handler.write_batch(records)
     stream.flush()
     assert raw.getvalue().decode() == "before\nafter\n"
+
+
+def test_a_handler_that_raises_neither_ends_the_listener_nor_holds_a_flush(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A bug in a handler's batch write (one `handleError` does not catch, a RecursionError)
+    loses that batch, said on stderr; the listener goes on, so later records are written and
+    flush() and stop() return instead of waiting for ever on a dead thread."""
+    path = setup_logging(
+        dataclasses.replace(_storage(tmp_path), log_level="INFO"), [], to_stderr=False
+    )
+    queued = _queued()
+    log = logging.getLogger("gateway.test")
+
+    def broken_once(records: list[logging.LogRecord]) -> None:
+        if any("broken" in str(r.msg) for r in records):
+            raise RuntimeError("a handler bug")
+
+    _before_each_write(monkeypatch, queued.listener, broken_once)
+    try:
+        log.warning("broken")  # written at once: alone in its batch
+        assert _returns(queued.flush, queued.listener), "the flush after the failure returned"
+        log.warning("after")
+        assert _returns(queued.flush, queued.listener), "the next flush returned"
+        assert queued.listener._thread is not None and queued.listener._thread.is_alive()
+    finally:
+        assert _returns(remove_logging, queued.listener), "the listener stopped"
+    text = path.read_text()
+    assert "after" in text and "broken" not in text
+    assert "RuntimeError: a handler bug" in capsys.readouterr().err
