@@ -14,28 +14,64 @@ escape that names a character by its code (`\\x41`, `\\u0041`, `\\N{...}`, octal
 group, an inline flag group (`(?-i:...)`), or a capital or a range other than lower-case
 letters or digits inside a character class (`[!-_]` spans the capitals) keeps only the pattern
 as written.
+
+Over a long ASCII text most of these patterns find nothing, yet each scans the whole text. A
+pattern may name what every match of it needs: one of its `words` as a whole run (a maximal run
+of `\\w` characters: a-z, 0-9 and `_` in the lower-cased text), or one of its `marks` (literal
+strings) anywhere. A `FoldedText` built with `runs=True` holds the set of its runs (gathered in
+one pass, when the text is long enough for that to pay), and a pattern none of whose words or
+marks the text holds has no match there, known without a scan: `search` and `count` give the
+same either way, only sooner.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Iterable
 
 _CODE_ESCAPES = frozenset("xuUN01234567")
 # An inline flag group may turn case folding off for a part, which the twin cannot follow.
 _INLINE_FLAGS = re.compile(r"\(\?[aiLmsux-]")
+# Below this length a text's runs cost more to gather (about a microsecond) than the scans they
+# spare; measured with `scripts/bench_ask_analysis.py --runs-from`: even at 12 characters.
+RUNS_FROM = 32
+# The ASCII \w bytes kept and every other byte made a space, so that `bytes.split` gives the runs.
+_RUN_BYTES = bytes(c if c < 128 and (chr(c).isalnum() or c == 95) else 32 for c in range(256))
 
 
-@dataclass(frozen=True, slots=True)
 class FoldedText:
-    """A text and, when it is ASCII, its lower-cased form (else None)."""
+    """A text and, when it is ASCII, its lower-cased form (else None); `runs`: the set of the
+    maximal `\\w` runs of that form, as bytes, when they were asked for and the text is long
+    enough (else None)."""
 
-    text: str
-    lowered: str | None
+    __slots__ = ("text", "lowered", "runs")
+
+    def __init__(
+        self, text: str, lowered: str | None, runs: frozenset[bytes] | None = None
+    ) -> None:
+        self.text = text
+        self.lowered = lowered
+        self.runs = runs
 
     @classmethod
-    def of(cls, text: str) -> FoldedText:
-        return cls(text, text.lower() if text.isascii() else None)
+    def of(cls, text: str, *, runs: bool = False) -> FoldedText:
+        """`text` folded; `runs=True` for a text several patterns will read (module docstring)."""
+        if not text.isascii():
+            return cls(text, None)
+        lowered = text.lower()
+        if not runs or len(lowered) < RUNS_FROM:
+            return cls(text, lowered)
+        return cls(text, lowered, word_runs(lowered))
+
+
+def word_runs(ascii_text: str) -> frozenset[bytes]:
+    """The maximal runs of `\\w` characters (ASCII letters, digits, `_`) of an ASCII text."""
+    return frozenset(ascii_text.encode("ascii").translate(_RUN_BYTES).split())
+
+
+def folded(text: str | FoldedText) -> FoldedText:
+    """`text` as a `FoldedText` (one already folded as it is)."""
+    return text if isinstance(text, FoldedText) else FoldedText.of(text)
 
 
 class FoldedPattern:
@@ -45,23 +81,46 @@ class FoldedPattern:
     can begin with (lower-case; `\\d` for digits): a lookahead of it goes in front, so a
     search skips every other position at once instead of trying each alternative there, two
     to three times faster over long text. The class is folded like the pattern, so it adds
-    no condition the pattern does not have; a class missing a start would lose matches."""
+    no condition the pattern does not have; a class missing a start would lose matches.
 
-    __slots__ = ("source", "flags", "pattern", "lowered")
+    `words` and `marks` (lower-case ASCII), when `words` is given, are what every match needs
+    (module docstring): a match holds one of the `words` as a whole run, or one of the `marks`.
+    A missing word or mark would lose matches in a text whose runs are known; a test derives
+    them from each parsed pattern."""
 
-    def __init__(self, source: str, flags: int = 0, *, starts: str | None = None) -> None:
+    __slots__ = ("source", "flags", "pattern", "lowered", "words", "marks")
+
+    def __init__(
+        self,
+        source: str,
+        flags: int = 0,
+        *,
+        starts: str | None = None,
+        words: Iterable[str] | None = None,
+        marks: Iterable[str] = (),
+    ) -> None:
         self.source = source
         self.flags = flags
+        self.words = None if words is None else frozenset(w.encode() for w in words)
+        self.marks = tuple(marks)
         if starts is not None:
             source = f"(?=[{starts}])(?:{source})"
         self.pattern = re.compile(source, flags | re.IGNORECASE)
         lowered = _lower_outside_escapes(source)
         self.lowered = re.compile(lowered, flags & ~re.IGNORECASE) if lowered is not None else None
 
+    def absent(self, text: FoldedText) -> bool:
+        """True when `text`'s runs are known and hold none of the words a match needs, nor the
+        text any of the marks: then there is no match. False says only "maybe"."""
+        runs, lowered = text.runs, text.lowered
+        if runs is None or lowered is None or self.words is None or self.lowered is None:
+            return False
+        return self.words.isdisjoint(runs) and not any(m in lowered for m in self.marks)
+
     def search(self, text: FoldedText) -> re.Match[str] | None:
         """The first match: in the lower-cased text when there is one (the same span)."""
         if text.lowered is not None and self.lowered is not None:
-            return self.lowered.search(text.lowered)
+            return None if self.absent(text) else self.lowered.search(text.lowered)
         return self.pattern.search(text.text)
 
     def found(self, text: FoldedText) -> bool:
@@ -70,7 +129,7 @@ class FoldedPattern:
     def count(self, text: FoldedText) -> int:
         """How many matches `findall` gives."""
         if text.lowered is not None and self.lowered is not None:
-            return len(self.lowered.findall(text.lowered))
+            return 0 if self.absent(text) else len(self.lowered.findall(text.lowered))
         return len(self.pattern.findall(text.text))
 
 
