@@ -16,12 +16,13 @@ letters or digits inside a character class (`[!-_]` spans the capitals) keeps on
 as written.
 
 Over a long ASCII text most of these patterns find nothing, yet each scans the whole text. A
-pattern may name what every match of it needs: one of its `words` as a whole run (a maximal run
-of `\\w` characters: a-z, 0-9 and `_` in the lower-cased text), or one of its `marks` (literal
-strings) anywhere. A `FoldedText` built with `runs=True` holds the set of its runs (gathered in
-one pass, when the text is long enough for that to pay), and a pattern none of whose words or
-marks the text holds has no match there, known without a scan: `search` and `count` give the
-same either way, only sooner.
+pattern may name what every match of it needs: one of its `words`, or one of its `marks`
+(literal strings) anywhere. A word is a phrase that begins with a whole run (a maximal run of
+`\\w` characters: a-z, 0-9 and `_` in the lower-cased text), such as "how many" or "f(x)": the
+text must hold that run, and the phrase. A `FoldedText` built with `runs=True` holds the set of
+its runs (gathered in one pass, when the text is long enough for that to pay), and a pattern none
+of whose words or marks the text holds has no match there, known without a scan: `search` and
+`count` give the same either way, only sooner.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ _INLINE_FLAGS = re.compile(r"\(\?[aiLmsux-]")
 # Below this length a text's runs cost more to gather (about a microsecond) than the scans they
 # spare; measured with `scripts/bench_ask_analysis.py --runs-from`: even at 12 characters.
 RUNS_FROM = 32
+_LEADING_RUN = re.compile(r"[a-z0-9_]+")
 # The ASCII \w bytes kept and every other byte made a space, so that `bytes.split` gives the runs.
 _RUN_BYTES = bytes(c if c < 128 and (chr(c).isalnum() or c == 95) else 32 for c in range(256))
 
@@ -84,11 +86,12 @@ class FoldedPattern:
     no condition the pattern does not have; a class missing a start would lose matches.
 
     `words` and `marks` (lower-case ASCII), when `words` is given, are what every match needs
-    (module docstring): a match holds one of the `words` as a whole run, or one of the `marks`.
-    A missing word or mark would lose matches in a text whose runs are known; a test derives
-    them from each parsed pattern."""
+    (module docstring): one of the `words`, each a phrase that begins with a whole run and is
+    the beginning of a match's own text from that run on, or one of the `marks`. A missing word
+    or mark would lose matches in a text whose runs are known; a test derives them from each
+    parsed pattern."""
 
-    __slots__ = ("source", "flags", "pattern", "lowered", "words", "marks")
+    __slots__ = ("source", "flags", "pattern", "lowered", "words", "phrases", "marks")
 
     def __init__(
         self,
@@ -101,7 +104,19 @@ class FoldedPattern:
     ) -> None:
         self.source = source
         self.flags = flags
-        self.words = None if words is None else frozenset(w.encode() for w in words)
+        # Each needed run, and the phrases from it the text must hold: none when the run alone
+        # is a word of the pattern.
+        self.phrases: dict[bytes, tuple[str, ...]] = {}
+        for word in words or ():
+            run = _LEADING_RUN.match(word)
+            if run is None:
+                raise ValueError(f"a needed word must begin with a-z, 0-9 or _: {word!r}")
+            key = run.group().encode()
+            if word == run.group() or self.phrases.get(key) == ():
+                self.phrases[key] = ()
+            else:
+                self.phrases[key] = (*self.phrases.get(key, ()), word)
+        self.words = None if words is None else frozenset(self.phrases)
         self.marks = tuple(marks)
         if starts is not None:
             source = f"(?=[{starts}])(?:{source})"
@@ -115,7 +130,11 @@ class FoldedPattern:
         runs, lowered = text.runs, text.lowered
         if runs is None or lowered is None or self.words is None or self.lowered is None:
             return False
-        return self.words.isdisjoint(runs) and not any(m in lowered for m in self.marks)
+        for run in self.words & runs:
+            phrases = self.phrases[run]
+            if not phrases or any(phrase in lowered for phrase in phrases):
+                return False
+        return not any(mark in lowered for mark in self.marks)
 
     def search(self, text: FoldedText) -> re.Match[str] | None:
         """The first match: in the lower-cased text when there is one (the same span)."""

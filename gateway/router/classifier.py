@@ -40,12 +40,13 @@ _REASONING = FoldedPattern(
     re.S,
     starts="spdctwef",
     words=(
-        *"step prove proof derive compare trade tradeoff tradeoffs pros why explain".split(),
-        *"first calculate solve estimate".split(),
+        *("step-by", "step by", "prove", "proof", "derive", "compare", "pros and cons"),
+        *("trade-off", "tradeoff", "tradeoffs", "first", "calculate", "solve", "estimate"),
+        *("why do", "why is", "why are", "why did", "why would", "explain how", "explain why"),
     ),
 )
 _LIST_ITEM = re.compile(r"^\s*(?:\d+[.)]|[-*•])\s+\S", re.M)
-# The ASCII \w characters a keyword begins with: a match of it holds them as a whole run.
+# The ASCII \w characters a keyword may begin with.
 _LEADING_RUN = re.compile(r"[a-z0-9_]+")
 _MIN_LIST_ITEMS = 3
 _MIN_QUESTIONS = 3
@@ -95,14 +96,14 @@ def current_ask(messages: Iterable[Any]) -> str:
 class TaskClassifier:
     def __init__(self, keywords: Iterable[str], simple_task_threshold: int) -> None:
         words = sorted({k.strip().lower() for k in keywords if k.strip()}, key=len, reverse=True)
-        runs = [_LEADING_RUN.match(w) for w in words]
         self.keywords = (
             FoldedPattern(
                 r"(?<!\w)(" + "|".join(re.escape(w) for w in words) + r")(?!\w)",
                 starts="".join(sorted({re.escape(w[0]) for w in words})),
-                # Not after a \w and ended by another character or by (?!\w): a whole run.
-                words=[run.group() for run in runs if run is not None],
-                marks=[w for w, run in zip(words, runs, strict=True) if run is None],
+                # Not after a \w, a keyword's leading run is ended by another character of it
+                # or by (?!\w): a whole run. One that begins with a sign is needed as it is.
+                words=[w for w in words if _LEADING_RUN.match(w)],
+                marks=[w for w in words if not _LEADING_RUN.match(w)],
             )
             if words
             else None

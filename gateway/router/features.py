@@ -95,7 +95,8 @@ _MATH = FoldedPattern(
     r"calculate|equation|probability|integral|derivative)\b",
     starts=r"=+*/^%<>stparhecid",
     words=(
-        *"sum total percent average ratio twice half each per how calculate".split(),
+        *"sum total percent average ratio twice half each per calculate".split(),
+        *("how many", "how much"),
         *"equation probability integral derivative".split(),
     ),
     marks="=+*/^%<>",
@@ -107,7 +108,7 @@ _HEDGE = FoldedPattern(
     r"\bI'm unable\b|\bas an AI\b|\bas a language model\b|\bI(?:'m| am) sorry\b|\bI apologi[sz]e\b|"
     r"\bnot enough information\b|\bunable to (?:answer|determine|help)\b",
     starts=r"ianu",
-    words=("i", "as", "not", "unable"),
+    words=("i", "as an ai", "as a language model", "not enough information", "unable to"),
 )
 
 
@@ -132,7 +133,11 @@ _RATIO = FoldedPattern(
     r"\b(?:ratio|times (?:as|more|less|longer|bigger)|twice|thrice|double|triple|as (?:many|much)|"
     r"(?:more|less|fewer) than)\b",
     starts=r"rtdamlf",
-    words="ratio times twice thrice double triple as more less fewer".split(),
+    words=(
+        *("ratio", "twice", "thrice", "double", "triple", "as many", "as much"),
+        *("times as", "times more", "times less", "times longer", "times bigger"),
+        *("more than", "less than", "fewer than"),
+    ),
 )
 _UNITS = FoldedPattern(
     r"\$|\b(?:dollars?|cents?|hours?|minutes?|seconds?|days?|weeks?|months?|years?|miles?|km|"
@@ -145,7 +150,11 @@ _UNITS = FoldedPattern(
     ),
     marks="$",
 )
-_HOW_MANY = FoldedPattern(r"\bhow (?:many|much|long|far|old)\b", starts=r"h", words=("how",))
+_HOW_MANY = FoldedPattern(
+    r"\bhow (?:many|much|long|far|old)\b",
+    starts=r"h",
+    words=("how many", "how much", "how long", "how far", "how old"),
+)
 _OPEN_WRITING = FoldedPattern(
     r"\b(?:write|compose|draft|essay|poem|story|blog|email|letter|rewrite|slogan|speech|"
     r"paragraph|describe|imagine)\b",
@@ -158,7 +167,7 @@ _OPEN_WRITING = FoldedPattern(
 _ROLEPLAY = FoldedPattern(
     r"\b(?:pretend|act as|role|persona|you are|as if you)\b",
     starts=r"pary",
-    words=("pretend", "act", "role", "persona", "you", "as"),
+    words=("pretend", "act as", "role", "persona", "you are", "as if you"),
 )
 _MATH_CUE = FoldedPattern(
     r"\b(?:solve|equation|probability|integer|prime|area|triangle|polynomial|derivative|"
@@ -166,7 +175,7 @@ _MATH_CUE = FoldedPattern(
     starts=r"sepiatd^f",
     words=(
         *"solve equation probability integer prime area triangle polynomial".split(),
-        *"derivative integral sum f".split(),
+        *("derivative", "integral", "sum of", "f(x)"),
     ),
     marks="^",
 )
@@ -175,7 +184,7 @@ _CODE_CUE = FoldedPattern(
     r"html|array|bug)\b",
     starts=r"pcjfiarshb",
     words=(
-        *"python c java javascript function program implement algorithm code regex".split(),
+        *"python c++ java javascript function program implement algorithm code regex".split(),
         *"sql html array bug".split(),
     ),
 )
@@ -188,13 +197,16 @@ _FOLLOWUP = FoldedPattern(
     r"\b(?:your (?:previous )?(?:answer|response|reply)|previous|above|now|again|instead|"
     r"same)\b",
     starts=r"ypanis",
-    words=("your", "previous", "above", "now", "again", "instead", "same"),
+    words=(
+        *("your answer", "your response", "your reply", "your previous"),
+        *("previous", "above", "now", "again", "instead", "same"),
+    ),
 )
 # A stated final answer: "#### 18", "the answer is 18", "final answer: 18", "\boxed{18}".
 _ANSWER_LINE = FoldedPattern(
     r"####\s*\S|\b(?:the )?(?:final )?answer (?:is|:)|\bfinal answer\b|\\boxed\{",
     starts=r"#tfa\\",
-    words=("the", "final", "answer"),
+    words=("the final answer ", "the answer ", "final answer", "answer "),
     marks=("####", "\\boxed{"),
 )
 # "a op b = c" as written in a worked answer (also inside GSM8K's <<a*b=c>> annotations).
