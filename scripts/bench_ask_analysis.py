@@ -3,7 +3,9 @@
 `AskAnalyses.analyse` (gateway/router/asks.py) folds the ask once with its runs, so a pattern
 none of whose words the ask holds is not scanned (gateway/router/ascii_fold.py). The baseline is
 the same analysis as it was written before: each part folds the ask on its own and every pattern
-scans the text. Both run in the same process, alternated, best of several repeats; the script
+scans the text (text with caseless signs such as a typographic apostrophe takes the lower-cased
+twins in both; before, it kept the patterns as written: compare with a `git archive` of that
+tree for it). Both run in the same process, alternated, best of several repeats; the script
 checks that both give the same analysis and prints each time and the ratio new / old.
 
     python scripts/bench_ask_analysis.py [--repeats 7] [--runs-from N]
@@ -50,7 +52,7 @@ def old_analyse(classifier: TaskClassifier, ask: str) -> AskAnalysis:
 
 
 def replay_texts() -> dict[str, str]:
-    """GSM8K questions (the first ASCII one, and the first, whose apostrophe is not ASCII), an
+    """GSM8K questions (the first ASCII one, and the first, with a typographic apostrophe), an
     MT-Bench question, and MT-Bench answers of median and top length."""
     gsm8k = [json.loads(line)["question"] for line in (ROUTELLM / "gsm8k_test.jsonl").open()]
     questions = json.loads((ROUTELLM / "mt_bench_questions.jsonl").read_text().splitlines()[0])
@@ -66,7 +68,7 @@ def replay_texts() -> dict[str, str]:
     )
     return {
         "gsm8k question, ASCII": next(q for q in gsm8k if q.isascii()),
-        "gsm8k question, not ASCII": gsm8k[0],
+        "gsm8k question, with \u2019": gsm8k[0],
         "mt-bench question": questions["turns"][0],
         "mt-bench answer, median": answers[len(answers) // 2],
         "mt-bench answer, longest": answers[-1],
@@ -96,6 +98,7 @@ def main() -> None:
     analyses = AskAnalyses(classifier, HeuristicScore(classifier))
     texts = {
         "10 KB paste": f"{ASK}\n\n{pasted_text(10_000)}",
+        "10 KB paste, one \u2019": f"{ASK} It\u2019s this:\n\n{pasted_text(10_000)}",
         "2 KB paste": f"{ASK}\n\n{pasted_text(2_000)}",
         "400 B paste": f"{ASK}\n\n{pasted_text(400)}",
         "46-character ask": ASK,

@@ -6,8 +6,11 @@ run some twenty of them over each ask, and an ask can be a pasted file of many k
 ASCII text an IGNORECASE pattern matches exactly where its lower-cased twin (the flag dropped)
 matches in the lower-cased text: ASCII letters fold only to each other, and lower-casing ASCII
 text moves no character, so the matches, their spans and their number are the same (the
-matched text is the lower-cased one). Text with any other character keeps the pattern as it was
-written, since there folding reaches further (the Kelvin sign matches `k`).
+matched text is the lower-cased one). So does text whose other characters are all `CASELESS`:
+signs without case that are neither letters nor digits (typographic quotes and dashes, arrows,
+box drawing, emoji), which neither fold nor move when the text is lower-cased. Text with any
+other character keeps the pattern as it was written, since there folding reaches further (the
+Kelvin sign matches `k`).
 
 A pattern is lower-cased outside its escapes (`\\b`, `\\S` keep their meaning); one with an
 escape that names a character by its code (`\\x41`, `\\u0041`, `\\N{...}`, octal), a named
@@ -15,10 +18,10 @@ group, an inline flag group (`(?-i:...)`), or a capital or a range other than lo
 letters or digits inside a character class (`[!-_]` spans the capitals) keeps only the pattern
 as written.
 
-Over a long ASCII text most of these patterns find nothing, yet each scans the whole text. A
+Over a long text most of these patterns find nothing, yet each scans the whole text. A
 pattern may name what every match of it needs: one of its `words`, or one of its `marks`
 (literal strings) anywhere. A word is a phrase that begins with a whole run (a maximal run of
-`\\w` characters: a-z, 0-9 and `_` in the lower-cased text), such as "how many" or "f(x)": the
+`\\w` characters: a-z, 0-9 and `_` in the lower-cased form), such as "how many" or "f(x)": the
 text must hold that run, and the phrase. A `FoldedText` built with `runs=True` holds the set of
 its runs (gathered in one pass, when the text is long enough for that to pay), and a pattern none
 of whose words or marks the text holds has no match there, known without a scan: `search` and
@@ -37,14 +40,25 @@ _INLINE_FLAGS = re.compile(r"\(\?[aiLmsux-]")
 # spare; measured with `scripts/bench_ask_analysis.py --runs-from`: even at 12 characters.
 RUNS_FROM = 32
 _LEADING_RUN = re.compile(r"[a-z0-9_]+")
-# The ASCII \w bytes kept and every other byte made a space, so that `bytes.split` gives the runs.
+# Characters beyond ASCII that leave the twin exact: no case, no fold to or from an ASCII
+# character under IGNORECASE, neither \w nor \d. A test checks each of them.
+CASELESS = (
+    "\u00a0-\u00a9\u00ab-\u00b1\u00b4\u00b6-\u00b8\u00bb\u00bf\u00d7\u00f7"  # Latin-1 signs
+    "\u2010-\u2027\u2030-\u205e"  # dashes, quotes, bullets, ellipsis, primes
+    "\u20a0-\u20bf\u2190-\u22ff"  # currencies, arrows, mathematical operators
+    "\u2500-\u2775\u2794-\u27bf"  # box drawing, shapes, symbols, dingbats (not circled digits)
+    "\U0001f300-\U0001faff"  # emoji
+)
+_FOLDS_FURTHER = re.compile(f"[^\\x00-\\x7f{CASELESS}]")
+# The ASCII \w bytes kept and every other byte made a space (those of a CASELESS character too),
+# so that `bytes.split` gives the runs.
 _RUN_BYTES = bytes(c if c < 128 and (chr(c).isalnum() or c == 95) else 32 for c in range(256))
 
 
 class FoldedText:
-    """A text and, when it is ASCII, its lower-cased form (else None); `runs`: the set of the
-    maximal `\\w` runs of that form, as bytes, when they were asked for and the text is long
-    enough (else None)."""
+    """A text and, when it is ASCII but for `CASELESS` characters, its lower-cased form (else
+    None); `runs`: the set of the maximal `\\w` runs of that form, as bytes, when they were
+    asked for and the text is long enough (else None)."""
 
     __slots__ = ("text", "lowered", "runs")
 
@@ -58,7 +72,7 @@ class FoldedText:
     @classmethod
     def of(cls, text: str, *, runs: bool = False) -> FoldedText:
         """`text` folded; `runs=True` for a text several patterns will read (module docstring)."""
-        if not text.isascii():
+        if not text.isascii() and _FOLDS_FURTHER.search(text) is not None:
             return cls(text, None)
         lowered = text.lower()
         if not runs or len(lowered) < RUNS_FROM:
@@ -66,9 +80,9 @@ class FoldedText:
         return cls(text, lowered, word_runs(lowered))
 
 
-def word_runs(ascii_text: str) -> frozenset[bytes]:
-    """The maximal runs of `\\w` characters (ASCII letters, digits, `_`) of an ASCII text."""
-    return frozenset(ascii_text.encode("ascii").translate(_RUN_BYTES).split())
+def word_runs(lowered: str) -> frozenset[bytes]:
+    """The maximal runs of `\\w` characters (ASCII letters, digits, `_`) of a lower-cased form."""
+    return frozenset(lowered.encode().translate(_RUN_BYTES).split())
 
 
 def folded(text: str | FoldedText) -> FoldedText:

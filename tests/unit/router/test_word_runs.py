@@ -189,8 +189,38 @@ def test_the_runs_are_the_maximal_word_runs_of_every_ascii_character() -> None:
 
 def with_runs(text: str) -> FoldedText:
     """`text` folded with its runs whatever its length (as `FoldedText.of` does when long)."""
-    lowered = text.lower() if text.isascii() else None
+    lowered = FoldedText.of(text).lowered
     return FoldedText(text, lowered, word_runs(lowered) if lowered is not None else None)
+
+
+# Characters without case that leave the twin exact (ascii_fold.CASELESS), a few of each kind.
+_CASELESS_SAMPLE = [
+    *"\u00a0\u00a9\u00b0\u00b7\u00bb\u00d7\u2013\u2014\u2018\u2019\u201c\u201d\u2022\u2026",
+    *"\u2032\u20ac\u2192\u2264\u2500\u2502\u25b6\u2713\u2717\U0001f600\U0001f44d",
+]
+
+
+def test_each_caseless_character_neither_folds_nor_is_a_word_character() -> None:
+    """Every character of CASELESS is unmoved by lower-casing, matches no ASCII character and
+    is matched by none under IGNORECASE, and is neither \\w nor \\d: the twin finds in text with
+    them what the pattern as written finds, and the runs split at them."""
+    caseless = re.compile(f"[{ascii_fold.CASELESS}]")
+    ascii_chars = [re.compile(re.escape(chr(i)), re.IGNORECASE) for i in range(128)]
+    checked = 0
+    for code in range(128, 0x20000):
+        char = chr(code)
+        if not caseless.fullmatch(char):
+            continue
+        checked += 1
+        assert char.lower() == char == char.upper() == char.casefold(), hex(code)
+        assert not re.match(r"[\w\d]", char), hex(code)
+        folds = re.compile(re.escape(char), re.IGNORECASE)
+        assert not any(p.fullmatch(char) for p in ascii_chars), hex(code)
+        assert not any(folds.fullmatch(chr(i)) for i in range(128)), hex(code)
+    assert checked > 3000
+    assert all(caseless.fullmatch(char) for char in _CASELESS_SAMPLE)
+    assert FoldedText.of("It\u2019s \u2014 \u2713 OK").lowered == "it\u2019s \u2014 \u2713 ok"
+    assert word_runs("it\u2019s\u2014a_b\U0001f600c") == {b"it", b"s", b"a_b", b"c"}
 
 
 _SIGNS = ["=", "+", "*", "/", "^", "%", "<", ">", "$", "#", "(", ")", "{", "}", "\\", ":", "-"]
@@ -201,7 +231,8 @@ _PIECES = st.one_of(
     st.sampled_from(_SIGNS),
     st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=127), max_size=3),
 )
-_TEXTS = st.lists(st.one_of(_PIECES, st.sampled_from(_BEYOND_ASCII)), max_size=30).map("".join)
+_OTHERS = st.sampled_from(_BEYOND_ASCII + _CASELESS_SAMPLE)
+_TEXTS = st.lists(st.one_of(_PIECES, _OTHERS), max_size=30).map("".join)
 
 
 def _literal_pieces(pattern: FoldedPattern) -> list[str]:
@@ -229,9 +260,7 @@ def test_each_literal_piece_alone_is_found_the_same_with_the_runs(name: str) -> 
 def _own_pieces(pattern: FoldedPattern) -> st.SearchStrategy[str]:
     """Texts mostly of one pattern's own literal pieces, in any case, among the other pieces."""
     own = any_case(_literal_pieces(pattern))
-    return st.lists(st.one_of(own, own, _PIECES, st.sampled_from(_BEYOND_ASCII)), max_size=12).map(
-        "".join
-    )
+    return st.lists(st.one_of(own, own, _PIECES, _OTHERS), max_size=12).map("".join)
 
 
 _OWN = {name: _own_pieces(pattern) for name, pattern in PATTERNS.items()}
@@ -294,3 +323,4 @@ def test_short_text_and_text_beyond_ascii_have_no_runs() -> None:
     }
     assert FoldedText.of("x" * ascii_fold.RUNS_FROM).runs is None
     assert FoldedText.of("\u212a" * 100, runs=True).runs is None
+    assert FoldedText.of("\u2019" * 100, runs=True).runs == frozenset()
