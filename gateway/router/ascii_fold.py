@@ -39,7 +39,8 @@ _INLINE_FLAGS = re.compile(r"\(\?[aiLmsux-]")
 # Below this length a text's runs cost more to gather (about a microsecond) than the scans they
 # spare; measured with `scripts/bench_ask_analysis.py --runs-from`: even at 12 characters.
 RUNS_FROM = 32
-_LEADING_RUN = re.compile(r"[a-z0-9_]+")
+# The ASCII \w characters a needed word begins with: its run.
+LEADING_RUN = re.compile(r"[a-z0-9_]+")
 # Characters beyond ASCII that leave the twin exact: no case, no fold to or from an ASCII
 # character under IGNORECASE, neither \w nor \d. A test checks each of them.
 CASELESS = (
@@ -122,7 +123,7 @@ class FoldedPattern:
         # is a word of the pattern.
         self.phrases: dict[bytes, tuple[str, ...]] = {}
         for word in words or ():
-            run = _LEADING_RUN.match(word)
+            run = LEADING_RUN.match(word)
             if run is None:
                 raise ValueError(f"a needed word must begin with a-z, 0-9 or _: {word!r}")
             key = run.group().encode()

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.accounting.tokens import estimate_text_tokens
-from gateway.router.ascii_fold import FoldedPattern, FoldedText, folded
+from gateway.router.ascii_fold import LEADING_RUN, FoldedPattern, FoldedText, folded
 
 _ENV_DETAILS = re.compile(r"<environment_details>.*?(?:</environment_details>|$)", re.S)
 _TAGGED_ASK = re.compile(r"<(task|feedback|answer|user_message)>(.*?)</\1>", re.S)
@@ -46,8 +46,6 @@ _REASONING = FoldedPattern(
     ),
 )
 _LIST_ITEM = re.compile(r"^\s*(?:\d+[.)]|[-*•])\s+\S", re.M)
-# The ASCII \w characters a keyword may begin with.
-_LEADING_RUN = re.compile(r"[a-z0-9_]+")
 _MIN_LIST_ITEMS = 3
 _MIN_QUESTIONS = 3
 
@@ -102,8 +100,8 @@ class TaskClassifier:
                 starts="".join(sorted({re.escape(w[0]) for w in words})),
                 # Not after a \w, a keyword's leading run is ended by another character of it
                 # or by (?!\w): a whole run. One that begins with a sign is needed as it is.
-                words=[w for w in words if _LEADING_RUN.match(w)],
-                marks=[w for w in words if not _LEADING_RUN.match(w)],
+                words=[w for w in words if LEADING_RUN.match(w)],
+                marks=[w for w in words if not LEADING_RUN.match(w)],
             )
             if words
             else None
