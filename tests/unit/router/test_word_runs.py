@@ -266,7 +266,7 @@ def _own_pieces(pattern: FoldedPattern) -> st.SearchStrategy[str]:
 _OWN = {name: _own_pieces(pattern) for name, pattern in PATTERNS.items()}
 
 
-@settings(max_examples=3000, deadline=None)
+@settings(max_examples=1500, deadline=None)
 @given(st.data(), st.sampled_from(sorted(PATTERNS)))
 def test_the_prefilter_finds_and_counts_what_the_scan_does(data: st.DataObject, name: str) -> None:
     """Each pattern on a text of its own pieces: with the runs known, the same first match and
