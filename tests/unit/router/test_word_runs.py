@@ -324,3 +324,28 @@ def test_short_text_and_text_beyond_ascii_have_no_runs() -> None:
     assert FoldedText.of("x" * ascii_fold.RUNS_FROM).runs is None
     assert FoldedText.of("\u212a" * 100, runs=True).runs is None
     assert FoldedText.of("\u2019" * 100, runs=True).runs == frozenset()
+
+
+_KEYWORD_CHARS = "abxyzAK019_ '-.+#$()[]*?\\|^/:\"=\t\u2019\u00a0\u2014\u212a\u017f\u00e9"
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data(), st.lists(st.text(_KEYWORD_CHARS, min_size=1, max_size=5), min_size=1, max_size=6))
+def test_any_configured_keywords_are_found_and_counted_the_same_with_the_runs(
+    data: st.DataObject, keywords: list[str]
+) -> None:
+    """Keywords of any spelling (signs first or last, spaces, capitals, characters beyond
+    ASCII), in a long text of themselves in any case: the first keyword and the count are
+    those of the keyword pattern as configured, without twin or prefilter."""
+    classifier = TaskClassifier(keywords, 200)
+    words = sorted({k.strip().lower() for k in keywords if k.strip()}, key=len, reverse=True)
+    if classifier.keywords is None:
+        assert not words
+        return
+    plain = re.compile(r"(?<!\w)(" + "|".join(map(re.escape, words)) + r")(?!\w)", re.I)
+    pieces = st.one_of(any_case(keywords), st.sampled_from([*_KEYWORD_CHARS, "\n", "\u212a"]))
+    text = "".join(data.draw(st.lists(pieces, max_size=20))) + " " * ascii_fold.RUNS_FROM
+    match = plain.search(text)
+    folded = FoldedText.of(text, runs=True)
+    assert classifier.keyword(folded) == (match.group(1).lower() if match else None)
+    assert classifier.keyword_count(folded) == len(plain.findall(text))
