@@ -6,36 +6,89 @@ run some twenty of them over each ask, and an ask can be a pasted file of many k
 ASCII text an IGNORECASE pattern matches exactly where its lower-cased twin (the flag dropped)
 matches in the lower-cased text: ASCII letters fold only to each other, and lower-casing ASCII
 text moves no character, so the matches, their spans and their number are the same (the
-matched text is the lower-cased one). Text with any other character keeps the pattern as it was
-written, since there folding reaches further (the Kelvin sign matches `k`).
+matched text is the lower-cased one). So does text whose other characters are all `CASELESS`:
+signs without case that are neither letters nor digits (typographic quotes and dashes, arrows,
+box drawing, emoji), which neither fold nor move when the text is lower-cased. Text with any
+other character keeps the pattern as it was written, since there folding reaches further (the
+Kelvin sign matches `k`).
 
 A pattern is lower-cased outside its escapes (`\\b`, `\\S` keep their meaning); one with an
 escape that names a character by its code (`\\x41`, `\\u0041`, `\\N{...}`, octal), a named
 group, an inline flag group (`(?-i:...)`), or a capital or a range other than lower-case
 letters or digits inside a character class (`[!-_]` spans the capitals) keeps only the pattern
 as written.
+
+Over a long text most of these patterns find nothing, yet each scans the whole text. A
+pattern may name what every match of it needs: one of its `words`, or one of its `marks`
+(literal strings) anywhere. A word is a phrase that begins with a whole run (a maximal run of
+`\\w` characters: a-z, 0-9 and `_` in the lower-cased form), such as "how many" or "f(x)": the
+text must hold that run, and the phrase. A `FoldedText` built with `runs=True` holds the set of
+its runs (gathered in one pass, when the text is long enough for that to pay), and a pattern none
+of whose words or marks the text holds has no match there, known without a scan: `search` and
+`count` give the same either way, only sooner.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Iterable
 
 _CODE_ESCAPES = frozenset("xuUN01234567")
 # An inline flag group may turn case folding off for a part, which the twin cannot follow.
 _INLINE_FLAGS = re.compile(r"\(\?[aiLmsux-]")
+# Below this length a text's runs cost more to gather (about a microsecond) than the scans they
+# spare; measured with `scripts/bench_ask_analysis.py --runs-from`: even at 12 characters.
+RUNS_FROM = 32
+# The ASCII \w characters a needed word begins with: its run.
+LEADING_RUN = re.compile(r"[a-z0-9_]+")
+# Characters beyond ASCII that leave the twin exact: no case, no fold to or from an ASCII
+# character under IGNORECASE, neither \w nor \d. A test checks each of them.
+CASELESS = (
+    "\u00a0-\u00a9\u00ab-\u00b1\u00b4\u00b6-\u00b8\u00bb\u00bf\u00d7\u00f7"  # Latin-1 signs
+    "\u2010-\u2027\u2030-\u205e"  # dashes, quotes, bullets, ellipsis, primes
+    "\u20a0-\u20bf\u2190-\u22ff"  # currencies, arrows, mathematical operators
+    "\u2500-\u2775\u2794-\u27bf"  # box drawing, shapes, symbols, dingbats (not circled digits)
+    "\U0001f300-\U0001faff"  # emoji
+)
+_FOLDS_FURTHER = re.compile(f"[^\\x00-\\x7f{CASELESS}]")
+# The ASCII \w bytes kept and every other byte made a space (those of a CASELESS character too),
+# so that `bytes.split` gives the runs.
+_RUN_BYTES = bytes(c if c < 128 and (chr(c).isalnum() or c == 95) else 32 for c in range(256))
 
 
-@dataclass(frozen=True, slots=True)
 class FoldedText:
-    """A text and, when it is ASCII, its lower-cased form (else None)."""
+    """A text and, when it is ASCII but for `CASELESS` characters, its lower-cased form (else
+    None); `runs`: the set of the maximal `\\w` runs of that form, as bytes, when they were
+    asked for and the text is long enough (else None)."""
 
-    text: str
-    lowered: str | None
+    __slots__ = ("text", "lowered", "runs")
+
+    def __init__(
+        self, text: str, lowered: str | None, runs: frozenset[bytes] | None = None
+    ) -> None:
+        self.text = text
+        self.lowered = lowered
+        self.runs = runs
 
     @classmethod
-    def of(cls, text: str) -> FoldedText:
-        return cls(text, text.lower() if text.isascii() else None)
+    def of(cls, text: str, *, runs: bool = False) -> FoldedText:
+        """`text` folded; `runs=True` for a text several patterns will read (module docstring)."""
+        if not text.isascii() and _FOLDS_FURTHER.search(text) is not None:
+            return cls(text, None)
+        lowered = text.lower()
+        if not runs or len(lowered) < RUNS_FROM:
+            return cls(text, lowered)
+        return cls(text, lowered, word_runs(lowered))
+
+
+def word_runs(lowered: str) -> frozenset[bytes]:
+    """The maximal runs of `\\w` characters (ASCII letters, digits, `_`) of a lower-cased form."""
+    return frozenset(lowered.encode().translate(_RUN_BYTES).split())
+
+
+def folded(text: str | FoldedText) -> FoldedText:
+    """`text` as a `FoldedText` (one already folded as it is)."""
+    return text if isinstance(text, FoldedText) else FoldedText.of(text)
 
 
 class FoldedPattern:
@@ -45,23 +98,63 @@ class FoldedPattern:
     can begin with (lower-case; `\\d` for digits): a lookahead of it goes in front, so a
     search skips every other position at once instead of trying each alternative there, two
     to three times faster over long text. The class is folded like the pattern, so it adds
-    no condition the pattern does not have; a class missing a start would lose matches."""
+    no condition the pattern does not have; a class missing a start would lose matches.
 
-    __slots__ = ("source", "flags", "pattern", "lowered")
+    `words` and `marks` (lower-case ASCII), when `words` is given, are what every match needs
+    (module docstring): one of the `words`, each a phrase that begins with a whole run and is
+    the beginning of a match's own text from that run on, or one of the `marks`. A missing word
+    or mark would lose matches in a text whose runs are known; a test derives them from each
+    parsed pattern."""
 
-    def __init__(self, source: str, flags: int = 0, *, starts: str | None = None) -> None:
+    __slots__ = ("source", "flags", "pattern", "lowered", "words", "phrases", "marks")
+
+    def __init__(
+        self,
+        source: str,
+        flags: int = 0,
+        *,
+        starts: str | None = None,
+        words: Iterable[str] | None = None,
+        marks: Iterable[str] = (),
+    ) -> None:
         self.source = source
         self.flags = flags
+        # Each needed run, and the phrases from it the text must hold: none when the run alone
+        # is a word of the pattern.
+        self.phrases: dict[bytes, tuple[str, ...]] = {}
+        for word in words or ():
+            run = LEADING_RUN.match(word)
+            if run is None:
+                raise ValueError(f"a needed word must begin with a-z, 0-9 or _: {word!r}")
+            key = run.group().encode()
+            if word == run.group() or self.phrases.get(key) == ():
+                self.phrases[key] = ()
+            else:
+                self.phrases[key] = (*self.phrases.get(key, ()), word)
+        self.words = None if words is None else frozenset(self.phrases)
+        self.marks = tuple(marks)
         if starts is not None:
             source = f"(?=[{starts}])(?:{source})"
         self.pattern = re.compile(source, flags | re.IGNORECASE)
         lowered = _lower_outside_escapes(source)
         self.lowered = re.compile(lowered, flags & ~re.IGNORECASE) if lowered is not None else None
 
+    def absent(self, text: FoldedText) -> bool:
+        """True when `text`'s runs are known and hold none of the words a match needs, nor the
+        text any of the marks: then there is no match. False says only "maybe"."""
+        runs, lowered = text.runs, text.lowered
+        if runs is None or lowered is None or self.words is None or self.lowered is None:
+            return False
+        for run in self.words & runs:
+            phrases = self.phrases[run]
+            if not phrases or any(phrase in lowered for phrase in phrases):
+                return False
+        return not any(mark in lowered for mark in self.marks)
+
     def search(self, text: FoldedText) -> re.Match[str] | None:
         """The first match: in the lower-cased text when there is one (the same span)."""
         if text.lowered is not None and self.lowered is not None:
-            return self.lowered.search(text.lowered)
+            return None if self.absent(text) else self.lowered.search(text.lowered)
         return self.pattern.search(text.text)
 
     def found(self, text: FoldedText) -> bool:
@@ -70,7 +163,7 @@ class FoldedPattern:
     def count(self, text: FoldedText) -> int:
         """How many matches `findall` gives."""
         if text.lowered is not None and self.lowered is not None:
-            return len(self.lowered.findall(text.lowered))
+            return 0 if self.absent(text) else len(self.lowered.findall(text.lowered))
         return len(self.pattern.findall(text.text))
 
 

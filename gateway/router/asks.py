@@ -17,6 +17,7 @@ import sys
 from dataclasses import dataclass, field
 
 from gateway.bounded import BoundedLRU
+from gateway.router.ascii_fold import FoldedText
 from gateway.router.classifier import Classification, TaskClassifier
 from gateway.router.features import Features, ask_features
 from gateway.router.heuristic import HeuristicScore
@@ -87,15 +88,17 @@ class AskAnalyses:
         return analysis
 
     def analyse(self, ask: str) -> AskAnalysis:
-        """A new analysis of `ask`, kept nowhere."""
-        features = ask_features(ask, self.classifier.keyword_count(ask))
+        """A new analysis of `ask`, kept nowhere. The ask is folded once for all its patterns,
+        with its runs, so that over a long ask a pattern that cannot match is not scanned."""
+        text = FoldedText.of(ask, runs=True)
+        features = ask_features(text, self.classifier.keyword_count(text))
         return AskAnalysis(
             text=ask,
             features=features,
             packed=pack(features),
             encoded=encode_features(features),
-            keyword=self.classifier.keyword(ask),
-            verdict=self.classifier.classify_ask(ask),
+            keyword=self.classifier.keyword(text),
+            verdict=self.classifier.classify_ask(text),
         )
 
     def score(self, analysis: AskAnalysis) -> float:

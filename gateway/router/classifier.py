@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.accounting.tokens import estimate_text_tokens
-from gateway.router.ascii_fold import FoldedPattern, FoldedText
+from gateway.router.ascii_fold import LEADING_RUN, FoldedPattern, FoldedText, folded
 
 _ENV_DETAILS = re.compile(r"<environment_details>.*?(?:</environment_details>|$)", re.S)
 _TAGGED_ASK = re.compile(r"<(task|feedback|answer|user_message)>(.*?)</\1>", re.S)
@@ -39,6 +39,11 @@ _REASONING = FoldedPattern(
     r"\bfirst\b.{1,80}\bthen\b|\bcalculate\b|\bsolve\b|\bestimate\b",
     re.S,
     starts="spdctwef",
+    words=(
+        *("step-by", "step by", "prove", "proof", "derive", "compare", "pros and cons"),
+        *("trade-off", "tradeoff", "tradeoffs", "first", "calculate", "solve", "estimate"),
+        *("why do", "why is", "why are", "why did", "why would", "explain how", "explain why"),
+    ),
 )
 _LIST_ITEM = re.compile(r"^\s*(?:\d+[.)]|[-*•])\s+\S", re.M)
 _MIN_LIST_ITEMS = 3
@@ -93,50 +98,58 @@ class TaskClassifier:
             FoldedPattern(
                 r"(?<!\w)(" + "|".join(re.escape(w) for w in words) + r")(?!\w)",
                 starts="".join(sorted({re.escape(w[0]) for w in words})),
+                # Not after a \w, a keyword's leading run is ended by another character of it
+                # or by (?!\w): a whole run. One that begins with a sign is needed as it is.
+                words=[w for w in words if LEADING_RUN.match(w)],
+                marks=[w for w in words if not LEADING_RUN.match(w)],
             )
             if words
             else None
         )
         self.threshold = simple_task_threshold
 
-    def keyword(self, ask: str) -> str | None:
+    def keyword(self, ask: str | FoldedText) -> str | None:
         """The first configured complexity keyword in `ask` (lower-cased), or None."""
-        match = self.keywords.search(FoldedText.of(ask)) if self.keywords is not None else None
+        match = self.keywords.search(folded(ask)) if self.keywords is not None else None
         return match.group(1).lower() if match else None
 
-    def keyword_count(self, ask: str) -> int:
+    def keyword_count(self, ask: str | FoldedText) -> int:
         """How many configured complexity keywords `ask` names (each occurrence counts)."""
-        return self.keywords.count(FoldedText.of(ask)) if self.keywords is not None else 0
+        return self.keywords.count(folded(ask)) if self.keywords is not None else 0
 
     def classify(self, body: Mapping[str, Any]) -> Classification:
         messages = body.get("messages")
         return self.classify_ask(current_ask(messages if isinstance(messages, list) else []))
 
-    def classify_ask(self, ask: str) -> Classification:
+    def classify_ask(self, ask: str | FoldedText) -> Classification:
         """`classify` for an ask already taken out of the request (`current_ask`)."""
+        text = folded(ask)
+        ask = text.text
         tokens = estimate_text_tokens(len(ask))
         if not ask:
             return Classification(False, "simple: no human-written ask in the request", 0)
-        keyword = self.keyword(ask)
+        keyword = self.keyword(text)
         if keyword is not None:
             return Classification(True, f"complex: keyword '{keyword}'", tokens)
         if tokens > self.threshold:
             return Classification(
                 True, f"complex: ask of ~{tokens} tokens > {self.threshold}", tokens
             )
-        reason = content_signal(ask)
+        reason = content_signal(text)
         if reason is not None:
             return Classification(True, reason, tokens)
         return Classification(False, f"simple: ~{tokens}-token ask, no complexity signal", tokens)
 
 
-def content_signal(ask: str) -> str | None:
+def content_signal(ask: str | FoldedText) -> str | None:
     """The classifier's reason to call `ask` complex from its content alone (neither keyword nor
     length): code or an error trace, multi-step reasoning, a list of several requirements,
     several questions. None when no such signal is present."""
+    text = folded(ask)
+    ask = text.text
     if _CODE.search(ask):
         return "complex: code or error trace in the ask"
-    match = _REASONING.search(FoldedText.of(ask))
+    match = _REASONING.search(text)
     if match:
         phrase = " ".join(match.group(0).split())[:40].lower()
         return f"complex: multi-step reasoning ('{phrase}')"

@@ -18,7 +18,7 @@ from fractions import Fraction
 
 from gateway.accounting.tokens import estimate_text_tokens
 from gateway.router.answer import final_number, logprob_confidence
-from gateway.router.ascii_fold import FoldedPattern, FoldedText
+from gateway.router.ascii_fold import FoldedPattern, FoldedText, folded
 from gateway.router.classifier import _CODE, _LIST_ITEM, _REASONING, complex_content
 
 HASH_BITS = 12
@@ -94,6 +94,12 @@ _MATH = FoldedPattern(
     r"[=+*/^%<>]|\b(?:sum|total|percent|average|ratio|twice|half|each|per|how many|how much|"
     r"calculate|equation|probability|integral|derivative)\b",
     starts=r"=+*/^%<>stparhecid",
+    words=(
+        *"sum total percent average ratio twice half each per calculate".split(),
+        *("how many", "how much"),
+        *"equation probability integral derivative".split(),
+    ),
+    marks="=+*/^%<>",
 )
 # Hedges and refusals: a draft saying it does not know is no answer, however short it is.
 _HEDGE = FoldedPattern(
@@ -102,6 +108,7 @@ _HEDGE = FoldedPattern(
     r"\bI'm unable\b|\bas an AI\b|\bas a language model\b|\bI(?:'m| am) sorry\b|\bI apologi[sz]e\b|"
     r"\bnot enough information\b|\bunable to (?:answer|determine|help)\b",
     starts=r"ianu",
+    words=("i", "as an ai", "as a language model", "not enough information", "unable to"),
 )
 
 
@@ -113,48 +120,94 @@ def _straight_quotes(text: str) -> str:
 
 _SENTENCE_END = re.compile(r"[.!?](?:\s|$)")
 _DECIMAL = re.compile(r"\d\.\d")
-_PERCENT = FoldedPattern(r"%|\bpercent(?:age)?\b", starts=r"%p")
+_PERCENT = FoldedPattern(
+    r"%|\bpercent(?:age)?\b", starts=r"%p", words=("percent", "percentage"), marks="%"
+)
 _FRACTION = FoldedPattern(
-    r"\b\d+/\d+\b|\b(?:half|halves|thirds?|quarters?|fifths?|fraction)\b", starts=r"\dhtqf"
+    r"\b\d+/\d+\b|\b(?:half|halves|thirds?|quarters?|fifths?|fraction)\b",
+    starts=r"\dhtqf",
+    words="half halves third thirds quarter quarters fifth fifths fraction".split(),
+    marks="/",
 )
 _RATIO = FoldedPattern(
     r"\b(?:ratio|times (?:as|more|less|longer|bigger)|twice|thrice|double|triple|as (?:many|much)|"
     r"(?:more|less|fewer) than)\b",
     starts=r"rtdamlf",
+    words=(
+        *("ratio", "twice", "thrice", "double", "triple", "as many", "as much"),
+        *("times as", "times more", "times less", "times longer", "times bigger"),
+        *("more than", "less than", "fewer than"),
+    ),
 )
 _UNITS = FoldedPattern(
     r"\$|\b(?:dollars?|cents?|hours?|minutes?|seconds?|days?|weeks?|months?|years?|miles?|km|"
     r"meters?|feet|foot|inch(?:es)?|pounds?|kg|grams?|liters?|gallons?|mph)\b",
     starts=r"$dchmswykfipgl",
+    words=(
+        *"dollar dollars cent cents hour hours minute minutes second seconds day days".split(),
+        *"week weeks month months year years mile miles km meter meters feet foot".split(),
+        *"inch inches pound pounds kg gram grams liter liters gallon gallons mph".split(),
+    ),
+    marks="$",
 )
-_HOW_MANY = FoldedPattern(r"\bhow (?:many|much|long|far|old)\b", starts=r"h")
+_HOW_MANY = FoldedPattern(
+    r"\bhow (?:many|much|long|far|old)\b",
+    starts=r"h",
+    words=("how many", "how much", "how long", "how far", "how old"),
+)
 _OPEN_WRITING = FoldedPattern(
     r"\b(?:write|compose|draft|essay|poem|story|blog|email|letter|rewrite|slogan|speech|"
     r"paragraph|describe|imagine)\b",
     starts=r"wcdepsblri",
+    words=(
+        *"write compose draft essay poem story blog email letter rewrite slogan".split(),
+        *"speech paragraph describe imagine".split(),
+    ),
 )
-_ROLEPLAY = FoldedPattern(r"\b(?:pretend|act as|role|persona|you are|as if you)\b", starts=r"pary")
+_ROLEPLAY = FoldedPattern(
+    r"\b(?:pretend|act as|role|persona|you are|as if you)\b",
+    starts=r"pary",
+    words=("pretend", "act as", "role", "persona", "you are", "as if you"),
+)
 _MATH_CUE = FoldedPattern(
     r"\b(?:solve|equation|probability|integer|prime|area|triangle|polynomial|derivative|"
     r"integral|sum of)\b|\^|\bf\(x\)",
     starts=r"sepiatd^f",
+    words=(
+        *"solve equation probability integer prime area triangle polynomial".split(),
+        *("derivative", "integral", "sum of", "f(x)"),
+    ),
+    marks="^",
 )
 _CODE_CUE = FoldedPattern(
     r"\b(?:python|c\+\+|java(?:script)?|function|program|implement|algorithm|code|regex|sql|"
     r"html|array|bug)\b",
     starts=r"pcjfiarshb",
+    words=(
+        *"python c++ java javascript function program implement algorithm code regex".split(),
+        *"sql html array bug".split(),
+    ),
 )
 _FORMAT_CUE = FoldedPattern(
-    r"\b(?:extract|json|yaml|csv|table|format|bullet|identify)\b", starts=r"ejyctfbi"
+    r"\b(?:extract|json|yaml|csv|table|format|bullet|identify)\b",
+    starts=r"ejyctfbi",
+    words="extract json yaml csv table format bullet identify".split(),
 )
 _FOLLOWUP = FoldedPattern(
     r"\b(?:your (?:previous )?(?:answer|response|reply)|previous|above|now|again|instead|"
     r"same)\b",
     starts=r"ypanis",
+    words=(
+        *("your answer", "your response", "your reply", "your previous"),
+        *("previous", "above", "now", "again", "instead", "same"),
+    ),
 )
 # A stated final answer: "#### 18", "the answer is 18", "final answer: 18", "\boxed{18}".
 _ANSWER_LINE = FoldedPattern(
-    r"####\s*\S|\b(?:the )?(?:final )?answer (?:is|:)|\bfinal answer\b|\\boxed\{", starts=r"#tfa\\"
+    r"####\s*\S|\b(?:the )?(?:final )?answer (?:is|:)|\bfinal answer\b|\\boxed\{",
+    starts=r"#tfa\\",
+    words=("the final answer ", "the answer ", "final answer", "answer "),
+    marks=("####", "\\boxed{"),
 )
 # "a op b = c" as written in a worked answer (also inside GSM8K's <<a*b=c>> annotations).
 _EQUATION = re.compile(r"([\d$.,\s+\-*/x×÷()%\\]+?)=\s*\$?(-?\d[\d,]*(?:\.\d+)?(?:/\d+)?)")
@@ -275,10 +328,11 @@ def arithmetic_check(text: str) -> tuple[int, int, list[Fraction]]:
     return ok, wrong, results
 
 
-def ask_features(ask: str, keyword_hits: int = 0) -> Features:
+def ask_features(ask: str | FoldedText, keyword_hits: int = 0) -> Features:
     """Features of one ask; `keyword_hits`: how many configured complexity keywords it names."""
+    text = folded(ask)
+    ask = text.text
     features = _ngrams(ask, "a:")
-    text = FoldedText.of(ask)
     numbers = len(_NUMBER.findall(ask))
     code = _CODE.search(ask) is not None
     reasoning = _REASONING.found(text)
