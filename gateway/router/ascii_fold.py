@@ -131,6 +131,8 @@ class FoldedPattern:
                 self.phrases[key] = ()
             else:
                 self.phrases[key] = (*self.phrases.get(key, ()), word)
+        if words is None and marks:
+            raise ValueError("marks alone are never checked: give words=() with them")
         self.words = None if words is None else frozenset(self.phrases)
         self.marks = tuple(marks)
         if starts is not None:

@@ -232,7 +232,9 @@ def _ngrams(text: str, prefix: str) -> Features:
     The same vector as hashing each distinct gram `prefix + w` and `prefix + a + " " + b` with
     `stable_hash`, without building the gram strings: crc32 runs on from the prefix's crc to a
     word's, and from a word's to the next one's (words hold no space, so distinct word pairs
-    are distinct bigrams)."""
+    are distinct bigrams). Grams are taken in the order they first occur (`dict.fromkeys`, not
+    a `set`, whose order follows the process's string hashing), so a vector's entries, and the
+    sums over them, are the same to the last bit in every process."""
     words = _WORD.findall(_straight_quotes(text).lower())
     if not words:
         return {}
@@ -240,7 +242,7 @@ def _ngrams(text: str, prefix: str) -> Features:
     start = crc32(prefix.encode("utf-8"))
     crcs: dict[str, int] = {}
     spaced: dict[str, bytes] = {}
-    for word in set(words):
+    for word in dict.fromkeys(words):
         encoded = word.encode("utf-8")
         crcs[word] = crc32(encoded, start)
         spaced[word] = b" " + encoded
@@ -249,7 +251,7 @@ def _ngrams(text: str, prefix: str) -> Features:
     for crc in crcs.values():
         index = crc & mask
         out[index] = out.get(index, 0.0) + 1.0
-    for first, second in set(zip(words, words[1:], strict=False)):
+    for first, second in dict.fromkeys(zip(words, words[1:], strict=False)):
         index = crc32(spaced[second], crcs[first]) & mask
         out[index] = out.get(index, 0.0) + 1.0
     scale = 1.0 / math.sqrt(sum(v * v for v in out.values()))

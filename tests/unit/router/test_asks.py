@@ -189,3 +189,23 @@ def test_a_judged_draft_reads_the_kept_analysis() -> None:
     assert re.match(r"learned: p\(local fails\)=", decision.reason)
     assert router.snapshot()["asks"] == {"analysed": 1, "reused": 1}
     router.close()
+
+
+def test_ngram_entries_come_in_the_order_the_grams_first_occur() -> None:
+    """Not in a set's order, which follows the process's string hashing: the same vector, entry
+    for entry, in every process, so sums over it agree to the last bit."""
+    from gateway.router.features import _ngrams, stable_hash
+
+    vector = _ngrams("b a c a b", "a:")
+    grams = ["b", "a", "c", "b a", "a c", "c a", "a b"]
+    expected = list(dict.fromkeys(stable_hash("a:" + gram) for gram in grams))
+    assert list(vector) == expected
+
+
+def test_marks_without_words_are_refused() -> None:
+    """`words=None` turns the prefilter off, so marks given alone would silently never count."""
+    from gateway.router.ascii_fold import FoldedPattern
+
+    with pytest.raises(ValueError, match="words=\\(\\)"):
+        FoldedPattern(r"%", marks=["%"])
+    assert FoldedPattern(r"%", words=(), marks=["%"]).marks == ("%",)
