@@ -98,7 +98,10 @@ async def test_accepted_draft_is_streamed_and_cerebras_closed_at_the_verdict(
 async def test_rejected_draft_gives_cerebras_stream_and_closes_local(
     make_gateway, client, local_sim, cerebras_sim
 ) -> None:
-    script(local_sim, "p", LOCAL, reasoning="hmm")
+    # The draft runs four times as long as Cerebras's answer, so it is still streaming when the
+    # verdict cancels it even if the test process pauses: in one CI run the verdict came
+    # 0.85 s in (0.16 s as a rule), after both answers of equal length had ended.
+    script(local_sim, "p", " ".join([LOCAL] * 4), reasoning="hmm")
     script(cerebras_sim, "p", OTHER, reasoning="ok so")
     pace(local_sim, tps=40)
     pace(cerebras_sim, tps=40)
