@@ -12,7 +12,7 @@ from gateway.router.router import Router
 
 class RouterCollector(Collector):
     """Threshold, measured cloud share, labels by source, escalations, requests told not to
-    think."""
+    think, asks analysed and reused (gateway.router.asks)."""
 
     def __init__(self, router: Router) -> None:
         self.router = router
@@ -48,3 +48,11 @@ class RouterCollector(Collector):
             "Requests told not to think",
             value=router.no_think,
         )
+        asks = CounterMetricFamily(
+            "glm_gateway_router_asks",
+            "Asks the router read: analysed anew, or reusing a kept analysis",
+            labels=["outcome"],
+        )
+        for outcome, count in router.asks.counts().items():
+            asks.add_metric([outcome], count)
+        yield asks

@@ -116,6 +116,13 @@ async def test_learned_smart_routing_reason_stats_and_metrics(
     assert 'glm_gateway_router_labels_total{source="feedback"} 1.0' in text
     assert "glm_gateway_router_escalations_total 1.0" in text
     assert "glm_gateway_router_cloud_share_ratio" in text
+    assert block["asks"] == {"analysed": 2, "reused": 0}
+    assert 'glm_gateway_router_asks_total{outcome="analysed"} 2.0' in text
+    again = await post_stream(client, gw.url, chat("please refactor this", stream=True))
+    assert again.status == 200
+    async with client.get(gw.root + "/metrics") as resp:
+        text = await resp.text()
+    assert 'glm_gateway_router_asks_total{outcome="reused"} 1.0' in text
 
 
 async def test_heuristic_is_the_default_and_keeps_its_reasons(
