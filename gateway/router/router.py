@@ -220,10 +220,11 @@ class Router:
         forced = ask.keyword
         if self.kind == "heuristic":
             decision = self._heuristic(ask, forced)
-            self._remember(request_id, "ask", ask.features, ask=ask)
+            self._remember(request_id, "ask", ask.features, ask.packed, ask.encoded)
         else:
-            decision = self._decide("ask", request_id, ask.features, forced=forced is not None,
-                                    ask=ask)  # fmt: skip
+            decision = self._decide(
+                "ask", request_id, ask.features, forced=forced is not None, ask=ask
+            )
             if forced is not None:
                 decision = Decision(
                     True, f"learned: keyword '{forced}' forces cerebras", decision.score
@@ -303,7 +304,7 @@ class Router:
         packed = ask.packed if ask is not None else pack(vector)
         self.window_vectors[model].append(None if forced else packed)
         self.store.put_score(model, observed, cloud)
-        self._remember(request_id, model, vector, packed, ask=ask)
+        self._remember(request_id, model, vector, packed, ask.encoded if ask else None)
         target = f" (target share {calibrator.target:g})" if calibrator.calibrated else ""
         relation = ">=" if p >= threshold else "<"
         reason = f"learned: p(local fails)={p:.2f} {relation} threshold {threshold:.2f}{target}"
@@ -334,22 +335,18 @@ class Router:
         model: str,
         vector: Features,
         packed: Packed | None = None,
+        encoded: str | None = None,
         *,
         persist: bool = True,
-        ask: AskAnalysis | None = None,
     ) -> None:
-        """Keep `vector` (`packed`: its packed form, when made already) for a later label of
-        `request_id`, and persist it; `ask`: the analysis `vector` comes from, whose packed and
-        stored forms are reused (and shared)."""
+        """Keep `vector` for a later label of `request_id`, and persist it; `packed` and
+        `encoded`: its packed and stored forms, when made already (a kept ask's, shared)."""
         entry = self.remembered.pop(request_id) or {}
-        if packed is None:
-            packed = ask.packed if ask is not None else pack(vector)
-        entry[model] = packed
+        entry[model] = pack(vector) if packed is None else packed
         size = remembered_bytes(request_id, entry)
         if self.remembered.fits(size):
             self.remembered.put(request_id, entry, size)
         if persist:
-            encoded = ask.encoded if ask is not None else None
             self.store.put_features(request_id, model, vector, encoded)
 
     def learn(self, request_id: str, bad: bool, source: str, weight: float = 1.0) -> bool:
