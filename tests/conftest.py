@@ -18,7 +18,7 @@ from gateway.config import GatewayConfig
 from gateway.dev.llama_server import LlamaServer
 from gateway.dev.sim import SimOptions, SimServer, running_sim
 
-pytest_plugins = ["tiers", "checkout_guard"]
+pytest_plugins = ["tiers", "checkout_guard", "heap_hygiene"]
 
 
 @pytest.fixture

@@ -80,6 +80,7 @@ def gateway_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
         print(f"\nfuzz: {SENT['bodies']} generated bodies sent")
     loop.call_soon_threadsafe(stop_event.set)
     thread.join(timeout=30)
+    loop.close()
 
 
 SENT = {"bodies": 0}
