@@ -98,16 +98,20 @@ async def test_accepted_draft_is_streamed_and_cerebras_closed_at_the_verdict(
 async def test_rejected_draft_gives_cerebras_stream_and_closes_local(
     make_gateway, client, local_sim, cerebras_sim
 ) -> None:
-    # The draft runs four times as long as Cerebras's answer, so it is still streaming when the
-    # verdict cancels it even if the test process pauses: in one CI run the verdict came
-    # 0.85 s in (0.16 s as a rule), after both answers of equal length had ended.
-    script(local_sim, "p", " ".join([LOCAL] * 4), reasoning="hmm")
-    script(cerebras_sim, "p", OTHER, reasoning="ok so")
+    # Both answers outlast a pause of the test process: the simulators pace by the clock, so
+    # after a pause each sends at once every token it owed, and an answer whose end fell inside
+    # the pause arrives whole. Twice in CI, with answers of 0.6 s, the verdict came 0.65-0.85 s
+    # in (0.16 s as a rule) and found Cerebras's answer complete (`verify_complete`). Now
+    # Cerebras's answer takes 1.8 s and the draft 3.3 s, so the draft is still streaming and
+    # Cerebras's answer unfinished at any verdict within 1.8 s.
+    answer = " ".join([OTHER] * 3)
+    script(local_sim, "p", " ".join([LOCAL] * 6), reasoning="hmm")
+    script(cerebras_sim, "p", answer, reasoning="ok so")
     pace(local_sim, tps=40)
     pace(cerebras_sim, tps=40)
     gw = await speculative(make_gateway)
     reply = await post_stream(client, gw.url, chat("p", stream=True))
-    assert reply.text == OTHER
+    assert reply.text == answer
     assert reply.reasoning == "ok so"
     final = reply.chunks[-1]
     assert final["model_used"] == "cerebras"
@@ -133,8 +137,10 @@ async def test_non_stream_clients(
     prompt = "debug the cat"  # complex for smart_speculative
     script(local_sim, prompt, LOCAL, reasoning="hmm")
     script(cerebras_sim, prompt, SIMILAR if accepted else OTHER)
+    # Cerebras's answer takes 1.2 s, so that a pause of the test process cannot let it end
+    # before the verdict (test_rejected_draft_gives_cerebras_stream_and_closes_local).
     pace(local_sim, tps=200)
-    pace(cerebras_sim, tps=100)
+    pace(cerebras_sim, tps=20)
     gw = await speculative(make_gateway, strategy)
     async with client.post(gw.url + "/chat/completions", json=chat(prompt)) as resp:
         assert resp.status == 200
