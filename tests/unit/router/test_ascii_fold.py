@@ -92,9 +92,17 @@ def _vocabulary() -> list[str]:
     return sorted(words | {"I'm", "don't", "f(x)", "$", "%", "^", "####", "\\boxed{", "C++"})
 
 
-# Characters whose case folds reach into ASCII letters (the Kelvin sign, the long s, dotted
-# and dotless i, sharp s) and digits that are not ASCII: text with them is searched as written.
-_BEYOND_ASCII = ["\u212a", "\u017f", "\u0130", "\u0131", "\u00df", "\u0663", "\uff13", "\u00e9"]
+# Characters beyond ASCII. The four whose case folds reach into ASCII letters (the Kelvin sign,
+# the long s, dotted and dotless i): text with one of them is searched as written. Then letters,
+# marks and digits of other scripts, which take the twins: sharp s and its capital, accented
+# Latin, Greek sigma in its three forms, Cyrillic, Armenian, Cherokee and Georgian of both
+# cases, a titlecase digraph, a ligature, the Angstrom and micro signs, a combining accent, a
+# superscript two, digits that are not ASCII, CJK, and a lone surrogate (valid in JSON).
+_BEYOND_ASCII = [
+    *"\u212a\u017f\u0130\u0131",
+    *"\u00df\u1e9e\u00e9\u00c9\u03a3\u03c3\u03c2\u0414\u0434\u0531\u0561\u13a0\uab70",
+    *"\u10a0\u2d00\u01c5\u01c4\ufb01\u212b\u00b5\u0301\u00b2\u0663\uff13\u4e2d\ud800",
+]
 
 
 _PIECES = st.one_of(

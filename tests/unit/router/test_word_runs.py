@@ -22,7 +22,14 @@ from gateway.router.asks import AskAnalyses
 from gateway.router.classifier import TaskClassifier, content_signal
 from gateway.router.features import ask_features
 from gateway.router.heuristic import HeuristicScore
-from unit.router.test_ascii_fold import _BEYOND_ASCII, KEYWORDS, PATTERNS, _texts, _vocabulary
+from unit.router.test_ascii_fold import (
+    _BEYOND_ASCII,
+    KEYWORDS,
+    PATTERNS,
+    _texts,
+    _vocabulary,
+    as_written,
+)
 
 # Tokens of an expanded pattern besides its literal characters: a place where a \w character
 # meets a non-\w one (\b, (?<!\w), (?!\w)), and a stretch the expansion does not follow.
@@ -193,34 +200,45 @@ def with_runs(text: str) -> FoldedText:
     return FoldedText(text, lowered, word_runs(lowered) if lowered is not None else None)
 
 
-# Characters without case that leave the twin exact (ascii_fold.CASELESS), a few of each kind.
-_CASELESS_SAMPLE = [
+# Signs beyond ASCII, a few of each kind: typographic quotes and dashes, arrows, box drawing,
+# emoji. Like letters of other scripts, they take the twins, and they end a run.
+_SIGN_SAMPLE = [
     *"\u00a0\u00a9\u00b0\u00b7\u00bb\u00d7\u2013\u2014\u2018\u2019\u201c\u201d\u2022\u2026",
     *"\u2032\u20ac\u2192\u2264\u2500\u2502\u25b6\u2713\u2717\U0001f600\U0001f44d",
 ]
 
 
-def test_each_caseless_character_neither_folds_nor_is_a_word_character() -> None:
-    """Every character of CASELESS is unmoved by lower-casing, matches no ASCII character and
-    is matched by none under IGNORECASE, and is neither \\w nor \\d: the twin finds in text with
-    them what the pattern as written finds, and the runs split at them."""
-    caseless = re.compile(f"[{ascii_fold.CASELESS}]")
-    ascii_chars = [re.compile(re.escape(chr(i)), re.IGNORECASE) for i in range(128)]
-    checked = 0
-    for code in range(128, 0x20000):
+def test_every_character_but_four_leaves_the_twin_exact() -> None:
+    """Every code point beyond ASCII but `FOLDS_INTO_ASCII` lower-cases to one character beyond
+    ASCII of its own kind (\\w, \\d, \\s or none) and matches no ASCII character under
+    IGNORECASE (ascii_fold's docstring): the twin finds in text with it what the pattern as
+    written finds. Each of the four fails one of these."""
+    folds_into_ascii = re.compile(r"[\x00-\x7f]", re.IGNORECASE)
+    kinds = [re.compile(kind) for kind in (r"\w", r"\d", r"\s")]
+
+    def exact(char: str) -> bool:
+        lowered = char.lower()
+        return (
+            len(lowered) == 1
+            and not lowered.isascii()
+            and folds_into_ascii.fullmatch(char) is None
+            and all((kind.match(char) is None) == (kind.match(lowered) is None) for kind in kinds)
+        )
+
+    inexact = [chr(code) for code in range(0x80, 0x110000) if not exact(chr(code))]
+    assert "".join(inexact) == ascii_fold.FOLDS_INTO_ASCII
+    # The class above against each ASCII letter on its own, for every character with a case.
+    letters = [re.compile(chr(code), re.IGNORECASE) for code in [*range(65, 91), *range(97, 123)]]
+    for code in range(0x80, 0x110000):
         char = chr(code)
-        if not caseless.fullmatch(char):
+        if char.lower() == char == char.upper() == char.casefold():
             continue
-        checked += 1
-        assert char.lower() == char == char.upper() == char.casefold(), hex(code)
-        assert not re.match(r"[\w\d]", char), hex(code)
-        folds = re.compile(re.escape(char), re.IGNORECASE)
-        assert not any(p.fullmatch(char) for p in ascii_chars), hex(code)
-        assert not any(folds.fullmatch(chr(i)) for i in range(128)), hex(code)
-    assert checked > 3000
-    assert all(caseless.fullmatch(char) for char in _CASELESS_SAMPLE)
+        if char not in ascii_fold.FOLDS_INTO_ASCII:
+            assert not any(letter.fullmatch(char) for letter in letters), hex(code)
     assert FoldedText.of("It\u2019s \u2014 \u2713 OK").lowered == "it\u2019s \u2014 \u2713 ok"
+    assert FoldedText.of("Caf\u00c9 \u03a3\u039f\u03a3").lowered == "caf\u00e9 \u03c3\u03bf\u03c2"
     assert word_runs("it\u2019s\u2014a_b\U0001f600c") == {b"it", b"s", b"a_b", b"c"}
+    assert word_runs("caf\u00e9 na\u00efve \u4e2dx\ud800y") == {b"caf", b"na", b"ve", b"x", b"y"}
 
 
 _SIGNS = ["=", "+", "*", "/", "^", "%", "<", ">", "$", "#", "(", ")", "{", "}", "\\", ":", "-"]
@@ -231,7 +249,7 @@ _PIECES = st.one_of(
     st.sampled_from(_SIGNS),
     st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=127), max_size=3),
 )
-_OTHERS = st.sampled_from(_BEYOND_ASCII + _CASELESS_SAMPLE)
+_OTHERS = st.sampled_from(_BEYOND_ASCII + _SIGN_SAMPLE)
 _TEXTS = st.lists(st.one_of(_PIECES, _OTHERS), max_size=30).map("".join)
 
 
@@ -297,7 +315,9 @@ def _everything(ask: str | FoldedText) -> tuple[object, ...]:
 @settings(max_examples=400, deadline=None)
 @given(_TEXTS)
 def test_features_keywords_and_verdicts_are_the_same_with_the_runs(text: str) -> None:
-    assert _everything(with_runs(text)) == _everything(text)
+    """With the runs, with the twins alone, and with every pattern as written over the text as
+    it is: the same features, keyword, verdict and reason."""
+    assert _everything(with_runs(text)) == _everything(text) == _everything(as_written(text))
 
 
 def test_the_replay_data_is_analysed_the_same_with_the_runs(
