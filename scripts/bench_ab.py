@@ -18,10 +18,11 @@ quartiles over the blocks, and in how many blocks after was below before (a sign
 blocks, 15 or more, or 5 or fewer, is beyond chance at p < 0.05). Figures only: asserts nothing.
 
 Run: `.venv/bin/python scripts/bench_ab.py --before /tmp/before [--blocks 20] [--requests 50]
-[--strategy smart_routing] [--pasted 10000] [--distinct]` (`--pasted`: the ask also carries that
-many characters of pasted prose, code and an error trace, as a user pastes a log or a file;
-`--distinct`: every request asks something new, where by default every request repeats the same
-ask, as the turns of an agent loop do).
+[--strategy smart_routing] [--pasted 10000] [--distinct] [--accented]` (`--pasted`: the ask also
+carries that many characters of pasted prose, code and an error trace, as a user pastes a log or
+a file; `--distinct`: every request asks something new, where by default every request repeats
+the same ask, as the turns of an agent loop do; `--accented`: the ask holds one letter beyond
+ASCII, as a name or a word of most languages does).
 """
 
 from __future__ import annotations
@@ -86,9 +87,11 @@ async def run(args: argparse.Namespace) -> None:
         for proc in procs.values():
             await wait_ready(proc.url + "/health")
         body = cline_body()
+        ask = body["messages"][-1]
         if args.pasted:  # the user pasted a log or a file into the ask
-            ask = body["messages"][-1]
             ask["content"] = ask["content"] + "\n\n" + pasted_text(args.pasted)
+        if args.accented:
+            ask["content"] = "Caf\u00e9 app: " + ask["content"]
         sent: Body = body
         if args.distinct:  # every request a new ask: nothing the router analysed is reused
             sent = functools.partial(_new_ask, body, itertools.count())
@@ -113,7 +116,8 @@ async def run(args: argparse.Namespace) -> None:
         print(
             f"{args.blocks} blocks of {args.requests} requests, "
             f"{time.monotonic() - started:.0f} s, strategy {args.strategy}"
-            f"{', a new ask each request' if args.distinct else ''}; "
+            f"{', a new ask each request' if args.distinct else ''}"
+            f"{', one accented letter in it' if args.accented else ''}; "
             f"before: {args.before}; after: {args.after}"
         )
         for label, data, scale, unit in (
@@ -157,6 +161,11 @@ def main() -> int:
         "--distinct",
         action="store_true",
         help="a new ask in every request (as a chat, not an agent loop that repeats its task)",
+    )
+    parser.add_argument(
+        "--accented",
+        action="store_true",
+        help="the ask holds one letter beyond ASCII (an accented e)",
     )
     asyncio.run(run(parser.parse_args()))
     return 0

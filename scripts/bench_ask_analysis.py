@@ -6,7 +6,10 @@ the same analysis as it was written before: each part folds the ask on its own a
 scans the text (text with caseless signs such as a typographic apostrophe takes the lower-cased
 twins in both; before, it kept the patterns as written: compare with a `git archive` of that
 tree for it). Both run in the same process, alternated, best of several repeats; the script
-checks that both give the same analysis and prints each time and the ratio new / old.
+checks that both give the same analysis and prints each time and the ratio new / old. A third
+column gives the analysis with every pattern as written over the text as it is, no twin and no
+runs: what an ask with a letter beyond ASCII (an accent, a Chinese sentence) got before the twins
+covered every script (a text with one of `ascii_fold.FOLDS_INTO_ASCII` still does).
 
     python scripts/bench_ask_analysis.py [--repeats 7] [--runs-from N]
 
@@ -27,6 +30,7 @@ from bench_floor import pasted_text
 
 from gateway.config import parse_config
 from gateway.router import ascii_fold
+from gateway.router.ascii_fold import FoldedText
 from gateway.router.asks import AskAnalyses, AskAnalysis
 from gateway.router.classifier import TaskClassifier
 from gateway.router.features import ask_features
@@ -36,6 +40,8 @@ from gateway.router.store import encode_features
 
 ROUTELLM = Path(__file__).resolve().parents[1] / "bench" / "data" / "routellm"
 ASK = "Rename the function load to read in src/io.py."
+ASK_ZH = "\u8bf7\u628a src/io.py \u91cc\u7684 load \u51fd\u6570\u6539\u540d\u4e3a read\u3002"
+ASK_FR = "Renomme la fonction load en read dans src/io.py, s'il te pla\u00eet."
 
 
 def old_analyse(classifier: TaskClassifier, ask: str) -> AskAnalysis:
@@ -48,6 +54,20 @@ def old_analyse(classifier: TaskClassifier, ask: str) -> AskAnalysis:
         encoded=encode_features(features),
         keyword=classifier.keyword(ask),
         verdict=classifier.classify_ask(ask),
+    )
+
+
+def written_analyse(classifier: TaskClassifier, ask: str) -> AskAnalysis:
+    """The analysis with every pattern as written over the ask as it is (no twin, no runs)."""
+    text = FoldedText(ask, None)
+    features = ask_features(text, classifier.keyword_count(text))
+    return AskAnalysis(
+        text=ask,
+        features=features,
+        packed=pack(features),
+        encoded=encode_features(features),
+        keyword=classifier.keyword(text),
+        verdict=classifier.classify_ask(text),
     )
 
 
@@ -75,15 +95,13 @@ def replay_texts() -> dict[str, str]:
     }
 
 
-def best_of(
-    repeats: int, number: int, old: Callable[[], object], new: Callable[[], object]
-) -> tuple[float, float]:
+def best_of(repeats: int, number: int, *calls: Callable[[], object]) -> list[float]:
     """The best time of `number` calls of each, over `repeats` alternated rounds."""
-    best_old = best_new = float("inf")
+    best = [float("inf")] * len(calls)
     for _ in range(repeats):
-        best_old = min(best_old, timeit.timeit(old, number=number))
-        best_new = min(best_new, timeit.timeit(new, number=number))
-    return best_old, best_new
+        for i, call in enumerate(calls):
+            best[i] = min(best[i], timeit.timeit(call, number=number))
+    return best
 
 
 def main() -> None:
@@ -102,22 +120,40 @@ def main() -> None:
         "2 KB paste": f"{ASK}\n\n{pasted_text(2_000)}",
         "400 B paste": f"{ASK}\n\n{pasted_text(400)}",
         "46-character ask": ASK,
+        "10 KB paste, one \u00e9": f"{ASK} Caf\u00e9:\n\n{pasted_text(10_000)}",
+        "10 KB paste, Chinese ask": f"{ASK_ZH}\n\n{pasted_text(10_000)}",
+        "Chinese ask": ASK_ZH,
+        "French ask": ASK_FR,
         **replay_texts(),
     }
     print(f"runs gathered from {ascii_fold.RUNS_FROM} characters; best of {args.repeats}")
-    print(f"{'ask':28} {'chars':>6} {'old µs':>9} {'new µs':>9} {'new/old':>8}")
+    print(
+        f"{'ask':28} {'chars':>6} {'old µs':>9} {'new µs':>9} {'new/old':>8} "
+        f"{'written µs':>11} {'new/written':>12}"
+    )
     for name, text in texts.items():
         old, new = old_analyse(classifier, text), analyses.analyse(text)
+        written = written_analyse(classifier, text)
         assert (old.features, old.keyword, old.verdict) == (new.features, new.keyword, new.verdict)
+        assert (written.features, written.keyword, written.verdict) == (
+            new.features,
+            new.keyword,
+            new.verdict,
+        )
         number = max(1, 100_000 // max(len(text), 100))
-        best_old, best_new = best_of(
+        best_old, best_new, best_written = best_of(
             args.repeats,
             number,
             partial(old_analyse, classifier, text),
             partial(analyses.analyse, text),
+            partial(written_analyse, classifier, text),
         )
         old_us, new_us = best_old / number * 1e6, best_new / number * 1e6
-        print(f"{name:28} {len(text):>6} {old_us:>9.1f} {new_us:>9.1f} {new_us / old_us:>8.3f}")
+        written_us = best_written / number * 1e6
+        print(
+            f"{name:28} {len(text):>6} {old_us:>9.1f} {new_us:>9.1f} {new_us / old_us:>8.3f} "
+            f"{written_us:>11.1f} {new_us / written_us:>12.3f}"
+        )
 
 
 if __name__ == "__main__":
