@@ -83,6 +83,19 @@ def test_text_with_any_other_character_is_searched_as_written() -> None:
     assert not units.found(FoldedText.of("5 kilo"))
 
 
+@pytest.mark.parametrize("after", ["\u0391 then", "a then", "\u0301x then"])
+def test_the_reason_phrase_is_cut_from_the_ask_as_given(after: str) -> None:
+    """The reasoning phrase of `content_signal` is cut at 40 characters and then lower-cased: a
+    capital sigma that is the 40th is a final sigma there, though in the lower-cased ask (where
+    the twin matches, with the same span) a letter follows it and it is not."""
+    text = "first " + "a" * 32 + "\u0391\u03a3" + after
+    fast = FoldedText.of(text)
+    assert fast.lowered is not None
+    assert fast.lowered[39] == "\u03c3"  # medial sigma: a letter follows it
+    reason = "complex: multi-step reasoning ('first " + "a" * 32 + "\u03b1\u03c2')"
+    assert content_signal(fast) == content_signal(as_written(text)) == reason
+
+
 def _vocabulary() -> list[str]:
     """The words and the phrases (words a space apart) the patterns are written with."""
     words = {
