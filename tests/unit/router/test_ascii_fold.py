@@ -1,5 +1,6 @@
-"""Case-insensitive patterns on ASCII text: the lower-cased twin finds exactly what the pattern
-as written finds, so the router's features (and its shipped weights) see the same values."""
+"""Case-insensitive patterns on text of any script but four characters: the lower-cased twin
+finds exactly what the pattern as written finds, so the router's features (and its shipped
+weights) see the same values."""
 
 from __future__ import annotations
 
