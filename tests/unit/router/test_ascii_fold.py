@@ -74,8 +74,9 @@ def test_patterns_are_lower_cased_outside_their_escapes(source: str, lowered: st
     assert _lower_outside_escapes(source) == lowered
 
 
-def test_text_with_any_other_character_is_searched_as_written() -> None:
-    """Folding reaches past ASCII: the Kelvin sign matches k, the long s matches s."""
+def test_text_with_a_character_folding_into_ascii_is_searched_as_written() -> None:
+    """Folding reaches into ASCII from four characters: the Kelvin sign matches k, the long s
+    matches s; a text with one of them has no lower-cased form."""
     units = PATTERNS["_UNITS"]
     for text in ("5 \u212ag", "a \u017fecond"):
         folded = FoldedText.of(text)

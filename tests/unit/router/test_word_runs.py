@@ -337,7 +337,7 @@ def test_the_replay_data_is_analysed_the_same_with_the_runs(
             assert analysis.verdict == classifier.classify_ask(text)
 
 
-def test_short_text_and_text_beyond_ascii_have_no_runs() -> None:
+def test_short_text_and_text_folding_into_ascii_have_no_runs() -> None:
     assert FoldedText.of("x" * (ascii_fold.RUNS_FROM - 1), runs=True).runs is None
     assert FoldedText.of("x" * ascii_fold.RUNS_FROM, runs=True).runs == {
         b"x" * ascii_fold.RUNS_FROM
