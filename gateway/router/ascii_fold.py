@@ -8,11 +8,14 @@ matches in the lower-cased text, when every character of the text beyond ASCII l
 one character, beyond ASCII, of its own kind (`\\w`, `\\d`, `\\s` or none), and folds to no
 ASCII character: ASCII letters fold only to each other, and such a character matches no literal
 of the pattern either way, nor moves when the text is lower-cased, so the matches, their spans
-and their number are the same (the matched text is the lower-cased one). Every character but
-`FOLDS_INTO_ASCII` qualifies (letters of any script, accents, digits, signs, emoji; a test
-checks each code point): the dotted capital I (lower-cased to two characters), the dotless i,
-the long s and the Kelvin sign (each matches an ASCII letter under IGNORECASE). Text with one of
-them keeps the pattern as it was written.
+and their number are the same. Every character but `FOLDS_INTO_ASCII` qualifies (letters of
+any script, accents, digits, signs, emoji; a test checks each code point): the dotted capital I
+(lower-cased to two characters), the dotless i, the long s and the Kelvin sign (each matches an
+ASCII letter under IGNORECASE). Text with one of them keeps the pattern as it was written.
+
+The matched text is the lower-cased one, which is not always the match's own text lower-cased:
+a capital sigma lower-cases to a final sigma only where no letter follows it, so a caller that
+cuts a match before lower-casing it takes it from `FoldedText.text` (at the same span).
 
 A pattern is lower-cased outside its escapes (`\\b`, `\\S` keep their meaning); one with an
 escape that names a character by its code (`\\x41`, `\\u0041`, `\\N{...}`, octal), a named

@@ -151,7 +151,10 @@ def content_signal(ask: str | FoldedText) -> str | None:
         return "complex: code or error trace in the ask"
     match = _REASONING.search(text)
     if match:
-        phrase = " ".join(match.group(0).split())[:40].lower()
+        # The phrase from the ask as given: a match in the lower-cased form has the same span,
+        # but its text may differ at the cut (a capital sigma lower-cases to a final sigma
+        # only when no letter follows it, and the 40th character may be one).
+        phrase = " ".join(ask[match.start() : match.end()].split())[:40].lower()
         return f"complex: multi-step reasoning ('{phrase}')"
     if len(_LIST_ITEM.findall(ask)) >= _MIN_LIST_ITEMS:
         return "complex: a list of several requirements"

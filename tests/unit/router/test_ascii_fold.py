@@ -1,5 +1,6 @@
-"""Case-insensitive patterns on ASCII text: the lower-cased twin finds exactly what the pattern
-as written finds, so the router's features (and its shipped weights) see the same values."""
+"""Case-insensitive patterns on text of any script but four characters: the lower-cased twin
+finds exactly what the pattern as written finds, so the router's features (and its shipped
+weights) see the same values."""
 
 from __future__ import annotations
 
@@ -73,14 +74,28 @@ def test_patterns_are_lower_cased_outside_their_escapes(source: str, lowered: st
     assert _lower_outside_escapes(source) == lowered
 
 
-def test_text_with_any_other_character_is_searched_as_written() -> None:
-    """Folding reaches past ASCII: the Kelvin sign matches k, the long s matches s."""
+def test_text_with_a_character_folding_into_ascii_is_searched_as_written() -> None:
+    """Folding reaches into ASCII from four characters: the Kelvin sign matches k, the long s
+    matches s; a text with one of them has no lower-cased form."""
     units = PATTERNS["_UNITS"]
     for text in ("5 \u212ag", "a \u017fecond"):
         folded = FoldedText.of(text)
         assert folded.lowered is None
         assert units.found(folded)
     assert not units.found(FoldedText.of("5 kilo"))
+
+
+@pytest.mark.parametrize("after", ["\u0391 then", "a then", "\u0301x then"])
+def test_the_reason_phrase_is_cut_from_the_ask_as_given(after: str) -> None:
+    """The reasoning phrase of `content_signal` is cut at 40 characters and then lower-cased: a
+    capital sigma that is the 40th is a final sigma there, though in the lower-cased ask (where
+    the twin matches, with the same span) a letter follows it and it is not."""
+    text = "first " + "a" * 32 + "\u0391\u03a3" + after
+    fast = FoldedText.of(text)
+    assert fast.lowered is not None
+    assert fast.lowered[39] == "\u03c3"  # medial sigma: a letter follows it
+    reason = "complex: multi-step reasoning ('first " + "a" * 32 + "\u03b1\u03c2')"
+    assert content_signal(fast) == content_signal(as_written(text)) == reason
 
 
 def _vocabulary() -> list[str]:
