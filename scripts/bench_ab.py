@@ -18,11 +18,11 @@ quartiles over the blocks, and in how many blocks after was below before (a sign
 blocks, 15 or more, or 5 or fewer, is beyond chance at p < 0.05). Figures only: asserts nothing.
 
 Run: `.venv/bin/python scripts/bench_ab.py --before /tmp/before [--blocks 20] [--requests 50]
-[--strategy smart_routing] [--pasted 10000] [--distinct] [--accented]` (`--pasted`: the ask also
-carries that many characters of pasted prose, code and an error trace, as a user pastes a log or
-a file; `--distinct`: every request asks something new, where by default every request repeats
-the same ask, as the turns of an agent loop do; `--accented`: the ask holds one letter beyond
-ASCII, as a name or a word of most languages does).
+[--strategy smart_routing] [--log-level INFO] [--pasted 10000] [--distinct] [--accented]`
+(`--pasted`: the ask also carries that many characters of pasted prose, code and an error trace, as
+a user pastes a log or a file; `--distinct`: every request asks something new, where by default
+every request repeats the same ask, as the turns of an agent loop do; `--accented`: the ask holds
+one letter beyond ASCII, as a name or a word of most languages does).
 """
 
 from __future__ import annotations
@@ -78,7 +78,13 @@ async def run(args: argparse.Namespace) -> None:
         for name, tree in (("before", args.before), ("after", args.after)):
             (tmp / name).mkdir()
             procs[name] = spawn_local_gateway(
-                sim, tmp / name, cpus=path_cpus, env=env, strategy=args.strategy, tree=tree
+                sim,
+                tmp / name,
+                cpus=path_cpus,
+                env=env,
+                strategy=args.strategy,
+                tree=tree,
+                log_level=args.log_level,
             )
             stack.callback(procs[name].stop)
         procs["relay"] = spawn_bare_relay(sim.url, cpus=path_cpus)
@@ -115,7 +121,8 @@ async def run(args: argparse.Namespace) -> None:
                     ttft[name].append(statistics.median(samples))
         print(
             f"{args.blocks} blocks of {args.requests} requests, "
-            f"{time.monotonic() - started:.0f} s, strategy {args.strategy}"
+            f"{time.monotonic() - started:.0f} s, strategy {args.strategy}, "
+            f"log level {args.log_level}"
             f"{', a new ask each request' if args.distinct else ''}"
             f"{', one accented letter in it' if args.accented else ''}; "
             f"before: {args.before}; after: {args.after}"
@@ -151,6 +158,11 @@ def main() -> int:
     parser.add_argument("--blocks", type=int, default=20)
     parser.add_argument("--requests", type=int, default=50, help="requests per block and path")
     parser.add_argument("--strategy", default="always_local")
+    parser.add_argument(
+        "--log-level",
+        default="WARNING",
+        help="both gateways' level (WARNING: no line per request; INFO is the gateway's default)",
+    )
     parser.add_argument(
         "--pasted",
         type=int,
