@@ -17,7 +17,8 @@ CPU time; a change that saves system calls shows there and not here.
 
 Needs valgrind (`scripts/setup_valgrind.sh`). Run:
 `.venv/bin/python scripts/bench_instructions.py [--before ../old-tree] [--strategy always_local]
-[--log-level INFO]`.
+[--log-level INFO] [--keep DIR]` (`--keep`: the dumps stay in DIR, one folder a process, for
+`callgrind_annotate DIR/gateway-1/callgrind.PID.1`).
 """
 
 from __future__ import annotations
@@ -88,10 +89,13 @@ async def run(args: argparse.Namespace) -> None:
     figures: dict[str, list[float]] = {name: [] for name, _ in trees}
     try:
         await wait_ready(sim.url + "/health")
-        for _ in range(args.runs):
+        for run in range(args.runs):
             for name, tree in trees:
                 with tempfile.TemporaryDirectory(prefix="bench-instructions-") as tmp:
                     out = Path(tmp)
+                    if args.keep is not None:  # the dumps outlive the run, one folder a process
+                        out = args.keep / f"{name}-{run + 1}"
+                        out.mkdir(parents=True, exist_ok=True)
                     prefix = callgrind(out)
                     if tree is None:
                         proc = spawn_bare_relay(sim.url, prefix=prefix)
@@ -105,9 +109,7 @@ async def run(args: argparse.Namespace) -> None:
                             log_level=args.log_level,
                         )
                     try:
-                        figures[name].append(
-                            await count(proc, out, body, args.warm, args.requests)
-                        )
+                        figures[name].append(await count(proc, out, body, args.warm, args.requests))
                     finally:
                         proc.stop()
     finally:
@@ -134,6 +136,12 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--warm", type=int, default=30)
     parser.add_argument("--runs", type=int, default=2)
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        help="keep each run's callgrind dumps in KEEP/<relay|before|after|gateway>-<run>/, for "
+        "callgrind_annotate",
+    )
     parser.add_argument(
         "--log-level",
         default="WARNING",
