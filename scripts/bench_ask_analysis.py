@@ -44,22 +44,8 @@ ASK_ZH = "\u8bf7\u628a src/io.py \u91cc\u7684 load \u51fd\u6570\u6539\u540d\u4e3
 ASK_FR = "Renomme la fonction load en read dans src/io.py, s'il te pla\u00eet."
 
 
-def old_analyse(classifier: TaskClassifier, ask: str) -> AskAnalysis:
-    """The analysis as before the prefilter: every part folds the ask and scans it itself."""
-    features = ask_features(ask, classifier.keyword_count(ask))
-    return AskAnalysis(
-        text=ask,
-        features=features,
-        packed=pack(features),
-        encoded=encode_features(features),
-        keyword=classifier.keyword(ask),
-        verdict=classifier.classify_ask(ask),
-    )
-
-
-def written_analyse(classifier: TaskClassifier, ask: str) -> AskAnalysis:
-    """The analysis with every pattern as written over the ask as it is (no twin, no runs)."""
-    text = FoldedText(ask, None)
+def _analysis_of(classifier: TaskClassifier, ask: str, text: str | FoldedText) -> AskAnalysis:
+    """Every part of the analysis of `ask`, each folding and scanning `text` itself."""
     features = ask_features(text, classifier.keyword_count(text))
     return AskAnalysis(
         text=ask,
@@ -69,6 +55,16 @@ def written_analyse(classifier: TaskClassifier, ask: str) -> AskAnalysis:
         keyword=classifier.keyword(text),
         verdict=classifier.classify_ask(text),
     )
+
+
+def old_analyse(classifier: TaskClassifier, ask: str) -> AskAnalysis:
+    """The analysis as before the prefilter: every part folds the ask and scans it itself."""
+    return _analysis_of(classifier, ask, ask)
+
+
+def written_analyse(classifier: TaskClassifier, ask: str) -> AskAnalysis:
+    """The analysis with every pattern as written over the ask as it is (no twin, no runs)."""
+    return _analysis_of(classifier, ask, FoldedText(ask, None))
 
 
 def replay_texts() -> dict[str, str]:
