@@ -31,12 +31,9 @@ from bench_floor import pasted_text
 from gateway.config import parse_config
 from gateway.router import ascii_fold
 from gateway.router.ascii_fold import FoldedText
-from gateway.router.asks import AskAnalyses, AskAnalysis
+from gateway.router.asks import AskAnalyses, AskAnalysis, analysis_of
 from gateway.router.classifier import TaskClassifier
-from gateway.router.features import ask_features
 from gateway.router.heuristic import HeuristicScore
-from gateway.router.packed import pack
-from gateway.router.store import encode_features
 
 ROUTELLM = Path(__file__).resolve().parents[1] / "bench" / "data" / "routellm"
 ASK = "Rename the function load to read in src/io.py."
@@ -44,27 +41,14 @@ ASK_ZH = "\u8bf7\u628a src/io.py \u91cc\u7684 load \u51fd\u6570\u6539\u540d\u4e3
 ASK_FR = "Renomme la fonction load en read dans src/io.py, s'il te pla\u00eet."
 
 
-def _analysis_of(classifier: TaskClassifier, ask: str, text: str | FoldedText) -> AskAnalysis:
-    """Every part of the analysis of `ask`, each folding and scanning `text` itself."""
-    features = ask_features(text, classifier.keyword_count(text))
-    return AskAnalysis(
-        text=ask,
-        features=features,
-        packed=pack(features),
-        encoded=encode_features(features),
-        keyword=classifier.keyword(text),
-        verdict=classifier.classify_ask(text),
-    )
-
-
 def old_analyse(classifier: TaskClassifier, ask: str) -> AskAnalysis:
     """The analysis as before the prefilter: every part folds the ask and scans it itself."""
-    return _analysis_of(classifier, ask, ask)
+    return analysis_of(classifier, ask, ask)
 
 
 def written_analyse(classifier: TaskClassifier, ask: str) -> AskAnalysis:
     """The analysis with every pattern as written over the ask as it is (no twin, no runs)."""
-    return _analysis_of(classifier, ask, FoldedText(ask, None))
+    return analysis_of(classifier, ask, FoldedText(ask, None))
 
 
 def replay_texts() -> dict[str, str]:

@@ -90,16 +90,7 @@ class AskAnalyses:
     def analyse(self, ask: str) -> AskAnalysis:
         """A new analysis of `ask`, kept nowhere. The ask is folded once for all its patterns,
         with its runs, so that over a long ask a pattern that cannot match is not scanned."""
-        text = FoldedText.of(ask, runs=True)
-        features = ask_features(text, self.classifier.keyword_count(text))
-        return AskAnalysis(
-            text=ask,
-            features=features,
-            packed=pack(features),
-            encoded=encode_features(features),
-            keyword=self.classifier.keyword(text),
-            verdict=self.classifier.classify_ask(text),
-        )
+        return analysis_of(self.classifier, ask, FoldedText.of(ask, runs=True))
 
     def score(self, analysis: AskAnalysis) -> float:
         """The heuristic's continuous score of the analysed ask (gateway.router.heuristic)."""
@@ -110,3 +101,17 @@ class AskAnalyses:
     def counts(self) -> dict[str, int]:
         """How many asks were analysed, and how many reused a kept analysis (`/stats`)."""
         return {"analysed": self.misses, "reused": self.hits}
+
+
+def analysis_of(classifier: TaskClassifier, ask: str, text: str | FoldedText) -> AskAnalysis:
+    """Every part of the analysis of `ask`, each reading `text`: `ask` itself, or a form of it
+    already folded (`FoldedText`; the same results, sooner)."""
+    features = ask_features(text, classifier.keyword_count(text))
+    return AskAnalysis(
+        text=ask,
+        features=features,
+        packed=pack(features),
+        encoded=encode_features(features),
+        keyword=classifier.keyword(text),
+        verdict=classifier.classify_ask(text),
+    )
